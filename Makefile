@@ -1,0 +1,47 @@
+# provision: build, test and demo against the local AWS emulator (moto server, see localstack/README.md).
+SHELL := bash
+
+.PHONY: emulator-start emulator-stop build test demo lint deps
+
+emulator-start:
+	@localstack/start.sh
+
+emulator-stop:
+	@localstack/stop.sh
+
+build:
+	cargo build
+
+# The emulator is stopped on exit (EXIT trap), also when the tests fail; make exits with the tests' status.
+test:
+	@trap 'localstack/stop.sh' EXIT; \
+	localstack/start.sh || exit 1; \
+	. localstack/env.sh; \
+	if command -v cargo-nextest >/dev/null 2>&1; then \
+		cargo nextest run --no-fail-fast; \
+	else \
+		cargo test --no-fail-fast; \
+	fi
+
+# Writes its kubeconfig under target/ so the user's ~/.kube/config is never touched.
+demo:
+	@set -e; \
+	trap 'localstack/stop.sh' EXIT; \
+	localstack/start.sh; \
+	cargo build; \
+	. localstack/env.sh; \
+	export KUBECONFIG="$(CURDIR)/target/demo-kubeconfig"; \
+	target/debug/provision up -f config/demo.toml; \
+	target/debug/provision plan -f config/demo.toml; \
+	target/debug/provision down -f config/demo.toml
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	shellcheck localstack/*.sh .ci/run
+
+deps:
+	@if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update -qq && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv shellcheck cloud-init curl openssl
+	localstack/install.sh

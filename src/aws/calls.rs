@@ -1,0 +1,93 @@
+//! Counting API calls with an SDK interceptor: the numbers behind `api_calls` in the summary
+//! and the call order that teardown tests assert.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// Called with (service, operation) at the start of every operation.
+pub type CallHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// Shared by all clients of a run.
+#[derive(Clone, Default)]
+pub struct CallCounter {
+    inner: Arc<Mutex<Log>>,
+    hook: Option<CallHook>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    operations: BTreeMap<String, BTreeMap<String, u64>>,
+    attempts: u64,
+}
+
+impl std::fmt::Debug for CallCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallCounter").field("total", &self.total()).finish()
+    }
+}
+
+impl CallCounter {
+    pub fn new(hook: Option<CallHook>) -> Self {
+        CallCounter { inner: Arc::default(), hook }
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, Log> {
+        // A panic while holding this lock cannot leave the counts inconsistent.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Operations by service and name (a waiter's polls count one each; SDK retries do not).
+    pub fn by_operation(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        self.log().operations.clone()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.log().operations.values().flat_map(|m| m.values()).sum()
+    }
+
+    /// HTTP attempts, retries included.
+    pub fn attempts(&self) -> u64 {
+        self.log().attempts
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "provision::CallCounter"
+    }
+
+    // Not `read_before_execution`: client-level interceptors see that hook before the
+    // operation's own config (with its `Metadata`) is in the bag.
+    fn read_before_serialization(
+        &self,
+        _ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(m) = cfg.load::<Metadata>() {
+            *self.log().operations.entry(m.service().to_string()).or_default().entry(m.name().to_string()).or_default() += 1;
+            if let Some(hook) = &self.hook {
+                hook(m.service(), m.name());
+            }
+        }
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.log().attempts += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! Finding everything a cluster owns: one batched, tag-filtered Describe per resource type,
+//! all in flight at once, plus the IAM and SSM objects whose names derive from the cluster.
+
+use aws_sdk_ec2::types::Filter;
+
+use super::error::api;
+use super::{AwsError, Clients, cluster_filter, tag_value};
+use crate::core::plan::{ObsIam, ObsIgw, ObsInstance, ObsProfile, ObsRouteTable, ObsRule, ObsSecret, ObsSg, ObsSubnet, ObsVpc, Observed};
+use crate::core::tags::{CLUSTER_TAG, RESOURCE_TAG, node_role_name};
+
+/// What to look up besides the tagged EC2 resources.
+#[derive(Debug, Clone)]
+pub struct Scope<'a> {
+    pub cluster: &'a str,
+    /// Also read the VPC's DNS attributes (two more calls; `up` and `plan` need them, `down` not).
+    pub vpc_attributes: bool,
+}
+
+/// Describes everything tagged with the cluster.
+///
+/// # Errors
+/// The first Describe that fails.
+pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsError> {
+    let cluster = scope.cluster;
+    let role_name = node_role_name(cluster, &c.region);
+    let (vpcs, subnets, igws, route_tables, security_groups, instances, role, profile, secret) = tokio::try_join!(
+        vpcs(c, cluster),
+        subnets(c, cluster),
+        igws(c, cluster),
+        route_tables(c, cluster),
+        security_groups(c, cluster),
+        instances(c, cluster),
+        super::iam::get_role(c, &role_name, cluster),
+        super::iam::get_instance_profile(c, &role_name, cluster),
+        secret(c, cluster),
+    )?;
+    let mut obs = Observed { vpcs, subnets, igws, route_tables, security_groups, instances, role, profile, secret };
+    if scope.vpc_attributes {
+        for v in &mut obs.vpcs {
+            let (support, hostnames) = super::network::vpc_dns_attributes(c, &v.id).await?;
+            v.dns_support = Some(support);
+            v.dns_hostnames = Some(hostnames);
+        }
+    }
+    Ok(obs)
+}
+
+fn logical(tags: &[aws_sdk_ec2::types::Tag]) -> Option<String> {
+    tag_value(tags, RESOURCE_TAG).map(str::to_string)
+}
+
+async fn vpcs(c: &Clients, cluster: &str) -> Result<Vec<ObsVpc>, AwsError> {
+    let items = c.ec2.describe_vpcs().filters(cluster_filter(cluster)).into_paginator().items().send().try_collect().await;
+    let items = items.map_err(api("listing", "VPCs"))?;
+    Ok(items
+        .into_iter()
+        .map(|v| ObsVpc {
+            id: v.vpc_id().unwrap_or_default().into(),
+            logical: logical(v.tags()),
+            cidr: v.cidr_block().unwrap_or_default().into(),
+            dns_support: None,
+            dns_hostnames: None,
+        })
+        .collect())
+}
+
+async fn subnets(c: &Clients, cluster: &str) -> Result<Vec<ObsSubnet>, AwsError> {
+    let items = c.ec2.describe_subnets().filters(cluster_filter(cluster)).into_paginator().items().send().try_collect().await;
+    let items = items.map_err(api("listing", "subnets"))?;
+    Ok(items
+        .into_iter()
+        .map(|s| ObsSubnet {
+            id: s.subnet_id().unwrap_or_default().into(),
+            logical: logical(s.tags()),
+            vpc_id: s.vpc_id().unwrap_or_default().into(),
+            cidr: s.cidr_block().unwrap_or_default().into(),
+            az: s.availability_zone().unwrap_or_default().into(),
+            map_public_ip: s.map_public_ip_on_launch().unwrap_or(false),
+        })
+        .collect())
+}
+
+async fn igws(c: &Clients, cluster: &str) -> Result<Vec<ObsIgw>, AwsError> {
+    let items = c.ec2.describe_internet_gateways().filters(cluster_filter(cluster)).into_paginator().items().send().try_collect().await;
+    let items = items.map_err(api("listing", "internet gateways"))?;
+    Ok(items
+        .into_iter()
+        .map(|g| ObsIgw {
+            id: g.internet_gateway_id().unwrap_or_default().into(),
+            logical: logical(g.tags()),
+            attached_vpcs: g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect(),
+        })
+        .collect())
+}
+
+async fn route_tables(c: &Clients, cluster: &str) -> Result<Vec<ObsRouteTable>, AwsError> {
+    let items = c.ec2.describe_route_tables().filters(cluster_filter(cluster)).into_paginator().items().send().try_collect().await;
+    let items = items.map_err(api("listing", "route tables"))?;
+    Ok(items
+        .into_iter()
+        .map(|r| ObsRouteTable {
+            id: r.route_table_id().unwrap_or_default().into(),
+            logical: logical(r.tags()),
+            vpc_id: r.vpc_id().unwrap_or_default().into(),
+            default_route: r
+                .routes()
+                .iter()
+                .find(|x| x.destination_cidr_block() == Some("0.0.0.0/0"))
+                .and_then(|x| x.gateway_id().map(str::to_string)),
+            associations: r
+                .associations()
+                .iter()
+                .filter(|a| !a.main().unwrap_or(false))
+                .filter_map(|a| Some((a.route_table_association_id()?.to_string(), a.subnet_id()?.to_string())))
+                .collect(),
+        })
+        .collect())
+}
+
+async fn security_groups(c: &Clients, cluster: &str) -> Result<Vec<ObsSg>, AwsError> {
+    let items = c.ec2.describe_security_groups().filters(cluster_filter(cluster)).into_paginator().items().send().try_collect().await;
+    let items = items.map_err(api("listing", "security groups"))?;
+    Ok(items
+        .into_iter()
+        .map(|g| {
+            let mut rules = Vec::new();
+            for p in g.ip_permissions() {
+                let proto = p.ip_protocol().unwrap_or_default().to_string();
+                let (from, to) = (p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1));
+                for r in p.ip_ranges() {
+                    rules.push(ObsRule { protocol: proto.clone(), from_port: from, to_port: to, source: r.cidr_ip().unwrap_or_default().into() });
+                }
+                for r in p.user_id_group_pairs() {
+                    rules.push(ObsRule { protocol: proto.clone(), from_port: from, to_port: to, source: r.group_id().unwrap_or_default().into() });
+                }
+            }
+            ObsSg { id: g.group_id().unwrap_or_default().into(), logical: logical(g.tags()), vpc_id: g.vpc_id().unwrap_or_default().into(), rules }
+        })
+        .collect())
+}
+
+async fn instances(c: &Clients, cluster: &str) -> Result<Vec<ObsInstance>, AwsError> {
+    let states = Filter::builder()
+        .name("instance-state-name")
+        .set_values(Some(["pending", "running", "stopping", "stopped", "shutting-down", "terminated"].map(String::from).to_vec()))
+        .build();
+    let pages = c.ec2.describe_instances().filters(cluster_filter(cluster)).filters(states).into_paginator().items().send().try_collect().await;
+    let reservations = pages.map_err(api("listing", "instances"))?;
+    Ok(reservations.iter().flat_map(|r| r.instances()).map(obs_instance).collect())
+}
+
+pub(crate) fn obs_instance(i: &aws_sdk_ec2::types::Instance) -> ObsInstance {
+    ObsInstance {
+        id: i.instance_id().unwrap_or_default().into(),
+        logical: logical(i.tags()),
+        state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+        subnet_id: i.subnet_id().map(str::to_string),
+        private_ip: i.private_ip_address().map(str::to_string),
+        public_ip: i.public_ip_address().map(str::to_string),
+    }
+}
+
+async fn secret(c: &Clients, cluster: &str) -> Result<Option<ObsSecret>, AwsError> {
+    use aws_sdk_ssm::types::ParameterStringFilter;
+    let filter = ParameterStringFilter::builder()
+        .key(format!("tag:{CLUSTER_TAG}"))
+        .values(cluster)
+        .build()
+        .map_err(|e| AwsError::unexpected("listing", "SSM parameters", e.to_string()))?;
+    let out = c
+        .ssm
+        .describe_parameters()
+        .parameter_filters(filter)
+        .send()
+        .await
+        .map_err(api("listing", "SSM parameters"))?;
+    let want = crate::core::tags::secret_parameter_name(cluster);
+    Ok(out.parameters().iter().find(|p| p.name() == Some(want.as_str())).map(|p| ObsSecret { name: p.name().unwrap_or_default().into(), owned: true }))
+}
+
+/// IAM tag lists → whether the cluster tag is ours.
+pub(crate) fn iam_owned(tags: &[aws_sdk_iam::types::Tag], cluster: &str) -> bool {
+    tags.iter().any(|t| t.key() == CLUSTER_TAG && t.value() == cluster)
+}
+
+pub(crate) fn obs_role(r: &aws_sdk_iam::types::Role, cluster: &str) -> ObsIam {
+    ObsIam { name: r.role_name().into(), arn: r.arn().into(), owned: iam_owned(r.tags(), cluster) }
+}
+
+pub(crate) fn obs_profile(p: &aws_sdk_iam::types::InstanceProfile, cluster: &str) -> ObsProfile {
+    ObsProfile {
+        name: p.instance_profile_name().into(),
+        arn: p.arn().into(),
+        roles: p.roles().iter().map(|r| r.role_name().to_string()).collect(),
+        owned: iam_owned(p.tags(), cluster),
+    }
+}

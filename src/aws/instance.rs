@@ -1,0 +1,149 @@
+//! EC2 instances: launch (tagged, IMDSv2 required, encrypted root volume), wait, terminate.
+
+use std::time::Duration;
+
+use aws_sdk_ec2::client::Waiters as _;
+use aws_sdk_ec2::error::DisplayErrorContext;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceType, ResourceType, VolumeType,
+};
+use base64::Engine as _;
+
+use super::discover::obs_instance;
+use super::error::api;
+use super::retry::{Backoff, is_eventual_not_found, is_iam_propagation, retry};
+use super::{AwsError, Clients, tag_spec};
+use crate::core::plan::ObsInstance;
+
+/// Everything one RunInstances call needs.
+#[derive(Debug, Clone)]
+pub struct Launch<'a> {
+    pub logical: &'a str,
+    pub count: i32,
+    pub image: &'a str,
+    pub root_device: &'a str,
+    pub instance_type: &'a str,
+    pub subnet: &'a str,
+    pub security_groups: Vec<String>,
+    pub instance_profile: &'a str,
+    pub user_data: &'a str,
+    pub key_name: Option<&'a str>,
+    pub volume_gb: i32,
+    pub tags: &'a [(String, String)],
+    /// Makes a retried or resumed launch return the same instances instead of new ones.
+    pub client_token: String,
+}
+
+/// Launches `count` instances in one call, retrying while a new instance profile propagates.
+///
+/// # Errors
+/// The AWS error of RunInstances, or a deadline error if the profile never became usable.
+pub async fn run(c: &Clients, l: &Launch<'_>) -> Result<Vec<ObsInstance>, AwsError> {
+    let user_data = base64::engine::general_purpose::STANDARD.encode(l.user_data.as_bytes());
+    let metadata = InstanceMetadataOptionsRequest::builder()
+        .http_tokens(HttpTokensState::Required)
+        .http_put_response_hop_limit(1)
+        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+        .build();
+    let root = BlockDeviceMapping::builder()
+        .device_name(l.root_device)
+        .ebs(EbsBlockDevice::builder().encrypted(true).volume_size(l.volume_gb).volume_type(VolumeType::Gp3).delete_on_termination(true).build())
+        .build();
+    let what = format!("{} ({} x {})", l.logical, l.count, l.instance_type);
+    let out = retry(Backoff::IAM_PROPAGATION, |e| is_iam_propagation(e) || is_eventual_not_found(e), || async {
+        c.ec2
+            .run_instances()
+            .image_id(l.image)
+            .instance_type(InstanceType::from(l.instance_type))
+            .min_count(l.count)
+            .max_count(l.count)
+            .subnet_id(l.subnet)
+            .set_security_group_ids(Some(l.security_groups.clone()))
+            .iam_instance_profile(IamInstanceProfileSpecification::builder().name(l.instance_profile).build())
+            .user_data(&user_data)
+            .set_key_name(l.key_name.map(str::to_string))
+            .metadata_options(metadata.clone())
+            .block_device_mappings(root.clone())
+            .tag_specifications(tag_spec(ResourceType::Instance, l.tags))
+            .tag_specifications(tag_spec(ResourceType::Volume, l.tags))
+            .client_token(&l.client_token)
+            .send()
+            .await
+            .map_err(api("launching", &what))
+    })
+    .await?;
+    Ok(out.instances().iter().map(obs_instance).collect())
+}
+
+/// Waits until all instances run (one batched DescribeInstances per poll) and returns them
+/// with their addresses.
+///
+/// # Errors
+/// When an instance terminates instead, or the wait times out.
+pub async fn wait_running(c: &Clients, ids: &[String], max: Duration) -> Result<Vec<ObsInstance>, AwsError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let resource = ids.join(", ");
+    // Right after RunInstances the ids may not be visible to Describe yet.
+    let poll = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2
+            .wait_until_instance_running()
+            .set_instance_ids(Some(ids.to_vec()))
+            .wait(max)
+            .await
+            .map_err(|e| {
+                let code = match &e {
+                    aws_sdk_ec2::waiters::instance_running::WaitUntilInstanceRunningError::OperationFailed(f) => {
+                        aws_sdk_ec2::error::ProvideErrorMetadata::code(f.error()).unwrap_or("").to_string()
+                    }
+                    _ => String::new(),
+                };
+                if code.is_empty() {
+                    AwsError::Wait { resource: resource.clone(), state: "running".into(), message: DisplayErrorContext(&e).to_string() }
+                } else {
+                    AwsError::Api { doing: "waiting for".into(), resource: resource.clone(), code, message: DisplayErrorContext(&e).to_string() }
+                }
+            })
+    })
+    .await?;
+    let out = poll.into_result().map_err(|e| AwsError::Wait { resource: resource.clone(), state: "running".into(), message: DisplayErrorContext(&e).to_string() })?;
+    Ok(out.reservations().iter().flat_map(|r| r.instances()).map(obs_instance).collect())
+}
+
+/// Waits until the instances pass their status checks.
+///
+/// # Errors
+/// When a check fails or the wait times out.
+pub async fn wait_status_ok(c: &Clients, ids: &[String], max: Duration) -> Result<(), AwsError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    c.ec2
+        .wait_until_instance_status_ok()
+        .set_instance_ids(Some(ids.to_vec()))
+        .wait(max)
+        .await
+        .map_err(|e| AwsError::Wait { resource: ids.join(", "), state: "status ok".into(), message: DisplayErrorContext(&e).to_string() })?;
+    Ok(())
+}
+
+/// Terminates the instances in one call and waits until they are gone.
+///
+/// # Errors
+/// The AWS error of the call, or a wait that times out.
+pub async fn terminate(c: &Clients, ids: &[String], max: Duration) -> Result<(), AwsError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let resource = ids.join(", ");
+    c.ec2.terminate_instances().set_instance_ids(Some(ids.to_vec())).send().await.map_err(api("terminating", &resource))?;
+    c.ec2
+        .wait_until_instance_terminated()
+        .set_instance_ids(Some(ids.to_vec()))
+        .wait(max)
+        .await
+        .map_err(|e| AwsError::Wait { resource, state: "terminated".into(), message: DisplayErrorContext(&e).to_string() })?;
+    Ok(())
+}

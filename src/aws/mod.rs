@@ -1,0 +1,104 @@
+//! The AWS layer: SDK clients, one module per resource kind (find by tag, create, wait, delete),
+//! retries for what the SDK does not retry, and an interceptor that counts every API call.
+//!
+//! Architecture invariant: every create call here sets the ownership tags in the same call
+//! (TagSpecifications / Tags), and every delete call is made only for a resource discovered
+//! through the cluster tag (or, for IAM and SSM, found by name *and* checked for the tag).
+
+pub mod calls;
+pub mod discover;
+pub mod error;
+pub mod iam;
+pub mod instance;
+pub mod lookup;
+pub mod network;
+pub mod retry;
+pub mod secret;
+pub mod security_group;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+
+pub use calls::CallCounter;
+pub use error::AwsError;
+
+/// The SDK clients of one run, all sharing one call counter.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub region: String,
+    pub calls: CallCounter,
+}
+
+/// Builds clients for `region` from the standard credential and endpoint chain
+/// (`AWS_PROFILE`, `AWS_ENDPOINT_URL*`, …).
+///
+/// Throttling and 5xx answers are retried by the SDK's standard retry mode with more attempts
+/// than its default (EC2's API buckets refill in seconds); each attempt has its own timeout.
+pub async fn clients(region: &str, calls: CallCounter) -> Clients {
+    let retry = RetryConfig::standard()
+        .with_max_attempts(8)
+        .with_initial_backoff(Duration::from_millis(500))
+        .with_max_backoff(Duration::from_secs(20));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .operation_attempt_timeout(Duration::from_secs(60))
+        .build();
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .retry_config(retry)
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    Clients {
+        ec2: aws_sdk_ec2::Client::from_conf(aws_sdk_ec2::config::Builder::from(&shared).interceptor(calls.clone()).build()),
+        iam: aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&shared).interceptor(calls.clone()).build()),
+        ssm: aws_sdk_ssm::Client::from_conf(aws_sdk_ssm::config::Builder::from(&shared).interceptor(calls.clone()).build()),
+        sts: aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&shared).interceptor(calls.clone()).build()),
+        region: region.to_string(),
+        calls,
+    }
+}
+
+/// The account and caller the credentials resolve to.
+///
+/// # Errors
+/// When there are no usable credentials.
+pub async fn whoami(c: &Clients) -> Result<(String, String), AwsError> {
+    let out = c
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(error::api("checking the AWS credentials with", "sts:GetCallerIdentity"))?;
+    Ok((out.account().unwrap_or_default().to_string(), out.arn().unwrap_or_default().to_string()))
+}
+
+/// EC2 tags from (key, value) pairs.
+pub(crate) fn ec2_tags(tags: &[(String, String)]) -> Vec<aws_sdk_ec2::types::Tag> {
+    tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect()
+}
+
+/// A TagSpecification for one resource type.
+pub(crate) fn tag_spec(rt: aws_sdk_ec2::types::ResourceType, tags: &[(String, String)]) -> aws_sdk_ec2::types::TagSpecification {
+    aws_sdk_ec2::types::TagSpecification::builder().resource_type(rt).set_tags(Some(ec2_tags(tags))).build()
+}
+
+/// The value of a tag in an EC2 tag list.
+pub(crate) fn tag_value<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+/// The filter that finds everything of one cluster.
+pub(crate) fn cluster_filter(cluster: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{}", crate::core::tags::CLUSTER_TAG))
+        .values(cluster)
+        .build()
+}

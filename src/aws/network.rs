@@ -1,0 +1,267 @@
+//! VPC, subnets, internet gateway and the public route table.
+
+use aws_sdk_ec2::client::Waiters as _;
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName, VpcState};
+use std::time::Duration;
+
+use super::error::api;
+use super::retry::{Backoff, is_eventual_not_found, retry};
+use super::{AwsError, Clients, tag_spec};
+
+/// Reads enableDnsSupport and enableDnsHostnames.
+///
+/// # Errors
+/// When either Describe fails.
+pub async fn vpc_dns_attributes(c: &Clients, vpc: &str) -> Result<(bool, bool), AwsError> {
+    let get = |attr: VpcAttributeName| async move {
+        c.ec2.describe_vpc_attribute().vpc_id(vpc).attribute(attr).send().await.map_err(api("reading DNS attributes of", vpc))
+    };
+    let (s, h) = tokio::try_join!(get(VpcAttributeName::EnableDnsSupport), get(VpcAttributeName::EnableDnsHostnames))?;
+    let v = |o: Option<&AttributeBooleanValue>| o.and_then(|a| a.value()).unwrap_or(false);
+    Ok((v(s.enable_dns_support()), v(h.enable_dns_hostnames())))
+}
+
+/// Creates the VPC (tagged), waits until it is available and turns DNS support and hostnames on.
+///
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn create_vpc(c: &Clients, cidr: &str, tags: &[(String, String)]) -> Result<String, AwsError> {
+    let out = c
+        .ec2
+        .create_vpc()
+        .cidr_block(cidr)
+        .tag_specifications(tag_spec(ResourceType::Vpc, tags))
+        .send()
+        .await
+        .map_err(api("creating", &format!("VPC {cidr}")))?;
+    let vpc = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| AwsError::unexpected("creating", "VPC", "no VPC id in the answer"))?.to_string();
+    if out.vpc().and_then(|v| v.state()) != Some(&VpcState::Available) {
+        c.ec2
+            .wait_until_vpc_available()
+            .vpc_ids(&vpc)
+            .wait(Duration::from_secs(120))
+            .await
+            .map_err(|e| AwsError::Wait { resource: vpc.clone(), state: "available".into(), message: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string() })?;
+    }
+    set_vpc_dns(c, &vpc, true, true).await?;
+    Ok(vpc)
+}
+
+/// Turns on the DNS attributes that are off (one call per attribute: the API takes one at a time).
+///
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn set_vpc_dns(c: &Clients, vpc: &str, support: bool, hostnames: bool) -> Result<(), AwsError> {
+    let on = || AttributeBooleanValue::builder().value(true).build();
+    // Hostnames can only be enabled once support is, so these two run in order.
+    if support {
+        retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+            c.ec2.modify_vpc_attribute().vpc_id(vpc).enable_dns_support(on()).send().await.map_err(api("enabling DNS support on", vpc))
+        })
+        .await?;
+    }
+    if hostnames {
+        retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+            c.ec2.modify_vpc_attribute().vpc_id(vpc).enable_dns_hostnames(on()).send().await.map_err(api("enabling DNS hostnames on", vpc))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Creates a subnet (tagged) and makes it public (map public IPs on launch).
+///
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn create_subnet(c: &Clients, vpc: &str, cidr: &str, az: &str, tags: &[(String, String)]) -> Result<String, AwsError> {
+    let what = format!("subnet {cidr} in {az}");
+    let out = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2
+            .create_subnet()
+            .vpc_id(vpc)
+            .cidr_block(cidr)
+            .availability_zone(az)
+            .tag_specifications(tag_spec(ResourceType::Subnet, tags))
+            .send()
+            .await
+            .map_err(api("creating", &what))
+    })
+    .await?;
+    let id = out.subnet().and_then(|s| s.subnet_id()).ok_or_else(|| AwsError::unexpected("creating", &what, "no subnet id in the answer"))?.to_string();
+    set_map_public_ip(c, &id).await?;
+    Ok(id)
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn set_map_public_ip(c: &Clients, subnet: &str) -> Result<(), AwsError> {
+    retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2
+            .modify_subnet_attribute()
+            .subnet_id(subnet)
+            .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
+            .send()
+            .await
+            .map_err(api("turning on public IPs for", subnet))
+    })
+    .await?;
+    Ok(())
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn create_igw(c: &Clients, tags: &[(String, String)]) -> Result<String, AwsError> {
+    let out = c
+        .ec2
+        .create_internet_gateway()
+        .tag_specifications(tag_spec(ResourceType::InternetGateway, tags))
+        .send()
+        .await
+        .map_err(api("creating", "internet gateway"))?;
+    out.internet_gateway()
+        .and_then(|g| g.internet_gateway_id())
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::unexpected("creating", "internet gateway", "no id in the answer"))
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn attach_igw(c: &Clients, igw: &str, vpc: &str) -> Result<(), AwsError> {
+    retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2.attach_internet_gateway().internet_gateway_id(igw).vpc_id(vpc).send().await.map_err(api("attaching", &format!("{igw} to {vpc}")))
+    })
+    .await?;
+    Ok(())
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn create_route_table(c: &Clients, vpc: &str, tags: &[(String, String)]) -> Result<String, AwsError> {
+    let out = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2
+            .create_route_table()
+            .vpc_id(vpc)
+            .tag_specifications(tag_spec(ResourceType::RouteTable, tags))
+            .send()
+            .await
+            .map_err(api("creating", &format!("route table in {vpc}")))
+    })
+    .await?;
+    out.route_table()
+        .and_then(|r| r.route_table_id())
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::unexpected("creating", "route table", "no id in the answer"))
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn create_default_route(c: &Clients, rt: &str, igw: &str) -> Result<(), AwsError> {
+    retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2
+            .create_route()
+            .route_table_id(rt)
+            .destination_cidr_block("0.0.0.0/0")
+            .gateway_id(igw)
+            .send()
+            .await
+            .map_err(api("adding the default route to", rt))
+    })
+    .await?;
+    Ok(())
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn associate(c: &Clients, rt: &str, subnet: &str) -> Result<(), AwsError> {
+    retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2.associate_route_table().route_table_id(rt).subnet_id(subnet).send().await.map_err(api("associating", &format!("{rt} with {subnet}")))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Removes a route table's subnet associations, then the table (its routes go with it).
+///
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn delete_route_table(c: &Clients, rt: &str, associations: &[(String, String)]) -> Result<(), AwsError> {
+    for (assoc, subnet) in associations {
+        match c.ec2.disassociate_route_table().association_id(assoc).send().await.map_err(api("disassociating", &format!("{rt} from {subnet}"))) {
+            Ok(_) => {}
+            Err(e) if e.code() == "InvalidAssociationID.NotFound" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    ignore_not_found(c.ec2.delete_route_table().route_table_id(rt).send().await.map_err(api("deleting", rt)), "InvalidRouteTableID.NotFound")
+}
+
+/// Detaches the gateway from every VPC, then deletes it.
+///
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn delete_igw(c: &Clients, igw: &str, vpcs: &[String]) -> Result<(), AwsError> {
+    for vpc in vpcs {
+        let r = c.ec2.detach_internet_gateway().internet_gateway_id(igw).vpc_id(vpc).send().await.map_err(api("detaching", &format!("{igw} from {vpc}")));
+        ignore_not_found(r.map(|_| ()), "Gateway.NotAttached")?;
+    }
+    ignore_not_found(c.ec2.delete_internet_gateway().internet_gateway_id(igw).send().await.map_err(api("deleting", igw)), "InvalidInternetGatewayID.NotFound")
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn delete_subnet(c: &Clients, subnet: &str) -> Result<(), AwsError> {
+    ignore_not_found(c.ec2.delete_subnet().subnet_id(subnet).send().await.map_err(api("deleting", subnet)), "InvalidSubnetID.NotFound")
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn delete_vpc(c: &Clients, vpc: &str) -> Result<(), AwsError> {
+    ignore_not_found(c.ec2.delete_vpc().vpc_id(vpc).send().await.map_err(api("deleting", vpc)), "InvalidVpcID.NotFound")
+}
+
+/// A delete whose target is already gone has done its job.
+pub(crate) fn ignore_not_found<T>(r: Result<T, AwsError>, code: &str) -> Result<(), AwsError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == code => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A network interface, as `down` reports it when it blocks a delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub id: String,
+    pub description: String,
+    pub instance: Option<String>,
+    pub status: String,
+}
+
+impl std::fmt::Display for Interface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.instance {
+            Some(i) => write!(f, "{} ({}, attached to {i})", self.id, self.description),
+            None => write!(f, "{} ({}, {})", self.id, self.description, self.status),
+        }
+    }
+}
+
+/// Network interfaces in a VPC, subnet or security group (`filter` = vpc-id, subnet-id,
+/// group-id): what holds a resource `down` cannot delete.
+///
+/// # Errors
+/// The AWS error of the Describe.
+pub async fn interfaces(c: &Clients, filter: &str, value: &str) -> Result<Vec<Interface>, AwsError> {
+    let f = aws_sdk_ec2::types::Filter::builder().name(filter).values(value).build();
+    let out = c.ec2.describe_network_interfaces().filters(f).send().await.map_err(api("finding what blocks", value))?;
+    Ok(out
+        .network_interfaces()
+        .iter()
+        .map(|n| Interface {
+            id: n.network_interface_id().unwrap_or("eni-?").to_string(),
+            description: n.description().filter(|d| !d.is_empty()).unwrap_or("no description").to_string(),
+            instance: n.attachment().and_then(|a| a.instance_id()).map(str::to_string),
+            status: n.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        })
+        .collect())
+}

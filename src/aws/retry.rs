@@ -1,0 +1,141 @@
+//! Retries for what the SDK's retry mode does not cover: eventual consistency right after a
+//! create (NotFound for an id we just got, IAM instance profiles not yet visible to EC2) and
+//! DependencyViolation during teardown. Bounded by a deadline that the final error reports.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use super::AwsError;
+
+/// How long and how often to retry.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub deadline: Duration,
+}
+
+impl Backoff {
+    /// IAM propagation takes seconds usually and minutes sometimes (aws-cdk#16037).
+    pub const IAM_PROPAGATION: Backoff = Backoff { initial: Duration::from_secs(2), max: Duration::from_secs(15), deadline: Duration::from_secs(300) };
+    /// An id we just created that another API does not know yet.
+    pub const EVENTUAL: Backoff = Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(5), deadline: Duration::from_secs(60) };
+
+    /// Teardown waiting for AWS to release dependencies (ENIs, mapped addresses): five minutes,
+    /// or `PROVISION_DEPENDENCY_TIMEOUT` seconds (tests shorten it).
+    pub fn dependency() -> Backoff {
+        let secs = std::env::var("PROVISION_DEPENDENCY_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+        Backoff { initial: Duration::from_secs(1).min(Duration::from_secs(secs)), max: Duration::from_secs(15), deadline: Duration::from_secs(secs) }
+    }
+}
+
+/// Error codes that mean "the id you just got is not visible here yet".
+pub fn is_eventual_not_found(e: &AwsError) -> bool {
+    matches!(
+        e.code(),
+        "InvalidVpcID.NotFound"
+            | "InvalidSubnetID.NotFound"
+            | "InvalidGroup.NotFound"
+            | "InvalidInternetGatewayID.NotFound"
+            | "InvalidRouteTableID.NotFound"
+            | "InvalidInstanceID.NotFound"
+            | "NoSuchEntity"
+    )
+}
+
+/// RunInstances before a new instance profile has propagated to EC2.
+pub fn is_iam_propagation(e: &AwsError) -> bool {
+    let m = e.message();
+    (e.code() == "InvalidParameterValue" && (m.contains("IAM Instance Profile") || m.contains("iamInstanceProfile")))
+        || (e.code() == "InvalidParameterException" && m.contains("could not be assumed"))
+}
+
+pub fn is_dependency_violation(e: &AwsError) -> bool {
+    matches!(e.code(), "DependencyViolation" | "DeleteConflict" | "ResourceInUse")
+        || (e.code() == "InvalidParameterValue" && m_contains(e, "in use"))
+}
+
+fn m_contains(e: &AwsError, s: &str) -> bool {
+    e.message().contains(s)
+}
+
+/// Runs `op` until it succeeds, fails with an error `retryable` rejects, or the deadline passes.
+///
+/// # Errors
+/// The first non-retryable error, or [`AwsError::Deadline`] wrapping the last retryable one.
+pub async fn retry<T, F, Fut>(b: Backoff, retryable: impl Fn(&AwsError) -> bool, mut op: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    let start = Instant::now();
+    let mut delay = b.initial;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if retryable(&e) => {
+                if start.elapsed() + delay > b.deadline {
+                    let (doing, resource) = match &e {
+                        AwsError::Api { doing, resource, .. } | AwsError::Unexpected { doing, resource, .. } => (doing.clone(), resource.clone()),
+                        _ => ("retrying".into(), "a call".into()),
+                    };
+                    return Err(AwsError::Deadline { doing, resource, secs: b.deadline.as_secs(), last: Box::new(e) });
+                }
+                tracing::debug!(error = %e, delay_ms = delay.as_millis() as u64, "retrying");
+                tokio::time::sleep(jitter(delay)).await;
+                delay = (delay * 3 / 2).min(b.max);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// 75–100 % of `d`, so concurrent retries spread out.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 1];
+    let frac = if getrandom::fill(&mut b).is_ok() { 0.75 + f64::from(b[0]) / 1020.0 } else { 1.0 };
+    d.mul_f64(frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn api(code: &str, message: &str) -> AwsError {
+        AwsError::Api { doing: "launching".into(), resource: "master".into(), code: code.into(), message: message.into() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_iam_propagation_then_succeeds() {
+        let n = AtomicU32::new(0);
+        let got = retry(Backoff::IAM_PROPAGATION, is_iam_propagation, || async {
+            if n.fetch_add(1, Ordering::SeqCst) < 3 { Err(api("InvalidParameterValue", "Value (x) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name")) } else { Ok(7) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, 7);
+        assert_eq!(n.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_at_the_deadline_and_says_so() {
+        let err = retry(Backoff::EVENTUAL, is_eventual_not_found, || async { Err::<(), _>(api("InvalidVpcID.NotFound", "gone")) }).await.unwrap_err();
+        assert!(matches!(err, AwsError::Deadline { secs: 60, .. }), "{err}");
+        assert_eq!(err.code(), "InvalidVpcID.NotFound");
+        assert!(err.to_string().contains("launching master"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_errors_fail_at_once() {
+        let n = AtomicU32::new(0);
+        let err = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+            n.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(api("UnauthorizedOperation", "no"))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), "UnauthorizedOperation");
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+    }
+}

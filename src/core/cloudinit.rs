@@ -1,0 +1,538 @@
+//! cloud-init user data for the kubeadm control plane ("master") and the workers.
+//!
+//! Both share one node-preparation script (modules, sysctls, swap off, containerd with
+//! `SystemdCgroup`, kubelet/kubeadm/kubectl from pkgs.k8s.io for the chosen minor).
+//! The master also gets the cluster CA (key included), a kubeadm `v1beta4` config with the
+//! bootstrap token, and a script that reads its own IPs from IMDSv2 at boot, runs `kubeadm init`
+//! and installs the CNI. Workers get only the token and the CA's SPKI hash: no private key ever
+//! goes into worker user data.
+
+use super::spec::{Cni, KubeadmSpec};
+
+/// EC2 limits user data to 16 KB before base64.
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
+/// Pinned CNI releases (see kubeadm-bootstrap.md §4).
+pub const CALICO_VERSION: &str = "v3.32.0";
+pub const FLANNEL_VERSION: &str = "v0.28.9";
+/// Bootstrap tokens expire: long enough for slow boots and a resumed `up`, short enough to limit
+/// what a token read from a worker's user data is worth.
+pub const TOKEN_TTL: &str = "4h0m0s";
+
+/// One file written by cloud-init.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub path: String,
+    pub permissions: &'static str,
+    pub content: String,
+}
+
+/// A cloud-config document before rendering: files and commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudConfig {
+    pub files: Vec<File>,
+    pub runcmd: Vec<Vec<String>>,
+}
+
+impl CloudConfig {
+    /// Renders `#cloud-config` YAML. Every file's content is a literal block, so scripts and
+    /// PEM data need no escaping.
+    pub fn render(&self) -> String {
+        let mut out = String::from("#cloud-config\n");
+        out.push_str("write_files:\n");
+        for f in &self.files {
+            out.push_str(&format!("  - path: {}\n", f.path));
+            out.push_str("    owner: root:root\n");
+            out.push_str(&format!("    permissions: '{}'\n", f.permissions));
+            out.push_str("    content: |\n");
+            for line in f.content.lines() {
+                if line.is_empty() {
+                    out.push('\n');
+                } else {
+                    out.push_str("      ");
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out.push_str("runcmd:\n");
+        for cmd in &self.runcmd {
+            let quoted: Vec<String> = cmd.iter().map(|a| format!("'{}'", a.replace('\'', "''"))).collect();
+            out.push_str(&format!("  - [{}]\n", quoted.join(", ")));
+        }
+        out
+    }
+
+    /// The files that are shell scripts (for shellcheck).
+    pub fn scripts(&self) -> impl Iterator<Item = &File> {
+        self.files.iter().filter(|f| f.content.starts_with("#!/bin/bash"))
+    }
+}
+
+/// What the master needs besides the spec.
+#[derive(Debug, Clone)]
+pub struct MasterInput<'a> {
+    pub cluster: &'a str,
+    pub ca_cert_pem: &'a str,
+    pub ca_key_pem: &'a str,
+    pub token: &'a str,
+}
+
+/// What a worker needs besides the spec.
+#[derive(Debug, Clone)]
+pub struct WorkerInput<'a> {
+    pub master_private_ip: &'a str,
+    pub token: &'a str,
+    pub ca_hash: &'a str,
+}
+
+const PREP_PATH: &str = "/usr/local/sbin/provision-node-prep.sh";
+
+fn common_files(k: &KubeadmSpec) -> Vec<File> {
+    vec![
+        File {
+            path: "/etc/modules-load.d/k8s.conf".into(),
+            permissions: "0644",
+            content: "overlay\nbr_netfilter\n".into(),
+        },
+        File {
+            path: "/etc/sysctl.d/99-kubernetes.conf".into(),
+            permissions: "0644",
+            content: "net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n".into(),
+        },
+        File { path: PREP_PATH.into(), permissions: "0755", content: prep_script(k) },
+    ]
+}
+
+fn prep_script(k: &KubeadmSpec) -> String {
+    let deb = k.version.patch.map(|p| format!("1.{}.{}-1.1", k.version.minor, p)).unwrap_or_default();
+    format!(
+        r#"#!/bin/bash
+# Node preparation for kubeadm, rendered by provision.
+set -euo pipefail
+K8S_MINOR="{minor}"
+K8S_MINOR_NUM={minor_num}
+K8S_DEB="{deb}"
+export DEBIAN_FRONTEND=noninteractive
+
+retry() {{
+  local n=0
+  until "$@"; do
+    n=$((n + 1))
+    if [ "$n" -ge 10 ]; then
+      echo "provision: giving up on: $*" >&2
+      return 1
+    fi
+    sleep $((n * 6))
+  done
+}}
+
+swapoff -a
+sed -ri '/\sswap\s/s/^([^#])/#\1/' /etc/fstab
+modprobe overlay
+modprobe br_netfilter
+sysctl --system >/dev/null
+
+retry apt-get update -q
+retry apt-get install -y -q ca-certificates curl gpg
+install -d -m 0755 /etc/apt/keyrings
+# shellcheck source=/dev/null
+. /etc/os-release
+
+# containerd 2.x from Docker's repository: Kubernetes 1.36 and later need containerd 2.0+.
+retry curl -fsSL -o /run/docker.asc "https://download.docker.com/linux/${{ID}}/gpg"
+gpg --dearmor --yes -o /etc/apt/keyrings/docker.gpg /run/docker.asc
+echo "deb [signed-by=/etc/apt/keyrings/docker.gpg] https://download.docker.com/linux/${{ID}} ${{VERSION_CODENAME}} stable" \
+  > /etc/apt/sources.list.d/docker.list
+
+# pkgs.k8s.io: one repository per minor, signed-by keyring, no apt-key.
+retry curl -fsSL -o /run/kubernetes.key "https://pkgs.k8s.io/core:/stable:/${{K8S_MINOR}}/deb/Release.key"
+gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg /run/kubernetes.key
+echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/${{K8S_MINOR}}/deb/ /" \
+  > /etc/apt/sources.list.d/kubernetes.list
+
+retry apt-get update -q
+if [ -n "${{K8S_DEB}}" ]; then
+  retry apt-get install -y -q containerd.io "kubelet=${{K8S_DEB}}" "kubeadm=${{K8S_DEB}}" "kubectl=${{K8S_DEB}}"
+else
+  retry apt-get install -y -q containerd.io kubelet kubeadm kubectl
+fi
+apt-mark hold kubelet kubeadm kubectl containerd.io
+
+containerd_major=$(containerd --version | sed -E 's/^[^ ]+ [^ ]+ v?([0-9]+)\..*/\1/')
+if [ "${{K8S_MINOR_NUM}}" -ge 36 ] && [ "${{containerd_major}}" -lt 2 ]; then
+  echo "provision: containerd $(containerd --version) is too old for Kubernetes ${{K8S_MINOR}} (needs 2.0+)" >&2
+  exit 1
+fi
+mkdir -p /etc/containerd
+containerd config default > /etc/containerd/config.toml
+sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' /etc/containerd/config.toml
+grep -q 'SystemdCgroup = true' /etc/containerd/config.toml
+systemctl restart containerd
+systemctl enable --now kubelet
+"#,
+        minor = k.version.repo_minor(),
+        minor_num = k.version.minor,
+    )
+}
+
+/// The master's user data.
+pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
+    let mut files = common_files(k);
+    files.push(File { path: "/etc/kubernetes/pki/ca.crt".into(), permissions: "0644", content: input.ca_cert_pem.to_string() });
+    files.push(File { path: "/etc/kubernetes/pki/ca.key".into(), permissions: "0600", content: input.ca_key_pem.to_string() });
+    files.push(File { path: "/etc/provision/kubeadm.yaml.in".into(), permissions: "0600", content: kubeadm_init_config(k, input) });
+    if k.cni == Cni::Calico {
+        files.push(File { path: "/etc/provision/calico-resources.yaml".into(), permissions: "0644", content: calico_resources(k) });
+    }
+    files.push(File { path: "/usr/local/sbin/provision-init.sh".into(), permissions: "0755", content: init_script(k) });
+    CloudConfig {
+        files,
+        runcmd: vec![vec![PREP_PATH.into()], vec!["/usr/local/sbin/provision-init.sh".into()]],
+    }
+}
+
+/// A worker's user data.
+pub fn worker(k: &KubeadmSpec, input: &WorkerInput<'_>) -> CloudConfig {
+    let mut files = common_files(k);
+    files.push(File {
+        path: "/etc/provision/kubeadm-join.yaml".into(),
+        permissions: "0600",
+        content: format!(
+            r#"apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: "{ip}:6443"
+    token: "{token}"
+    caCertHashes:
+      - "{hash}"
+timeouts:
+  discovery: 15m0s
+  tlsBootstrap: 10m0s
+nodeRegistration:
+  criSocket: unix:///var/run/containerd/containerd.sock
+"#,
+            ip = input.master_private_ip,
+            token = input.token,
+            hash = input.ca_hash,
+        ),
+    });
+    files.push(File {
+        path: "/usr/local/sbin/provision-join.sh".into(),
+        permissions: "0755",
+        content: format!(
+            r#"#!/bin/bash
+# Joins this worker once the API server answers; retried, never interactive.
+set -euo pipefail
+API="{ip}:6443"
+if [ -f /etc/kubernetes/kubelet.conf ]; then
+  exit 0
+fi
+for _ in $(seq 1 90); do
+  if curl -sk --max-time 5 "https://${{API}}/readyz" >/dev/null; then
+    break
+  fi
+  sleep 10
+done
+for _ in $(seq 1 10); do
+  if kubeadm join --config /etc/provision/kubeadm-join.yaml; then
+    exit 0
+  fi
+  kubeadm reset -f || true
+  sleep 30
+done
+echo "provision: could not join the cluster at ${{API}}" >&2
+exit 1
+"#,
+            ip = input.master_private_ip
+        ),
+    });
+    CloudConfig {
+        files,
+        runcmd: vec![vec![PREP_PATH.into()], vec!["/usr/local/sbin/provision-join.sh".into()]],
+    }
+}
+
+fn kubeadm_init_config(k: &KubeadmSpec, input: &MasterInput<'_>) -> String {
+    format!(
+        r#"apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+bootstrapTokens:
+  - token: "{token}"
+    ttl: "{ttl}"
+    usages: [signing, authentication]
+    groups: ["system:bootstrappers:kubeadm:default-node-token"]
+localAPIEndpoint:
+  advertiseAddress: "__PRIVATE_IP__"
+  bindPort: 6443
+nodeRegistration:
+  criSocket: unix:///var/run/containerd/containerd.sock
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+clusterName: "{cluster}"
+kubernetesVersion: "__VERSION__"
+controlPlaneEndpoint: "__PRIVATE_IP__:6443"
+encryptionAlgorithm: ECDSA-P256
+apiServer:
+  certSANs: [__CERT_SANS__]
+networking:
+  podSubnet: "{pod}"
+  serviceSubnet: "{svc}"
+"#,
+        token = input.token,
+        ttl = TOKEN_TTL,
+        cluster = input.cluster,
+        pod = k.pod_cidr,
+        svc = k.service_cidr,
+    )
+}
+
+fn calico_resources(k: &KubeadmSpec) -> String {
+    // VXLAN everywhere: no BGP (TCP 179), no IP-in-IP, and no need to turn off the EC2
+    // source/destination check; only UDP 4789 between nodes.
+    format!(
+        r#"apiVersion: operator.tigera.io/v1
+kind: Installation
+metadata:
+  name: default
+spec:
+  calicoNetwork:
+    bgp: Disabled
+    ipPools:
+      - name: default-ipv4-ippool
+        blockSize: 26
+        cidr: {pod}
+        encapsulation: VXLAN
+        natOutgoing: Enabled
+        nodeSelector: all()
+---
+apiVersion: operator.tigera.io/v1
+kind: APIServer
+metadata:
+  name: default
+spec: {{}}
+"#,
+        pod = k.pod_cidr
+    )
+}
+
+fn init_script(k: &KubeadmSpec) -> String {
+    let version = match k.version.patch {
+        Some(p) => format!("VERSION=\"v1.{}.{}\"", k.version.minor, p),
+        None => "VERSION=$(kubeadm version -o short)".to_string(),
+    };
+    let cni = match k.cni {
+        Cni::Calico => format!(
+            r#"CALICO="https://raw.githubusercontent.com/projectcalico/calico/{CALICO_VERSION}/manifests"
+retry kubectl apply --server-side --force-conflicts -f "${{CALICO}}/operator-crds.yaml"
+retry kubectl apply --server-side --force-conflicts -f "${{CALICO}}/tigera-operator.yaml"
+retry kubectl wait --for condition=established --timeout=120s crd/installations.operator.tigera.io crd/apiservers.operator.tigera.io
+retry kubectl apply --server-side --force-conflicts -f /etc/provision/calico-resources.yaml"#
+        ),
+        Cni::Flannel => format!(
+            r#"retry curl -fsSL -o /run/kube-flannel.yml "https://github.com/flannel-io/flannel/releases/download/{FLANNEL_VERSION}/kube-flannel.yml"
+sed -i "s#10.244.0.0/16#{pod}#" /run/kube-flannel.yml
+retry kubectl apply -f /run/kube-flannel.yml"#,
+            pod = k.pod_cidr
+        ),
+    };
+    format!(
+        r#"#!/bin/bash
+# Control-plane bootstrap, rendered by provision: kubeadm init with the pre-made CA, then the CNI.
+set -euo pipefail
+
+retry() {{
+  local n=0
+  until "$@"; do
+    n=$((n + 1))
+    if [ "$n" -ge 20 ]; then
+      echo "provision: giving up on: $*" >&2
+      return 1
+    fi
+    sleep 6
+  done
+}}
+
+IMDS="http://169.254.169.254/latest"
+IMDS_TOKEN=$(curl -sf -X PUT "${{IMDS}}/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 300")
+metadata() {{
+  curl -sf -H "X-aws-ec2-metadata-token: ${{IMDS_TOKEN}}" "${{IMDS}}/meta-data/$1"
+}}
+PRIVATE_IP=$(metadata local-ipv4)
+PUBLIC_IP=$(metadata public-ipv4 || true)
+SANS="\"${{PRIVATE_IP}}\""
+if [ -n "${{PUBLIC_IP}}" ]; then
+  SANS="${{SANS}}, \"${{PUBLIC_IP}}\""
+fi
+{version}
+
+install -d -m 0700 /run/kubeadm
+sed -e "s/__PRIVATE_IP__/${{PRIVATE_IP}}/g" \
+    -e "s/__CERT_SANS__/${{SANS}}/" \
+    -e "s/__VERSION__/${{VERSION}}/" \
+    /etc/provision/kubeadm.yaml.in > /run/kubeadm/kubeadm.yaml
+chmod 0600 /run/kubeadm/kubeadm.yaml
+
+if [ ! -f /etc/kubernetes/admin.conf ]; then
+  kubeadm init --config /run/kubeadm/kubeadm.yaml
+fi
+export KUBECONFIG=/etc/kubernetes/admin.conf
+retry kubectl get --raw /readyz >/dev/null
+
+{cni}
+
+install -d -m 0755 /var/lib/provision
+date -u +%FT%TZ > /var/lib/provision/init-done
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::spec;
+    use std::process::Command;
+
+    const SPEC: &str = r#"
+name = "ci"
+region = "us-east-1"
+kind = "kubeadm"
+[network]
+vpc_cidr = "10.0.0.0/16"
+admin_cidrs = ["203.0.113.0/24"]
+[kubeadm]
+cni = "CNI"
+instance_type = "t3.medium"
+workers = 2
+"#;
+
+    fn kubeadm(cni: &str) -> KubeadmSpec {
+        spec::parse("t.toml", &SPEC.replace("CNI", cni)).unwrap().0.kubeadm
+    }
+
+    fn fixtures() -> Vec<(String, CloudConfig)> {
+        let ca = crate::core::pki::generate_ca(time::OffsetDateTime::now_utc()).unwrap();
+        let token = crate::core::pki::generate_token().unwrap();
+        let hash = ca.discovery_hash().unwrap();
+        let mut out = Vec::new();
+        for cni in ["calico", "flannel"] {
+            let k = kubeadm(cni);
+            let m = master(&k, &MasterInput { cluster: "ci", ca_cert_pem: &ca.cert_pem, ca_key_pem: &ca.key_pem, token: &token });
+            let w = worker(&k, &WorkerInput { master_private_ip: "10.0.0.10", token: &token, ca_hash: &hash });
+            out.push((format!("master-{cni}"), m));
+            out.push((format!("worker-{cni}"), w));
+        }
+        out
+    }
+
+    #[test]
+    fn user_data_fits_the_ec2_limit() {
+        for (name, cc) in fixtures() {
+            let n = cc.render().len();
+            assert!(n <= USER_DATA_LIMIT, "{name}: {n} bytes");
+        }
+    }
+
+    #[test]
+    fn worker_user_data_holds_no_private_key() {
+        for (name, cc) in fixtures().into_iter().filter(|(n, _)| n.starts_with("worker")) {
+            let text = cc.render();
+            assert!(!text.contains("PRIVATE KEY"), "{name}");
+            assert!(text.contains("caCertHashes"), "{name}");
+            assert!(text.contains("sha256:"), "{name}");
+        }
+        let (_, m) = fixtures().into_iter().next().unwrap();
+        assert!(m.render().contains("PRIVATE KEY"), "the master does get the CA key");
+    }
+
+    #[test]
+    fn pod_cidr_reaches_the_cni_and_kubeadm() {
+        let k = kubeadm("flannel");
+        let ca = crate::core::pki::generate_ca(time::OffsetDateTime::now_utc()).unwrap();
+        let m = master(&k, &MasterInput { cluster: "ci", ca_cert_pem: &ca.cert_pem, ca_key_pem: &ca.key_pem, token: "abcdef.0123456789abcdef" });
+        let text = m.render();
+        assert!(text.contains("podSubnet: \"10.244.0.0/16\""));
+        assert!(text.contains("kube-flannel.yml"));
+        let k = kubeadm("calico");
+        let m = master(&k, &MasterInput { cluster: "ci", ca_cert_pem: &ca.cert_pem, ca_key_pem: &ca.key_pem, token: "abcdef.0123456789abcdef" });
+        let text = m.render();
+        assert!(text.contains("cidr: 192.168.0.0/16"));
+        assert!(text.contains("podSubnet: \"192.168.0.0/16\""));
+        assert!(text.contains("encapsulation: VXLAN"));
+    }
+
+    /// The rendered YAML parses back to exactly the files we meant (literal blocks kept intact).
+    #[test]
+    fn rendered_yaml_round_trips() {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            write_files: Vec<WF>,
+            runcmd: Vec<Vec<String>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct WF {
+            path: String,
+            permissions: String,
+            content: String,
+        }
+        for (name, cc) in fixtures() {
+            let doc: Doc = serde_saphyr::from_str(&cc.render()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(doc.write_files.len(), cc.files.len());
+            for (got, want) in doc.write_files.iter().zip(&cc.files) {
+                assert_eq!(got.path, want.path);
+                assert_eq!(got.permissions, want.permissions);
+                assert_eq!(got.content, want.content, "{name}: {}", want.path);
+            }
+            assert_eq!(doc.runcmd, cc.runcmd);
+        }
+    }
+
+    fn tool(name: &str) -> std::path::PathBuf {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(name))
+            .find(|p| p.is_file());
+        found.unwrap_or_else(|| panic!("`{name}` is not installed: run `make deps` (apt-get install {name})"))
+    }
+
+    /// `cloud-init schema` accepts every rendered document.
+    #[test]
+    fn cloud_init_schema_accepts_user_data() {
+        let ci = tool("cloud-init");
+        let dir = tempfile::tempdir().unwrap();
+        for (name, cc) in fixtures() {
+            let path = dir.path().join(format!("{name}.yaml"));
+            std::fs::write(&path, cc.render()).unwrap();
+            let out = Command::new(&ci).args(["schema", "--config-file"]).arg(&path).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The check itself must be able to fail: a broken document is refused.
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, "#cloud-config\nruncmd: \"echo\"\nwrite_files:\n  - contentz: x\n    permissions: 0644\n").unwrap();
+        let out = Command::new(&ci).args(["schema", "--config-file"]).arg(&bad).output().unwrap();
+        assert!(!out.status.success());
+    }
+
+    /// Every script passes shellcheck.
+    #[test]
+    fn shellcheck_accepts_every_script() {
+        let sc = tool("shellcheck");
+        let dir = tempfile::tempdir().unwrap();
+        let mut checked = 0;
+        for (name, cc) in fixtures() {
+            for (i, f) in cc.scripts().enumerate() {
+                let path = dir.path().join(format!("{name}-{i}.sh"));
+                std::fs::write(&path, &f.content).unwrap();
+                let out = Command::new(&sc).args(["-s", "bash", "-S", "style"]).arg(&path).output().unwrap();
+                assert!(out.status.success(), "{name} {}:\n{}", f.path, String::from_utf8_lossy(&out.stdout));
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 8, "prep + init/join for two CNIs and two roles");
+    }
+}

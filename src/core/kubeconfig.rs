@@ -1,0 +1,149 @@
+//! kubeconfig rendering and merging.
+//!
+//! `merge` adds or replaces one cluster, user and context named after the cluster and makes it
+//! the current context, keeping every other entry (and unknown fields) of the existing file.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("the existing kubeconfig is not valid YAML: {0}")]
+    Parse(String),
+    #[error("rendering the kubeconfig: {0}")]
+    Render(String),
+}
+
+/// The credentials and endpoint of one cluster.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    pub cluster: &'a str,
+    pub server: &'a str,
+    pub ca_pem: &'a str,
+    pub client_cert_pem: &'a str,
+    pub client_key_pem: &'a str,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct KubeConfig {
+    #[serde(rename = "apiVersion", default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    clusters: Vec<Named>,
+    #[serde(default)]
+    users: Vec<Named>,
+    #[serde(default)]
+    contexts: Vec<Named>,
+    #[serde(rename = "current-context", default)]
+    current_context: String,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Named {
+    name: String,
+    #[serde(flatten)]
+    rest: BTreeMap<String, Value>,
+}
+
+/// The user entry's name for a cluster.
+pub fn user_name(cluster: &str) -> String {
+    format!("{cluster}-admin")
+}
+
+/// Merges `entry` into `existing` (None or empty for a new file) and returns the new text.
+///
+/// # Errors
+/// When the existing text is not a kubeconfig we can parse.
+pub fn merge(existing: Option<&str>, entry: &Entry<'_>) -> Result<String, KubeconfigError> {
+    let mut kc: KubeConfig = match existing.map(str::trim) {
+        None | Some("") => KubeConfig::default(),
+        Some(text) => serde_saphyr::from_str(text).map_err(|e| KubeconfigError::Parse(e.to_string()))?,
+    };
+    kc.api_version = "v1".into();
+    kc.kind = "Config".into();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let user = user_name(entry.cluster);
+    upsert(
+        &mut kc.clusters,
+        entry.cluster,
+        "cluster",
+        serde_json::json!({"server": entry.server, "certificate-authority-data": b64(entry.ca_pem)}),
+    );
+    upsert(
+        &mut kc.users,
+        &user,
+        "user",
+        serde_json::json!({"client-certificate-data": b64(entry.client_cert_pem), "client-key-data": b64(entry.client_key_pem)}),
+    );
+    upsert(&mut kc.contexts, entry.cluster, "context", serde_json::json!({"cluster": entry.cluster, "user": user}));
+    kc.current_context = entry.cluster.to_string();
+    serde_saphyr::to_string(&kc).map_err(|e| KubeconfigError::Render(e.to_string()))
+}
+
+fn upsert(list: &mut Vec<Named>, name: &str, key: &str, value: Value) {
+    let named = Named { name: name.to_string(), rest: BTreeMap::from([(key.to_string(), value)]) };
+    match list.iter_mut().find(|n| n.name == name) {
+        Some(slot) => *slot = named,
+        None => list.push(named),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(server: &str) -> Entry<'_> {
+        Entry { cluster: "demo", server, ca_pem: "CA", client_cert_pem: "CERT", client_key_pem: "KEY" }
+    }
+
+    #[test]
+    fn new_file_has_one_context_and_it_is_current() {
+        let text = merge(None, &entry("https://1.2.3.4:6443")).unwrap();
+        let v: Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(v["current-context"], "demo");
+        assert_eq!(v["clusters"][0]["cluster"]["server"], "https://1.2.3.4:6443");
+        assert_eq!(v["users"][0]["name"], "demo-admin");
+        assert_eq!(v["contexts"][0]["context"]["user"], "demo-admin");
+    }
+
+    #[test]
+    fn merge_keeps_other_entries_and_replaces_ours() {
+        let existing = r#"
+apiVersion: v1
+kind: Config
+clusters:
+- name: other
+  cluster: {server: "https://other:443", insecure-skip-tls-verify: true}
+- name: demo
+  cluster: {server: "https://old:6443"}
+users:
+- name: other-user
+  user: {token: abc}
+contexts:
+- name: other
+  context: {cluster: other, user: other-user, namespace: kube-system}
+current-context: other
+preferences: {}
+"#;
+        let text = merge(Some(existing), &entry("https://5.6.7.8:6443")).unwrap();
+        let v: Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(v["clusters"].as_array().unwrap().len(), 2);
+        assert_eq!(v["clusters"][0]["cluster"]["insecure-skip-tls-verify"], true);
+        assert_eq!(v["clusters"][1]["cluster"]["server"], "https://5.6.7.8:6443");
+        assert_eq!(v["contexts"][0]["context"]["namespace"], "kube-system");
+        assert_eq!(v["current-context"], "demo");
+        assert!(v.get("preferences").is_some());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_an_overwrite() {
+        assert!(merge(Some("clusters: [unclosed"), &entry("https://x:6443")).is_err());
+    }
+}

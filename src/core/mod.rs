@@ -1,0 +1,13 @@
+//! The sans-IO core: everything here is pure and unit-tested.
+//!
+//! Architecture invariant: nothing in `core` depends on the AWS SDK, tokio, the file system or
+//! the clock. Callers pass in what the outside world said (`Observed`) and the current time.
+
+pub mod cidr;
+pub mod cloudinit;
+pub mod graph;
+pub mod kubeconfig;
+pub mod pki;
+pub mod plan;
+pub mod spec;
+pub mod tags;

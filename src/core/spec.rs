@@ -1,0 +1,680 @@
+//! The cluster spec: the TOML a user writes, and its validation into a [`ClusterSpec`].
+//!
+//! Parsing keeps the byte span of every value ([`toml::Spanned`]) so that every error names the
+//! field *and* the file and line it came from. Validation runs completely before any AWS call
+//! and reports every problem it finds, not only the first.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::cidr::Ipv4Net;
+
+/// The default Ubuntu 24.04 LTS image, resolved from Canonical's public SSM parameter.
+pub const UBUNTU_2404_SSM_AMD64: &str =
+    "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id";
+pub const UBUNTU_2404_SSM_ARM64: &str =
+    "/aws/service/canonical/ubuntu/server/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id";
+
+/// The Kubernetes minors this release knows how to bootstrap (kubeadm config `v1beta4`).
+pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 31..=37;
+pub const DEFAULT_KUBERNETES_VERSION: &str = "1.36";
+pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
+
+// ---------------------------------------------------------------------------------------------
+// Raw spec, exactly as written.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: Spanned<String>,
+    region: Spanned<String>,
+    kind: Spanned<String>,
+    network: Spanned<RawNetwork>,
+    kubeadm: Option<Spanned<RawKubeadm>>,
+    #[serde(default)]
+    tags: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    vpc_cidr: Spanned<String>,
+    availability_zones: Option<Spanned<i64>>,
+    subnet_prefix: Option<Spanned<i64>>,
+    admin_cidrs: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKubeadm {
+    kubernetes_version: Option<Spanned<String>>,
+    cni: Spanned<String>,
+    instance_type: Spanned<String>,
+    workers: Spanned<i64>,
+    ami: Option<Spanned<String>>,
+    key_name: Option<Spanned<String>>,
+    ssh: Option<Spanned<bool>>,
+    pod_cidr: Option<Spanned<String>>,
+    root_volume_gb: Option<Spanned<i64>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated spec: preconditions are carried in the types.
+
+/// A spec that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub region: String,
+    pub network: NetworkSpec,
+    pub kubeadm: KubeadmSpec,
+    /// User tags added to every resource, after (and never overriding) the ownership tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub vpc_cidr: Ipv4Net,
+    /// One public subnet per availability zone, in AZ order.
+    pub subnet_cidrs: Vec<Ipv4Net>,
+    pub admin_cidrs: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeadmSpec {
+    pub version: KubernetesVersion,
+    pub cni: Cni,
+    pub instance_type: String,
+    pub arch: Arch,
+    /// At least one.
+    pub workers: u32,
+    pub ami: AmiSource,
+    pub key_name: Option<String>,
+    pub ssh: bool,
+    pub pod_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
+    pub root_volume_gb: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cni {
+    Calico,
+    Flannel,
+}
+
+impl Cni {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cni::Calico => "calico",
+            Cni::Flannel => "flannel",
+        }
+    }
+
+    /// The pod CIDR each CNI's stock manifest assumes.
+    pub fn default_pod_cidr(self) -> &'static str {
+        match self {
+            Cni::Calico => "192.168.0.0/16",
+            Cni::Flannel => "10.244.0.0/16",
+        }
+    }
+
+    /// Whether the CNI enforces Kubernetes NetworkPolicy.
+    pub fn enforces_network_policy(self) -> bool {
+        matches!(self, Cni::Calico)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+/// Where the node image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AmiSource {
+    Id(String),
+    SsmParameter(String),
+}
+
+/// `1.MINOR` (latest patch of that minor at boot) or `1.MINOR.PATCH` (pinned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KubernetesVersion {
+    pub minor: u32,
+    pub patch: Option<u32>,
+}
+
+impl KubernetesVersion {
+    /// The pkgs.k8s.io repository path component, e.g. `v1.36`.
+    pub fn repo_minor(&self) -> String {
+        format!("v1.{}", self.minor)
+    }
+}
+
+impl fmt::Display for KubernetesVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.patch {
+            Some(p) => write!(f, "1.{}.{}", self.minor, p),
+            None => write!(f, "1.{}", self.minor),
+        }
+    }
+}
+
+/// Something in the spec that is allowed but worth saying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecWarning {
+    pub field: String,
+    pub message: String,
+}
+
+/// One problem with a spec, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecIssue {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.field, self.message)
+    }
+}
+
+/// Every problem found in a spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    pub issues: Vec<SpecIssue>,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        write!(f, "invalid cluster spec ({n} problem{})", if n == 1 { "" } else { "s" })?;
+        for issue in &self.issues {
+            write!(f, "\n  {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl SpecError {
+    /// The fields named by the issues, in order (for tests and JSON output).
+    pub fn fields(&self) -> Vec<&str> {
+        self.issues.iter().map(|i| i.field.as_str()).collect()
+    }
+}
+
+/// Parses and validates a spec. `file` is only used in messages.
+///
+/// # Errors
+/// A [`SpecError`] listing every problem, each with its field, line and column.
+pub fn parse(file: &str, text: &str) -> Result<(ClusterSpec, Vec<SpecWarning>), SpecError> {
+    let mut v = Validator { file, text, issues: Vec::new(), warnings: Vec::new() };
+    let raw: RawSpec = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let field = field_for_parse_error(text, span.start, e.message());
+            v.push(span, &field, e.message().trim().to_string());
+            return Err(SpecError { issues: v.issues });
+        }
+    };
+    let spec = v.validate(raw);
+    match spec {
+        Some(spec) if v.issues.is_empty() => Ok((spec, v.warnings)),
+        _ => Err(SpecError { issues: v.issues }),
+    }
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    text: &'a str,
+    issues: Vec<SpecIssue>,
+    warnings: Vec<SpecWarning>,
+}
+
+impl Validator<'_> {
+    fn push(&mut self, span: std::ops::Range<usize>, field: &str, message: String) {
+        let (line, column) = line_col(self.text, span.start);
+        self.issues.push(SpecIssue {
+            file: self.file.to_string(),
+            line,
+            column,
+            field: field.to_string(),
+            message,
+        });
+    }
+
+    fn err<T>(&mut self, at: &Spanned<T>, field: &str, message: impl Into<String>) {
+        self.push(at.span(), field, message.into());
+    }
+
+    fn warn(&mut self, field: &str, message: impl Into<String>) {
+        self.warnings.push(SpecWarning { field: field.to_string(), message: message.into() });
+    }
+
+    fn cidr(&mut self, s: &Spanned<String>, field: &str) -> Option<Ipv4Net> {
+        match s.get_ref().parse::<Ipv4Net>() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.err(s, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn validate(&mut self, raw: RawSpec) -> Option<ClusterSpec> {
+        let name = raw.name.get_ref().clone();
+        if let Err(m) = check_cluster_name(&name) {
+            self.err(&raw.name, "name", m);
+        }
+        let region = raw.region.get_ref().clone();
+        if !is_region(&region) {
+            self.err(&raw.region, "region", format!("`{region}` is not an AWS region name (e.g. us-east-1)"));
+        }
+        match raw.kind.get_ref().as_str() {
+            "kubeadm" => {}
+            "eks" => self.err(&raw.kind, "kind", "kind = \"eks\" is not implemented in this release; use \"kubeadm\""),
+            other => self.err(&raw.kind, "kind", format!("unknown kind `{other}`: expected \"kubeadm\"")),
+        }
+        let tags = self.tags(&raw.tags);
+        let network = self.network(raw.network.get_ref());
+        let kubeadm = match &raw.kubeadm {
+            Some(k) => self.kubeadm(k.get_ref(), network.as_ref()),
+            None => {
+                if raw.kind.get_ref() == "kubeadm" {
+                    self.push(0..0, "kubeadm", "missing table [kubeadm], required when kind = \"kubeadm\"".into());
+                }
+                None
+            }
+        };
+        Some(ClusterSpec { name, region, network: network?, kubeadm: kubeadm?, tags })
+    }
+
+    fn tags(&mut self, raw: &BTreeMap<String, Spanned<String>>) -> BTreeMap<String, String> {
+        if raw.len() > 40 {
+            self.push(0..0, "tags", format!("{} tags given; at most 40 (AWS allows 50 per resource and provision uses up to 10)", raw.len()));
+        }
+        let mut out = BTreeMap::new();
+        for (k, v) in raw {
+            let field = format!("tags.{k}");
+            let lower = k.to_ascii_lowercase();
+            if k.is_empty() || k.len() > 128 {
+                self.err(v, &field, "tag keys are 1 to 128 characters");
+            } else if lower.starts_with("aws:") || lower.starts_with("provision:") || lower.starts_with("kubernetes.io/cluster/") || lower == "name" {
+                self.err(v, &field, format!("tag key `{k}` is reserved (aws:*, provision:*, kubernetes.io/cluster/*, Name)"));
+            }
+            if v.get_ref().len() > 256 {
+                self.err(v, &field, "tag values are at most 256 characters");
+            }
+            out.insert(k.clone(), v.get_ref().clone());
+        }
+        out
+    }
+
+    fn network(&mut self, n: &RawNetwork) -> Option<NetworkSpec> {
+        let vpc = self.cidr(&n.vpc_cidr, "network.vpc_cidr");
+        if let Some(vpc) = vpc {
+            if !(16..=28).contains(&vpc.prefix()) {
+                self.err(&n.vpc_cidr, "network.vpc_cidr", format!("`{vpc}`: AWS VPC blocks are /16 to /28"));
+            }
+        }
+        let azs = match &n.availability_zones {
+            None => 2,
+            Some(a) => {
+                let v = *a.get_ref();
+                if !(2..=6).contains(&v) {
+                    self.err(a, "network.availability_zones", format!("{v} is out of range: 2 to 6 availability zones"));
+                }
+                v.clamp(2, 6) as usize
+            }
+        };
+        let mut subnets = None;
+        if let Some(vpc) = vpc.filter(|v| (16..=28).contains(&v.prefix())) {
+            let (prefix, at) = match &n.subnet_prefix {
+                None => ((vpc.prefix() + 4).min(28), None),
+                Some(p) => (p.get_ref().clamp(&0, &32).to_owned() as u8, Some(p)),
+            };
+            if let Some(p) = at {
+                let want = *p.get_ref();
+                if !(16..=28).contains(&want) || want < i64::from(vpc.prefix()) {
+                    self.err(p, "network.subnet_prefix", format!("/{want} does not fit: subnets are /16 to /28 and no larger than the VPC (/{})", vpc.prefix()));
+                }
+            }
+            match vpc.carve(prefix, azs) {
+                Some(s) => subnets = Some(s),
+                None => {
+                    let (span, field) = match (&n.subnet_prefix, &n.availability_zones) {
+                        (Some(p), _) => (p.span(), "network.subnet_prefix"),
+                        (None, Some(a)) => (a.span(), "network.availability_zones"),
+                        (None, None) => (n.vpc_cidr.span(), "network.vpc_cidr"),
+                    };
+                    self.push(span, field, format!("{azs} subnets of /{prefix} do not fit in {vpc}"));
+                }
+            }
+        }
+        let mut admin = Vec::new();
+        if n.admin_cidrs.get_ref().is_empty() {
+            self.err(&n.admin_cidrs, "network.admin_cidrs", "at least one CIDR is needed: the API server (6443) is reachable only from these");
+        }
+        for (i, c) in n.admin_cidrs.get_ref().iter().enumerate() {
+            let field = format!("network.admin_cidrs[{i}]");
+            if let Some(net) = self.cidr(c, &field) {
+                if admin.contains(&net) {
+                    self.err(c, &field, format!("`{net}` is listed twice"));
+                } else {
+                    if net.is_anywhere() {
+                        self.warn(&field, "0.0.0.0/0 opens the Kubernetes API (and SSH, if enabled) to the whole internet");
+                    }
+                    admin.push(net);
+                }
+            }
+        }
+        Some(NetworkSpec { vpc_cidr: vpc?, subnet_cidrs: subnets?, admin_cidrs: admin })
+    }
+
+    fn kubeadm(&mut self, k: &RawKubeadm, net: Option<&NetworkSpec>) -> Option<KubeadmSpec> {
+        let version = match &k.kubernetes_version {
+            None => Some(parse_version(DEFAULT_KUBERNETES_VERSION).expect("default version parses")),
+            Some(v) => match parse_version(v.get_ref()) {
+                Ok(ver) => Some(ver),
+                Err(m) => {
+                    self.err(v, "kubeadm.kubernetes_version", m);
+                    None
+                }
+            },
+        };
+        let cni = match k.cni.get_ref().as_str() {
+            "calico" => Some(Cni::Calico),
+            "flannel" => Some(Cni::Flannel),
+            other => {
+                self.err(&k.cni, "kubeadm.cni", format!("unknown CNI `{other}`: expected \"calico\" or \"flannel\""));
+                None
+            }
+        };
+        let itype = k.instance_type.get_ref().clone();
+        let arch = match check_instance_type(&itype) {
+            Ok(a) => Some(a),
+            Err(m) => {
+                self.err(&k.instance_type, "kubeadm.instance_type", m);
+                None
+            }
+        };
+        let workers = *k.workers.get_ref();
+        if !(1..=1000).contains(&workers) {
+            self.err(&k.workers, "kubeadm.workers", format!("{workers} workers: a kubeadm cluster needs 1 to 1000 workers (the control plane is tainted against workloads)"));
+        }
+        let ami = match &k.ami {
+            None => Some(AmiSource::SsmParameter(
+                match arch {
+                    Some(Arch::Arm64) => UBUNTU_2404_SSM_ARM64,
+                    _ => UBUNTU_2404_SSM_AMD64,
+                }
+                .to_string(),
+            )),
+            Some(a) => {
+                let s = a.get_ref();
+                if let Some(p) = s.strip_prefix("resolve:ssm:") {
+                    if p.starts_with('/') && p.len() > 1 {
+                        Some(AmiSource::SsmParameter(p.to_string()))
+                    } else {
+                        self.err(a, "kubeadm.ami", format!("`{s}`: expected resolve:ssm:/parameter/path"));
+                        None
+                    }
+                } else if is_ami_id(s) {
+                    Some(AmiSource::Id(s.clone()))
+                } else {
+                    self.err(a, "kubeadm.ami", format!("`{s}` is neither an AMI id (ami-0123456789abcdef0) nor resolve:ssm:/parameter/path"));
+                    None
+                }
+            }
+        };
+        let key_name = k.key_name.as_ref().map(|s| s.get_ref().clone());
+        if let Some(kn) = &k.key_name {
+            let s = kn.get_ref();
+            if s.is_empty() || s.len() > 255 || !s.is_ascii() {
+                self.err(kn, "kubeadm.key_name", "key pair names are 1 to 255 ASCII characters");
+            }
+        }
+        let ssh = k.ssh.as_ref().is_some_and(|s| *s.get_ref());
+        if let Some(s) = &k.ssh {
+            if *s.get_ref() && key_name.is_none() {
+                self.err(s, "kubeadm.ssh", "ssh = true needs kubeadm.key_name (the image has no password login)");
+            }
+            if *s.get_ref() && net.is_some_and(|n| n.admin_cidrs.iter().any(Ipv4Net::is_anywhere)) {
+                self.warn("kubeadm.ssh", "SSH (22) will be open to 0.0.0.0/0 because network.admin_cidrs contains it");
+            }
+        }
+        let service_cidr: Ipv4Net = DEFAULT_SERVICE_CIDR.parse().expect("constant parses");
+        let pod_cidr = match (&k.pod_cidr, cni) {
+            (Some(p), _) => self.cidr(p, "kubeadm.pod_cidr"),
+            (None, Some(c)) => Some(c.default_pod_cidr().parse().expect("constant parses")),
+            (None, None) => None,
+        };
+        if let Some(pod) = pod_cidr {
+            let span = k.pod_cidr.as_ref().map(|p| p.span()).unwrap_or_else(|| k.cni.span());
+            if !(8..=24).contains(&pod.prefix()) {
+                self.push(span.clone(), "kubeadm.pod_cidr", format!("`{pod}` must be /8 to /24 (each node takes a /24 or smaller block)"));
+            }
+            if let Some(n) = net {
+                if pod.overlaps(&n.vpc_cidr) {
+                    self.push(span.clone(), "kubeadm.pod_cidr", format!("pod network {pod} overlaps network.vpc_cidr {}; set kubeadm.pod_cidr to a free range", n.vpc_cidr));
+                }
+            }
+            if pod.overlaps(&service_cidr) {
+                self.push(span, "kubeadm.pod_cidr", format!("pod network {pod} overlaps the service network {service_cidr}"));
+            }
+        }
+        if let Some(n) = net {
+            if n.vpc_cidr.overlaps(&service_cidr) {
+                self.push(0..0, "network.vpc_cidr", format!("{} overlaps the Kubernetes service network {service_cidr}", n.vpc_cidr));
+            }
+        }
+        let root = match &k.root_volume_gb {
+            None => 30,
+            Some(r) => {
+                let v = *r.get_ref();
+                if !(20..=16384).contains(&v) {
+                    self.err(r, "kubeadm.root_volume_gb", format!("{v} GiB: root volumes are 20 to 16384 GiB for a Kubernetes node"));
+                }
+                v.clamp(20, 16384) as i32
+            }
+        };
+        Some(KubeadmSpec {
+            version: version?,
+            cni: cni?,
+            instance_type: itype,
+            arch: arch?,
+            workers: u32::try_from(workers).ok().filter(|w| (1..=1000).contains(w))?,
+            ami: ami?,
+            key_name,
+            ssh,
+            pod_cidr: pod_cidr?,
+            service_cidr,
+            root_volume_gb: root,
+        })
+    }
+}
+
+/// Cluster names end up in IAM role names (64 characters), tags and DNS labels.
+pub fn check_cluster_name(name: &str) -> Result<(), String> {
+    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let first_ok = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
+    let last_ok = name.bytes().last().is_some_and(|b| b != b'-');
+    if name.is_empty() || name.len() > 40 || !ok_chars || !first_ok || !last_ok {
+        return Err(format!(
+            "`{name}` is not a valid cluster name: 1 to 40 characters of a-z, 0-9 and '-', starting with a letter and not ending with '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// `us-east-1`, `eu-central-2`, `us-gov-west-1`, `ap-southeast-5` …
+pub fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    if parts.len() < 3 || parts.len() > 4 {
+        return false;
+    }
+    let (last, rest) = parts.split_last().expect("len >= 3");
+    !last.is_empty()
+        && last.len() <= 2
+        && last.bytes().all(|b| b.is_ascii_digit())
+        && rest.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && rest[0].len() == 2
+}
+
+fn is_ami_id(s: &str) -> bool {
+    s.strip_prefix("ami-").is_some_and(|h| {
+        (8..=17).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+fn parse_version(s: &str) -> Result<KubernetesVersion, String> {
+    let t = s.strip_prefix('v').unwrap_or(s);
+    let parts: Vec<&str> = t.split('.').collect();
+    let num = |p: &str| -> Option<u32> {
+        (!p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok()).flatten()
+    };
+    let bad = || format!("`{s}` is not a Kubernetes version: expected 1.MINOR or 1.MINOR.PATCH, e.g. \"{DEFAULT_KUBERNETES_VERSION}\"");
+    let (major, minor, patch) = match parts.as_slice() {
+        [a, b] => (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?, None),
+        [a, b, c] => (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?, Some(num(c).ok_or_else(bad)?)),
+        _ => return Err(bad()),
+    };
+    if major != 1 || !SUPPORTED_MINORS.contains(&minor) {
+        return Err(format!(
+            "Kubernetes {s} is not supported: this release bootstraps 1.{} to 1.{} (kubeadm config v1beta4)",
+            SUPPORTED_MINORS.start(),
+            SUPPORTED_MINORS.end()
+        ));
+    }
+    Ok(KubernetesVersion { minor, patch })
+}
+
+/// Accepts `family.size` names and rejects sizes too small for kubeadm (2 vCPU, 2 GiB).
+fn check_instance_type(s: &str) -> Result<Arch, String> {
+    let Some((family, size)) = s.split_once('.') else {
+        return Err(format!("`{s}` is not an EC2 instance type (e.g. t3.medium)"));
+    };
+    let fam_ok = family.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && family.bytes().any(|b| b.is_ascii_digit())
+        && family.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let size_ok = !size.is_empty() && size.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !fam_ok || !size_ok {
+        return Err(format!("`{s}` is not an EC2 instance type (e.g. t3.medium)"));
+    }
+    if matches!(size, "nano" | "micro") || matches!(s, "t2.small" | "m1.small") {
+        return Err(format!("`{s}` is too small: kubeadm needs at least 2 vCPUs and 2 GiB of memory (e.g. t3.medium)"));
+    }
+    // Graviton families carry a `g` among the letters after the generation digit (t4g, m7gd, c6gn).
+    let after_digits = family.trim_start_matches(|c: char| c.is_ascii_lowercase());
+    let suffix = after_digits.trim_start_matches(|c: char| c.is_ascii_digit());
+    let suffix = suffix.split('-').next().unwrap_or("");
+    Ok(if suffix.contains('g') { Arch::Arm64 } else { Arch::Amd64 })
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The dotted path of the key a parse error points at, from the table headers above it.
+fn field_for_parse_error(text: &str, offset: usize, message: &str) -> String {
+    let offset = offset.min(text.len());
+    let mut table = String::new();
+    let mut key_here = None;
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    for line in text[..line_start].lines() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            table = h.trim_matches('[').trim().to_string();
+        }
+    }
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    if line.starts_with('[') {
+        table = line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+    } else if let Some((k, _)) = line.split_once('=') {
+        key_here = Some(k.trim().trim_matches('"').to_string());
+    }
+    // serde names missing and unknown fields in backticks; prefer that name.
+    let named = message.split('`').nth(1).filter(|_| message.contains("field")).map(str::to_string);
+    let key = named.or(key_here);
+    match (table.is_empty(), key) {
+        (true, Some(k)) => k,
+        (false, Some(k)) => format!("{table}.{k}"),
+        (false, None) => table,
+        (true, None) => "(document)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const GOOD: &str = r#"
+name = "demo"
+region = "us-east-1"
+kind = "kubeadm"
+
+[network]
+vpc_cidr = "10.0.0.0/16"
+availability_zones = 2
+admin_cidrs = ["203.0.113.0/24"]
+
+[kubeadm]
+kubernetes_version = "1.36"
+cni = "calico"
+instance_type = "t3.medium"
+workers = 2
+"#;
+
+    #[test]
+    fn good_spec_validates_with_defaults() {
+        let (spec, warnings) = parse("good.toml", GOOD).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(spec.name, "demo");
+        let subnets: Vec<String> = spec.network.subnet_cidrs.iter().map(ToString::to_string).collect();
+        assert_eq!(subnets, ["10.0.0.0/20", "10.0.16.0/20"]);
+        assert_eq!(spec.kubeadm.pod_cidr.to_string(), "192.168.0.0/16");
+        assert_eq!(spec.kubeadm.ami, AmiSource::SsmParameter(UBUNTU_2404_SSM_AMD64.into()));
+        assert_eq!(spec.kubeadm.arch, Arch::Amd64);
+        assert_eq!(spec.kubeadm.root_volume_gb, 30);
+        assert!(!spec.kubeadm.ssh);
+    }
+
+    #[test]
+    fn instance_type_arch() {
+        assert_eq!(check_instance_type("t4g.medium"), Ok(Arch::Arm64));
+        assert_eq!(check_instance_type("m7gd.large"), Ok(Arch::Arm64));
+        assert_eq!(check_instance_type("g4dn.xlarge"), Ok(Arch::Amd64));
+        assert_eq!(check_instance_type("m7i-flex.large"), Ok(Arch::Amd64));
+        assert!(check_instance_type("t3.micro").is_err());
+        assert!(check_instance_type("t2.small").is_err());
+        assert!(check_instance_type("t3.small").is_ok());
+        assert!(check_instance_type("medium").is_err());
+    }
+
+    #[test]
+    fn world_open_admin_cidr_is_a_warning() {
+        let text = GOOD.replace("203.0.113.0/24", "0.0.0.0/0");
+        let (_, warnings) = parse("w.toml", &text).unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].field, "network.admin_cidrs[0]");
+    }
+
+    #[test]
+    fn line_and_column() {
+        assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
+        assert_eq!(line_col("abc", 0), (1, 1));
+    }
+}

@@ -1,0 +1,248 @@
+//! `provision down`: find everything tagged with the cluster and delete it in dependency order.
+//!
+//! Needs no spec and no local state: the cluster name and region are enough. DependencyViolation
+//! is retried with backoff; when `down` gives up it names the network interfaces that block.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::dag::{self, Outcome};
+use super::events::{Event, EventSink, ResourceRecord, ms_since};
+use super::EngineError;
+use crate::aws::retry::{Backoff, is_dependency_violation, retry};
+use crate::aws::{self, AwsError, Clients};
+use crate::core::graph::{Kind, TeardownStep, teardown_order};
+use crate::core::plan::{Observed, destroy_items};
+use crate::core::tags;
+
+/// Options of `down`.
+#[derive(Debug, Clone)]
+pub struct DownOptions {
+    pub cluster: String,
+    pub concurrency: usize,
+    pub instance_timeout: Duration,
+}
+
+/// What `down` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DownReport {
+    pub cluster: String,
+    pub region: String,
+    pub resources: Vec<ResourceRecord>,
+}
+
+struct Ctx {
+    c: Clients,
+    obs: Observed,
+    events: EventSink,
+    start: Instant,
+    records: Mutex<Vec<ResourceRecord>>,
+}
+
+impl Ctx {
+    fn emit(&self, logical: &Option<String>, kind: Kind, aws_id: &str, action: &str) {
+        (self.events)(Event::Resource {
+            id: logical.clone().unwrap_or_else(|| "(untracked)".into()),
+            kind: kind.as_str().into(),
+            aws_id: Some(aws_id.into()),
+            action: action.into(),
+            elapsed_ms: ms_since(self.start),
+            detail: None,
+        });
+        if action == "deleted" {
+            self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(ResourceRecord {
+                id: logical.clone().unwrap_or_else(|| "(untracked)".into()),
+                aws_id: aws_id.into(),
+                kind: kind.as_str().into(),
+                action: "deleted".into(),
+            });
+        }
+    }
+}
+
+/// Deletes everything the cluster owns.
+///
+/// # Errors
+/// Discovery failures at once; failed steps after every independent step has run, with the
+/// resources that remain.
+pub async fn down(c: Clients, opts: &DownOptions, events: EventSink) -> Result<DownReport, EngineError> {
+    let start = Instant::now();
+    events(Event::Phase { phase: "discover".into() });
+    let obs = aws::discover::observe(&c, &aws::discover::Scope { cluster: &opts.cluster, vpc_attributes: false }).await?;
+    for (what, name) in [("IAM role", obs.role.as_ref().filter(|r| !r.owned).map(|r| &r.name)), ("instance profile", obs.profile.as_ref().filter(|p| !p.owned).map(|p| &p.name))] {
+        if let Some(name) = name {
+            events(Event::Warning { message: format!("{what} {name} is not tagged {}={}: left alone", tags::CLUSTER_TAG, opts.cluster) });
+        }
+    }
+    let region = c.region.clone();
+    let items = destroy_items(&obs);
+    let steps: Vec<(TeardownStep, Vec<TeardownStep>)> = teardown_order().into_iter().filter(|(s, _)| items.iter().any(|(t, _)| t == s)).collect();
+    let ctx = Arc::new(Ctx { c, obs, events: events.clone(), start, records: Mutex::new(Vec::new()) });
+    events(Event::Phase { phase: "delete".into() });
+    let total = steps.len();
+    let timeout = opts.instance_timeout;
+    let results = dag::execute(steps, opts.concurrency, |step: TeardownStep| {
+        let ctx = ctx.clone();
+        async move { run_step(&ctx, step, timeout).await }
+    })
+    .await;
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|(s, o)| match o {
+            Outcome::Done => None,
+            Outcome::Failed(e) => Some(format!("  {s}: {e}")),
+            Outcome::Skipped(dep) => Some(format!("  {s}: not started because {dep} failed")),
+        })
+        .collect();
+    let records = ctx.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    if !failures.is_empty() {
+        let deleted: std::collections::HashSet<&str> = records.iter().map(|r| r.aws_id.as_str()).collect();
+        let remaining: Vec<String> = items
+            .iter()
+            .filter_map(|(_, i)| i.aws_id.clone().filter(|id| !deleted.contains(id.as_str())).map(|id| format!("{} {id}", i.kind.as_str())))
+            .collect();
+        return Err(EngineError::Steps {
+            failed: failures.len(),
+            total,
+            details: format!(
+                "{}\nstill there: {}\nre-run `provision down --name {} --region {region}` once the blocker is gone",
+                failures.join("\n"),
+                remaining.join(", "),
+                opts.cluster
+            ),
+            remaining,
+        });
+    }
+    Ok(DownReport { cluster: opts.cluster.clone(), region, resources: records })
+}
+
+/// Retries a delete while AWS reports DependencyViolation; on giving up, names what blocks.
+async fn delete_with_blockers<F, Fut>(ctx: &Ctx, eni_filter: &str, id: &str, op: F) -> Result<(), AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), AwsError>>,
+{
+    match retry(Backoff::dependency(), is_dependency_violation, op).await {
+        Ok(()) => Ok(()),
+        Err(e @ AwsError::Deadline { .. }) => {
+            let blockers = aws::network::interfaces(&ctx.c, eni_filter, id).await.unwrap_or_default();
+            if blockers.is_empty() {
+                Err(e)
+            } else {
+                let names: Vec<String> = blockers.iter().map(ToString::to_string).collect();
+                Err(AwsError::unexpected("deleting", id, format!("{} (blocked by {})", e, names.join("; "))))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn run_step(ctx: &Ctx, step: TeardownStep, timeout: Duration) -> Result<(), AwsError> {
+    let c = &ctx.c;
+    match step {
+        TeardownStep::Instances => {
+            let live: Vec<_> = ctx.obs.instances.iter().filter(|i| i.state != "terminated").collect();
+            let ids: Vec<String> = live.iter().map(|i| i.id.clone()).collect();
+            for i in &live {
+                ctx.emit(&i.logical, Kind::Instance, &i.id, "deleting");
+            }
+            aws::instance::terminate(c, &ids, timeout).await?;
+            for i in &live {
+                ctx.emit(&i.logical, Kind::Instance, &i.id, "deleted");
+            }
+        }
+        TeardownStep::SecurityGroups => {
+            // A group referenced by another group's rules goes after that group.
+            let mut groups = ctx.obs.security_groups.clone();
+            let referenced = |g: &crate::core::plan::ObsSg, all: &[crate::core::plan::ObsSg]| all.iter().any(|o| o.id != g.id && o.rules.iter().any(|r| r.source == g.id));
+            let snapshot = groups.clone();
+            groups.sort_by_key(|g| referenced(g, &snapshot));
+            for g in &groups {
+                ctx.emit(&g.logical, Kind::SecurityGroup, &g.id, "deleting");
+                delete_with_blockers(ctx, "group-id", &g.id, || aws::security_group::delete(c, &g.id)).await?;
+                ctx.emit(&g.logical, Kind::SecurityGroup, &g.id, "deleted");
+            }
+        }
+        TeardownStep::RouteTables => {
+            for r in &ctx.obs.route_tables {
+                ctx.emit(&r.logical, Kind::RouteTable, &r.id, "deleting");
+                aws::network::delete_route_table(c, &r.id, &r.associations).await?;
+                ctx.emit(&r.logical, Kind::RouteTable, &r.id, "deleted");
+            }
+        }
+        TeardownStep::InternetGateways => {
+            for g in &ctx.obs.igws {
+                ctx.emit(&g.logical, Kind::InternetGateway, &g.id, "deleting");
+                let vpc = g.attached_vpcs.first().cloned().unwrap_or_default();
+                delete_with_blockers(ctx, "vpc-id", &vpc, || aws::network::delete_igw(c, &g.id, &g.attached_vpcs)).await?;
+                ctx.emit(&g.logical, Kind::InternetGateway, &g.id, "deleted");
+            }
+        }
+        TeardownStep::Subnets => {
+            // Interfaces in our subnets that are not our (terminated) instances' belong to
+            // someone else: AWS would refuse the delete (the emulator would not), so wait for
+            // them to go and name them if they stay.
+            let ours: std::collections::HashSet<&str> = ctx.obs.instances.iter().map(|i| i.id.as_str()).collect();
+            for s in &ctx.obs.subnets {
+                retry(Backoff::dependency(), is_dependency_violation, || async {
+                    let left: Vec<String> = aws::network::interfaces(c, "subnet-id", &s.id)
+                        .await?
+                        .into_iter()
+                        .filter(|n| n.instance.as_deref().is_none_or(|i| !ours.contains(i)))
+                        .map(|n| n.to_string())
+                        .collect();
+                    if left.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(AwsError::Api {
+                            doing: "deleting".into(),
+                            resource: s.id.clone(),
+                            code: "DependencyViolation".into(),
+                            message: format!("network interfaces provision does not own are still in the subnet: {}", left.join("; ")),
+                        })
+                    }
+                })
+                .await?;
+            }
+            let deletes = ctx.obs.subnets.iter().map(|s| async move {
+                ctx.emit(&s.logical, Kind::Subnet, &s.id, "deleting");
+                delete_with_blockers(ctx, "subnet-id", &s.id, || aws::network::delete_subnet(c, &s.id)).await?;
+                ctx.emit(&s.logical, Kind::Subnet, &s.id, "deleted");
+                Ok::<_, AwsError>(())
+            });
+            futures::future::try_join_all(deletes).await?;
+        }
+        TeardownStep::Vpcs => {
+            for v in &ctx.obs.vpcs {
+                ctx.emit(&v.logical, Kind::Vpc, &v.id, "deleting");
+                delete_with_blockers(ctx, "vpc-id", &v.id, || aws::network::delete_vpc(c, &v.id)).await?;
+                ctx.emit(&v.logical, Kind::Vpc, &v.id, "deleted");
+            }
+        }
+        TeardownStep::InstanceProfiles => {
+            if let Some(p) = ctx.obs.profile.as_ref().filter(|p| p.owned) {
+                let logical = Some(crate::core::graph::NODE_PROFILE.to_string());
+                ctx.emit(&logical, Kind::InstanceProfile, &p.name, "deleting");
+                aws::iam::delete_instance_profile(c, p).await?;
+                ctx.emit(&logical, Kind::InstanceProfile, &p.name, "deleted");
+            }
+        }
+        TeardownStep::Roles => {
+            if let Some(r) = ctx.obs.role.as_ref().filter(|r| r.owned) {
+                let logical = Some(crate::core::graph::NODE_ROLE.to_string());
+                ctx.emit(&logical, Kind::IamRole, &r.name, "deleting");
+                retry(Backoff::dependency(), is_dependency_violation, || aws::iam::delete_role(c, &r.name)).await?;
+                ctx.emit(&logical, Kind::IamRole, &r.name, "deleted");
+            }
+        }
+        TeardownStep::Secrets => {
+            if let Some(s) = ctx.obs.secret.as_ref().filter(|s| s.owned) {
+                let logical = Some(crate::core::graph::SECRET.to_string());
+                ctx.emit(&logical, Kind::Secret, &s.name, "deleting");
+                aws::secret::delete(c, &s.name).await?;
+                ctx.emit(&logical, Kind::Secret, &s.name, "deleted");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! `provision up`: discover what exists, then create or repair every node of the graph,
+//! concurrently where dependencies allow; wait for the instances; write the kubeconfig.
+//!
+//! Resume after a crash needs no local state: every resource is tagged at creation, so the
+//! discovery at the start finds what an earlier run made, and the graph continues from there.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::dag::{self, Outcome};
+use super::events::{Event, EventSink, ResourceRecord, ms_since};
+use super::EngineError;
+use crate::aws::lookup::Image;
+use crate::aws::secret::Bootstrap;
+use crate::aws::{self, AwsError, Clients};
+use crate::core::cloudinit;
+use crate::core::graph::{self, Desired, Graph, Kind};
+use crate::core::pki::{self, Ca};
+use crate::core::plan::{self, ObsInstance, Observed};
+use crate::core::spec::ClusterSpec;
+use crate::core::tags;
+
+/// How far `up` waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum WaitFor {
+    /// Instances are running (public IP known).
+    Running,
+    /// Instances also pass their EC2 status checks.
+    Status,
+    /// The API server answers /readyz and every node is Ready.
+    Cluster,
+}
+
+/// Options of `up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub wait: WaitFor,
+    pub concurrency: usize,
+    /// Where to merge the kubeconfig; `None` skips writing it.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    pub instance_timeout: Duration,
+    pub cluster_timeout: Duration,
+}
+
+/// What `up` reports at the end.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UpReport {
+    pub cluster: String,
+    pub kind: String,
+    pub region: String,
+    pub master_public_ip: Option<String>,
+    pub master_private_ip: Option<String>,
+    pub api_endpoint: Option<String>,
+    pub kubeconfig: Option<String>,
+    pub kubeconfig_context: Option<String>,
+    pub resources: Vec<ResourceRecord>,
+}
+
+struct Ctx {
+    c: Clients,
+    spec: ClusterSpec,
+    graph: Graph,
+    obs: Observed,
+    events: EventSink,
+    start: Instant,
+    out: Mutex<Outputs>,
+}
+
+#[derive(Default)]
+struct Outputs {
+    ids: HashMap<String, String>,
+    azs: Vec<String>,
+    image: Option<Image>,
+    bootstrap: Option<Bootstrap>,
+    master: Option<ObsInstance>,
+    /// Instances launched by this run or found pending/running: waited for together.
+    instances: Vec<(String, ObsInstance)>,
+    records: Vec<ResourceRecord>,
+}
+
+impl Ctx {
+    fn out(&self) -> std::sync::MutexGuard<'_, Outputs> {
+        self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn id(&self, logical: &str) -> Result<String, AwsError> {
+        self.out().ids.get(logical).cloned().ok_or_else(|| AwsError::unexpected("looking up", logical, "no id recorded: internal error, please file a bug"))
+    }
+
+    fn tags(&self, logical: &str, k8s: bool) -> Vec<(String, String)> {
+        tags::tags_for(&self.spec.name, logical, k8s, &self.spec.tags)
+    }
+
+    fn emit(&self, id: &str, kind: Kind, aws_id: Option<&str>, action: &str, detail: Option<String>) {
+        (self.events)(Event::Resource {
+            id: id.to_string(),
+            kind: kind.as_str().to_string(),
+            aws_id: aws_id.map(str::to_string),
+            action: action.to_string(),
+            elapsed_ms: ms_since(self.start),
+            detail,
+        });
+    }
+
+    /// Records the final state of a node (and its AWS id for dependents).
+    fn done(&self, id: &str, kind: Kind, aws_id: &str, action: &str, detail: Option<String>) {
+        {
+            let mut o = self.out();
+            o.ids.insert(id.to_string(), aws_id.to_string());
+            o.records.push(ResourceRecord { id: id.into(), aws_id: aws_id.into(), kind: kind.as_str().into(), action: action.into() });
+        }
+        self.emit(id, kind, Some(aws_id), action, detail);
+    }
+}
+
+/// Runs `up` for a validated spec.
+///
+/// # Errors
+/// Discovery failures at once; node failures after every independent node has run.
+pub async fn up(c: Clients, spec: ClusterSpec, opts: &UpOptions, events: EventSink) -> Result<UpReport, EngineError> {
+    let start = Instant::now();
+    events(Event::Phase { phase: "discover".into() });
+    let obs = aws::discover::observe(&c, &aws::discover::Scope { cluster: &spec.name, vpc_attributes: true }).await?;
+    if obs.vpcs.len() > 1 {
+        let ids: Vec<&str> = obs.vpcs.iter().map(|v| v.id.as_str()).collect();
+        return Err(EngineError::Refused(format!(
+            "{} VPCs carry provision:cluster={} ({}); run `provision down --name {} --region {}` and try again",
+            ids.len(),
+            spec.name,
+            ids.join(", "),
+            spec.name,
+            spec.region
+        )));
+    }
+    let graph = graph::build(&spec);
+    let diff = plan::diff(&graph, &obs);
+    if let Some(bad) = diff.iter().find(|p| p.changes.iter().any(|c| c.contains("refusing to adopt"))) {
+        return Err(EngineError::Refused(format!(
+            "{} {}: {}",
+            bad.kind.as_str(),
+            bad.aws_id.clone().unwrap_or_default(),
+            bad.changes.join("; ")
+        )));
+    }
+    for item in diff.iter().flat_map(|p| p.changes.iter().filter(|c| c.contains("scale-in")).map(move |c| format!("{}: {c}", p.id))) {
+        events(Event::Warning { message: item });
+    }
+    let ctx = Arc::new(Ctx { c, spec, graph, obs, events: events.clone(), start, out: Mutex::new(Outputs::default()) });
+
+    events(Event::Phase { phase: "apply".into() });
+    let nodes: Vec<(String, Vec<String>)> = ctx.graph.nodes.iter().map(|n| (n.id.clone(), n.deps.clone())).collect();
+    let total = nodes.len();
+    let results = dag::execute(nodes, opts.concurrency, |id: String| {
+        let ctx = ctx.clone();
+        async move { ensure(&ctx, &id).await.map_err(|e| (id, e)) }
+    })
+    .await;
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|(id, o)| match o {
+            Outcome::Done => None,
+            Outcome::Failed((_, e)) => Some(format!("  {id}: {e}")),
+            Outcome::Skipped(dep) => Some(format!("  {id}: not started because {dep} failed")),
+        })
+        .collect();
+    if !failures.is_empty() {
+        for (id, o) in &results {
+            if let Outcome::Failed((_, e)) = o {
+                let kind = ctx.graph.get(id).map_or(Kind::Instance, |n| n.kind);
+                ctx.emit(id, kind, None, "failed", Some(e.to_string()));
+            }
+        }
+        return Err(EngineError::Steps {
+            failed: failures.len(),
+            total,
+            details: failures.join("\n")
+                + &format!("\nwhat was created is tagged provision:cluster={}: re-run `provision up` to resume, or `provision down` to remove it", ctx.spec.name),
+            remaining: Vec::new(),
+        });
+    }
+
+    // One batched wait for every instance that is not known to be running.
+    events(Event::Phase { phase: "wait".into() });
+    let waiting: Vec<String> = ctx.out().instances.iter().filter(|(_, i)| i.state != "running" || i.public_ip.is_none()).map(|(_, i)| i.id.clone()).collect();
+    let mut running: HashMap<String, ObsInstance> = ctx.out().instances.iter().map(|(_, i)| (i.id.clone(), i.clone())).collect();
+    if !waiting.is_empty() {
+        events(Event::Waiting { what: format!("{} instance(s) to run", waiting.len()), elapsed_ms: ms_since(start) });
+        for i in aws::instance::wait_running(&ctx.c, &waiting, opts.instance_timeout).await? {
+            running.insert(i.id.clone(), i);
+        }
+    }
+    if opts.wait >= WaitFor::Status {
+        let all: Vec<String> = running.keys().cloned().collect();
+        events(Event::Waiting { what: format!("{} instance(s) to pass status checks", all.len()), elapsed_ms: ms_since(start) });
+        aws::instance::wait_status_ok(&ctx.c, &all, opts.instance_timeout).await?;
+    }
+    let master = {
+        let o = ctx.out();
+        let m = o.master.clone().ok_or_else(|| AwsError::unexpected("finding", "the master", "no master instance recorded: internal error, please file a bug"))?;
+        running.get(&m.id).cloned().unwrap_or(m)
+    };
+    let endpoint_ip = master.public_ip.clone().or_else(|| master.private_ip.clone());
+    let api_endpoint = endpoint_ip.as_ref().map(|ip| format!("https://{ip}:6443"));
+    let bootstrap = ctx.out().bootstrap.clone().ok_or_else(|| AwsError::unexpected("reading", "the bootstrap secret", "not loaded: internal error"))?;
+    let ca = Ca { cert_pem: bootstrap.ca_cert_pem.clone(), key_pem: bootstrap.ca_key_pem.clone() };
+
+    let mut kubeconfig = None;
+    if let (Some(path), Some(server)) = (&opts.kubeconfig, &api_endpoint) {
+        super::kubeconfig::write(path, &ctx.spec.name, server, &ca)?;
+        kubeconfig = Some(path.display().to_string());
+    }
+    if opts.wait == WaitFor::Cluster {
+        let server = api_endpoint.clone().ok_or_else(|| EngineError::Probe("the master has no IP address".into()))?;
+        let want = 1 + ctx.spec.kubeadm.workers as usize;
+        super::probe::wait_cluster(&server, &ca, want, opts.cluster_timeout, &events, start).await?;
+    }
+    let records = ctx.out().records.clone();
+    Ok(UpReport {
+        cluster: ctx.spec.name.clone(),
+        kind: "kubeadm".into(),
+        region: ctx.spec.region.clone(),
+        master_public_ip: master.public_ip.clone(),
+        master_private_ip: master.private_ip.clone(),
+        api_endpoint,
+        kubeconfig,
+        kubeconfig_context: opts.kubeconfig.as_ref().map(|_| ctx.spec.name.clone()),
+        resources: records,
+    })
+}
+
+/// Creates or repairs one node.
+async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
+    let node = ctx.graph.get(id).ok_or_else(|| AwsError::unexpected("running", id, "unknown node"))?;
+    let existing = ctx.obs.id_of(id, node.kind);
+    let c = &ctx.c;
+    match &node.desired {
+        Desired::AvailabilityZones { count } => {
+            let azs = aws::lookup::availability_zones(c, *count).await?;
+            ctx.emit(id, node.kind, None, "read", Some(azs.join(", ")));
+            ctx.out().azs = azs;
+        }
+        Desired::Ami { source } => {
+            let img = aws::lookup::image(c, source, ctx.spec.kubeadm.arch).await?;
+            ctx.emit(id, node.kind, Some(&img.id), "read", None);
+            ctx.out().image = Some(img);
+        }
+        Desired::Vpc { cidr } => match existing {
+            Some(vpc) => {
+                let v = ctx.obs.vpcs.iter().find(|v| v.id == vpc).expect("observed");
+                let (support, hostnames) = (v.dns_support == Some(false), v.dns_hostnames == Some(false));
+                if support || hostnames {
+                    aws::network::set_vpc_dns(c, &vpc, support, hostnames).await?;
+                    ctx.done(id, node.kind, &vpc, "updated", Some("DNS support and hostnames on".into()));
+                } else {
+                    ctx.done(id, node.kind, &vpc, "existing", None);
+                }
+            }
+            None => {
+                ctx.emit(id, node.kind, None, "creating", Some(cidr.to_string()));
+                let vpc = aws::network::create_vpc(c, &cidr.to_string(), &ctx.tags(id, true)).await?;
+                ctx.done(id, node.kind, &vpc, "created", None);
+            }
+        },
+        Desired::Subnet { index, cidr } => match existing {
+            Some(sn) => {
+                let s = ctx.obs.subnets.iter().find(|s| s.id == sn).expect("observed");
+                if s.map_public_ip {
+                    ctx.done(id, node.kind, &sn, "existing", None);
+                } else {
+                    aws::network::set_map_public_ip(c, &sn).await?;
+                    ctx.done(id, node.kind, &sn, "updated", Some("public IPs on launch".into()));
+                }
+            }
+            None => {
+                let vpc = ctx.id(graph::VPC)?;
+                let az = ctx.out().azs.get(*index).cloned().ok_or_else(|| AwsError::unexpected("creating", id, "no availability zone for this subnet"))?;
+                ctx.emit(id, node.kind, None, "creating", Some(format!("{cidr} in {az}")));
+                let sn = aws::network::create_subnet(c, &vpc, &cidr.to_string(), &az, &ctx.tags(id, true)).await?;
+                ctx.done(id, node.kind, &sn, "created", Some(format!("{cidr} in {az}")));
+            }
+        },
+        Desired::InternetGateway => {
+            let vpc = ctx.id(graph::VPC)?;
+            match existing {
+                Some(igw) => {
+                    let g = ctx.obs.igws.iter().find(|g| g.id == igw).expect("observed");
+                    if g.attached_vpcs.contains(&vpc) {
+                        ctx.done(id, node.kind, &igw, "existing", None);
+                    } else {
+                        aws::network::attach_igw(c, &igw, &vpc).await?;
+                        ctx.done(id, node.kind, &igw, "updated", Some(format!("attached to {vpc}")));
+                    }
+                }
+                None => {
+                    ctx.emit(id, node.kind, None, "creating", None);
+                    let igw = aws::network::create_igw(c, &ctx.tags(id, true)).await?;
+                    aws::network::attach_igw(c, &igw, &vpc).await?;
+                    ctx.done(id, node.kind, &igw, "created", Some(format!("attached to {vpc}")));
+                }
+            }
+        }
+        Desired::RouteTable { subnets } => {
+            let vpc = ctx.id(graph::VPC)?;
+            let igw = ctx.id(graph::IGW)?;
+            let subnet_ids: Vec<String> = (0..*subnets).map(|i| ctx.id(&graph::subnet_id(i))).collect::<Result<_, _>>()?;
+            let (rt, created, has_route, assoc) = match &existing {
+                Some(rt) => {
+                    let r = ctx.obs.route_tables.iter().find(|r| &r.id == rt).expect("observed");
+                    (rt.clone(), false, r.default_route.as_deref() == Some(igw.as_str()), r.associations.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>())
+                }
+                None => {
+                    ctx.emit(id, node.kind, None, "creating", None);
+                    (aws::network::create_route_table(c, &vpc, &ctx.tags(id, true)).await?, true, false, Vec::new())
+                }
+            };
+            let mut changed = Vec::new();
+            if !has_route {
+                aws::network::create_default_route(c, &rt, &igw).await?;
+                changed.push("default route".to_string());
+            }
+            let missing: Vec<&String> = subnet_ids.iter().filter(|s| !assoc.contains(s)).collect();
+            let assoc_calls = missing.iter().map(|s| aws::network::associate(c, &rt, s));
+            futures::future::try_join_all(assoc_calls).await?;
+            if !missing.is_empty() {
+                changed.push(format!("{} association(s)", missing.len()));
+            }
+            let action = if created { "created" } else if changed.is_empty() { "existing" } else { "updated" };
+            ctx.done(id, node.kind, &rt, action, (!changed.is_empty()).then(|| changed.join(", ")));
+        }
+        Desired::SecurityGroup { role, name, description, rules } => {
+            let vpc = ctx.id(graph::VPC)?;
+            let (sg, created, observed_rules) = match &existing {
+                Some(sg) => (sg.clone(), false, ctx.obs.security_groups.iter().find(|g| &g.id == sg).map(|g| g.rules.clone()).unwrap_or_default()),
+                None => {
+                    ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
+                    let k8s = *role == graph::SgRole::Nodes;
+                    (aws::security_group::create(c, &vpc, name, description, &ctx.tags(id, k8s)).await?, true, Vec::new())
+                }
+            };
+            let mut groups = ctx.out().ids.clone();
+            groups.insert(id.to_string(), sg.clone());
+            let missing = plan::missing_rules(rules, &observed_rules, &groups);
+            let n = missing.len();
+            aws::security_group::authorize(c, &sg, &missing, &groups).await?;
+            let action = if created { "created" } else if n > 0 { "updated" } else { "existing" };
+            ctx.done(id, node.kind, &sg, action, (n > 0).then(|| format!("{n} ingress rule(s)")));
+        }
+        Desired::NodeRole { name } => match &ctx.obs.role {
+            Some(r) if r.owned => ctx.done(id, node.kind, &r.name, "existing", None),
+            Some(r) => return Err(AwsError::unexpected("adopting IAM role", &r.name, format!("it exists without the tag {}={}", tags::CLUSTER_TAG, ctx.spec.name))),
+            None => {
+                ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
+                aws::iam::create_role(c, name, &ctx.tags(id, false)).await?;
+                ctx.done(id, node.kind, name, "created", None);
+            }
+        },
+        Desired::InstanceProfile { name } => {
+            let role = ctx.id(graph::NODE_ROLE)?;
+            match &ctx.obs.profile {
+                Some(p) if !p.owned => {
+                    return Err(AwsError::unexpected("adopting instance profile", &p.name, format!("it exists without the tag {}={}", tags::CLUSTER_TAG, ctx.spec.name)));
+                }
+                Some(p) if p.roles.contains(&role) => ctx.done(id, node.kind, &p.name, "existing", None),
+                Some(p) => {
+                    aws::iam::add_role(c, &p.name, &role).await?;
+                    ctx.done(id, node.kind, &p.name, "updated", Some("node role added".into()));
+                }
+                None => {
+                    ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
+                    aws::iam::create_instance_profile(c, name, &ctx.tags(id, false)).await?;
+                    aws::iam::add_role(c, name, &role).await?;
+                    ctx.done(id, node.kind, name, "created", None);
+                }
+            }
+        }
+        Desired::Secret { parameter } => {
+            let found = match &ctx.obs.secret {
+                Some(_) => aws::secret::get(c, parameter).await?,
+                None => None,
+            };
+            let (b, action) = match found {
+                Some(b) => (b, "existing"),
+                None => {
+                    ctx.emit(id, node.kind, None, "creating", Some(parameter.clone()));
+                    let ca = pki::generate_ca(time::OffsetDateTime::now_utc()).map_err(|e| AwsError::unexpected("generating", "the cluster CA", e.to_string()))?;
+                    let fresh = Bootstrap {
+                        version: 1,
+                        cluster_id: pki::random_chars(12).map_err(|e| AwsError::unexpected("generating", "the cluster id", e.to_string()))?,
+                        ca_cert_pem: ca.cert_pem,
+                        ca_key_pem: ca.key_pem,
+                        token: pki::generate_token().map_err(|e| AwsError::unexpected("generating", "the bootstrap token", e.to_string()))?,
+                    };
+                    (aws::secret::put(c, parameter, &fresh, &ctx.tags(id, false)).await?, "created")
+                }
+            };
+            if !pki::is_token(&b.token) {
+                return Err(AwsError::unexpected("reading", parameter, "the stored bootstrap token is malformed"));
+            }
+            ctx.out().bootstrap = Some(b);
+            ctx.done(id, node.kind, parameter, action, None);
+        }
+        Desired::Master { subnet } => {
+            let live: Vec<ObsInstance> = ctx.obs.live_instances(id).cloned().collect();
+            if let Some(m) = live.first() {
+                let mut o = ctx.out();
+                o.master = Some(m.clone());
+                o.instances.push((id.to_string(), m.clone()));
+                drop(o);
+                ctx.done(id, node.kind, &m.id, "existing", None);
+                return Ok(());
+            }
+            let b = ctx.out().bootstrap.clone().expect("secret node ran first");
+            let user_data = cloudinit::master(
+                &ctx.spec.kubeadm,
+                &cloudinit::MasterInput { cluster: &ctx.spec.name, ca_cert_pem: &b.ca_cert_pem, ca_key_pem: &b.ca_key_pem, token: &b.token },
+            )
+            .render();
+            let launched = launch(ctx, id, subnet, 1, &user_data, vec![ctx.id(graph::SG_NODES)?, ctx.id(graph::SG_CONTROL_PLANE)?], format!("{}-{id}", b.cluster_id)).await?;
+            let m = launched.into_iter().next().ok_or_else(|| AwsError::unexpected("launching", id, "RunInstances returned no instance"))?;
+            ctx.out().master = Some(m.clone());
+            ctx.done(id, node.kind, &m.id, "created", m.private_ip.clone());
+        }
+        Desired::Workers { subnet, count } => {
+            let live: Vec<ObsInstance> = ctx.obs.live_instances(id).cloned().collect();
+            {
+                let mut o = ctx.out();
+                o.instances.extend(live.iter().map(|i| (id.to_string(), i.clone())));
+            }
+            let have = live.len() as u32;
+            for i in &live {
+                ctx.done(id, node.kind, &i.id, "existing", None);
+            }
+            if have < *count {
+                let b = ctx.out().bootstrap.clone().expect("secret node ran first");
+                let master_ip = ctx.out().master.as_ref().and_then(|m| m.private_ip.clone()).ok_or_else(|| AwsError::unexpected("launching", id, "the master has no private IP yet"))?;
+                let ca = Ca { cert_pem: b.ca_cert_pem.clone(), key_pem: b.ca_key_pem.clone() };
+                let hash = ca.discovery_hash().map_err(|e| AwsError::unexpected("hashing", "the cluster CA", e.to_string()))?;
+                let user_data = cloudinit::worker(&ctx.spec.kubeadm, &cloudinit::WorkerInput { master_private_ip: &master_ip, token: &b.token, ca_hash: &hash }).render();
+                let n = (*count - have) as i32;
+                let token = format!("{}-{id}-{have}", b.cluster_id);
+                let launched = launch(ctx, id, subnet, n, &user_data, vec![ctx.id(graph::SG_NODES)?], token).await?;
+                for i in &launched {
+                    ctx.done(id, node.kind, &i.id, "created", i.private_ip.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn launch(ctx: &Ctx, id: &str, subnet_logical: &str, count: i32, user_data: &str, sgs: Vec<String>, client_token: String) -> Result<Vec<ObsInstance>, AwsError> {
+    let k = &ctx.spec.kubeadm;
+    let image = ctx.out().image.clone().expect("ami node ran first");
+    let subnet = ctx.id(subnet_logical)?;
+    let profile = ctx.id(graph::NODE_PROFILE)?;
+    let tags = ctx.tags(id, true);
+    ctx.emit(id, Kind::Instance, None, "creating", Some(format!("{count} x {} in {subnet}", k.instance_type)));
+    let launched = aws::instance::run(
+        &ctx.c,
+        &aws::instance::Launch {
+            logical: id,
+            count,
+            image: &image.id,
+            root_device: &image.root_device,
+            instance_type: &k.instance_type,
+            subnet: &subnet,
+            security_groups: sgs,
+            instance_profile: &profile,
+            user_data,
+            key_name: k.key_name.as_deref(),
+            volume_gb: k.root_volume_gb,
+            tags: &tags,
+            client_token,
+        },
+    )
+    .await?;
+    ctx.out().instances.extend(launched.iter().map(|i| (id.to_string(), i.clone())));
+    Ok(launched)
+}
