@@ -3,7 +3,8 @@
 //! DependencyViolation during teardown. Bounded by a deadline that the final error reports.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use super::AwsError;
 

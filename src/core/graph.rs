@@ -376,7 +376,7 @@ mod tests {
     fn critical_path_follows_the_longest_chain() {
         let g = build(&demo_spec(2, 2));
         let (len, path) = g.critical_path(|n| if n.kind == Kind::Instance { 10.0 } else { 1.0 });
-        assert_eq!(path.last().map(String::as_str), Some("workers-0"));
+        assert!(path.last().is_some_and(|p| p.starts_with("workers-")), "{path:?}");
         assert!(path.contains(&MASTER.to_string()));
         assert!(len >= 20.0);
     }

@@ -386,7 +386,8 @@ mod tests {
         assert_eq!(sg.action, Action::Update);
         assert_eq!(sg.changes.len(), 1, "{:?}", sg.changes);
         assert!(sg.changes[0].contains("8472"));
-        assert_eq!(get("workers-0").action, Action::Keep, "two workers in subnet-0? no: 3 over 2 AZs is 2+1");
+        assert_eq!(get("workers-0").action, Action::Update, "3 workers over 2 AZs is 2 + 1");
+        assert_eq!(get("workers-0").changes, ["launch 1 more (have 1, want 2)"]);
     }
 
     #[test]

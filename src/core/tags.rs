@@ -27,8 +27,9 @@ pub fn tags_for(cluster: &str, logical_id: &str, k8s_owned: bool, user: &BTreeMa
 
 /// IAM names are global to the account, so they carry the region as well as the cluster name.
 pub fn node_role_name(cluster: &str, region: &str) -> String {
-    let short: String = region.split('-').map(|p| p.chars().next().unwrap_or('x')).collect::<String>()
-        + region.rsplit('-').next().unwrap_or("");
+    let parts: Vec<&str> = region.split('-').collect();
+    let (last, rest) = parts.split_last().unwrap_or((&"", &[]));
+    let short: String = rest.iter().filter_map(|p| p.chars().next()).collect::<String>() + last;
     format!("provision-{cluster}-{short}-node")
 }
 
@@ -47,6 +48,8 @@ mod tests {
         let role = node_role_name(&name, "ap-southeast-5");
         assert_eq!(role, format!("provision-{name}-as5-node"));
         assert!(role.len() <= 64, "{}", role.len());
+        assert_eq!(node_role_name("demo", "us-east-1"), "provision-demo-ue1-node");
+        assert_eq!(node_role_name("demo", "us-gov-west-1"), "provision-demo-ugw1-node");
     }
 
     #[test]
