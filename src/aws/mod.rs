@@ -42,6 +42,16 @@ pub struct Clients {
 /// Throttling and 5xx answers are retried by the SDK's standard retry mode with more attempts
 /// than its default (EC2's API buckets refill in seconds); each attempt has its own timeout.
 pub async fn clients(region: &str, calls: CallCounter) -> Clients {
+    build(region, calls, None).await
+}
+
+/// Clients for an explicit endpoint with dummy credentials: the seam integration tests use to
+/// inspect the emulator. Never falls back to real AWS.
+pub async fn clients_for_endpoint(region: &str, endpoint: &str) -> Clients {
+    build(region, CallCounter::default(), Some(endpoint)).await
+}
+
+async fn build(region: &str, calls: CallCounter, endpoint: Option<&str>) -> Clients {
     let retry = RetryConfig::standard()
         .with_max_attempts(8)
         .with_initial_backoff(Duration::from_millis(500))
@@ -50,12 +60,16 @@ pub async fn clients(region: &str, calls: CallCounter) -> Clients {
         .connect_timeout(Duration::from_secs(10))
         .operation_attempt_timeout(Duration::from_secs(60))
         .build();
-    let shared = aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .retry_config(retry)
-        .timeout_config(timeouts)
-        .load()
-        .await;
+        .timeout_config(timeouts);
+    if let Some(url) = endpoint {
+        loader = loader
+            .endpoint_url(url)
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "provision-tests"));
+    }
+    let shared = loader.load().await;
     Clients {
         ec2: aws_sdk_ec2::Client::from_conf(aws_sdk_ec2::config::Builder::from(&shared).interceptor(calls.clone()).build()),
         iam: aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&shared).interceptor(calls.clone()).build()),

@@ -1,0 +1,105 @@
+//! The validation corpus: every malformed spec in `tests/specs/invalid/` is refused by the real
+//! binary with exit code 2, an error naming the field and its file:line, and no AWS call.
+//!
+//! Each file's first line says what to expect: `# expect: FIELD @ LINE`.
+
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn corpus() -> Vec<(PathBuf, String, usize)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/specs/invalid");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header = text.lines().next().unwrap().strip_prefix("# expect: ").unwrap_or_else(|| panic!("{}: no expect header", path.display()));
+        let (field, line) = header.rsplit_once(" @ ").unwrap();
+        out.push((path, field.to_string(), line.parse().unwrap()));
+    }
+    out.sort();
+    out
+}
+
+/// A listener standing in for AWS: if anything connects, an AWS call was attempted.
+fn fake_aws() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    (l, url)
+}
+
+fn provision(args: &[&str], endpoint: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn corpus_is_large_enough() {
+    assert!(corpus().len() >= 20, "the issue asks for at least 20 malformed specs");
+}
+
+#[test]
+fn every_malformed_spec_is_refused_with_its_field_and_line_before_any_aws_call() {
+    let (listener, endpoint) = fake_aws();
+    let mut problems = Vec::new();
+    for (path, field, line) in corpus() {
+        let p = path.to_str().unwrap();
+        for cmd in [vec!["validate", "-f", p], vec!["up", "-f", p], vec!["plan", "-f", p], vec!["down", "-f", p]] {
+            let out = provision(&cmd, &endpoint);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let located = format!("{p}:{line}:");
+            if out.status.code() != Some(2) {
+                problems.push(format!("{} {}: exit {:?}, want 2\n{stderr}", cmd[0], path.display(), out.status.code()));
+            } else if !stderr.contains(&format!(": {field}: ")) || !stderr.contains(&located) {
+                problems.push(format!("{} {}: want field `{field}` at {located}, got:\n{stderr}", cmd[0], path.display()));
+            }
+        }
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => problems.push(format!("an AWS call was attempted for a bad spec: {other:?}")),
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+#[test]
+fn json_output_lists_issues_with_field_and_line() {
+    let (_l, endpoint) = fake_aws();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/specs/invalid/zero-workers.toml");
+    let out = provision(&["--output", "json", "validate", "-f", path.to_str().unwrap()], &endpoint);
+    assert_eq!(out.status.code(), Some(2));
+    let line = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["event"], "error");
+    assert_eq!(v["issues"][0]["field"], "kubeadm.workers");
+    assert_eq!(v["issues"][0]["line"], 15);
+}
+
+#[test]
+fn good_specs_validate() {
+    let (_l, endpoint) = fake_aws();
+    for f in std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")).unwrap() {
+        let p = f.unwrap().path();
+        let out = provision(&["validate", "-f", p.to_str().unwrap()], &endpoint);
+        assert!(out.status.success(), "{}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let (_l, endpoint) = fake_aws();
+    assert_eq!(provision(&["up"], &endpoint).status.code(), Some(2), "missing -f");
+    assert_eq!(provision(&["down", "--name", "x"], &endpoint).status.code(), Some(2), "--name without --region");
+    assert_eq!(provision(&["down", "--name", "Bad_Name", "--region", "us-east-1"], &endpoint).status.code(), Some(2));
+    assert_eq!(provision(&["frobnicate"], &endpoint).status.code(), Some(2));
+    assert_eq!(provision(&["validate", "-f", "/nonexistent.toml"], &endpoint).status.code(), Some(2));
+}
