@@ -147,3 +147,28 @@ pub async fn terminate(c: &Clients, ids: &[String], max: Duration) -> Result<(),
         .map_err(|e| AwsError::Wait { resource, state: "terminated".into(), message: DisplayErrorContext(&e).to_string() })?;
     Ok(())
 }
+
+/// Which of the given instances are terminated (or unknown to EC2).
+///
+/// # Errors
+/// The AWS error of the Describe.
+pub async fn terminated(c: &Clients, ids: &[String]) -> Result<std::collections::HashSet<String>, AwsError> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let out = c
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .map_err(api("checking the state of", &ids.join(", ")))?;
+    let live: std::collections::HashSet<String> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()) != Some(&aws_sdk_ec2::types::InstanceStateName::Terminated))
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    Ok(ids.iter().filter(|i| !live.contains(*i)).cloned().collect())
+}

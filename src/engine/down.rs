@@ -185,11 +185,19 @@ async fn run_step(ctx: &Ctx, step: TeardownStep, timeout: Duration) -> Result<()
             let ours: std::collections::HashSet<&str> = ctx.obs.instances.iter().map(|i| i.id.as_str()).collect();
             for s in &ctx.obs.subnets {
                 retry(Backoff::dependency(), is_dependency_violation, || async {
-                    let left: Vec<String> = aws::network::interfaces(c, "subnet-id", &s.id)
+                    let foreign: Vec<aws::network::Interface> = aws::network::interfaces(c, "subnet-id", &s.id)
                         .await?
                         .into_iter()
                         .filter(|n| n.instance.as_deref().is_none_or(|i| !ours.contains(i)))
-                        .map(|n| n.to_string())
+                        .collect();
+                    // An interface of a terminated instance is on its way out (AWS deletes it; the
+                    // delete below retries DependencyViolation until it has).
+                    let attached: Vec<String> = foreign.iter().filter_map(|n| n.instance.clone()).collect();
+                    let gone = aws::instance::terminated(c, &attached).await?;
+                    let left: Vec<String> = foreign
+                        .iter()
+                        .filter(|n| n.instance.as_ref().is_none_or(|i| !gone.contains(i)))
+                        .map(ToString::to_string)
                         .collect();
                     if left.is_empty() {
                         Ok(())
