@@ -16,7 +16,8 @@ use provision::core::tags::CLUSTER_TAG;
 type Ec2Tag = aws_sdk_ec2::types::Tag;
 
 fn has_tag(tags: &[Ec2Tag], key: &str, value: &str) -> bool {
-    tags.iter().any(|t| t.key() == Some(key) && t.value() == Some(value))
+    tags.iter()
+        .any(|t| t.key() == Some(key) && t.value() == Some(value))
 }
 
 async fn user_data(c: &provision::aws::Clients, instance: &str) -> String {
@@ -29,7 +30,12 @@ async fn user_data(c: &provision::aws::Clients, instance: &str) -> String {
         .await
         .unwrap();
     let b64 = out.user_data().and_then(|v| v.value()).unwrap_or_default();
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -43,19 +49,36 @@ async fn up_creates_every_resource_as_specified() {
     assert_eq!(s["cluster"], cl.name.as_str());
     assert_eq!(s["kind"], "kubeadm");
     let public_ip = s["master_public_ip"].as_str().expect("master_public_ip");
-    assert!(s["master_private_ip"].as_str().unwrap().starts_with("10.40."));
+    assert!(
+        s["master_private_ip"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.40.")
+    );
     assert_eq!(s["api_endpoint"], format!("https://{public_ip}:6443"));
-    assert!(run.total_calls() <= 45, "default up made {} calls: {}", run.total_calls(), s["api_calls"]);
+    assert!(
+        run.total_calls() <= 45,
+        "default up made {} calls: {}",
+        run.total_calls(),
+        s["api_calls"]
+    );
 
     // VPC with DNS support and hostnames.
     let obs = tagged(&c, &cl.name).await;
     assert_eq!(obs.vpcs.len(), 1);
     let vpc = &obs.vpcs[0];
     assert_eq!(vpc.cidr, "10.40.0.0/16");
-    assert_eq!((vpc.dns_support, vpc.dns_hostnames), (Some(true), Some(true)));
+    assert_eq!(
+        (vpc.dns_support, vpc.dns_hostnames),
+        (Some(true), Some(true))
+    );
 
     // One public subnet per AZ, carved from the VPC.
-    let mut subnets: Vec<_> = obs.subnets.iter().map(|s| (s.cidr.clone(), s.az.clone(), s.map_public_ip)).collect();
+    let mut subnets: Vec<_> = obs
+        .subnets
+        .iter()
+        .map(|s| (s.cidr.clone(), s.az.clone(), s.map_public_ip))
+        .collect();
     subnets.sort();
     assert_eq!(subnets.len(), 2);
     assert_eq!(subnets[0].0, "10.40.0.0/20");
@@ -67,24 +90,66 @@ async fn up_creates_every_resource_as_specified() {
     assert_eq!(obs.igws.len(), 1);
     assert_eq!(obs.igws[0].attached_vpcs, vec![vpc.id.clone()]);
     assert_eq!(obs.route_tables.len(), 1);
-    assert_eq!(obs.route_tables[0].default_route.as_deref(), Some(obs.igws[0].id.as_str()));
-    let assoc: HashSet<&str> = obs.route_tables[0].associations.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        obs.route_tables[0].default_route.as_deref(),
+        Some(obs.igws[0].id.as_str())
+    );
+    let assoc: HashSet<&str> = obs.route_tables[0]
+        .associations
+        .iter()
+        .map(|(_, s)| s.as_str())
+        .collect();
     assert_eq!(assoc, obs.subnets.iter().map(|s| s.id.as_str()).collect());
 
     // Security groups: 6443 only from the admin CIDR and the node group; no 22; no 0.0.0.0/0.
     let groups = obs.group_ids();
     let nodes_sg = &groups["sg-nodes"];
-    let cp = obs.security_groups.iter().find(|g| g.logical.as_deref() == Some("sg-control-plane")).unwrap();
-    let mut cp_rules: Vec<(i32, String)> = cp.rules.iter().map(|r| (r.from_port, r.source.clone())).collect();
+    let cp = obs
+        .security_groups
+        .iter()
+        .find(|g| g.logical.as_deref() == Some("sg-control-plane"))
+        .unwrap();
+    let mut cp_rules: Vec<(i32, String)> = cp
+        .rules
+        .iter()
+        .map(|r| (r.from_port, r.source.clone()))
+        .collect();
     cp_rules.sort();
-    let mut want = vec![(6443, "198.51.100.0/24".to_string()), (6443, nodes_sg.clone())];
+    let mut want = vec![
+        (6443, "198.51.100.0/24".to_string()),
+        (6443, nodes_sg.clone()),
+    ];
     want.sort();
     assert_eq!(cp_rules, want);
-    let nodes = obs.security_groups.iter().find(|g| &g.id == nodes_sg).unwrap();
-    assert!(nodes.rules.iter().all(|r| &r.source == nodes_sg), "node rules only from the node group: {:?}", nodes.rules);
-    let ports: HashSet<(String, i32)> = nodes.rules.iter().map(|r| (r.protocol.clone(), r.from_port)).collect();
-    assert_eq!(ports, HashSet::from([("tcp".into(), 10250), ("udp".into(), 4789), ("tcp".into(), 5473)]));
-    assert!(obs.security_groups.iter().flat_map(|g| &g.rules).all(|r| r.source != "0.0.0.0/0" && r.from_port != 22));
+    let nodes = obs
+        .security_groups
+        .iter()
+        .find(|g| &g.id == nodes_sg)
+        .unwrap();
+    assert!(
+        nodes.rules.iter().all(|r| &r.source == nodes_sg),
+        "node rules only from the node group: {:?}",
+        nodes.rules
+    );
+    let ports: HashSet<(String, i32)> = nodes
+        .rules
+        .iter()
+        .map(|r| (r.protocol.clone(), r.from_port))
+        .collect();
+    assert_eq!(
+        ports,
+        HashSet::from([
+            ("tcp".into(), 10250),
+            ("udp".into(), 4789),
+            ("tcp".into(), 5473)
+        ])
+    );
+    assert!(
+        obs.security_groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .all(|r| r.source != "0.0.0.0/0" && r.from_port != 22)
+    );
 
     // IAM: role in the profile, both tagged.
     let role = obs.role.as_ref().unwrap();
@@ -94,40 +159,93 @@ async fn up_creates_every_resource_as_specified() {
     assert_eq!(profile.roles, vec![role.name.clone()]);
 
     // The bootstrap secret is a SecureString.
-    let p = c.ssm.get_parameter().name(format!("/provision/{}/bootstrap", cl.name)).send().await.unwrap();
-    assert_eq!(p.parameter().unwrap().r#type(), Some(&aws_sdk_ssm::types::ParameterType::SecureString));
+    let p = c
+        .ssm
+        .get_parameter()
+        .name(format!("/provision/{}/bootstrap", cl.name))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        p.parameter().unwrap().r#type(),
+        Some(&aws_sdk_ssm::types::ParameterType::SecureString)
+    );
 
     // Instances: 1 master + 2 workers, one per subnet, IMDSv2 required with hop limit 1,
     // encrypted root volume, tags set at creation.
-    let out = c.ec2.describe_instances().filters(Filter::builder().name(format!("tag:{CLUSTER_TAG}")).values(&cl.name).build()).send().await.unwrap();
-    let instances: Vec<_> = out.reservations().iter().flat_map(|r| r.instances()).collect();
+    let out = c
+        .ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{CLUSTER_TAG}"))
+                .values(&cl.name)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let instances: Vec<_> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
     assert_eq!(instances.len(), 3);
     let mut worker_subnets = HashSet::new();
     for i in &instances {
         let md = i.metadata_options().unwrap();
-        assert_eq!(md.http_tokens(), Some(&aws_sdk_ec2::types::HttpTokensState::Required));
+        assert_eq!(
+            md.http_tokens(),
+            Some(&aws_sdk_ec2::types::HttpTokensState::Required)
+        );
         assert_eq!(md.http_put_response_hop_limit(), Some(1));
         assert!(has_tag(i.tags(), CLUSTER_TAG, &cl.name));
-        assert!(has_tag(i.tags(), &format!("kubernetes.io/cluster/{}", cl.name), "owned"));
-        let logical = i.tags().iter().find(|t| t.key() == Some("provision:resource")).and_then(|t| t.value()).unwrap();
+        assert!(has_tag(
+            i.tags(),
+            &format!("kubernetes.io/cluster/{}", cl.name),
+            "owned"
+        ));
+        let logical = i
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("provision:resource"))
+            .and_then(|t| t.value())
+            .unwrap();
         let ud = user_data(&c, i.instance_id().unwrap()).await;
         assert!(ud.starts_with("#cloud-config\n"));
         if logical == "master" {
             assert!(ud.contains("kind: InitConfiguration") && ud.contains("BEGIN PRIVATE KEY"));
         } else {
             assert!(ud.contains("kind: JoinConfiguration") && ud.contains("caCertHashes"));
-            assert!(!ud.contains("PRIVATE KEY"), "no private key in worker user data");
+            assert!(
+                !ud.contains("PRIVATE KEY"),
+                "no private key in worker user data"
+            );
             worker_subnets.insert(i.subnet_id().unwrap().to_string());
         }
-        let vol = i.block_device_mappings().first().and_then(|b| b.ebs()).and_then(|e| e.volume_id()).unwrap();
-        let v = c.ec2.describe_volumes().volume_ids(vol).send().await.unwrap();
+        let vol = i
+            .block_device_mappings()
+            .first()
+            .and_then(|b| b.ebs())
+            .and_then(|e| e.volume_id())
+            .unwrap();
+        let v = c
+            .ec2
+            .describe_volumes()
+            .volume_ids(vol)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(v.volumes()[0].encrypted(), Some(true));
     }
     assert_eq!(worker_subnets.len(), 2, "workers spread over both subnets");
 
     // kubeconfig: merged, context named after the cluster, mode 0600.
     let kc = cl.kubeconfig();
-    assert_eq!(std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let text = std::fs::read_to_string(&kc).unwrap();
     assert!(text.contains(&format!("current-context: {}", cl.name)));
     assert!(text.contains(&format!("server: https://{public_ip}:6443")));
@@ -140,10 +258,17 @@ async fn second_up_creates_nothing() {
     let cl = Cluster::new("again", 2, "");
     let first = cl.up();
     let second = cl.up();
-    let created: Vec<_> = second.actions().into_iter().filter(|(_, a)| a != "existing").collect();
+    let created: Vec<_> = second
+        .actions()
+        .into_iter()
+        .filter(|(_, a)| a != "existing")
+        .collect();
     assert!(created.is_empty(), "second up changed: {created:?}");
     assert_eq!(second.mutating_calls(), Vec::<String>::new());
-    assert_eq!(first.summary()["master_public_ip"], second.summary()["master_public_ip"]);
+    assert_eq!(
+        first.summary()["master_public_ip"],
+        second.summary()["master_public_ip"]
+    );
     assert!(second.total_calls() < first.total_calls());
     cl.down();
 }
@@ -152,23 +277,48 @@ async fn second_up_creates_nothing() {
 async fn plan_before_and_after_up_and_for_destroy() {
     let cl = Cluster::new("plan", 2, "");
     let actions = |r: &common::Run| -> Vec<(String, String)> {
-        r.summary()["plan"].as_array().unwrap().iter().map(|p| (p["id"].as_str().unwrap().to_string(), p["action"].as_str().unwrap().to_string())).collect()
+        r.summary()["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_string(),
+                    p["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
     };
     let before = cl.run(&["plan", "-f", cl.spec_arg()]);
     assert!(before.ok(), "{}", before.stderr);
-    assert_eq!(before.mutating_calls(), Vec::<String>::new(), "plan changes nothing");
+    assert_eq!(
+        before.mutating_calls(),
+        Vec::<String>::new(),
+        "plan changes nothing"
+    );
     for (id, a) in actions(&before) {
-        let want = if id == "ami" || id == "availability-zones" { "read" } else { "create" };
+        let want = if id == "ami" || id == "availability-zones" {
+            "read"
+        } else {
+            "create"
+        };
         assert_eq!(a, want, "{id}");
     }
     assert!(actions(&before).len() >= 14);
     let c = sdk().await;
-    assert!(tagged(&c, &cl.name).await.is_empty(), "plan created something");
+    assert!(
+        tagged(&c, &cl.name).await.is_empty(),
+        "plan created something"
+    );
 
     cl.up();
     let after = cl.run(&["plan", "-f", cl.spec_arg()]);
     for (id, a) in actions(&after) {
-        let want = if id == "ami" || id == "availability-zones" { "read" } else { "keep" };
+        let want = if id == "ami" || id == "availability-zones" {
+            "read"
+        } else {
+            "keep"
+        };
         assert_eq!(a, want, "{id}");
     }
     let destroy = cl.run(&["plan", "--destroy", "-f", cl.spec_arg()]);
@@ -176,8 +326,16 @@ async fn plan_before_and_after_up_and_for_destroy() {
     let d = actions(&destroy);
     assert_eq!(d.len(), 13, "{d:?}");
     assert!(d.iter().all(|(_, a)| a == "delete"));
-    assert_eq!(d.first().map(|(id, _)| id.as_str()), Some("master"), "instances first");
-    assert_eq!(d.last().map(|(id, _)| id.as_str()), Some("bootstrap-secret"), "secret last");
+    assert_eq!(
+        d.first().map(|(id, _)| id.as_str()),
+        Some("master"),
+        "instances first"
+    );
+    assert_eq!(
+        d.last().map(|(id, _)| id.as_str()),
+        Some("bootstrap-secret"),
+        "secret last"
+    );
     cl.down();
     let gone = cl.run(&["plan", "--destroy", "-f", cl.spec_arg()]);
     assert!(actions(&gone).is_empty());
@@ -188,7 +346,16 @@ async fn down_removes_everything_and_spares_foreign_resources() {
     let c = sdk().await;
     // A foreign, untagged instance in the same account (default VPC) and a VPC tagged for
     // another cluster.
-    let foreign = c.ec2.run_instances().image_id("ami-785db401").instance_type(aws_sdk_ec2::types::InstanceType::T3Micro).min_count(1).max_count(1).send().await.unwrap();
+    let foreign = c
+        .ec2
+        .run_instances()
+        .image_id("ami-785db401")
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
     let foreign_id = foreign.instances()[0].instance_id().unwrap().to_string();
     let other = Cluster::new("other", 1, "");
     let other_vpc = c
@@ -198,7 +365,12 @@ async fn down_removes_everything_and_spares_foreign_resources() {
         .tag_specifications(
             aws_sdk_ec2::types::TagSpecification::builder()
                 .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
-                .tags(Ec2Tag::builder().key(CLUSTER_TAG).value(&other.name).build())
+                .tags(
+                    Ec2Tag::builder()
+                        .key(CLUSTER_TAG)
+                        .value(&other.name)
+                        .build(),
+                )
                 .build(),
         )
         .send()
@@ -216,17 +388,48 @@ async fn down_removes_everything_and_spares_foreign_resources() {
     assert!(obs.is_empty(), "left behind: {obs:?}");
     assert!(obs.role.is_none() && obs.profile.is_none() && obs.secret.is_none());
 
-    let f = c.ec2.describe_instances().instance_ids(&foreign_id).send().await.unwrap();
-    let state = f.reservations()[0].instances()[0].state().unwrap().name().unwrap().clone();
-    assert_eq!(state, aws_sdk_ec2::types::InstanceStateName::Running, "foreign instance untouched");
-    assert_eq!(c.ec2.describe_vpcs().vpc_ids(&other_vpc).send().await.unwrap().vpcs().len(), 1, "other cluster's VPC untouched");
+    let f = c
+        .ec2
+        .describe_instances()
+        .instance_ids(&foreign_id)
+        .send()
+        .await
+        .unwrap();
+    let state = f.reservations()[0].instances()[0]
+        .state()
+        .unwrap()
+        .name()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        state,
+        aws_sdk_ec2::types::InstanceStateName::Running,
+        "foreign instance untouched"
+    );
+    assert_eq!(
+        c.ec2
+            .describe_vpcs()
+            .vpc_ids(&other_vpc)
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+        1,
+        "other cluster's VPC untouched"
+    );
 
     // A second down finds nothing and succeeds.
     let again = cl.run(&["down", "--name", &cl.name, "--region", common::REGION]);
     assert!(again.ok());
     assert_eq!(again.mutating_calls(), Vec::<String>::new());
 
-    c.ec2.terminate_instances().instance_ids(&foreign_id).send().await.unwrap();
+    c.ec2
+        .terminate_instances()
+        .instance_ids(&foreign_id)
+        .send()
+        .await
+        .unwrap();
     c.ec2.delete_vpc().vpc_id(&other_vpc).send().await.unwrap();
 }
 
@@ -237,7 +440,11 @@ async fn down_after_a_partial_up_removes_what_was_made() {
     let cl = Cluster::new("partial", 2, "ami = \"ami-0123456789abcdef0\"");
     let up = cl.run(&["up", "-f", cl.spec_arg()]);
     assert_eq!(up.code, Some(1), "{}", up.stderr);
-    assert!(up.stderr.contains("kubeadm.ami"), "the error names the field: {}", up.stderr);
+    assert!(
+        up.stderr.contains("kubeadm.ami"),
+        "the error names the field: {}",
+        up.stderr
+    );
     assert!(up.stderr.contains("re-run `provision up`"), "{}", up.stderr);
     let c = sdk().await;
     let obs = tagged(&c, &cl.name).await;
@@ -253,24 +460,60 @@ async fn teardown_order_follows_dependencies() {
     cl.up();
     let run = cl.run(&["--trace-api-calls", "down", "-f", cl.spec_arg()]);
     assert!(run.ok(), "{}", run.stderr);
-    let calls: Vec<String> = run.events.iter().filter(|e| e["event"] == "api_call").map(|e| e["operation"].as_str().unwrap().to_string()).collect();
-    let first = |op: &str| calls.iter().position(|c| c == op).unwrap_or_else(|| panic!("no {op} in {calls:?}"));
+    let calls: Vec<String> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "api_call")
+        .map(|e| e["operation"].as_str().unwrap().to_string())
+        .collect();
+    let first = |op: &str| {
+        calls
+            .iter()
+            .position(|c| c == op)
+            .unwrap_or_else(|| panic!("no {op} in {calls:?}"))
+    };
     let last = |op: &str| calls.iter().rposition(|c| c == op).unwrap();
     let terminated = first("TerminateInstances");
     assert!(first("DescribeInstances") < terminated);
-    for op in ["DeleteSecurityGroup", "DeleteSubnet", "DetachInternetGateway", "DeleteVpc", "RemoveRoleFromInstanceProfile"] {
-        assert!(first(op) > terminated, "{op} before TerminateInstances: {calls:?}");
+    for op in [
+        "DeleteSecurityGroup",
+        "DeleteSubnet",
+        "DetachInternetGateway",
+        "DeleteVpc",
+        "RemoveRoleFromInstanceProfile",
+    ] {
+        assert!(
+            first(op) > terminated,
+            "{op} before TerminateInstances: {calls:?}"
+        );
     }
     // The instance wait (DescribeInstances polls) completes before anything that needs the ENIs gone.
-    assert!(calls[terminated..first("DeleteSecurityGroup")].iter().any(|c| c == "DescribeInstances"));
-    for op in ["DeleteSecurityGroup", "DeleteSubnet", "DeleteInternetGateway", "DeleteRouteTable", "DisassociateRouteTable"] {
-        assert!(last(op) < first("DeleteVpc"), "{op} after DeleteVpc: {calls:?}");
+    assert!(
+        calls[terminated..first("DeleteSecurityGroup")]
+            .iter()
+            .any(|c| c == "DescribeInstances")
+    );
+    for op in [
+        "DeleteSecurityGroup",
+        "DeleteSubnet",
+        "DeleteInternetGateway",
+        "DeleteRouteTable",
+        "DisassociateRouteTable",
+    ] {
+        assert!(
+            last(op) < first("DeleteVpc"),
+            "{op} after DeleteVpc: {calls:?}"
+        );
     }
     assert!(last("DisassociateRouteTable") < first("DeleteSubnet"));
     assert!(first("DetachInternetGateway") < first("DeleteInternetGateway"));
     assert!(last("RemoveRoleFromInstanceProfile") < first("DeleteInstanceProfile"));
     assert!(first("DeleteInstanceProfile") < first("DeleteRole"));
-    assert_eq!(calls.last().map(String::as_str), Some("DeleteParameter"), "the secret goes last: {calls:?}");
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("DeleteParameter"),
+        "the secret goes last: {calls:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -279,33 +522,84 @@ async fn down_names_the_resource_that_blocks_it() {
     cl.up();
     let c = sdk().await;
     let obs = tagged(&c, &cl.name).await;
-    let subnet = obs.subnets.iter().find(|s| s.logical.as_deref() == Some("subnet-0")).unwrap().id.clone();
+    let subnet = obs
+        .subnets
+        .iter()
+        .find(|s| s.logical.as_deref() == Some("subnet-0"))
+        .unwrap()
+        .id
+        .clone();
     // Someone else's instance in our subnet: AWS would refuse to delete the subnet.
-    let squatter = c.ec2.run_instances().image_id("ami-785db401").instance_type(aws_sdk_ec2::types::InstanceType::T3Micro).subnet_id(&subnet).min_count(1).max_count(1).send().await.unwrap();
+    let squatter = c
+        .ec2
+        .run_instances()
+        .image_id("ami-785db401")
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .subnet_id(&subnet)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
     let squatter = squatter.instances()[0].instance_id().unwrap().to_string();
 
     let down = cl.run(&["down", "-f", cl.spec_arg()]);
     assert_eq!(down.code, Some(1));
-    assert!(down.stderr.contains(&squatter), "the blocker is named: {}", down.stderr);
+    assert!(
+        down.stderr.contains(&squatter),
+        "the blocker is named: {}",
+        down.stderr
+    );
     assert!(down.stderr.contains(&subnet));
     let left = tagged(&c, &cl.name).await;
     assert_eq!(left.vpcs.len(), 1, "the VPC stays while it is blocked");
     assert!(left.secret.is_some(), "the secret stays so `up` can resume");
     let remaining = down.summary()["remaining"].as_array().unwrap();
-    assert!(remaining.iter().any(|r| r.as_str().unwrap().contains(&subnet)));
-    let f = c.ec2.describe_instances().instance_ids(&squatter).send().await.unwrap();
-    assert_eq!(f.reservations()[0].instances()[0].state().unwrap().name(), Some(&aws_sdk_ec2::types::InstanceStateName::Running));
+    assert!(
+        remaining
+            .iter()
+            .any(|r| r.as_str().unwrap().contains(&subnet))
+    );
+    let f = c
+        .ec2
+        .describe_instances()
+        .instance_ids(&squatter)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        f.reservations()[0].instances()[0].state().unwrap().name(),
+        Some(&aws_sdk_ec2::types::InstanceStateName::Running)
+    );
 
-    c.ec2.terminate_instances().instance_ids(&squatter).send().await.unwrap();
+    c.ec2
+        .terminate_instances()
+        .instance_ids(&squatter)
+        .send()
+        .await
+        .unwrap();
     cl.down();
     assert!(tagged(&c, &cl.name).await.is_empty());
 }
 
 /// Counts what carries the cluster tag, by kind.
-async fn census(c: &provision::aws::Clients, name: &str) -> (usize, usize, usize, usize, usize, usize, bool, bool, bool) {
+async fn census(
+    c: &provision::aws::Clients,
+    name: &str,
+) -> (usize, usize, usize, usize, usize, usize, bool, bool, bool) {
     let o = tagged(c, name).await;
     let live = o.instances.iter().filter(|i| i.is_live()).count();
-    (o.vpcs.len(), o.subnets.len(), o.igws.len(), o.route_tables.len(), o.security_groups.len(), live, o.role.is_some(), o.profile.is_some(), o.secret.is_some())
+    (
+        o.vpcs.len(),
+        o.subnets.len(),
+        o.igws.len(),
+        o.route_tables.len(),
+        o.security_groups.len(),
+        live,
+        o.role.is_some(),
+        o.profile.is_some(),
+        o.secret.is_some(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -314,7 +608,12 @@ async fn up_killed_at_any_point_converges_when_run_again() {
     // Kill after the k-th resource event, for a spread of k over the whole run.
     for k in [1usize, 4, 9, 15, 22, 27] {
         let cl = Cluster::new(&format!("kill{k}"), 2, "");
-        let mut child = cl.command(&["up", "--wait", "running", "-f", cl.spec_arg()]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = cl
+            .command(&["up", "--wait", "running", "-f", cl.spec_arg()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut seen = 0;
         for line in BufReader::new(stdout).lines() {
@@ -331,9 +630,17 @@ async fn up_killed_at_any_point_converges_when_run_again() {
         assert_eq!(seen, k, "the run ended before the kill point");
         let again = cl.up();
         assert!(again.ok());
-        assert_eq!(census(&c, &cl.name).await, (1, 2, 1, 1, 2, 3, true, true, true), "k = {k}: exactly the specified set");
+        assert_eq!(
+            census(&c, &cl.name).await,
+            (1, 2, 1, 1, 2, 3, true, true, true),
+            "k = {k}: exactly the specified set"
+        );
         let third = cl.up();
-        assert_eq!(third.mutating_calls(), Vec::<String>::new(), "k = {k}: converged");
+        assert_eq!(
+            third.mutating_calls(),
+            Vec::<String>::new(),
+            "k = {k}: converged"
+        );
         cl.down();
         assert!(tagged(&c, &cl.name).await.is_empty(), "k = {k}");
     }

@@ -14,7 +14,12 @@ fn corpus() -> Vec<(PathBuf, String, usize)> {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let header = text.lines().next().unwrap().strip_prefix("# expect: ").unwrap_or_else(|| panic!("{}: no expect header", path.display()));
+        let header = text
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("# expect: ")
+            .unwrap_or_else(|| panic!("{}: no expect header", path.display()));
         let (field, line) = header.rsplit_once(" @ ").unwrap();
         out.push((path, field.to_string(), line.parse().unwrap()));
     }
@@ -44,7 +49,10 @@ fn provision(args: &[&str], endpoint: &str) -> std::process::Output {
 
 #[test]
 fn corpus_is_large_enough() {
-    assert!(corpus().len() >= 20, "the issue asks for at least 20 malformed specs");
+    assert!(
+        corpus().len() >= 20,
+        "the issue asks for at least 20 malformed specs"
+    );
 }
 
 #[test]
@@ -53,20 +61,36 @@ fn every_malformed_spec_is_refused_with_its_field_and_line_before_any_aws_call()
     let mut problems = Vec::new();
     for (path, field, line) in corpus() {
         let p = path.to_str().unwrap();
-        for cmd in [vec!["validate", "-f", p], vec!["up", "-f", p], vec!["plan", "-f", p], vec!["down", "-f", p]] {
+        for cmd in [
+            vec!["validate", "-f", p],
+            vec!["up", "-f", p],
+            vec!["plan", "-f", p],
+            vec!["down", "-f", p],
+        ] {
             let out = provision(&cmd, &endpoint);
             let stderr = String::from_utf8_lossy(&out.stderr);
             let located = format!("{p}:{line}:");
             if out.status.code() != Some(2) {
-                problems.push(format!("{} {}: exit {:?}, want 2\n{stderr}", cmd[0], path.display(), out.status.code()));
+                problems.push(format!(
+                    "{} {}: exit {:?}, want 2\n{stderr}",
+                    cmd[0],
+                    path.display(),
+                    out.status.code()
+                ));
             } else if !stderr.contains(&format!(": {field}: ")) || !stderr.contains(&located) {
-                problems.push(format!("{} {}: want field `{field}` at {located}, got:\n{stderr}", cmd[0], path.display()));
+                problems.push(format!(
+                    "{} {}: want field `{field}` at {located}, got:\n{stderr}",
+                    cmd[0],
+                    path.display()
+                ));
             }
         }
     }
     match listener.accept() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-        other => problems.push(format!("an AWS call was attempted for a bad spec: {other:?}")),
+        other => problems.push(format!(
+            "an AWS call was attempted for a bad spec: {other:?}"
+        )),
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
@@ -74,8 +98,12 @@ fn every_malformed_spec_is_refused_with_its_field_and_line_before_any_aws_call()
 #[test]
 fn json_output_lists_issues_with_field_and_line() {
     let (_l, endpoint) = fake_aws();
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/specs/invalid/zero-workers.toml");
-    let out = provision(&["--output", "json", "validate", "-f", path.to_str().unwrap()], &endpoint);
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/specs/invalid/zero-workers.toml");
+    let out = provision(
+        &["--output", "json", "validate", "-f", path.to_str().unwrap()],
+        &endpoint,
+    );
     assert_eq!(out.status.code(), Some(2));
     let line = String::from_utf8(out.stdout).unwrap();
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
@@ -90,16 +118,42 @@ fn good_specs_validate() {
     for f in std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")).unwrap() {
         let p = f.unwrap().path();
         let out = provision(&["validate", "-f", p.to_str().unwrap()], &endpoint);
-        assert!(out.status.success(), "{}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            p.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 #[test]
 fn bad_arguments_exit_2() {
     let (_l, endpoint) = fake_aws();
-    assert_eq!(provision(&["up"], &endpoint).status.code(), Some(2), "missing -f");
-    assert_eq!(provision(&["down", "--name", "x"], &endpoint).status.code(), Some(2), "--name without --region");
-    assert_eq!(provision(&["down", "--name", "Bad_Name", "--region", "us-east-1"], &endpoint).status.code(), Some(2));
+    assert_eq!(
+        provision(&["up"], &endpoint).status.code(),
+        Some(2),
+        "missing -f"
+    );
+    assert_eq!(
+        provision(&["down", "--name", "x"], &endpoint).status.code(),
+        Some(2),
+        "--name without --region"
+    );
+    assert_eq!(
+        provision(
+            &["down", "--name", "Bad_Name", "--region", "us-east-1"],
+            &endpoint
+        )
+        .status
+        .code(),
+        Some(2)
+    );
     assert_eq!(provision(&["frobnicate"], &endpoint).status.code(), Some(2));
-    assert_eq!(provision(&["validate", "-f", "/nonexistent.toml"], &endpoint).status.code(), Some(2));
+    assert_eq!(
+        provision(&["validate", "-f", "/nonexistent.toml"], &endpoint)
+            .status
+            .code(),
+        Some(2)
+    );
 }

@@ -30,18 +30,25 @@ struct Log {
 
 impl std::fmt::Debug for CallCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallCounter").field("total", &self.total()).finish()
+        f.debug_struct("CallCounter")
+            .field("total", &self.total())
+            .finish()
     }
 }
 
 impl CallCounter {
     pub fn new(hook: Option<CallHook>) -> Self {
-        CallCounter { inner: Arc::default(), hook }
+        CallCounter {
+            inner: Arc::default(),
+            hook,
+        }
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, Log> {
         // A panic while holding this lock cannot leave the counts inconsistent.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Operations by service and name (a waiter's polls count one each; SDK retries do not).
@@ -50,7 +57,11 @@ impl CallCounter {
     }
 
     pub fn total(&self) -> u64 {
-        self.log().operations.values().flat_map(|m| m.values()).sum()
+        self.log()
+            .operations
+            .values()
+            .flat_map(|m| m.values())
+            .sum()
     }
 
     /// HTTP attempts, retries included.
@@ -73,7 +84,13 @@ impl Intercept for CallCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>() {
-            *self.log().operations.entry(m.service().to_string()).or_default().entry(m.name().to_string()).or_default() += 1;
+            *self
+                .log()
+                .operations
+                .entry(m.service().to_string())
+                .or_default()
+                .entry(m.name().to_string())
+                .or_default() += 1;
             if let Some(hook) = &self.hook {
                 hook(m.service(), m.name());
             }

@@ -5,7 +5,10 @@ use aws_sdk_ec2::types::Filter;
 
 use super::error::api;
 use super::{AwsError, Clients, cluster_filter, tag_value};
-use crate::core::plan::{ObsIam, ObsIgw, ObsInstance, ObsProfile, ObsRouteTable, ObsRule, ObsSecret, ObsSg, ObsSubnet, ObsVpc, Observed};
+use crate::core::plan::{
+    ObsIam, ObsIgw, ObsInstance, ObsProfile, ObsRouteTable, ObsRule, ObsSecret, ObsSg, ObsSubnet,
+    ObsVpc, Observed,
+};
 use crate::core::tags::{CLUSTER_TAG, RESOURCE_TAG, node_role_name};
 
 /// What to look up besides the tagged EC2 resources.
@@ -34,7 +37,17 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         super::iam::get_instance_profile(c, &role_name, cluster),
         secret(c, cluster),
     )?;
-    let mut obs = Observed { vpcs, subnets, igws, route_tables, security_groups, instances, role, profile, secret };
+    let mut obs = Observed {
+        vpcs,
+        subnets,
+        igws,
+        route_tables,
+        security_groups,
+        instances,
+        role,
+        profile,
+        secret,
+    };
     if scope.vpc_attributes {
         for v in &mut obs.vpcs {
             let (support, hostnames) = super::network::vpc_dns_attributes(c, &v.id).await?;
@@ -50,7 +63,15 @@ fn logical(tags: &[aws_sdk_ec2::types::Tag]) -> Option<String> {
 }
 
 async fn vpcs(c: &Clients, cluster: &str) -> Result<Vec<ObsVpc>, AwsError> {
-    let items = c.ec2.describe_vpcs().filters(cluster_filter(cluster)).into_paginator().items().send().try_collect().await;
+    let items = c
+        .ec2
+        .describe_vpcs()
+        .filters(cluster_filter(cluster))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await;
     let items = items.map_err(api("listing", "VPCs"))?;
     Ok(items
         .into_iter()
@@ -65,7 +86,15 @@ async fn vpcs(c: &Clients, cluster: &str) -> Result<Vec<ObsVpc>, AwsError> {
 }
 
 async fn subnets(c: &Clients, cluster: &str) -> Result<Vec<ObsSubnet>, AwsError> {
-    let items = c.ec2.describe_subnets().filters(cluster_filter(cluster)).into_paginator().items().send().try_collect().await;
+    let items = c
+        .ec2
+        .describe_subnets()
+        .filters(cluster_filter(cluster))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await;
     let items = items.map_err(api("listing", "subnets"))?;
     Ok(items
         .into_iter()
@@ -81,20 +110,40 @@ async fn subnets(c: &Clients, cluster: &str) -> Result<Vec<ObsSubnet>, AwsError>
 }
 
 async fn igws(c: &Clients, cluster: &str) -> Result<Vec<ObsIgw>, AwsError> {
-    let items = c.ec2.describe_internet_gateways().filters(cluster_filter(cluster)).into_paginator().items().send().try_collect().await;
+    let items = c
+        .ec2
+        .describe_internet_gateways()
+        .filters(cluster_filter(cluster))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await;
     let items = items.map_err(api("listing", "internet gateways"))?;
     Ok(items
         .into_iter()
         .map(|g| ObsIgw {
             id: g.internet_gateway_id().unwrap_or_default().into(),
             logical: logical(g.tags()),
-            attached_vpcs: g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect(),
+            attached_vpcs: g
+                .attachments()
+                .iter()
+                .filter_map(|a| a.vpc_id().map(str::to_string))
+                .collect(),
         })
         .collect())
 }
 
 async fn route_tables(c: &Clients, cluster: &str) -> Result<Vec<ObsRouteTable>, AwsError> {
-    let items = c.ec2.describe_route_tables().filters(cluster_filter(cluster)).into_paginator().items().send().try_collect().await;
+    let items = c
+        .ec2
+        .describe_route_tables()
+        .filters(cluster_filter(cluster))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await;
     let items = items.map_err(api("listing", "route tables"))?;
     Ok(items
         .into_iter()
@@ -111,14 +160,27 @@ async fn route_tables(c: &Clients, cluster: &str) -> Result<Vec<ObsRouteTable>, 
                 .associations()
                 .iter()
                 .filter(|a| !a.main().unwrap_or(false))
-                .filter_map(|a| Some((a.route_table_association_id()?.to_string(), a.subnet_id()?.to_string())))
+                .filter_map(|a| {
+                    Some((
+                        a.route_table_association_id()?.to_string(),
+                        a.subnet_id()?.to_string(),
+                    ))
+                })
                 .collect(),
         })
         .collect())
 }
 
 async fn security_groups(c: &Clients, cluster: &str) -> Result<Vec<ObsSg>, AwsError> {
-    let items = c.ec2.describe_security_groups().filters(cluster_filter(cluster)).into_paginator().items().send().try_collect().await;
+    let items = c
+        .ec2
+        .describe_security_groups()
+        .filters(cluster_filter(cluster))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await;
     let items = items.map_err(api("listing", "security groups"))?;
     Ok(items
         .into_iter()
@@ -128,13 +190,28 @@ async fn security_groups(c: &Clients, cluster: &str) -> Result<Vec<ObsSg>, AwsEr
                 let proto = p.ip_protocol().unwrap_or_default().to_string();
                 let (from, to) = (p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1));
                 for r in p.ip_ranges() {
-                    rules.push(ObsRule { protocol: proto.clone(), from_port: from, to_port: to, source: r.cidr_ip().unwrap_or_default().into() });
+                    rules.push(ObsRule {
+                        protocol: proto.clone(),
+                        from_port: from,
+                        to_port: to,
+                        source: r.cidr_ip().unwrap_or_default().into(),
+                    });
                 }
                 for r in p.user_id_group_pairs() {
-                    rules.push(ObsRule { protocol: proto.clone(), from_port: from, to_port: to, source: r.group_id().unwrap_or_default().into() });
+                    rules.push(ObsRule {
+                        protocol: proto.clone(),
+                        from_port: from,
+                        to_port: to,
+                        source: r.group_id().unwrap_or_default().into(),
+                    });
                 }
             }
-            ObsSg { id: g.group_id().unwrap_or_default().into(), logical: logical(g.tags()), vpc_id: g.vpc_id().unwrap_or_default().into(), rules }
+            ObsSg {
+                id: g.group_id().unwrap_or_default().into(),
+                logical: logical(g.tags()),
+                vpc_id: g.vpc_id().unwrap_or_default().into(),
+                rules,
+            }
         })
         .collect())
 }
@@ -142,18 +219,46 @@ async fn security_groups(c: &Clients, cluster: &str) -> Result<Vec<ObsSg>, AwsEr
 async fn instances(c: &Clients, cluster: &str) -> Result<Vec<ObsInstance>, AwsError> {
     let states = Filter::builder()
         .name("instance-state-name")
-        .set_values(Some(["pending", "running", "stopping", "stopped", "shutting-down", "terminated"].map(String::from).to_vec()))
+        .set_values(Some(
+            [
+                "pending",
+                "running",
+                "stopping",
+                "stopped",
+                "shutting-down",
+                "terminated",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ))
         .build();
-    let pages = c.ec2.describe_instances().filters(cluster_filter(cluster)).filters(states).into_paginator().items().send().try_collect().await;
+    let pages = c
+        .ec2
+        .describe_instances()
+        .filters(cluster_filter(cluster))
+        .filters(states)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await;
     let reservations = pages.map_err(api("listing", "instances"))?;
-    Ok(reservations.iter().flat_map(|r| r.instances()).map(obs_instance).collect())
+    Ok(reservations
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(obs_instance)
+        .collect())
 }
 
 pub(crate) fn obs_instance(i: &aws_sdk_ec2::types::Instance) -> ObsInstance {
     ObsInstance {
         id: i.instance_id().unwrap_or_default().into(),
         logical: logical(i.tags()),
-        state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default(),
         subnet_id: i.subnet_id().map(str::to_string),
         private_ip: i.private_ip_address().map(str::to_string),
         public_ip: i.public_ip_address().map(str::to_string),
@@ -175,23 +280,39 @@ async fn secret(c: &Clients, cluster: &str) -> Result<Option<ObsSecret>, AwsErro
         .await
         .map_err(api("listing", "SSM parameters"))?;
     let want = crate::core::tags::secret_parameter_name(cluster);
-    Ok(out.parameters().iter().find(|p| p.name() == Some(want.as_str())).map(|p| ObsSecret { name: p.name().unwrap_or_default().into(), owned: true }))
+    Ok(out
+        .parameters()
+        .iter()
+        .find(|p| p.name() == Some(want.as_str()))
+        .map(|p| ObsSecret {
+            name: p.name().unwrap_or_default().into(),
+            owned: true,
+        }))
 }
 
 /// IAM tag lists → whether the cluster tag is ours.
 pub(crate) fn iam_owned(tags: &[aws_sdk_iam::types::Tag], cluster: &str) -> bool {
-    tags.iter().any(|t| t.key() == CLUSTER_TAG && t.value() == cluster)
+    tags.iter()
+        .any(|t| t.key() == CLUSTER_TAG && t.value() == cluster)
 }
 
 pub(crate) fn obs_role(r: &aws_sdk_iam::types::Role, cluster: &str) -> ObsIam {
-    ObsIam { name: r.role_name().into(), arn: r.arn().into(), owned: iam_owned(r.tags(), cluster) }
+    ObsIam {
+        name: r.role_name().into(),
+        arn: r.arn().into(),
+        owned: iam_owned(r.tags(), cluster),
+    }
 }
 
 pub(crate) fn obs_profile(p: &aws_sdk_iam::types::InstanceProfile, cluster: &str) -> ObsProfile {
     ObsProfile {
         name: p.instance_profile_name().into(),
         arn: p.arn().into(),
-        roles: p.roles().iter().map(|r| r.role_name().to_string()).collect(),
+        roles: p
+            .roles()
+            .iter()
+            .map(|r| r.role_name().to_string())
+            .collect(),
         owned: iam_owned(p.tags(), cluster),
     }
 }

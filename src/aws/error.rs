@@ -6,16 +6,34 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 pub enum AwsError {
     /// AWS answered with an error (or could not be reached).
     #[error("{doing} {resource}: {code}: {message}")]
-    Api { doing: String, resource: String, code: String, message: String },
+    Api {
+        doing: String,
+        resource: String,
+        code: String,
+        message: String,
+    },
     /// A transient condition did not clear before its deadline.
     #[error("{doing} {resource}: still failing after {secs} s (deadline): {last}")]
-    Deadline { doing: String, resource: String, secs: u64, last: Box<AwsError> },
+    Deadline {
+        doing: String,
+        resource: String,
+        secs: u64,
+        last: Box<AwsError>,
+    },
     /// A waiter gave up or saw a failure state.
     #[error("waiting for {resource} to be {state}: {message}")]
-    Wait { resource: String, state: String, message: String },
+    Wait {
+        resource: String,
+        state: String,
+        message: String,
+    },
     /// Something AWS said does not fit what we expect (missing fields, foreign owners…).
     #[error("{doing} {resource}: {message}")]
-    Unexpected { doing: String, resource: String, message: String },
+    Unexpected {
+        doing: String,
+        resource: String,
+        message: String,
+    },
 }
 
 impl AwsError {
@@ -30,13 +48,19 @@ impl AwsError {
 
     pub fn message(&self) -> &str {
         match self {
-            AwsError::Api { message, .. } | AwsError::Wait { message, .. } | AwsError::Unexpected { message, .. } => message,
+            AwsError::Api { message, .. }
+            | AwsError::Wait { message, .. }
+            | AwsError::Unexpected { message, .. } => message,
             AwsError::Deadline { last, .. } => last.message(),
         }
     }
 
     pub fn unexpected(doing: &str, resource: &str, message: impl Into<String>) -> Self {
-        AwsError::Unexpected { doing: doing.into(), resource: resource.into(), message: message.into() }
+        AwsError::Unexpected {
+            doing: doing.into(),
+            resource: resource.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -55,7 +79,15 @@ where
             SdkError::ConstructionFailure(_) => "ConstructionFailure".to_string(),
             _ => e.code().unwrap_or("Unknown").to_string(),
         };
-        let message = e.message().map(str::to_string).unwrap_or_else(|| DisplayErrorContext(&e).to_string());
-        AwsError::Api { doing, resource, code, message }
+        let message = e
+            .message()
+            .map(str::to_string)
+            .unwrap_or_else(|| DisplayErrorContext(&e).to_string());
+        AwsError::Api {
+            doing,
+            resource,
+            code,
+            message,
+        }
     }
 }

@@ -11,13 +11,28 @@ use crate::core::plan::{ObsIam, ObsProfile};
 const EC2_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
 fn iam_tags(tags: &[(String, String)]) -> Vec<aws_sdk_iam::types::Tag> {
-    tags.iter().filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok()).collect()
+    tags.iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect()
 }
 
 /// # Errors
 /// Any error but NoSuchEntity.
 pub async fn get_role(c: &Clients, name: &str, cluster: &str) -> Result<Option<ObsIam>, AwsError> {
-    match c.iam.get_role().role_name(name).send().await.map_err(api("reading IAM role", name)) {
+    match c
+        .iam
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(api("reading IAM role", name))
+    {
         Ok(out) => Ok(out.role().map(|r| obs_role(r, cluster))),
         Err(e) if e.code() == "NoSuchEntity" => Ok(None),
         Err(e) => Err(e),
@@ -26,8 +41,19 @@ pub async fn get_role(c: &Clients, name: &str, cluster: &str) -> Result<Option<O
 
 /// # Errors
 /// Any error but NoSuchEntity.
-pub async fn get_instance_profile(c: &Clients, name: &str, cluster: &str) -> Result<Option<ObsProfile>, AwsError> {
-    match c.iam.get_instance_profile().instance_profile_name(name).send().await.map_err(api("reading instance profile", name)) {
+pub async fn get_instance_profile(
+    c: &Clients,
+    name: &str,
+    cluster: &str,
+) -> Result<Option<ObsProfile>, AwsError> {
+    match c
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+        .map_err(api("reading instance profile", name))
+    {
         Ok(out) => Ok(out.instance_profile().map(|p| obs_profile(p, cluster))),
         Err(e) if e.code() == "NoSuchEntity" => Ok(None),
         Err(e) => Err(e),
@@ -38,7 +64,11 @@ pub async fn get_instance_profile(c: &Clients, name: &str, cluster: &str) -> Res
 ///
 /// # Errors
 /// The AWS error of the failing call.
-pub async fn create_role(c: &Clients, name: &str, tags: &[(String, String)]) -> Result<String, AwsError> {
+pub async fn create_role(
+    c: &Clients,
+    name: &str,
+    tags: &[(String, String)],
+) -> Result<String, AwsError> {
     let out = c
         .iam
         .create_role()
@@ -57,7 +87,11 @@ pub async fn create_role(c: &Clients, name: &str, tags: &[(String, String)]) -> 
 ///
 /// # Errors
 /// The AWS error of the failing call.
-pub async fn create_instance_profile(c: &Clients, name: &str, tags: &[(String, String)]) -> Result<String, AwsError> {
+pub async fn create_instance_profile(
+    c: &Clients,
+    name: &str,
+    tags: &[(String, String)],
+) -> Result<String, AwsError> {
     let out = c
         .iam
         .create_instance_profile()
@@ -67,7 +101,10 @@ pub async fn create_instance_profile(c: &Clients, name: &str, tags: &[(String, S
         .send()
         .await
         .map_err(api("creating instance profile", name))?;
-    Ok(out.instance_profile().map(|p| p.arn().to_string()).unwrap_or_default())
+    Ok(out
+        .instance_profile()
+        .map(|p| p.arn().to_string())
+        .unwrap_or_default())
 }
 
 /// # Errors
@@ -89,11 +126,25 @@ pub async fn add_role(c: &Clients, profile: &str, role: &str) -> Result<(), AwsE
 /// The AWS error of the failing call.
 pub async fn delete_instance_profile(c: &Clients, p: &ObsProfile) -> Result<(), AwsError> {
     for role in &p.roles {
-        let r = c.iam.remove_role_from_instance_profile().instance_profile_name(&p.name).role_name(role).send().await;
-        super::network::ignore_not_found(r.map_err(api("removing role from instance profile", &p.name)), "NoSuchEntity")?;
+        let r = c
+            .iam
+            .remove_role_from_instance_profile()
+            .instance_profile_name(&p.name)
+            .role_name(role)
+            .send()
+            .await;
+        super::network::ignore_not_found(
+            r.map_err(api("removing role from instance profile", &p.name)),
+            "NoSuchEntity",
+        )?;
     }
     super::network::ignore_not_found(
-        c.iam.delete_instance_profile().instance_profile_name(&p.name).send().await.map_err(api("deleting instance profile", &p.name)),
+        c.iam
+            .delete_instance_profile()
+            .instance_profile_name(&p.name)
+            .send()
+            .await
+            .map_err(api("deleting instance profile", &p.name)),
         "NoSuchEntity",
     )
 }
@@ -103,15 +154,47 @@ pub async fn delete_instance_profile(c: &Clients, p: &ObsProfile) -> Result<(), 
 /// # Errors
 /// The AWS error of the failing call.
 pub async fn delete_role(c: &Clients, name: &str) -> Result<(), AwsError> {
-    let attached = c.iam.list_attached_role_policies().role_name(name).send().await.map_err(api("listing policies of IAM role", name))?;
+    let attached = c
+        .iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(api("listing policies of IAM role", name))?;
     for p in attached.attached_policies() {
         if let Some(arn) = p.policy_arn() {
-            c.iam.detach_role_policy().role_name(name).policy_arn(arn).send().await.map_err(api("detaching a policy from IAM role", name))?;
+            c.iam
+                .detach_role_policy()
+                .role_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(api("detaching a policy from IAM role", name))?;
         }
     }
-    let inline = c.iam.list_role_policies().role_name(name).send().await.map_err(api("listing inline policies of IAM role", name))?;
+    let inline = c
+        .iam
+        .list_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(api("listing inline policies of IAM role", name))?;
     for p in inline.policy_names() {
-        c.iam.delete_role_policy().role_name(name).policy_name(p).send().await.map_err(api("deleting an inline policy of IAM role", name))?;
+        c.iam
+            .delete_role_policy()
+            .role_name(name)
+            .policy_name(p)
+            .send()
+            .await
+            .map_err(api("deleting an inline policy of IAM role", name))?;
     }
-    super::network::ignore_not_found(c.iam.delete_role().role_name(name).send().await.map_err(api("deleting IAM role", name)), "NoSuchEntity")
+    super::network::ignore_not_found(
+        c.iam
+            .delete_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(api("deleting IAM role", name)),
+        "NoSuchEntity",
+    )
 }

@@ -5,8 +5,9 @@ use std::time::Duration;
 use aws_sdk_ec2::client::Waiters as _;
 use aws_sdk_ec2::error::DisplayErrorContext;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceType, ResourceType, VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType, ResourceType,
+    VolumeType,
 };
 use base64::Engine as _;
 
@@ -48,30 +49,45 @@ pub async fn run(c: &Clients, l: &Launch<'_>) -> Result<Vec<ObsInstance>, AwsErr
         .build();
     let root = BlockDeviceMapping::builder()
         .device_name(l.root_device)
-        .ebs(EbsBlockDevice::builder().encrypted(true).volume_size(l.volume_gb).volume_type(VolumeType::Gp3).delete_on_termination(true).build())
+        .ebs(
+            EbsBlockDevice::builder()
+                .encrypted(true)
+                .volume_size(l.volume_gb)
+                .volume_type(VolumeType::Gp3)
+                .delete_on_termination(true)
+                .build(),
+        )
         .build();
     let what = format!("{} ({} x {})", l.logical, l.count, l.instance_type);
-    let out = retry(Backoff::IAM_PROPAGATION, |e| is_iam_propagation(e) || is_eventual_not_found(e), || async {
-        c.ec2
-            .run_instances()
-            .image_id(l.image)
-            .instance_type(InstanceType::from(l.instance_type))
-            .min_count(l.count)
-            .max_count(l.count)
-            .subnet_id(l.subnet)
-            .set_security_group_ids(Some(l.security_groups.clone()))
-            .iam_instance_profile(IamInstanceProfileSpecification::builder().name(l.instance_profile).build())
-            .user_data(&user_data)
-            .set_key_name(l.key_name.map(str::to_string))
-            .metadata_options(metadata.clone())
-            .block_device_mappings(root.clone())
-            .tag_specifications(tag_spec(ResourceType::Instance, l.tags))
-            .tag_specifications(tag_spec(ResourceType::Volume, l.tags))
-            .client_token(&l.client_token)
-            .send()
-            .await
-            .map_err(api("launching", &what))
-    })
+    let out = retry(
+        Backoff::IAM_PROPAGATION,
+        |e| is_iam_propagation(e) || is_eventual_not_found(e),
+        || async {
+            c.ec2
+                .run_instances()
+                .image_id(l.image)
+                .instance_type(InstanceType::from(l.instance_type))
+                .min_count(l.count)
+                .max_count(l.count)
+                .subnet_id(l.subnet)
+                .set_security_group_ids(Some(l.security_groups.clone()))
+                .iam_instance_profile(
+                    IamInstanceProfileSpecification::builder()
+                        .name(l.instance_profile)
+                        .build(),
+                )
+                .user_data(&user_data)
+                .set_key_name(l.key_name.map(str::to_string))
+                .metadata_options(metadata.clone())
+                .block_device_mappings(root.clone())
+                .tag_specifications(tag_spec(ResourceType::Instance, l.tags))
+                .tag_specifications(tag_spec(ResourceType::Volume, l.tags))
+                .client_token(&l.client_token)
+                .send()
+                .await
+                .map_err(api("launching", &what))
+        },
+    )
     .await?;
     Ok(out.instances().iter().map(obs_instance).collect())
 }
@@ -81,7 +97,11 @@ pub async fn run(c: &Clients, l: &Launch<'_>) -> Result<Vec<ObsInstance>, AwsErr
 ///
 /// # Errors
 /// When an instance terminates instead, or the wait times out.
-pub async fn wait_running(c: &Clients, ids: &[String], max: Duration) -> Result<Vec<ObsInstance>, AwsError> {
+pub async fn wait_running(
+    c: &Clients,
+    ids: &[String],
+    max: Duration,
+) -> Result<Vec<ObsInstance>, AwsError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -108,8 +128,17 @@ pub async fn wait_running(c: &Clients, ids: &[String], max: Duration) -> Result<
             })
     })
     .await?;
-    let out = poll.into_result().map_err(|e| AwsError::Wait { resource: resource.clone(), state: "running".into(), message: DisplayErrorContext(&e).to_string() })?;
-    Ok(out.reservations().iter().flat_map(|r| r.instances()).map(obs_instance).collect())
+    let out = poll.into_result().map_err(|e| AwsError::Wait {
+        resource: resource.clone(),
+        state: "running".into(),
+        message: DisplayErrorContext(&e).to_string(),
+    })?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(obs_instance)
+        .collect())
 }
 
 /// Waits until the instances pass their status checks.
@@ -125,7 +154,11 @@ pub async fn wait_status_ok(c: &Clients, ids: &[String], max: Duration) -> Resul
         .set_instance_ids(Some(ids.to_vec()))
         .wait(max)
         .await
-        .map_err(|e| AwsError::Wait { resource: ids.join(", "), state: "status ok".into(), message: DisplayErrorContext(&e).to_string() })?;
+        .map_err(|e| AwsError::Wait {
+            resource: ids.join(", "),
+            state: "status ok".into(),
+            message: DisplayErrorContext(&e).to_string(),
+        })?;
     Ok(())
 }
 
@@ -138,13 +171,22 @@ pub async fn terminate(c: &Clients, ids: &[String], max: Duration) -> Result<(),
         return Ok(());
     }
     let resource = ids.join(", ");
-    c.ec2.terminate_instances().set_instance_ids(Some(ids.to_vec())).send().await.map_err(api("terminating", &resource))?;
+    c.ec2
+        .terminate_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .map_err(api("terminating", &resource))?;
     c.ec2
         .wait_until_instance_terminated()
         .set_instance_ids(Some(ids.to_vec()))
         .wait(max)
         .await
-        .map_err(|e| AwsError::Wait { resource, state: "terminated".into(), message: DisplayErrorContext(&e).to_string() })?;
+        .map_err(|e| AwsError::Wait {
+            resource,
+            state: "terminated".into(),
+            message: DisplayErrorContext(&e).to_string(),
+        })?;
     Ok(())
 }
 
@@ -152,7 +194,10 @@ pub async fn terminate(c: &Clients, ids: &[String], max: Duration) -> Result<(),
 ///
 /// # Errors
 /// The AWS error of the Describe.
-pub async fn terminated(c: &Clients, ids: &[String]) -> Result<std::collections::HashSet<String>, AwsError> {
+pub async fn terminated(
+    c: &Clients,
+    ids: &[String],
+) -> Result<std::collections::HashSet<String>, AwsError> {
     if ids.is_empty() {
         return Ok(Default::default());
     }
@@ -167,7 +212,10 @@ pub async fn terminated(c: &Clients, ids: &[String]) -> Result<std::collections:
         .reservations()
         .iter()
         .flat_map(|r| r.instances())
-        .filter(|i| i.state().and_then(|s| s.name()) != Some(&aws_sdk_ec2::types::InstanceStateName::Terminated))
+        .filter(|i| {
+            i.state().and_then(|s| s.name())
+                != Some(&aws_sdk_ec2::types::InstanceStateName::Terminated)
+        })
         .filter_map(|i| i.instance_id().map(str::to_string))
         .collect();
     Ok(ids.iter().filter(|i| !live.contains(*i)).cloned().collect())

@@ -65,16 +65,39 @@ async fn build(region: &str, calls: CallCounter, endpoint: Option<&str>) -> Clie
         .retry_config(retry)
         .timeout_config(timeouts);
     if let Some(url) = endpoint {
-        loader = loader
-            .endpoint_url(url)
-            .credentials_provider(aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "provision-tests"));
+        loader =
+            loader
+                .endpoint_url(url)
+                .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                    "test",
+                    "test",
+                    None,
+                    None,
+                    "provision-tests",
+                ));
     }
     let shared = loader.load().await;
     Clients {
-        ec2: aws_sdk_ec2::Client::from_conf(aws_sdk_ec2::config::Builder::from(&shared).interceptor(calls.clone()).build()),
-        iam: aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&shared).interceptor(calls.clone()).build()),
-        ssm: aws_sdk_ssm::Client::from_conf(aws_sdk_ssm::config::Builder::from(&shared).interceptor(calls.clone()).build()),
-        sts: aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&shared).interceptor(calls.clone()).build()),
+        ec2: aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&shared)
+                .interceptor(calls.clone())
+                .build(),
+        ),
+        iam: aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(&shared)
+                .interceptor(calls.clone())
+                .build(),
+        ),
+        ssm: aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::config::Builder::from(&shared)
+                .interceptor(calls.clone())
+                .build(),
+        ),
+        sts: aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&shared)
+                .interceptor(calls.clone())
+                .build(),
+        ),
         region: region.to_string(),
         calls,
     }
@@ -90,23 +113,39 @@ pub async fn whoami(c: &Clients) -> Result<(String, String), AwsError> {
         .get_caller_identity()
         .send()
         .await
-        .map_err(error::api("checking the AWS credentials with", "sts:GetCallerIdentity"))?;
-    Ok((out.account().unwrap_or_default().to_string(), out.arn().unwrap_or_default().to_string()))
+        .map_err(error::api(
+            "checking the AWS credentials with",
+            "sts:GetCallerIdentity",
+        ))?;
+    Ok((
+        out.account().unwrap_or_default().to_string(),
+        out.arn().unwrap_or_default().to_string(),
+    ))
 }
 
 /// EC2 tags from (key, value) pairs.
 pub(crate) fn ec2_tags(tags: &[(String, String)]) -> Vec<aws_sdk_ec2::types::Tag> {
-    tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect()
+    tags.iter()
+        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 /// A TagSpecification for one resource type.
-pub(crate) fn tag_spec(rt: aws_sdk_ec2::types::ResourceType, tags: &[(String, String)]) -> aws_sdk_ec2::types::TagSpecification {
-    aws_sdk_ec2::types::TagSpecification::builder().resource_type(rt).set_tags(Some(ec2_tags(tags))).build()
+pub(crate) fn tag_spec(
+    rt: aws_sdk_ec2::types::ResourceType,
+    tags: &[(String, String)],
+) -> aws_sdk_ec2::types::TagSpecification {
+    aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(rt)
+        .set_tags(Some(ec2_tags(tags)))
+        .build()
 }
 
 /// The value of a tag in an EC2 tag list.
 pub(crate) fn tag_value<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
-    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
 }
 
 /// The filter that finds everything of one cluster.

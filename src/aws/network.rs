@@ -14,9 +14,18 @@ use super::{AwsError, Clients, tag_spec};
 /// When either Describe fails.
 pub async fn vpc_dns_attributes(c: &Clients, vpc: &str) -> Result<(bool, bool), AwsError> {
     let get = |attr: VpcAttributeName| async move {
-        c.ec2.describe_vpc_attribute().vpc_id(vpc).attribute(attr).send().await.map_err(api("reading DNS attributes of", vpc))
+        c.ec2
+            .describe_vpc_attribute()
+            .vpc_id(vpc)
+            .attribute(attr)
+            .send()
+            .await
+            .map_err(api("reading DNS attributes of", vpc))
     };
-    let (s, h) = tokio::try_join!(get(VpcAttributeName::EnableDnsSupport), get(VpcAttributeName::EnableDnsHostnames))?;
+    let (s, h) = tokio::try_join!(
+        get(VpcAttributeName::EnableDnsSupport),
+        get(VpcAttributeName::EnableDnsHostnames)
+    )?;
     let v = |o: Option<&AttributeBooleanValue>| o.and_then(|a| a.value()).unwrap_or(false);
     Ok((v(s.enable_dns_support()), v(h.enable_dns_hostnames())))
 }
@@ -25,7 +34,11 @@ pub async fn vpc_dns_attributes(c: &Clients, vpc: &str) -> Result<(bool, bool), 
 ///
 /// # Errors
 /// The AWS error of the failing call.
-pub async fn create_vpc(c: &Clients, cidr: &str, tags: &[(String, String)]) -> Result<String, AwsError> {
+pub async fn create_vpc(
+    c: &Clients,
+    cidr: &str,
+    tags: &[(String, String)],
+) -> Result<String, AwsError> {
     let out = c
         .ec2
         .create_vpc()
@@ -34,14 +47,22 @@ pub async fn create_vpc(c: &Clients, cidr: &str, tags: &[(String, String)]) -> R
         .send()
         .await
         .map_err(api("creating", &format!("VPC {cidr}")))?;
-    let vpc = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| AwsError::unexpected("creating", "VPC", "no VPC id in the answer"))?.to_string();
+    let vpc = out
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .ok_or_else(|| AwsError::unexpected("creating", "VPC", "no VPC id in the answer"))?
+        .to_string();
     if out.vpc().and_then(|v| v.state()) != Some(&VpcState::Available) {
         c.ec2
             .wait_until_vpc_available()
             .vpc_ids(&vpc)
             .wait(Duration::from_secs(120))
             .await
-            .map_err(|e| AwsError::Wait { resource: vpc.clone(), state: "available".into(), message: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string() })?;
+            .map_err(|e| AwsError::Wait {
+                resource: vpc.clone(),
+                state: "available".into(),
+                message: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
+            })?;
     }
     set_vpc_dns(c, &vpc, true, true).await?;
     Ok(vpc)
@@ -51,18 +72,35 @@ pub async fn create_vpc(c: &Clients, cidr: &str, tags: &[(String, String)]) -> R
 ///
 /// # Errors
 /// The AWS error of the failing call.
-pub async fn set_vpc_dns(c: &Clients, vpc: &str, support: bool, hostnames: bool) -> Result<(), AwsError> {
+pub async fn set_vpc_dns(
+    c: &Clients,
+    vpc: &str,
+    support: bool,
+    hostnames: bool,
+) -> Result<(), AwsError> {
     let on = || AttributeBooleanValue::builder().value(true).build();
     // Hostnames can only be enabled once support is, so these two run in order.
     if support {
         retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
-            c.ec2.modify_vpc_attribute().vpc_id(vpc).enable_dns_support(on()).send().await.map_err(api("enabling DNS support on", vpc))
+            c.ec2
+                .modify_vpc_attribute()
+                .vpc_id(vpc)
+                .enable_dns_support(on())
+                .send()
+                .await
+                .map_err(api("enabling DNS support on", vpc))
         })
         .await?;
     }
     if hostnames {
         retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
-            c.ec2.modify_vpc_attribute().vpc_id(vpc).enable_dns_hostnames(on()).send().await.map_err(api("enabling DNS hostnames on", vpc))
+            c.ec2
+                .modify_vpc_attribute()
+                .vpc_id(vpc)
+                .enable_dns_hostnames(on())
+                .send()
+                .await
+                .map_err(api("enabling DNS hostnames on", vpc))
         })
         .await?;
     }
@@ -73,7 +111,13 @@ pub async fn set_vpc_dns(c: &Clients, vpc: &str, support: bool, hostnames: bool)
 ///
 /// # Errors
 /// The AWS error of the failing call.
-pub async fn create_subnet(c: &Clients, vpc: &str, cidr: &str, az: &str, tags: &[(String, String)]) -> Result<String, AwsError> {
+pub async fn create_subnet(
+    c: &Clients,
+    vpc: &str,
+    cidr: &str,
+    az: &str,
+    tags: &[(String, String)],
+) -> Result<String, AwsError> {
     let what = format!("subnet {cidr} in {az}");
     let out = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
         c.ec2
@@ -87,7 +131,11 @@ pub async fn create_subnet(c: &Clients, vpc: &str, cidr: &str, az: &str, tags: &
             .map_err(api("creating", &what))
     })
     .await?;
-    let id = out.subnet().and_then(|s| s.subnet_id()).ok_or_else(|| AwsError::unexpected("creating", &what, "no subnet id in the answer"))?.to_string();
+    let id = out
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .ok_or_else(|| AwsError::unexpected("creating", &what, "no subnet id in the answer"))?
+        .to_string();
     set_map_public_ip(c, &id).await?;
     Ok(id)
 }
@@ -128,7 +176,13 @@ pub async fn create_igw(c: &Clients, tags: &[(String, String)]) -> Result<String
 /// The AWS error of the failing call.
 pub async fn attach_igw(c: &Clients, igw: &str, vpc: &str) -> Result<(), AwsError> {
     retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
-        c.ec2.attach_internet_gateway().internet_gateway_id(igw).vpc_id(vpc).send().await.map_err(api("attaching", &format!("{igw} to {vpc}")))
+        c.ec2
+            .attach_internet_gateway()
+            .internet_gateway_id(igw)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .map_err(api("attaching", &format!("{igw} to {vpc}")))
     })
     .await?;
     Ok(())
@@ -136,7 +190,11 @@ pub async fn attach_igw(c: &Clients, igw: &str, vpc: &str) -> Result<(), AwsErro
 
 /// # Errors
 /// The AWS error of the failing call.
-pub async fn create_route_table(c: &Clients, vpc: &str, tags: &[(String, String)]) -> Result<String, AwsError> {
+pub async fn create_route_table(
+    c: &Clients,
+    vpc: &str,
+    tags: &[(String, String)],
+) -> Result<String, AwsError> {
     let out = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
         c.ec2
             .create_route_table()
@@ -174,7 +232,13 @@ pub async fn create_default_route(c: &Clients, rt: &str, igw: &str) -> Result<()
 /// The AWS error of the failing call.
 pub async fn associate(c: &Clients, rt: &str, subnet: &str) -> Result<(), AwsError> {
     retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
-        c.ec2.associate_route_table().route_table_id(rt).subnet_id(subnet).send().await.map_err(api("associating", &format!("{rt} with {subnet}")))
+        c.ec2
+            .associate_route_table()
+            .route_table_id(rt)
+            .subnet_id(subnet)
+            .send()
+            .await
+            .map_err(api("associating", &format!("{rt} with {subnet}")))
     })
     .await?;
     Ok(())
@@ -184,15 +248,34 @@ pub async fn associate(c: &Clients, rt: &str, subnet: &str) -> Result<(), AwsErr
 ///
 /// # Errors
 /// The AWS error of the failing call.
-pub async fn delete_route_table(c: &Clients, rt: &str, associations: &[(String, String)]) -> Result<(), AwsError> {
+pub async fn delete_route_table(
+    c: &Clients,
+    rt: &str,
+    associations: &[(String, String)],
+) -> Result<(), AwsError> {
     for (assoc, subnet) in associations {
-        match c.ec2.disassociate_route_table().association_id(assoc).send().await.map_err(api("disassociating", &format!("{rt} from {subnet}"))) {
+        match c
+            .ec2
+            .disassociate_route_table()
+            .association_id(assoc)
+            .send()
+            .await
+            .map_err(api("disassociating", &format!("{rt} from {subnet}")))
+        {
             Ok(_) => {}
             Err(e) if e.code() == "InvalidAssociationID.NotFound" => {}
             Err(e) => return Err(e),
         }
     }
-    ignore_not_found(c.ec2.delete_route_table().route_table_id(rt).send().await.map_err(api("deleting", rt)), "InvalidRouteTableID.NotFound")
+    ignore_not_found(
+        c.ec2
+            .delete_route_table()
+            .route_table_id(rt)
+            .send()
+            .await
+            .map_err(api("deleting", rt)),
+        "InvalidRouteTableID.NotFound",
+    )
 }
 
 /// Detaches the gateway from every VPC, then deletes it.
@@ -201,22 +284,53 @@ pub async fn delete_route_table(c: &Clients, rt: &str, associations: &[(String, 
 /// The AWS error of the failing call.
 pub async fn delete_igw(c: &Clients, igw: &str, vpcs: &[String]) -> Result<(), AwsError> {
     for vpc in vpcs {
-        let r = c.ec2.detach_internet_gateway().internet_gateway_id(igw).vpc_id(vpc).send().await.map_err(api("detaching", &format!("{igw} from {vpc}")));
+        let r = c
+            .ec2
+            .detach_internet_gateway()
+            .internet_gateway_id(igw)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .map_err(api("detaching", &format!("{igw} from {vpc}")));
         ignore_not_found(r.map(|_| ()), "Gateway.NotAttached")?;
     }
-    ignore_not_found(c.ec2.delete_internet_gateway().internet_gateway_id(igw).send().await.map_err(api("deleting", igw)), "InvalidInternetGatewayID.NotFound")
+    ignore_not_found(
+        c.ec2
+            .delete_internet_gateway()
+            .internet_gateway_id(igw)
+            .send()
+            .await
+            .map_err(api("deleting", igw)),
+        "InvalidInternetGatewayID.NotFound",
+    )
 }
 
 /// # Errors
 /// The AWS error of the failing call.
 pub async fn delete_subnet(c: &Clients, subnet: &str) -> Result<(), AwsError> {
-    ignore_not_found(c.ec2.delete_subnet().subnet_id(subnet).send().await.map_err(api("deleting", subnet)), "InvalidSubnetID.NotFound")
+    ignore_not_found(
+        c.ec2
+            .delete_subnet()
+            .subnet_id(subnet)
+            .send()
+            .await
+            .map_err(api("deleting", subnet)),
+        "InvalidSubnetID.NotFound",
+    )
 }
 
 /// # Errors
 /// The AWS error of the failing call.
 pub async fn delete_vpc(c: &Clients, vpc: &str) -> Result<(), AwsError> {
-    ignore_not_found(c.ec2.delete_vpc().vpc_id(vpc).send().await.map_err(api("deleting", vpc)), "InvalidVpcID.NotFound")
+    ignore_not_found(
+        c.ec2
+            .delete_vpc()
+            .vpc_id(vpc)
+            .send()
+            .await
+            .map_err(api("deleting", vpc)),
+        "InvalidVpcID.NotFound",
+    )
 }
 
 /// A delete whose target is already gone has done its job.
@@ -251,17 +365,40 @@ impl std::fmt::Display for Interface {
 ///
 /// # Errors
 /// The AWS error of the Describe.
-pub async fn interfaces(c: &Clients, filter: &str, value: &str) -> Result<Vec<Interface>, AwsError> {
-    let f = aws_sdk_ec2::types::Filter::builder().name(filter).values(value).build();
-    let out = c.ec2.describe_network_interfaces().filters(f).send().await.map_err(api("finding what blocks", value))?;
+pub async fn interfaces(
+    c: &Clients,
+    filter: &str,
+    value: &str,
+) -> Result<Vec<Interface>, AwsError> {
+    let f = aws_sdk_ec2::types::Filter::builder()
+        .name(filter)
+        .values(value)
+        .build();
+    let out = c
+        .ec2
+        .describe_network_interfaces()
+        .filters(f)
+        .send()
+        .await
+        .map_err(api("finding what blocks", value))?;
     Ok(out
         .network_interfaces()
         .iter()
         .map(|n| Interface {
             id: n.network_interface_id().unwrap_or("eni-?").to_string(),
-            description: n.description().filter(|d| !d.is_empty()).unwrap_or("no description").to_string(),
-            instance: n.attachment().and_then(|a| a.instance_id()).map(str::to_string),
-            status: n.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            description: n
+                .description()
+                .filter(|d| !d.is_empty())
+                .unwrap_or("no description")
+                .to_string(),
+            instance: n
+                .attachment()
+                .and_then(|a| a.instance_id())
+                .map(str::to_string),
+            status: n
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
         })
         .collect())
 }

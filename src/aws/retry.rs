@@ -18,15 +18,30 @@ pub struct Backoff {
 
 impl Backoff {
     /// IAM propagation takes seconds usually and minutes sometimes (aws-cdk#16037).
-    pub const IAM_PROPAGATION: Backoff = Backoff { initial: Duration::from_secs(2), max: Duration::from_secs(15), deadline: Duration::from_secs(300) };
+    pub const IAM_PROPAGATION: Backoff = Backoff {
+        initial: Duration::from_secs(2),
+        max: Duration::from_secs(15),
+        deadline: Duration::from_secs(300),
+    };
     /// An id we just created that another API does not know yet.
-    pub const EVENTUAL: Backoff = Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(5), deadline: Duration::from_secs(60) };
+    pub const EVENTUAL: Backoff = Backoff {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(5),
+        deadline: Duration::from_secs(60),
+    };
 
     /// Teardown waiting for AWS to release dependencies (ENIs, mapped addresses): five minutes,
     /// or `PROVISION_DEPENDENCY_TIMEOUT` seconds (tests shorten it).
     pub fn dependency() -> Backoff {
-        let secs = std::env::var("PROVISION_DEPENDENCY_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
-        Backoff { initial: Duration::from_secs(1).min(Duration::from_secs(secs)), max: Duration::from_secs(15), deadline: Duration::from_secs(secs) }
+        let secs = std::env::var("PROVISION_DEPENDENCY_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(300);
+        Backoff {
+            initial: Duration::from_secs(1).min(Duration::from_secs(secs)),
+            max: Duration::from_secs(15),
+            deadline: Duration::from_secs(secs),
+        }
     }
 }
 
@@ -47,13 +62,16 @@ pub fn is_eventual_not_found(e: &AwsError) -> bool {
 /// RunInstances before a new instance profile has propagated to EC2.
 pub fn is_iam_propagation(e: &AwsError) -> bool {
     let m = e.message();
-    (e.code() == "InvalidParameterValue" && (m.contains("IAM Instance Profile") || m.contains("iamInstanceProfile")))
+    (e.code() == "InvalidParameterValue"
+        && (m.contains("IAM Instance Profile") || m.contains("iamInstanceProfile")))
         || (e.code() == "InvalidParameterException" && m.contains("could not be assumed"))
 }
 
 pub fn is_dependency_violation(e: &AwsError) -> bool {
-    matches!(e.code(), "DependencyViolation" | "DeleteConflict" | "ResourceInUse")
-        || (e.code() == "InvalidParameterValue" && m_contains(e, "in use"))
+    matches!(
+        e.code(),
+        "DependencyViolation" | "DeleteConflict" | "ResourceInUse"
+    ) || (e.code() == "InvalidParameterValue" && m_contains(e, "in use"))
 }
 
 fn m_contains(e: &AwsError, s: &str) -> bool {
@@ -64,7 +82,11 @@ fn m_contains(e: &AwsError, s: &str) -> bool {
 ///
 /// # Errors
 /// The first non-retryable error, or [`AwsError::Deadline`] wrapping the last retryable one.
-pub async fn retry<T, F, Fut>(b: Backoff, retryable: impl Fn(&AwsError) -> bool, mut op: F) -> Result<T, AwsError>
+pub async fn retry<T, F, Fut>(
+    b: Backoff,
+    retryable: impl Fn(&AwsError) -> bool,
+    mut op: F,
+) -> Result<T, AwsError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, AwsError>>,
@@ -77,10 +99,20 @@ where
             Err(e) if retryable(&e) => {
                 if start.elapsed() + delay > b.deadline {
                     let (doing, resource) = match &e {
-                        AwsError::Api { doing, resource, .. } | AwsError::Unexpected { doing, resource, .. } => (doing.clone(), resource.clone()),
+                        AwsError::Api {
+                            doing, resource, ..
+                        }
+                        | AwsError::Unexpected {
+                            doing, resource, ..
+                        } => (doing.clone(), resource.clone()),
                         _ => ("retrying".into(), "a call".into()),
                     };
-                    return Err(AwsError::Deadline { doing, resource, secs: b.deadline.as_secs(), last: Box::new(e) });
+                    return Err(AwsError::Deadline {
+                        doing,
+                        resource,
+                        secs: b.deadline.as_secs(),
+                        last: Box::new(e),
+                    });
                 }
                 tracing::debug!(error = %e, delay_ms = delay.as_millis() as u64, "retrying");
                 tokio::time::sleep(jitter(delay)).await;
@@ -94,7 +126,11 @@ where
 /// 75–100 % of `d`, so concurrent retries spread out.
 fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 1];
-    let frac = if getrandom::fill(&mut b).is_ok() { 0.75 + f64::from(b[0]) / 1020.0 } else { 1.0 };
+    let frac = if getrandom::fill(&mut b).is_ok() {
+        0.75 + f64::from(b[0]) / 1020.0
+    } else {
+        1.0
+    };
     d.mul_f64(frac)
 }
 
@@ -104,7 +140,12 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn api(code: &str, message: &str) -> AwsError {
-        AwsError::Api { doing: "launching".into(), resource: "master".into(), code: code.into(), message: message.into() }
+        AwsError::Api {
+            doing: "launching".into(),
+            resource: "master".into(),
+            code: code.into(),
+            message: message.into(),
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -121,7 +162,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn gives_up_at_the_deadline_and_says_so() {
-        let err = retry(Backoff::EVENTUAL, is_eventual_not_found, || async { Err::<(), _>(api("InvalidVpcID.NotFound", "gone")) }).await.unwrap_err();
+        let err = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+            Err::<(), _>(api("InvalidVpcID.NotFound", "gone"))
+        })
+        .await
+        .unwrap_err();
         assert!(matches!(err, AwsError::Deadline { secs: 60, .. }), "{err}");
         assert_eq!(err.code(), "InvalidVpcID.NotFound");
         assert!(err.to_string().contains("launching master"), "{err}");

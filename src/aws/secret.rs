@@ -23,12 +23,24 @@ pub struct Bootstrap {
 /// # Errors
 /// Any error but ParameterNotFound, or content that is not ours.
 pub async fn get(c: &Clients, name: &str) -> Result<Option<Bootstrap>, AwsError> {
-    match c.ssm.get_parameter().name(name).with_decryption(true).send().await.map_err(api("reading the bootstrap secret", name)) {
+    match c
+        .ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(api("reading the bootstrap secret", name))
+    {
         Ok(out) => {
             let value = out.parameter().and_then(|p| p.value()).unwrap_or_default();
-            serde_json::from_str(value)
-                .map(Some)
-                .map_err(|e| AwsError::unexpected("reading the bootstrap secret", name, format!("not a provision bootstrap secret: {e}")))
+            serde_json::from_str(value).map(Some).map_err(|e| {
+                AwsError::unexpected(
+                    "reading the bootstrap secret",
+                    name,
+                    format!("not a provision bootstrap secret: {e}"),
+                )
+            })
         }
         Err(e) if e.code() == "ParameterNotFound" => Ok(None),
         Err(e) => Err(e),
@@ -40,9 +52,24 @@ pub async fn get(c: &Clients, name: &str) -> Result<Option<Bootstrap>, AwsError>
 ///
 /// # Errors
 /// The AWS error of the failing call.
-pub async fn put(c: &Clients, name: &str, b: &Bootstrap, tags: &[(String, String)]) -> Result<Bootstrap, AwsError> {
-    let value = serde_json::to_string(b).map_err(|e| AwsError::unexpected("encoding", name, e.to_string()))?;
-    let tags: Vec<aws_sdk_ssm::types::Tag> = tags.iter().filter_map(|(k, v)| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build().ok()).collect();
+pub async fn put(
+    c: &Clients,
+    name: &str,
+    b: &Bootstrap,
+    tags: &[(String, String)],
+) -> Result<Bootstrap, AwsError> {
+    let value = serde_json::to_string(b)
+        .map_err(|e| AwsError::unexpected("encoding", name, e.to_string()))?;
+    let tags: Vec<aws_sdk_ssm::types::Tag> = tags
+        .iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_ssm::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect();
     let r = c
         .ssm
         .put_parameter()
@@ -65,5 +92,13 @@ pub async fn put(c: &Clients, name: &str, b: &Bootstrap, tags: &[(String, String
 /// # Errors
 /// Any error but ParameterNotFound.
 pub async fn delete(c: &Clients, name: &str) -> Result<(), AwsError> {
-    super::network::ignore_not_found(c.ssm.delete_parameter().name(name).send().await.map_err(api("deleting the bootstrap secret", name)), "ParameterNotFound")
+    super::network::ignore_not_found(
+        c.ssm
+            .delete_parameter()
+            .name(name)
+            .send()
+            .await
+            .map_err(api("deleting the bootstrap secret", name)),
+        "ParameterNotFound",
+    )
 }

@@ -11,7 +11,13 @@ use crate::core::graph::{Rule, Source};
 
 /// # Errors
 /// The AWS error of the failing call.
-pub async fn create(c: &Clients, vpc: &str, name: &str, description: &str, tags: &[(String, String)]) -> Result<String, AwsError> {
+pub async fn create(
+    c: &Clients,
+    vpc: &str,
+    name: &str,
+    description: &str,
+    tags: &[(String, String)],
+) -> Result<String, AwsError> {
     let out = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
         c.ec2
             .create_security_group()
@@ -24,25 +30,51 @@ pub async fn create(c: &Clients, vpc: &str, name: &str, description: &str, tags:
             .map_err(api("creating security group", name))
     })
     .await?;
-    out.group_id().map(str::to_string).ok_or_else(|| AwsError::unexpected("creating security group", name, "no id in the answer"))
+    out.group_id()
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::unexpected("creating security group", name, "no id in the answer"))
 }
 
 /// Adds the given ingress rules in one call. Rules that already exist are not an error.
 ///
 /// # Errors
 /// The AWS error of the failing call, or a group source that has no id yet.
-pub async fn authorize(c: &Clients, group: &str, rules: &[&Rule], groups: &HashMap<String, String>) -> Result<(), AwsError> {
+pub async fn authorize(
+    c: &Clients,
+    group: &str,
+    rules: &[&Rule],
+    groups: &HashMap<String, String>,
+) -> Result<(), AwsError> {
     if rules.is_empty() {
         return Ok(());
     }
     let mut perms = Vec::new();
     for r in rules {
-        let mut p = IpPermission::builder().ip_protocol(r.protocol.as_str()).from_port(i32::from(r.from_port)).to_port(i32::from(r.to_port));
+        let mut p = IpPermission::builder()
+            .ip_protocol(r.protocol.as_str())
+            .from_port(i32::from(r.from_port))
+            .to_port(i32::from(r.to_port));
         p = match &r.source {
-            Source::Cidr(cidr) => p.ip_ranges(IpRange::builder().cidr_ip(cidr.to_string()).description(r.description).build()),
+            Source::Cidr(cidr) => p.ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(cidr.to_string())
+                    .description(r.description)
+                    .build(),
+            ),
             Source::Group(logical) => {
-                let id = groups.get(logical).ok_or_else(|| AwsError::unexpected("authorizing ingress on", group, format!("source group {logical} has no id")))?;
-                p.user_id_group_pairs(UserIdGroupPair::builder().group_id(id).description(r.description).build())
+                let id = groups.get(logical).ok_or_else(|| {
+                    AwsError::unexpected(
+                        "authorizing ingress on",
+                        group,
+                        format!("source group {logical} has no id"),
+                    )
+                })?;
+                p.user_id_group_pairs(
+                    UserIdGroupPair::builder()
+                        .group_id(id)
+                        .description(r.description)
+                        .build(),
+                )
             }
         };
         perms.push(p.build());
@@ -67,5 +99,13 @@ pub async fn authorize(c: &Clients, group: &str, rules: &[&Rule], groups: &HashM
 /// # Errors
 /// The AWS error of the failing call.
 pub async fn delete(c: &Clients, group: &str) -> Result<(), AwsError> {
-    super::network::ignore_not_found(c.ec2.delete_security_group().group_id(group).send().await.map_err(api("deleting", group)), "InvalidGroup.NotFound")
+    super::network::ignore_not_found(
+        c.ec2
+            .delete_security_group()
+            .group_id(group)
+            .send()
+            .await
+            .map_err(api("deleting", group)),
+        "InvalidGroup.NotFound",
+    )
 }

@@ -17,7 +17,11 @@ use crate::engine::up::{UpOptions, WaitFor};
 use crate::engine::{Event, EventSink};
 
 #[derive(Debug, Parser)]
-#[command(name = "provision", version, about = "Kubernetes on AWS from one spec file, by direct AWS API calls")]
+#[command(
+    name = "provision",
+    version,
+    about = "Kubernetes on AWS from one spec file, by direct AWS API calls"
+)]
 struct Cli {
     /// Output format: human progress on stderr, or JSON lines on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
@@ -141,10 +145,16 @@ pub fn main() -> ExitCode {
         }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PROVISION_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PROVISION_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -165,11 +175,14 @@ pub fn main() -> ExitCode {
 }
 
 fn load_spec(path: &Path, out: &Printer) -> Result<ClusterSpec, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("reading spec {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("reading spec {}: {e}", path.display())))?;
     match spec::parse(&path.display().to_string(), &text) {
         Ok((spec, warnings)) => {
             for w in warnings {
-                out.event(&Event::Warning { message: format!("{}: {}: {}", path.display(), w.field, w.message) });
+                out.event(&Event::Warning {
+                    message: format!("{}: {}: {}", path.display(), w.field, w.message),
+                });
             }
             Ok(spec)
         }
@@ -181,10 +194,17 @@ fn load_spec(path: &Path, out: &Printer) -> Result<ClusterSpec, Failure> {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let out = Arc::new(Printer { json: cli.output == Output::Json });
+    let out = Arc::new(Printer {
+        json: cli.output == Output::Json,
+    });
     let hook: Option<aws::calls::CallHook> = cli.trace_api_calls.then(|| {
         let out = out.clone();
-        Arc::new(move |s: &str, o: &str| out.event(&Event::ApiCall { service: s.into(), operation: o.into() })) as aws::calls::CallHook
+        Arc::new(move |s: &str, o: &str| {
+            out.event(&Event::ApiCall {
+                service: s.into(),
+                operation: o.into(),
+            })
+        }) as aws::calls::CallHook
     });
     let calls = CallCounter::new(hook);
     let sink: EventSink = {
@@ -196,7 +216,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let spec = load_spec(&a.file, &out)?;
             out.summary(serde_json::json!({"event": "summary", "command": "validate", "cluster": spec.name, "kind": "kubeadm", "valid": true}));
             if !out.json {
-                println!("{}: valid ({} workers, {} availability zones)", a.file.display(), spec.kubeadm.workers, spec.network.subnet_cidrs.len());
+                println!(
+                    "{}: valid ({} workers, {} availability zones)",
+                    a.file.display(),
+                    spec.kubeadm.workers,
+                    spec.network.subnet_cidrs.len()
+                );
             }
         }
         Command::Plan(a) => {
@@ -220,8 +245,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         "read" => "<",
                         _ => " ",
                     };
-                    let changes = if i.changes.is_empty() { String::new() } else { format!("  ({})", i.changes.join("; ")) };
-                    println!("{sign} {:<22} {:<17} {:<8} {}{changes}", i.id, i.kind.as_str(), i.action.as_str(), i.aws_id.clone().unwrap_or_default());
+                    let changes = if i.changes.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", i.changes.join("; "))
+                    };
+                    println!(
+                        "{sign} {:<22} {:<17} {:<8} {}{changes}",
+                        i.id,
+                        i.kind.as_str(),
+                        i.action.as_str(),
+                        i.aws_id.clone().unwrap_or_default()
+                    );
                 }
                 let count = |a: &str| items.iter().filter(|i| i.action.as_str() == a).count();
                 println!(
@@ -242,11 +277,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let kubeconfig = if a.no_kubeconfig {
                 None
             } else {
-                Some(a.kubeconfig.clone().or_else(crate::engine::kubeconfig::default_path).ok_or_else(|| Failure::Usage("no kubeconfig path: set --kubeconfig or HOME".into()))?)
+                Some(
+                    a.kubeconfig
+                        .clone()
+                        .or_else(crate::engine::kubeconfig::default_path)
+                        .ok_or_else(|| {
+                            Failure::Usage("no kubeconfig path: set --kubeconfig or HOME".into())
+                        })?,
+                )
             };
             let c = aws::clients(&spec.region, calls.clone()).await;
             let (account, arn) = aws::whoami(&c).await?;
-            out.event(&Event::Phase { phase: format!("account {account} ({arn}), region {}", spec.region) });
+            out.event(&Event::Phase {
+                phase: format!("account {account} ({arn}), region {}", spec.region),
+            });
             let opts = UpOptions {
                 wait: a.wait,
                 concurrency: usize::from(a.concurrency),
@@ -256,15 +300,32 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             let report = crate::engine::up::up(c, spec, &opts, sink).await?;
             if !out.json {
-                let created = report.resources.iter().filter(|r| r.action == "created").count();
-                println!("cluster {} is up ({} resources, {created} created)", report.cluster, report.resources.len());
-                println!("  control plane   {} (private {})", report.master_public_ip.as_deref().unwrap_or("-"), report.master_private_ip.as_deref().unwrap_or("-"));
-                println!("  API endpoint    {}", report.api_endpoint.as_deref().unwrap_or("-"));
+                let created = report
+                    .resources
+                    .iter()
+                    .filter(|r| r.action == "created")
+                    .count();
+                println!(
+                    "cluster {} is up ({} resources, {created} created)",
+                    report.cluster,
+                    report.resources.len()
+                );
+                println!(
+                    "  control plane   {} (private {})",
+                    report.master_public_ip.as_deref().unwrap_or("-"),
+                    report.master_private_ip.as_deref().unwrap_or("-")
+                );
+                println!(
+                    "  API endpoint    {}",
+                    report.api_endpoint.as_deref().unwrap_or("-")
+                );
                 if let Some(k) = &report.kubeconfig {
                     println!("  kubeconfig      {k} (context {})", report.cluster);
                 }
                 if a.wait < WaitFor::Cluster {
-                    println!("  the nodes bootstrap themselves; `kubectl get nodes` shows them Ready in a few minutes (or use --wait cluster)");
+                    println!(
+                        "  the nodes bootstrap themselves; `kubectl get nodes` shows them Ready in a few minutes (or use --wait cluster)"
+                    );
                 }
                 println!("  API calls       {}", calls.total());
             }
@@ -281,16 +342,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     (spec.name, spec.region)
                 }
                 (None, Some(n), Some(r)) => {
-                    spec::check_cluster_name(&n).map_err(|m| Failure::Usage(format!("--name: {m}")))?;
+                    spec::check_cluster_name(&n)
+                        .map_err(|m| Failure::Usage(format!("--name: {m}")))?;
                     if !spec::is_region(&r) {
-                        return Err(Failure::Usage(format!("--region: `{r}` is not an AWS region name")));
+                        return Err(Failure::Usage(format!(
+                            "--region: `{r}` is not an AWS region name"
+                        )));
                     }
                     (n, r)
                 }
-                _ => return Err(Failure::Usage("give -f SPEC, or --name and --region".into())),
+                _ => {
+                    return Err(Failure::Usage(
+                        "give -f SPEC, or --name and --region".into(),
+                    ));
+                }
             };
             let c = aws::clients(&region, calls.clone()).await;
-            let opts = DownOptions { cluster: name.clone(), concurrency: usize::from(a.concurrency), instance_timeout: Duration::from_secs(a.instance_timeout) };
+            let opts = DownOptions {
+                cluster: name.clone(),
+                concurrency: usize::from(a.concurrency),
+                instance_timeout: Duration::from_secs(a.instance_timeout),
+            };
             let result = crate::engine::down::down(c, &opts, sink).await;
             let report = match result {
                 Ok(r) => r,
@@ -303,9 +375,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             if !out.json {
                 if report.resources.is_empty() {
-                    println!("nothing tagged provision:cluster={name} in {region}: nothing to delete");
+                    println!(
+                        "nothing tagged provision:cluster={name} in {region}: nothing to delete"
+                    );
                 } else {
-                    println!("cluster {name} is down ({} resources deleted, {} API calls)", report.resources.len(), calls.total());
+                    println!(
+                        "cluster {name} is down ({} resources deleted, {} API calls)",
+                        report.resources.len(),
+                        calls.total()
+                    );
                 }
             }
             let mut v = serde_json::to_value(&report).map_err(|e| Failure::Run(e.into()))?;
@@ -346,11 +424,27 @@ impl Printer {
         }
         match e {
             Event::Phase { phase } => eprintln!("==> {phase}"),
-            Event::Resource { id, kind, aws_id, action, elapsed_ms, detail } => {
-                let detail = detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default();
-                eprintln!("  {:>7.1}s  {action:<9} {kind:<17} {id:<22} {}{detail}", *elapsed_ms as f64 / 1000.0, aws_id.as_deref().unwrap_or(""));
+            Event::Resource {
+                id,
+                kind,
+                aws_id,
+                action,
+                elapsed_ms,
+                detail,
+            } => {
+                let detail = detail
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "  {:>7.1}s  {action:<9} {kind:<17} {id:<22} {}{detail}",
+                    *elapsed_ms as f64 / 1000.0,
+                    aws_id.as_deref().unwrap_or("")
+                );
             }
-            Event::Waiting { what, elapsed_ms } => eprintln!("  {:>7.1}s  waiting   {what}", *elapsed_ms as f64 / 1000.0),
+            Event::Waiting { what, elapsed_ms } => {
+                eprintln!("  {:>7.1}s  waiting   {what}", *elapsed_ms as f64 / 1000.0)
+            }
             Event::Warning { message } => eprintln!("warning: {message}"),
             Event::ApiCall { service, operation } => eprintln!("  api {service}:{operation}"),
         }
@@ -363,7 +457,9 @@ impl Printer {
                 .iter()
                 .map(|i| serde_json::json!({"file": i.file, "line": i.line, "column": i.column, "field": i.field, "message": i.message}))
                 .collect();
-            self.json_line(&serde_json::json!({"event": "error", "kind": "spec", "issues": issues}));
+            self.json_line(
+                &serde_json::json!({"event": "error", "kind": "spec", "issues": issues}),
+            );
         }
     }
 

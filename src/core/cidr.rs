@@ -91,7 +91,9 @@ impl FromStr for Ipv4Net {
     type Err = CidrError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (ip, len) = s.split_once('/').ok_or_else(|| CidrError::Syntax(s.to_string()))?;
+        let (ip, len) = s
+            .split_once('/')
+            .ok_or_else(|| CidrError::Syntax(s.to_string()))?;
         let addr: Ipv4Addr = ip.parse().map_err(|_| CidrError::Syntax(s.to_string()))?;
         if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) || len.len() > 2 {
             return Err(CidrError::Syntax(s.to_string()));
@@ -128,9 +130,22 @@ mod tests {
     #[test]
     fn parses_and_rejects() {
         assert_eq!(net("10.0.0.0/16").to_string(), "10.0.0.0/16");
-        assert!(matches!("10.0.0.1/16".parse::<Ipv4Net>(), Err(CidrError::HostBits { .. })));
-        assert!(matches!("10.0.0.0/33".parse::<Ipv4Net>(), Err(CidrError::Prefix(_))));
-        for bad in ["10.0.0.0", "10.0.0/16", "a.b.c.d/8", "10.0.0.0/", "10.0.0.0/+8", "::/0"] {
+        assert!(matches!(
+            "10.0.0.1/16".parse::<Ipv4Net>(),
+            Err(CidrError::HostBits { .. })
+        ));
+        assert!(matches!(
+            "10.0.0.0/33".parse::<Ipv4Net>(),
+            Err(CidrError::Prefix(_))
+        ));
+        for bad in [
+            "10.0.0.0",
+            "10.0.0/16",
+            "a.b.c.d/8",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "::/0",
+        ] {
             assert!(bad.parse::<Ipv4Net>().is_err(), "{bad}");
         }
     }

@@ -56,7 +56,10 @@ impl CloudConfig {
         }
         out.push_str("runcmd:\n");
         for cmd in &self.runcmd {
-            let quoted: Vec<String> = cmd.iter().map(|a| format!("'{}'", a.replace('\'', "''"))).collect();
+            let quoted: Vec<String> = cmd
+                .iter()
+                .map(|a| format!("'{}'", a.replace('\'', "''")))
+                .collect();
             out.push_str(&format!("  - [{}]\n", quoted.join(", ")));
         }
         out
@@ -64,7 +67,9 @@ impl CloudConfig {
 
     /// The files that are shell scripts (for shellcheck).
     pub fn scripts(&self) -> impl Iterator<Item = &File> {
-        self.files.iter().filter(|f| f.content.starts_with("#!/bin/bash"))
+        self.files
+            .iter()
+            .filter(|f| f.content.starts_with("#!/bin/bash"))
     }
 }
 
@@ -104,7 +109,11 @@ fn common_files(k: &KubeadmSpec) -> Vec<File> {
 }
 
 fn prep_script(k: &KubeadmSpec) -> String {
-    let deb = k.version.patch.map(|p| format!("1.{}.{}-1.1", k.version.minor, p)).unwrap_or_default();
+    let deb = k
+        .version
+        .patch
+        .map(|p| format!("1.{}.{}-1.1", k.version.minor, p))
+        .unwrap_or_default();
     format!(
         r#"#!/bin/bash
 # Node preparation for kubeadm, rendered by provision.
@@ -178,16 +187,39 @@ systemctl enable --now kubelet
 /// The master's user data.
 pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
     let mut files = common_files(k);
-    files.push(File { path: "/etc/kubernetes/pki/ca.crt".into(), permissions: "0644", content: input.ca_cert_pem.to_string() });
-    files.push(File { path: "/etc/kubernetes/pki/ca.key".into(), permissions: "0600", content: input.ca_key_pem.to_string() });
-    files.push(File { path: "/etc/provision/kubeadm.yaml.in".into(), permissions: "0600", content: kubeadm_init_config(k, input) });
+    files.push(File {
+        path: "/etc/kubernetes/pki/ca.crt".into(),
+        permissions: "0644",
+        content: input.ca_cert_pem.to_string(),
+    });
+    files.push(File {
+        path: "/etc/kubernetes/pki/ca.key".into(),
+        permissions: "0600",
+        content: input.ca_key_pem.to_string(),
+    });
+    files.push(File {
+        path: "/etc/provision/kubeadm.yaml.in".into(),
+        permissions: "0600",
+        content: kubeadm_init_config(k, input),
+    });
     if k.cni == Cni::Calico {
-        files.push(File { path: "/etc/provision/calico-resources.yaml".into(), permissions: "0644", content: calico_resources(k) });
+        files.push(File {
+            path: "/etc/provision/calico-resources.yaml".into(),
+            permissions: "0644",
+            content: calico_resources(k),
+        });
     }
-    files.push(File { path: "/usr/local/sbin/provision-init.sh".into(), permissions: "0755", content: init_script(k) });
+    files.push(File {
+        path: "/usr/local/sbin/provision-init.sh".into(),
+        permissions: "0755",
+        content: init_script(k),
+    });
     CloudConfig {
         files,
-        runcmd: vec![vec![PREP_PATH.into()], vec!["/usr/local/sbin/provision-init.sh".into()]],
+        runcmd: vec![
+            vec![PREP_PATH.into()],
+            vec!["/usr/local/sbin/provision-init.sh".into()],
+        ],
     }
 }
 
@@ -249,7 +281,10 @@ exit 1
     });
     CloudConfig {
         files,
-        runcmd: vec![vec![PREP_PATH.into()], vec!["/usr/local/sbin/provision-join.sh".into()]],
+        runcmd: vec![
+            vec![PREP_PATH.into()],
+            vec!["/usr/local/sbin/provision-join.sh".into()],
+        ],
     }
 }
 
@@ -408,7 +443,10 @@ workers = 2
 "#;
 
     fn kubeadm(cni: &str) -> KubeadmSpec {
-        spec::parse("t.toml", &SPEC.replace("CNI", cni)).unwrap().0.kubeadm
+        spec::parse("t.toml", &SPEC.replace("CNI", cni))
+            .unwrap()
+            .0
+            .kubeadm
     }
 
     fn fixtures() -> Vec<(String, CloudConfig)> {
@@ -418,8 +456,23 @@ workers = 2
         let mut out = Vec::new();
         for cni in ["calico", "flannel"] {
             let k = kubeadm(cni);
-            let m = master(&k, &MasterInput { cluster: "ci", ca_cert_pem: &ca.cert_pem, ca_key_pem: &ca.key_pem, token: &token });
-            let w = worker(&k, &WorkerInput { master_private_ip: "10.0.0.10", token: &token, ca_hash: &hash });
+            let m = master(
+                &k,
+                &MasterInput {
+                    cluster: "ci",
+                    ca_cert_pem: &ca.cert_pem,
+                    ca_key_pem: &ca.key_pem,
+                    token: &token,
+                },
+            );
+            let w = worker(
+                &k,
+                &WorkerInput {
+                    master_private_ip: "10.0.0.10",
+                    token: &token,
+                    ca_hash: &hash,
+                },
+            );
             out.push((format!("master-{cni}"), m));
             out.push((format!("worker-{cni}"), w));
         }
@@ -436,26 +489,48 @@ workers = 2
 
     #[test]
     fn worker_user_data_holds_no_private_key() {
-        for (name, cc) in fixtures().into_iter().filter(|(n, _)| n.starts_with("worker")) {
+        for (name, cc) in fixtures()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("worker"))
+        {
             let text = cc.render();
             assert!(!text.contains("PRIVATE KEY"), "{name}");
             assert!(text.contains("caCertHashes"), "{name}");
             assert!(text.contains("sha256:"), "{name}");
         }
         let (_, m) = fixtures().into_iter().next().unwrap();
-        assert!(m.render().contains("PRIVATE KEY"), "the master does get the CA key");
+        assert!(
+            m.render().contains("PRIVATE KEY"),
+            "the master does get the CA key"
+        );
     }
 
     #[test]
     fn pod_cidr_reaches_the_cni_and_kubeadm() {
         let k = kubeadm("flannel");
         let ca = crate::core::pki::generate_ca(time::OffsetDateTime::now_utc()).unwrap();
-        let m = master(&k, &MasterInput { cluster: "ci", ca_cert_pem: &ca.cert_pem, ca_key_pem: &ca.key_pem, token: "abcdef.0123456789abcdef" });
+        let m = master(
+            &k,
+            &MasterInput {
+                cluster: "ci",
+                ca_cert_pem: &ca.cert_pem,
+                ca_key_pem: &ca.key_pem,
+                token: "abcdef.0123456789abcdef",
+            },
+        );
         let text = m.render();
         assert!(text.contains("podSubnet: \"10.244.0.0/16\""));
         assert!(text.contains("kube-flannel.yml"));
         let k = kubeadm("calico");
-        let m = master(&k, &MasterInput { cluster: "ci", ca_cert_pem: &ca.cert_pem, ca_key_pem: &ca.key_pem, token: "abcdef.0123456789abcdef" });
+        let m = master(
+            &k,
+            &MasterInput {
+                cluster: "ci",
+                ca_cert_pem: &ca.cert_pem,
+                ca_key_pem: &ca.key_pem,
+                token: "abcdef.0123456789abcdef",
+            },
+        );
         let text = m.render();
         assert!(text.contains("cidr: 192.168.0.0/16"));
         assert!(text.contains("podSubnet: \"192.168.0.0/16\""));
@@ -477,7 +552,8 @@ workers = 2
             content: String,
         }
         for (name, cc) in fixtures() {
-            let doc: Doc = serde_saphyr::from_str(&cc.render()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let doc: Doc =
+                serde_saphyr::from_str(&cc.render()).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(doc.write_files.len(), cc.files.len());
             for (got, want) in doc.write_files.iter().zip(&cc.files) {
                 assert_eq!(got.path, want.path);
@@ -492,7 +568,9 @@ workers = 2
         let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .map(|d| d.join(name))
             .find(|p| p.is_file());
-        found.unwrap_or_else(|| panic!("`{name}` is not installed: run `make deps` (apt-get install {name})"))
+        found.unwrap_or_else(|| {
+            panic!("`{name}` is not installed: run `make deps` (apt-get install {name})")
+        })
     }
 
     /// `cloud-init schema` accepts every rendered document.
@@ -503,7 +581,11 @@ workers = 2
         for (name, cc) in fixtures() {
             let path = dir.path().join(format!("{name}.yaml"));
             std::fs::write(&path, cc.render()).unwrap();
-            let out = Command::new(&ci).args(["schema", "--config-file"]).arg(&path).output().unwrap();
+            let out = Command::new(&ci)
+                .args(["schema", "--config-file"])
+                .arg(&path)
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
                 "{name}: {}{}",
@@ -514,7 +596,11 @@ workers = 2
         // The check itself must be able to fail: a broken document is refused.
         let bad = dir.path().join("bad.yaml");
         std::fs::write(&bad, "#cloud-config\nruncmd: \"echo\"\nwrite_files:\n  - contentz: x\n    permissions: 0644\n").unwrap();
-        let out = Command::new(&ci).args(["schema", "--config-file"]).arg(&bad).output().unwrap();
+        let out = Command::new(&ci)
+            .args(["schema", "--config-file"])
+            .arg(&bad)
+            .output()
+            .unwrap();
         assert!(!out.status.success());
     }
 
@@ -528,8 +614,17 @@ workers = 2
             for (i, f) in cc.scripts().enumerate() {
                 let path = dir.path().join(format!("{name}-{i}.sh"));
                 std::fs::write(&path, &f.content).unwrap();
-                let out = Command::new(&sc).args(["-s", "bash", "-S", "style"]).arg(&path).output().unwrap();
-                assert!(out.status.success(), "{name} {}:\n{}", f.path, String::from_utf8_lossy(&out.stdout));
+                let out = Command::new(&sc)
+                    .args(["-s", "bash", "-S", "style"])
+                    .arg(&path)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{name} {}:\n{}",
+                    f.path,
+                    String::from_utf8_lossy(&out.stdout)
+                );
                 checked += 1;
             }
         }

@@ -92,19 +92,46 @@ pub struct Rule {
 /// What a node should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Desired {
-    AvailabilityZones { count: usize },
-    Ami { source: AmiSource },
-    Vpc { cidr: Ipv4Net },
-    Subnet { index: usize, cidr: Ipv4Net },
+    AvailabilityZones {
+        count: usize,
+    },
+    Ami {
+        source: AmiSource,
+    },
+    Vpc {
+        cidr: Ipv4Net,
+    },
+    Subnet {
+        index: usize,
+        cidr: Ipv4Net,
+    },
     InternetGateway,
     /// Public route table: default route to the IGW, associated with every subnet.
-    RouteTable { subnets: usize },
-    SecurityGroup { role: SgRole, name: String, description: String, rules: Vec<Rule> },
-    NodeRole { name: String },
-    InstanceProfile { name: String },
-    Secret { parameter: String },
-    Master { subnet: String },
-    Workers { subnet: String, count: u32 },
+    RouteTable {
+        subnets: usize,
+    },
+    SecurityGroup {
+        role: SgRole,
+        name: String,
+        description: String,
+        rules: Vec<Rule>,
+    },
+    NodeRole {
+        name: String,
+    },
+    InstanceProfile {
+        name: String,
+    },
+    Secret {
+        parameter: String,
+    },
+    Master {
+        subnet: String,
+    },
+    Workers {
+        subnet: String,
+        count: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,34 +171,69 @@ pub fn workers_id(i: usize) -> String {
 /// How many workers go into each subnet: round-robin, so at most one call per AZ.
 pub fn worker_split(workers: u32, subnets: usize) -> Vec<u32> {
     let n = subnets.max(1) as u32;
-    (0..n).map(|i| workers / n + u32::from(i < workers % n)).collect()
+    (0..n)
+        .map(|i| workers / n + u32::from(i < workers % n))
+        .collect()
 }
 
 /// The security group rules for a spec (least privilege, see ARCHITECTURE.md).
 pub fn rules(spec: &ClusterSpec, role: SgRole) -> Vec<Rule> {
     let k = &spec.kubeadm;
-    let group = |p, from, to, d| Rule { protocol: p, from_port: from, to_port: to, source: Source::Group(SG_NODES.into()), description: d };
+    let group = |p, from, to, d| Rule {
+        protocol: p,
+        from_port: from,
+        to_port: to,
+        source: Source::Group(SG_NODES.into()),
+        description: d,
+    };
     let mut out = Vec::new();
     match role {
         SgRole::Nodes => {
             out.push(group(Protocol::Tcp, 10250, 10250, "kubelet API from nodes"));
             match k.cni {
                 Cni::Calico => {
-                    out.push(group(Protocol::Udp, 4789, 4789, "Calico VXLAN between nodes"));
+                    out.push(group(
+                        Protocol::Udp,
+                        4789,
+                        4789,
+                        "Calico VXLAN between nodes",
+                    ));
                     out.push(group(Protocol::Tcp, 5473, 5473, "Calico Typha from nodes"));
                 }
-                Cni::Flannel => out.push(group(Protocol::Udp, 8472, 8472, "Flannel VXLAN between nodes")),
+                Cni::Flannel => out.push(group(
+                    Protocol::Udp,
+                    8472,
+                    8472,
+                    "Flannel VXLAN between nodes",
+                )),
             }
             if k.ssh {
                 for c in &spec.network.admin_cidrs {
-                    out.push(Rule { protocol: Protocol::Tcp, from_port: 22, to_port: 22, source: Source::Cidr(*c), description: "SSH from admin CIDRs" });
+                    out.push(Rule {
+                        protocol: Protocol::Tcp,
+                        from_port: 22,
+                        to_port: 22,
+                        source: Source::Cidr(*c),
+                        description: "SSH from admin CIDRs",
+                    });
                 }
             }
         }
         SgRole::ControlPlane => {
-            out.push(group(Protocol::Tcp, 6443, 6443, "Kubernetes API from nodes"));
+            out.push(group(
+                Protocol::Tcp,
+                6443,
+                6443,
+                "Kubernetes API from nodes",
+            ));
             for c in &spec.network.admin_cidrs {
-                out.push(Rule { protocol: Protocol::Tcp, from_port: 6443, to_port: 6443, source: Source::Cidr(*c), description: "Kubernetes API from admin CIDRs" });
+                out.push(Rule {
+                    protocol: Protocol::Tcp,
+                    from_port: 6443,
+                    to_port: 6443,
+                    source: Source::Cidr(*c),
+                    description: "Kubernetes API from admin CIDRs",
+                });
             }
         }
     }
@@ -183,19 +245,56 @@ pub fn build(spec: &ClusterSpec) -> Graph {
     let azs = spec.network.subnet_cidrs.len();
     let mut nodes = Vec::new();
     let mut add = |id: &str, kind: Kind, desired: Desired, deps: &[&str]| {
-        nodes.push(Node { id: id.to_string(), kind, desired, deps: deps.iter().map(|d| d.to_string()).collect() });
+        nodes.push(Node {
+            id: id.to_string(),
+            kind,
+            desired,
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+        });
     };
-    add(AZS, Kind::AvailabilityZones, Desired::AvailabilityZones { count: azs }, &[]);
-    add(AMI, Kind::Ami, Desired::Ami { source: spec.kubeadm.ami.clone() }, &[]);
-    add(VPC, Kind::Vpc, Desired::Vpc { cidr: spec.network.vpc_cidr }, &[]);
+    add(
+        AZS,
+        Kind::AvailabilityZones,
+        Desired::AvailabilityZones { count: azs },
+        &[],
+    );
+    add(
+        AMI,
+        Kind::Ami,
+        Desired::Ami {
+            source: spec.kubeadm.ami.clone(),
+        },
+        &[],
+    );
+    add(
+        VPC,
+        Kind::Vpc,
+        Desired::Vpc {
+            cidr: spec.network.vpc_cidr,
+        },
+        &[],
+    );
     let subnet_ids: Vec<String> = (0..azs).map(subnet_id).collect();
     for (i, cidr) in spec.network.subnet_cidrs.iter().enumerate() {
-        add(&subnet_ids[i], Kind::Subnet, Desired::Subnet { index: i, cidr: *cidr }, &[VPC, AZS]);
+        add(
+            &subnet_ids[i],
+            Kind::Subnet,
+            Desired::Subnet {
+                index: i,
+                cidr: *cidr,
+            },
+            &[VPC, AZS],
+        );
     }
     add(IGW, Kind::InternetGateway, Desired::InternetGateway, &[VPC]);
     let mut rt_deps: Vec<&str> = vec![VPC, IGW];
     rt_deps.extend(subnet_ids.iter().map(String::as_str));
-    add(ROUTE_TABLE, Kind::RouteTable, Desired::RouteTable { subnets: azs }, &rt_deps);
+    add(
+        ROUTE_TABLE,
+        Kind::RouteTable,
+        Desired::RouteTable { subnets: azs },
+        &rt_deps,
+    );
     let sg_name = |suffix: &str| format!("provision-{}-{suffix}", spec.name);
     add(
         SG_NODES,
@@ -220,23 +319,64 @@ pub fn build(spec: &ClusterSpec) -> Graph {
         &[VPC, SG_NODES],
     );
     let role = tags::node_role_name(&spec.name, &spec.region);
-    add(NODE_ROLE, Kind::IamRole, Desired::NodeRole { name: role.clone() }, &[]);
-    add(NODE_PROFILE, Kind::InstanceProfile, Desired::InstanceProfile { name: role }, &[NODE_ROLE]);
-    add(SECRET, Kind::Secret, Desired::Secret { parameter: tags::secret_parameter_name(&spec.name) }, &[]);
+    add(
+        NODE_ROLE,
+        Kind::IamRole,
+        Desired::NodeRole { name: role.clone() },
+        &[],
+    );
+    add(
+        NODE_PROFILE,
+        Kind::InstanceProfile,
+        Desired::InstanceProfile { name: role },
+        &[NODE_ROLE],
+    );
+    add(
+        SECRET,
+        Kind::Secret,
+        Desired::Secret {
+            parameter: tags::secret_parameter_name(&spec.name),
+        },
+        &[],
+    );
     let first = subnet_ids[0].clone();
     add(
         MASTER,
         Kind::Instance,
-        Desired::Master { subnet: first.clone() },
-        &[&first, SG_NODES, SG_CONTROL_PLANE, NODE_PROFILE, AMI, SECRET, ROUTE_TABLE],
+        Desired::Master {
+            subnet: first.clone(),
+        },
+        &[
+            &first,
+            SG_NODES,
+            SG_CONTROL_PLANE,
+            NODE_PROFILE,
+            AMI,
+            SECRET,
+            ROUTE_TABLE,
+        ],
     );
-    for (i, count) in worker_split(spec.kubeadm.workers, azs).into_iter().enumerate() {
+    for (i, count) in worker_split(spec.kubeadm.workers, azs)
+        .into_iter()
+        .enumerate()
+    {
         if count > 0 {
             add(
                 &workers_id(i),
                 Kind::Instance,
-                Desired::Workers { subnet: subnet_ids[i].clone(), count },
-                &[&subnet_ids[i], SG_NODES, NODE_PROFILE, AMI, SECRET, ROUTE_TABLE, MASTER],
+                Desired::Workers {
+                    subnet: subnet_ids[i].clone(),
+                    count,
+                },
+                &[
+                    &subnet_ids[i],
+                    SG_NODES,
+                    NODE_PROFILE,
+                    AMI,
+                    SECRET,
+                    ROUTE_TABLE,
+                    MASTER,
+                ],
             );
         }
     }
@@ -250,7 +390,8 @@ impl Graph {
 
     /// The longest chain of `cost(node)` through the graph, and the chain itself.
     pub fn critical_path(&self, cost: impl Fn(&Node) -> f64) -> (f64, Vec<String>) {
-        let mut best: std::collections::HashMap<&str, (f64, Vec<String>)> = std::collections::HashMap::new();
+        let mut best: std::collections::HashMap<&str, (f64, Vec<String>)> =
+            std::collections::HashMap::new();
         for n in &self.nodes {
             let (base, mut path) = n
                 .deps
@@ -262,7 +403,9 @@ impl Graph {
             path.push(n.id.clone());
             best.insert(&n.id, (base + cost(n), path));
         }
-        best.into_values().max_by(|a, b| a.0.total_cmp(&b.0)).unwrap_or((0.0, Vec::new()))
+        best.into_values()
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap_or((0.0, Vec::new()))
     }
 }
 
@@ -316,7 +459,10 @@ pub fn teardown_order() -> Vec<(TeardownStep, Vec<TeardownStep>)> {
         (RouteTables, vec![]),
         (InternetGateways, vec![Instances]),
         (Subnets, vec![Instances, RouteTables]),
-        (Vpcs, vec![SecurityGroups, RouteTables, InternetGateways, Subnets]),
+        (
+            Vpcs,
+            vec![SecurityGroups, RouteTables, InternetGateways, Subnets],
+        ),
         (InstanceProfiles, vec![Instances]),
         (Roles, vec![InstanceProfiles]),
         (Secrets, vec![Vpcs, Roles]),
@@ -349,14 +495,34 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for n in &g.nodes {
             for d in &n.deps {
-                assert!(seen.contains(d.as_str()), "{} depends on {d}, which comes later", n.id);
+                assert!(
+                    seen.contains(d.as_str()),
+                    "{} depends on {d}, which comes later",
+                    n.id
+                );
             }
             assert!(seen.insert(n.id.as_str()), "duplicate id {}", n.id);
         }
         let ids: Vec<&str> = g.nodes.iter().map(|n| n.id.as_str()).collect();
         assert_eq!(
             ids,
-            [AZS, AMI, VPC, "subnet-0", "subnet-1", IGW, ROUTE_TABLE, SG_NODES, SG_CONTROL_PLANE, NODE_ROLE, NODE_PROFILE, SECRET, MASTER, "workers-0", "workers-1"]
+            [
+                AZS,
+                AMI,
+                VPC,
+                "subnet-0",
+                "subnet-1",
+                IGW,
+                ROUTE_TABLE,
+                SG_NODES,
+                SG_CONTROL_PLANE,
+                NODE_ROLE,
+                NODE_PROFILE,
+                SECRET,
+                MASTER,
+                "workers-0",
+                "workers-1"
+            ]
         );
     }
 
@@ -365,10 +531,21 @@ mod tests {
         let spec = demo_spec(2, 2);
         let cp = rules(&spec, SgRole::ControlPlane);
         assert!(cp.iter().all(|r| r.from_port == 6443 && r.to_port == 6443));
-        let cidrs: Vec<String> = cp.iter().filter_map(|r| match &r.source { Source::Cidr(c) => Some(c.to_string()), _ => None }).collect();
+        let cidrs: Vec<String> = cp
+            .iter()
+            .filter_map(|r| match &r.source {
+                Source::Cidr(c) => Some(c.to_string()),
+                _ => None,
+            })
+            .collect();
         assert_eq!(cidrs, ["203.0.113.0/24"]);
         let nodes = rules(&spec, SgRole::Nodes);
-        assert!(nodes.iter().all(|r| r.source == Source::Group(SG_NODES.into())), "no CIDR rule on nodes without ssh");
+        assert!(
+            nodes
+                .iter()
+                .all(|r| r.source == Source::Group(SG_NODES.into())),
+            "no CIDR rule on nodes without ssh"
+        );
         assert!(!nodes.iter().any(|r| r.from_port == 22));
     }
 
@@ -376,7 +553,10 @@ mod tests {
     fn critical_path_follows_the_longest_chain() {
         let g = build(&demo_spec(2, 2));
         let (len, path) = g.critical_path(|n| if n.kind == Kind::Instance { 10.0 } else { 1.0 });
-        assert!(path.last().is_some_and(|p| p.starts_with("workers-")), "{path:?}");
+        assert!(
+            path.last().is_some_and(|p| p.starts_with("workers-")),
+            "{path:?}"
+        );
         assert!(path.contains(&MASTER.to_string()));
         assert!(len >= 20.0);
     }

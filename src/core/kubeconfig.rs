@@ -64,7 +64,9 @@ pub fn user_name(cluster: &str) -> String {
 pub fn merge(existing: Option<&str>, entry: &Entry<'_>) -> Result<String, KubeconfigError> {
     let mut kc: KubeConfig = match existing.map(str::trim) {
         None | Some("") => KubeConfig::default(),
-        Some(text) => serde_saphyr::from_str(text).map_err(|e| KubeconfigError::Parse(e.to_string()))?,
+        Some(text) => {
+            serde_saphyr::from_str(text).map_err(|e| KubeconfigError::Parse(e.to_string()))?
+        }
     };
     kc.api_version = "v1".into();
     kc.kind = "Config".into();
@@ -82,13 +84,21 @@ pub fn merge(existing: Option<&str>, entry: &Entry<'_>) -> Result<String, Kubeco
         "user",
         serde_json::json!({"client-certificate-data": b64(entry.client_cert_pem), "client-key-data": b64(entry.client_key_pem)}),
     );
-    upsert(&mut kc.contexts, entry.cluster, "context", serde_json::json!({"cluster": entry.cluster, "user": user}));
+    upsert(
+        &mut kc.contexts,
+        entry.cluster,
+        "context",
+        serde_json::json!({"cluster": entry.cluster, "user": user}),
+    );
     kc.current_context = entry.cluster.to_string();
     serde_saphyr::to_string(&kc).map_err(|e| KubeconfigError::Render(e.to_string()))
 }
 
 fn upsert(list: &mut Vec<Named>, name: &str, key: &str, value: Value) {
-    let named = Named { name: name.to_string(), rest: BTreeMap::from([(key.to_string(), value)]) };
+    let named = Named {
+        name: name.to_string(),
+        rest: BTreeMap::from([(key.to_string(), value)]),
+    };
     match list.iter_mut().find(|n| n.name == name) {
         Some(slot) => *slot = named,
         None => list.push(named),
@@ -100,7 +110,13 @@ mod tests {
     use super::*;
 
     fn entry(server: &str) -> Entry<'_> {
-        Entry { cluster: "demo", server, ca_pem: "CA", client_cert_pem: "CERT", client_key_pem: "KEY" }
+        Entry {
+            cluster: "demo",
+            server,
+            ca_pem: "CA",
+            client_cert_pem: "CERT",
+            client_key_pem: "KEY",
+        }
     }
 
     #[test]
@@ -108,7 +124,10 @@ mod tests {
         let text = merge(None, &entry("https://1.2.3.4:6443")).unwrap();
         let v: Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(v["current-context"], "demo");
-        assert_eq!(v["clusters"][0]["cluster"]["server"], "https://1.2.3.4:6443");
+        assert_eq!(
+            v["clusters"][0]["cluster"]["server"],
+            "https://1.2.3.4:6443"
+        );
         assert_eq!(v["users"][0]["name"], "demo-admin");
         assert_eq!(v["contexts"][0]["context"]["user"], "demo-admin");
     }
@@ -135,8 +154,14 @@ preferences: {}
         let text = merge(Some(existing), &entry("https://5.6.7.8:6443")).unwrap();
         let v: Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(v["clusters"].as_array().unwrap().len(), 2);
-        assert_eq!(v["clusters"][0]["cluster"]["insecure-skip-tls-verify"], true);
-        assert_eq!(v["clusters"][1]["cluster"]["server"], "https://5.6.7.8:6443");
+        assert_eq!(
+            v["clusters"][0]["cluster"]["insecure-skip-tls-verify"],
+            true
+        );
+        assert_eq!(
+            v["clusters"][1]["cluster"]["server"],
+            "https://5.6.7.8:6443"
+        );
         assert_eq!(v["contexts"][0]["context"]["namespace"], "kube-system");
         assert_eq!(v["current-context"], "demo");
         assert!(v.get("preferences").is_some());

@@ -6,8 +6,8 @@
 //! Randomness comes from the OS (`getrandom`); time is passed in, so this module stays pure.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
@@ -20,7 +20,10 @@ pub const CLIENT_VALIDITY_DAYS: i64 = 365;
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("generating {what}: {source}")]
-    Generate { what: &'static str, source: rcgen::Error },
+    Generate {
+        what: &'static str,
+        source: rcgen::Error,
+    },
     #[error("reading the stored CA key: {0}")]
     LoadKey(rcgen::Error),
     #[error("no randomness from the operating system: {0}")]
@@ -42,7 +45,11 @@ fn ca_params(now: OffsetDateTime) -> CertificateParams {
     dn.push(DnType::CommonName, "kubernetes");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::CrlSign,
+    ];
     p.not_before = now - Duration::minutes(5);
     p.not_after = now + Duration::days(CA_VALIDITY_DAYS);
     p
@@ -53,9 +60,20 @@ fn ca_params(now: OffsetDateTime) -> CertificateParams {
 /// # Errors
 /// When key generation or signing fails.
 pub fn generate_ca(now: OffsetDateTime) -> Result<Ca, PkiError> {
-    let key = KeyPair::generate().map_err(|source| PkiError::Generate { what: "the CA key", source })?;
-    let cert = ca_params(now).self_signed(&key).map_err(|source| PkiError::Generate { what: "the CA certificate", source })?;
-    Ok(Ca { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    let key = KeyPair::generate().map_err(|source| PkiError::Generate {
+        what: "the CA key",
+        source,
+    })?;
+    let cert = ca_params(now)
+        .self_signed(&key)
+        .map_err(|source| PkiError::Generate {
+            what: "the CA certificate",
+            source,
+        })?;
+    Ok(Ca {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 impl Ca {
@@ -65,17 +83,28 @@ impl Ca {
     /// When the stored key does not parse.
     pub fn discovery_hash(&self) -> Result<String, PkiError> {
         let key = KeyPair::from_pem(&self.key_pem).map_err(PkiError::LoadKey)?;
-        Ok(format!("sha256:{}", hex(&Sha256::digest(key.subject_public_key_info()))))
+        Ok(format!(
+            "sha256:{}",
+            hex(&Sha256::digest(key.subject_public_key_info()))
+        ))
     }
 
     /// Signs a client certificate for `common_name` in `organization` (a Kubernetes group).
     ///
     /// # Errors
     /// When the CA key does not parse or signing fails.
-    pub fn client_cert(&self, common_name: &str, organization: &str, now: OffsetDateTime) -> Result<(String, String), PkiError> {
+    pub fn client_cert(
+        &self,
+        common_name: &str,
+        organization: &str,
+        now: OffsetDateTime,
+    ) -> Result<(String, String), PkiError> {
         let ca_key = KeyPair::from_pem(&self.key_pem).map_err(PkiError::LoadKey)?;
         let issuer = Issuer::new(ca_params(now), ca_key);
-        let key = KeyPair::generate().map_err(|source| PkiError::Generate { what: "a client key", source })?;
+        let key = KeyPair::generate().map_err(|source| PkiError::Generate {
+            what: "a client key",
+            source,
+        })?;
         let mut p = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, organization);
@@ -85,7 +114,12 @@ impl Ca {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         p.not_before = now - Duration::minutes(5);
         p.not_after = now + Duration::days(CLIENT_VALIDITY_DAYS);
-        let cert = p.signed_by(&key, &issuer).map_err(|source| PkiError::Generate { what: "a client certificate", source })?;
+        let cert = p
+            .signed_by(&key, &issuer)
+            .map_err(|source| PkiError::Generate {
+                what: "a client certificate",
+                source,
+            })?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 
@@ -93,17 +127,30 @@ impl Ca {
     ///
     /// # Errors
     /// When the CA key does not parse or signing fails.
-    pub fn server_cert(&self, ips: &[std::net::IpAddr], now: OffsetDateTime) -> Result<(String, String), PkiError> {
+    pub fn server_cert(
+        &self,
+        ips: &[std::net::IpAddr],
+        now: OffsetDateTime,
+    ) -> Result<(String, String), PkiError> {
         let ca_key = KeyPair::from_pem(&self.key_pem).map_err(PkiError::LoadKey)?;
         let issuer = Issuer::new(ca_params(now), ca_key);
-        let key = KeyPair::generate().map_err(|source| PkiError::Generate { what: "a server key", source })?;
+        let key = KeyPair::generate().map_err(|source| PkiError::Generate {
+            what: "a server key",
+            source,
+        })?;
         let mut p = CertificateParams::default();
-        p.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        p.distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         p.subject_alt_names = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         p.not_before = now - Duration::minutes(5);
         p.not_after = now + Duration::days(1);
-        let cert = p.signed_by(&key, &issuer).map_err(|source| PkiError::Generate { what: "a server certificate", source })?;
+        let cert = p
+            .signed_by(&key, &issuer)
+            .map_err(|source| PkiError::Generate {
+                what: "a server certificate",
+                source,
+            })?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 }
@@ -139,8 +186,13 @@ pub fn random_chars(n: usize) -> Result<String, PkiError> {
 
 /// Whether a string is a well-formed bootstrap token.
 pub fn is_token(s: &str) -> bool {
-    let ok = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    s.split_once('.').is_some_and(|(a, b)| ok(a, 6) && ok(b, 16))
+    let ok = |p: &str, n: usize| {
+        p.len() == n
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    s.split_once('.')
+        .is_some_and(|(a, b)| ok(a, 6) && ok(b, 16))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -177,20 +229,43 @@ mod tests {
             "openssl x509 -pubkey -noout -in {} | openssl pkey -pubin -outform der | openssl dgst -sha256 -hex",
             crt.display()
         );
-        let out = Command::new("sh").arg("-c").arg(&script).output().expect("openssl is installed (make deps)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("openssl is installed (make deps)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8(out.stdout).unwrap();
         let openssl_hex = stdout.trim().rsplit(' ').next().unwrap();
-        assert_eq!(ca.discovery_hash().unwrap(), format!("sha256:{openssl_hex}"));
-        assert_ne!(openssl_hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            ca.discovery_hash().unwrap(),
+            format!("sha256:{openssl_hex}")
+        );
+        assert_ne!(
+            openssl_hex,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     /// A client certificate signed by a CA loaded back from PEM verifies against that CA.
     #[test]
     fn client_cert_verifies_against_reloaded_ca() {
         let ca = generate_ca(now()).unwrap();
-        let reloaded = Ca { cert_pem: ca.cert_pem.clone(), key_pem: ca.key_pem.clone() };
-        let (cert, key) = reloaded.client_cert("provision-admin", "kubeadm:cluster-admins", OffsetDateTime::now_utc()).unwrap();
+        let reloaded = Ca {
+            cert_pem: ca.cert_pem.clone(),
+            key_pem: ca.key_pem.clone(),
+        };
+        let (cert, key) = reloaded
+            .client_cert(
+                "provision-admin",
+                "kubeadm:cluster-admins",
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
         assert!(key.contains("PRIVATE KEY"));
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
@@ -201,13 +276,21 @@ mod tests {
             .arg(dir.path().join("client.crt"))
             .output()
             .expect("openssl is installed");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let subject = Command::new("openssl")
             .args(["x509", "-noout", "-subject", "-in"])
             .arg(dir.path().join("client.crt"))
             .output()
             .unwrap();
         let subject = String::from_utf8_lossy(&subject.stdout).to_string();
-        assert!(subject.contains("O = kubeadm:cluster-admins") && subject.contains("CN = provision-admin"), "{subject}");
+        assert!(
+            subject.contains("O = kubeadm:cluster-admins")
+                && subject.contains("CN = provision-admin"),
+            "{subject}"
+        );
     }
 }

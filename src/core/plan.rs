@@ -120,29 +120,60 @@ impl Observed {
     pub fn id_of(&self, node_id: &str, kind: Kind) -> Option<String> {
         let by = |logical: &Option<String>| logical.as_deref() == Some(node_id);
         match kind {
-            Kind::Vpc => self.vpcs.iter().find(|v| by(&v.logical)).map(|v| v.id.clone()),
-            Kind::Subnet => self.subnets.iter().find(|v| by(&v.logical)).map(|v| v.id.clone()),
-            Kind::InternetGateway => self.igws.iter().find(|v| by(&v.logical)).map(|v| v.id.clone()),
-            Kind::RouteTable => self.route_tables.iter().find(|v| by(&v.logical)).map(|v| v.id.clone()),
-            Kind::SecurityGroup => self.security_groups.iter().find(|v| by(&v.logical)).map(|v| v.id.clone()),
+            Kind::Vpc => self
+                .vpcs
+                .iter()
+                .find(|v| by(&v.logical))
+                .map(|v| v.id.clone()),
+            Kind::Subnet => self
+                .subnets
+                .iter()
+                .find(|v| by(&v.logical))
+                .map(|v| v.id.clone()),
+            Kind::InternetGateway => self
+                .igws
+                .iter()
+                .find(|v| by(&v.logical))
+                .map(|v| v.id.clone()),
+            Kind::RouteTable => self
+                .route_tables
+                .iter()
+                .find(|v| by(&v.logical))
+                .map(|v| v.id.clone()),
+            Kind::SecurityGroup => self
+                .security_groups
+                .iter()
+                .find(|v| by(&v.logical))
+                .map(|v| v.id.clone()),
             Kind::IamRole => self.role.as_ref().map(|r| r.name.clone()),
             Kind::InstanceProfile => self.profile.as_ref().map(|r| r.name.clone()),
             Kind::Secret => self.secret.as_ref().map(|r| r.name.clone()),
             Kind::Instance => {
-                let ids: Vec<&str> = self.live_instances(node_id).map(|i| i.id.as_str()).collect();
+                let ids: Vec<&str> = self
+                    .live_instances(node_id)
+                    .map(|i| i.id.as_str())
+                    .collect();
                 (!ids.is_empty()).then(|| ids.join(","))
             }
             Kind::AvailabilityZones | Kind::Ami => None,
         }
     }
 
-    pub fn live_instances<'a>(&'a self, node_id: &'a str) -> impl Iterator<Item = &'a ObsInstance> + 'a {
-        self.instances.iter().filter(move |i| i.is_live() && i.logical.as_deref() == Some(node_id))
+    pub fn live_instances<'a>(
+        &'a self,
+        node_id: &'a str,
+    ) -> impl Iterator<Item = &'a ObsInstance> + 'a {
+        self.instances
+            .iter()
+            .filter(move |i| i.is_live() && i.logical.as_deref() == Some(node_id))
     }
 
     /// Security group ids by logical id, for resolving group sources in rules.
     pub fn group_ids(&self) -> HashMap<String, String> {
-        self.security_groups.iter().filter_map(|g| g.logical.clone().map(|l| (l, g.id.clone()))).collect()
+        self.security_groups
+            .iter()
+            .filter_map(|g| g.logical.clone().map(|l| (l, g.id.clone())))
+            .collect()
     }
 
     /// Whether anything tagged with the cluster exists.
@@ -192,7 +223,11 @@ pub struct PlanItem {
 
 /// The ingress rules of `desired` that `observed` lacks, given the AWS ids of the groups.
 /// A group source whose group does not exist yet counts as missing.
-pub fn missing_rules<'a>(desired: &'a [Rule], observed: &[ObsRule], groups: &HashMap<String, String>) -> Vec<&'a Rule> {
+pub fn missing_rules<'a>(
+    desired: &'a [Rule],
+    observed: &[ObsRule],
+    groups: &HashMap<String, String>,
+) -> Vec<&'a Rule> {
     desired
         .iter()
         .filter(|r| {
@@ -314,16 +349,28 @@ pub fn destroy_items(obs: &Observed) -> Vec<(TeardownStep, PlanItem)> {
     };
     let mut out = Vec::new();
     for i in obs.instances.iter().filter(|i| i.state != "terminated") {
-        out.push((TeardownStep::Instances, item(Kind::Instance, &i.id, &i.logical)));
+        out.push((
+            TeardownStep::Instances,
+            item(Kind::Instance, &i.id, &i.logical),
+        ));
     }
     for g in &obs.security_groups {
-        out.push((TeardownStep::SecurityGroups, item(Kind::SecurityGroup, &g.id, &g.logical)));
+        out.push((
+            TeardownStep::SecurityGroups,
+            item(Kind::SecurityGroup, &g.id, &g.logical),
+        ));
     }
     for r in &obs.route_tables {
-        out.push((TeardownStep::RouteTables, item(Kind::RouteTable, &r.id, &r.logical)));
+        out.push((
+            TeardownStep::RouteTables,
+            item(Kind::RouteTable, &r.id, &r.logical),
+        ));
     }
     for g in &obs.igws {
-        out.push((TeardownStep::InternetGateways, item(Kind::InternetGateway, &g.id, &g.logical)));
+        out.push((
+            TeardownStep::InternetGateways,
+            item(Kind::InternetGateway, &g.id, &g.logical),
+        ));
     }
     for s in &obs.subnets {
         out.push((TeardownStep::Subnets, item(Kind::Subnet, &s.id, &s.logical)));
@@ -332,13 +379,30 @@ pub fn destroy_items(obs: &Observed) -> Vec<(TeardownStep, PlanItem)> {
         out.push((TeardownStep::Vpcs, item(Kind::Vpc, &v.id, &v.logical)));
     }
     if let Some(p) = obs.profile.as_ref().filter(|p| p.owned) {
-        out.push((TeardownStep::InstanceProfiles, item(Kind::InstanceProfile, &p.name, &Some(super::graph::NODE_PROFILE.into()))));
+        out.push((
+            TeardownStep::InstanceProfiles,
+            item(
+                Kind::InstanceProfile,
+                &p.name,
+                &Some(super::graph::NODE_PROFILE.into()),
+            ),
+        ));
     }
     if let Some(r) = obs.role.as_ref().filter(|r| r.owned) {
-        out.push((TeardownStep::Roles, item(Kind::IamRole, &r.name, &Some(super::graph::NODE_ROLE.into()))));
+        out.push((
+            TeardownStep::Roles,
+            item(
+                Kind::IamRole,
+                &r.name,
+                &Some(super::graph::NODE_ROLE.into()),
+            ),
+        ));
     }
     if let Some(s) = obs.secret.as_ref().filter(|s| s.owned) {
-        out.push((TeardownStep::Secrets, item(Kind::Secret, &s.name, &Some(super::graph::SECRET.into()))));
+        out.push((
+            TeardownStep::Secrets,
+            item(Kind::Secret, &s.name, &Some(super::graph::SECRET.into())),
+        ));
     }
     out
 }
@@ -362,7 +426,11 @@ mod tests {
     fn empty_account_means_create_everything() {
         let plan = diff(&build(&spec()), &Observed::default());
         for item in &plan {
-            let want = if item.kind.is_lookup() { Action::Read } else { Action::Create };
+            let want = if item.kind.is_lookup() {
+                Action::Read
+            } else {
+                Action::Create
+            };
             assert_eq!(item.action, want, "{}", item.id);
         }
     }
@@ -370,14 +438,32 @@ mod tests {
     #[test]
     fn drift_is_reported_as_updates() {
         let mut obs = Observed::default();
-        obs.vpcs.push(ObsVpc { id: "vpc-1".into(), logical: Some("vpc".into()), cidr: "10.0.0.0/16".into(), dns_support: Some(true), dns_hostnames: Some(false) });
+        obs.vpcs.push(ObsVpc {
+            id: "vpc-1".into(),
+            logical: Some("vpc".into()),
+            cidr: "10.0.0.0/16".into(),
+            dns_support: Some(true),
+            dns_hostnames: Some(false),
+        });
         obs.security_groups.push(ObsSg {
             id: "sg-1".into(),
             logical: Some(graph::SG_NODES.into()),
             vpc_id: "vpc-1".into(),
-            rules: vec![ObsRule { protocol: "tcp".into(), from_port: 10250, to_port: 10250, source: "sg-1".into() }],
+            rules: vec![ObsRule {
+                protocol: "tcp".into(),
+                from_port: 10250,
+                to_port: 10250,
+                source: "sg-1".into(),
+            }],
         });
-        obs.instances.push(ObsInstance { id: "i-1".into(), logical: Some("workers-0".into()), state: "running".into(), subnet_id: None, private_ip: None, public_ip: None });
+        obs.instances.push(ObsInstance {
+            id: "i-1".into(),
+            logical: Some("workers-0".into()),
+            state: "running".into(),
+            subnet_id: None,
+            private_ip: None,
+            public_ip: None,
+        });
         let plan = diff(&build(&spec()), &obs);
         let get = |id: &str| plan.iter().find(|p| p.id == id).unwrap();
         assert_eq!(get("vpc").action, Action::Update);
@@ -386,7 +472,11 @@ mod tests {
         assert_eq!(sg.action, Action::Update);
         assert_eq!(sg.changes.len(), 1, "{:?}", sg.changes);
         assert!(sg.changes[0].contains("8472"));
-        assert_eq!(get("workers-0").action, Action::Update, "3 workers over 2 AZs is 2 + 1");
+        assert_eq!(
+            get("workers-0").action,
+            Action::Update,
+            "3 workers over 2 AZs is 2 + 1"
+        );
         assert_eq!(get("workers-0").changes, ["launch 1 more (have 1, want 2)"]);
     }
 

@@ -182,7 +182,11 @@ pub struct SpecIssue {
 
 impl fmt::Display for SpecIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.field, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.column, self.field, self.message
+        )
     }
 }
 
@@ -195,7 +199,11 @@ pub struct SpecError {
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.issues.len();
-        write!(f, "invalid cluster spec ({n} problem{})", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid cluster spec ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        )?;
         for issue in &self.issues {
             write!(f, "\n  {issue}")?;
         }
@@ -215,7 +223,12 @@ impl SpecError {
 /// # Errors
 /// A [`SpecError`] listing every problem, each with its field, line and column.
 pub fn parse(file: &str, text: &str) -> Result<(ClusterSpec, Vec<SpecWarning>), SpecError> {
-    let mut v = Validator { file, text, issues: Vec::new(), warnings: Vec::new() };
+    let mut v = Validator {
+        file,
+        text,
+        issues: Vec::new(),
+        warnings: Vec::new(),
+    };
     let raw: RawSpec = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
@@ -256,7 +269,10 @@ impl Validator<'_> {
     }
 
     fn warn(&mut self, field: &str, message: impl Into<String>) {
-        self.warnings.push(SpecWarning { field: field.to_string(), message: message.into() });
+        self.warnings.push(SpecWarning {
+            field: field.to_string(),
+            message: message.into(),
+        });
     }
 
     fn cidr(&mut self, s: &Spanned<String>, field: &str) -> Option<Ipv4Net> {
@@ -276,12 +292,24 @@ impl Validator<'_> {
         }
         let region = raw.region.get_ref().clone();
         if !is_region(&region) {
-            self.err(&raw.region, "region", format!("`{region}` is not an AWS region name (e.g. us-east-1)"));
+            self.err(
+                &raw.region,
+                "region",
+                format!("`{region}` is not an AWS region name (e.g. us-east-1)"),
+            );
         }
         match raw.kind.get_ref().as_str() {
             "kubeadm" => {}
-            "eks" => self.err(&raw.kind, "kind", "kind = \"eks\" is not implemented in this release; use \"kubeadm\""),
-            other => self.err(&raw.kind, "kind", format!("unknown kind `{other}`: expected \"kubeadm\"")),
+            "eks" => self.err(
+                &raw.kind,
+                "kind",
+                "kind = \"eks\" is not implemented in this release; use \"kubeadm\"",
+            ),
+            other => self.err(
+                &raw.kind,
+                "kind",
+                format!("unknown kind `{other}`: expected \"kubeadm\""),
+            ),
         }
         let tags = self.tags(&raw.tags);
         let network = self.network(raw.network.get_ref());
@@ -289,12 +317,22 @@ impl Validator<'_> {
             Some(k) => self.kubeadm(k.get_ref(), network.as_ref()),
             None => {
                 if raw.kind.get_ref() == "kubeadm" {
-                    self.push(0..0, "kubeadm", "missing table [kubeadm], required when kind = \"kubeadm\"".into());
+                    self.push(
+                        0..0,
+                        "kubeadm",
+                        "missing table [kubeadm], required when kind = \"kubeadm\"".into(),
+                    );
                 }
                 None
             }
         };
-        Some(ClusterSpec { name, region, network: network?, kubeadm: kubeadm?, tags })
+        Some(ClusterSpec {
+            name,
+            region,
+            network: network?,
+            kubeadm: kubeadm?,
+            tags,
+        })
     }
 
     fn tags(&mut self, raw: &BTreeMap<String, Spanned<String>>) -> BTreeMap<String, String> {
@@ -307,7 +345,11 @@ impl Validator<'_> {
             let lower = k.to_ascii_lowercase();
             if k.is_empty() || k.len() > 128 {
                 self.err(v, &field, "tag keys are 1 to 128 characters");
-            } else if lower.starts_with("aws:") || lower.starts_with("provision:") || lower.starts_with("kubernetes.io/cluster/") || lower == "name" {
+            } else if lower.starts_with("aws:")
+                || lower.starts_with("provision:")
+                || lower.starts_with("kubernetes.io/cluster/")
+                || lower == "name"
+            {
                 self.err(v, &field, format!("tag key `{k}` is reserved (aws:*, provision:*, kubernetes.io/cluster/*, Name)"));
             }
             if v.get_ref().len() > 256 {
@@ -322,7 +364,11 @@ impl Validator<'_> {
         let vpc = self.cidr(&n.vpc_cidr, "network.vpc_cidr");
         if let Some(vpc) = vpc {
             if !(16..=28).contains(&vpc.prefix()) {
-                self.err(&n.vpc_cidr, "network.vpc_cidr", format!("`{vpc}`: AWS VPC blocks are /16 to /28"));
+                self.err(
+                    &n.vpc_cidr,
+                    "network.vpc_cidr",
+                    format!("`{vpc}`: AWS VPC blocks are /16 to /28"),
+                );
             }
         }
         let azs = match &n.availability_zones {
@@ -330,7 +376,11 @@ impl Validator<'_> {
             Some(a) => {
                 let v = *a.get_ref();
                 if !(2..=6).contains(&v) {
-                    self.err(a, "network.availability_zones", format!("{v} is out of range: 2 to 6 availability zones"));
+                    self.err(
+                        a,
+                        "network.availability_zones",
+                        format!("{v} is out of range: 2 to 6 availability zones"),
+                    );
                 }
                 v.clamp(2, 6) as usize
             }
@@ -355,13 +405,21 @@ impl Validator<'_> {
                         (None, Some(a)) => (a.span(), "network.availability_zones"),
                         (None, None) => (n.vpc_cidr.span(), "network.vpc_cidr"),
                     };
-                    self.push(span, field, format!("{azs} subnets of /{prefix} do not fit in {vpc}"));
+                    self.push(
+                        span,
+                        field,
+                        format!("{azs} subnets of /{prefix} do not fit in {vpc}"),
+                    );
                 }
             }
         }
         let mut admin = Vec::new();
         if n.admin_cidrs.get_ref().is_empty() {
-            self.err(&n.admin_cidrs, "network.admin_cidrs", "at least one CIDR is needed: the API server (6443) is reachable only from these");
+            self.err(
+                &n.admin_cidrs,
+                "network.admin_cidrs",
+                "at least one CIDR is needed: the API server (6443) is reachable only from these",
+            );
         }
         for (i, c) in n.admin_cidrs.get_ref().iter().enumerate() {
             let field = format!("network.admin_cidrs[{i}]");
@@ -376,12 +434,18 @@ impl Validator<'_> {
                 }
             }
         }
-        Some(NetworkSpec { vpc_cidr: vpc?, subnet_cidrs: subnets?, admin_cidrs: admin })
+        Some(NetworkSpec {
+            vpc_cidr: vpc?,
+            subnet_cidrs: subnets?,
+            admin_cidrs: admin,
+        })
     }
 
     fn kubeadm(&mut self, k: &RawKubeadm, net: Option<&NetworkSpec>) -> Option<KubeadmSpec> {
         let version = match &k.kubernetes_version {
-            None => Some(parse_version(DEFAULT_KUBERNETES_VERSION).expect("default version parses")),
+            None => {
+                Some(parse_version(DEFAULT_KUBERNETES_VERSION).expect("default version parses"))
+            }
             Some(v) => match parse_version(v.get_ref()) {
                 Ok(ver) => Some(ver),
                 Err(m) => {
@@ -394,7 +458,11 @@ impl Validator<'_> {
             "calico" => Some(Cni::Calico),
             "flannel" => Some(Cni::Flannel),
             other => {
-                self.err(&k.cni, "kubeadm.cni", format!("unknown CNI `{other}`: expected \"calico\" or \"flannel\""));
+                self.err(
+                    &k.cni,
+                    "kubeadm.cni",
+                    format!("unknown CNI `{other}`: expected \"calico\" or \"flannel\""),
+                );
                 None
             }
         };
@@ -424,7 +492,11 @@ impl Validator<'_> {
                     if p.starts_with('/') && p.len() > 1 {
                         Some(AmiSource::SsmParameter(p.to_string()))
                     } else {
-                        self.err(a, "kubeadm.ami", format!("`{s}`: expected resolve:ssm:/parameter/path"));
+                        self.err(
+                            a,
+                            "kubeadm.ami",
+                            format!("`{s}`: expected resolve:ssm:/parameter/path"),
+                        );
                         None
                     }
                 } else if is_ami_id(s) {
@@ -439,16 +511,27 @@ impl Validator<'_> {
         if let Some(kn) = &k.key_name {
             let s = kn.get_ref();
             if s.is_empty() || s.len() > 255 || !s.is_ascii() {
-                self.err(kn, "kubeadm.key_name", "key pair names are 1 to 255 ASCII characters");
+                self.err(
+                    kn,
+                    "kubeadm.key_name",
+                    "key pair names are 1 to 255 ASCII characters",
+                );
             }
         }
         let ssh = k.ssh.as_ref().is_some_and(|s| *s.get_ref());
         if let Some(s) = &k.ssh {
             if *s.get_ref() && key_name.is_none() {
-                self.err(s, "kubeadm.ssh", "ssh = true needs kubeadm.key_name (the image has no password login)");
+                self.err(
+                    s,
+                    "kubeadm.ssh",
+                    "ssh = true needs kubeadm.key_name (the image has no password login)",
+                );
             }
             if *s.get_ref() && net.is_some_and(|n| n.admin_cidrs.iter().any(Ipv4Net::is_anywhere)) {
-                self.warn("kubeadm.ssh", "SSH (22) will be open to 0.0.0.0/0 because network.admin_cidrs contains it");
+                self.warn(
+                    "kubeadm.ssh",
+                    "SSH (22) will be open to 0.0.0.0/0 because network.admin_cidrs contains it",
+                );
             }
         }
         let service_cidr: Ipv4Net = DEFAULT_SERVICE_CIDR.parse().expect("constant parses");
@@ -458,9 +541,17 @@ impl Validator<'_> {
             (None, None) => None,
         };
         if let Some(pod) = pod_cidr {
-            let span = k.pod_cidr.as_ref().map(|p| p.span()).unwrap_or_else(|| k.cni.span());
+            let span = k
+                .pod_cidr
+                .as_ref()
+                .map(|p| p.span())
+                .unwrap_or_else(|| k.cni.span());
             if !(8..=24).contains(&pod.prefix()) {
-                self.push(span.clone(), "kubeadm.pod_cidr", format!("`{pod}` must be /8 to /24 (each node takes a /24 or smaller block)"));
+                self.push(
+                    span.clone(),
+                    "kubeadm.pod_cidr",
+                    format!("`{pod}` must be /8 to /24 (each node takes a /24 or smaller block)"),
+                );
             }
             if let Some(n) = net {
                 if pod.overlaps(&n.vpc_cidr) {
@@ -468,12 +559,23 @@ impl Validator<'_> {
                 }
             }
             if pod.overlaps(&service_cidr) {
-                self.push(span, "kubeadm.pod_cidr", format!("pod network {pod} overlaps the service network {service_cidr}"));
+                self.push(
+                    span,
+                    "kubeadm.pod_cidr",
+                    format!("pod network {pod} overlaps the service network {service_cidr}"),
+                );
             }
         }
         if let Some(n) = net {
             if n.vpc_cidr.overlaps(&service_cidr) {
-                self.push(0..0, "network.vpc_cidr", format!("{} overlaps the Kubernetes service network {service_cidr}", n.vpc_cidr));
+                self.push(
+                    0..0,
+                    "network.vpc_cidr",
+                    format!(
+                        "{} overlaps the Kubernetes service network {service_cidr}",
+                        n.vpc_cidr
+                    ),
+                );
             }
         }
         let root = match &k.root_volume_gb {
@@ -481,7 +583,11 @@ impl Validator<'_> {
             Some(r) => {
                 let v = *r.get_ref();
                 if !(20..=16384).contains(&v) {
-                    self.err(r, "kubeadm.root_volume_gb", format!("{v} GiB: root volumes are 20 to 16384 GiB for a Kubernetes node"));
+                    self.err(
+                        r,
+                        "kubeadm.root_volume_gb",
+                        format!("{v} GiB: root volumes are 20 to 16384 GiB for a Kubernetes node"),
+                    );
                 }
                 v.clamp(20, 16384) as i32
             }
@@ -491,7 +597,9 @@ impl Validator<'_> {
             cni: cni?,
             instance_type: itype,
             arch: arch?,
-            workers: u32::try_from(workers).ok().filter(|w| (1..=1000).contains(w))?,
+            workers: u32::try_from(workers)
+                .ok()
+                .filter(|w| (1..=1000).contains(w))?,
             ami: ami?,
             key_name,
             ssh,
@@ -504,7 +612,9 @@ impl Validator<'_> {
 
 /// Cluster names end up in IAM role names (64 characters), tags and DNS labels.
 pub fn check_cluster_name(name: &str) -> Result<(), String> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let first_ok = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
     let last_ok = name.bytes().last().is_some_and(|b| b != b'-');
     if name.is_empty() || name.len() > 40 || !ok_chars || !first_ok || !last_ok {
@@ -525,13 +635,17 @@ pub fn is_region(s: &str) -> bool {
     !last.is_empty()
         && last.len() <= 2
         && last.bytes().all(|b| b.is_ascii_digit())
-        && rest.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && rest
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
         && rest[0].len() == 2
 }
 
 fn is_ami_id(s: &str) -> bool {
     s.strip_prefix("ami-").is_some_and(|h| {
-        (8..=17).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        (8..=17).contains(&h.len())
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -539,12 +653,22 @@ fn parse_version(s: &str) -> Result<KubernetesVersion, String> {
     let t = s.strip_prefix('v').unwrap_or(s);
     let parts: Vec<&str> = t.split('.').collect();
     let num = |p: &str| -> Option<u32> {
-        (!p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok()).flatten()
+        (!p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse().ok())
+            .flatten()
     };
-    let bad = || format!("`{s}` is not a Kubernetes version: expected 1.MINOR or 1.MINOR.PATCH, e.g. \"{DEFAULT_KUBERNETES_VERSION}\"");
+    let bad = || {
+        format!(
+            "`{s}` is not a Kubernetes version: expected 1.MINOR or 1.MINOR.PATCH, e.g. \"{DEFAULT_KUBERNETES_VERSION}\""
+        )
+    };
     let (major, minor, patch) = match parts.as_slice() {
         [a, b] => (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?, None),
-        [a, b, c] => (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?, Some(num(c).ok_or_else(bad)?)),
+        [a, b, c] => (
+            num(a).ok_or_else(bad)?,
+            num(b).ok_or_else(bad)?,
+            Some(num(c).ok_or_else(bad)?),
+        ),
         _ => return Err(bad()),
     };
     if major != 1 || !SUPPORTED_MINORS.contains(&minor) {
@@ -560,23 +684,41 @@ fn parse_version(s: &str) -> Result<KubernetesVersion, String> {
 /// Accepts `family.size` names and rejects sizes too small for kubeadm (2 vCPU, 2 GiB).
 fn check_instance_type(s: &str) -> Result<Arch, String> {
     let Some((family, size)) = s.split_once('.') else {
-        return Err(format!("`{s}` is not an EC2 instance type (e.g. t3.medium)"));
+        return Err(format!(
+            "`{s}` is not an EC2 instance type (e.g. t3.medium)"
+        ));
     };
-    let fam_ok = family.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+    let fam_ok = family
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase())
         && family.bytes().any(|b| b.is_ascii_digit())
-        && family.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let size_ok = !size.is_empty() && size.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        && family
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let size_ok = !size.is_empty()
+        && size
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if !fam_ok || !size_ok {
-        return Err(format!("`{s}` is not an EC2 instance type (e.g. t3.medium)"));
+        return Err(format!(
+            "`{s}` is not an EC2 instance type (e.g. t3.medium)"
+        ));
     }
     if matches!(size, "nano" | "micro") || matches!(s, "t2.small" | "m1.small") {
-        return Err(format!("`{s}` is too small: kubeadm needs at least 2 vCPUs and 2 GiB of memory (e.g. t3.medium)"));
+        return Err(format!(
+            "`{s}` is too small: kubeadm needs at least 2 vCPUs and 2 GiB of memory (e.g. t3.medium)"
+        ));
     }
     // Graviton families carry a `g` among the letters after the generation digit (t4g, m7gd, c6gn).
     let after_digits = family.trim_start_matches(|c: char| c.is_ascii_lowercase());
     let suffix = after_digits.trim_start_matches(|c: char| c.is_ascii_digit());
     let suffix = suffix.split('-').next().unwrap_or("");
-    Ok(if suffix.contains('g') { Arch::Arm64 } else { Arch::Amd64 })
+    Ok(if suffix.contains('g') {
+        Arch::Arm64
+    } else {
+        Arch::Amd64
+    })
 }
 
 /// 1-based line and column of a byte offset.
@@ -602,12 +744,19 @@ fn field_for_parse_error(text: &str, offset: usize, message: &str) -> String {
     }
     let line = text[line_start..].lines().next().unwrap_or("").trim();
     if line.starts_with('[') {
-        table = line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        table = line
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_string();
     } else if let Some((k, _)) = line.split_once('=') {
         key_here = Some(k.trim().trim_matches('"').to_string());
     }
     // serde names missing and unknown fields in backticks; prefer that name.
-    let named = message.split('`').nth(1).filter(|_| message.contains("field")).map(str::to_string);
+    let named = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field"))
+        .map(str::to_string);
     let key = named.or(key_here);
     match (table.is_empty(), key) {
         (true, Some(k)) => k,
@@ -643,10 +792,18 @@ workers = 2
         let (spec, warnings) = parse("good.toml", GOOD).unwrap();
         assert!(warnings.is_empty());
         assert_eq!(spec.name, "demo");
-        let subnets: Vec<String> = spec.network.subnet_cidrs.iter().map(ToString::to_string).collect();
+        let subnets: Vec<String> = spec
+            .network
+            .subnet_cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(subnets, ["10.0.0.0/20", "10.0.16.0/20"]);
         assert_eq!(spec.kubeadm.pod_cidr.to_string(), "192.168.0.0/16");
-        assert_eq!(spec.kubeadm.ami, AmiSource::SsmParameter(UBUNTU_2404_SSM_AMD64.into()));
+        assert_eq!(
+            spec.kubeadm.ami,
+            AmiSource::SsmParameter(UBUNTU_2404_SSM_AMD64.into())
+        );
         assert_eq!(spec.kubeadm.arch, Arch::Amd64);
         assert_eq!(spec.kubeadm.root_volume_gb, 30);
         assert!(!spec.kubeadm.ssh);

@@ -14,7 +14,12 @@ pub fn kubernetes_cluster_tag(cluster: &str) -> String {
 }
 
 /// The tags of one resource: ownership, logical id, `Name`, then the user's own tags.
-pub fn tags_for(cluster: &str, logical_id: &str, k8s_owned: bool, user: &BTreeMap<String, String>) -> Vec<(String, String)> {
+pub fn tags_for(
+    cluster: &str,
+    logical_id: &str,
+    k8s_owned: bool,
+    user: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = user.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     out.push((CLUSTER_TAG.into(), cluster.into()));
     out.push((RESOURCE_TAG.into(), logical_id.into()));
@@ -29,7 +34,11 @@ pub fn tags_for(cluster: &str, logical_id: &str, k8s_owned: bool, user: &BTreeMa
 pub fn node_role_name(cluster: &str, region: &str) -> String {
     let parts: Vec<&str> = region.split('-').collect();
     let (last, rest) = parts.split_last().unwrap_or((&"", &[]));
-    let short: String = rest.iter().filter_map(|p| p.chars().next()).collect::<String>() + last;
+    let short: String = rest
+        .iter()
+        .filter_map(|p| p.chars().next())
+        .collect::<String>()
+        + last;
     format!("provision-{cluster}-{short}-node")
 }
 
@@ -48,8 +57,14 @@ mod tests {
         let role = node_role_name(&name, "ap-southeast-5");
         assert_eq!(role, format!("provision-{name}-as5-node"));
         assert!(role.len() <= 64, "{}", role.len());
-        assert_eq!(node_role_name("demo", "us-east-1"), "provision-demo-ue1-node");
-        assert_eq!(node_role_name("demo", "us-gov-west-1"), "provision-demo-ugw1-node");
+        assert_eq!(
+            node_role_name("demo", "us-east-1"),
+            "provision-demo-ue1-node"
+        );
+        assert_eq!(
+            node_role_name("demo", "us-gov-west-1"),
+            "provision-demo-ugw1-node"
+        );
     }
 
     #[test]

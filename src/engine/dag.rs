@@ -18,7 +18,11 @@ pub enum Outcome<E> {
 
 /// Runs `nodes` (id, dependencies) with `run`, at most `concurrency` at a time.
 /// Dependencies on ids that are not in `nodes` count as done.
-pub async fn execute<K, E, F, Fut>(nodes: Vec<(K, Vec<K>)>, concurrency: usize, run: F) -> Vec<(K, Outcome<E>)>
+pub async fn execute<K, E, F, Fut>(
+    nodes: Vec<(K, Vec<K>)>,
+    concurrency: usize,
+    run: F,
+) -> Vec<(K, Outcome<E>)>
 where
     K: Clone + Eq + Hash + std::fmt::Display + Send + 'static,
     E: Send + 'static,
@@ -27,7 +31,10 @@ where
 {
     let concurrency = concurrency.max(1);
     let ids: HashSet<K> = nodes.iter().map(|(k, _)| k.clone()).collect();
-    let mut pending: Vec<(K, Vec<K>)> = nodes.into_iter().map(|(k, d)| (k, d.into_iter().filter(|d| ids.contains(d)).collect())).collect();
+    let mut pending: Vec<(K, Vec<K>)> = nodes
+        .into_iter()
+        .map(|(k, d)| (k, d.into_iter().filter(|d| ids.contains(d)).collect()))
+        .collect();
     let mut finished: HashMap<K, bool> = HashMap::new();
     let mut results = Vec::new();
     let mut running: JoinSet<(K, Result<(), E>)> = JoinSet::new();
@@ -87,7 +94,11 @@ mod tests {
         })
         .await;
         assert_eq!(out.len(), 3);
-        assert_eq!(start.elapsed(), Duration::from_secs(2), "a and b overlap, c follows");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(2),
+            "a and b overlap, c follows"
+        );
         assert_eq!(log.lock().unwrap().last(), Some(&"c"));
     }
 
@@ -105,8 +116,16 @@ mod tests {
 
     #[tokio::test]
     async fn failure_skips_dependents_but_not_others() {
-        let nodes = vec![("a", vec![]), ("b", vec!["a"]), ("c", vec!["b"]), ("d", vec![])];
-        let out = execute(nodes, 4, |k: &'static str| async move { if k == "a" { Err("boom") } else { Ok(()) } }).await;
+        let nodes = vec![
+            ("a", vec![]),
+            ("b", vec!["a"]),
+            ("c", vec!["b"]),
+            ("d", vec![]),
+        ];
+        let out = execute(nodes, 4, |k: &'static str| async move {
+            if k == "a" { Err("boom") } else { Ok(()) }
+        })
+        .await;
         let get = |id| out.iter().find(|(k, _)| *k == id).map(|(_, o)| o).unwrap();
         assert!(matches!(get("a"), Outcome::Failed("boom")));
         assert!(matches!(get("b"), Outcome::Skipped(d) if d == "a"));

@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::EngineError;
 use super::dag::{self, Outcome};
 use super::events::{Event, EventSink, ResourceRecord, ms_since};
-use super::EngineError;
 use crate::aws::retry::{Backoff, is_dependency_violation, retry};
 use crate::aws::{self, AwsError, Clients};
 use crate::core::graph::{Kind, TeardownStep, teardown_order};
@@ -50,12 +50,15 @@ impl Ctx {
             detail: None,
         });
         if action == "deleted" {
-            self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(ResourceRecord {
-                id: logical.clone().unwrap_or_else(|| "(untracked)".into()),
-                aws_id: aws_id.into(),
-                kind: kind.as_str().into(),
-                action: "deleted".into(),
-            });
+            self.records
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(ResourceRecord {
+                    id: logical.clone().unwrap_or_else(|| "(untracked)".into()),
+                    aws_id: aws_id.into(),
+                    kind: kind.as_str().into(),
+                    action: "deleted".into(),
+                });
         }
     }
 }
@@ -65,20 +68,59 @@ impl Ctx {
 /// # Errors
 /// Discovery failures at once; failed steps after every independent step has run, with the
 /// resources that remain.
-pub async fn down(c: Clients, opts: &DownOptions, events: EventSink) -> Result<DownReport, EngineError> {
+pub async fn down(
+    c: Clients,
+    opts: &DownOptions,
+    events: EventSink,
+) -> Result<DownReport, EngineError> {
     let start = Instant::now();
-    events(Event::Phase { phase: "discover".into() });
-    let obs = aws::discover::observe(&c, &aws::discover::Scope { cluster: &opts.cluster, vpc_attributes: false }).await?;
-    for (what, name) in [("IAM role", obs.role.as_ref().filter(|r| !r.owned).map(|r| &r.name)), ("instance profile", obs.profile.as_ref().filter(|p| !p.owned).map(|p| &p.name))] {
+    events(Event::Phase {
+        phase: "discover".into(),
+    });
+    let obs = aws::discover::observe(
+        &c,
+        &aws::discover::Scope {
+            cluster: &opts.cluster,
+            vpc_attributes: false,
+        },
+    )
+    .await?;
+    for (what, name) in [
+        (
+            "IAM role",
+            obs.role.as_ref().filter(|r| !r.owned).map(|r| &r.name),
+        ),
+        (
+            "instance profile",
+            obs.profile.as_ref().filter(|p| !p.owned).map(|p| &p.name),
+        ),
+    ] {
         if let Some(name) = name {
-            events(Event::Warning { message: format!("{what} {name} is not tagged {}={}: left alone", tags::CLUSTER_TAG, opts.cluster) });
+            events(Event::Warning {
+                message: format!(
+                    "{what} {name} is not tagged {}={}: left alone",
+                    tags::CLUSTER_TAG,
+                    opts.cluster
+                ),
+            });
         }
     }
     let region = c.region.clone();
     let items = destroy_items(&obs);
-    let steps: Vec<(TeardownStep, Vec<TeardownStep>)> = teardown_order().into_iter().filter(|(s, _)| items.iter().any(|(t, _)| t == s)).collect();
-    let ctx = Arc::new(Ctx { c, obs, events: events.clone(), start, records: Mutex::new(Vec::new()) });
-    events(Event::Phase { phase: "delete".into() });
+    let steps: Vec<(TeardownStep, Vec<TeardownStep>)> = teardown_order()
+        .into_iter()
+        .filter(|(s, _)| items.iter().any(|(t, _)| t == s))
+        .collect();
+    let ctx = Arc::new(Ctx {
+        c,
+        obs,
+        events: events.clone(),
+        start,
+        records: Mutex::new(Vec::new()),
+    });
+    events(Event::Phase {
+        phase: "delete".into(),
+    });
     let total = steps.len();
     let timeout = opts.instance_timeout;
     let results = dag::execute(steps, opts.concurrency, |step: TeardownStep| {
@@ -94,12 +136,22 @@ pub async fn down(c: Clients, opts: &DownOptions, events: EventSink) -> Result<D
             Outcome::Skipped(dep) => Some(format!("  {s}: not started because {dep} failed")),
         })
         .collect();
-    let records = ctx.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let records = ctx
+        .records
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     if !failures.is_empty() {
-        let deleted: std::collections::HashSet<&str> = records.iter().map(|r| r.aws_id.as_str()).collect();
+        let deleted: std::collections::HashSet<&str> =
+            records.iter().map(|r| r.aws_id.as_str()).collect();
         let remaining: Vec<String> = items
             .iter()
-            .filter_map(|(_, i)| i.aws_id.clone().filter(|id| !deleted.contains(id.as_str())).map(|id| format!("{} {id}", i.kind.as_str())))
+            .filter_map(|(_, i)| {
+                i.aws_id
+                    .clone()
+                    .filter(|id| !deleted.contains(id.as_str()))
+                    .map(|id| format!("{} {id}", i.kind.as_str()))
+            })
             .collect();
         return Err(EngineError::Steps {
             failed: failures.len(),
@@ -113,11 +165,20 @@ pub async fn down(c: Clients, opts: &DownOptions, events: EventSink) -> Result<D
             remaining,
         });
     }
-    Ok(DownReport { cluster: opts.cluster.clone(), region, resources: records })
+    Ok(DownReport {
+        cluster: opts.cluster.clone(),
+        region,
+        resources: records,
+    })
 }
 
 /// Retries a delete while AWS reports DependencyViolation; on giving up, names what blocks.
-async fn delete_with_blockers<F, Fut>(ctx: &Ctx, eni_filter: &str, id: &str, op: F) -> Result<(), AwsError>
+async fn delete_with_blockers<F, Fut>(
+    ctx: &Ctx,
+    eni_filter: &str,
+    id: &str,
+    op: F,
+) -> Result<(), AwsError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), AwsError>>,
@@ -125,12 +186,18 @@ where
     match retry(Backoff::dependency(), is_dependency_violation, op).await {
         Ok(()) => Ok(()),
         Err(e @ AwsError::Deadline { .. }) => {
-            let blockers = aws::network::interfaces(&ctx.c, eni_filter, id).await.unwrap_or_default();
+            let blockers = aws::network::interfaces(&ctx.c, eni_filter, id)
+                .await
+                .unwrap_or_default();
             if blockers.is_empty() {
                 Err(e)
             } else {
                 let names: Vec<String> = blockers.iter().map(ToString::to_string).collect();
-                Err(AwsError::unexpected("deleting", id, format!("{} (blocked by {})", e, names.join("; "))))
+                Err(AwsError::unexpected(
+                    "deleting",
+                    id,
+                    format!("{} (blocked by {})", e, names.join("; ")),
+                ))
             }
         }
         Err(e) => Err(e),
@@ -141,7 +208,12 @@ async fn run_step(ctx: &Ctx, step: TeardownStep, timeout: Duration) -> Result<()
     let c = &ctx.c;
     match step {
         TeardownStep::Instances => {
-            let live: Vec<_> = ctx.obs.instances.iter().filter(|i| i.state != "terminated").collect();
+            let live: Vec<_> = ctx
+                .obs
+                .instances
+                .iter()
+                .filter(|i| i.state != "terminated")
+                .collect();
             let ids: Vec<String> = live.iter().map(|i| i.id.clone()).collect();
             for i in &live {
                 ctx.emit(&i.logical, Kind::Instance, &i.id, "deleting");
@@ -154,12 +226,18 @@ async fn run_step(ctx: &Ctx, step: TeardownStep, timeout: Duration) -> Result<()
         TeardownStep::SecurityGroups => {
             // A group referenced by another group's rules goes after that group.
             let mut groups = ctx.obs.security_groups.clone();
-            let referenced = |g: &crate::core::plan::ObsSg, all: &[crate::core::plan::ObsSg]| all.iter().any(|o| o.id != g.id && o.rules.iter().any(|r| r.source == g.id));
+            let referenced = |g: &crate::core::plan::ObsSg, all: &[crate::core::plan::ObsSg]| {
+                all.iter()
+                    .any(|o| o.id != g.id && o.rules.iter().any(|r| r.source == g.id))
+            };
             let snapshot = groups.clone();
             groups.sort_by_key(|g| referenced(g, &snapshot));
             for g in &groups {
                 ctx.emit(&g.logical, Kind::SecurityGroup, &g.id, "deleting");
-                delete_with_blockers(ctx, "group-id", &g.id, || aws::security_group::delete(c, &g.id)).await?;
+                delete_with_blockers(ctx, "group-id", &g.id, || {
+                    aws::security_group::delete(c, &g.id)
+                })
+                .await?;
                 ctx.emit(&g.logical, Kind::SecurityGroup, &g.id, "deleted");
             }
         }
@@ -174,7 +252,10 @@ async fn run_step(ctx: &Ctx, step: TeardownStep, timeout: Duration) -> Result<()
             for g in &ctx.obs.igws {
                 ctx.emit(&g.logical, Kind::InternetGateway, &g.id, "deleting");
                 let vpc = g.attached_vpcs.first().cloned().unwrap_or_default();
-                delete_with_blockers(ctx, "vpc-id", &vpc, || aws::network::delete_igw(c, &g.id, &g.attached_vpcs)).await?;
+                delete_with_blockers(ctx, "vpc-id", &vpc, || {
+                    aws::network::delete_igw(c, &g.id, &g.attached_vpcs)
+                })
+                .await?;
                 ctx.emit(&g.logical, Kind::InternetGateway, &g.id, "deleted");
             }
         }
@@ -182,7 +263,8 @@ async fn run_step(ctx: &Ctx, step: TeardownStep, timeout: Duration) -> Result<()
             // Interfaces in our subnets that are not our (terminated) instances' belong to
             // someone else: AWS would refuse the delete (the emulator would not), so wait for
             // them to go and name them if they stay.
-            let ours: std::collections::HashSet<&str> = ctx.obs.instances.iter().map(|i| i.id.as_str()).collect();
+            let ours: std::collections::HashSet<&str> =
+                ctx.obs.instances.iter().map(|i| i.id.as_str()).collect();
             for s in &ctx.obs.subnets {
                 retry(Backoff::dependency(), is_dependency_violation, || async {
                     let foreign: Vec<aws::network::Interface> = aws::network::interfaces(c, "subnet-id", &s.id)
@@ -214,7 +296,10 @@ async fn run_step(ctx: &Ctx, step: TeardownStep, timeout: Duration) -> Result<()
             }
             let deletes = ctx.obs.subnets.iter().map(|s| async move {
                 ctx.emit(&s.logical, Kind::Subnet, &s.id, "deleting");
-                delete_with_blockers(ctx, "subnet-id", &s.id, || aws::network::delete_subnet(c, &s.id)).await?;
+                delete_with_blockers(ctx, "subnet-id", &s.id, || {
+                    aws::network::delete_subnet(c, &s.id)
+                })
+                .await?;
                 ctx.emit(&s.logical, Kind::Subnet, &s.id, "deleted");
                 Ok::<_, AwsError>(())
             });
@@ -223,7 +308,8 @@ async fn run_step(ctx: &Ctx, step: TeardownStep, timeout: Duration) -> Result<()
         TeardownStep::Vpcs => {
             for v in &ctx.obs.vpcs {
                 ctx.emit(&v.logical, Kind::Vpc, &v.id, "deleting");
-                delete_with_blockers(ctx, "vpc-id", &v.id, || aws::network::delete_vpc(c, &v.id)).await?;
+                delete_with_blockers(ctx, "vpc-id", &v.id, || aws::network::delete_vpc(c, &v.id))
+                    .await?;
                 ctx.emit(&v.logical, Kind::Vpc, &v.id, "deleted");
             }
         }
@@ -239,7 +325,10 @@ async fn run_step(ctx: &Ctx, step: TeardownStep, timeout: Duration) -> Result<()
             if let Some(r) = ctx.obs.role.as_ref().filter(|r| r.owned) {
                 let logical = Some(crate::core::graph::NODE_ROLE.to_string());
                 ctx.emit(&logical, Kind::IamRole, &r.name, "deleting");
-                retry(Backoff::dependency(), is_dependency_violation, || aws::iam::delete_role(c, &r.name)).await?;
+                retry(Backoff::dependency(), is_dependency_violation, || {
+                    aws::iam::delete_role(c, &r.name)
+                })
+                .await?;
                 ctx.emit(&logical, Kind::IamRole, &r.name, "deleted");
             }
         }

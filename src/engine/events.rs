@@ -9,7 +9,9 @@ use serde::Serialize;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A phase of the run begins.
-    Phase { phase: String },
+    Phase {
+        phase: String,
+    },
     /// Something happened to one resource.
     Resource {
         id: String,
@@ -22,10 +24,18 @@ pub enum Event {
         detail: Option<String>,
     },
     /// Still waiting for something (sent periodically).
-    Waiting { what: String, elapsed_ms: u64 },
-    Warning { message: String },
+    Waiting {
+        what: String,
+        elapsed_ms: u64,
+    },
+    Warning {
+        message: String,
+    },
     /// One AWS API operation (only with `--trace-api-calls`).
-    ApiCall { service: String, operation: String },
+    ApiCall {
+        service: String,
+        operation: String,
+    },
 }
 
 /// Receives events; must be cheap and must not block.

@@ -21,22 +21,55 @@ pub fn default_path() -> Option<PathBuf> {
 /// # Errors
 /// When the file cannot be read, parsed or written.
 pub fn write(path: &Path, cluster: &str, server: &str, ca: &Ca) -> Result<(), EngineError> {
-    let err = |m: String| EngineError::Kubeconfig { path: path.display().to_string(), message: m };
-    let (cert, key) = ca.client_cert("provision-admin", "kubeadm:cluster-admins", time::OffsetDateTime::now_utc())?;
+    let err = |m: String| EngineError::Kubeconfig {
+        path: path.display().to_string(),
+        message: m,
+    };
+    let (cert, key) = ca.client_cert(
+        "provision-admin",
+        "kubeadm:cluster-admins",
+        time::OffsetDateTime::now_utc(),
+    )?;
     let existing = match std::fs::read_to_string(path) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(err(e.to_string())),
     };
-    let text = merge(existing.as_deref(), &Entry { cluster, server, ca_pem: &ca.cert_pem, client_cert_pem: &cert, client_key_pem: &key })
-        .map_err(|e| err(e.to_string()))?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let text = merge(
+        existing.as_deref(),
+        &Entry {
+            cluster,
+            server,
+            ca_pem: &ca.cert_pem,
+            client_cert_pem: &cert,
+            client_key_pem: &key,
+        },
+    )
+    .map_err(|e| err(e.to_string()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let tmp = dir.join(format!(".{}.provision-tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("config")));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| err(e.to_string()))?;
+    let tmp = dir.join(format!(
+        ".{}.provision-tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("config")
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| err(e.to_string()))?;
     // The mode above applies only when the file is new; make sure a leftover is private too.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| err(e.to_string()))?;
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| err(e.to_string()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| err(e.to_string()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
     Ok(())
 }

@@ -23,7 +23,12 @@ pub enum EngineError {
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[error("{failed} of {total} steps failed:\n{details}")]
-    Steps { failed: usize, total: usize, details: String, remaining: Vec<String> },
+    Steps {
+        failed: usize,
+        total: usize,
+        details: String,
+        remaining: Vec<String>,
+    },
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]

@@ -11,7 +11,14 @@ use crate::core::spec::ClusterSpec;
 /// # Errors
 /// When discovery fails.
 pub async fn plan_up(c: &Clients, spec: &ClusterSpec) -> Result<Vec<PlanItem>, EngineError> {
-    let obs = aws::discover::observe(c, &aws::discover::Scope { cluster: &spec.name, vpc_attributes: true }).await?;
+    let obs = aws::discover::observe(
+        c,
+        &aws::discover::Scope {
+            cluster: &spec.name,
+            vpc_attributes: true,
+        },
+    )
+    .await?;
     Ok(plan::diff(&graph::build(spec), &obs))
 }
 
@@ -20,8 +27,18 @@ pub async fn plan_up(c: &Clients, spec: &ClusterSpec) -> Result<Vec<PlanItem>, E
 /// # Errors
 /// When discovery fails.
 pub async fn plan_down(c: &Clients, cluster: &str) -> Result<Vec<PlanItem>, EngineError> {
-    let obs = aws::discover::observe(c, &aws::discover::Scope { cluster, vpc_attributes: false }).await?;
-    let order: Vec<graph::TeardownStep> = graph::teardown_order().into_iter().map(|(s, _)| s).collect();
+    let obs = aws::discover::observe(
+        c,
+        &aws::discover::Scope {
+            cluster,
+            vpc_attributes: false,
+        },
+    )
+    .await?;
+    let order: Vec<graph::TeardownStep> = graph::teardown_order()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
     let mut items = plan::destroy_items(&obs);
     items.sort_by_key(|(s, _)| order.iter().position(|o| o == s));
     Ok(items.into_iter().map(|(_, i)| i).collect())

@@ -24,9 +24,18 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// When the PEM data does not parse.
 pub fn tls_config(ca: &Ca) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
-    let ca_der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).map_err(|e| format!("reading the CA: {e}"))?;
-    roots.add(ca_der).map_err(|e| format!("trusting the CA: {e}"))?;
-    let (cert, key) = ca.client_cert("provision-admin", "kubeadm:cluster-admins", time::OffsetDateTime::now_utc()).map_err(|e| e.to_string())?;
+    let ca_der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes())
+        .map_err(|e| format!("reading the CA: {e}"))?;
+    roots
+        .add(ca_der)
+        .map_err(|e| format!("trusting the CA: {e}"))?;
+    let (cert, key) = ca
+        .client_cert(
+            "provision-admin",
+            "kubeadm:cluster-admins",
+            time::OffsetDateTime::now_utc(),
+        )
+        .map_err(|e| e.to_string())?;
     let cert = CertificateDer::from_pem_slice(cert.as_bytes()).map_err(|e| e.to_string())?;
     let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| e.to_string())?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -43,19 +52,38 @@ pub fn tls_config(ca: &Ca) -> Result<Arc<rustls::ClientConfig>, String> {
 ///
 /// # Errors
 /// Connection, TLS or protocol failures, as text.
-pub async fn get(server: &str, path: &str, tls: Arc<rustls::ClientConfig>) -> Result<(u16, String), String> {
-    let hostport = server.strip_prefix("https://").ok_or_else(|| format!("{server}: not an https URL"))?.trim_end_matches('/');
+pub async fn get(
+    server: &str,
+    path: &str,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<(u16, String), String> {
+    let hostport = server
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{server}: not an https URL"))?
+        .trim_end_matches('/');
     let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "443"));
     let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}"))?;
-    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(format!("{host}:{port}")))
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(format!("{host}:{port}")),
+    )
+    .await
+    .map_err(|_| format!("connecting to {hostport}: timed out"))?
+    .map_err(|e| format!("connecting to {hostport}: {e}"))?;
+    let mut tls = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
         .await
-        .map_err(|_| format!("connecting to {hostport}: timed out"))?
-        .map_err(|e| format!("connecting to {hostport}: {e}"))?;
-    let mut tls = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| format!("TLS with {hostport}: {e}"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nUser-Agent: provision\r\nConnection: close\r\n\r\n");
-    tls.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+        .map_err(|e| format!("TLS with {hostport}: {e}"))?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nUser-Agent: provision\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(15), tls.read_to_end(&mut raw)).await.map_err(|_| "reading the answer: timed out".to_string())?;
+    let read = tokio::time::timeout(Duration::from_secs(15), tls.read_to_end(&mut raw))
+        .await
+        .map_err(|_| "reading the answer: timed out".to_string())?;
     // Servers may close without a TLS close_notify after `Connection: close`.
     if let Err(e) = read {
         if raw.is_empty() {
@@ -68,9 +96,20 @@ pub async fn get(server: &str, path: &str, tls: Arc<rustls::ClientConfig>) -> Re
 fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP header end")?;
-    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("no HTTP status")?;
-    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked { dechunk(body)? } else { body.to_string() };
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no HTTP status")?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
     Ok((status, body))
 }
 
@@ -78,7 +117,8 @@ fn dechunk(mut s: &str) -> Result<String, String> {
     let mut out = String::new();
     loop {
         let (size, rest) = s.split_once("\r\n").ok_or("bad chunk")?;
-        let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).map_err(|_| "bad chunk size")?;
+        let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| "bad chunk size")?;
         if n == 0 {
             return Ok(out);
         }
@@ -89,11 +129,17 @@ fn dechunk(mut s: &str) -> Result<String, String> {
 
 /// Counts nodes whose Ready condition is True in a NodeList.
 pub fn ready_nodes(body: &str) -> Result<(usize, usize), String> {
-    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("not a NodeList: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("not a NodeList: {e}"))?;
     let items = v["items"].as_array().ok_or("not a NodeList: no items")?;
     let ready = items
         .iter()
-        .filter(|n| n["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")))
+        .filter(|n| {
+            n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
         .count();
     Ok((ready, items.len()))
 }
@@ -102,7 +148,14 @@ pub fn ready_nodes(body: &str) -> Result<(usize, usize), String> {
 ///
 /// # Errors
 /// When the deadline passes; the message says what was last seen.
-pub async fn wait_cluster(server: &str, ca: &Ca, want: usize, timeout: Duration, events: &EventSink, start: Instant) -> Result<(), EngineError> {
+pub async fn wait_cluster(
+    server: &str,
+    ca: &Ca,
+    want: usize,
+    timeout: Duration,
+    events: &EventSink,
+    start: Instant,
+) -> Result<(), EngineError> {
     wait_cluster_every(server, ca, want, timeout, POLL_INTERVAL, events, start).await
 }
 
@@ -123,21 +176,31 @@ pub async fn wait_cluster_every(
     let deadline = Instant::now() + timeout;
     loop {
         let last = match get(server, "/readyz", tls.clone()).await {
-            Ok((200, body)) if body.trim() == "ok" => match get(server, "/api/v1/nodes", tls.clone()).await {
-                Ok((200, body)) => match ready_nodes(&body) {
-                    Ok((ready, _)) if ready >= want => return Ok(()),
-                    Ok((ready, total)) => format!("{ready} of {want} nodes Ready ({total} registered)"),
+            Ok((200, body)) if body.trim() == "ok" => {
+                match get(server, "/api/v1/nodes", tls.clone()).await {
+                    Ok((200, body)) => match ready_nodes(&body) {
+                        Ok((ready, _)) if ready >= want => return Ok(()),
+                        Ok((ready, total)) => {
+                            format!("{ready} of {want} nodes Ready ({total} registered)")
+                        }
+                        Err(e) => e,
+                    },
+                    Ok((code, _)) => format!("listing nodes: HTTP {code}"),
                     Err(e) => e,
-                },
-                Ok((code, _)) => format!("listing nodes: HTTP {code}"),
-                Err(e) => e,
-            },
+                }
+            }
             Ok((code, body)) => format!("/readyz: HTTP {code} {}", body.trim()),
             Err(e) => e,
         };
-        events(Event::Waiting { what: format!("the cluster at {server}: {last}"), elapsed_ms: ms_since(start) });
+        events(Event::Waiting {
+            what: format!("the cluster at {server}: {last}"),
+            elapsed_ms: ms_since(start),
+        });
         if Instant::now() + every > deadline {
-            return Err(EngineError::Probe(format!("gave up after {} s: {last}", timeout.as_secs())));
+            return Err(EngineError::Probe(format!(
+                "gave up after {} s: {last}",
+                timeout.as_secs()
+            )));
         }
         tokio::time::sleep(every).await;
     }

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::EngineError;
 use super::dag::{self, Outcome};
 use super::events::{Event, EventSink, ResourceRecord, ms_since};
-use super::EngineError;
 use crate::aws::lookup::Image;
 use crate::aws::secret::Bootstrap;
 use crate::aws::{self, AwsError, Clients};
@@ -81,18 +81,33 @@ struct Outputs {
 
 impl Ctx {
     fn out(&self) -> std::sync::MutexGuard<'_, Outputs> {
-        self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn id(&self, logical: &str) -> Result<String, AwsError> {
-        self.out().ids.get(logical).cloned().ok_or_else(|| AwsError::unexpected("looking up", logical, "no id recorded: internal error, please file a bug"))
+        self.out().ids.get(logical).cloned().ok_or_else(|| {
+            AwsError::unexpected(
+                "looking up",
+                logical,
+                "no id recorded: internal error, please file a bug",
+            )
+        })
     }
 
     fn tags(&self, logical: &str, k8s: bool) -> Vec<(String, String)> {
         tags::tags_for(&self.spec.name, logical, k8s, &self.spec.tags)
     }
 
-    fn emit(&self, id: &str, kind: Kind, aws_id: Option<&str>, action: &str, detail: Option<String>) {
+    fn emit(
+        &self,
+        id: &str,
+        kind: Kind,
+        aws_id: Option<&str>,
+        action: &str,
+        detail: Option<String>,
+    ) {
         (self.events)(Event::Resource {
             id: id.to_string(),
             kind: kind.as_str().to_string(),
@@ -108,7 +123,12 @@ impl Ctx {
         {
             let mut o = self.out();
             o.ids.insert(id.to_string(), aws_id.to_string());
-            o.records.push(ResourceRecord { id: id.into(), aws_id: aws_id.into(), kind: kind.as_str().into(), action: action.into() });
+            o.records.push(ResourceRecord {
+                id: id.into(),
+                aws_id: aws_id.into(),
+                kind: kind.as_str().into(),
+                action: action.into(),
+            });
         }
         self.emit(id, kind, Some(aws_id), action, detail);
     }
@@ -118,10 +138,24 @@ impl Ctx {
 ///
 /// # Errors
 /// Discovery failures at once; node failures after every independent node has run.
-pub async fn up(c: Clients, spec: ClusterSpec, opts: &UpOptions, events: EventSink) -> Result<UpReport, EngineError> {
+pub async fn up(
+    c: Clients,
+    spec: ClusterSpec,
+    opts: &UpOptions,
+    events: EventSink,
+) -> Result<UpReport, EngineError> {
     let start = Instant::now();
-    events(Event::Phase { phase: "discover".into() });
-    let obs = aws::discover::observe(&c, &aws::discover::Scope { cluster: &spec.name, vpc_attributes: true }).await?;
+    events(Event::Phase {
+        phase: "discover".into(),
+    });
+    let obs = aws::discover::observe(
+        &c,
+        &aws::discover::Scope {
+            cluster: &spec.name,
+            vpc_attributes: true,
+        },
+    )
+    .await?;
     if obs.vpcs.len() > 1 {
         let ids: Vec<&str> = obs.vpcs.iter().map(|v| v.id.as_str()).collect();
         return Err(EngineError::Refused(format!(
@@ -135,7 +169,10 @@ pub async fn up(c: Clients, spec: ClusterSpec, opts: &UpOptions, events: EventSi
     }
     let graph = graph::build(&spec);
     let diff = plan::diff(&graph, &obs);
-    if let Some(bad) = diff.iter().find(|p| p.changes.iter().any(|c| c.contains("refusing to adopt"))) {
+    if let Some(bad) = diff
+        .iter()
+        .find(|p| p.changes.iter().any(|c| c.contains("refusing to adopt")))
+    {
         return Err(EngineError::Refused(format!(
             "{} {}: {}",
             bad.kind.as_str(),
@@ -143,13 +180,33 @@ pub async fn up(c: Clients, spec: ClusterSpec, opts: &UpOptions, events: EventSi
             bad.changes.join("; ")
         )));
     }
-    for item in diff.iter().flat_map(|p| p.changes.iter().filter(|c| c.contains("scale-in")).map(move |c| format!("{}: {c}", p.id))) {
+    for item in diff.iter().flat_map(|p| {
+        p.changes
+            .iter()
+            .filter(|c| c.contains("scale-in"))
+            .map(move |c| format!("{}: {c}", p.id))
+    }) {
         events(Event::Warning { message: item });
     }
-    let ctx = Arc::new(Ctx { c, spec, graph, obs, events: events.clone(), start, out: Mutex::new(Outputs::default()) });
+    let ctx = Arc::new(Ctx {
+        c,
+        spec,
+        graph,
+        obs,
+        events: events.clone(),
+        start,
+        out: Mutex::new(Outputs::default()),
+    });
 
-    events(Event::Phase { phase: "apply".into() });
-    let nodes: Vec<(String, Vec<String>)> = ctx.graph.nodes.iter().map(|n| (n.id.clone(), n.deps.clone())).collect();
+    events(Event::Phase {
+        phase: "apply".into(),
+    });
+    let nodes: Vec<(String, Vec<String>)> = ctx
+        .graph
+        .nodes
+        .iter()
+        .map(|n| (n.id.clone(), n.deps.clone()))
+        .collect();
     let total = nodes.len();
     let results = dag::execute(nodes, opts.concurrency, |id: String| {
         let ctx = ctx.clone();
@@ -175,35 +232,75 @@ pub async fn up(c: Clients, spec: ClusterSpec, opts: &UpOptions, events: EventSi
             failed: failures.len(),
             total,
             details: failures.join("\n")
-                + &format!("\nwhat was created is tagged provision:cluster={}: re-run `provision up` to resume, or `provision down` to remove it", ctx.spec.name),
+                + &format!(
+                    "\nwhat was created is tagged provision:cluster={}: re-run `provision up` to resume, or `provision down` to remove it",
+                    ctx.spec.name
+                ),
             remaining: Vec::new(),
         });
     }
 
     // One batched wait for every instance that is not known to be running.
-    events(Event::Phase { phase: "wait".into() });
-    let waiting: Vec<String> = ctx.out().instances.iter().filter(|(_, i)| i.state != "running" || i.public_ip.is_none()).map(|(_, i)| i.id.clone()).collect();
-    let mut running: HashMap<String, ObsInstance> = ctx.out().instances.iter().map(|(_, i)| (i.id.clone(), i.clone())).collect();
+    events(Event::Phase {
+        phase: "wait".into(),
+    });
+    let waiting: Vec<String> = ctx
+        .out()
+        .instances
+        .iter()
+        .filter(|(_, i)| i.state != "running" || i.public_ip.is_none())
+        .map(|(_, i)| i.id.clone())
+        .collect();
+    let mut running: HashMap<String, ObsInstance> = ctx
+        .out()
+        .instances
+        .iter()
+        .map(|(_, i)| (i.id.clone(), i.clone()))
+        .collect();
     if !waiting.is_empty() {
-        events(Event::Waiting { what: format!("{} instance(s) to run", waiting.len()), elapsed_ms: ms_since(start) });
+        events(Event::Waiting {
+            what: format!("{} instance(s) to run", waiting.len()),
+            elapsed_ms: ms_since(start),
+        });
         for i in aws::instance::wait_running(&ctx.c, &waiting, opts.instance_timeout).await? {
             running.insert(i.id.clone(), i);
         }
     }
     if opts.wait >= WaitFor::Status {
         let all: Vec<String> = running.keys().cloned().collect();
-        events(Event::Waiting { what: format!("{} instance(s) to pass status checks", all.len()), elapsed_ms: ms_since(start) });
+        events(Event::Waiting {
+            what: format!("{} instance(s) to pass status checks", all.len()),
+            elapsed_ms: ms_since(start),
+        });
         aws::instance::wait_status_ok(&ctx.c, &all, opts.instance_timeout).await?;
     }
     let master = {
         let o = ctx.out();
-        let m = o.master.clone().ok_or_else(|| AwsError::unexpected("finding", "the master", "no master instance recorded: internal error, please file a bug"))?;
+        let m = o.master.clone().ok_or_else(|| {
+            AwsError::unexpected(
+                "finding",
+                "the master",
+                "no master instance recorded: internal error, please file a bug",
+            )
+        })?;
         running.get(&m.id).cloned().unwrap_or(m)
     };
-    let endpoint_ip = master.public_ip.clone().or_else(|| master.private_ip.clone());
+    let endpoint_ip = master
+        .public_ip
+        .clone()
+        .or_else(|| master.private_ip.clone());
     let api_endpoint = endpoint_ip.as_ref().map(|ip| format!("https://{ip}:6443"));
-    let bootstrap = ctx.out().bootstrap.clone().ok_or_else(|| AwsError::unexpected("reading", "the bootstrap secret", "not loaded: internal error"))?;
-    let ca = Ca { cert_pem: bootstrap.ca_cert_pem.clone(), key_pem: bootstrap.ca_key_pem.clone() };
+    let bootstrap = ctx.out().bootstrap.clone().ok_or_else(|| {
+        AwsError::unexpected(
+            "reading",
+            "the bootstrap secret",
+            "not loaded: internal error",
+        )
+    })?;
+    let ca = Ca {
+        cert_pem: bootstrap.ca_cert_pem.clone(),
+        key_pem: bootstrap.ca_key_pem.clone(),
+    };
 
     let mut kubeconfig = None;
     if let (Some(path), Some(server)) = (&opts.kubeconfig, &api_endpoint) {
@@ -211,9 +308,12 @@ pub async fn up(c: Clients, spec: ClusterSpec, opts: &UpOptions, events: EventSi
         kubeconfig = Some(path.display().to_string());
     }
     if opts.wait == WaitFor::Cluster {
-        let server = api_endpoint.clone().ok_or_else(|| EngineError::Probe("the master has no IP address".into()))?;
+        let server = api_endpoint
+            .clone()
+            .ok_or_else(|| EngineError::Probe("the master has no IP address".into()))?;
         let want = 1 + ctx.spec.kubeadm.workers as usize;
-        super::probe::wait_cluster(&server, &ca, want, opts.cluster_timeout, &events, start).await?;
+        super::probe::wait_cluster(&server, &ca, want, opts.cluster_timeout, &events, start)
+            .await?;
     }
     let records = ctx.out().records.clone();
     Ok(UpReport {
@@ -231,7 +331,10 @@ pub async fn up(c: Clients, spec: ClusterSpec, opts: &UpOptions, events: EventSi
 
 /// Creates or repairs one node.
 async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
-    let node = ctx.graph.get(id).ok_or_else(|| AwsError::unexpected("running", id, "unknown node"))?;
+    let node = ctx
+        .graph
+        .get(id)
+        .ok_or_else(|| AwsError::unexpected("running", id, "unknown node"))?;
     let existing = ctx.obs.id_of(id, node.kind);
     let c = &ctx.c;
     match &node.desired {
@@ -248,36 +351,76 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
         Desired::Vpc { cidr } => match existing {
             Some(vpc) => {
                 let v = ctx.obs.vpcs.iter().find(|v| v.id == vpc).expect("observed");
-                let (support, hostnames) = (v.dns_support == Some(false), v.dns_hostnames == Some(false));
+                let (support, hostnames) =
+                    (v.dns_support == Some(false), v.dns_hostnames == Some(false));
                 if support || hostnames {
                     aws::network::set_vpc_dns(c, &vpc, support, hostnames).await?;
-                    ctx.done(id, node.kind, &vpc, "updated", Some("DNS support and hostnames on".into()));
+                    ctx.done(
+                        id,
+                        node.kind,
+                        &vpc,
+                        "updated",
+                        Some("DNS support and hostnames on".into()),
+                    );
                 } else {
                     ctx.done(id, node.kind, &vpc, "existing", None);
                 }
             }
             None => {
                 ctx.emit(id, node.kind, None, "creating", Some(cidr.to_string()));
-                let vpc = aws::network::create_vpc(c, &cidr.to_string(), &ctx.tags(id, true)).await?;
+                let vpc =
+                    aws::network::create_vpc(c, &cidr.to_string(), &ctx.tags(id, true)).await?;
                 ctx.done(id, node.kind, &vpc, "created", None);
             }
         },
         Desired::Subnet { index, cidr } => match existing {
             Some(sn) => {
-                let s = ctx.obs.subnets.iter().find(|s| s.id == sn).expect("observed");
+                let s = ctx
+                    .obs
+                    .subnets
+                    .iter()
+                    .find(|s| s.id == sn)
+                    .expect("observed");
                 if s.map_public_ip {
                     ctx.done(id, node.kind, &sn, "existing", None);
                 } else {
                     aws::network::set_map_public_ip(c, &sn).await?;
-                    ctx.done(id, node.kind, &sn, "updated", Some("public IPs on launch".into()));
+                    ctx.done(
+                        id,
+                        node.kind,
+                        &sn,
+                        "updated",
+                        Some("public IPs on launch".into()),
+                    );
                 }
             }
             None => {
                 let vpc = ctx.id(graph::VPC)?;
-                let az = ctx.out().azs.get(*index).cloned().ok_or_else(|| AwsError::unexpected("creating", id, "no availability zone for this subnet"))?;
-                ctx.emit(id, node.kind, None, "creating", Some(format!("{cidr} in {az}")));
-                let sn = aws::network::create_subnet(c, &vpc, &cidr.to_string(), &az, &ctx.tags(id, true)).await?;
-                ctx.done(id, node.kind, &sn, "created", Some(format!("{cidr} in {az}")));
+                let az = ctx.out().azs.get(*index).cloned().ok_or_else(|| {
+                    AwsError::unexpected("creating", id, "no availability zone for this subnet")
+                })?;
+                ctx.emit(
+                    id,
+                    node.kind,
+                    None,
+                    "creating",
+                    Some(format!("{cidr} in {az}")),
+                );
+                let sn = aws::network::create_subnet(
+                    c,
+                    &vpc,
+                    &cidr.to_string(),
+                    &az,
+                    &ctx.tags(id, true),
+                )
+                .await?;
+                ctx.done(
+                    id,
+                    node.kind,
+                    &sn,
+                    "created",
+                    Some(format!("{cidr} in {az}")),
+                );
             }
         },
         Desired::InternetGateway => {
@@ -289,29 +432,61 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                         ctx.done(id, node.kind, &igw, "existing", None);
                     } else {
                         aws::network::attach_igw(c, &igw, &vpc).await?;
-                        ctx.done(id, node.kind, &igw, "updated", Some(format!("attached to {vpc}")));
+                        ctx.done(
+                            id,
+                            node.kind,
+                            &igw,
+                            "updated",
+                            Some(format!("attached to {vpc}")),
+                        );
                     }
                 }
                 None => {
                     ctx.emit(id, node.kind, None, "creating", None);
                     let igw = aws::network::create_igw(c, &ctx.tags(id, true)).await?;
                     aws::network::attach_igw(c, &igw, &vpc).await?;
-                    ctx.done(id, node.kind, &igw, "created", Some(format!("attached to {vpc}")));
+                    ctx.done(
+                        id,
+                        node.kind,
+                        &igw,
+                        "created",
+                        Some(format!("attached to {vpc}")),
+                    );
                 }
             }
         }
         Desired::RouteTable { subnets } => {
             let vpc = ctx.id(graph::VPC)?;
             let igw = ctx.id(graph::IGW)?;
-            let subnet_ids: Vec<String> = (0..*subnets).map(|i| ctx.id(&graph::subnet_id(i))).collect::<Result<_, _>>()?;
+            let subnet_ids: Vec<String> = (0..*subnets)
+                .map(|i| ctx.id(&graph::subnet_id(i)))
+                .collect::<Result<_, _>>()?;
             let (rt, created, has_route, assoc) = match &existing {
                 Some(rt) => {
-                    let r = ctx.obs.route_tables.iter().find(|r| &r.id == rt).expect("observed");
-                    (rt.clone(), false, r.default_route.as_deref() == Some(igw.as_str()), r.associations.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>())
+                    let r = ctx
+                        .obs
+                        .route_tables
+                        .iter()
+                        .find(|r| &r.id == rt)
+                        .expect("observed");
+                    (
+                        rt.clone(),
+                        false,
+                        r.default_route.as_deref() == Some(igw.as_str()),
+                        r.associations
+                            .iter()
+                            .map(|(_, s)| s.clone())
+                            .collect::<Vec<_>>(),
+                    )
                 }
                 None => {
                     ctx.emit(id, node.kind, None, "creating", None);
-                    (aws::network::create_route_table(c, &vpc, &ctx.tags(id, true)).await?, true, false, Vec::new())
+                    (
+                        aws::network::create_route_table(c, &vpc, &ctx.tags(id, true)).await?,
+                        true,
+                        false,
+                        Vec::new(),
+                    )
                 }
             };
             let mut changed = Vec::new();
@@ -325,17 +500,48 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             if !missing.is_empty() {
                 changed.push(format!("{} association(s)", missing.len()));
             }
-            let action = if created { "created" } else if changed.is_empty() { "existing" } else { "updated" };
-            ctx.done(id, node.kind, &rt, action, (!changed.is_empty()).then(|| changed.join(", ")));
+            let action = if created {
+                "created"
+            } else if changed.is_empty() {
+                "existing"
+            } else {
+                "updated"
+            };
+            ctx.done(
+                id,
+                node.kind,
+                &rt,
+                action,
+                (!changed.is_empty()).then(|| changed.join(", ")),
+            );
         }
-        Desired::SecurityGroup { role, name, description, rules } => {
+        Desired::SecurityGroup {
+            role,
+            name,
+            description,
+            rules,
+        } => {
             let vpc = ctx.id(graph::VPC)?;
             let (sg, created, observed_rules) = match &existing {
-                Some(sg) => (sg.clone(), false, ctx.obs.security_groups.iter().find(|g| &g.id == sg).map(|g| g.rules.clone()).unwrap_or_default()),
+                Some(sg) => (
+                    sg.clone(),
+                    false,
+                    ctx.obs
+                        .security_groups
+                        .iter()
+                        .find(|g| &g.id == sg)
+                        .map(|g| g.rules.clone())
+                        .unwrap_or_default(),
+                ),
                 None => {
                     ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
                     let k8s = *role == graph::SgRole::Nodes;
-                    (aws::security_group::create(c, &vpc, name, description, &ctx.tags(id, k8s)).await?, true, Vec::new())
+                    (
+                        aws::security_group::create(c, &vpc, name, description, &ctx.tags(id, k8s))
+                            .await?,
+                        true,
+                        Vec::new(),
+                    )
                 }
             };
             let mut groups = ctx.out().ids.clone();
@@ -343,12 +549,34 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             let missing = plan::missing_rules(rules, &observed_rules, &groups);
             let n = missing.len();
             aws::security_group::authorize(c, &sg, &missing, &groups).await?;
-            let action = if created { "created" } else if n > 0 { "updated" } else { "existing" };
-            ctx.done(id, node.kind, &sg, action, (n > 0).then(|| format!("{n} ingress rule(s)")));
+            let action = if created {
+                "created"
+            } else if n > 0 {
+                "updated"
+            } else {
+                "existing"
+            };
+            ctx.done(
+                id,
+                node.kind,
+                &sg,
+                action,
+                (n > 0).then(|| format!("{n} ingress rule(s)")),
+            );
         }
         Desired::NodeRole { name } => match &ctx.obs.role {
             Some(r) if r.owned => ctx.done(id, node.kind, &r.name, "existing", None),
-            Some(r) => return Err(AwsError::unexpected("adopting IAM role", &r.name, format!("it exists without the tag {}={}", tags::CLUSTER_TAG, ctx.spec.name))),
+            Some(r) => {
+                return Err(AwsError::unexpected(
+                    "adopting IAM role",
+                    &r.name,
+                    format!(
+                        "it exists without the tag {}={}",
+                        tags::CLUSTER_TAG,
+                        ctx.spec.name
+                    ),
+                ));
+            }
             None => {
                 ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
                 aws::iam::create_role(c, name, &ctx.tags(id, false)).await?;
@@ -359,12 +587,28 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             let role = ctx.id(graph::NODE_ROLE)?;
             match &ctx.obs.profile {
                 Some(p) if !p.owned => {
-                    return Err(AwsError::unexpected("adopting instance profile", &p.name, format!("it exists without the tag {}={}", tags::CLUSTER_TAG, ctx.spec.name)));
+                    return Err(AwsError::unexpected(
+                        "adopting instance profile",
+                        &p.name,
+                        format!(
+                            "it exists without the tag {}={}",
+                            tags::CLUSTER_TAG,
+                            ctx.spec.name
+                        ),
+                    ));
                 }
-                Some(p) if p.roles.contains(&role) => ctx.done(id, node.kind, &p.name, "existing", None),
+                Some(p) if p.roles.contains(&role) => {
+                    ctx.done(id, node.kind, &p.name, "existing", None)
+                }
                 Some(p) => {
                     aws::iam::add_role(c, &p.name, &role).await?;
-                    ctx.done(id, node.kind, &p.name, "updated", Some("node role added".into()));
+                    ctx.done(
+                        id,
+                        node.kind,
+                        &p.name,
+                        "updated",
+                        Some("node role added".into()),
+                    );
                 }
                 None => {
                     ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
@@ -383,19 +627,32 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 Some(b) => (b, "existing"),
                 None => {
                     ctx.emit(id, node.kind, None, "creating", Some(parameter.clone()));
-                    let ca = pki::generate_ca(time::OffsetDateTime::now_utc()).map_err(|e| AwsError::unexpected("generating", "the cluster CA", e.to_string()))?;
+                    let ca = pki::generate_ca(time::OffsetDateTime::now_utc()).map_err(|e| {
+                        AwsError::unexpected("generating", "the cluster CA", e.to_string())
+                    })?;
                     let fresh = Bootstrap {
                         version: 1,
-                        cluster_id: pki::random_chars(12).map_err(|e| AwsError::unexpected("generating", "the cluster id", e.to_string()))?,
+                        cluster_id: pki::random_chars(12).map_err(|e| {
+                            AwsError::unexpected("generating", "the cluster id", e.to_string())
+                        })?,
                         ca_cert_pem: ca.cert_pem,
                         ca_key_pem: ca.key_pem,
-                        token: pki::generate_token().map_err(|e| AwsError::unexpected("generating", "the bootstrap token", e.to_string()))?,
+                        token: pki::generate_token().map_err(|e| {
+                            AwsError::unexpected("generating", "the bootstrap token", e.to_string())
+                        })?,
                     };
-                    (aws::secret::put(c, parameter, &fresh, &ctx.tags(id, false)).await?, "created")
+                    (
+                        aws::secret::put(c, parameter, &fresh, &ctx.tags(id, false)).await?,
+                        "created",
+                    )
                 }
             };
             if !pki::is_token(&b.token) {
-                return Err(AwsError::unexpected("reading", parameter, "the stored bootstrap token is malformed"));
+                return Err(AwsError::unexpected(
+                    "reading",
+                    parameter,
+                    "the stored bootstrap token is malformed",
+                ));
             }
             ctx.out().bootstrap = Some(b);
             ctx.done(id, node.kind, parameter, action, None);
@@ -413,11 +670,27 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             let b = ctx.out().bootstrap.clone().expect("secret node ran first");
             let user_data = cloudinit::master(
                 &ctx.spec.kubeadm,
-                &cloudinit::MasterInput { cluster: &ctx.spec.name, ca_cert_pem: &b.ca_cert_pem, ca_key_pem: &b.ca_key_pem, token: &b.token },
+                &cloudinit::MasterInput {
+                    cluster: &ctx.spec.name,
+                    ca_cert_pem: &b.ca_cert_pem,
+                    ca_key_pem: &b.ca_key_pem,
+                    token: &b.token,
+                },
             )
             .render();
-            let launched = launch(ctx, id, subnet, 1, &user_data, vec![ctx.id(graph::SG_NODES)?, ctx.id(graph::SG_CONTROL_PLANE)?], format!("{}-{id}", b.cluster_id)).await?;
-            let m = launched.into_iter().next().ok_or_else(|| AwsError::unexpected("launching", id, "RunInstances returned no instance"))?;
+            let launched = launch(
+                ctx,
+                id,
+                subnet,
+                1,
+                &user_data,
+                vec![ctx.id(graph::SG_NODES)?, ctx.id(graph::SG_CONTROL_PLANE)?],
+                format!("{}-{id}", b.cluster_id),
+            )
+            .await?;
+            let m = launched.into_iter().next().ok_or_else(|| {
+                AwsError::unexpected("launching", id, "RunInstances returned no instance")
+            })?;
             ctx.out().master = Some(m.clone());
             ctx.done(id, node.kind, &m.id, "created", m.private_ip.clone());
         }
@@ -425,7 +698,8 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             let live: Vec<ObsInstance> = ctx.obs.live_instances(id).cloned().collect();
             {
                 let mut o = ctx.out();
-                o.instances.extend(live.iter().map(|i| (id.to_string(), i.clone())));
+                o.instances
+                    .extend(live.iter().map(|i| (id.to_string(), i.clone())));
             }
             let have = live.len() as u32;
             for i in &live {
@@ -433,13 +707,42 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             }
             if have < *count {
                 let b = ctx.out().bootstrap.clone().expect("secret node ran first");
-                let master_ip = ctx.out().master.as_ref().and_then(|m| m.private_ip.clone()).ok_or_else(|| AwsError::unexpected("launching", id, "the master has no private IP yet"))?;
-                let ca = Ca { cert_pem: b.ca_cert_pem.clone(), key_pem: b.ca_key_pem.clone() };
-                let hash = ca.discovery_hash().map_err(|e| AwsError::unexpected("hashing", "the cluster CA", e.to_string()))?;
-                let user_data = cloudinit::worker(&ctx.spec.kubeadm, &cloudinit::WorkerInput { master_private_ip: &master_ip, token: &b.token, ca_hash: &hash }).render();
+                let master_ip = ctx
+                    .out()
+                    .master
+                    .as_ref()
+                    .and_then(|m| m.private_ip.clone())
+                    .ok_or_else(|| {
+                        AwsError::unexpected("launching", id, "the master has no private IP yet")
+                    })?;
+                let ca = Ca {
+                    cert_pem: b.ca_cert_pem.clone(),
+                    key_pem: b.ca_key_pem.clone(),
+                };
+                let hash = ca.discovery_hash().map_err(|e| {
+                    AwsError::unexpected("hashing", "the cluster CA", e.to_string())
+                })?;
+                let user_data = cloudinit::worker(
+                    &ctx.spec.kubeadm,
+                    &cloudinit::WorkerInput {
+                        master_private_ip: &master_ip,
+                        token: &b.token,
+                        ca_hash: &hash,
+                    },
+                )
+                .render();
                 let n = (*count - have) as i32;
                 let token = format!("{}-{id}-{have}", b.cluster_id);
-                let launched = launch(ctx, id, subnet, n, &user_data, vec![ctx.id(graph::SG_NODES)?], token).await?;
+                let launched = launch(
+                    ctx,
+                    id,
+                    subnet,
+                    n,
+                    &user_data,
+                    vec![ctx.id(graph::SG_NODES)?],
+                    token,
+                )
+                .await?;
                 for i in &launched {
                     ctx.done(id, node.kind, &i.id, "created", i.private_ip.clone());
                 }
@@ -449,13 +752,27 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
-async fn launch(ctx: &Ctx, id: &str, subnet_logical: &str, count: i32, user_data: &str, sgs: Vec<String>, client_token: String) -> Result<Vec<ObsInstance>, AwsError> {
+async fn launch(
+    ctx: &Ctx,
+    id: &str,
+    subnet_logical: &str,
+    count: i32,
+    user_data: &str,
+    sgs: Vec<String>,
+    client_token: String,
+) -> Result<Vec<ObsInstance>, AwsError> {
     let k = &ctx.spec.kubeadm;
     let image = ctx.out().image.clone().expect("ami node ran first");
     let subnet = ctx.id(subnet_logical)?;
     let profile = ctx.id(graph::NODE_PROFILE)?;
     let tags = ctx.tags(id, true);
-    ctx.emit(id, Kind::Instance, None, "creating", Some(format!("{count} x {} in {subnet}", k.instance_type)));
+    ctx.emit(
+        id,
+        Kind::Instance,
+        None,
+        "creating",
+        Some(format!("{count} x {} in {subnet}", k.instance_type)),
+    );
     let launched = aws::instance::run(
         &ctx.c,
         &aws::instance::Launch {
@@ -475,6 +792,8 @@ async fn launch(ctx: &Ctx, id: &str, subnet_logical: &str, count: i32, user_data
         },
     )
     .await?;
-    ctx.out().instances.extend(launched.iter().map(|i| (id.to_string(), i.clone())));
+    ctx.out()
+        .instances
+        .extend(launched.iter().map(|i| (id.to_string(), i.clone())));
     Ok(launched)
 }

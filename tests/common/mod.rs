@@ -22,8 +22,16 @@ pub fn emulator() -> String {
 /// A cluster name no other test uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("t-{prefix}-{:x}{:x}{}", std::process::id() % 4096, nanos % 65536, N.fetch_add(1, Ordering::SeqCst))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "t-{prefix}-{:x}{:x}{}",
+        std::process::id() % 4096,
+        nanos % 65536,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A test workspace: a spec file and a kubeconfig path in a temporary directory.
@@ -118,8 +126,16 @@ pub struct Run {
 impl Run {
     pub fn from_output(out: Output) -> Run {
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let events = stdout.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
-        Run { code: out.status.code(), events, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+        let events = stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        Run {
+            code: out.status.code(),
+            events,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 
     pub fn ok(&self) -> bool {
@@ -127,12 +143,18 @@ impl Run {
     }
 
     pub fn summary(&self) -> &Value {
-        self.events.iter().rev().find(|e| e["event"] == "summary").unwrap_or_else(|| panic!("no summary; stderr:\n{}", self.stderr))
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "summary")
+            .unwrap_or_else(|| panic!("no summary; stderr:\n{}", self.stderr))
     }
 
     /// Count of one operation in the summary's `api_calls`.
     pub fn calls(&self, service: &str, op: &str) -> u64 {
-        self.summary()["api_calls"]["by_operation"][service][op].as_u64().unwrap_or(0)
+        self.summary()["api_calls"]["by_operation"][service][op]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     pub fn total_calls(&self) -> u64 {
@@ -145,7 +167,10 @@ impl Run {
         if let Some(services) = self.summary()["api_calls"]["by_operation"].as_object() {
             for (svc, ops) in services {
                 for op in ops.as_object().unwrap().keys() {
-                    if !["Describe", "Get", "List"].iter().any(|p| op.starts_with(p)) {
+                    if !["Describe", "Get", "List"]
+                        .iter()
+                        .any(|p| op.starts_with(p))
+                    {
                         out.push(format!("{svc}:{op}"));
                     }
                 }
@@ -156,7 +181,17 @@ impl Run {
 
     /// (resource id, action) of the summary's resources.
     pub fn actions(&self) -> Vec<(String, String)> {
-        self.summary()["resources"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["action"].as_str().unwrap().to_string())).collect()
+        self.summary()["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap().to_string(),
+                    r["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
     }
 }
 
@@ -167,5 +202,13 @@ pub async fn sdk() -> provision::aws::Clients {
 
 /// Everything tagged with the cluster.
 pub async fn tagged(c: &provision::aws::Clients, cluster: &str) -> provision::core::plan::Observed {
-    provision::aws::discover::observe(c, &provision::aws::discover::Scope { cluster, vpc_attributes: true }).await.unwrap()
+    provision::aws::discover::observe(
+        c,
+        &provision::aws::discover::Scope {
+            cluster,
+            vpc_attributes: true,
+        },
+    )
+    .await
+    .unwrap()
 }
