@@ -256,7 +256,18 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
             let aws_id = obs.id_of(&n.id, n.kind);
             let mut changes = Vec::new();
             let action = match (&n.desired, &aws_id) {
-                (Desired::AvailabilityZones { .. } | Desired::Ami { .. }, _) => Action::Read,
+                (Desired::AvailabilityZones { count }, _) => {
+                    let missing = (0..*count).any(|i| obs.id_of(&super::graph::subnet_id(i), Kind::Subnet).is_none());
+                    if missing { Action::Read } else { Action::Keep }
+                }
+                (Desired::Ami { .. }, _) => {
+                    let launch = graph.nodes.iter().any(|m| match &m.desired {
+                        Desired::Master { .. } => obs.live_instances(&m.id).next().is_none(),
+                        Desired::Workers { count, .. } => (obs.live_instances(&m.id).count() as u32) < *count,
+                        _ => false,
+                    });
+                    if launch { Action::Read } else { Action::Keep }
+                }
                 (Desired::Workers { count, .. }, Some(_)) => {
                     let live = obs.live_instances(&n.id).count() as u32;
                     if live < *count {

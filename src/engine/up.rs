@@ -338,6 +338,27 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
     let existing = ctx.obs.id_of(id, node.kind);
     let c = &ctx.c;
     match &node.desired {
+        Desired::AvailabilityZones { .. }
+            if (0..ctx.spec.network.subnet_cidrs.len())
+                .all(|i| ctx.obs.id_of(&graph::subnet_id(i), Kind::Subnet).is_some()) =>
+        {
+            ctx.emit(
+                id,
+                node.kind,
+                None,
+                "skipped",
+                Some("every subnet exists".into()),
+            );
+        }
+        Desired::Ami { .. } if nothing_to_launch(ctx) => {
+            ctx.emit(
+                id,
+                node.kind,
+                None,
+                "skipped",
+                Some("every instance exists".into()),
+            );
+        }
         Desired::AvailabilityZones { count } => {
             let azs = aws::lookup::availability_zones(c, *count).await?;
             ctx.emit(id, node.kind, None, "read", Some(azs.join(", ")));
@@ -750,6 +771,15 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
         }
     }
     Ok(())
+}
+
+/// Whether the master and every worker group already have their instances.
+fn nothing_to_launch(ctx: &Ctx) -> bool {
+    ctx.graph.nodes.iter().all(|n| match &n.desired {
+        Desired::Master { .. } => ctx.obs.live_instances(&n.id).next().is_some(),
+        Desired::Workers { count, .. } => ctx.obs.live_instances(&n.id).count() as u32 >= *count,
+        _ => true,
+    })
 }
 
 async fn launch(
