@@ -27,7 +27,7 @@ import json, sys
 s = [json.loads(l) for l in sys.stdin if l.strip()][-1]
 c = s["api_calls"]
 ops = ", ".join(f"{op} {n}" for svc in sorted(c["by_operation"]) for op, n in sorted(c["by_operation"][svc].items()))
-print(f"{c[\"total\"]};{ops}")'
+print(str(c["total"]) + ";" + ops)'
 }
 
 now() { date +%s.%N; }

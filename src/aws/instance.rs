@@ -97,7 +97,7 @@ pub async fn run(c: &Clients, l: &Launch<'_>) -> Result<Vec<ObsInstance>, AwsErr
 ///
 /// # Errors
 /// When an instance terminates instead, or the wait times out.
-pub async fn wait_running(
+async fn wait_running_batch(
     c: &Clients,
     ids: &[String],
     max: Duration,
@@ -145,7 +145,7 @@ pub async fn wait_running(
 ///
 /// # Errors
 /// When a check fails or the wait times out.
-pub async fn wait_status_ok(c: &Clients, ids: &[String], max: Duration) -> Result<(), AwsError> {
+async fn wait_status_ok_batch(c: &Clients, ids: &[String], max: Duration) -> Result<(), AwsError> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -166,7 +166,7 @@ pub async fn wait_status_ok(c: &Clients, ids: &[String], max: Duration) -> Resul
 ///
 /// # Errors
 /// The AWS error of the call, or a wait that times out.
-pub async fn terminate(c: &Clients, ids: &[String], max: Duration) -> Result<(), AwsError> {
+async fn terminate_batch(c: &Clients, ids: &[String], max: Duration) -> Result<(), AwsError> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -219,4 +219,55 @@ pub async fn terminated(
         .filter_map(|i| i.instance_id().map(str::to_string))
         .collect();
     Ok(ids.iter().filter(|i| !live.contains(*i)).cloned().collect())
+}
+
+/// DescribeInstanceStatus takes at most 100 instance ids per call.
+const STATUS_BATCH: usize = 100;
+/// DescribeInstances and TerminateInstances take up to 1000 ids; 500 keeps requests small.
+const INSTANCE_BATCH: usize = 500;
+
+/// Waits until all instances run: one waiter per batch of ids (one DescribeInstances per poll
+/// each), batches in parallel. Returns the instances with their addresses.
+///
+/// # Errors
+/// When an instance terminates instead, or the wait times out.
+pub async fn wait_running(
+    c: &Clients,
+    ids: &[String],
+    max: Duration,
+) -> Result<Vec<ObsInstance>, AwsError> {
+    let batches = ids
+        .chunks(INSTANCE_BATCH)
+        .map(|b| wait_running_batch(c, b, max));
+    Ok(futures::future::try_join_all(batches)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// Waits until the instances pass their status checks, in batches of 100 ids.
+///
+/// # Errors
+/// When a check fails or the wait times out.
+pub async fn wait_status_ok(c: &Clients, ids: &[String], max: Duration) -> Result<(), AwsError> {
+    futures::future::try_join_all(
+        ids.chunks(STATUS_BATCH)
+            .map(|b| wait_status_ok_batch(c, b, max)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Terminates the instances and waits until they are gone, in batches.
+///
+/// # Errors
+/// The AWS error of the call, or a wait that times out.
+pub async fn terminate(c: &Clients, ids: &[String], max: Duration) -> Result<(), AwsError> {
+    futures::future::try_join_all(
+        ids.chunks(INSTANCE_BATCH)
+            .map(|b| terminate_batch(c, b, max)),
+    )
+    .await?;
+    Ok(())
 }
