@@ -640,3 +640,43 @@ async fn up_killed_at_any_point_converges_when_run_again() {
         assert!(tagged(&c, &cl.name).await.is_empty(), "k = {k}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untagged_role_of_our_name_is_neither_adopted_nor_deleted() {
+    let cl = Cluster::new("squat", 1, "");
+    let c = sdk().await;
+    let role = provision::core::tags::node_role_name(&cl.name, common::REGION);
+    c.iam
+        .create_role()
+        .role_name(&role)
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
+        .send()
+        .await
+        .unwrap();
+
+    let up = cl.run(&["up", "-f", cl.spec_arg()]);
+    assert_eq!(up.code, Some(1));
+    assert!(
+        up.stderr.contains(&role) && up.stderr.contains("without"),
+        "{}",
+        up.stderr
+    );
+    assert_eq!(
+        up.mutating_calls(),
+        Vec::<String>::new(),
+        "refused before creating anything"
+    );
+
+    let down = cl.run(&["down", "-f", cl.spec_arg()]);
+    assert!(down.ok(), "{}", down.stderr);
+    assert!(
+        down.events
+            .iter()
+            .any(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains(&role))
+    );
+    assert!(
+        c.iam.get_role().role_name(&role).send().await.is_ok(),
+        "someone else's role survives down"
+    );
+    c.iam.delete_role().role_name(&role).send().await.unwrap();
+}

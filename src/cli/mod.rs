@@ -298,7 +298,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 instance_timeout: Duration::from_secs(a.instance_timeout),
                 cluster_timeout: Duration::from_secs(a.cluster_timeout),
             };
-            let report = crate::engine::up::up(c, spec, &opts, sink).await?;
+            let name = spec.name.clone();
+            let report = match crate::engine::up::up(c, spec, &opts, sink).await {
+                Ok(r) => r,
+                Err(e) => {
+                    out.summary(serde_json::json!({
+                        "event": "summary", "command": "up", "cluster": name, "kind": "kubeadm", "ok": false,
+                        "error": e.to_string(), "api_calls": api_calls(&calls),
+                    }));
+                    return Err(e.into());
+                }
+            };
             if !out.json {
                 let created = report
                     .resources
@@ -332,6 +342,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let mut v = serde_json::to_value(&report).map_err(|e| Failure::Run(e.into()))?;
             v["event"] = "summary".into();
             v["command"] = "up".into();
+            v["ok"] = true.into();
             v["api_calls"] = api_calls(&calls);
             out.summary(v);
         }
@@ -367,9 +378,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let report = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    if let crate::engine::EngineError::Steps { remaining, .. } = &e {
-                        out.summary(serde_json::json!({"event": "summary", "command": "down", "cluster": name, "ok": false, "remaining": remaining, "api_calls": api_calls(&calls)}));
-                    }
+                    let remaining = match &e {
+                        crate::engine::EngineError::Steps { remaining, .. } => remaining.clone(),
+                        _ => Vec::new(),
+                    };
+                    out.summary(serde_json::json!({
+                        "event": "summary", "command": "down", "cluster": name, "kind": "kubeadm", "ok": false,
+                        "error": e.to_string(), "remaining": remaining, "api_calls": api_calls(&calls),
+                    }));
                     return Err(e.into());
                 }
             };
