@@ -1,7 +1,7 @@
 # provision: build, test and demo against the local AWS emulator (moto server, see localstack/README.md).
 SHELL := bash
 
-.PHONY: emulator-start emulator-stop build test demo lint deps
+.PHONY: emulator-start emulator-stop build test demo lint deps bench
 
 emulator-start:
 	@localstack/start.sh
@@ -35,10 +35,14 @@ demo:
 	target/debug/provision plan -f config/demo.toml; \
 	target/debug/provision down -f config/demo.toml
 
+# API calls and wall time of up/down on the emulator (a benchmark, not a test; see BENCHMARKS.md).
+bench:
+	bench/bench.sh
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	shellcheck localstack/*.sh .ci/run
+	shellcheck localstack/*.sh bench/*.sh .ci/run
 
 deps:
 	@if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \

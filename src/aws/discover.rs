@@ -58,21 +58,27 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
     Ok(obs)
 }
 
+/// Every item of a tag-filtered, paginated EC2 Describe (one call per page).
+macro_rules! list_tagged {
+    ($c:expr, $op:ident, $cluster:expr, $what:expr) => {
+        $c.ec2
+            .$op()
+            .filters(cluster_filter($cluster))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(api("listing", $what))?
+    };
+}
+
 fn logical(tags: &[aws_sdk_ec2::types::Tag]) -> Option<String> {
     tag_value(tags, RESOURCE_TAG).map(str::to_string)
 }
 
 async fn vpcs(c: &Clients, cluster: &str) -> Result<Vec<ObsVpc>, AwsError> {
-    let items = c
-        .ec2
-        .describe_vpcs()
-        .filters(cluster_filter(cluster))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await;
-    let items = items.map_err(api("listing", "VPCs"))?;
+    let items = list_tagged!(c, describe_vpcs, cluster, "VPCs");
     Ok(items
         .into_iter()
         .map(|v| ObsVpc {
@@ -86,16 +92,7 @@ async fn vpcs(c: &Clients, cluster: &str) -> Result<Vec<ObsVpc>, AwsError> {
 }
 
 async fn subnets(c: &Clients, cluster: &str) -> Result<Vec<ObsSubnet>, AwsError> {
-    let items = c
-        .ec2
-        .describe_subnets()
-        .filters(cluster_filter(cluster))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await;
-    let items = items.map_err(api("listing", "subnets"))?;
+    let items = list_tagged!(c, describe_subnets, cluster, "subnets");
     Ok(items
         .into_iter()
         .map(|s| ObsSubnet {
@@ -110,16 +107,7 @@ async fn subnets(c: &Clients, cluster: &str) -> Result<Vec<ObsSubnet>, AwsError>
 }
 
 async fn igws(c: &Clients, cluster: &str) -> Result<Vec<ObsIgw>, AwsError> {
-    let items = c
-        .ec2
-        .describe_internet_gateways()
-        .filters(cluster_filter(cluster))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await;
-    let items = items.map_err(api("listing", "internet gateways"))?;
+    let items = list_tagged!(c, describe_internet_gateways, cluster, "internet gateways");
     Ok(items
         .into_iter()
         .map(|g| ObsIgw {
@@ -135,16 +123,7 @@ async fn igws(c: &Clients, cluster: &str) -> Result<Vec<ObsIgw>, AwsError> {
 }
 
 async fn route_tables(c: &Clients, cluster: &str) -> Result<Vec<ObsRouteTable>, AwsError> {
-    let items = c
-        .ec2
-        .describe_route_tables()
-        .filters(cluster_filter(cluster))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await;
-    let items = items.map_err(api("listing", "route tables"))?;
+    let items = list_tagged!(c, describe_route_tables, cluster, "route tables");
     Ok(items
         .into_iter()
         .map(|r| ObsRouteTable {
@@ -172,16 +151,7 @@ async fn route_tables(c: &Clients, cluster: &str) -> Result<Vec<ObsRouteTable>, 
 }
 
 async fn security_groups(c: &Clients, cluster: &str) -> Result<Vec<ObsSg>, AwsError> {
-    let items = c
-        .ec2
-        .describe_security_groups()
-        .filters(cluster_filter(cluster))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await;
-    let items = items.map_err(api("listing", "security groups"))?;
+    let items = list_tagged!(c, describe_security_groups, cluster, "security groups");
     Ok(items
         .into_iter()
         .map(|g| {

@@ -59,37 +59,62 @@ pub async fn run(c: &Clients, l: &Launch<'_>) -> Result<Vec<ObsInstance>, AwsErr
         )
         .build();
     let what = format!("{} ({} x {})", l.logical, l.count, l.instance_type);
-    let out = retry(
-        Backoff::IAM_PROPAGATION,
-        |e| is_iam_propagation(e) || is_eventual_not_found(e),
-        || async {
-            c.ec2
-                .run_instances()
-                .image_id(l.image)
-                .instance_type(InstanceType::from(l.instance_type))
-                .min_count(l.count)
-                .max_count(l.count)
-                .subnet_id(l.subnet)
-                .set_security_group_ids(Some(l.security_groups.clone()))
-                .iam_instance_profile(
-                    IamInstanceProfileSpecification::builder()
-                        .name(l.instance_profile)
-                        .build(),
-                )
-                .user_data(&user_data)
-                .set_key_name(l.key_name.map(str::to_string))
-                .metadata_options(metadata.clone())
-                .block_device_mappings(root.clone())
-                .tag_specifications(tag_spec(ResourceType::Instance, l.tags))
-                .tag_specifications(tag_spec(ResourceType::Volume, l.tags))
-                .client_token(&l.client_token)
-                .send()
-                .await
-                .map_err(api("launching", &what))
-        },
-    )
-    .await?;
+    let send = |token: String| {
+        let (user_data, metadata, root, what) = (&user_data, &metadata, &root, &what);
+        async move {
+            retry(
+                Backoff::IAM_PROPAGATION,
+                |e| is_iam_propagation(e) || is_eventual_not_found(e),
+                || async {
+                    c.ec2
+                        .run_instances()
+                        .image_id(l.image)
+                        .instance_type(InstanceType::from(l.instance_type))
+                        .min_count(l.count)
+                        .max_count(l.count)
+                        .subnet_id(l.subnet)
+                        .set_security_group_ids(Some(l.security_groups.clone()))
+                        .iam_instance_profile(
+                            IamInstanceProfileSpecification::builder()
+                                .name(l.instance_profile)
+                                .build(),
+                        )
+                        .user_data(user_data)
+                        .set_key_name(l.key_name.map(str::to_string))
+                        .metadata_options(metadata.clone())
+                        .block_device_mappings(root.clone())
+                        .tag_specifications(tag_spec(ResourceType::Instance, l.tags))
+                        .tag_specifications(tag_spec(ResourceType::Volume, l.tags))
+                        .client_token(&token)
+                        .send()
+                        .await
+                        .map_err(api("launching", what))
+                },
+            )
+            .await
+        }
+    };
+    let out = match send(l.client_token.clone()).await {
+        // The token was used before by instances that are gone (terminated after an earlier
+        // run, or a launch that differed): those are not coming back, so launch anew.
+        Err(e) if is_spent_client_token(&e) => {
+            let fresh = crate::core::pki::random_chars(8)
+                .map_err(|r| AwsError::unexpected("launching", &what, r.to_string()))?;
+            tracing::debug!(error = %e, "client token spent, launching with a fresh one");
+            send(format!("{}-{fresh}", l.client_token)).await?
+        }
+        other => other?,
+    };
     Ok(out.instances().iter().map(obs_instance).collect())
+}
+
+/// RunInstances refuses a client token whose earlier launch is terminated or had other
+/// parameters.
+pub fn is_spent_client_token(e: &AwsError) -> bool {
+    matches!(
+        e.code(),
+        "IdempotentInstanceTerminated" | "IdempotentParameterMismatch"
+    )
 }
 
 /// Waits until all instances run (one batched DescribeInstances per poll) and returns them
