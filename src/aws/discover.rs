@@ -236,27 +236,12 @@ pub(crate) fn obs_instance(i: &aws_sdk_ec2::types::Instance) -> ObsInstance {
 }
 
 async fn secret(c: &Clients, cluster: &str) -> Result<Option<ObsSecret>, AwsError> {
-    use aws_sdk_ssm::types::ParameterStringFilter;
-    let filter = ParameterStringFilter::builder()
-        .key(format!("tag:{CLUSTER_TAG}"))
-        .values(cluster)
-        .build()
-        .map_err(|e| AwsError::unexpected("listing", "SSM parameters", e.to_string()))?;
-    let out = c
-        .ssm
-        .describe_parameters()
-        .parameter_filters(filter)
-        .send()
-        .await
-        .map_err(api("listing", "SSM parameters"))?;
-    let want = crate::core::tags::secret_parameter_name(cluster);
-    Ok(out
-        .parameters()
-        .iter()
-        .find(|p| p.name() == Some(want.as_str()))
-        .map(|p| ObsSecret {
-            name: p.name().unwrap_or_default().into(),
-            owned: true,
+    let name = crate::core::tags::secret_parameter_name(cluster);
+    Ok(super::secret::owner_tag(c, &name)
+        .await?
+        .map(|owner| ObsSecret {
+            owned: owner.as_deref() == Some(cluster),
+            name,
         }))
 }
 

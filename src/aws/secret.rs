@@ -47,6 +47,33 @@ pub async fn get(c: &Clients, name: &str) -> Result<Option<Bootstrap>, AwsError>
     }
 }
 
+/// Looks the parameter up by name: `None` if it does not exist, else the value of its cluster
+/// tag (`Some(None)` when untagged). One ListTagsForResource call; a name lookup is exact
+/// where DescribeParameters with filters pages through the whole account.
+///
+/// # Errors
+/// Any error but "no such parameter".
+pub async fn owner_tag(c: &Clients, name: &str) -> Result<Option<Option<String>>, AwsError> {
+    let r = c
+        .ssm
+        .list_tags_for_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+        .resource_id(name)
+        .send()
+        .await
+        .map_err(api("reading the tags of the bootstrap secret", name));
+    match r {
+        Ok(out) => Ok(Some(
+            out.tag_list()
+                .iter()
+                .find(|t| t.key() == crate::core::tags::CLUSTER_TAG)
+                .map(|t| t.value().to_string()),
+        )),
+        Err(e) if matches!(e.code(), "InvalidResourceId" | "ParameterNotFound") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Stores the secret unless it exists; returns what is stored (ours, or the one a concurrent or
 /// earlier run stored first).
 ///
@@ -78,13 +105,31 @@ pub async fn put(
         .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
         .tier(aws_sdk_ssm::types::ParameterTier::Standard)
         .value(value)
-        .set_tags(Some(tags))
+        .set_tags(Some(tags.clone()))
         .send()
         .await
         .map_err(api("storing the bootstrap secret", name));
     match r {
         Ok(_) => Ok(b.clone()),
-        Err(e) if e.code() == "ParameterAlreadyExists" => get(c, name).await?.ok_or(e),
+        Err(e) if e.code() == "ParameterAlreadyExists" => {
+            // Someone got there first: a concurrent or earlier run of ours, or not ours at all.
+            let cluster = tags
+                .iter()
+                .find(|t| t.key() == crate::core::tags::CLUSTER_TAG)
+                .map(|t| t.value().to_string());
+            if owner_tag(c, name).await?.flatten() != cluster {
+                return Err(AwsError::unexpected(
+                    "storing the bootstrap secret",
+                    name,
+                    format!(
+                        "a parameter of this name exists without the tag {}={}: refusing to adopt it",
+                        crate::core::tags::CLUSTER_TAG,
+                        cluster.unwrap_or_default()
+                    ),
+                ));
+            }
+            get(c, name).await?.ok_or(e)
+        }
         Err(e) => Err(e),
     }
 }

@@ -282,6 +282,12 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     changes.push("an IAM role of this name exists without our tag: refusing to adopt it".into());
                     Action::Update
                 }
+                (Desired::Secret { .. }, Some(_)) if !obs.secret.as_ref().is_some_and(|s| s.owned) => {
+                    changes.push(
+                        "a parameter of this name exists without our tag: refusing to adopt it".into(),
+                    );
+                    Action::Update
+                }
                 (Desired::InstanceProfile { name }, Some(_)) => {
                     let p = obs.profile.as_ref().expect("aws_id came from it");
                     if !p.owned {

@@ -641,7 +641,18 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
         }
         Desired::Secret { parameter } => {
             let found = match &ctx.obs.secret {
-                Some(_) => aws::secret::get(c, parameter).await?,
+                Some(s) if s.owned => aws::secret::get(c, parameter).await?,
+                Some(s) => {
+                    return Err(AwsError::unexpected(
+                        "adopting the bootstrap secret",
+                        &s.name,
+                        format!(
+                            "it exists without the tag {}={}",
+                            tags::CLUSTER_TAG,
+                            ctx.spec.name
+                        ),
+                    ));
+                }
                 None => None,
             };
             let (b, action) = match found {
