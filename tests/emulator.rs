@@ -469,7 +469,6 @@ async fn teardown_order_follows_dependencies() {
     };
     let last = |op: &str| calls.iter().rposition(|c| c == op).unwrap();
     let terminated = first("TerminateInstances");
-    assert!(first("DescribeInstances") < terminated);
     for op in [
         "DeleteSecurityGroup",
         "DeleteSubnet",

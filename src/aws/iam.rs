@@ -110,13 +110,21 @@ pub async fn create_instance_profile(
 /// # Errors
 /// The AWS error of the failing call (an instance profile holds one role: LimitExceeded if taken).
 pub async fn add_role(c: &Clients, profile: &str, role: &str) -> Result<(), AwsError> {
-    c.iam
-        .add_role_to_instance_profile()
-        .instance_profile_name(profile)
-        .role_name(role)
-        .send()
-        .await
-        .map_err(api("adding the node role to instance profile", profile))?;
+    // Right after CreateRole, IAM may not know the role yet (NoSuchEntity).
+    super::retry::retry(
+        super::retry::Backoff::EVENTUAL,
+        super::retry::is_eventual_not_found,
+        || async {
+            c.iam
+                .add_role_to_instance_profile()
+                .instance_profile_name(profile)
+                .role_name(role)
+                .send()
+                .await
+                .map_err(api("adding the node role to instance profile", profile))
+        },
+    )
+    .await?;
     Ok(())
 }
 

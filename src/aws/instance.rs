@@ -187,10 +187,9 @@ async fn wait_status_ok_batch(c: &Clients, ids: &[String], max: Duration) -> Res
     Ok(())
 }
 
-/// Terminates the instances in one call and waits until they are gone.
-///
-/// # Errors
-/// The AWS error of the call, or a wait that times out.
+/// Terminates the instances in one call and polls (one DescribeInstances per poll for the
+/// batch) until every one is terminated. Not the SDK's `instance_terminated` waiter: it gives
+/// up when it sees `pending` or `stopping`, which a `down` right after a killed `up` meets.
 async fn terminate_batch(c: &Clients, ids: &[String], max: Duration) -> Result<(), AwsError> {
     if ids.is_empty() {
         return Ok(());
@@ -202,17 +201,51 @@ async fn terminate_batch(c: &Clients, ids: &[String], max: Duration) -> Result<(
         .send()
         .await
         .map_err(api("terminating", &resource))?;
-    c.ec2
-        .wait_until_instance_terminated()
-        .set_instance_ids(Some(ids.to_vec()))
-        .wait(max)
-        .await
-        .map_err(|e| AwsError::Wait {
-            resource,
-            state: "terminated".into(),
-            message: DisplayErrorContext(&e).to_string(),
-        })?;
-    Ok(())
+    let deadline = tokio::time::Instant::now() + max;
+    let mut delay = Duration::from_secs(2);
+    loop {
+        let out = c
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(api("waiting for the termination of", &resource));
+        let left: Vec<String> = match out {
+            Ok(out) => out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter(|i| {
+                    i.state().and_then(|s| s.name())
+                        != Some(&aws_sdk_ec2::types::InstanceStateName::Terminated)
+                })
+                .map(|i| {
+                    let state = i.state().and_then(|s| s.name()).map_or("?", |n| n.as_str());
+                    format!("{} ({state})", i.instance_id().unwrap_or("?"))
+                })
+                .collect(),
+            // Terminated long enough ago to be forgotten.
+            Err(e) if e.code() == "InvalidInstanceID.NotFound" => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        if left.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() + delay > deadline {
+            return Err(AwsError::Wait {
+                resource,
+                state: "terminated".into(),
+                message: format!(
+                    "gave up after {} s; still not terminated: {}",
+                    max.as_secs(),
+                    left.join(", ")
+                ),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(15));
+    }
 }
 
 /// Which of the given instances are terminated (or unknown to EC2).

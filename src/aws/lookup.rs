@@ -6,36 +6,47 @@ use super::error::api;
 use super::{AwsError, Clients};
 use crate::core::spec::{AmiSource, Arch};
 
-/// The first `count` available zones of the region, in name order.
+/// The first `count` zones of the region, in name order, that offer `instance_type` (not every
+/// zone offers every type: us-east-1e has no t3, for example).
 ///
 /// # Errors
-/// When the region has fewer zones, or the call fails.
-pub async fn availability_zones(c: &Clients, count: usize) -> Result<Vec<String>, AwsError> {
-    let out = c
+/// When fewer zones offer the type, or the call fails.
+pub async fn availability_zones(
+    c: &Clients,
+    count: usize,
+    instance_type: &str,
+) -> Result<Vec<String>, AwsError> {
+    let offers = c
         .ec2
-        .describe_availability_zones()
-        .filters(Filter::builder().name("state").values("available").build())
+        .describe_instance_type_offerings()
+        .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
         .filters(
             Filter::builder()
-                .name("zone-type")
-                .values("availability-zone")
+                .name("instance-type")
+                .values(instance_type)
                 .build(),
         )
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
-        .map_err(api("listing availability zones of", &c.region))?;
-    let mut names: Vec<String> = out
-        .availability_zones()
+        .map_err(api(
+            "listing the availability zones that offer kubeadm.instance_type in",
+            &c.region,
+        ))?;
+    let mut names: Vec<String> = offers
         .iter()
-        .filter_map(|z| z.zone_name().map(str::to_string))
+        .filter_map(|o| o.location().map(str::to_string))
         .collect();
     names.sort();
+    names.dedup();
     if names.len() < count {
         return Err(AwsError::unexpected(
             "choosing availability zones in",
             &c.region,
             format!(
-                "network.availability_zones = {count}, but the region has {} available: {}",
+                "network.availability_zones = {count}, but only {} zone(s) offer {instance_type}: {}",
                 names.len(),
                 names.join(", ")
             ),

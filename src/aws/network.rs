@@ -228,6 +228,22 @@ pub async fn create_default_route(c: &Clients, rt: &str, igw: &str) -> Result<()
     Ok(())
 }
 
+/// Points an existing 0.0.0.0/0 route (to another target, or a blackhole) at the gateway.
+///
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn replace_default_route(c: &Clients, rt: &str, igw: &str) -> Result<(), AwsError> {
+    c.ec2
+        .replace_route()
+        .route_table_id(rt)
+        .destination_cidr_block("0.0.0.0/0")
+        .gateway_id(igw)
+        .send()
+        .await
+        .map_err(api("replacing the default route of", rt))?;
+    Ok(())
+}
+
 /// # Errors
 /// The AWS error of the failing call.
 pub async fn associate(c: &Clients, rt: &str, subnet: &str) -> Result<(), AwsError> {

@@ -79,19 +79,32 @@ pub async fn authorize(
         };
         perms.push(p.build());
     }
-    let r = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
-        c.ec2
-            .authorize_security_group_ingress()
-            .group_id(group)
-            .set_ip_permissions(Some(perms.clone()))
-            .send()
-            .await
-            .map_err(api("authorizing ingress on", group))
-    })
-    .await;
-    match r {
+    let send = |perms: Vec<IpPermission>| async move {
+        retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+            c.ec2
+                .authorize_security_group_ingress()
+                .group_id(group)
+                .set_ip_permissions(Some(perms.clone()))
+                .send()
+                .await
+                .map_err(api("authorizing ingress on", group))
+        })
+        .await
+    };
+    match send(perms.clone()).await {
         Ok(_) => Ok(()),
-        Err(e) if e.code() == "InvalidPermission.Duplicate" => Ok(()),
+        // The call is all-or-nothing: one rule that exists already (added by hand, or by a run
+        // whose answer was lost) means none was added. Add them one by one instead.
+        Err(e) if e.code() == "InvalidPermission.Duplicate" => {
+            for p in perms {
+                match send(vec![p]).await {
+                    Ok(_) => {}
+                    Err(e) if e.code() == "InvalidPermission.Duplicate" => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }

@@ -92,6 +92,12 @@ pub struct WorkerInput<'a> {
 
 const PREP_PATH: &str = "/usr/local/sbin/provision-node-prep.sh";
 
+/// cloud-init runs `runcmd` entries as one `sh` script without `-e`: chain the steps so that a
+/// failed preparation stops the node instead of running `kubeadm` on a half-prepared host.
+fn chain(steps: &[&str]) -> Vec<String> {
+    vec!["/bin/bash".into(), "-c".into(), steps.join(" && ")]
+}
+
 fn common_files(k: &KubeadmSpec) -> Vec<File> {
     vec![
         File {
@@ -175,6 +181,10 @@ fi
 mkdir -p /etc/containerd
 containerd config default > /etc/containerd/config.toml
 sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' /etc/containerd/config.toml
+# Some containerd 2.x builds leave SystemdCgroup out of the default config: add it to runc's options.
+if ! grep -q 'SystemdCgroup = true' /etc/containerd/config.toml; then
+  sed -i "/runtimes\.runc\.options\]/a\\            SystemdCgroup = true" /etc/containerd/config.toml
+fi
 grep -q 'SystemdCgroup = true' /etc/containerd/config.toml
 systemctl restart containerd
 systemctl enable --now kubelet
@@ -216,10 +226,7 @@ pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
     });
     CloudConfig {
         files,
-        runcmd: vec![
-            vec![PREP_PATH.into()],
-            vec!["/usr/local/sbin/provision-init.sh".into()],
-        ],
+        runcmd: vec![chain(&[PREP_PATH, "/usr/local/sbin/provision-init.sh"])],
     }
 }
 
@@ -261,7 +268,7 @@ if [ -f /etc/kubernetes/kubelet.conf ]; then
   exit 0
 fi
 for _ in $(seq 1 90); do
-  if curl -sk --max-time 5 "https://${{API}}/readyz" >/dev/null; then
+  if curl -skf --max-time 5 "https://${{API}}/readyz" >/dev/null; then
     break
   fi
   sleep 10
@@ -281,10 +288,7 @@ exit 1
     });
     CloudConfig {
         files,
-        runcmd: vec![
-            vec![PREP_PATH.into()],
-            vec!["/usr/local/sbin/provision-join.sh".into()],
-        ],
+        runcmd: vec![chain(&[PREP_PATH, "/usr/local/sbin/provision-join.sh"])],
     }
 }
 
@@ -507,7 +511,8 @@ workers = 2
 
     #[test]
     fn pod_cidr_reaches_the_cni_and_kubeadm() {
-        let k = kubeadm("flannel");
+        let mut k = kubeadm("flannel");
+        k.pod_cidr = "10.128.0.0/16".parse().unwrap();
         let ca = crate::core::pki::generate_ca(time::OffsetDateTime::now_utc()).unwrap();
         let m = master(
             &k,
@@ -519,7 +524,9 @@ workers = 2
             },
         );
         let text = m.render();
-        assert!(text.contains("podSubnet: \"10.244.0.0/16\""));
+        assert!(text.contains("podSubnet: \"10.128.0.0/16\""));
+        // The stock manifest says 10.244.0.0/16; the init script rewrites it to ours.
+        assert!(text.contains("sed -i \"s#10.244.0.0/16#10.128.0.0/16#\" /run/kube-flannel.yml"));
         assert!(text.contains("kube-flannel.yml"));
         let k = kubeadm("calico");
         let m = master(

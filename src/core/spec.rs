@@ -553,6 +553,19 @@ impl Validator<'_> {
                     format!("`{pod}` must be /8 to /24 (each node takes a /24 or smaller block)"),
                 );
             }
+            // The controller manager gives every node a /24 of the pod network, which Flannel
+            // routes; with too small a network the last nodes never become Ready.
+            if cni == Some(Cni::Flannel) && (8..=24).contains(&pod.prefix()) {
+                let blocks = 1u64 << (24 - u32::from(pod.prefix()));
+                let nodes = 1 + u64::try_from(workers).unwrap_or(0);
+                if nodes > blocks {
+                    self.push(
+                        span.clone(),
+                        "kubeadm.pod_cidr",
+                        format!("{pod} holds {blocks} node block(s) of /24 but the cluster has {nodes} nodes; use a larger pod_cidr"),
+                    );
+                }
+            }
             if let Some(n) = net {
                 if pod.overlaps(&n.vpc_cidr) {
                     self.push(span.clone(), "kubeadm.pod_cidr", format!("pod network {pod} overlaps network.vpc_cidr {}; set kubeadm.pod_cidr to a free range", n.vpc_cidr));

@@ -360,7 +360,8 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             );
         }
         Desired::AvailabilityZones { count } => {
-            let azs = aws::lookup::availability_zones(c, *count).await?;
+            let azs =
+                aws::lookup::availability_zones(c, *count, &ctx.spec.kubeadm.instance_type).await?;
             ctx.emit(id, node.kind, None, "read", Some(azs.join(", ")));
             ctx.out().azs = azs;
         }
@@ -482,7 +483,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             let subnet_ids: Vec<String> = (0..*subnets)
                 .map(|i| ctx.id(&graph::subnet_id(i)))
                 .collect::<Result<_, _>>()?;
-            let (rt, created, has_route, assoc) = match &existing {
+            let (rt, created, route, assoc) = match &existing {
                 Some(rt) => {
                     let r = ctx
                         .obs
@@ -493,7 +494,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     (
                         rt.clone(),
                         false,
-                        r.default_route.as_deref() == Some(igw.as_str()),
+                        r.default_route.clone(),
                         r.associations
                             .iter()
                             .map(|(_, s)| s.clone())
@@ -505,15 +506,22 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     (
                         aws::network::create_route_table(c, &vpc, &ctx.tags(id, true)).await?,
                         true,
-                        false,
+                        None,
                         Vec::new(),
                     )
                 }
             };
             let mut changed = Vec::new();
-            if !has_route {
-                aws::network::create_default_route(c, &rt, &igw).await?;
-                changed.push("default route".to_string());
+            match route.as_deref() {
+                Some(r) if r == igw => {}
+                Some(other) => {
+                    aws::network::replace_default_route(c, &rt, &igw).await?;
+                    changed.push(format!("default route moved from {other}"));
+                }
+                None => {
+                    aws::network::create_default_route(c, &rt, &igw).await?;
+                    changed.push("default route".to_string());
+                }
             }
             let missing: Vec<&String> = subnet_ids.iter().filter(|s| !assoc.contains(s)).collect();
             let assoc_calls = missing.iter().map(|s| aws::network::associate(c, &rt, s));
