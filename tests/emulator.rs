@@ -297,7 +297,7 @@ async fn plan_before_and_after_up_and_for_destroy() {
         "plan changes nothing"
     );
     for (id, a) in actions(&before) {
-        let want = if id == "ami" || id == "availability-zones" {
+        let want = if ["ami", "availability-zones", "join-token"].contains(&id.as_str()) {
             "read"
         } else {
             "create"
@@ -678,4 +678,149 @@ async fn an_untagged_role_of_our_name_is_neither_adopted_nor_deleted() {
         "someone else's role survives down"
     );
     c.iam.delete_role().role_name(&role).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_out_reuses_a_valid_token_and_mints_a_new_one_when_it_expired() {
+    let cl = Cluster::new("scale", 2, "");
+    cl.up();
+    let c = sdk().await;
+    let param = format!("/provision/{}/bootstrap", cl.name);
+    let read = || async {
+        let p = c
+            .ssm
+            .get_parameter()
+            .name(&param)
+            .with_decryption(true)
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(p.parameter().unwrap().value().unwrap()).unwrap()
+    };
+    let stored = read().await;
+    let token = stored["token"].as_str().unwrap().to_string();
+
+    // 2 -> 3 workers while the token is fresh: one more worker, joining with the stored token.
+    std::fs::write(
+        &cl.spec,
+        std::fs::read_to_string(&cl.spec)
+            .unwrap()
+            .replace("workers = 2", "workers = 3"),
+    )
+    .unwrap();
+    let up = cl.up();
+    assert_eq!(up.calls("EC2", "RunInstances"), 1);
+    let obs = tagged(&c, &cl.name).await;
+    let newest = obs
+        .instances
+        .iter()
+        .filter(|i| i.logical.as_deref() == Some("workers-0"))
+        .count();
+    assert_eq!(newest, 2, "the third worker goes to subnet-0");
+    let mut found = false;
+    for i in obs
+        .instances
+        .iter()
+        .filter(|i| i.logical.as_deref() == Some("workers-0"))
+    {
+        found |= user_data(&c, &i.id)
+            .await
+            .contains(&format!("token: \"{token}\""));
+    }
+    assert!(found, "workers join with the stored token");
+
+    // Age the token past its useful life, then ask for a fourth worker: provision must mint a
+    // new token on the API server before it launches. First with the API unreachable (the
+    // emulator's master has none; --api-server points at a closed local port): `up` stops
+    // before launching and says why.
+    let mut aged = stored.clone();
+    aged["token_created"] =
+        serde_json::json!(time::OffsetDateTime::now_utc().unix_timestamp() - 5 * 3600);
+    c.ssm
+        .put_parameter()
+        .name(&param)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .value(aged.to_string())
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(
+        &cl.spec,
+        std::fs::read_to_string(&cl.spec)
+            .unwrap()
+            .replace("workers = 3", "workers = 4"),
+    )
+    .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let up = cl.run(&[
+        "up",
+        "-f",
+        cl.spec_arg(),
+        "--wait",
+        "running",
+        "--api-server",
+        &format!("https://{closed}"),
+    ]);
+    assert_eq!(up.code, Some(1), "{}", up.stderr);
+    assert!(
+        up.stderr.contains("minting a bootstrap token"),
+        "{}",
+        up.stderr
+    );
+    assert_eq!(
+        up.calls("EC2", "RunInstances"),
+        0,
+        "no worker launched with an expired token"
+    );
+    assert_eq!(
+        read().await["token"],
+        token.as_str(),
+        "the stored token is only replaced once the new one exists"
+    );
+
+    // Then through a stand-in API server that trusts the cluster CA: the token is minted there,
+    // stored, and the new worker joins with it.
+    let ca = provision::core::pki::Ca {
+        cert_pem: stored["ca_cert_pem"].as_str().unwrap().into(),
+        key_pem: stored["ca_key_pem"].as_str().unwrap().into(),
+    };
+    let (api, recorded) = common::api_server_recording(&ca, "ok", 4, 4).await;
+    let up = cl.run(&[
+        "up",
+        "-f",
+        cl.spec_arg(),
+        "--wait",
+        "running",
+        "--api-server",
+        &api,
+    ]);
+    assert!(up.ok(), "{}", up.stderr);
+    assert_eq!(up.calls("EC2", "RunInstances"), 1);
+    let minted = read().await["token"].as_str().unwrap().to_string();
+    assert_ne!(minted, token);
+    let posted = recorded.lock().unwrap().clone();
+    assert_eq!(posted.len(), 1);
+    assert!(posted[0].contains(&format!(
+        "bootstrap-token-{}",
+        minted.split('.').next().unwrap()
+    )));
+    let obs = tagged(&c, &cl.name).await;
+    let mut joined = 0;
+    for i in obs
+        .instances
+        .iter()
+        .filter(|i| i.logical.as_deref() == Some("workers-1") && i.is_live())
+    {
+        joined += usize::from(
+            user_data(&c, &i.id)
+                .await
+                .contains(&format!("token: \"{minted}\"")),
+        );
+    }
+    assert_eq!(joined, 1, "the fourth worker joins with the minted token");
+    cl.down();
 }

@@ -16,6 +16,9 @@ pub struct Bootstrap {
     pub ca_cert_pem: String,
     pub ca_key_pem: String,
     pub token: String,
+    /// When `token` was made (unix seconds); absent in secrets of older releases.
+    #[serde(default)]
+    pub token_created: Option<i64>,
 }
 
 /// Reads and decrypts the secret, if it exists.
@@ -132,6 +135,25 @@ pub async fn put(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Replaces the stored value (tags stay as they are).
+///
+/// # Errors
+/// The AWS error of the call.
+pub async fn update(c: &Clients, name: &str, b: &Bootstrap) -> Result<(), AwsError> {
+    let value = serde_json::to_string(b)
+        .map_err(|e| AwsError::unexpected("encoding", name, e.to_string()))?;
+    c.ssm
+        .put_parameter()
+        .name(name)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .value(value)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(api("updating the bootstrap secret", name))?;
+    Ok(())
 }
 
 /// # Errors

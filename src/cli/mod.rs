@@ -77,6 +77,11 @@ struct UpArgs {
     /// Seconds to wait for instances to run (and pass status checks).
     #[arg(long, default_value_t = 900)]
     instance_timeout: u64,
+    /// Reach the Kubernetes API through this URL (an SSH tunnel or VPN, e.g.
+    /// https://127.0.0.1:6443) instead of the control plane's public IP, for --wait cluster and
+    /// for minting join tokens. The kubeconfig keeps the public endpoint.
+    #[arg(long, value_name = "URL")]
+    api_server: Option<String>,
     /// Seconds to wait for the cluster with --wait cluster.
     #[arg(long, default_value_t = 1800)]
     cluster_timeout: u64,
@@ -274,6 +279,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Up(a) => {
             let spec = load_spec(&a.spec.file, &out)?;
+            if let Some(url) = &a.api_server {
+                if !url.starts_with("https://") || url.len() <= "https://".len() {
+                    return Err(Failure::Usage(format!(
+                        "--api-server: `{url}` is not an https:// URL"
+                    )));
+                }
+            }
             let kubeconfig = if a.no_kubeconfig {
                 None
             } else {
@@ -297,6 +309,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 kubeconfig,
                 instance_timeout: Duration::from_secs(a.instance_timeout),
                 cluster_timeout: Duration::from_secs(a.cluster_timeout),
+                api_server: a.api_server.clone(),
             };
             let name = spec.name.clone();
             let report = match crate::engine::up::up(c, spec, &opts, sink).await {

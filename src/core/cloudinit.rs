@@ -17,6 +17,10 @@ pub const FLANNEL_VERSION: &str = "v0.28.9";
 /// Bootstrap tokens expire: long enough for slow boots and a resumed `up`, short enough to limit
 /// what a token read from a worker's user data is worth.
 pub const TOKEN_TTL: &str = "4h0m0s";
+const _: () = assert!(
+    super::pki::TOKEN_TTL_SECS == 4 * 3600,
+    "TOKEN_TTL and TOKEN_TTL_SECS agree"
+);
 
 /// One file written by cloud-init.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,9 @@ pub enum Kind {
     InstanceProfile,
     Secret,
     Instance,
+    /// The bootstrap token workers join with: reused while valid, minted anew through the API
+    /// server when workers join an existing cluster after it expired.
+    JoinToken,
 }
 
 impl Kind {
@@ -38,12 +41,13 @@ impl Kind {
             Kind::InstanceProfile => "instance-profile",
             Kind::Secret => "secret",
             Kind::Instance => "instance",
+            Kind::JoinToken => "join-token",
         }
     }
 
     /// Lookups read AWS but create nothing.
     pub fn is_lookup(self) -> bool {
-        matches!(self, Kind::AvailabilityZones | Kind::Ami)
+        matches!(self, Kind::AvailabilityZones | Kind::Ami | Kind::JoinToken)
     }
 }
 
@@ -132,6 +136,7 @@ pub enum Desired {
         subnet: String,
         count: u32,
     },
+    JoinToken,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +164,7 @@ pub const NODE_ROLE: &str = "node-role";
 pub const NODE_PROFILE: &str = "node-instance-profile";
 pub const SECRET: &str = "bootstrap-secret";
 pub const MASTER: &str = "master";
+pub const JOIN_TOKEN: &str = "join-token";
 
 pub fn subnet_id(i: usize) -> String {
     format!("subnet-{i}")
@@ -356,6 +362,12 @@ pub fn build(spec: &ClusterSpec) -> Graph {
             ROUTE_TABLE,
         ],
     );
+    add(
+        JOIN_TOKEN,
+        Kind::JoinToken,
+        Desired::JoinToken,
+        &[SECRET, MASTER],
+    );
     for (i, count) in worker_split(spec.kubeadm.workers, azs)
         .into_iter()
         .enumerate()
@@ -376,6 +388,7 @@ pub fn build(spec: &ClusterSpec) -> Graph {
                     SECRET,
                     ROUTE_TABLE,
                     MASTER,
+                    JOIN_TOKEN,
                 ],
             );
         }
@@ -520,6 +533,7 @@ mod tests {
                 NODE_PROFILE,
                 SECRET,
                 MASTER,
+                JOIN_TOKEN,
                 "workers-0",
                 "workers-1"
             ]

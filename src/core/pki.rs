@@ -184,6 +184,38 @@ pub fn random_chars(n: usize) -> Result<String, PkiError> {
     Ok(out)
 }
 
+/// Seconds a bootstrap token lives (kubeadm `ttl` of the initial token and of minted ones).
+pub const TOKEN_TTL_SECS: i64 = 4 * 3600;
+/// A token with less than this left is not handed to a new worker: boot and join take minutes.
+pub const TOKEN_MIN_LEFT_SECS: i64 = 45 * 60;
+
+/// Whether a token created at `created` (unix seconds; unknown for old secrets) can still be
+/// given to a worker launched at `now`.
+pub fn token_usable(created: Option<i64>, now: i64) -> bool {
+    created.is_some_and(|c| c + TOKEN_TTL_SECS - now >= TOKEN_MIN_LEFT_SECS)
+}
+
+/// The `kube-system` Secret that makes `token` a bootstrap token (what `kubeadm token create`
+/// makes), valid until `expiration` (RFC 3339).
+pub fn bootstrap_token_secret(token: &str, expiration: &str) -> serde_json::Value {
+    let (id, secret) = token.split_once('.').unwrap_or((token, ""));
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": "kube-system"},
+        "type": "bootstrap.kubernetes.io/token",
+        "stringData": {
+            "description": "minted by provision for joining workers",
+            "token-id": id,
+            "token-secret": secret,
+            "expiration": expiration,
+            "usage-bootstrap-authentication": "true",
+            "usage-bootstrap-signing": "true",
+            "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token",
+        },
+    })
+}
+
 /// Whether a string is a well-formed bootstrap token.
 pub fn is_token(s: &str) -> bool {
     let ok = |p: &str, n: usize| {
@@ -206,6 +238,35 @@ mod tests {
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap()
+    }
+
+    #[test]
+    fn token_usable_until_45_minutes_before_expiry() {
+        let now = 1_790_000_000;
+        assert!(token_usable(Some(now), now));
+        assert!(
+            token_usable(Some(now - 3 * 3600 + 15 * 60), now),
+            "1 h left"
+        );
+        assert!(
+            !token_usable(Some(now - 3 * 3600 - 20 * 60), now),
+            "40 min left"
+        );
+        assert!(!token_usable(None, now), "unknown age: mint a new one");
+    }
+
+    #[test]
+    fn minted_token_secret_has_the_fields_kubeadm_join_needs() {
+        let s = bootstrap_token_secret("abcdef.0123456789abcdef", "2026-11-26T04:00:00Z");
+        assert_eq!(s["metadata"]["name"], "bootstrap-token-abcdef");
+        assert_eq!(s["type"], "bootstrap.kubernetes.io/token");
+        assert_eq!(s["stringData"]["token-id"], "abcdef");
+        assert_eq!(s["stringData"]["token-secret"], "0123456789abcdef");
+        assert_eq!(s["stringData"]["usage-bootstrap-authentication"], "true");
+        assert_eq!(
+            s["stringData"]["auth-extra-groups"],
+            "system:bootstrappers:kubeadm:default-node-token"
+        );
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Observed {
                     .collect();
                 (!ids.is_empty()).then(|| ids.join(","))
             }
-            Kind::AvailabilityZones | Kind::Ami => None,
+            Kind::AvailabilityZones | Kind::Ami | Kind::JoinToken => None,
         }
     }
 
@@ -259,6 +259,17 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                 (Desired::AvailabilityZones { count }, _) => {
                     let missing = (0..*count).any(|i| obs.id_of(&super::graph::subnet_id(i), Kind::Subnet).is_none());
                     if missing { Action::Read } else { Action::Keep }
+                }
+                (Desired::JoinToken, _) => {
+                    let master_exists = obs.live_instances(super::graph::MASTER).next().is_some();
+                    let workers_missing = graph.nodes.iter().any(|m| match &m.desired {
+                        Desired::Workers { count, .. } => (obs.live_instances(&m.id).count() as u32) < *count,
+                        _ => false,
+                    });
+                    if master_exists && workers_missing {
+                        changes.push("check the bootstrap token; mint a new one through the API server if it expired".into());
+                    }
+                    if workers_missing { Action::Read } else { Action::Keep }
                 }
                 (Desired::Ami { .. }, _) => {
                     let launch = graph.nodes.iter().any(|m| match &m.desired {

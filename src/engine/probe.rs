@@ -57,6 +57,20 @@ pub async fn get(
     path: &str,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<(u16, String), String> {
+    request(server, "GET", path, None, tls).await
+}
+
+/// One request with an optional JSON body; returns the status code and body.
+///
+/// # Errors
+/// Connection, TLS or protocol failures, as text.
+pub async fn request(
+    server: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<(u16, String), String> {
     let hostport = server
         .strip_prefix("https://")
         .ok_or_else(|| format!("{server}: not an https URL"))?
@@ -74,8 +88,17 @@ pub async fn get(
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS with {hostport}: {e}"))?;
+    let payload = body.unwrap_or("");
+    let content = if body.is_some() {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            payload.len()
+        )
+    } else {
+        String::new()
+    };
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nUser-Agent: provision\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nUser-Agent: provision\r\n{content}Connection: close\r\n\r\n{payload}"
     );
     tls.write_all(req.as_bytes())
         .await
@@ -124,6 +147,36 @@ fn dechunk(mut s: &str) -> Result<String, String> {
         }
         out.push_str(rest.get(..n).ok_or("short chunk")?);
         s = rest.get(n + 2..).ok_or("short chunk")?;
+    }
+}
+
+/// Makes `token` a bootstrap token on the cluster at `server` (what `kubeadm token create`
+/// does), authenticated with an admin certificate from the cluster CA.
+///
+/// # Errors
+/// When the API server cannot be reached or refuses.
+pub async fn create_bootstrap_token(
+    server: &str,
+    ca: &Ca,
+    token: &str,
+    expiration: &str,
+) -> Result<(), String> {
+    let tls = tls_config(ca)?;
+    let body = crate::core::pki::bootstrap_token_secret(token, expiration).to_string();
+    match request(
+        server,
+        "POST",
+        "/api/v1/namespaces/kube-system/secrets",
+        Some(&body),
+        tls,
+    )
+    .await?
+    {
+        (201 | 200, _) => Ok(()),
+        (code, answer) => Err(format!(
+            "creating a bootstrap token: HTTP {code}: {}",
+            answer.chars().take(300).collect::<String>()
+        )),
     }
 }
 

@@ -41,6 +41,9 @@ pub struct UpOptions {
     pub kubeconfig: Option<std::path::PathBuf>,
     pub instance_timeout: Duration,
     pub cluster_timeout: Duration,
+    /// Reach the API server through this URL (a tunnel or VPN) instead of the master's public
+    /// address, for `--wait cluster` and for minting join tokens.
+    pub api_server: Option<String>,
 }
 
 /// What `up` reports at the end.
@@ -65,6 +68,7 @@ struct Ctx {
     events: EventSink,
     start: Instant,
     out: Mutex<Outputs>,
+    api_server: Option<String>,
 }
 
 #[derive(Default)]
@@ -73,6 +77,8 @@ struct Outputs {
     azs: Vec<String>,
     image: Option<Image>,
     bootstrap: Option<Bootstrap>,
+    /// The token new workers join with (see the `join-token` node).
+    join_token: Option<String>,
     master: Option<ObsInstance>,
     /// Instances launched by this run or found pending/running: waited for together.
     instances: Vec<(String, ObsInstance)>,
@@ -196,6 +202,7 @@ pub async fn up(
         events: events.clone(),
         start,
         out: Mutex::new(Outputs::default()),
+        api_server: opts.api_server.clone(),
     });
 
     events(Event::Phase {
@@ -308,8 +315,10 @@ pub async fn up(
         kubeconfig = Some(path.display().to_string());
     }
     if opts.wait == WaitFor::Cluster {
-        let server = api_endpoint
+        let server = opts
+            .api_server
             .clone()
+            .or_else(|| api_endpoint.clone())
             .ok_or_else(|| EngineError::Probe("the master has no IP address".into()))?;
         let want = 1 + ctx.spec.kubeadm.workers as usize;
         super::probe::wait_cluster(&server, &ca, want, opts.cluster_timeout, &events, start)
@@ -671,6 +680,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                         AwsError::unexpected("generating", "the cluster CA", e.to_string())
                     })?;
                     let fresh = Bootstrap {
+                        token_created: Some(time::OffsetDateTime::now_utc().unix_timestamp()),
                         version: 1,
                         cluster_id: pki::random_chars(12).map_err(|e| {
                             AwsError::unexpected("generating", "the cluster id", e.to_string())
@@ -696,6 +706,21 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             }
             ctx.out().bootstrap = Some(b);
             ctx.done(id, node.kind, parameter, action, None);
+        }
+        Desired::JoinToken => {
+            let b = ctx.out().bootstrap.clone().expect("secret node ran first");
+            let master_existed = ctx.obs.live_instances(graph::MASTER).next().is_some();
+            let now = time::OffsetDateTime::now_utc();
+            let token = if !master_existed
+                || nothing_to_launch(ctx)
+                || pki::token_usable(b.token_created, now.unix_timestamp())
+            {
+                // A new master runs `kubeadm init` with the stored token: fresh for 4 h.
+                b.token.clone()
+            } else {
+                mint_join_token(ctx, &b, now).await?
+            };
+            ctx.out().join_token = Some(token);
         }
         Desired::Master { subnet } => {
             let live: Vec<ObsInstance> = ctx.obs.live_instances(id).cloned().collect();
@@ -747,6 +772,11 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             }
             if have < *count {
                 let b = ctx.out().bootstrap.clone().expect("secret node ran first");
+                let join_token = ctx
+                    .out()
+                    .join_token
+                    .clone()
+                    .expect("join-token node ran first");
                 let master_ip = ctx
                     .out()
                     .master
@@ -766,7 +796,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     &ctx.spec.kubeadm,
                     &cloudinit::WorkerInput {
                         master_private_ip: &master_ip,
-                        token: &b.token,
+                        token: &join_token,
                         ca_hash: &hash,
                     },
                 )
@@ -790,6 +820,62 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
         }
     }
     Ok(())
+}
+
+/// Workers join an existing cluster whose bootstrap token has expired (or is about to): make a
+/// new one on the API server with an admin certificate from our CA, and store it.
+async fn mint_join_token(
+    ctx: &Ctx,
+    b: &Bootstrap,
+    now: time::OffsetDateTime,
+) -> Result<String, AwsError> {
+    let master = ctx
+        .obs
+        .live_instances(graph::MASTER)
+        .next()
+        .expect("checked by the caller");
+    let ip = master
+        .public_ip
+        .clone()
+        .or_else(|| master.private_ip.clone())
+        .unwrap_or_default();
+    let server = ctx
+        .api_server
+        .clone()
+        .unwrap_or_else(|| format!("https://{ip}:6443"));
+    let token = pki::generate_token()
+        .map_err(|e| AwsError::unexpected("generating", "a bootstrap token", e.to_string()))?;
+    let expiration = (now + time::Duration::seconds(pki::TOKEN_TTL_SECS))
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| AwsError::unexpected("formatting", "the token expiry", e.to_string()))?;
+    let ca = Ca {
+        cert_pem: b.ca_cert_pem.clone(),
+        key_pem: b.ca_key_pem.clone(),
+    };
+    ctx.emit(
+        graph::JOIN_TOKEN,
+        Kind::JoinToken,
+        None,
+        "creating",
+        Some(format!("the stored token expired; minting one on {server}")),
+    );
+    super::probe::create_bootstrap_token(&server, &ca, &token, &expiration).await.map_err(|e| {
+        AwsError::unexpected(
+            "minting a bootstrap token for new workers on",
+            &server,
+            format!("{e} (the stored token has expired; the API server must be reachable from here, i.e. from network.admin_cidrs)"),
+        )
+    })?;
+    let updated = Bootstrap {
+        token: token.clone(),
+        token_created: Some(now.unix_timestamp()),
+        ..b.clone()
+    };
+    let name = crate::core::tags::secret_parameter_name(&ctx.spec.name);
+    aws::secret::update(&ctx.c, &name, &updated).await?;
+    ctx.out().bootstrap = Some(updated);
+    ctx.emit(graph::JOIN_TOKEN, Kind::JoinToken, None, "created", None);
+    Ok(token)
 }
 
 /// Whether the master and every worker group already have their instances.
