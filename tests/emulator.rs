@@ -824,3 +824,56 @@ async fn scale_out_reuses_a_valid_token_and_mints_a_new_one_when_it_expired() {
     assert_eq!(joined, 1, "the fourth worker joins with the minted token");
     cl.down();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopped_instances_are_started_not_replaced() {
+    let cl = Cluster::new("stopped", 2, "");
+    cl.up();
+    let c = sdk().await;
+    let obs = tagged(&c, &cl.name).await;
+    let ids: Vec<String> = obs
+        .instances
+        .iter()
+        .filter(|i| i.is_live())
+        .map(|i| i.id.clone())
+        .collect();
+    c.ec2
+        .stop_instances()
+        .set_instance_ids(Some(ids.clone()))
+        .send()
+        .await
+        .unwrap();
+    let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
+    let updates: Vec<&str> = plan.summary()["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["action"] == "update")
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        updates,
+        ["master", "workers-0", "workers-1"],
+        "plan says the stopped instances will be started"
+    );
+
+    let up = cl.up();
+    assert_eq!(up.calls("EC2", "RunInstances"), 0, "nothing replaced");
+    assert_eq!(
+        up.calls("EC2", "StartInstances"),
+        3,
+        "one call per node group"
+    );
+    let after = tagged(&c, &cl.name).await;
+    let mut running: Vec<String> = after
+        .instances
+        .iter()
+        .filter(|i| i.state == "running")
+        .map(|i| i.id.clone())
+        .collect();
+    running.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(running, want);
+    cl.down();
+}

@@ -329,3 +329,20 @@ pub async fn terminate(c: &Clients, ids: &[String], max: Duration) -> Result<(),
     .await?;
     Ok(())
 }
+
+/// Starts stopped instances (one call).
+///
+/// # Errors
+/// The AWS error of the call.
+pub async fn start(c: &Clients, ids: &[String]) -> Result<(), AwsError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    c.ec2
+        .start_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .map_err(api("starting", &ids.join(", ")))?;
+    Ok(())
+}

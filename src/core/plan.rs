@@ -87,9 +87,17 @@ pub struct ObsInstance {
 }
 
 impl ObsInstance {
-    /// Pending or running: it counts towards the desired number.
+    /// Not terminated or on its way there: it counts towards the desired number. A stopped
+    /// instance is started again, not replaced (a new master would have a new address).
     pub fn is_live(&self) -> bool {
-        matches!(self.state.as_str(), "pending" | "running")
+        matches!(
+            self.state.as_str(),
+            "pending" | "running" | "stopping" | "stopped"
+        )
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.state.as_str(), "stopping" | "stopped")
     }
 }
 
@@ -279,14 +287,26 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     });
                     if launch { Action::Read } else { Action::Keep }
                 }
+                (Desired::Master { .. }, Some(_)) => {
+                    if obs.live_instances(&n.id).any(ObsInstance::is_stopped) {
+                        changes.push("start the stopped control plane".into());
+                        Action::Update
+                    } else {
+                        Action::Keep
+                    }
+                }
                 (Desired::Workers { count, .. }, Some(_)) => {
                     let live = obs.live_instances(&n.id).count() as u32;
+                    let stopped = obs.live_instances(&n.id).filter(|i| i.is_stopped()).count();
+                    if stopped > 0 {
+                        changes.push(format!("start {stopped} stopped instance(s)"));
+                    }
                     if live < *count {
                         changes.push(format!("launch {} more (have {live}, want {count})", count - live));
                     } else if live > *count {
                         changes.push(format!("{} more than the spec's {count}; scale-in is not done by up", live - count));
                     }
-                    if live < *count { Action::Update } else { Action::Keep }
+                    if live < *count || stopped > 0 { Action::Update } else { Action::Keep }
                 }
                 (_, None) => Action::Create,
                 (Desired::NodeRole { .. }, Some(_)) if !obs.role.as_ref().is_some_and(|r| r.owned) => {

@@ -725,11 +725,19 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
         Desired::Master { subnet } => {
             let live: Vec<ObsInstance> = ctx.obs.live_instances(id).cloned().collect();
             if let Some(m) = live.first() {
+                let started = start_stopped(ctx, id, std::slice::from_ref(m)).await?;
                 let mut o = ctx.out();
                 o.master = Some(m.clone());
                 o.instances.push((id.to_string(), m.clone()));
                 drop(o);
-                ctx.done(id, node.kind, &m.id, "existing", None);
+                let action = if started == 0 { "existing" } else { "updated" };
+                ctx.done(
+                    id,
+                    node.kind,
+                    &m.id,
+                    action,
+                    (started > 0).then(|| "started".to_string()),
+                );
                 return Ok(());
             }
             let b = ctx.out().bootstrap.clone().expect("secret node ran first");
@@ -767,8 +775,13 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     .extend(live.iter().map(|i| (id.to_string(), i.clone())));
             }
             let have = live.len() as u32;
+            start_stopped(ctx, id, &live).await?;
             for i in &live {
-                ctx.done(id, node.kind, &i.id, "existing", None);
+                if i.is_stopped() {
+                    ctx.done(id, node.kind, &i.id, "updated", Some("started".into()));
+                } else {
+                    ctx.done(id, node.kind, &i.id, "existing", None);
+                }
             }
             if have < *count {
                 let b = ctx.out().bootstrap.clone().expect("secret node ran first");
@@ -876,6 +889,25 @@ async fn mint_join_token(
     ctx.out().bootstrap = Some(updated);
     ctx.emit(graph::JOIN_TOKEN, Kind::JoinToken, None, "created", None);
     Ok(token)
+}
+
+/// Starts the stopped instances among `instances` (one call); they are then waited for with the
+/// rest. An instance still stopping cannot be started yet.
+async fn start_stopped(ctx: &Ctx, id: &str, instances: &[ObsInstance]) -> Result<usize, AwsError> {
+    if let Some(i) = instances.iter().find(|i| i.state == "stopping") {
+        return Err(AwsError::unexpected(
+            "starting",
+            &i.id,
+            format!("{id} is stopping; re-run `provision up` once it has stopped"),
+        ));
+    }
+    let stopped: Vec<String> = instances
+        .iter()
+        .filter(|i| i.state == "stopped")
+        .map(|i| i.id.clone())
+        .collect();
+    aws::instance::start(&ctx.c, &stopped).await?;
+    Ok(stopped.len())
 }
 
 /// Whether the master and every worker group already have their instances.
