@@ -877,3 +877,41 @@ async fn stopped_instances_are_started_not_replaced() {
     assert_eq!(running, want);
     cl.down();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_duplicate_vpc_from_a_lost_answer_is_removed() {
+    let cl = Cluster::new("dupvpc", 1, "");
+    cl.up();
+    let c = sdk().await;
+    // What a retried CreateVpc whose first answer was lost leaves: a second VPC with our tags.
+    let tags = provision::core::tags::tags_for(&cl.name, "vpc", true, &Default::default());
+    let spec = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| Ec2Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
+        .build();
+    let dup = c
+        .ec2
+        .create_vpc()
+        .cidr_block("10.40.0.0/16")
+        .tag_specifications(spec)
+        .send()
+        .await
+        .unwrap();
+    let dup = dup.vpc().unwrap().vpc_id().unwrap().to_string();
+
+    let up = cl.up();
+    assert!(
+        up.events
+            .iter()
+            .any(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains(&dup))
+    );
+    assert_eq!(up.mutating_calls(), ["EC2:DeleteVpc"]);
+    let obs = tagged(&c, &cl.name).await;
+    assert_eq!(obs.vpcs.len(), 1);
+    assert_ne!(obs.vpcs[0].id, dup);
+    cl.down();
+}

@@ -198,6 +198,36 @@ impl Observed {
     }
 }
 
+/// Tagged VPCs that hold none of our subnets, route tables, security groups or gateway
+/// attachments, when more than one VPC is tagged: duplicates to remove. If every VPC is empty,
+/// the first (by id) is kept.
+pub fn spare_vpcs(obs: &Observed) -> Vec<String> {
+    let used = |id: &str| {
+        obs.subnets.iter().any(|s| s.vpc_id == id)
+            || obs.route_tables.iter().any(|r| r.vpc_id == id)
+            || obs.security_groups.iter().any(|g| g.vpc_id == id)
+            || obs
+                .igws
+                .iter()
+                .any(|g| g.attached_vpcs.iter().any(|v| v == id))
+    };
+    let mut ids: Vec<&str> = obs.vpcs.iter().map(|v| v.id.as_str()).collect();
+    ids.sort();
+    let mut spare: Vec<String> = ids
+        .iter()
+        .filter(|id| !used(id))
+        .map(|id| id.to_string())
+        .collect();
+    if spare.len() == ids.len() {
+        spare.remove(0);
+    }
+    if obs.vpcs.len() < 2 {
+        Vec::new()
+    } else {
+        spare
+    }
+}
+
 /// What `up` will do to one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -526,6 +556,44 @@ mod tests {
             "3 workers over 2 AZs is 2 + 1"
         );
         assert_eq!(get("workers-0").changes, ["launch 1 more (have 1, want 2)"]);
+    }
+
+    #[test]
+    fn empty_duplicate_vpcs_are_spare() {
+        let vpc = |id: &str| ObsVpc {
+            id: id.into(),
+            logical: Some("vpc".into()),
+            cidr: "10.0.0.0/16".into(),
+            dns_support: None,
+            dns_hostnames: None,
+        };
+        let mut obs = Observed {
+            vpcs: vec![vpc("vpc-b"), vpc("vpc-a")],
+            ..Observed::default()
+        };
+        assert_eq!(
+            spare_vpcs(&obs),
+            ["vpc-b"],
+            "both empty: keep the first by id"
+        );
+        obs.subnets.push(ObsSubnet {
+            id: "s".into(),
+            logical: None,
+            vpc_id: "vpc-b".into(),
+            cidr: String::new(),
+            az: String::new(),
+            map_public_ip: true,
+        });
+        assert_eq!(spare_vpcs(&obs), ["vpc-a"], "keep the one in use");
+        obs.security_groups.push(ObsSg {
+            id: "g".into(),
+            logical: None,
+            vpc_id: "vpc-a".into(),
+            rules: vec![],
+        });
+        assert!(spare_vpcs(&obs).is_empty(), "both in use: nothing is spare");
+        obs.vpcs.pop();
+        assert!(spare_vpcs(&obs).is_empty());
     }
 
     #[test]

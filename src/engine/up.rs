@@ -154,7 +154,7 @@ pub async fn up(
     events(Event::Phase {
         phase: "discover".into(),
     });
-    let obs = aws::discover::observe(
+    let mut obs = aws::discover::observe(
         &c,
         &aws::discover::Scope {
             cluster: &spec.name,
@@ -163,15 +163,29 @@ pub async fn up(
     )
     .await?;
     if obs.vpcs.len() > 1 {
-        let ids: Vec<&str> = obs.vpcs.iter().map(|v| v.id.as_str()).collect();
-        return Err(EngineError::Refused(format!(
-            "{} VPCs carry provision:cluster={} ({}); run `provision down --name {} --region {}` and try again",
-            ids.len(),
-            spec.name,
-            ids.join(", "),
-            spec.name,
-            spec.region
-        )));
+        // CreateVpc takes no client token: an SDK retry after a lost answer, or two `up` runs at
+        // once, can leave a second tagged VPC. An empty one is ours and harmless to remove.
+        let spare = plan::spare_vpcs(&obs);
+        if obs.vpcs.len() - spare.len() > 1 {
+            let ids: Vec<&str> = obs.vpcs.iter().map(|v| v.id.as_str()).collect();
+            return Err(EngineError::Refused(format!(
+                "{} VPCs carry provision:cluster={} and hold resources ({}); run `provision down --name {} --region {}` and try again",
+                ids.len(),
+                spec.name,
+                ids.join(", "),
+                spec.name,
+                spec.region
+            )));
+        }
+        for id in &spare {
+            events(Event::Warning {
+                message: format!(
+                    "removing {id}: an empty duplicate VPC of this cluster (from an interrupted or concurrent run)"
+                ),
+            });
+            aws::network::delete_vpc(&c, id).await?;
+        }
+        obs.vpcs.retain(|v| !spare.contains(&v.id));
     }
     let graph = graph::build(&spec);
     let diff = plan::diff(&graph, &obs);
