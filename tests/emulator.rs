@@ -915,3 +915,27 @@ async fn an_empty_duplicate_vpc_from_a_lost_answer_is_removed() {
     assert_ne!(obs.vpcs[0].id, dup);
     cl.down();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_control_plane_is_not_silently_replaced() {
+    let cl = Cluster::new("nomaster", 1, "");
+    cl.up();
+    let c = sdk().await;
+    let obs = tagged(&c, &cl.name).await;
+    let master = obs.live_instances("master").next().unwrap().id.clone();
+    c.ec2
+        .terminate_instances()
+        .instance_ids(&master)
+        .send()
+        .await
+        .unwrap();
+    let up = cl.run(&["up", "-f", cl.spec_arg()]);
+    assert_eq!(up.code, Some(1));
+    assert!(
+        up.stderr.contains("control plane") && up.stderr.contains("provision down"),
+        "{}",
+        up.stderr
+    );
+    assert_eq!(up.mutating_calls(), Vec::<String>::new());
+    cl.down();
+}

@@ -187,6 +187,24 @@ pub async fn up(
         }
         obs.vpcs.retain(|v| !spare.contains(&v.id));
     }
+    // kubeadm's state (etcd, the cluster's certificates) lived on the old control plane, and
+    // the workers point at its address: a new master would be a new, empty cluster.
+    let orphans = obs
+        .instances
+        .iter()
+        .filter(|i| {
+            i.is_live()
+                && i.logical
+                    .as_deref()
+                    .is_some_and(|l| l.starts_with("workers-"))
+        })
+        .count();
+    if orphans > 0 && obs.live_instances(graph::MASTER).next().is_none() {
+        return Err(EngineError::Refused(format!(
+            "the control plane of {} is gone but {orphans} worker(s) remain; a new control plane would be a new, empty cluster: run `provision down -f SPEC` and `provision up` again",
+            spec.name
+        )));
+    }
     let graph = graph::build(&spec);
     let diff = plan::diff(&graph, &obs);
     if let Some(bad) = diff
