@@ -939,3 +939,34 @@ async fn a_lost_control_plane_is_not_silently_replaced() {
     assert_eq!(up.mutating_calls(), Vec::<String>::new());
     cl.down();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_vpc_cidr_is_refused_before_any_change() {
+    let cl = Cluster::new("cidr", 1, "");
+    cl.up();
+    std::fs::write(
+        &cl.spec,
+        std::fs::read_to_string(&cl.spec)
+            .unwrap()
+            .replace("10.40.0.0/16", "10.41.0.0/16"),
+    )
+    .unwrap();
+    let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
+    let vpc = plan.summary()["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "vpc")
+        .unwrap()
+        .clone();
+    assert_eq!(vpc["action"], "update");
+    let up = cl.run(&["up", "-f", cl.spec_arg()]);
+    assert_eq!(up.code, Some(1));
+    assert!(
+        up.stderr.contains("cannot be changed in place"),
+        "{}",
+        up.stderr
+    );
+    assert_eq!(up.mutating_calls(), Vec::<String>::new());
+    cl.down();
+}

@@ -228,6 +228,9 @@ pub fn spare_vpcs(obs: &Observed) -> Vec<String> {
     }
 }
 
+/// Marks a change AWS cannot make to an existing resource: `up` refuses, `plan` shows it.
+pub const IMMUTABLE: &str = "cannot be changed in place (run `provision down`, then `up`)";
+
 /// What `up` will do to one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -359,8 +362,11 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     }
                     if changes.is_empty() { Action::Keep } else { Action::Update }
                 }
-                (Desired::Vpc { .. }, Some(id)) => {
+                (Desired::Vpc { cidr }, Some(id)) => {
                     let v = obs.vpcs.iter().find(|v| &v.id == id).expect("aws_id came from it");
+                    if v.cidr != cidr.to_string() {
+                        changes.push(format!("{IMMUTABLE}: the VPC is {}, network.vpc_cidr says {cidr}", v.cidr));
+                    }
                     if v.dns_support == Some(false) {
                         changes.push("enable DNS support".into());
                     }
@@ -369,8 +375,11 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     }
                     if changes.is_empty() { Action::Keep } else { Action::Update }
                 }
-                (Desired::Subnet { .. }, Some(id)) => {
+                (Desired::Subnet { cidr, .. }, Some(id)) => {
                     let s = obs.subnets.iter().find(|s| &s.id == id).expect("aws_id came from it");
+                    if s.cidr != cidr.to_string() {
+                        changes.push(format!("{IMMUTABLE}: the subnet is {}, the spec carves {cidr}", s.cidr));
+                    }
                     if !s.map_public_ip {
                         changes.push("map public IPs on launch".into());
                     }
@@ -556,6 +565,26 @@ mod tests {
             "3 workers over 2 AZs is 2 + 1"
         );
         assert_eq!(get("workers-0").changes, ["launch 1 more (have 1, want 2)"]);
+    }
+
+    #[test]
+    fn a_changed_vpc_cidr_cannot_be_applied_in_place() {
+        let mut obs = Observed::default();
+        obs.vpcs.push(ObsVpc {
+            id: "vpc-1".into(),
+            logical: Some("vpc".into()),
+            cidr: "10.9.0.0/16".into(),
+            dns_support: Some(true),
+            dns_hostnames: Some(true),
+        });
+        let plan = diff(&build(&spec()), &obs);
+        let vpc = plan.iter().find(|p| p.id == "vpc").unwrap();
+        assert_eq!(vpc.action, Action::Update);
+        assert!(
+            vpc.changes[0].contains(IMMUTABLE) && vpc.changes[0].contains("10.9.0.0/16"),
+            "{:?}",
+            vpc.changes
+        );
     }
 
     #[test]

@@ -207,10 +207,11 @@ pub async fn up(
     }
     let graph = graph::build(&spec);
     let diff = plan::diff(&graph, &obs);
-    if let Some(bad) = diff
-        .iter()
-        .find(|p| p.changes.iter().any(|c| c.contains("refusing to adopt")))
-    {
+    if let Some(bad) = diff.iter().find(|p| {
+        p.changes
+            .iter()
+            .any(|c| c.contains("refusing to adopt") || c.contains(plan::IMMUTABLE))
+    }) {
         return Err(EngineError::Refused(format!(
             "{} {}: {}",
             bad.kind.as_str(),
