@@ -91,3 +91,12 @@ where
         }
     }
 }
+
+/// `Ok(None)` when the call failed with `code` (the thing is not there), else the result.
+pub(crate) fn absent_if<T>(r: Result<T, AwsError>, code: &str) -> Result<Option<T>, AwsError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.code() == code => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -4,7 +4,7 @@
 //! belongs to someone else and is neither adopted nor deleted.
 
 use super::discover::{obs_profile, obs_role};
-use super::error::api;
+use super::error::{absent_if, api};
 use super::{AwsError, Clients};
 use crate::core::plan::{ObsIam, ObsProfile};
 
@@ -25,18 +25,14 @@ fn iam_tags(tags: &[(String, String)]) -> Vec<aws_sdk_iam::types::Tag> {
 /// # Errors
 /// Any error but NoSuchEntity.
 pub async fn get_role(c: &Clients, name: &str, cluster: &str) -> Result<Option<ObsIam>, AwsError> {
-    match c
+    let r = c
         .iam
         .get_role()
         .role_name(name)
         .send()
         .await
-        .map_err(api("reading IAM role", name))
-    {
-        Ok(out) => Ok(out.role().map(|r| obs_role(r, cluster))),
-        Err(e) if e.code() == "NoSuchEntity" => Ok(None),
-        Err(e) => Err(e),
-    }
+        .map_err(api("reading IAM role", name));
+    Ok(absent_if(r, "NoSuchEntity")?.and_then(|out| out.role().map(|r| obs_role(r, cluster))))
 }
 
 /// # Errors
@@ -46,18 +42,15 @@ pub async fn get_instance_profile(
     name: &str,
     cluster: &str,
 ) -> Result<Option<ObsProfile>, AwsError> {
-    match c
+    let r = c
         .iam
         .get_instance_profile()
         .instance_profile_name(name)
         .send()
         .await
-        .map_err(api("reading instance profile", name))
-    {
-        Ok(out) => Ok(out.instance_profile().map(|p| obs_profile(p, cluster))),
-        Err(e) if e.code() == "NoSuchEntity" => Ok(None),
-        Err(e) => Err(e),
-    }
+        .map_err(api("reading instance profile", name));
+    Ok(absent_if(r, "NoSuchEntity")?
+        .and_then(|out| out.instance_profile().map(|p| obs_profile(p, cluster))))
 }
 
 /// Creates the node role (trusted by EC2), tagged.

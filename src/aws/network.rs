@@ -351,11 +351,7 @@ pub async fn delete_vpc(c: &Clients, vpc: &str) -> Result<(), AwsError> {
 
 /// A delete whose target is already gone has done its job.
 pub(crate) fn ignore_not_found<T>(r: Result<T, AwsError>, code: &str) -> Result<(), AwsError> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(e) if e.code() == code => Ok(()),
-        Err(e) => Err(e),
-    }
+    super::error::absent_if(r, code).map(|_| ())
 }
 
 /// A network interface, as `down` reports it when it blocks a delete.
