@@ -213,8 +213,53 @@ async fn up_creates_every_resource_as_specified() {
             .unwrap();
         let ud = user_data(&c, i.instance_id().unwrap()).await;
         assert!(ud.starts_with("#cloud-config\n"));
+        assert!(
+            !ud.contains("PRIVATE KEY"),
+            "no private key in any user data"
+        );
         if logical == "master" {
-            assert!(ud.contains("kind: InitConfiguration") && ud.contains("BEGIN PRIVATE KEY"));
+            assert!(ud.contains("kind: InitConfiguration") && ud.contains("provision-fetch-ca.py"));
+            // Only this instance may read the CA from SSM: the node role's inline policy.
+            let p = c
+                .iam
+                .get_role_policy()
+                .role_name(&role.name)
+                .policy_name("provision-ca-access")
+                .send()
+                .await
+                .unwrap();
+            let doc = p.policy_document();
+            let doc = if doc.starts_with('{') {
+                doc.to_string()
+            } else {
+                doc.replace("%22", "\"")
+                    .replace("%3A", ":")
+                    .replace("%2F", "/")
+                    .replace("%7B", "{")
+                    .replace("%7D", "}")
+                    .replace("%2C", ",")
+                    .replace("%5B", "[")
+                    .replace("%5D", "]")
+                    .replace("%20", " ")
+            };
+            let v: serde_json::Value =
+                serde_json::from_str(&doc).unwrap_or_else(|e| panic!("{e}: {doc}"));
+            let st = &v["Statement"][0];
+            assert_eq!(st["Action"], "ssm:GetParameter");
+            assert_eq!(
+                st["Resource"],
+                format!(
+                    "arn:aws:ssm:us-east-1:123456789012:parameter/provision/{}/bootstrap",
+                    cl.name
+                )
+            );
+            assert_eq!(
+                st["Condition"]["StringEquals"]["ec2:SourceInstanceARN"],
+                format!(
+                    "arn:aws:ec2:us-east-1:123456789012:instance/{}",
+                    i.instance_id().unwrap()
+                )
+            );
         } else {
             assert!(ud.contains("kind: JoinConfiguration") && ud.contains("caCertHashes"));
             assert!(

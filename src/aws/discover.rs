@@ -26,7 +26,18 @@ pub struct Scope<'a> {
 pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsError> {
     let cluster = scope.cluster;
     let role_name = node_role_name(cluster, &c.region);
-    let (vpcs, subnets, igws, route_tables, security_groups, instances, role, profile, secret) = tokio::try_join!(
+    let (
+        vpcs,
+        subnets,
+        igws,
+        route_tables,
+        security_groups,
+        instances,
+        role,
+        profile,
+        secret,
+        ca_policy,
+    ) = tokio::try_join!(
         vpcs(c, cluster),
         subnets(c, cluster),
         igws(c, cluster),
@@ -36,6 +47,7 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         super::iam::get_role(c, &role_name, cluster),
         super::iam::get_instance_profile(c, &role_name, cluster),
         secret(c, cluster),
+        super::iam::get_role_policy(c, &role_name, crate::core::graph::CA_ACCESS_POLICY),
     )?;
     let mut obs = Observed {
         vpcs,
@@ -47,6 +59,7 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         role,
         profile,
         secret,
+        ca_policy,
     };
     if scope.vpc_attributes {
         for v in &mut obs.vpcs {

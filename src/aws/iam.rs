@@ -199,3 +199,85 @@ pub async fn delete_role(c: &Clients, name: &str) -> Result<(), AwsError> {
         "NoSuchEntity",
     )
 }
+
+/// The document of an inline role policy, decoded (IAM returns it URL-encoded), if it exists.
+///
+/// # Errors
+/// Any error but NoSuchEntity.
+pub async fn get_role_policy(
+    c: &Clients,
+    role: &str,
+    policy: &str,
+) -> Result<Option<String>, AwsError> {
+    let r = c
+        .iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name(policy)
+        .send()
+        .await
+        .map_err(api("reading the inline policy of IAM role", role));
+    Ok(absent_if(r, "NoSuchEntity")?.map(|out| percent_decode(out.policy_document())))
+}
+
+/// Creates or replaces an inline role policy.
+///
+/// # Errors
+/// The AWS error of the call.
+pub async fn put_role_policy(
+    c: &Clients,
+    role: &str,
+    policy: &str,
+    document: &str,
+) -> Result<(), AwsError> {
+    super::retry::retry(
+        super::retry::Backoff::EVENTUAL,
+        super::retry::is_eventual_not_found,
+        || async {
+            c.iam
+                .put_role_policy()
+                .role_name(role)
+                .policy_name(policy)
+                .policy_document(document)
+                .send()
+                .await
+                .map_err(api("setting the inline policy of IAM role", role))
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).and_then(|c| hex(*c)),
+            b.get(i + 2).and_then(|c| hex(*c)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn policy_documents_are_url_decoded() {
+        assert_eq!(super::percent_decode("%7B%22a%22%3A%201%7D"), "{\"a\": 1}");
+        assert_eq!(super::percent_decode("{\"a\":1}"), "{\"a\":1}");
+        assert_eq!(super::percent_decode("100%"), "100%");
+    }
+}

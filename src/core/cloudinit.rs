@@ -81,10 +81,15 @@ impl CloudConfig {
 #[derive(Debug, Clone)]
 pub struct MasterInput<'a> {
     pub cluster: &'a str,
-    pub ca_cert_pem: &'a str,
-    pub ca_key_pem: &'a str,
+    /// The SSM parameter the control plane reads the CA (with its key) from at boot.
+    pub secret_parameter: &'a str,
     pub token: &'a str,
 }
+
+/// The boot-time fetch of the CA from SSM (python3 standard library: SigV4 with IMDSv2 role
+/// credentials), so that no private key is in any user data.
+pub const FETCH_CA_SCRIPT: &str = include_str!("assets/fetch-ca.py");
+const FETCH_CA_PATH: &str = "/usr/local/sbin/provision-fetch-ca.py";
 
 /// What a worker needs besides the spec.
 #[derive(Debug, Clone)]
@@ -202,14 +207,9 @@ systemctl enable --now kubelet
 pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
     let mut files = common_files(k);
     files.push(File {
-        path: "/etc/kubernetes/pki/ca.crt".into(),
-        permissions: "0644",
-        content: input.ca_cert_pem.to_string(),
-    });
-    files.push(File {
-        path: "/etc/kubernetes/pki/ca.key".into(),
-        permissions: "0600",
-        content: input.ca_key_pem.to_string(),
+        path: FETCH_CA_PATH.into(),
+        permissions: "0700",
+        content: FETCH_CA_SCRIPT.replace("__PARAMETER__", input.secret_parameter),
     });
     files.push(File {
         path: "/etc/provision/kubeadm.yaml.in".into(),
@@ -230,7 +230,11 @@ pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
     });
     CloudConfig {
         files,
-        runcmd: vec![chain(&[PREP_PATH, "/usr/local/sbin/provision-init.sh"])],
+        runcmd: vec![chain(&[
+            PREP_PATH,
+            FETCH_CA_PATH,
+            "/usr/local/sbin/provision-init.sh",
+        ])],
     }
 }
 
@@ -468,8 +472,7 @@ workers = 2
                 &k,
                 &MasterInput {
                     cluster: "ci",
-                    ca_cert_pem: &ca.cert_pem,
-                    ca_key_pem: &ca.key_pem,
+                    secret_parameter: "/provision/ci/bootstrap",
                     token: &token,
                 },
             );
@@ -496,20 +499,75 @@ workers = 2
     }
 
     #[test]
-    fn worker_user_data_holds_no_private_key() {
-        for (name, cc) in fixtures()
-            .into_iter()
-            .filter(|(n, _)| n.starts_with("worker"))
-        {
+    fn no_user_data_holds_a_private_key() {
+        for (name, cc) in fixtures() {
             let text = cc.render();
             assert!(!text.contains("PRIVATE KEY"), "{name}");
-            assert!(text.contains("caCertHashes"), "{name}");
-            assert!(text.contains("sha256:"), "{name}");
+            if name.starts_with("worker") {
+                assert!(
+                    text.contains("caCertHashes") && text.contains("sha256:"),
+                    "{name}"
+                );
+            } else {
+                // The control plane fetches the CA from SSM at boot, before kubeadm init.
+                let fetch = cc
+                    .files
+                    .iter()
+                    .find(|f| f.path == FETCH_CA_PATH)
+                    .expect("fetch script");
+                assert!(
+                    fetch
+                        .content
+                        .contains("PARAMETER = \"/provision/ci/bootstrap\"")
+                );
+                assert_eq!(fetch.permissions, "0700");
+                assert!(cc.runcmd[0][2].contains(&format!(
+                    "{FETCH_CA_PATH} && /usr/local/sbin/provision-init.sh"
+                )));
+            }
         }
-        let (_, m) = fixtures().into_iter().next().unwrap();
+    }
+
+    /// The fetch script compiles and its SigV4 signer reproduces AWS's published test-suite
+    /// signatures (get-vanilla, get-vanilla-query-order-key-case).
+    #[test]
+    fn fetch_script_signs_like_aws() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fetch_ca.py");
+        std::fs::write(&path, FETCH_CA_SCRIPT.replace("__PARAMETER__", "/p")).unwrap();
+        let check = format!(
+            r#"
+import importlib.util
+spec = importlib.util.spec_from_file_location("f", "{}")
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+creds = {{"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}}
+h = {{"Host": "example.amazonaws.com", "X-Amz-Date": "20150830T123600Z"}}
+for q in ["", "Param1=value1&Param2=value2"]:
+    print(m.authorization("GET", "example.amazonaws.com", "/", q, h, b"", creds, "us-east-1", "service", "20150830T123600Z"))
+"#,
+            path.display()
+        );
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(check)
+            .output()
+            .expect("python3");
         assert!(
-            m.render().contains("PRIVATE KEY"),
-            "the master does get the CA key"
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = got.lines().collect();
+        let prefix = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=";
+        assert_eq!(
+            lines[0],
+            format!("{prefix}5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31")
+        );
+        assert_eq!(
+            lines[1],
+            format!("{prefix}b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500")
         );
     }
 
@@ -517,13 +575,11 @@ workers = 2
     fn pod_cidr_reaches_the_cni_and_kubeadm() {
         let mut k = kubeadm("flannel");
         k.pod_cidr = "10.128.0.0/16".parse().unwrap();
-        let ca = crate::core::pki::generate_ca(time::OffsetDateTime::now_utc()).unwrap();
         let m = master(
             &k,
             &MasterInput {
                 cluster: "ci",
-                ca_cert_pem: &ca.cert_pem,
-                ca_key_pem: &ca.key_pem,
+                secret_parameter: "/provision/ci/bootstrap",
                 token: "abcdef.0123456789abcdef",
             },
         );
@@ -537,8 +593,7 @@ workers = 2
             &k,
             &MasterInput {
                 cluster: "ci",
-                ca_cert_pem: &ca.cert_pem,
-                ca_key_pem: &ca.key_pem,
+                secret_parameter: "/provision/ci/bootstrap",
                 token: "abcdef.0123456789abcdef",
             },
         );

@@ -22,6 +22,8 @@ pub enum Kind {
     InstanceProfile,
     Secret,
     Instance,
+    /// An inline policy on the node role.
+    IamPolicy,
     /// The bootstrap token workers join with: reused while valid, minted anew through the API
     /// server when workers join an existing cluster after it expired.
     JoinToken,
@@ -42,6 +44,7 @@ impl Kind {
             Kind::Secret => "secret",
             Kind::Instance => "instance",
             Kind::JoinToken => "join-token",
+            Kind::IamPolicy => "iam-policy",
         }
     }
 
@@ -137,6 +140,12 @@ pub enum Desired {
         count: u32,
     },
     JoinToken,
+    /// Lets the control plane instance, and only it, read the bootstrap secret.
+    CaAccess {
+        role: String,
+        policy: String,
+        parameter: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +174,9 @@ pub const NODE_PROFILE: &str = "node-instance-profile";
 pub const SECRET: &str = "bootstrap-secret";
 pub const MASTER: &str = "master";
 pub const JOIN_TOKEN: &str = "join-token";
+pub const CA_ACCESS: &str = "ca-access";
+/// The node role's inline policy that lets the control plane read the bootstrap secret.
+pub const CA_ACCESS_POLICY: &str = "provision-ca-access";
 
 pub fn subnet_id(i: usize) -> String {
     format!("subnet-{i}")
@@ -363,6 +375,16 @@ pub fn build(spec: &ClusterSpec) -> Graph {
         ],
     );
     add(
+        CA_ACCESS,
+        Kind::IamPolicy,
+        Desired::CaAccess {
+            role: tags::node_role_name(&spec.name, &spec.region),
+            policy: CA_ACCESS_POLICY.into(),
+            parameter: tags::secret_parameter_name(&spec.name),
+        },
+        &[NODE_ROLE, MASTER],
+    );
+    add(
         JOIN_TOKEN,
         Kind::JoinToken,
         Desired::JoinToken,
@@ -420,6 +442,40 @@ impl Graph {
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .unwrap_or((0.0, Vec::new()))
     }
+}
+
+/// The policy document of the `ca-access` node: `ssm:GetParameter` on the bootstrap secret,
+/// only for requests made with the role's credentials from the control plane instance
+/// (`ec2:SourceInstanceARN`), so workers sharing the role cannot read the CA key. Partition and
+/// account come from the role's ARN; `None` if it is not an IAM role ARN.
+pub fn ca_access_policy(
+    role_arn: &str,
+    region: &str,
+    parameter: &str,
+    instance_id: &str,
+) -> Option<String> {
+    let mut parts = role_arn.splitn(6, ':');
+    let (arn, partition, service, _, account) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if arn != "arn" || service != "iam" || account.is_empty() {
+        return None;
+    }
+    let doc = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ControlPlaneReadsTheClusterCA",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            "Resource": format!("arn:{partition}:ssm:{region}:{account}:parameter{parameter}"),
+            "Condition": {"StringEquals": {"ec2:SourceInstanceARN": format!("arn:{partition}:ec2:{region}:{account}:instance/{instance_id}")}},
+        }],
+    });
+    Some(doc.to_string())
 }
 
 /// A step of `down`: all resources of one kind, deleted after the steps it waits for.
@@ -495,6 +551,32 @@ mod tests {
     }
 
     #[test]
+    fn ca_access_is_scoped_to_the_parameter_and_the_control_plane() {
+        let doc = ca_access_policy(
+            "arn:aws:iam::123456789012:role/provision/provision-demo-ue1-node",
+            "us-east-1",
+            "/provision/demo/bootstrap",
+            "i-0abc",
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        let st = &v["Statement"][0];
+        assert_eq!(st["Action"], "ssm:GetParameter");
+        assert_eq!(
+            st["Resource"],
+            "arn:aws:ssm:us-east-1:123456789012:parameter/provision/demo/bootstrap"
+        );
+        assert_eq!(
+            st["Condition"]["StringEquals"]["ec2:SourceInstanceARN"],
+            "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"
+        );
+        let gov =
+            ca_access_policy("arn:aws-us-gov:iam::1:role/r", "us-gov-west-1", "/p", "i-1").unwrap();
+        assert!(gov.contains("arn:aws-us-gov:ssm:us-gov-west-1:1:parameter/p"));
+        assert!(ca_access_policy("not-an-arn", "us-east-1", "/p", "i-1").is_none());
+    }
+
+    #[test]
     fn workers_spread_round_robin() {
         assert_eq!(worker_split(2, 2), [1, 1]);
         assert_eq!(worker_split(5, 3), [2, 2, 1]);
@@ -533,6 +615,7 @@ mod tests {
                 NODE_PROFILE,
                 SECRET,
                 MASTER,
+                CA_ACCESS,
                 JOIN_TOKEN,
                 "workers-0",
                 "workers-1"

@@ -19,6 +19,8 @@ pub struct Observed {
     pub role: Option<ObsIam>,
     pub profile: Option<ObsProfile>,
     pub secret: Option<ObsSecret>,
+    /// The node role's `provision-ca-access` inline policy document, if any.
+    pub ca_policy: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +165,10 @@ impl Observed {
                     .collect();
                 (!ids.is_empty()).then(|| ids.join(","))
             }
+            Kind::IamPolicy => self
+                .ca_policy
+                .as_ref()
+                .map(|_| super::graph::CA_ACCESS_POLICY.to_string()),
             Kind::AvailabilityZones | Kind::Ami | Kind::JoinToken => None,
         }
     }
@@ -300,6 +306,16 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                 (Desired::AvailabilityZones { count }, _) => {
                     let missing = (0..*count).any(|i| obs.id_of(&super::graph::subnet_id(i), Kind::Subnet).is_none());
                     if missing { Action::Read } else { Action::Keep }
+                }
+                (Desired::CaAccess { .. }, Some(_)) => {
+                    let doc = obs.ca_policy.as_deref().unwrap_or_default();
+                    match obs.live_instances(super::graph::MASTER).next() {
+                        Some(m) if doc.contains(&format!("instance/{}\"", m.id)) => Action::Keep,
+                        _ => {
+                            changes.push("scope it to the current control plane instance".into());
+                            Action::Update
+                        }
+                    }
                 }
                 (Desired::JoinToken, _) => {
                     let master_exists = obs.live_instances(super::graph::MASTER).next().is_some();

@@ -77,6 +77,8 @@ struct Outputs {
     azs: Vec<String>,
     image: Option<Image>,
     bootstrap: Option<Bootstrap>,
+    /// The node role's ARN (its partition and account scope the CA access policy).
+    role_arn: Option<String>,
     /// The token new workers join with (see the `join-token` node).
     join_token: Option<String>,
     master: Option<ObsInstance>,
@@ -636,7 +638,10 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             );
         }
         Desired::NodeRole { name } => match &ctx.obs.role {
-            Some(r) if r.owned => ctx.done(id, node.kind, &r.name, "existing", None),
+            Some(r) if r.owned => {
+                ctx.out().role_arn = Some(r.arn.clone());
+                ctx.done(id, node.kind, &r.name, "existing", None);
+            }
             Some(r) => {
                 return Err(AwsError::unexpected(
                     "adopting IAM role",
@@ -650,7 +655,8 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             }
             None => {
                 ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
-                aws::iam::create_role(c, name, &ctx.tags(id, false)).await?;
+                let arn = aws::iam::create_role(c, name, &ctx.tags(id, false)).await?;
+                ctx.out().role_arn = Some(arn);
                 ctx.done(id, node.kind, name, "created", None);
             }
         },
@@ -740,6 +746,47 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             ctx.out().bootstrap = Some(b);
             ctx.done(id, node.kind, parameter, action, None);
         }
+        Desired::CaAccess {
+            role,
+            policy,
+            parameter,
+        } => {
+            let arn = ctx.out().role_arn.clone().unwrap_or_default();
+            let master = ctx.out().master.clone().map(|m| m.id).unwrap_or_default();
+            let doc = graph::ca_access_policy(&arn, &ctx.spec.region, parameter, &master)
+                .ok_or_else(|| {
+                    AwsError::unexpected(
+                        "scoping the CA access of",
+                        role,
+                        format!("`{arn}` is not an IAM role ARN"),
+                    )
+                })?;
+            let same = ctx
+                .obs
+                .ca_policy
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                == serde_json::from_str::<serde_json::Value>(&doc).ok();
+            if same {
+                ctx.done(id, node.kind, policy, "existing", None);
+            } else {
+                aws::iam::put_role_policy(c, role, policy, &doc).await?;
+                let action = if ctx.obs.ca_policy.is_some() {
+                    "updated"
+                } else {
+                    "created"
+                };
+                ctx.done(
+                    id,
+                    node.kind,
+                    policy,
+                    action,
+                    Some(format!(
+                        "ssm:GetParameter on {parameter} from {master} only"
+                    )),
+                );
+            }
+        }
         Desired::JoinToken => {
             let b = ctx.out().bootstrap.clone().expect("secret node ran first");
             let master_existed = ctx.obs.live_instances(graph::MASTER).next().is_some();
@@ -778,8 +825,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 &ctx.spec.kubeadm,
                 &cloudinit::MasterInput {
                     cluster: &ctx.spec.name,
-                    ca_cert_pem: &b.ca_cert_pem,
-                    ca_key_pem: &b.ca_key_pem,
+                    secret_parameter: &crate::core::tags::secret_parameter_name(&ctx.spec.name),
                     token: &b.token,
                 },
             )
