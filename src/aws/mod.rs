@@ -15,6 +15,7 @@ pub mod network;
 pub mod retry;
 pub mod secret;
 pub mod security_group;
+pub mod token;
 
 use std::time::Duration;
 

@@ -49,6 +49,17 @@ enum Command {
     Down(DownArgs),
     /// Check a spec without calling AWS.
     Validate(SpecArg),
+    /// Print an EKS ExecCredential (a presigned STS token) for kubectl's exec plugin.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// The cluster's name, signed into the token.
+    #[arg(long)]
+    cluster: String,
+    #[arg(long)]
+    region: String,
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +228,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Arc::new(move |e: Event| out.event(&e))
     };
     match cli.command {
+        Command::Token(a) => {
+            if a.cluster.is_empty()
+                || !a
+                    .cluster
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(Failure::Usage(format!(
+                    "--cluster: `{}` is not a cluster name",
+                    a.cluster
+                )));
+            }
+            if !spec::is_region(&a.region) {
+                return Err(Failure::Usage(format!(
+                    "--region: `{}` is not an AWS region name",
+                    a.region
+                )));
+            }
+            let cred = aws::token::exec_credential_for(&a.cluster, &a.region).await?;
+            println!("{cred}");
+        }
         Command::Validate(a) => {
             let spec = load_spec(&a.file, &out)?;
             out.summary(serde_json::json!({"event": "summary", "command": "validate", "cluster": spec.name, "kind": "kubeadm", "valid": true}));
