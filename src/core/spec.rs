@@ -34,8 +34,42 @@ struct RawSpec {
     kind: Spanned<String>,
     network: Spanned<RawNetwork>,
     kubeadm: Option<Spanned<RawKubeadm>>,
+    eks: Option<Spanned<RawEks>>,
     #[serde(default)]
     tags: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEks {
+    version: Option<Spanned<String>>,
+    endpoint_public_access: Option<Spanned<bool>>,
+    endpoint_private_access: Option<Spanned<bool>>,
+    nodegroup: Spanned<RawNodegroup>,
+    #[serde(default)]
+    access: Vec<Spanned<RawAccess>>,
+    addons: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodegroup {
+    instance_types: Spanned<Vec<Spanned<String>>>,
+    min: Spanned<i64>,
+    max: Spanned<i64>,
+    desired: Spanned<i64>,
+    capacity_type: Option<Spanned<String>>,
+    disk_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    principal_arn: Spanned<String>,
+    policy: Spanned<String>,
+    namespaces: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +132,71 @@ pub struct KubeadmSpec {
     pub service_cidr: Ipv4Net,
     pub root_volume_gb: i32,
 }
+
+/// The EKS part of a spec (issue #3): validated now, provisioned once the EKS engine lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EksSpec {
+    /// `1.MINOR`.
+    pub version: String,
+    pub endpoint_public_access: bool,
+    pub endpoint_private_access: bool,
+    pub nodegroup: NodegroupSpec,
+    pub access: Vec<AccessEntry>,
+    pub addons: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodegroupSpec {
+    pub instance_types: Vec<String>,
+    pub arch: Arch,
+    pub min: u32,
+    pub max: u32,
+    pub desired: u32,
+    pub spot: bool,
+    pub disk_size: u32,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An EKS access entry: a principal and an access policy, cluster-wide or for namespaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessEntry {
+    pub principal_arn: String,
+    pub policy: AccessPolicy,
+    /// Empty: cluster-wide.
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessPolicy {
+    ClusterAdmin,
+    Admin,
+    Edit,
+    View,
+}
+
+impl AccessPolicy {
+    /// The EKS access policy ARN suffix (`arn:aws:eks::aws:cluster-access-policy/…`).
+    pub fn eks_policy(self) -> &'static str {
+        match self {
+            AccessPolicy::ClusterAdmin => "AmazonEKSClusterAdminPolicy",
+            AccessPolicy::Admin => "AmazonEKSAdminPolicy",
+            AccessPolicy::Edit => "AmazonEKSEditPolicy",
+            AccessPolicy::View => "AmazonEKSViewPolicy",
+        }
+    }
+}
+
+/// EKS versions this release accepts (standard and extended support around late 2026).
+pub const EKS_MINORS: std::ops::RangeInclusive<u32> = 30..=36;
+pub const DEFAULT_EKS_VERSION: &str = "1.35";
+/// The add-ons a new EKS cluster gets unless the spec lists its own.
+pub const DEFAULT_EKS_ADDONS: [&str; 5] = [
+    "vpc-cni",
+    "coredns",
+    "kube-proxy",
+    "eks-pod-identity-agent",
+    "aws-ebs-csi-driver",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cni {
@@ -313,6 +412,31 @@ impl Validator<'_> {
         }
         let tags = self.tags(&raw.tags);
         let network = self.network(raw.network.get_ref());
+        // The [eks] table is checked in full even though kind = "eks" is not provisioned yet,
+        // so a user preparing an EKS spec sees every problem at once.
+        let _eks = match (&raw.eks, raw.kind.get_ref().as_str()) {
+            (Some(e), "eks") => self.eks(e.get_ref(), network.as_ref()),
+            (Some(e), _) => {
+                self.err(e, "eks", "the [eks] table goes with kind = \"eks\"");
+                None
+            }
+            (None, "eks") => {
+                self.push(
+                    0..0,
+                    "eks",
+                    "missing table [eks], required when kind = \"eks\"".into(),
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        if let (Some(k), "eks") = (&raw.kubeadm, raw.kind.get_ref().as_str()) {
+            self.err(
+                k,
+                "kubeadm",
+                "the [kubeadm] table goes with kind = \"kubeadm\"",
+            );
+        }
         let kubeadm = match &raw.kubeadm {
             Some(k) => self.kubeadm(k.get_ref(), network.as_ref()),
             None => {
@@ -438,6 +562,230 @@ impl Validator<'_> {
             vpc_cidr: vpc?,
             subnet_cidrs: subnets?,
             admin_cidrs: admin,
+        })
+    }
+
+    fn eks(&mut self, e: &RawEks, net: Option<&NetworkSpec>) -> Option<EksSpec> {
+        let version = match &e.version {
+            None => Some(DEFAULT_EKS_VERSION.to_string()),
+            Some(v) => {
+                let t = v.get_ref();
+                let minor = t
+                    .strip_prefix("1.")
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .filter(|m| EKS_MINORS.contains(m));
+                if minor.is_none() || t.matches('.').count() != 1 {
+                    self.err(v, "eks.version", format!("`{t}` is not an EKS version this release supports: 1.{} to 1.{} (minor only, e.g. \"{DEFAULT_EKS_VERSION}\")", EKS_MINORS.start(), EKS_MINORS.end()));
+                }
+                minor.map(|m| format!("1.{m}"))
+            }
+        };
+        let public = e
+            .endpoint_public_access
+            .as_ref()
+            .is_none_or(|b| *b.get_ref());
+        let private = e
+            .endpoint_private_access
+            .as_ref()
+            .is_some_and(|b| *b.get_ref());
+        if !public && !private {
+            let span = e.endpoint_public_access.as_ref().map_or(0..0, |b| b.span());
+            self.push(
+                span,
+                "eks.endpoint_public_access",
+                "the API endpoint must be public, private or both".into(),
+            );
+        }
+        if public && net.is_some_and(|n| n.admin_cidrs.iter().any(Ipv4Net::is_anywhere)) {
+            self.warn(
+                "eks.endpoint_public_access",
+                "the public API endpoint will accept 0.0.0.0/0 (network.admin_cidrs)",
+            );
+        }
+        let nodegroup = self.nodegroup(&e.nodegroup);
+        let mut access = Vec::new();
+        let mut principals = Vec::new();
+        for (i, a) in e.access.iter().enumerate() {
+            let a = a.get_ref();
+            let field = format!("eks.access[{i}]");
+            let arn = a.principal_arn.get_ref();
+            if !is_principal_arn(arn) {
+                self.err(&a.principal_arn, &format!("{field}.principal_arn"), format!("`{arn}` is not an IAM role or user ARN (arn:aws:iam::123456789012:role/NAME)"));
+            } else if principals.contains(arn) {
+                self.err(
+                    &a.principal_arn,
+                    &format!("{field}.principal_arn"),
+                    format!("`{arn}` is listed twice"),
+                );
+            }
+            principals.push(arn.clone());
+            let policy = match a.policy.get_ref().as_str() {
+                "cluster-admin" => Some(AccessPolicy::ClusterAdmin),
+                "admin" => Some(AccessPolicy::Admin),
+                "edit" => Some(AccessPolicy::Edit),
+                "view" => Some(AccessPolicy::View),
+                other => {
+                    self.err(
+                        &a.policy,
+                        &format!("{field}.policy"),
+                        format!(
+                            "unknown policy `{other}`: expected cluster-admin, admin, edit or view"
+                        ),
+                    );
+                    None
+                }
+            };
+            let mut namespaces = Vec::new();
+            if let Some(ns) = &a.namespaces {
+                if ns.get_ref().is_empty() {
+                    self.err(
+                        ns,
+                        &format!("{field}.namespaces"),
+                        "an empty list: leave namespaces out for cluster-wide access",
+                    );
+                }
+                for n in ns.get_ref() {
+                    if !is_dns_label(n.get_ref()) {
+                        self.err(
+                            n,
+                            &format!("{field}.namespaces"),
+                            format!("`{}` is not a Kubernetes namespace name", n.get_ref()),
+                        );
+                    }
+                    namespaces.push(n.get_ref().clone());
+                }
+            }
+            if let Some(policy) = policy {
+                access.push(AccessEntry {
+                    principal_arn: arn.clone(),
+                    policy,
+                    namespaces,
+                });
+            }
+        }
+        let addons = match &e.addons {
+            None => DEFAULT_EKS_ADDONS.iter().map(|a| a.to_string()).collect(),
+            Some(list) => {
+                let mut out: Vec<String> = Vec::new();
+                for a in list.get_ref() {
+                    let name = a.get_ref();
+                    if !is_dns_label(name) {
+                        self.err(
+                            a,
+                            "eks.addons",
+                            format!("`{name}` is not an EKS add-on name"),
+                        );
+                    } else if out.contains(name) {
+                        self.err(a, "eks.addons", format!("`{name}` is listed twice"));
+                    } else {
+                        out.push(name.clone());
+                    }
+                }
+                out
+            }
+        };
+        Some(EksSpec {
+            version: version?,
+            endpoint_public_access: public,
+            endpoint_private_access: private,
+            nodegroup: nodegroup?,
+            access,
+            addons,
+        })
+    }
+
+    fn nodegroup(&mut self, ng: &Spanned<RawNodegroup>) -> Option<NodegroupSpec> {
+        let g = ng.get_ref();
+        let types = g.instance_types.get_ref();
+        if types.is_empty() || types.len() > 20 {
+            self.err(
+                &g.instance_types,
+                "eks.nodegroup.instance_types",
+                "1 to 20 instance types",
+            );
+        }
+        let mut arch = None;
+        for t in types {
+            match check_instance_type(t.get_ref()) {
+                Ok(a) if arch.is_some_and(|b| b != a) => {
+                    self.err(t, "eks.nodegroup.instance_types", "a node group's instance types must share one architecture (x86_64 or arm64)");
+                }
+                Ok(a) => arch = Some(a),
+                Err(m) => self.err(t, "eks.nodegroup.instance_types", m),
+            }
+        }
+        let (min, max, desired) = (*g.min.get_ref(), *g.max.get_ref(), *g.desired.get_ref());
+        if !(0..=1000).contains(&min) {
+            self.err(&g.min, "eks.nodegroup.min", format!("{min}: 0 to 1000"));
+        }
+        if !(1..=1000).contains(&max) {
+            self.err(&g.max, "eks.nodegroup.max", format!("{max}: 1 to 1000"));
+        }
+        if desired < min || desired > max {
+            self.err(
+                &g.desired,
+                "eks.nodegroup.desired",
+                format!("{desired} is not between min ({min}) and max ({max})"),
+            );
+        }
+        let spot = match g.capacity_type.as_ref().map(|c| c.get_ref().as_str()) {
+            None | Some("ON_DEMAND") => false,
+            Some("SPOT") => true,
+            Some(other) => {
+                let c = g.capacity_type.as_ref().expect("some");
+                self.err(
+                    c,
+                    "eks.nodegroup.capacity_type",
+                    format!("`{other}`: expected \"ON_DEMAND\" or \"SPOT\""),
+                );
+                false
+            }
+        };
+        let disk = match &g.disk_size {
+            None => 20,
+            Some(d) => {
+                let v = *d.get_ref();
+                if !(20..=16384).contains(&v) {
+                    self.err(
+                        d,
+                        "eks.nodegroup.disk_size",
+                        format!("{v} GiB: 20 to 16384"),
+                    );
+                }
+                v.clamp(20, 16384)
+            }
+        };
+        let mut labels = BTreeMap::new();
+        for (k, v) in &g.labels {
+            if !is_label_key(k) {
+                self.err(
+                    v,
+                    &format!("eks.nodegroup.labels.{k}"),
+                    format!("`{k}` is not a Kubernetes label key"),
+                );
+            }
+            let val = v.get_ref();
+            if val.len() > 63
+                || !val
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                self.err(v, &format!("eks.nodegroup.labels.{k}"), format!("`{val}` is not a Kubernetes label value (63 characters of A-Z a-z 0-9 - _ .)"));
+            }
+            labels.insert(k.clone(), val.clone());
+        }
+        let ok = (0..=1000).contains(&min)
+            && (1..=1000).contains(&max)
+            && (min..=max).contains(&desired);
+        Some(NodegroupSpec {
+            instance_types: types.iter().map(|t| t.get_ref().clone()).collect(),
+            arch: arch?,
+            min: u32::try_from(min).ok().filter(|_| ok)?,
+            max: u32::try_from(max).ok()?,
+            desired: u32::try_from(desired).ok()?,
+            spot,
+            disk_size: u32::try_from(disk).ok()?,
+            labels,
         })
     }
 
@@ -638,6 +986,55 @@ pub fn check_cluster_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `arn:aws:iam::123456789012:role/NAME` or `…:user/NAME` (any partition, any path).
+fn is_principal_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && (parts[5].starts_with("role/") || parts[5].starts_with("user/"))
+        && parts[5].len() > 5
+}
+
+/// A DNS-1123 label: namespaces, add-on names.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// `[prefix/]name`: name is 63 characters of alphanumerics, `-`, `_`, `.`, starting and ending
+/// alphanumeric; the prefix is a DNS subdomain.
+fn is_label_key(k: &str) -> bool {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    let prefix_ok =
+        prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && p.split('.').all(is_dns_label));
+    name_ok && prefix_ok
+}
+
 /// `us-east-1`, `eu-central-2`, `us-gov-west-1`, `ap-southeast-5` …
 pub fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
@@ -820,6 +1217,99 @@ workers = 2
         assert_eq!(spec.kubeadm.arch, Arch::Amd64);
         assert_eq!(spec.kubeadm.root_volume_gb, 30);
         assert!(!spec.kubeadm.ssh);
+    }
+
+    const EKS: &str = r#"
+name = "eks-demo"
+region = "us-west-2"
+kind = "eks"
+
+[network]
+vpc_cidr = "10.30.0.0/16"
+admin_cidrs = ["203.0.113.0/24"]
+
+[eks]
+version = "1.35"
+
+[eks.nodegroup]
+instance_types = ["t3.large", "t3a.large"]
+min = 1
+max = 3
+desired = 2
+capacity_type = "SPOT"
+labels = { "team" = "platform", "example.com/tier" = "web" }
+
+[[eks.access]]
+principal_arn = "arn:aws:iam::123456789012:role/platform-admins"
+policy = "cluster-admin"
+
+[[eks.access]]
+principal_arn = "arn:aws:iam::123456789012:user/dev"
+policy = "edit"
+namespaces = ["team-a", "team-b"]
+"#;
+
+    /// A well-formed EKS spec is refused only for its kind (the EKS engine is issue #3).
+    #[test]
+    fn a_good_eks_spec_fails_only_on_its_kind() {
+        let err = parse("eks.toml", EKS).unwrap_err();
+        assert_eq!(err.fields(), ["kind"], "{err}");
+    }
+
+    #[test]
+    fn eks_tables_are_validated_field_by_field() {
+        let cases = [
+            ("version = \"1.35\"", "version = \"1.20\"", "eks.version"),
+            ("min = 1", "min = 4", "eks.nodegroup.desired"),
+            (
+                "capacity_type = \"SPOT\"",
+                "capacity_type = \"spot\"",
+                "eks.nodegroup.capacity_type",
+            ),
+            (
+                "[\"t3.large\", \"t3a.large\"]",
+                "[\"t3.large\", \"m7g.large\"]",
+                "eks.nodegroup.instance_types",
+            ),
+            (
+                "policy = \"edit\"",
+                "policy = \"owner\"",
+                "eks.access[1].policy",
+            ),
+            (
+                "role/platform-admins",
+                "group/platform-admins",
+                "eks.access[0].principal_arn",
+            ),
+            ("\"team-b\"]", "\"Team_B\"]", "eks.access[1].namespaces"),
+            (
+                "\"team\" = \"platform\"",
+                "\"-team\" = \"platform\"",
+                "eks.nodegroup.labels.-team",
+            ),
+            (
+                "version = \"1.35\"",
+                "version = \"1.35\"\nendpoint_public_access = false",
+                "eks.endpoint_public_access",
+            ),
+        ];
+        for (from, to, field) in cases {
+            assert!(EKS.contains(from), "{from}");
+            let err = parse("eks.toml", &EKS.replacen(from, to, 1)).unwrap_err();
+            assert!(err.fields().contains(&field), "{to}: {err}");
+        }
+        let err = parse(
+            "eks.toml",
+            &EKS.replace("[eks.nodegroup]", "[eks.nodegroupz]"),
+        )
+        .unwrap_err();
+        assert!(err.issues[0].message.contains("nodegroupz"), "{err}");
+    }
+
+    #[test]
+    fn tables_must_match_the_kind() {
+        let err = parse("k.toml", &format!("{GOOD}\n[eks]\n[eks.nodegroup]\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 1\ndesired = 1\n")).unwrap_err();
+        assert_eq!(err.fields(), ["eks"], "{err}");
     }
 
     #[test]
