@@ -948,6 +948,19 @@ async fn an_empty_duplicate_vpc_from_a_lost_answer_is_removed() {
         .unwrap();
     let dup = dup.vpc().unwrap().vpc_id().unwrap().to_string();
 
+    let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
+    let deletes: Vec<&serde_json::Value> = plan.summary()["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["action"] == "delete")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(
+        deletes[0]["aws_id"],
+        dup.as_str(),
+        "plan shows the duplicate going"
+    );
     let up = cl.up();
     assert!(
         up.events

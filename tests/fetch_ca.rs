@@ -63,7 +63,8 @@ fn run(script_text: &str, imds: &str, pki: &std::path::Path) -> std::process::Ou
         .env("PROVISION_IMDS", imds)
         .env("PROVISION_SSM_ENDPOINT", common::emulator())
         .env("PROVISION_PKI_DIR", pki)
-        .env("PROVISION_FETCH_RETRY_SECONDS", "0")
+        .env("PROVISION_FETCH_RETRY_SECONDS", "0.01")
+        .env("PROVISION_FETCH_DEADLINE_SECONDS", "1")
         .output()
         .unwrap()
 }

@@ -108,13 +108,11 @@ pub async fn run(c: &Clients, l: &Launch<'_>) -> Result<Vec<ObsInstance>, AwsErr
     Ok(out.instances().iter().map(obs_instance).collect())
 }
 
-/// RunInstances refuses a client token whose earlier launch is terminated or had other
-/// parameters.
+/// RunInstances refuses a client token whose instances are terminated: they are not coming
+/// back. (IdempotentParameterMismatch is not retried: the first launch may be alive and not yet
+/// visible, and a fresh token would duplicate it.)
 pub fn is_spent_client_token(e: &AwsError) -> bool {
-    matches!(
-        e.code(),
-        "IdempotentInstanceTerminated" | "IdempotentParameterMismatch"
-    )
+    e.code() == "IdempotentInstanceTerminated"
 }
 
 /// Waits until all instances run (one batched DescribeInstances per poll) and returns them

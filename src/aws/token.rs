@@ -33,7 +33,12 @@ pub fn presigned_url(
     now: SystemTime,
 ) -> Result<String, AwsError> {
     let err = |m: String| AwsError::unexpected("signing an EKS token for", cluster, m);
-    let host = format!("sts.{region}.amazonaws.com");
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    let host = format!("sts.{region}.{suffix}");
     let base = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
@@ -280,6 +285,77 @@ print(m.authorization("GET", "sts.us-east-1.amazonaws.com", "/", "{}", h, b"", c
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), sig);
+    }
+
+    /// The control plane's fetch script signs its SSM request (POST, JSON body, session token)
+    /// exactly as the SDK's own signer does.
+    #[test]
+    fn fetch_script_signs_ssm_requests_like_the_sdk() {
+        let identity = creds(Some("session-token")).into();
+        let params: aws_sigv4::http_request::SigningParams<'_> = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("ssm")
+            .time(at(1_790_000_000))
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let body = br#"{"Name": "/provision/demo/bootstrap", "WithDecryption": true}"#;
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("host", "ssm.us-east-1.amazonaws.com"),
+            ("x-amz-target", "AmazonSSM.GetParameter"),
+        ];
+        let req = SignableRequest::new(
+            "POST",
+            "https://ssm.us-east-1.amazonaws.com/",
+            headers.into_iter(),
+            SignableBody::Bytes(body),
+        )
+        .unwrap();
+        let (instructions, sdk_signature) = sign(req, &params).unwrap().into_parts();
+        let signed: Vec<String> = instructions.headers().map(|(k, _)| k.to_string()).collect();
+        assert!(
+            signed.iter().any(|h| h == "x-amz-security-token"),
+            "{signed:?}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("sigv4.py");
+        std::fs::write(&script, crate::core::cloudinit::FETCH_CA_SCRIPT).unwrap();
+        let check = format!(
+            r#"
+import importlib.util
+spec = importlib.util.spec_from_file_location("f", "{}")
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+creds = {{"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "Token": "session-token"}}
+h = {{"Content-Type": "application/x-amz-json-1.1", "Host": "ssm.us-east-1.amazonaws.com", "X-Amz-Date": "20260921T141320Z",
+      "X-Amz-Target": "AmazonSSM.GetParameter", "X-Amz-Security-Token": "session-token"}}
+body = b'{{"Name": "/provision/demo/bootstrap", "WithDecryption": true}}'
+print(m.authorization("POST", "ssm.us-east-1.amazonaws.com", "/", "", h, body, creds, "us-east-1", "ssm", "20260921T141320Z"))
+"#,
+            script.display()
+        );
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(check)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let auth = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            auth.contains(
+                "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
+            ),
+            "{auth}"
+        );
+        assert_eq!(auth.trim().rsplit('=').next().unwrap(), sdk_signature);
     }
 
     #[test]

@@ -17,6 +17,11 @@ pub enum KubeconfigError {
     Render(String),
 }
 
+/// The name kubectl checks the API server's certificate against (`tls-server-name`): kubeadm
+/// always includes it, so the kubeconfig keeps working when the control plane's address changes
+/// (a new public IP after stop/start) or is reached through a tunnel.
+pub const API_SERVER_NAME: &str = "kubernetes";
+
 /// The credentials and endpoint of one cluster.
 #[derive(Debug, Clone)]
 pub struct Entry<'a> {
@@ -76,7 +81,7 @@ pub fn merge(existing: Option<&str>, entry: &Entry<'_>) -> Result<String, Kubeco
         &mut kc.clusters,
         entry.cluster,
         "cluster",
-        serde_json::json!({"server": entry.server, "certificate-authority-data": b64(entry.ca_pem)}),
+        serde_json::json!({"server": entry.server, "certificate-authority-data": b64(entry.ca_pem), "tls-server-name": API_SERVER_NAME}),
     );
     upsert(
         &mut kc.users,

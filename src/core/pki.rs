@@ -141,7 +141,15 @@ impl Ca {
         let mut p = CertificateParams::default();
         p.distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
-        p.subject_alt_names = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
+        // Like kubeadm's apiserver certificate: the `kubernetes` name plus the addresses.
+        p.subject_alt_names = std::iter::once(SanType::DnsName("kubernetes".try_into().map_err(
+            |source| PkiError::Generate {
+                what: "a server name",
+                source,
+            },
+        )?))
+        .chain(ips.iter().map(|ip| SanType::IpAddress(*ip)))
+        .collect();
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         p.not_before = now - Duration::minutes(5);
         p.not_after = now + Duration::days(1);

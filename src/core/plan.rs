@@ -208,6 +208,9 @@ impl Observed {
 /// attachments, when more than one VPC is tagged: duplicates to remove. If every VPC is empty,
 /// the first (by id) is kept.
 pub fn spare_vpcs(obs: &Observed) -> Vec<String> {
+    if obs.vpcs.len() < 2 {
+        return Vec::new();
+    }
     let used = |id: &str| {
         obs.subnets.iter().any(|s| s.vpc_id == id)
             || obs.route_tables.iter().any(|r| r.vpc_id == id)
@@ -227,11 +230,7 @@ pub fn spare_vpcs(obs: &Observed) -> Vec<String> {
     if spare.len() == ids.len() {
         spare.remove(0);
     }
-    if obs.vpcs.len() < 2 {
-        Vec::new()
-    } else {
-        spare
-    }
+    spare
 }
 
 /// Marks a change AWS cannot make to an existing resource: `up` refuses, `plan` shows it.
@@ -639,6 +638,7 @@ mod tests {
         assert!(spare_vpcs(&obs).is_empty(), "both in use: nothing is spare");
         obs.vpcs.pop();
         assert!(spare_vpcs(&obs).is_empty());
+        assert!(spare_vpcs(&Observed::default()).is_empty(), "no VPC at all");
     }
 
     #[test]

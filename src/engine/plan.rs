@@ -19,7 +19,24 @@ pub async fn plan_up(c: &Clients, spec: &ClusterSpec) -> Result<Vec<PlanItem>, E
         },
     )
     .await?;
-    Ok(plan::diff(&graph::build(spec), &obs))
+    // `up` removes empty duplicate VPCs before anything else; say so, and diff without them.
+    let spare = plan::spare_vpcs(&obs);
+    let mut obs = obs;
+    obs.vpcs.retain(|v| !spare.contains(&v.id));
+    let mut items = plan::diff(&graph::build(spec), &obs);
+    for id in spare {
+        items.insert(
+            0,
+            PlanItem {
+                id: graph::VPC.into(),
+                kind: graph::Kind::Vpc,
+                action: plan::Action::Delete,
+                aws_id: Some(id),
+                changes: vec!["an empty duplicate of the cluster's VPC".into()],
+            },
+        );
+    }
+    Ok(items)
 }
 
 /// What `down` would delete, in teardown order.

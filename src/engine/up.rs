@@ -164,31 +164,22 @@ pub async fn up(
         },
     )
     .await?;
-    if obs.vpcs.len() > 1 {
-        // CreateVpc takes no client token: an SDK retry after a lost answer, or two `up` runs at
-        // once, can leave a second tagged VPC. An empty one is ours and harmless to remove.
-        let spare = plan::spare_vpcs(&obs);
-        if obs.vpcs.len() - spare.len() > 1 {
-            let ids: Vec<&str> = obs.vpcs.iter().map(|v| v.id.as_str()).collect();
-            return Err(EngineError::Refused(format!(
-                "{} VPCs carry provision:cluster={} and hold resources ({}); run `provision down --name {} --region {}` and try again",
-                ids.len(),
-                spec.name,
-                ids.join(", "),
-                spec.name,
-                spec.region
-            )));
-        }
-        for id in &spare {
-            events(Event::Warning {
-                message: format!(
-                    "removing {id}: an empty duplicate VPC of this cluster (from an interrupted or concurrent run)"
-                ),
-            });
-            aws::network::delete_vpc(&c, id).await?;
-        }
-        obs.vpcs.retain(|v| !spare.contains(&v.id));
+    // CreateVpc takes no client token: an SDK retry after a lost answer, or two `up` runs at
+    // once, can leave a second tagged VPC. An empty one is ours and is removed (after every
+    // refusal below, so that a refused run changes nothing); two that hold resources are refused.
+    let spare = plan::spare_vpcs(&obs);
+    if obs.vpcs.len() - spare.len() > 1 {
+        let ids: Vec<&str> = obs.vpcs.iter().map(|v| v.id.as_str()).collect();
+        return Err(EngineError::Refused(format!(
+            "{} VPCs carry provision:cluster={} and hold resources ({}); run `provision down --name {} --region {}` and try again",
+            ids.len(),
+            spec.name,
+            ids.join(", "),
+            spec.name,
+            spec.region
+        )));
     }
+    obs.vpcs.retain(|v| !spare.contains(&v.id));
     // kubeadm's state (etcd, the cluster's certificates) lived on the old control plane, and
     // the workers point at its address: a new master would be a new, empty cluster.
     let orphans = obs
@@ -228,6 +219,14 @@ pub async fn up(
             .map(move |c| format!("{}: {c}", p.id))
     }) {
         events(Event::Warning { message: item });
+    }
+    for id in &spare {
+        events(Event::Warning {
+            message: format!(
+                "removing {id}: an empty duplicate VPC of this cluster (from an interrupted or concurrent run)"
+            ),
+        });
+        aws::network::delete_vpc(&c, id).await?;
     }
     let ctx = Arc::new(Ctx {
         c,
@@ -820,7 +819,20 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 );
                 return Ok(());
             }
-            let b = ctx.out().bootstrap.clone().expect("secret node ran first");
+            let mut b = ctx.out().bootstrap.clone().expect("secret node ran first");
+            // The new master's `kubeadm init` creates the stored token afresh: record when, so a
+            // later run does not take it for expired (the secret may be older than this master).
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            if !pki::token_usable(b.token_created, now) {
+                b.token_created = Some(now);
+                aws::secret::update(
+                    c,
+                    &crate::core::tags::secret_parameter_name(&ctx.spec.name),
+                    &b,
+                )
+                .await?;
+                ctx.out().bootstrap = Some(b.clone());
+            }
             let user_data = cloudinit::master(
                 &ctx.spec.kubeadm,
                 &cloudinit::MasterInput {

@@ -3,8 +3,10 @@
 
 The CA key is never in user data: the control plane reads it at boot through IMDSv2 role
 credentials and a SigV4-signed SSM GetParameter call (python3 standard library only, so no AWS
-CLI is needed on the image). The role's policy lets only this instance read the parameter, and
-IAM may take a minute to apply it, so AccessDenied is retried.
+CLI is needed on the image). The role's policy lets only this instance read the parameter; it is
+put right after the instance is launched and IAM takes a while to apply it, and if `provision up`
+was interrupted before putting it, the next `up` does. So every failure is retried, with backoff
+capped at a minute, for a day: kubeadm init simply waits for it.
 """
 import datetime
 import hashlib
@@ -54,7 +56,8 @@ def authorization(method, host, path, query, headers, body, creds, region, servi
 
 
 def get_parameter(region, creds):
-    endpoint = os.environ.get("PROVISION_SSM_ENDPOINT", f"https://ssm.{region}.amazonaws.com")
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    endpoint = os.environ.get("PROVISION_SSM_ENDPOINT", f"https://ssm.{region}.{suffix}")
     host = urllib.parse.urlparse(endpoint).netloc
     body = json.dumps({"Name": PARAMETER, "WithDecryption": True}).encode()
     amz_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -81,7 +84,11 @@ def write(path, content, mode):
 
 def main():
     last = ""
-    for _ in range(60):
+    delay = float(os.environ.get("PROVISION_FETCH_RETRY_SECONDS", "10"))
+    deadline = time.monotonic() + float(os.environ.get("PROVISION_FETCH_DEADLINE_SECONDS", str(24 * 3600)))
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             token = imds("api/token", method="PUT")
             region = imds("meta-data/placement/region", token)
@@ -97,7 +104,12 @@ def main():
             last = f"HTTP {e.code} {e.headers.get('x-amzn-ErrorType', '')}"
         except (urllib.error.URLError, OSError, KeyError, ValueError) as e:
             last = type(e).__name__
-        time.sleep(float(os.environ.get("PROVISION_FETCH_RETRY_SECONDS", "10")))
+        if time.monotonic() + delay > deadline:
+            break
+        if attempt % 10 == 0:
+            print(f"provision: still waiting to read the cluster CA from {PARAMETER}: {last}", file=sys.stderr)
+        time.sleep(delay)
+        delay = min(delay * 1.5, 60.0)
     print(f"provision: could not read the cluster CA from {PARAMETER}: {last}", file=sys.stderr)
     return 1
 
