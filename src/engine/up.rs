@@ -415,7 +415,12 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
         }
         Desired::Vpc { cidr } => match existing {
             Some(vpc) => {
-                let v = ctx.obs.vpcs.iter().find(|v| v.id == vpc).expect("observed");
+                let v = ctx
+                    .obs
+                    .vpcs
+                    .iter()
+                    .find(|v| v.id == vpc)
+                    .ok_or_else(|| internal("observed"))?;
                 let (support, hostnames) =
                     (v.dns_support == Some(false), v.dns_hostnames == Some(false));
                 if support || hostnames {
@@ -445,7 +450,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     .subnets
                     .iter()
                     .find(|s| s.id == sn)
-                    .expect("observed");
+                    .ok_or_else(|| internal("observed"))?;
                 if s.map_public_ip {
                     ctx.done(id, node.kind, &sn, "existing", None);
                 } else {
@@ -492,7 +497,12 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             let vpc = ctx.id(graph::VPC)?;
             match existing {
                 Some(igw) => {
-                    let g = ctx.obs.igws.iter().find(|g| g.id == igw).expect("observed");
+                    let g = ctx
+                        .obs
+                        .igws
+                        .iter()
+                        .find(|g| g.id == igw)
+                        .ok_or_else(|| internal("observed"))?;
                     if g.attached_vpcs.contains(&vpc) {
                         ctx.done(id, node.kind, &igw, "existing", None);
                     } else {
@@ -533,7 +543,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                         .route_tables
                         .iter()
                         .find(|r| &r.id == rt)
-                        .expect("observed");
+                        .ok_or_else(|| internal("observed"))?;
                     (
                         rt.clone(),
                         false,
@@ -787,7 +797,11 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             }
         }
         Desired::JoinToken => {
-            let b = ctx.out().bootstrap.clone().expect("secret node ran first");
+            let b = ctx
+                .out()
+                .bootstrap
+                .clone()
+                .ok_or_else(|| internal("secret node ran first"))?;
             let master_existed = ctx.obs.live_instances(graph::MASTER).next().is_some();
             let now = time::OffsetDateTime::now_utc();
             let token = if !master_existed
@@ -819,7 +833,11 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 );
                 return Ok(());
             }
-            let mut b = ctx.out().bootstrap.clone().expect("secret node ran first");
+            let mut b = ctx
+                .out()
+                .bootstrap
+                .clone()
+                .ok_or_else(|| internal("secret node ran first"))?;
             // The new master's `kubeadm init` creates the stored token afresh: record when, so a
             // later run does not take it for expired (the secret may be older than this master).
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -875,12 +893,16 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 }
             }
             if have < *count {
-                let b = ctx.out().bootstrap.clone().expect("secret node ran first");
+                let b = ctx
+                    .out()
+                    .bootstrap
+                    .clone()
+                    .ok_or_else(|| internal("secret node ran first"))?;
                 let join_token = ctx
                     .out()
                     .join_token
                     .clone()
-                    .expect("join-token node ran first");
+                    .ok_or_else(|| internal("join-token node ran first"))?;
                 let master_ip = ctx
                     .out()
                     .master
@@ -937,7 +959,7 @@ async fn mint_join_token(
         .obs
         .live_instances(graph::MASTER)
         .next()
-        .expect("checked by the caller");
+        .ok_or_else(|| internal("checked by the caller"))?;
     let ip = master
         .public_ip
         .clone()
@@ -1001,6 +1023,15 @@ async fn start_stopped(ctx: &Ctx, id: &str, instances: &[ObsInstance]) -> Result
     Ok(stopped.len())
 }
 
+/// A broken internal invariant: an error that asks for a bug report, never a panic.
+fn internal(what: &str) -> AwsError {
+    AwsError::unexpected(
+        "provisioning",
+        "the cluster",
+        format!("internal error ({what}): please file a bug with this message"),
+    )
+}
+
 /// Whether the master and every worker group already have their instances.
 fn nothing_to_launch(ctx: &Ctx) -> bool {
     ctx.graph.nodes.iter().all(|n| match &n.desired {
@@ -1020,7 +1051,11 @@ async fn launch(
     client_token: String,
 ) -> Result<Vec<ObsInstance>, AwsError> {
     let k = &ctx.spec.kubeadm;
-    let image = ctx.out().image.clone().expect("ami node ran first");
+    let image = ctx
+        .out()
+        .image
+        .clone()
+        .ok_or_else(|| internal("ami node ran first"))?;
     let subnet = ctx.id(subnet_logical)?;
     let profile = ctx.id(graph::NODE_PROFILE)?;
     let tags = ctx.tags(id, true);
