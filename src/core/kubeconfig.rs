@@ -27,9 +27,27 @@ pub const API_SERVER_NAME: &str = "kubernetes";
 pub struct Entry<'a> {
     pub cluster: &'a str,
     pub server: &'a str,
-    pub ca_pem: &'a str,
-    pub client_cert_pem: &'a str,
-    pub client_key_pem: &'a str,
+    pub ca: CaData<'a>,
+    pub user: User<'a>,
+    /// The name the server's certificate is checked against, when it is not the server's host.
+    pub tls_server_name: Option<&'a str>,
+}
+
+/// The cluster CA as the kubeconfig gets it.
+#[derive(Debug, Clone, Copy)]
+pub enum CaData<'a> {
+    Pem(&'a str),
+    /// Already base64 (what EKS's DescribeCluster returns); written as is, never parsed.
+    Base64(&'a str),
+}
+
+/// How kubectl authenticates.
+#[derive(Debug, Clone)]
+pub enum User<'a> {
+    /// A client certificate signed by the cluster CA (kubeadm clusters).
+    ClientCert { cert_pem: &'a str, key_pem: &'a str },
+    /// An exec plugin printing an ExecCredential (EKS: `provision token`).
+    Exec { command: &'a str, args: Vec<String> },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -77,18 +95,28 @@ pub fn merge(existing: Option<&str>, entry: &Entry<'_>) -> Result<String, Kubeco
     kc.kind = "Config".into();
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     let user = user_name(entry.cluster);
-    upsert(
-        &mut kc.clusters,
-        entry.cluster,
-        "cluster",
-        serde_json::json!({"server": entry.server, "certificate-authority-data": b64(entry.ca_pem), "tls-server-name": API_SERVER_NAME}),
-    );
-    upsert(
-        &mut kc.users,
-        &user,
-        "user",
-        serde_json::json!({"client-certificate-data": b64(entry.client_cert_pem), "client-key-data": b64(entry.client_key_pem)}),
-    );
+    let ca = match entry.ca {
+        CaData::Pem(pem) => b64(pem),
+        CaData::Base64(data) => data.to_string(),
+    };
+    let mut cluster = serde_json::json!({"server": entry.server, "certificate-authority-data": ca});
+    if let Some(name) = entry.tls_server_name {
+        cluster["tls-server-name"] = name.into();
+    }
+    upsert(&mut kc.clusters, entry.cluster, "cluster", cluster);
+    let credentials = match &entry.user {
+        User::ClientCert { cert_pem, key_pem } => {
+            serde_json::json!({"client-certificate-data": b64(cert_pem), "client-key-data": b64(key_pem)})
+        }
+        User::Exec { command, args } => serde_json::json!({"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": command,
+            "args": args,
+            "interactiveMode": "Never",
+            "provideClusterInfo": false,
+        }}),
+    };
+    upsert(&mut kc.users, &user, "user", credentials);
     upsert(
         &mut kc.contexts,
         entry.cluster,
@@ -118,10 +146,44 @@ mod tests {
         Entry {
             cluster: "demo",
             server,
-            ca_pem: "CA",
-            client_cert_pem: "CERT",
-            client_key_pem: "KEY",
+            ca: CaData::Pem("CA"),
+            user: User::ClientCert {
+                cert_pem: "CERT",
+                key_pem: "KEY",
+            },
+            tls_server_name: Some(API_SERVER_NAME),
         }
+    }
+
+    #[test]
+    fn exec_users_and_base64_ca_data_for_eks() {
+        let e = Entry {
+            cluster: "eks-demo",
+            server: "https://ABC.gr7.us-west-2.eks.amazonaws.com",
+            ca: CaData::Base64("bm90IGEgcGVt"),
+            user: User::Exec {
+                command: "provision",
+                args: vec![
+                    "token".into(),
+                    "--cluster".into(),
+                    "eks-demo".into(),
+                    "--region".into(),
+                    "us-west-2".into(),
+                ],
+            },
+            tls_server_name: None,
+        };
+        let v: Value = serde_saphyr::from_str(&merge(None, &e).unwrap()).unwrap();
+        assert_eq!(
+            v["clusters"][0]["cluster"]["certificate-authority-data"], "bm90IGEgcGVt",
+            "written as given, never parsed"
+        );
+        assert!(v["clusters"][0]["cluster"].get("tls-server-name").is_none());
+        let exec = &v["users"][0]["user"]["exec"];
+        assert_eq!(exec["apiVersion"], "client.authentication.k8s.io/v1beta1");
+        assert_eq!(exec["command"], "provision");
+        assert_eq!(exec["args"][0], "token");
+        assert_eq!(exec["args"][2], "eks-demo");
     }
 
     #[test]

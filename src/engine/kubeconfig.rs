@@ -5,7 +5,7 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use super::EngineError;
-use crate::core::kubeconfig::{Entry, merge};
+use crate::core::kubeconfig::{CaData, Entry, User, merge};
 use crate::core::pki::Ca;
 
 /// The kubeconfig path a user expects: the first entry of `$KUBECONFIG`, else `~/.kube/config`.
@@ -40,9 +40,12 @@ pub fn write(path: &Path, cluster: &str, server: &str, ca: &Ca) -> Result<(), En
         &Entry {
             cluster,
             server,
-            ca_pem: &ca.cert_pem,
-            client_cert_pem: &cert,
-            client_key_pem: &key,
+            ca: CaData::Pem(&ca.cert_pem),
+            user: User::ClientCert {
+                cert_pem: &cert,
+                key_pem: &key,
+            },
+            tls_server_name: Some(crate::core::kubeconfig::API_SERVER_NAME),
         },
     )
     .map_err(|e| err(e.to_string()))?;
