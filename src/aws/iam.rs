@@ -8,8 +8,6 @@ use super::error::{absent_if, api};
 use super::{AwsError, Clients};
 use crate::core::plan::{ObsIam, ObsProfile};
 
-const EC2_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-
 fn iam_tags(tags: &[(String, String)]) -> Vec<aws_sdk_iam::types::Tag> {
     tags.iter()
         .filter_map(|(k, v)| {
@@ -62,18 +60,83 @@ pub async fn create_role(
     name: &str,
     tags: &[(String, String)],
 ) -> Result<String, AwsError> {
+    create_service_role(
+        c,
+        name,
+        "ec2.amazonaws.com",
+        "provision: Kubernetes nodes",
+        tags,
+    )
+    .await
+}
+
+/// Creates a role that `service` (e.g. `eks.amazonaws.com`) may assume, tagged.
+///
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn create_service_role(
+    c: &Clients,
+    name: &str,
+    service: &str,
+    description: &str,
+    tags: &[(String, String)],
+) -> Result<String, AwsError> {
+    let trust = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    });
     let out = c
         .iam
         .create_role()
         .role_name(name)
         .path("/provision/")
-        .assume_role_policy_document(EC2_TRUST)
-        .description("provision: Kubernetes nodes")
+        .assume_role_policy_document(trust.to_string())
+        .description(description)
         .set_tags(Some(iam_tags(tags)))
         .send()
         .await
         .map_err(api("creating IAM role", name))?;
     Ok(out.role().map(|r| r.arn().to_string()).unwrap_or_default())
+}
+
+/// Attaches AWS managed policies (by ARN) that the role lacks, concurrently.
+///
+/// # Errors
+/// The AWS error of the first failing call.
+pub async fn attach_policies(c: &Clients, role: &str, arns: &[String]) -> Result<(), AwsError> {
+    let attached = c
+        .iam
+        .list_attached_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .map_err(api("listing policies of IAM role", role))?;
+    let have: Vec<&str> = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+        .collect();
+    let missing = arns
+        .iter()
+        .filter(|a| !have.contains(&a.as_str()))
+        .map(|arn| async move {
+            super::retry::retry(
+                super::retry::Backoff::EVENTUAL,
+                super::retry::is_eventual_not_found,
+                || async {
+                    c.iam
+                        .attach_role_policy()
+                        .role_name(role)
+                        .policy_arn(arn)
+                        .send()
+                        .await
+                        .map_err(api("attaching a policy to IAM role", role))
+                },
+            )
+            .await
+        });
+    futures::future::try_join_all(missing).await?;
+    Ok(())
 }
 
 /// Creates the instance profile, tagged.

@@ -7,6 +7,7 @@
 
 pub mod calls;
 pub mod discover;
+pub mod eks;
 pub mod error;
 pub mod iam;
 pub mod instance;
@@ -30,6 +31,7 @@ pub use error::AwsError;
 #[derive(Debug, Clone)]
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
+    pub eks: aws_sdk_eks::Client,
     pub iam: aws_sdk_iam::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub sts: aws_sdk_sts::Client,
@@ -81,6 +83,11 @@ async fn build(region: &str, calls: CallCounter, endpoint: Option<&str>) -> Clie
     Clients {
         ec2: aws_sdk_ec2::Client::from_conf(
             aws_sdk_ec2::config::Builder::from(&shared)
+                .interceptor(calls.clone())
+                .build(),
+        ),
+        eks: aws_sdk_eks::Client::from_conf(
+            aws_sdk_eks::config::Builder::from(&shared)
                 .interceptor(calls.clone())
                 .build(),
         ),

@@ -64,7 +64,17 @@ pub fn is_iam_propagation(e: &AwsError) -> bool {
     let m = e.message();
     (e.code() == "InvalidParameterValue"
         && (m.contains("IAM Instance Profile") || m.contains("iamInstanceProfile")))
-        || (e.code() == "InvalidParameterException" && m.contains("could not be assumed"))
+        || (e.code() == "InvalidParameterException"
+            && [
+                // What EKS says while a new role propagates (terraform-provider-aws's list).
+                "could not be assumed",
+                "does not exist",
+                "Error in role params",
+                "doesn't have the Amazon EKS Managed Policies",
+                "IAM role's policy must include",
+            ]
+            .iter()
+            .any(|needle| m.contains(needle)))
 }
 
 pub fn is_dependency_violation(e: &AwsError) -> bool {
@@ -158,6 +168,25 @@ mod tests {
         .unwrap();
         assert_eq!(got, 7);
         assert_eq!(n.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn eks_role_propagation_messages_are_transient() {
+        let e = |m: &str| AwsError::Api {
+            doing: "creating".into(),
+            resource: "eks".into(),
+            code: "InvalidParameterException".into(),
+            message: m.into(),
+        };
+        assert!(is_iam_propagation(&e(
+            "Role with arn: arn:aws:iam::1:role/x, could not be assumed because it does not exist or the trusted entity is not correct"
+        )));
+        assert!(is_iam_propagation(&e(
+            "The provided role doesn't have the Amazon EKS Managed Policies associated with it."
+        )));
+        assert!(!is_iam_propagation(&e(
+            "Subnets specified must be in at least two different AZs"
+        )));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,179 @@
+//! The EKS building blocks of the AWS layer against the emulator: roles with their managed
+//! policies, cluster and node group create / describe / wait / delete, and the order EKS
+//! enforces between them. (The engine wiring of `kind = "eks"` is issue 3's next step.)
+
+mod common;
+
+use std::time::Duration;
+
+use provision::aws::{eks, iam};
+use provision::core::spec::{Arch, NodegroupSpec};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_and_nodegroup_lifecycle() {
+    let c = common::sdk().await;
+    let name = common::unique("eks");
+    let tags = provision::core::tags::tags_for(&name, "eks-cluster", false, &Default::default());
+
+    // Network: a VPC with two subnets in two zones.
+    let vpc = c
+        .ec2
+        .create_vpc()
+        .cidr_block("10.50.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+    let mut subnets = Vec::new();
+    for (cidr, az) in [
+        ("10.50.0.0/20", "us-east-1a"),
+        ("10.50.16.0/20", "us-east-1b"),
+    ] {
+        let s = c
+            .ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .availability_zone(az)
+            .send()
+            .await
+            .unwrap();
+        subnets.push(s.subnet().unwrap().subnet_id().unwrap().to_string());
+    }
+
+    // Roles: the cluster's (trusted by EKS) and the nodes' (trusted by EC2), with their policies.
+    let cluster_role = format!("{name}-cluster");
+    let node_role = format!("{name}-node");
+    let cluster_arn =
+        iam::create_service_role(&c, &cluster_role, "eks.amazonaws.com", "test", &tags)
+            .await
+            .unwrap();
+    let node_arn = iam::create_service_role(&c, &node_role, "ec2.amazonaws.com", "test", &tags)
+        .await
+        .unwrap();
+    let arns = |arn: &str, names: &[&str]| {
+        names
+            .iter()
+            .map(|n| eks::managed_policy_arn(arn, n))
+            .collect::<Vec<_>>()
+    };
+    iam::attach_policies(
+        &c,
+        &cluster_role,
+        &arns(&cluster_arn, &eks::CLUSTER_POLICIES),
+    )
+    .await
+    .unwrap();
+    iam::attach_policies(&c, &node_role, &arns(&node_arn, &eks::NODE_POLICIES))
+        .await
+        .unwrap();
+    // Attaching again is a no-op (only missing policies are attached).
+    iam::attach_policies(&c, &node_role, &arns(&node_arn, &eks::NODE_POLICIES))
+        .await
+        .unwrap();
+    let attached = c
+        .iam
+        .list_attached_role_policies()
+        .role_name(&node_role)
+        .send()
+        .await
+        .unwrap();
+    let mut got: Vec<&str> = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_name())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "AmazonEC2ContainerRegistryReadOnly",
+            "AmazonEKSWorkerNodePolicy",
+            "AmazonEKS_CNI_Policy"
+        ]
+    );
+
+    // Cluster.
+    assert!(eks::describe_cluster(&c, &name).await.unwrap().is_none());
+    let input = eks::ClusterInput {
+        name: &name,
+        version: "1.35",
+        role_arn: &cluster_arn,
+        subnet_ids: subnets.clone(),
+        security_group_ids: vec![],
+        endpoint_public_access: true,
+        endpoint_private_access: false,
+        public_access_cidrs: vec!["198.51.100.0/24".into()],
+        tags: &tags,
+        client_token: format!("{name}-cluster"),
+    };
+    eks::create_cluster(&c, &input).await.unwrap();
+    let active = eks::wait_cluster_active(&c, &name, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(active.status, "ACTIVE");
+    assert_eq!(
+        active.tags.get("provision:cluster").map(String::as_str),
+        Some(name.as_str()),
+        "tagged at creation"
+    );
+    assert!(active.endpoint.is_some() && active.ca_data.is_some());
+
+    // Node group.
+    let spec = NodegroupSpec {
+        instance_types: vec!["t3.large".into()],
+        arch: Arch::Amd64,
+        min: 1,
+        max: 3,
+        desired: 2,
+        spot: false,
+        disk_size: 20,
+        labels: Default::default(),
+    };
+    let ng = eks::NodegroupInput {
+        cluster: &name,
+        name: "workers",
+        spec: &spec,
+        node_role_arn: &node_arn,
+        subnet_ids: subnets.clone(),
+        tags: &tags,
+        client_token: format!("{name}-workers"),
+    };
+    eks::create_nodegroup(&c, &ng).await.unwrap();
+    eks::wait_nodegroup_active(&c, &name, "workers", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let got = eks::describe_nodegroup(&c, &name, "workers")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.desired, Some(2));
+    assert_eq!(
+        got.tags.get("provision:cluster").map(String::as_str),
+        Some(name.as_str())
+    );
+
+    // EKS refuses to delete a cluster that still has node groups: node group first.
+    let err = eks::delete_cluster(&c, &name, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "ResourceInUseException", "{err}");
+    eks::delete_nodegroup(&c, &name, "workers", Duration::from_secs(60))
+        .await
+        .unwrap();
+    eks::delete_cluster(&c, &name, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(eks::describe_cluster(&c, &name).await.unwrap().is_none());
+    // Deleting again is not an error.
+    eks::delete_cluster(&c, &name, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    iam::delete_role(&c, &cluster_role).await.unwrap();
+    iam::delete_role(&c, &node_role).await.unwrap();
+    for s in &subnets {
+        c.ec2.delete_subnet().subnet_id(s).send().await.unwrap();
+    }
+    c.ec2.delete_vpc().vpc_id(&vpc).send().await.unwrap();
+}
