@@ -363,6 +363,145 @@ pub async fn delete_nodegroup(
     Ok(())
 }
 
+/// Installs the add-ons the cluster lacks (one ListAddons, then CreateAddon for each missing
+/// one, concurrently) and waits until all of them are ACTIVE. vpc-cni gets network-policy
+/// enforcement turned on.
+///
+/// # Errors
+/// The AWS error of a call, or an add-on that does not become ACTIVE in time.
+pub async fn ensure_addons(
+    c: &Clients,
+    cluster: &str,
+    names: &[String],
+    tags: &[(String, String)],
+    max: Duration,
+) -> Result<Vec<String>, AwsError> {
+    let listed = c
+        .eks
+        .list_addons()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .map_err(api("listing the add-ons of", cluster))?;
+    let have: Vec<&str> = listed.addons().iter().map(String::as_str).collect();
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !have.contains(&n.as_str()))
+        .collect();
+    let tags: HashMap<String, String> = tags.iter().cloned().collect();
+    let creates = missing.iter().map(|name| {
+        let tags = tags.clone();
+        async move {
+            let mut req = c
+                .eks
+                .create_addon()
+                .cluster_name(cluster)
+                .addon_name(name.as_str())
+                .resolve_conflicts(aws_sdk_eks::types::ResolveConflicts::Overwrite)
+                .set_tags(Some(tags))
+                .client_request_token(format!("{cluster}-{name}"));
+            if name.as_str() == "vpc-cni" {
+                req = req.configuration_values(r#"{"enableNetworkPolicy":"true"}"#);
+            }
+            req.send()
+                .await
+                .map_err(api("installing add-on", &format!("{name} on {cluster}")))
+        }
+    });
+    futures::future::try_join_all(creates).await?;
+    let waits = names.iter().map(|name| async move {
+        c.eks
+            .wait_until_addon_active()
+            .cluster_name(cluster)
+            .addon_name(name.as_str())
+            .wait(max)
+            .await
+            .map_err(|e| AwsError::Wait {
+                resource: format!("add-on {name} on {cluster}"),
+                state: "ACTIVE".into(),
+                message: DisplayErrorContext(&e).to_string(),
+            })
+    });
+    futures::future::try_join_all(waits).await?;
+    Ok(missing.into_iter().cloned().collect())
+}
+
+/// The ARN of an EKS access policy in the partition of `cluster_arn`.
+pub fn access_policy_arn(cluster_arn: &str, policy: crate::core::spec::AccessPolicy) -> String {
+    let partition = cluster_arn
+        .split(':')
+        .nth(1)
+        .filter(|p| p.starts_with("aws"))
+        .unwrap_or("aws");
+    format!(
+        "arn:{partition}:eks::aws:cluster-access-policy/{}",
+        policy.eks_policy()
+    )
+}
+
+/// Creates the access entries the cluster lacks and associates their access policy, scoped to
+/// the cluster or to the listed namespaces.
+///
+/// # Errors
+/// The AWS error of a call.
+pub async fn ensure_access_entries(
+    c: &Clients,
+    cluster: &EksCluster,
+    entries: &[crate::core::spec::AccessEntry],
+    tags: &[(String, String)],
+) -> Result<Vec<String>, AwsError> {
+    use aws_sdk_eks::types::{AccessScope, AccessScopeType};
+    let name = cluster.name.as_str();
+    let listed = c
+        .eks
+        .list_access_entries()
+        .cluster_name(name)
+        .send()
+        .await
+        .map_err(api("listing the access entries of", name))?;
+    let have: Vec<&str> = listed.access_entries().iter().map(String::as_str).collect();
+    let tags: HashMap<String, String> = tags.iter().cloned().collect();
+    let missing: Vec<&crate::core::spec::AccessEntry> = entries
+        .iter()
+        .filter(|e| !have.contains(&e.principal_arn.as_str()))
+        .collect();
+    let creates = missing.iter().map(|e| {
+        let tags = tags.clone();
+        async move {
+            let who = format!("{} on {name}", e.principal_arn);
+            c.eks
+                .create_access_entry()
+                .cluster_name(name)
+                .principal_arn(&e.principal_arn)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(api("creating the access entry of", &who))?;
+            let scope = if e.namespaces.is_empty() {
+                AccessScope::builder()
+                    .r#type(AccessScopeType::Cluster)
+                    .build()
+            } else {
+                AccessScope::builder()
+                    .r#type(AccessScopeType::Namespace)
+                    .set_namespaces(Some(e.namespaces.clone()))
+                    .build()
+            };
+            c.eks
+                .associate_access_policy()
+                .cluster_name(name)
+                .principal_arn(&e.principal_arn)
+                .policy_arn(access_policy_arn(&cluster.arn, e.policy))
+                .access_scope(scope)
+                .send()
+                .await
+                .map_err(api("associating the access policy of", &who))?;
+            Ok::<_, AwsError>(e.principal_arn.clone())
+        }
+    });
+    futures::future::try_join_all(creates).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,238 @@
+//! EKS paths the emulator cannot show, through SDK-level mocks (aws-smithy-mocks): the
+//! CREATING → ACTIVE waiter, a FAILED cluster, the IAM-propagation retry of CreateCluster,
+//! add-ons and access entries (the emulator answers 404 for both).
+
+use std::time::Duration;
+
+use aws_sdk_eks::Client;
+use aws_sdk_eks::config::{AsyncSleep, Sleep};
+use aws_sdk_eks::operation::create_cluster::{CreateClusterError, CreateClusterOutput};
+use aws_sdk_eks::operation::describe_addon::DescribeAddonOutput;
+use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
+use aws_sdk_eks::types::{AccessScopeType, Addon, AddonStatus, Cluster, ClusterStatus};
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use provision::aws::eks;
+use provision::core::spec::{AccessEntry, AccessPolicy};
+
+/// Waiters and SDK back-off sleep for no time at all.
+#[derive(Debug)]
+struct NoSleep;
+impl AsyncSleep for NoSleep {
+    fn sleep(&self, _: Duration) -> Sleep {
+        Sleep::new(async {})
+    }
+}
+
+/// Clients whose EKS client answers from `rules`; the other services point nowhere.
+async fn clients(rules: &[&aws_smithy_mocks::Rule], mode: RuleMode) -> provision::aws::Clients {
+    let mut c = provision::aws::clients_for_endpoint("us-east-1", "http://127.0.0.1:9").await;
+    c.eks = mock_client!(aws_sdk_eks, mode, rules, |b| b.sleep_impl(NoSleep));
+    c
+}
+
+fn cluster(status: ClusterStatus) -> Cluster {
+    Cluster::builder()
+        .name("demo")
+        .arn("arn:aws:eks:us-east-1:123456789012:cluster/demo")
+        .status(status)
+        .endpoint("https://x.eks.amazonaws.com")
+        .build()
+}
+
+#[tokio::test]
+async fn the_active_waiter_sits_through_creating() {
+    let describe = mock!(Client::describe_cluster)
+        .sequence()
+        .output(|| {
+            DescribeClusterOutput::builder()
+                .cluster(cluster(ClusterStatus::Creating))
+                .build()
+        })
+        .times(3)
+        .output(|| {
+            DescribeClusterOutput::builder()
+                .cluster(cluster(ClusterStatus::Active))
+                .build()
+        })
+        .build();
+    let c = clients(&[&describe], RuleMode::Sequential).await;
+    let got = eks::wait_cluster_active(&c, "demo", Duration::from_secs(1800))
+        .await
+        .unwrap();
+    assert_eq!(got.status, "ACTIVE");
+    assert_eq!(describe.num_calls(), 4, "three CREATING polls, then ACTIVE");
+}
+
+#[tokio::test]
+async fn a_failed_cluster_ends_the_wait_with_its_state() {
+    let describe = mock!(Client::describe_cluster).then_output(|| {
+        DescribeClusterOutput::builder()
+            .cluster(cluster(ClusterStatus::Failed))
+            .build()
+    });
+    let c = clients(&[&describe], RuleMode::Sequential).await;
+    let err = eks::wait_cluster_active(&c, "demo", Duration::from_secs(1800))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("ACTIVE") && err.to_string().contains("demo"),
+        "{err}"
+    );
+    assert_eq!(describe.num_calls(), 1, "FAILED is terminal: no more polls");
+}
+
+const PROPAGATING: &str = "Role with arn: arn:aws:iam::123456789012:role/x, could not be assumed because it does not exist or the trusted entity is not correct";
+
+#[tokio::test(start_paused = true)]
+async fn create_cluster_retries_while_its_role_propagates() {
+    let create = mock!(Client::create_cluster)
+        .sequence()
+        .error(|| {
+            CreateClusterError::InvalidParameterException(
+                aws_sdk_eks::types::error::InvalidParameterException::builder()
+                    .message(PROPAGATING)
+                    // What the SDK's deserializer fills in from a real answer.
+                    .meta(
+                        aws_sdk_eks::error::ErrorMetadata::builder()
+                            .code("InvalidParameterException")
+                            .message(PROPAGATING)
+                            .build(),
+                    )
+                    .build(),
+            )
+        })
+        .times(2)
+        .output(|| {
+            CreateClusterOutput::builder()
+                .cluster(cluster(ClusterStatus::Creating))
+                .build()
+        })
+        .build();
+    let c = clients(&[&create], RuleMode::Sequential).await;
+    let input = eks::ClusterInput {
+        name: "demo",
+        version: "1.35",
+        role_arn: "arn:aws:iam::123456789012:role/x",
+        subnet_ids: vec!["subnet-1".into(), "subnet-2".into()],
+        security_group_ids: vec![],
+        endpoint_public_access: true,
+        endpoint_private_access: false,
+        public_access_cidrs: vec!["198.51.100.0/24".into()],
+        tags: &[],
+        client_token: "t".into(),
+    };
+    let got = eks::create_cluster(&c, &input).await.unwrap();
+    assert_eq!(got.status, "CREATING");
+    assert_eq!(create.num_calls(), 3);
+}
+
+#[tokio::test]
+async fn missing_addons_are_installed_and_waited_for() {
+    let list = mock!(Client::list_addons).then_output(|| {
+        aws_sdk_eks::operation::list_addons::ListAddonsOutput::builder()
+            .addons("coredns")
+            .build()
+    });
+    let create = mock!(Client::create_addon)
+        .match_requests(|r| {
+            r.addon_name() != Some("vpc-cni")
+                || r.configuration_values() == Some(r#"{"enableNetworkPolicy":"true"}"#)
+        })
+        .then_output(|| aws_sdk_eks::operation::create_addon::CreateAddonOutput::builder().build());
+    let describe = mock!(Client::describe_addon).then_output(|| {
+        DescribeAddonOutput::builder()
+            .addon(
+                Addon::builder()
+                    .addon_name("x")
+                    .status(AddonStatus::Active)
+                    .build(),
+            )
+            .build()
+    });
+    let c = clients(&[&list, &create, &describe], RuleMode::MatchAny).await;
+    let names: Vec<String> = ["vpc-cni", "coredns", "kube-proxy"]
+        .map(String::from)
+        .to_vec();
+    let created = eks::ensure_addons(&c, "demo", &names, &[], Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(created, ["vpc-cni", "kube-proxy"]);
+    assert_eq!(
+        create.num_calls(),
+        2,
+        "coredns was there already; vpc-cni carried network policy on"
+    );
+    assert_eq!(describe.num_calls(), 3, "every add-on waited for");
+}
+
+#[tokio::test]
+async fn access_entries_get_their_policy_and_scope() {
+    let list = mock!(Client::list_access_entries).then_output(|| {
+        aws_sdk_eks::operation::list_access_entries::ListAccessEntriesOutput::builder()
+            .access_entries("arn:aws:iam::123456789012:role/already")
+            .build()
+    });
+    let create = mock!(Client::create_access_entry).then_output(|| {
+        aws_sdk_eks::operation::create_access_entry::CreateAccessEntryOutput::builder().build()
+    });
+    let cluster_wide = mock!(Client::associate_access_policy)
+        .match_requests(|r| {
+            r.principal_arn() == Some("arn:aws:iam::123456789012:role/admins")
+                && r.policy_arn()
+                    == Some("arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy")
+                && r.access_scope().and_then(|s| s.r#type()) == Some(&AccessScopeType::Cluster)
+        })
+        .then_output(|| {
+            aws_sdk_eks::operation::associate_access_policy::AssociateAccessPolicyOutput::builder()
+                .build()
+        });
+    let namespaced = mock!(Client::associate_access_policy)
+        .match_requests(|r| {
+            r.principal_arn() == Some("arn:aws:iam::123456789012:user/dev")
+                && r.policy_arn()
+                    == Some("arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy")
+                && r.access_scope().map(|s| s.namespaces().to_vec())
+                    == Some(vec!["team-a".to_string()])
+        })
+        .then_output(|| {
+            aws_sdk_eks::operation::associate_access_policy::AssociateAccessPolicyOutput::builder()
+                .build()
+        });
+    let c = clients(
+        &[&list, &create, &cluster_wide, &namespaced],
+        RuleMode::MatchAny,
+    )
+    .await;
+    let entries = vec![
+        AccessEntry {
+            principal_arn: "arn:aws:iam::123456789012:role/admins".into(),
+            policy: AccessPolicy::ClusterAdmin,
+            namespaces: vec![],
+        },
+        AccessEntry {
+            principal_arn: "arn:aws:iam::123456789012:user/dev".into(),
+            policy: AccessPolicy::Edit,
+            namespaces: vec!["team-a".into()],
+        },
+        AccessEntry {
+            principal_arn: "arn:aws:iam::123456789012:role/already".into(),
+            policy: AccessPolicy::View,
+            namespaces: vec![],
+        },
+    ];
+    let target = eks::EksCluster {
+        name: "demo".into(),
+        arn: "arn:aws:eks:us-east-1:123456789012:cluster/demo".into(),
+        status: "ACTIVE".into(),
+        endpoint: None,
+        ca_data: None,
+        version: None,
+        tags: Default::default(),
+    };
+    let created = eks::ensure_access_entries(&c, &target, &entries, &[])
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 2);
+    assert_eq!(create.num_calls(), 2, "the existing entry is left alone");
+    assert_eq!((cluster_wide.num_calls(), namespaced.num_calls()), (1, 1));
+}
