@@ -71,6 +71,151 @@ def _check_loading_status(self: ParameterDict, key: str) -> None:
 ParameterDict._check_loading_status = _check_loading_status
 
 
+# EKS add-ons and access entries: moto routes neither (HTTP 404), and provision's EKS path creates
+# both. A small in-memory model, enough for create / describe / list / delete and the access
+# policy associations: every add-on is ACTIVE at once, like moto's clusters.
+from moto.eks import urls as eks_urls  # noqa: E402
+from moto.eks.exceptions import ResourceInUseException, ResourceNotFoundException  # noqa: E402
+from moto.eks.responses import EKSResponse  # noqa: E402
+from moto.core.responses import ActionResult  # noqa: E402
+
+for _path in [
+    "{0}/clusters/(?P<name>[^/]+)/addons$",
+    "{0}/clusters/(?P<name>[^/]+)/addons/(?P<addonName>[^/]+)$",
+    "{0}/clusters/(?P<name>[^/]+)/access-entries$",
+    "{0}/clusters/(?P<name>[^/]+)/access-entries/(?P<entryPath>.+)$",
+]:
+    eks_urls.url_paths[_path] = EKSResponse.dispatch
+
+# (account, region, cluster) -> {addon name: addon}, {principal: entry}
+_ADDONS: dict = {}
+_ACCESS: dict = {}
+
+
+def _cluster(self: EKSResponse) -> tuple:
+    name = self._get_param("name")
+    backend = self.eks_backend
+    if name not in backend.clusters:
+        raise ResourceNotFoundException(clusterName=name, nodegroupName=None, fargateProfileName=None, addonName=None, message=f"No cluster found for name: {name}.")
+    cluster = backend.clusters[name]
+    return (self.current_account, self.region, name), cluster
+
+
+def _not_found(what: str) -> ResourceNotFoundException:
+    return ResourceNotFoundException(clusterName=None, nodegroupName=None, fargateProfileName=None, addonName=None, message=f"{what} not found")
+
+
+def create_addon(self: EKSResponse) -> ActionResult:
+    key, cluster = _cluster(self)
+    name = self._get_param("addonName")
+    addons = _ADDONS.setdefault(key, {})
+    if name in addons:
+        raise ResourceInUseException(clusterName=key[2], nodegroupName=None, fargateProfileName=None, addonName=name, message=f"Addon already exists: {name}")
+    addons[name] = {
+        "addonName": name,
+        "clusterName": key[2],
+        "status": "ACTIVE",
+        "addonVersion": self._get_param("addonVersion") or "v1.0.0-eksbuild.1",
+        "addonArn": f"{cluster.arn.replace(':cluster/', ':addon/')}/{name}",
+        "configurationValues": self._get_param("configurationValues") or "",
+        "tags": self._get_param("tags") or {},
+    }
+    return ActionResult({"addon": addons[name]})
+
+
+def describe_addon(self: EKSResponse) -> ActionResult:
+    key, _ = _cluster(self)
+    name = self._get_param("addonName")
+    addon = _ADDONS.get(key, {}).get(name)
+    if addon is None:
+        raise _not_found(f"addon {name}")
+    return ActionResult({"addon": addon})
+
+
+def list_addons(self: EKSResponse) -> ActionResult:
+    key, _ = _cluster(self)
+    return ActionResult({"addons": sorted(_ADDONS.get(key, {}))})
+
+
+def delete_addon(self: EKSResponse) -> ActionResult:
+    key, _ = _cluster(self)
+    name = self._get_param("addonName")
+    addon = _ADDONS.get(key, {}).pop(name, None)
+    if addon is None:
+        raise _not_found(f"addon {name}")
+    return ActionResult({"addon": dict(addon, status="DELETING")})
+
+
+def create_access_entry(self: EKSResponse) -> ActionResult:
+    key, cluster = _cluster(self)
+    principal = self._get_param("principalArn")
+    entries = _ACCESS.setdefault(key, {})
+    if principal in entries:
+        raise ResourceInUseException(clusterName=key[2], nodegroupName=None, fargateProfileName=None, addonName=None, message=f"access entry for {principal} exists")
+    entries[principal] = {
+        "entry": {
+            "clusterName": key[2],
+            "principalArn": principal,
+            "kubernetesGroups": self._get_param("kubernetesGroups") or [],
+            "type": self._get_param("type") or "STANDARD",
+            "username": principal,
+            "tags": self._get_param("tags") or {},
+            "accessEntryArn": f"{cluster.arn.replace(':cluster/', ':access-entry/')}/{abs(hash(principal))}",
+        },
+        "policies": {},
+    }
+    return ActionResult({"accessEntry": entries[principal]["entry"]})
+
+
+def _entry(self: EKSResponse) -> tuple:
+    key, _ = _cluster(self)
+    principal = self._get_param("principalArn")
+    found = _ACCESS.get(key, {}).get(principal)
+    if found is None:
+        raise _not_found(f"access entry {principal}")
+    return key, principal, found
+
+
+def describe_access_entry(self: EKSResponse) -> ActionResult:
+    _, _, found = _entry(self)
+    return ActionResult({"accessEntry": found["entry"]})
+
+
+def list_access_entries(self: EKSResponse) -> ActionResult:
+    key, _ = _cluster(self)
+    return ActionResult({"accessEntries": sorted(_ACCESS.get(key, {}))})
+
+
+def delete_access_entry(self: EKSResponse) -> ActionResult:
+    key, principal, _ = _entry(self)
+    del _ACCESS[key][principal]
+    return ActionResult({})
+
+
+def associate_access_policy(self: EKSResponse) -> ActionResult:
+    key, principal, found = _entry(self)
+    policy = self._get_param("policyArn")
+    found["policies"][policy] = {"policyArn": policy, "accessScope": self._get_param("accessScope") or {"type": "cluster"}}
+    return ActionResult({"clusterName": key[2], "principalArn": principal, "associatedAccessPolicy": found["policies"][policy]})
+
+
+def list_associated_access_policies(self: EKSResponse) -> ActionResult:
+    key, principal, found = _entry(self)
+    return ActionResult({"clusterName": key[2], "principalArn": principal, "associatedAccessPolicies": list(found["policies"].values())})
+
+
+def disassociate_access_policy(self: EKSResponse) -> ActionResult:
+    _, _, found = _entry(self)
+    found["policies"].pop(self._get_param("policyArn"), None)
+    return ActionResult({})
+
+
+for _f in [create_addon, describe_addon, list_addons, delete_addon, create_access_entry, describe_access_entry,
+           list_access_entries, delete_access_entry, associate_access_policy, list_associated_access_policies,
+           disassociate_access_policy]:
+    setattr(EKSResponse, _f.__name__, _f)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")

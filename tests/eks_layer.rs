@@ -119,6 +119,79 @@ async fn cluster_and_nodegroup_lifecycle() {
     );
     assert!(active.endpoint.is_some() && active.ca_data.is_some());
 
+    // Add-ons and access entries (served by the emulator's in-process extension).
+    let addons: Vec<String> = provision::core::spec::DEFAULT_EKS_ADDONS
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let created = eks::ensure_addons(&c, &name, &addons, &tags, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(created, addons);
+    let listed = c
+        .eks
+        .list_addons()
+        .cluster_name(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.addons().len(), 5);
+    let cni = c
+        .eks
+        .describe_addon()
+        .cluster_name(&name)
+        .addon_name("vpc-cni")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cni.addon().unwrap().configuration_values(),
+        Some(r#"{"enableNetworkPolicy":"true"}"#)
+    );
+    assert!(
+        eks::ensure_addons(&c, &name, &addons, &tags, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "idempotent"
+    );
+    let entries = vec![provision::core::spec::AccessEntry {
+        principal_arn: "arn:aws:iam::123456789012:role/platform-admins".into(),
+        policy: provision::core::spec::AccessPolicy::Edit,
+        namespaces: vec!["team-a".into()],
+    }];
+    assert_eq!(
+        eks::ensure_access_entries(&c, &active, &entries, &tags)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let policies = c
+        .eks
+        .list_associated_access_policies()
+        .cluster_name(&name)
+        .principal_arn("arn:aws:iam::123456789012:role/platform-admins")
+        .send()
+        .await
+        .unwrap();
+    let p = &policies.associated_access_policies()[0];
+    assert_eq!(
+        p.policy_arn(),
+        Some("arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy")
+    );
+    assert_eq!(
+        p.access_scope().map(|s| s.namespaces().to_vec()),
+        Some(vec!["team-a".to_string()])
+    );
+    assert!(
+        eks::ensure_access_entries(&c, &active, &entries, &tags)
+            .await
+            .unwrap()
+            .is_empty(),
+        "idempotent"
+    );
+
     // Node group.
     let spec = NodegroupSpec {
         instance_types: vec!["t3.large".into()],
