@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_eks::client::Waiters as _;
-use aws_sdk_eks::error::DisplayErrorContext;
 use aws_sdk_eks::types::{
     AmiTypes, AuthenticationMode, CapacityTypes, CreateAccessConfigRequest, NodegroupScalingConfig,
     VpcConfigRequest,
@@ -152,16 +151,10 @@ pub async fn wait_cluster_active(
         .name(name)
         .wait(max)
         .await
-        .map_err(|e| AwsError::Wait {
-            resource: format!("EKS cluster {name}"),
-            state: "ACTIVE".into(),
-            message: DisplayErrorContext(&e).to_string(),
-        })?;
-    let out = poll.into_result().map_err(|e| AwsError::Wait {
-        resource: format!("EKS cluster {name}"),
-        state: "ACTIVE".into(),
-        message: DisplayErrorContext(&e).to_string(),
-    })?;
+        .map_err(|e| super::error::wait_failed(format!("EKS cluster {name}"), "ACTIVE", &e))?;
+    let out = poll
+        .into_result()
+        .map_err(|e| super::error::wait_failed(format!("EKS cluster {name}"), "ACTIVE", &e))?;
     out.cluster().map(cluster_of).ok_or_else(|| {
         AwsError::unexpected("waiting for EKS cluster", name, "no cluster in the answer")
     })
@@ -187,11 +180,7 @@ pub async fn delete_cluster(c: &Clients, name: &str, max: Duration) -> Result<()
         .name(name)
         .wait(max)
         .await
-        .map_err(|e| AwsError::Wait {
-            resource: format!("EKS cluster {name}"),
-            state: "deleted".into(),
-            message: DisplayErrorContext(&e).to_string(),
-        })?;
+        .map_err(|e| super::error::wait_failed(format!("EKS cluster {name}"), "deleted", &e))?;
     Ok(())
 }
 
@@ -320,11 +309,7 @@ pub async fn wait_nodegroup_active(
         .nodegroup_name(name)
         .wait(max)
         .await
-        .map_err(|e| AwsError::Wait {
-            resource: format!("EKS node group {name}"),
-            state: "ACTIVE".into(),
-            message: DisplayErrorContext(&e).to_string(),
-        })?;
+        .map_err(|e| super::error::wait_failed(format!("EKS node group {name}"), "ACTIVE", &e))?;
     Ok(())
 }
 
@@ -355,11 +340,7 @@ pub async fn delete_nodegroup(
         .nodegroup_name(name)
         .wait(max)
         .await
-        .map_err(|e| AwsError::Wait {
-            resource: format!("EKS node group {name}"),
-            state: "deleted".into(),
-            message: DisplayErrorContext(&e).to_string(),
-        })?;
+        .map_err(|e| super::error::wait_failed(format!("EKS node group {name}"), "deleted", &e))?;
     Ok(())
 }
 
@@ -416,10 +397,8 @@ pub async fn ensure_addons(
             .addon_name(name.as_str())
             .wait(max)
             .await
-            .map_err(|e| AwsError::Wait {
-                resource: format!("add-on {name} on {cluster}"),
-                state: "ACTIVE".into(),
-                message: DisplayErrorContext(&e).to_string(),
+            .map_err(|e| {
+                super::error::wait_failed(format!("add-on {name} on {cluster}"), "ACTIVE", &e)
             })
     });
     futures::future::try_join_all(waits).await?;

@@ -100,3 +100,16 @@ pub(crate) fn absent_if<T>(r: Result<T, AwsError>, code: &str) -> Result<Option<
         Err(e) => Err(e),
     }
 }
+
+/// A waiter that gave up or saw a failure state, with the whole error chain as its message.
+pub(crate) fn wait_failed<E: std::error::Error>(
+    resource: impl Into<String>,
+    state: &str,
+    e: &E,
+) -> AwsError {
+    AwsError::Wait {
+        resource: resource.into(),
+        state: state.into(),
+        message: DisplayErrorContext(e).to_string(),
+    }
+}

@@ -144,18 +144,16 @@ async fn wait_running_batch(
                     _ => String::new(),
                 };
                 if code.is_empty() {
-                    AwsError::Wait { resource: resource.clone(), state: "running".into(), message: DisplayErrorContext(&e).to_string() }
+                    super::error::wait_failed(&resource, "running", &e)
                 } else {
                     AwsError::Api { doing: "waiting for".into(), resource: resource.clone(), code, message: DisplayErrorContext(&e).to_string() }
                 }
             })
     })
     .await?;
-    let out = poll.into_result().map_err(|e| AwsError::Wait {
-        resource: resource.clone(),
-        state: "running".into(),
-        message: DisplayErrorContext(&e).to_string(),
-    })?;
+    let out = poll
+        .into_result()
+        .map_err(|e| super::error::wait_failed(&resource, "running", &e))?;
     Ok(out
         .reservations()
         .iter()
@@ -177,11 +175,7 @@ async fn wait_status_ok_batch(c: &Clients, ids: &[String], max: Duration) -> Res
         .set_instance_ids(Some(ids.to_vec()))
         .wait(max)
         .await
-        .map_err(|e| AwsError::Wait {
-            resource: ids.join(", "),
-            state: "status ok".into(),
-            message: DisplayErrorContext(&e).to_string(),
-        })?;
+        .map_err(|e| super::error::wait_failed(ids.join(", "), "status ok", &e))?;
     Ok(())
 }
 

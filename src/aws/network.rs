@@ -58,11 +58,7 @@ pub async fn create_vpc(
             .vpc_ids(&vpc)
             .wait(Duration::from_secs(120))
             .await
-            .map_err(|e| AwsError::Wait {
-                resource: vpc.clone(),
-                state: "available".into(),
-                message: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
-            })?;
+            .map_err(|e| super::error::wait_failed(&vpc, "available", &e))?;
     }
     set_vpc_dns(c, &vpc, true, true).await?;
     Ok(vpc)

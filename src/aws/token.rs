@@ -258,33 +258,15 @@ mod tests {
             .unwrap();
         q.sort();
         let canonical_query: Vec<String> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("sigv4.py");
-        std::fs::write(&script, crate::core::cloudinit::FETCH_CA_SCRIPT).unwrap();
-        let check = format!(
+        let out = crate::core::cloudinit::run_fetch_script_python(&format!(
             r#"
-import importlib.util
-spec = importlib.util.spec_from_file_location("f", "{}")
-m = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(m)
 creds = {{"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}}
 h = {{"host": "sts.us-east-1.amazonaws.com", "x-k8s-aws-id": "demo"}}
 print(m.authorization("GET", "sts.us-east-1.amazonaws.com", "/", "{}", h, b"", creds, "us-east-1", "sts", "20260921T141320Z").rsplit("=", 1)[1])
 "#,
-            script.display(),
             canonical_query.join("&")
-        );
-        let out = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(check)
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), sig);
+        ));
+        assert_eq!(out.trim(), sig);
     }
 
     /// The control plane's fetch script signs its SSM request (POST, JSON body, session token)
@@ -321,34 +303,15 @@ print(m.authorization("GET", "sts.us-east-1.amazonaws.com", "/", "{}", h, b"", c
             "{signed:?}"
         );
 
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("sigv4.py");
-        std::fs::write(&script, crate::core::cloudinit::FETCH_CA_SCRIPT).unwrap();
-        let check = format!(
+        let auth = crate::core::cloudinit::run_fetch_script_python(
             r#"
-import importlib.util
-spec = importlib.util.spec_from_file_location("f", "{}")
-m = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(m)
-creds = {{"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "Token": "session-token"}}
-h = {{"Content-Type": "application/x-amz-json-1.1", "Host": "ssm.us-east-1.amazonaws.com", "X-Amz-Date": "20260921T141320Z",
-      "X-Amz-Target": "AmazonSSM.GetParameter", "X-Amz-Security-Token": "session-token"}}
-body = b'{{"Name": "/provision/demo/bootstrap", "WithDecryption": true}}'
+creds = {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "Token": "session-token"}
+h = {"Content-Type": "application/x-amz-json-1.1", "Host": "ssm.us-east-1.amazonaws.com", "X-Amz-Date": "20260921T141320Z",
+      "X-Amz-Target": "AmazonSSM.GetParameter", "X-Amz-Security-Token": "session-token"}
+body = b'{"Name": "/provision/demo/bootstrap", "WithDecryption": true}'
 print(m.authorization("POST", "ssm.us-east-1.amazonaws.com", "/", "", h, body, creds, "us-east-1", "ssm", "20260921T141320Z"))
 "#,
-            script.display()
         );
-        let out = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(check)
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let auth = String::from_utf8(out.stdout).unwrap();
         assert!(
             auth.contains(
                 "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target"

@@ -435,6 +435,30 @@ date -u +%FT%TZ > /var/lib/provision/init-done
     )
 }
 
+/// Test support: runs `body` as Python with the fetch script imported as `m`, and returns what
+/// it prints. One harness for every test that checks the script's SigV4 signer.
+#[cfg(test)]
+pub(crate) fn run_fetch_script_python(body: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fetch_ca.py");
+    std::fs::write(&path, FETCH_CA_SCRIPT.replace("__PARAMETER__", "/p")).unwrap();
+    let program = format!(
+        "import importlib.util\nspec = importlib.util.spec_from_file_location(\"f\", {:?})\nm = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(m)\n{body}",
+        path.display().to_string()
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .output()
+        .expect("python3 is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,33 +556,15 @@ workers = 2
     /// signatures (get-vanilla, get-vanilla-query-order-key-case).
     #[test]
     fn fetch_script_signs_like_aws() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fetch_ca.py");
-        std::fs::write(&path, FETCH_CA_SCRIPT.replace("__PARAMETER__", "/p")).unwrap();
-        let check = format!(
+        let out = crate::core::cloudinit::run_fetch_script_python(
             r#"
-import importlib.util
-spec = importlib.util.spec_from_file_location("f", "{}")
-m = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(m)
-creds = {{"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}}
-h = {{"Host": "example.amazonaws.com", "X-Amz-Date": "20150830T123600Z"}}
+creds = {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
+h = {"Host": "example.amazonaws.com", "X-Amz-Date": "20150830T123600Z"}
 for q in ["", "Param1=value1&Param2=value2"]:
     print(m.authorization("GET", "example.amazonaws.com", "/", q, h, b"", creds, "us-east-1", "service", "20150830T123600Z"))
 "#,
-            path.display()
         );
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg(check)
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got = String::from_utf8(out.stdout).unwrap();
+        let got = out;
         let lines: Vec<&str> = got.lines().collect();
         let prefix = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=";
         assert_eq!(
