@@ -124,7 +124,8 @@ async fn cluster_and_nodegroup_lifecycle() {
         .iter()
         .map(|a| a.to_string())
         .collect();
-    let created = eks::ensure_addons(&c, &name, &addons, &tags, Duration::from_secs(60))
+    let want: Vec<eks::AddonWant> = addons.iter().map(|a| eks::AddonWant::named(a)).collect();
+    let created = eks::ensure_addons(&c, &name, &want, None, &tags, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(created, addons);
@@ -149,7 +150,7 @@ async fn cluster_and_nodegroup_lifecycle() {
         Some(r#"{"enableNetworkPolicy":"true"}"#)
     );
     assert!(
-        eks::ensure_addons(&c, &name, &addons, &tags, Duration::from_secs(60))
+        eks::ensure_addons(&c, &name, &want, None, &tags, Duration::from_secs(60))
             .await
             .unwrap()
             .is_empty(),
@@ -161,7 +162,7 @@ async fn cluster_and_nodegroup_lifecycle() {
         namespaces: vec!["team-a".into()],
     }];
     assert_eq!(
-        eks::ensure_access_entries(&c, &active, &entries, &tags)
+        eks::ensure_access_entries(&c, &active.name, &active.arn, &entries, None, &tags)
             .await
             .unwrap()
             .len(),
@@ -185,7 +186,7 @@ async fn cluster_and_nodegroup_lifecycle() {
         Some(vec!["team-a".to_string()])
     );
     assert!(
-        eks::ensure_access_entries(&c, &active, &entries, &tags)
+        eks::ensure_access_entries(&c, &active.name, &active.arn, &entries, None, &tags)
             .await
             .unwrap()
             .is_empty(),

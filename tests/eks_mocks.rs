@@ -39,8 +39,8 @@ fn cluster(status: ClusterStatus) -> Cluster {
         .build()
 }
 
-#[tokio::test]
-async fn the_active_waiter_sits_through_creating() {
+#[tokio::test(start_paused = true)]
+async fn the_active_wait_sits_through_creating() {
     let describe = mock!(Client::describe_cluster)
         .sequence()
         .output(|| {
@@ -56,11 +56,69 @@ async fn the_active_waiter_sits_through_creating() {
         })
         .build();
     let c = clients(&[&describe], RuleMode::Sequential).await;
-    let got = eks::wait_cluster_active(&c, "demo", Duration::from_secs(1800))
-        .await
-        .unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let start = tokio::time::Instant::now();
+    let got = eks::wait_cluster_active_with(
+        &c,
+        "demo",
+        eks::POLL_INTERVAL,
+        Duration::from_secs(1800),
+        &|s| seen.lock().unwrap().push(s.to_string()),
+    )
+    .await
+    .unwrap();
     assert_eq!(got.status, "ACTIVE");
     assert_eq!(describe.num_calls(), 4, "three CREATING polls, then ACTIVE");
+    assert_eq!(start.elapsed(), Duration::from_secs(45), "15 s apart");
+    assert_eq!(*seen.lock().unwrap(), ["CREATING"; 3], "progress per poll");
+}
+
+/// The budget the issue sets: a 10-minute creation is noticed within 15 s, in at most 60 polls.
+#[tokio::test(start_paused = true)]
+async fn a_ten_minute_creation_costs_41_polls_and_is_noticed_within_15_s() {
+    let describe = mock!(Client::describe_cluster)
+        .sequence()
+        .output(|| {
+            DescribeClusterOutput::builder()
+                .cluster(cluster(ClusterStatus::Creating))
+                .build()
+        })
+        .times(40)
+        .output(|| {
+            DescribeClusterOutput::builder()
+                .cluster(cluster(ClusterStatus::Active))
+                .build()
+        })
+        .build();
+    let c = clients(&[&describe], RuleMode::Sequential).await;
+    let start = tokio::time::Instant::now();
+    eks::wait_cluster_active(&c, "demo", Duration::from_secs(1800))
+        .await
+        .unwrap();
+    // The 41st poll at 600 s sees ACTIVE: EKS's own ACTIVE at any time in (585, 600] s is
+    // noticed at 600 s.
+    assert_eq!(describe.num_calls(), 41);
+    assert!(describe.num_calls() <= 60);
+    assert_eq!(start.elapsed(), Duration::from_secs(600));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_gives_up_at_its_deadline_and_says_how_long() {
+    let describe = mock!(Client::describe_cluster)
+        .sequence()
+        .output(|| {
+            DescribeClusterOutput::builder()
+                .cluster(cluster(ClusterStatus::Creating))
+                .build()
+        })
+        .times(100)
+        .build();
+    let c = clients(&[&describe], RuleMode::Sequential).await;
+    let err = eks::wait_cluster_active(&c, "demo", Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("still CREATING after 60 s"), "{err}");
+    assert_eq!(describe.num_calls(), 5, "at 0, 15, 30, 45 and 60 s");
 }
 
 #[tokio::test]
@@ -149,20 +207,71 @@ async fn missing_addons_are_installed_and_waited_for() {
             )
             .build()
     });
-    let c = clients(&[&list, &create, &describe], RuleMode::MatchAny).await;
-    let names: Vec<String> = ["vpc-cni", "coredns", "kube-proxy"]
-        .map(String::from)
+    let csi = mock!(Client::create_addon)
+        .match_requests(|r| {
+            r.addon_name() == Some("aws-ebs-csi-driver")
+                && r.pod_identity_associations().iter().any(|a| {
+                    a.service_account() == "ebs-csi-controller-sa"
+                        && a.role_arn() == "arn:aws:iam::123456789012:role/csi"
+                })
+        })
+        .then_output(|| aws_sdk_eks::operation::create_addon::CreateAddonOutput::builder().build());
+    let c = clients(&[&list, &csi, &create, &describe], RuleMode::MatchAny).await;
+    let mut want: Vec<eks::AddonWant> = ["vpc-cni", "coredns", "kube-proxy"]
+        .map(eks::AddonWant::named)
         .to_vec();
-    let created = eks::ensure_addons(&c, "demo", &names, &[], Duration::from_secs(600))
+    want.push(eks::AddonWant {
+        name: "aws-ebs-csi-driver".into(),
+        pod_identity: Some((
+            "ebs-csi-controller-sa".into(),
+            "arn:aws:iam::123456789012:role/csi".into(),
+        )),
+    });
+    let created = eks::ensure_addons(&c, "demo", &want, None, &[], Duration::from_secs(600))
         .await
         .unwrap();
-    assert_eq!(created, ["vpc-cni", "kube-proxy"]);
+    assert_eq!(created, ["vpc-cni", "kube-proxy", "aws-ebs-csi-driver"]);
     assert_eq!(
         create.num_calls(),
         2,
         "coredns was there already; vpc-cni carried network policy on"
     );
-    assert_eq!(describe.num_calls(), 3, "every add-on waited for");
+    assert_eq!(csi.num_calls(), 1, "the EBS CSI driver got its pod identity");
+    assert_eq!(describe.num_calls(), 4, "every add-on waited for");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_degraded_addon_is_waited_for_and_a_failed_one_fails() {
+    let describe = mock!(Client::describe_addon)
+        .sequence()
+        .output(|| {
+            DescribeAddonOutput::builder()
+                .addon(Addon::builder().addon_name("coredns").status(AddonStatus::Degraded).build())
+                .build()
+        })
+        .times(2)
+        .output(|| {
+            DescribeAddonOutput::builder()
+                .addon(Addon::builder().addon_name("coredns").status(AddonStatus::Active).build())
+                .build()
+        })
+        .output(|| {
+            DescribeAddonOutput::builder()
+                .addon(Addon::builder().addon_name("coredns").status(AddonStatus::CreateFailed).build())
+                .build()
+        })
+        .build();
+    let c = clients(&[&describe], RuleMode::Sequential).await;
+    let have = vec!["coredns".to_string()];
+    let want = [eks::AddonWant::named("coredns")];
+    eks::ensure_addons(&c, "demo", &want, Some(&have), &[], Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(describe.num_calls(), 3);
+    let err = eks::ensure_addons(&c, "demo", &want, Some(&have), &[], Duration::from_secs(600))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("CREATE_FAILED"), "{err}");
 }
 
 #[tokio::test]
@@ -198,8 +307,22 @@ async fn access_entries_get_their_policy_and_scope() {
             aws_sdk_eks::operation::associate_access_policy::AssociateAccessPolicyOutput::builder()
                 .build()
         });
+    // The existing entry lost its association (a run stopped between the two calls).
+    let listed = mock!(Client::list_associated_access_policies).then_output(|| {
+        aws_sdk_eks::operation::list_associated_access_policies::ListAssociatedAccessPoliciesOutput::builder().build()
+    });
+    let view = mock!(Client::associate_access_policy)
+        .match_requests(|r| {
+            r.principal_arn() == Some("arn:aws:iam::123456789012:role/already")
+                && r.policy_arn()
+                    == Some("arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy")
+        })
+        .then_output(|| {
+            aws_sdk_eks::operation::associate_access_policy::AssociateAccessPolicyOutput::builder()
+                .build()
+        });
     let c = clients(
-        &[&list, &create, &cluster_wide, &namespaced],
+        &[&list, &create, &cluster_wide, &namespaced, &listed, &view],
         RuleMode::MatchAny,
     )
     .await;
@@ -220,19 +343,18 @@ async fn access_entries_get_their_policy_and_scope() {
             namespaces: vec![],
         },
     ];
-    let target = eks::EksCluster {
-        name: "demo".into(),
-        arn: "arn:aws:eks:us-east-1:123456789012:cluster/demo".into(),
-        status: "ACTIVE".into(),
-        endpoint: None,
-        ca_data: None,
-        version: None,
-        tags: Default::default(),
-    };
-    let created = eks::ensure_access_entries(&c, &target, &entries, &[])
-        .await
-        .unwrap();
-    assert_eq!(created.len(), 2);
-    assert_eq!(create.num_calls(), 2, "the existing entry is left alone");
+    let created = eks::ensure_access_entries(
+        &c,
+        "demo",
+        "arn:aws:eks:us-east-1:123456789012:cluster/demo",
+        &entries,
+        None,
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.len(), 3);
+    assert_eq!(create.num_calls(), 2, "the existing entry is not created again");
     assert_eq!((cluster_wide.num_calls(), namespaced.num_calls()), (1, 1));
+    assert_eq!((listed.num_calls(), view.num_calls()), (1, 1), "its association is restored");
 }

@@ -5,11 +5,12 @@ use aws_sdk_ec2::types::Filter;
 
 use super::error::api;
 use super::{AwsError, Clients, cluster_filter, tag_value};
+use crate::core::graph;
 use crate::core::plan::{
-    ObsIam, ObsIgw, ObsInstance, ObsProfile, ObsRouteTable, ObsRule, ObsSecret, ObsSg, ObsSubnet,
-    ObsVpc, Observed,
+    ObsAddress, ObsEks, ObsIam, ObsIgw, ObsInstance, ObsNat, ObsNodegroup, ObsProfile,
+    ObsRouteTable, ObsRule, ObsSecret, ObsSg, ObsSubnet, ObsVpc, Observed,
 };
-use crate::core::tags::{CLUSTER_TAG, RESOURCE_TAG, node_role_name};
+use crate::core::tags::{CLUSTER_TAG, RESOURCE_TAG, node_role_name, role_name};
 
 /// What to look up besides the tagged EC2 resources.
 #[derive(Debug, Clone)]
@@ -17,6 +18,31 @@ pub struct Scope<'a> {
     pub cluster: &'a str,
     /// Also read the VPC's DNS attributes (two more calls; `up` and `plan` need them, `down` not).
     pub vpc_attributes: bool,
+    /// `Some("kubeadm")` or `Some("eks")`: only that flavour's IAM, SSM and EKS objects; `None`
+    /// (for `down`, which has no spec): every flavour's.
+    pub kind: Option<&'a str>,
+    /// Also look for what Kubernetes made in the VPC (`down`, `plan --destroy`).
+    pub leftovers: bool,
+}
+
+impl Scope<'_> {
+    fn kubeadm(&self) -> bool {
+        self.kind.is_none_or(|k| k == "kubeadm")
+    }
+
+    fn eks(&self) -> bool {
+        self.kind.is_none_or(|k| k == "eks")
+    }
+}
+
+/// The roles whose names derive from the cluster, by logical id, for a scope.
+fn role_names(scope: &Scope<'_>, region: &str) -> Vec<(&'static str, String)> {
+    let mut out = vec![(graph::NODE_ROLE, node_role_name(scope.cluster, region))];
+    if scope.eks() {
+        out.push((graph::CLUSTER_ROLE, role_name(scope.cluster, region, "cluster")));
+        out.push((graph::EBS_CSI_ROLE, role_name(scope.cluster, region, "ebs-csi")));
+    }
+    out
 }
 
 /// Describes everything tagged with the cluster.
@@ -26,6 +52,9 @@ pub struct Scope<'a> {
 pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsError> {
     let cluster = scope.cluster;
     let role_name = node_role_name(cluster, &c.region);
+    let names = role_names(scope, &c.region);
+    let kubeadm = scope.kubeadm();
+    let eks = scope.eks();
     let (
         vpcs,
         subnets,
@@ -33,10 +62,10 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         route_tables,
         security_groups,
         instances,
-        role,
-        profile,
-        secret,
-        ca_policy,
+        roles,
+        (profile, secret, ca_policy),
+        (addresses, nat_gateways),
+        (eks_cluster, nodegroup),
     ) = tokio::try_join!(
         vpcs(c, cluster),
         subnets(c, cluster),
@@ -44,10 +73,29 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         route_tables(c, cluster),
         security_groups(c, cluster),
         instances(c, cluster),
-        super::iam::get_role(c, &role_name, cluster),
-        super::iam::get_instance_profile(c, &role_name, cluster),
-        secret(c, cluster),
-        super::iam::get_role_policy(c, &role_name, crate::core::graph::CA_ACCESS_POLICY),
+        roles(c, cluster, &names, scope.kind == Some("eks")),
+        async {
+            if !kubeadm {
+                return Ok((None, None, None));
+            }
+            tokio::try_join!(
+                super::iam::get_instance_profile(c, &role_name, cluster),
+                secret(c, cluster),
+                super::iam::get_role_policy(c, &role_name, graph::CA_ACCESS_POLICY),
+            )
+        },
+        async {
+            if !eks {
+                return Ok((Vec::new(), Vec::new()));
+            }
+            tokio::try_join!(addresses(c, cluster), nat_gateways(c, cluster))
+        },
+        async {
+            if !eks {
+                return Ok((None, None));
+            }
+            eks_cluster(c, cluster).await
+        },
     )?;
     let mut obs = Observed {
         vpcs,
@@ -56,10 +104,15 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         route_tables,
         security_groups,
         instances,
-        role,
+        roles,
         profile,
         secret,
         ca_policy,
+        addresses,
+        nat_gateways,
+        eks: eks_cluster,
+        nodegroup,
+        leftovers: Default::default(),
     };
     if scope.vpc_attributes {
         for v in &mut obs.vpcs {
@@ -68,7 +121,121 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
             v.dns_hostnames = Some(hostnames);
         }
     }
+    if scope.leftovers {
+        let vpcs: Vec<String> = obs.vpcs.iter().map(|v| v.id.clone()).collect();
+        let subnets: Vec<String> = obs.subnets.iter().map(|s| s.id.clone()).collect();
+        obs.leftovers = super::leftovers::find(c, cluster, &vpcs, &subnets).await?;
+    }
     Ok(obs)
+}
+
+/// The roles of `names` that exist (with their attached policies when `policies`).
+async fn roles(
+    c: &Clients,
+    cluster: &str,
+    names: &[(&'static str, String)],
+    policies: bool,
+) -> Result<Vec<ObsIam>, AwsError> {
+    let found = futures::future::try_join_all(names.iter().map(|(logical, name)| async move {
+        let Some(mut r) = super::iam::get_role(c, name, cluster).await? else {
+            return Ok::<_, AwsError>(None);
+        };
+        r.logical = logical.to_string();
+        if policies && r.owned {
+            r.policies = Some(super::iam::attached_policies(c, name).await?);
+        }
+        Ok(Some(r))
+    }))
+    .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+async fn addresses(c: &Clients, cluster: &str) -> Result<Vec<ObsAddress>, AwsError> {
+    let out = c
+        .ec2
+        .describe_addresses()
+        .filters(cluster_filter(cluster))
+        .send()
+        .await
+        .map_err(api("listing", "Elastic IPs"))?;
+    Ok(out
+        .addresses()
+        .iter()
+        .map(|a| ObsAddress {
+            allocation_id: a.allocation_id().unwrap_or_default().into(),
+            logical: logical(a.tags()),
+            public_ip: a.public_ip().unwrap_or_default().into(),
+            association_id: a.association_id().map(str::to_string),
+        })
+        .collect())
+}
+
+async fn nat_gateways(c: &Clients, cluster: &str) -> Result<Vec<ObsNat>, AwsError> {
+    let items = c
+        .ec2
+        .describe_nat_gateways()
+        .filter(cluster_filter(cluster))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(api("listing", "NAT gateways"))?;
+    Ok(items
+        .into_iter()
+        .map(|n| ObsNat {
+            id: n.nat_gateway_id().unwrap_or_default().into(),
+            logical: logical(n.tags()),
+            state: n
+                .state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            subnet_id: n.subnet_id().unwrap_or_default().into(),
+        })
+        .collect())
+}
+
+/// The EKS cluster of the cluster's name and, if it exists, its add-ons, access entries and
+/// our node group (three calls in flight at once).
+async fn eks_cluster(
+    c: &Clients,
+    cluster: &str,
+) -> Result<(Option<ObsEks>, Option<ObsNodegroup>), AwsError> {
+    let Some(e) = super::eks::describe_cluster(c, cluster).await? else {
+        return Ok((None, None));
+    };
+    let owned = e.tags.get(CLUSTER_TAG).map(String::as_str) == Some(cluster);
+    let mut obs = ObsEks {
+        name: e.name.clone(),
+        arn: e.arn.clone(),
+        status: e.status.clone(),
+        version: e.version.clone().unwrap_or_default(),
+        endpoint: e.endpoint.clone(),
+        ca_data: e.ca_data.clone(),
+        owned,
+        addons: Vec::new(),
+        access_entries: Vec::new(),
+    };
+    if !owned || e.status == "DELETING" {
+        return Ok((Some(obs), None));
+    }
+    let ng_name = graph::nodegroup_name(cluster);
+    let (addons, entries, ng) = tokio::try_join!(
+        super::eks::list_addons(c, cluster),
+        super::eks::list_access_entries(c, cluster),
+        super::eks::describe_nodegroup(c, cluster, &ng_name),
+    )?;
+    obs.addons = addons;
+    obs.access_entries = entries;
+    let ng = ng.map(|n| ObsNodegroup {
+        owned: n.tags.get(CLUSTER_TAG).map(String::as_str) == Some(cluster),
+        name: n.name,
+        status: n.status,
+        min: n.min.unwrap_or_default().max(0) as u32,
+        max: n.max.unwrap_or_default().max(0) as u32,
+        desired: n.desired.unwrap_or_default().max(0) as u32,
+    });
+    Ok((Some(obs), ng))
 }
 
 /// Every item of a tag-filtered, paginated EC2 Describe (one call per page).
@@ -147,7 +314,7 @@ async fn route_tables(c: &Clients, cluster: &str) -> Result<Vec<ObsRouteTable>, 
                 .routes()
                 .iter()
                 .find(|x| x.destination_cidr_block() == Some("0.0.0.0/0"))
-                .and_then(|x| x.gateway_id().map(str::to_string)),
+                .and_then(|x| x.gateway_id().or(x.nat_gateway_id()).map(str::to_string)),
             associations: r
                 .associations()
                 .iter()
@@ -266,6 +433,8 @@ pub(crate) fn iam_owned(tags: &[aws_sdk_iam::types::Tag], cluster: &str) -> bool
 
 pub(crate) fn obs_role(r: &aws_sdk_iam::types::Role, cluster: &str) -> ObsIam {
     ObsIam {
+        logical: String::new(),
+        policies: None,
         name: r.role_name().into(),
         arn: r.arn().into(),
         owned: iam_owned(r.tags(), cluster),

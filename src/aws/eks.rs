@@ -1,7 +1,9 @@
 //! EKS clusters and managed node groups (issue #3): create (tagged, idempotent through client
 //! request tokens, retrying while a new role propagates), describe, wait, delete.
 //!
-//! These are the AWS-layer building blocks of the EKS path; the engine wiring comes next.
+//! Readiness is polled with [`poll`] (DescribeCluster / DescribeNodegroup every
+//! [`POLL_INTERVAL`]) rather than the SDK's waiters, whose delays are fixed at 30-120 s for
+//! these resources: a creation that finishes is noticed within 15 s, at 4 calls a minute.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,13 +20,70 @@ use super::{AwsError, Clients};
 use crate::core::spec::{Arch, NodegroupSpec};
 
 /// Managed policies of the EKS cluster role.
-pub const CLUSTER_POLICIES: [&str; 1] = ["AmazonEKSClusterPolicy"];
+pub use crate::core::graph::EKS_CLUSTER_POLICIES as CLUSTER_POLICIES;
 /// Managed policies of the node group's role.
-pub const NODE_POLICIES: [&str; 3] = [
-    "AmazonEKSWorkerNodePolicy",
-    "AmazonEKS_CNI_Policy",
-    "AmazonEC2ContainerRegistryReadOnly",
-];
+pub use crate::core::graph::EKS_NODE_POLICIES as NODE_POLICIES;
+
+/// How often [`poll`] asks. A 10-minute cluster creation costs 40 DescribeCluster calls and is
+/// noticed at most 15 s late; the SDK's ClusterActive waiter would poll 30-120 s apart.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(15);
+
+/// What a poll saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// The wanted state.
+    Done,
+    /// A state that will not turn into the wanted one (with the reason).
+    Failed(String),
+    /// Still on its way (the current state, for progress).
+    Pending(String),
+}
+
+/// Polls `describe` every `interval` until it reports [`Seen::Done`], a failure, or `max` has
+/// passed; `progress` hears each pending state. The first poll is immediate.
+///
+/// # Errors
+/// The AWS error of a describe, a failure state, or the deadline.
+pub async fn poll<F, Fut>(
+    what: &str,
+    want: &str,
+    interval: Duration,
+    max: Duration,
+    mut describe: F,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Seen, AwsError>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        match describe().await? {
+            Seen::Done => return Ok(()),
+            Seen::Failed(why) => {
+                return Err(AwsError::Wait {
+                    resource: what.into(),
+                    state: want.into(),
+                    message: why,
+                });
+            }
+            Seen::Pending(state) => {
+                if start.elapsed() + interval > max {
+                    return Err(AwsError::Wait {
+                        resource: what.into(),
+                        state: want.into(),
+                        message: format!(
+                            "still {state} after {} s (the limit)",
+                            start.elapsed().as_secs()
+                        ),
+                    });
+                }
+                progress(&state);
+                tokio::time::sleep(interval).await;
+            }
+        }
+    }
+}
 
 /// The ARN of an AWS managed policy in the partition of `role_arn`.
 pub fn managed_policy_arn(role_arn: &str, name: &str) -> String {
@@ -136,28 +195,50 @@ pub async fn describe_cluster(c: &Clients, name: &str) -> Result<Option<EksClust
     Ok(absent_if(r, "ResourceNotFoundException")?.and_then(|o| o.cluster().map(cluster_of)))
 }
 
-/// Waits (the SDK waiter) until the cluster is ACTIVE and returns it.
+/// Polls until the cluster is ACTIVE and returns it.
 ///
 /// # Errors
-/// FAILED, or the timeout.
+/// FAILED, the cluster disappearing, or the timeout.
 pub async fn wait_cluster_active(
     c: &Clients,
     name: &str,
     max: Duration,
 ) -> Result<EksCluster, AwsError> {
-    let poll = c
-        .eks
-        .wait_until_cluster_active()
-        .name(name)
-        .wait(max)
-        .await
-        .map_err(|e| super::error::wait_failed(format!("EKS cluster {name}"), "ACTIVE", &e))?;
-    let out = poll
-        .into_result()
-        .map_err(|e| super::error::wait_failed(format!("EKS cluster {name}"), "ACTIVE", &e))?;
-    out.cluster().map(cluster_of).ok_or_else(|| {
-        AwsError::unexpected("waiting for EKS cluster", name, "no cluster in the answer")
-    })
+    wait_cluster_active_with(c, name, POLL_INTERVAL, max, &|_| {}).await
+}
+
+/// [`wait_cluster_active`] with its interval and a progress callback.
+///
+/// # Errors
+/// FAILED, the cluster disappearing, or the timeout.
+pub async fn wait_cluster_active_with(
+    c: &Clients,
+    name: &str,
+    interval: Duration,
+    max: Duration,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<EksCluster, AwsError> {
+    let last = std::sync::Mutex::new(None);
+    let what = format!("EKS cluster {name}");
+    poll(&what, "ACTIVE", interval, max, || async {
+        let seen = match describe_cluster(c, name).await? {
+            None => Seen::Failed("the cluster is gone".into()),
+            Some(k) => {
+                let state = k.status.clone();
+                *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(k);
+                match state.as_str() {
+                    "ACTIVE" => Seen::Done,
+                    "FAILED" | "DELETING" => Seen::Failed(format!("the cluster is {state}")),
+                    _ => Seen::Pending(state),
+                }
+            }
+        };
+        Ok(seen)
+    }, progress)
+    .await?;
+    last.into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .ok_or_else(|| AwsError::unexpected("waiting for EKS cluster", name, "no cluster in the answer"))
 }
 
 /// Deletes the cluster and waits until it is gone.
@@ -175,13 +256,15 @@ pub async fn delete_cluster(c: &Clients, name: &str, max: Duration) -> Result<()
     if absent_if(r, "ResourceNotFoundException")?.is_none() {
         return Ok(());
     }
-    c.eks
-        .wait_until_cluster_deleted()
-        .name(name)
-        .wait(max)
-        .await
-        .map_err(|e| super::error::wait_failed(format!("EKS cluster {name}"), "deleted", &e))?;
-    Ok(())
+    let what = format!("EKS cluster {name}");
+    poll(&what, "deleted", POLL_INTERVAL, max, || async {
+        Ok(match describe_cluster(c, name).await? {
+            None => Seen::Done,
+            Some(k) if k.status == "FAILED" => Seen::Failed("deletion FAILED".into()),
+            Some(k) => Seen::Pending(k.status),
+        })
+    }, &|_| {})
+    .await
 }
 
 /// What EKS reports about a managed node group.
@@ -189,7 +272,11 @@ pub async fn delete_cluster(c: &Clients, name: &str, max: Duration) -> Result<()
 pub struct EksNodegroup {
     pub name: String,
     pub status: String,
+    pub min: Option<i32>,
+    pub max: Option<i32>,
     pub desired: Option<i32>,
+    /// Health issues EKS reports (why a node group is CREATE_FAILED or DEGRADED).
+    pub issues: Vec<String>,
     pub tags: HashMap<String, String>,
 }
 
@@ -200,7 +287,24 @@ fn nodegroup_of(n: &aws_sdk_eks::types::Nodegroup) -> EksNodegroup {
             .status()
             .map(|s| s.as_str().to_string())
             .unwrap_or_default(),
+        min: n.scaling_config().and_then(|s| s.min_size()),
+        max: n.scaling_config().and_then(|s| s.max_size()),
         desired: n.scaling_config().and_then(|s| s.desired_size()),
+        issues: n
+            .health()
+            .map(|h| {
+                h.issues()
+                    .iter()
+                    .map(|i| {
+                        format!(
+                            "{}: {}",
+                            i.code().map(|c| c.as_str()).unwrap_or("issue"),
+                            i.message().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         tags: n.tags().cloned().unwrap_or_default(),
     }
 }
@@ -293,24 +397,74 @@ pub async fn describe_nodegroup(
     Ok(absent_if(r, "ResourceNotFoundException")?.and_then(|o| o.nodegroup().map(nodegroup_of)))
 }
 
-/// Waits (the SDK waiter) until the node group is ACTIVE.
+/// Polls until the node group is ACTIVE.
 ///
 /// # Errors
-/// CREATE_FAILED, or the timeout.
+/// CREATE_FAILED (with EKS's health issues), or the timeout.
 pub async fn wait_nodegroup_active(
     c: &Clients,
     cluster: &str,
     name: &str,
     max: Duration,
 ) -> Result<(), AwsError> {
+    wait_nodegroup_active_with(c, cluster, name, POLL_INTERVAL, max, &|_| {}).await
+}
+
+/// [`wait_nodegroup_active`] with its interval and a progress callback.
+///
+/// # Errors
+/// CREATE_FAILED (with EKS's health issues), or the timeout.
+pub async fn wait_nodegroup_active_with(
+    c: &Clients,
+    cluster: &str,
+    name: &str,
+    interval: Duration,
+    max: Duration,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), AwsError> {
+    let what = format!("EKS node group {name}");
+    poll(&what, "ACTIVE", interval, max, || async {
+        Ok(match describe_nodegroup(c, cluster, name).await? {
+            None => Seen::Failed("the node group is gone".into()),
+            Some(n) => match n.status.as_str() {
+                "ACTIVE" => Seen::Done,
+                "CREATE_FAILED" | "DELETE_FAILED" | "DEGRADED" | "DELETING" => Seen::Failed(
+                    format!("the node group is {} ({})", n.status, n.issues.join("; ")),
+                ),
+                _ => Seen::Pending(n.status),
+            },
+        })
+    }, progress)
+    .await
+}
+
+/// Sets the node group's scaling (min, max, desired) and waits until the update is applied.
+///
+/// # Errors
+/// The AWS error of the call, or the node group failing.
+pub async fn scale_nodegroup(
+    c: &Clients,
+    cluster: &str,
+    name: &str,
+    (min, max, desired): (u32, u32, u32),
+    timeout: Duration,
+) -> Result<(), AwsError> {
+    let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
     c.eks
-        .wait_until_nodegroup_active()
+        .update_nodegroup_config()
         .cluster_name(cluster)
         .nodegroup_name(name)
-        .wait(max)
+        .scaling_config(
+            NodegroupScalingConfig::builder()
+                .min_size(to_i32(min))
+                .max_size(to_i32(max))
+                .desired_size(to_i32(desired))
+                .build(),
+        )
+        .send()
         .await
-        .map_err(|e| super::error::wait_failed(format!("EKS node group {name}"), "ACTIVE", &e))?;
-    Ok(())
+        .map_err(api("scaling EKS node group", name))?;
+    wait_nodegroup_active(c, cluster, name, timeout).await
 }
 
 /// Deletes the node group and waits until it is gone.
@@ -334,75 +488,223 @@ pub async fn delete_nodegroup(
     if absent_if(r, "ResourceNotFoundException")?.is_none() {
         return Ok(());
     }
-    c.eks
-        .wait_until_nodegroup_deleted()
-        .cluster_name(cluster)
-        .nodegroup_name(name)
-        .wait(max)
-        .await
-        .map_err(|e| super::error::wait_failed(format!("EKS node group {name}"), "deleted", &e))?;
-    Ok(())
+    let what = format!("EKS node group {name}");
+    poll(&what, "deleted", POLL_INTERVAL, max, || async {
+        Ok(match describe_nodegroup(c, cluster, name).await? {
+            None => Seen::Done,
+            Some(n) if n.status == "DELETE_FAILED" => {
+                Seen::Failed(format!("DELETE_FAILED ({})", n.issues.join("; ")))
+            }
+            Some(n) => Seen::Pending(n.status),
+        })
+    }, &|_| {})
+    .await
 }
 
-/// Installs the add-ons the cluster lacks (one ListAddons, then CreateAddon for each missing
-/// one, concurrently) and waits until all of them are ACTIVE. vpc-cni gets network-policy
-/// enforcement turned on.
+/// The names of the cluster's add-ons.
 ///
 /// # Errors
-/// The AWS error of a call, or an add-on that does not become ACTIVE in time.
-pub async fn ensure_addons(
-    c: &Clients,
-    cluster: &str,
-    names: &[String],
-    tags: &[(String, String)],
-    max: Duration,
-) -> Result<Vec<String>, AwsError> {
-    let listed = c
+/// The AWS error of the call.
+pub async fn list_addons(c: &Clients, cluster: &str) -> Result<Vec<String>, AwsError> {
+    let out = c
         .eks
         .list_addons()
         .cluster_name(cluster)
         .send()
         .await
         .map_err(api("listing the add-ons of", cluster))?;
-    let have: Vec<&str> = listed.addons().iter().map(String::as_str).collect();
-    let missing: Vec<&String> = names
-        .iter()
-        .filter(|n| !have.contains(&n.as_str()))
-        .collect();
+    Ok(out.addons().to_vec())
+}
+
+/// The principal ARNs of the cluster's access entries.
+///
+/// # Errors
+/// The AWS error of the call.
+pub async fn list_access_entries(c: &Clients, cluster: &str) -> Result<Vec<String>, AwsError> {
+    let out = c
+        .eks
+        .list_access_entries()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .map_err(api("listing the access entries of", cluster))?;
+    Ok(out.access_entries().to_vec())
+}
+
+/// Deletes add-ons (concurrently) and waits (the SDK waiter) until they are gone.
+///
+/// # Errors
+/// The AWS error of a call, or the timeout.
+pub async fn delete_addons(
+    c: &Clients,
+    cluster: &str,
+    names: &[String],
+    max: Duration,
+) -> Result<(), AwsError> {
+    let deletes = names.iter().map(|name| async move {
+        let r = c
+            .eks
+            .delete_addon()
+            .cluster_name(cluster)
+            .addon_name(name)
+            .send()
+            .await
+            .map_err(api("deleting add-on", &format!("{name} on {cluster}")));
+        if absent_if(r, "ResourceNotFoundException")?.is_none() {
+            return Ok(());
+        }
+        c.eks
+            .wait_until_addon_deleted()
+            .cluster_name(cluster)
+            .addon_name(name)
+            .wait(max)
+            .await
+            .map_err(|e| {
+                super::error::wait_failed(format!("add-on {name} on {cluster}"), "deleted", &e)
+            })?;
+        Ok::<_, AwsError>(())
+    });
+    futures::future::try_join_all(deletes).await?;
+    Ok(())
+}
+
+/// Deletes access entries (their policy associations go with them), concurrently.
+///
+/// # Errors
+/// The AWS error of a call.
+pub async fn delete_access_entries(
+    c: &Clients,
+    cluster: &str,
+    principals: &[String],
+) -> Result<(), AwsError> {
+    let deletes = principals.iter().map(|p| async move {
+        let r = c
+            .eks
+            .delete_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(p)
+            .send()
+            .await
+            .map_err(api("deleting the access entry of", &format!("{p} on {cluster}")));
+        absent_if(r, "ResourceNotFoundException").map(|_| ())
+    });
+    futures::future::try_join_all(deletes).await?;
+    Ok(())
+}
+
+/// One add-on to install, with the role its pods assume through EKS Pod Identity, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonWant {
+    pub name: String,
+    /// (service account, role ARN)
+    pub pod_identity: Option<(String, String)>,
+}
+
+impl AddonWant {
+    pub fn named(name: &str) -> AddonWant {
+        AddonWant {
+            name: name.to_string(),
+            pod_identity: None,
+        }
+    }
+}
+
+/// Add-ons are polled every 10 s (they take 30-90 s).
+pub const ADDON_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Installs the add-ons the cluster lacks (`have`: its add-ons, listed when `None`) with
+/// CreateAddon, concurrently, and polls until every wanted one is ACTIVE. vpc-cni gets
+/// network-policy enforcement turned on. DEGRADED counts as not yet ACTIVE (an add-on whose
+/// pods wait for nodes), CREATE_FAILED as a failure.
+///
+/// # Errors
+/// The AWS error of a call, or an add-on that does not become ACTIVE in time.
+pub async fn ensure_addons(
+    c: &Clients,
+    cluster: &str,
+    want: &[AddonWant],
+    have: Option<&[String]>,
+    tags: &[(String, String)],
+    max: Duration,
+) -> Result<Vec<String>, AwsError> {
+    let have = match have {
+        Some(h) => h.to_vec(),
+        None => list_addons(c, cluster).await?,
+    };
+    let missing: Vec<&AddonWant> = want.iter().filter(|a| !have.contains(&a.name)).collect();
     let tags: HashMap<String, String> = tags.iter().cloned().collect();
-    let creates = missing.iter().map(|name| {
+    let creates = missing.iter().map(|a| {
         let tags = tags.clone();
         async move {
+            let name = a.name.as_str();
+            let who = format!("{name} on {cluster}");
             let mut req = c
                 .eks
                 .create_addon()
                 .cluster_name(cluster)
-                .addon_name(name.as_str())
+                .addon_name(name)
                 .resolve_conflicts(aws_sdk_eks::types::ResolveConflicts::Overwrite)
                 .set_tags(Some(tags))
                 .client_request_token(format!("{cluster}-{name}"));
-            if name.as_str() == "vpc-cni" {
+            if name == "vpc-cni" {
                 req = req.configuration_values(r#"{"enableNetworkPolicy":"true"}"#);
             }
-            req.send()
-                .await
-                .map_err(api("installing add-on", &format!("{name} on {cluster}")))
+            if let Some((sa, role)) = &a.pod_identity {
+                let assoc = aws_sdk_eks::types::AddonPodIdentityAssociations::builder()
+                    .service_account(sa)
+                    .role_arn(role)
+                    .build()
+                    .map_err(|e| AwsError::unexpected("installing add-on", &who, e.to_string()))?;
+                req = req.pod_identity_associations(assoc);
+            }
+            // A pod identity role that was just created may not be usable yet.
+            retry(Backoff::IAM_PROPAGATION, is_iam_propagation, || {
+                let req = req.clone();
+                let who = who.clone();
+                async move { req.send().await.map_err(api("installing add-on", &who)) }
+            })
+            .await
         }
     });
     futures::future::try_join_all(creates).await?;
-    let waits = names.iter().map(|name| async move {
-        c.eks
-            .wait_until_addon_active()
-            .cluster_name(cluster)
-            .addon_name(name.as_str())
-            .wait(max)
-            .await
-            .map_err(|e| {
-                super::error::wait_failed(format!("add-on {name} on {cluster}"), "ACTIVE", &e)
+    let waits = want.iter().map(|a| async move {
+        let name = a.name.as_str();
+        let what = format!("add-on {name} on {cluster}");
+        poll(&what, "ACTIVE", ADDON_POLL_INTERVAL, max, || async {
+            let r = c
+                .eks
+                .describe_addon()
+                .cluster_name(cluster)
+                .addon_name(name)
+                .send()
+                .await
+                .map_err(api("describing", &what))?;
+            let addon = r.addon();
+            let status = addon
+                .and_then(|x| x.status())
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            let issues: Vec<String> = addon
+                .and_then(|x| x.health())
+                .map(|h| {
+                    h.issues()
+                        .iter()
+                        .filter_map(|i| i.message().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(match status.as_str() {
+                "ACTIVE" => Seen::Done,
+                "CREATE_FAILED" | "DELETING" | "DELETE_FAILED" => {
+                    Seen::Failed(format!("{status}: {}", issues.join("; ")))
+                }
+                _ => Seen::Pending(status),
             })
+        }, &|_| {})
+        .await
     });
     futures::future::try_join_all(waits).await?;
-    Ok(missing.into_iter().cloned().collect())
+    Ok(missing.into_iter().map(|a| a.name.clone()).collect())
 }
 
 /// The ARN of an EKS access policy in the partition of `cluster_arn`.
@@ -418,44 +720,60 @@ pub fn access_policy_arn(cluster_arn: &str, policy: crate::core::spec::AccessPol
     )
 }
 
-/// Creates the access entries the cluster lacks and associates their access policy, scoped to
-/// the cluster or to the listed namespaces.
+/// Creates the access entries the cluster lacks (`have`: its entries, listed when `None`) and
+/// associates each entry's access policy, scoped to the cluster or to the listed namespaces. For
+/// entries that exist, the association is checked (one call each) and made if it is missing,
+/// e.g. after a run was interrupted between the two calls.
 ///
 /// # Errors
 /// The AWS error of a call.
 pub async fn ensure_access_entries(
     c: &Clients,
-    cluster: &EksCluster,
+    cluster: &str,
+    cluster_arn: &str,
     entries: &[crate::core::spec::AccessEntry],
+    have: Option<&[String]>,
     tags: &[(String, String)],
 ) -> Result<Vec<String>, AwsError> {
     use aws_sdk_eks::types::{AccessScope, AccessScopeType};
-    let name = cluster.name.as_str();
-    let listed = c
-        .eks
-        .list_access_entries()
-        .cluster_name(name)
-        .send()
-        .await
-        .map_err(api("listing the access entries of", name))?;
-    let have: Vec<&str> = listed.access_entries().iter().map(String::as_str).collect();
+    let name = cluster;
+    let have = match have {
+        Some(h) => h.to_vec(),
+        None => list_access_entries(c, cluster).await?,
+    };
     let tags: HashMap<String, String> = tags.iter().cloned().collect();
-    let missing: Vec<&crate::core::spec::AccessEntry> = entries
-        .iter()
-        .filter(|e| !have.contains(&e.principal_arn.as_str()))
-        .collect();
-    let creates = missing.iter().map(|e| {
+    let work = entries.iter().map(|e| {
         let tags = tags.clone();
+        let exists = have.contains(&e.principal_arn);
         async move {
             let who = format!("{} on {name}", e.principal_arn);
-            c.eks
-                .create_access_entry()
-                .cluster_name(name)
-                .principal_arn(&e.principal_arn)
-                .set_tags(Some(tags))
-                .send()
-                .await
-                .map_err(api("creating the access entry of", &who))?;
+            let policy = access_policy_arn(cluster_arn, e.policy);
+            if exists {
+                let assoc = c
+                    .eks
+                    .list_associated_access_policies()
+                    .cluster_name(name)
+                    .principal_arn(&e.principal_arn)
+                    .send()
+                    .await
+                    .map_err(api("listing the access policies of", &who))?;
+                if assoc
+                    .associated_access_policies()
+                    .iter()
+                    .any(|p| p.policy_arn() == Some(policy.as_str()))
+                {
+                    return Ok::<_, AwsError>(None);
+                }
+            } else {
+                c.eks
+                    .create_access_entry()
+                    .cluster_name(name)
+                    .principal_arn(&e.principal_arn)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map_err(api("creating the access entry of", &who))?;
+            }
             let scope = if e.namespaces.is_empty() {
                 AccessScope::builder()
                     .r#type(AccessScopeType::Cluster)
@@ -470,15 +788,19 @@ pub async fn ensure_access_entries(
                 .associate_access_policy()
                 .cluster_name(name)
                 .principal_arn(&e.principal_arn)
-                .policy_arn(access_policy_arn(&cluster.arn, e.policy))
+                .policy_arn(policy)
                 .access_scope(scope)
                 .send()
                 .await
                 .map_err(api("associating the access policy of", &who))?;
-            Ok::<_, AwsError>(e.principal_arn.clone())
+            Ok(Some(e.principal_arn.clone()))
         }
     });
-    futures::future::try_join_all(creates).await
+    Ok(futures::future::try_join_all(work)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
 }
 
 #[cfg(test)]

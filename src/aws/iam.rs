@@ -81,9 +81,15 @@ pub async fn create_service_role(
     description: &str,
     tags: &[(String, String)],
 ) -> Result<String, AwsError> {
+    // EKS Pod Identity also tags the session it starts.
+    let actions = if service == "pods.eks.amazonaws.com" {
+        serde_json::json!(["sts:AssumeRole", "sts:TagSession"])
+    } else {
+        serde_json::json!("sts:AssumeRole")
+    };
     let trust = serde_json::json!({
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}],
     });
     let out = c
         .iam
@@ -104,6 +110,15 @@ pub async fn create_service_role(
 /// # Errors
 /// The AWS error of the first failing call.
 pub async fn attach_policies(c: &Clients, role: &str, arns: &[String]) -> Result<(), AwsError> {
+    let have = attached_policies(c, role).await?;
+    attach_missing(c, role, arns, &have).await
+}
+
+/// The ARNs of the managed policies attached to a role.
+///
+/// # Errors
+/// The AWS error of the call.
+pub async fn attached_policies(c: &Clients, role: &str) -> Result<Vec<String>, AwsError> {
     let attached = c
         .iam
         .list_attached_role_policies()
@@ -111,14 +126,26 @@ pub async fn attach_policies(c: &Clients, role: &str, arns: &[String]) -> Result
         .send()
         .await
         .map_err(api("listing policies of IAM role", role))?;
-    let have: Vec<&str> = attached
+    Ok(attached
         .attached_policies()
         .iter()
-        .filter_map(|p| p.policy_arn())
-        .collect();
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect())
+}
+
+/// Attaches the policies of `arns` that are not in `have`, concurrently.
+///
+/// # Errors
+/// The AWS error of the first failing call.
+pub async fn attach_missing(
+    c: &Clients,
+    role: &str,
+    arns: &[String],
+    have: &[String],
+) -> Result<(), AwsError> {
     let missing = arns
         .iter()
-        .filter(|a| !have.contains(&a.as_str()))
+        .filter(|a| !have.contains(a))
         .map(|arn| async move {
             super::retry::retry(
                 super::retry::Backoff::EVENTUAL,

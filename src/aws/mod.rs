@@ -10,6 +10,7 @@ pub mod discover;
 pub mod eks;
 pub mod error;
 pub mod iam;
+pub mod leftovers;
 pub mod instance;
 pub mod lookup;
 pub mod network;
@@ -32,6 +33,8 @@ pub use error::AwsError;
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub eks: aws_sdk_eks::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    pub elb: aws_sdk_elasticloadbalancing::Client,
     pub iam: aws_sdk_iam::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub sts: aws_sdk_sts::Client,
@@ -98,6 +101,16 @@ async fn build(region: &str, calls: CallCounter, endpoint: Option<&str>) -> Clie
         ),
         ssm: aws_sdk_ssm::Client::from_conf(
             aws_sdk_ssm::config::Builder::from(&shared)
+                .interceptor(calls.clone())
+                .build(),
+        ),
+        elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::config::Builder::from(&shared)
+                .interceptor(calls.clone())
+                .build(),
+        ),
+        elb: aws_sdk_elasticloadbalancing::Client::from_conf(
+            aws_sdk_elasticloadbalancing::config::Builder::from(&shared)
                 .interceptor(calls.clone())
                 .build(),
         ),

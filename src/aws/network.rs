@@ -103,7 +103,7 @@ pub async fn set_vpc_dns(
     Ok(())
 }
 
-/// Creates a subnet (tagged) and makes it public (map public IPs on launch).
+/// Creates a subnet (tagged) and, if `public`, maps public IPs on launch.
 ///
 /// # Errors
 /// The AWS error of the failing call.
@@ -112,6 +112,7 @@ pub async fn create_subnet(
     vpc: &str,
     cidr: &str,
     az: &str,
+    public: bool,
     tags: &[(String, String)],
 ) -> Result<String, AwsError> {
     let what = format!("subnet {cidr} in {az}");
@@ -132,7 +133,9 @@ pub async fn create_subnet(
         .and_then(|s| s.subnet_id())
         .ok_or_else(|| AwsError::unexpected("creating", &what, "no subnet id in the answer"))?
         .to_string();
-    set_map_public_ip(c, &id).await?;
+    if public {
+        set_map_public_ip(c, &id).await?;
+    }
     Ok(id)
 }
 
@@ -209,14 +212,19 @@ pub async fn create_route_table(
 
 /// # Errors
 /// The AWS error of the failing call.
-pub async fn create_default_route(c: &Clients, rt: &str, igw: &str) -> Result<(), AwsError> {
+pub async fn create_default_route(c: &Clients, rt: &str, gateway: &str) -> Result<(), AwsError> {
     retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
-        c.ec2
+        let req = c
+            .ec2
             .create_route()
             .route_table_id(rt)
-            .destination_cidr_block("0.0.0.0/0")
-            .gateway_id(igw)
-            .send()
+            .destination_cidr_block("0.0.0.0/0");
+        let req = if is_nat(gateway) {
+            req.nat_gateway_id(gateway)
+        } else {
+            req.gateway_id(gateway)
+        };
+        req.send()
             .await
             .map_err(api("adding the default route to", rt))
     })
@@ -224,17 +232,129 @@ pub async fn create_default_route(c: &Clients, rt: &str, igw: &str) -> Result<()
     Ok(())
 }
 
+fn is_nat(gateway: &str) -> bool {
+    gateway.starts_with("nat-")
+}
+
+/// Allocates an Elastic IP for the NAT gateway, tagged.
+///
+/// # Errors
+/// The AWS error of the call.
+pub async fn allocate_address(c: &Clients, tags: &[(String, String)]) -> Result<String, AwsError> {
+    let out = c
+        .ec2
+        .allocate_address()
+        .domain(aws_sdk_ec2::types::DomainType::Vpc)
+        .tag_specifications(tag_spec(ResourceType::ElasticIp, tags))
+        .send()
+        .await
+        .map_err(api("allocating", "an Elastic IP for the NAT gateway"))?;
+    out.allocation_id()
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::unexpected("allocating", "an Elastic IP", "no allocation id in the answer"))
+}
+
+/// # Errors
+/// The AWS error of the call (a missing address is fine).
+pub async fn release_address(c: &Clients, allocation: &str) -> Result<(), AwsError> {
+    ignore_not_found(
+        c.ec2
+            .release_address()
+            .allocation_id(allocation)
+            .send()
+            .await
+            .map_err(api("releasing", allocation)),
+        "InvalidAllocationID.NotFound",
+    )
+}
+
+/// Creates a public NAT gateway (tagged; `client_token` makes a retried create return the same
+/// gateway) and waits (the SDK waiter) until it is available.
+///
+/// # Errors
+/// The AWS error of the call, or the gateway failing.
+pub async fn create_nat_gateway(
+    c: &Clients,
+    subnet: &str,
+    allocation: &str,
+    client_token: &str,
+    tags: &[(String, String)],
+) -> Result<String, AwsError> {
+    let out = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2
+            .create_nat_gateway()
+            .subnet_id(subnet)
+            .allocation_id(allocation)
+            .client_token(client_token)
+            .tag_specifications(tag_spec(ResourceType::Natgateway, tags))
+            .send()
+            .await
+            .map_err(api("creating", &format!("NAT gateway in {subnet}")))
+    })
+    .await?;
+    let id = out
+        .nat_gateway()
+        .and_then(|n| n.nat_gateway_id())
+        .ok_or_else(|| AwsError::unexpected("creating", "NAT gateway", "no id in the answer"))?
+        .to_string();
+    wait_nat_available(c, &id).await?;
+    Ok(id)
+}
+
+/// Waits (the SDK waiter: every 15 s, about 1-3 minutes on AWS) until the NAT gateway is available.
+///
+/// # Errors
+/// The gateway failing, or ten minutes passing.
+pub async fn wait_nat_available(c: &Clients, id: &str) -> Result<(), AwsError> {
+    c.ec2
+        .wait_until_nat_gateway_available()
+        .nat_gateway_ids(id)
+        .wait(Duration::from_secs(600))
+        .await
+        .map_err(|e| super::error::wait_failed(id, "available", &e))?;
+    Ok(())
+}
+
+/// Deletes the NAT gateway and waits until it is deleted (its address and interface are then free).
+///
+/// # Errors
+/// The AWS error of the call, or ten minutes passing.
+pub async fn delete_nat_gateway(c: &Clients, id: &str) -> Result<(), AwsError> {
+    let r = c
+        .ec2
+        .delete_nat_gateway()
+        .nat_gateway_id(id)
+        .send()
+        .await
+        .map_err(api("deleting", id));
+    if super::error::absent_if(r, "NatGatewayNotFound")?.is_none() {
+        return Ok(());
+    }
+    c.ec2
+        .wait_until_nat_gateway_deleted()
+        .nat_gateway_ids(id)
+        .wait(Duration::from_secs(600))
+        .await
+        .map_err(|e| super::error::wait_failed(id, "deleted", &e))?;
+    Ok(())
+}
+
 /// Points an existing 0.0.0.0/0 route (to another target, or a blackhole) at the gateway.
 ///
 /// # Errors
 /// The AWS error of the failing call.
-pub async fn replace_default_route(c: &Clients, rt: &str, igw: &str) -> Result<(), AwsError> {
-    c.ec2
+pub async fn replace_default_route(c: &Clients, rt: &str, gateway: &str) -> Result<(), AwsError> {
+    let req = c
+        .ec2
         .replace_route()
         .route_table_id(rt)
-        .destination_cidr_block("0.0.0.0/0")
-        .gateway_id(igw)
-        .send()
+        .destination_cidr_block("0.0.0.0/0");
+    let req = if is_nat(gateway) {
+        req.nat_gateway_id(gateway)
+    } else {
+        req.gateway_id(gateway)
+    };
+    req.send()
         .await
         .map_err(api("replacing the default route of", rt))?;
     Ok(())

@@ -101,15 +101,11 @@ pub fn exec_credential(token: &str, expires: SystemTime) -> serde_json::Value {
     })
 }
 
-/// Resolves credentials the standard way (profile, SSO, environment, instance role) and
-/// returns an ExecCredential for `cluster`.
+/// Resolves credentials the standard way (profile, SSO, environment, instance role).
 ///
 /// # Errors
-/// When no credentials can be found, or signing fails.
-pub async fn exec_credential_for(
-    cluster: &str,
-    region: &str,
-) -> Result<serde_json::Value, AwsError> {
+/// When no credentials can be found.
+pub async fn load_credentials(cluster: &str, region: &str) -> Result<Credentials, AwsError> {
     let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
         .load()
@@ -121,13 +117,24 @@ pub async fn exec_credential_for(
             "no credentials provider is configured",
         )
     })?;
-    let creds = provider.provide_credentials().await.map_err(|e| {
+    provider.provide_credentials().await.map_err(|e| {
         AwsError::unexpected(
             "loading AWS credentials for",
             cluster,
             aws_sdk_sts::error::DisplayErrorContext(&e).to_string(),
         )
-    })?;
+    })
+}
+
+/// Returns an ExecCredential for `cluster`, signed with the standard chain's credentials.
+///
+/// # Errors
+/// When no credentials can be found, or signing fails.
+pub async fn exec_credential_for(
+    cluster: &str,
+    region: &str,
+) -> Result<serde_json::Value, AwsError> {
+    let creds = load_credentials(cluster, region).await?;
     let now = SystemTime::now();
     let url = presigned_url(&creds, region, cluster, now)?;
     Ok(exec_credential(&token(&url), now + TOKEN_LIFETIME))

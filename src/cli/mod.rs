@@ -96,6 +96,9 @@ struct UpArgs {
     /// Seconds to wait for the cluster with --wait cluster.
     #[arg(long, default_value_t = 1800)]
     cluster_timeout: u64,
+    /// Seconds to wait for an EKS cluster, and then its node group, to become ACTIVE.
+    #[arg(long, default_value_t = 1800)]
+    eks_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +125,9 @@ struct DownArgs {
     /// Seconds to wait for instances to terminate.
     #[arg(long, default_value_t = 900)]
     instance_timeout: u64,
+    /// Seconds to wait for an EKS node group, and then the cluster, to be deleted.
+    #[arg(long, default_value_t = 1800)]
+    eks_timeout: u64,
 }
 
 /// Errors at the edge, sorted by exit code.
@@ -251,12 +257,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Validate(a) => {
             let spec = load_spec(&a.file, &out)?;
-            out.summary(serde_json::json!({"event": "summary", "command": "validate", "cluster": spec.name, "kind": "kubeadm", "valid": true}));
+            out.summary(serde_json::json!({"event": "summary", "command": "validate", "cluster": spec.name, "kind": spec.kind(), "valid": true}));
             if !out.json {
+                let nodes = match &spec.flavor {
+                    spec::Flavor::Kubeadm(k) => format!("{} workers", k.workers),
+                    spec::Flavor::Eks(e) => format!(
+                        "EKS {}, node group {}/{}/{} (min/max/desired)",
+                        e.version, e.nodegroup.min, e.nodegroup.max, e.nodegroup.desired
+                    ),
+                };
                 println!(
-                    "{}: valid ({} workers, {} availability zones)",
+                    "{}: valid ({nodes}, {} availability zones)",
                     a.file.display(),
-                    spec.kubeadm.workers,
                     spec.network.subnet_cidrs.len()
                 );
             }
@@ -341,6 +353,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 kubeconfig,
                 instance_timeout: Duration::from_secs(a.instance_timeout),
                 cluster_timeout: Duration::from_secs(a.cluster_timeout),
+                eks_timeout: Duration::from_secs(a.eks_timeout),
                 api_server: a.api_server.clone(),
             };
             let name = spec.name.clone();
@@ -418,6 +431,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 cluster: name.clone(),
                 concurrency: usize::from(a.concurrency),
                 instance_timeout: Duration::from_secs(a.instance_timeout),
+                eks_timeout: Duration::from_secs(a.eks_timeout),
             };
             let result = crate::engine::down::down(c, &opts, sink).await;
             let report = match result {

@@ -482,7 +482,9 @@ workers = 2
         spec::parse("t.toml", &SPEC.replace("CNI", cni))
             .unwrap()
             .0
-            .kubeadm
+            .kubeadm()
+            .unwrap()
+            .clone()
     }
 
     fn fixtures() -> Vec<(String, CloudConfig)> {

@@ -5,7 +5,7 @@
 //! against what AWS reports; the critical path of the graph is what a perfect engine would take.
 
 use super::cidr::Ipv4Net;
-use super::spec::{AmiSource, ClusterSpec, Cni};
+use super::spec::{AccessEntry, AmiSource, ClusterSpec, Cni, Flavor};
 use super::tags;
 
 /// What kind of AWS resource (or read-only lookup) a node stands for.
@@ -27,6 +27,18 @@ pub enum Kind {
     /// The bootstrap token workers join with: reused while valid, minted anew through the API
     /// server when workers join an existing cluster after it expired.
     JoinToken,
+    ElasticIp,
+    NatGateway,
+    EksCluster,
+    /// The cluster's EKS access entries and their access policies.
+    AccessEntries,
+    /// A set of EKS add-ons.
+    Addons,
+    Nodegroup,
+    /// What Kubernetes made, deleted by `down` only.
+    LoadBalancer,
+    TargetGroup,
+    NetworkInterface,
 }
 
 impl Kind {
@@ -45,6 +57,15 @@ impl Kind {
             Kind::Instance => "instance",
             Kind::JoinToken => "join-token",
             Kind::IamPolicy => "iam-policy",
+            Kind::ElasticIp => "elastic-ip",
+            Kind::NatGateway => "nat-gateway",
+            Kind::EksCluster => "eks-cluster",
+            Kind::AccessEntries => "access-entries",
+            Kind::Addons => "addons",
+            Kind::Nodegroup => "nodegroup",
+            Kind::LoadBalancer => "load-balancer",
+            Kind::TargetGroup => "target-group",
+            Kind::NetworkInterface => "network-interface",
         }
     }
 
@@ -109,13 +130,24 @@ pub enum Desired {
         cidr: Ipv4Net,
     },
     Subnet {
+        /// The availability zone (index into the looked-up zones).
         index: usize,
         cidr: Ipv4Net,
+        /// Public: addresses on launch, tagged for internet-facing load balancers; private: tagged
+        /// for internal ones.
+        public: bool,
     },
     InternetGateway,
-    /// Public route table: default route to the IGW, associated with every subnet.
+    /// An address for the NAT gateway.
+    ElasticIp,
+    NatGateway {
+        subnet: String,
+    },
+    /// A route table whose default route goes to `gateway` (the IGW or the NAT gateway, by
+    /// logical id), associated with `subnets` (logical ids).
     RouteTable {
-        subnets: usize,
+        gateway: String,
+        subnets: Vec<String>,
     },
     SecurityGroup {
         role: SgRole,
@@ -123,8 +155,12 @@ pub enum Desired {
         description: String,
         rules: Vec<Rule>,
     },
-    NodeRole {
+    /// An IAM role that `service` may assume, with AWS managed policies (names under
+    /// `arn:aws:iam::aws:policy/`).
+    Role {
         name: String,
+        service: &'static str,
+        policies: Vec<String>,
     },
     InstanceProfile {
         name: String,
@@ -145,6 +181,23 @@ pub enum Desired {
         role: String,
         policy: String,
         parameter: String,
+    },
+    EksCluster {
+        name: String,
+        version: String,
+    },
+    AccessEntries {
+        entries: Vec<AccessEntry>,
+    },
+    /// Add-ons, each with the logical id of the role its pods assume (EKS Pod Identity), if any.
+    Addons {
+        names: Vec<(String, Option<String>)>,
+    },
+    Nodegroup {
+        name: String,
+        subnets: Vec<String>,
+        /// (min, max, desired)
+        scaling: (u32, u32, u32),
     },
 }
 
@@ -175,11 +228,42 @@ pub const SECRET: &str = "bootstrap-secret";
 pub const MASTER: &str = "master";
 pub const JOIN_TOKEN: &str = "join-token";
 pub const CA_ACCESS: &str = "ca-access";
+pub const PUBLIC_ROUTE_TABLE: &str = ROUTE_TABLE;
+pub const PRIVATE_ROUTE_TABLE: &str = "private-route-table";
+pub const NAT_EIP: &str = "nat-eip";
+pub const NAT_GATEWAY: &str = "nat-gateway";
+pub const CLUSTER_ROLE: &str = "cluster-role";
+pub const EBS_CSI_ROLE: &str = "ebs-csi-role";
+pub const EKS_CLUSTER: &str = "eks-cluster";
+pub const ACCESS_ENTRIES: &str = "access-entries";
+/// Add-ons the nodes need to become Ready (the pod network, kube-proxy, pod identity): installed
+/// before the node group, as terraform-aws-eks's `before_compute` does.
+pub const ADDONS_BASE: &str = "addons-base";
+/// Add-ons that run as Deployments (CoreDNS, the EBS CSI controller): they can only become
+/// ACTIVE once nodes exist.
+pub const ADDONS: &str = "addons";
+pub const NODEGROUP: &str = "nodegroup";
+/// The EBS CSI driver's controller service account (EKS Pod Identity association).
+pub const EBS_CSI_SERVICE_ACCOUNT: &str = "ebs-csi-controller-sa";
+
+/// Whether an add-on must be running before nodes can become Ready.
+pub fn before_compute(addon: &str) -> bool {
+    matches!(addon, "vpc-cni" | "kube-proxy" | "eks-pod-identity-agent")
+}
+
+/// The EKS managed node group's name.
+pub fn nodegroup_name(cluster: &str) -> String {
+    format!("{cluster}-nodes")
+}
 /// The node role's inline policy that lets the control plane read the bootstrap secret.
 pub const CA_ACCESS_POLICY: &str = "provision-ca-access";
 
 pub fn subnet_id(i: usize) -> String {
     format!("subnet-{i}")
+}
+
+pub fn private_subnet_id(i: usize) -> String {
+    format!("private-subnet-{i}")
 }
 
 pub fn workers_id(i: usize) -> String {
@@ -196,7 +280,32 @@ pub fn worker_split(workers: u32, subnets: usize) -> Vec<u32> {
 
 /// The security group rules for a spec (least privilege, see ARCHITECTURE.md).
 pub fn rules(spec: &ClusterSpec, role: SgRole) -> Vec<Rule> {
-    let k = &spec.kubeadm;
+    let admin = |port: u16, description: &'static str| {
+        spec.network
+            .admin_cidrs
+            .iter()
+            .map(move |c| Rule {
+                protocol: Protocol::Tcp,
+                from_port: port,
+                to_port: port,
+                source: Source::Cidr(*c),
+                description,
+            })
+    };
+    let k = match &spec.flavor {
+        Flavor::Kubeadm(k) => k,
+        // EKS manages the node <-> control plane groups itself; ours is the additional group of
+        // the control plane's network interfaces, reached from the admin CIDRs (over a VPN or
+        // Direct Connect) only when the private endpoint is on.
+        Flavor::Eks(e) => {
+            return match role {
+                SgRole::ControlPlane if e.endpoint_private_access => {
+                    admin(443, "EKS private endpoint from admin CIDRs").collect()
+                }
+                _ => Vec::new(),
+            };
+        }
+    };
     let group = |p, from, to, d| Rule {
         protocol: p,
         from_port: from,
@@ -226,15 +335,7 @@ pub fn rules(spec: &ClusterSpec, role: SgRole) -> Vec<Rule> {
                 )),
             }
             if k.ssh {
-                for c in &spec.network.admin_cidrs {
-                    out.push(Rule {
-                        protocol: Protocol::Tcp,
-                        from_port: 22,
-                        to_port: 22,
-                        source: Source::Cidr(*c),
-                        description: "SSH from admin CIDRs",
-                    });
-                }
+                out.extend(admin(22, "SSH from admin CIDRs"));
             }
         }
         SgRole::ControlPlane => {
@@ -244,47 +345,49 @@ pub fn rules(spec: &ClusterSpec, role: SgRole) -> Vec<Rule> {
                 6443,
                 "Kubernetes API from nodes",
             ));
-            for c in &spec.network.admin_cidrs {
-                out.push(Rule {
-                    protocol: Protocol::Tcp,
-                    from_port: 6443,
-                    to_port: 6443,
-                    source: Source::Cidr(*c),
-                    description: "Kubernetes API from admin CIDRs",
-                });
-            }
+            out.extend(admin(6443, "Kubernetes API from admin CIDRs"));
         }
     }
     out
 }
 
-/// Builds the desired graph for a validated spec.
-pub fn build(spec: &ClusterSpec) -> Graph {
-    let azs = spec.network.subnet_cidrs.len();
-    let mut nodes = Vec::new();
-    let mut add = |id: &str, kind: Kind, desired: Desired, deps: &[&str]| {
-        nodes.push(Node {
+struct Builder {
+    nodes: Vec<Node>,
+}
+
+impl Builder {
+    fn add(&mut self, id: &str, kind: Kind, desired: Desired, deps: &[&str]) {
+        self.nodes.push(Node {
             id: id.to_string(),
             kind,
             desired,
             deps: deps.iter().map(|d| d.to_string()).collect(),
         });
-    };
-    add(
+    }
+}
+
+/// Builds the desired graph for a validated spec: the network nodes are shared, the rest is
+/// the flavour's.
+pub fn build(spec: &ClusterSpec) -> Graph {
+    let azs = spec.network.subnet_cidrs.len();
+    let mut b = Builder { nodes: Vec::new() };
+    b.add(
         AZS,
         Kind::AvailabilityZones,
         Desired::AvailabilityZones { count: azs },
         &[],
     );
-    add(
-        AMI,
-        Kind::Ami,
-        Desired::Ami {
-            source: spec.kubeadm.ami.clone(),
-        },
-        &[],
-    );
-    add(
+    if let Flavor::Kubeadm(k) = &spec.flavor {
+        b.add(
+            AMI,
+            Kind::Ami,
+            Desired::Ami {
+                source: k.ami.clone(),
+            },
+            &[],
+        );
+    }
+    b.add(
         VPC,
         Kind::Vpc,
         Desired::Vpc {
@@ -294,62 +397,123 @@ pub fn build(spec: &ClusterSpec) -> Graph {
     );
     let subnet_ids: Vec<String> = (0..azs).map(subnet_id).collect();
     for (i, cidr) in spec.network.subnet_cidrs.iter().enumerate() {
-        add(
+        b.add(
             &subnet_ids[i],
             Kind::Subnet,
             Desired::Subnet {
                 index: i,
                 cidr: *cidr,
+                public: true,
             },
             &[VPC, AZS],
         );
     }
-    add(IGW, Kind::InternetGateway, Desired::InternetGateway, &[VPC]);
+    let private_ids: Vec<String> = (0..spec.network.private_subnet_cidrs.len())
+        .map(private_subnet_id)
+        .collect();
+    for (i, cidr) in spec.network.private_subnet_cidrs.iter().enumerate() {
+        b.add(
+            &private_ids[i],
+            Kind::Subnet,
+            Desired::Subnet {
+                index: i,
+                cidr: *cidr,
+                public: false,
+            },
+            &[VPC, AZS],
+        );
+    }
+    b.add(IGW, Kind::InternetGateway, Desired::InternetGateway, &[VPC]);
     let mut rt_deps: Vec<&str> = vec![VPC, IGW];
     rt_deps.extend(subnet_ids.iter().map(String::as_str));
-    add(
+    b.add(
         ROUTE_TABLE,
         Kind::RouteTable,
-        Desired::RouteTable { subnets: azs },
+        Desired::RouteTable {
+            gateway: IGW.into(),
+            subnets: subnet_ids.clone(),
+        },
         &rt_deps,
     );
-    let sg_name = |suffix: &str| format!("provision-{}-{suffix}", spec.name);
-    add(
+    if !private_ids.is_empty() {
+        b.add(NAT_EIP, Kind::ElasticIp, Desired::ElasticIp, &[]);
+        // The NAT gateway needs the IGW attached and its subnet routed to it.
+        b.add(
+            NAT_GATEWAY,
+            Kind::NatGateway,
+            Desired::NatGateway {
+                subnet: subnet_ids[0].clone(),
+            },
+            &[&subnet_ids[0], NAT_EIP, ROUTE_TABLE],
+        );
+        let mut deps: Vec<&str> = vec![VPC, NAT_GATEWAY];
+        deps.extend(private_ids.iter().map(String::as_str));
+        b.add(
+            PRIVATE_ROUTE_TABLE,
+            Kind::RouteTable,
+            Desired::RouteTable {
+                gateway: NAT_GATEWAY.into(),
+                subnets: private_ids.clone(),
+            },
+            &deps,
+        );
+    }
+    match &spec.flavor {
+        Flavor::Kubeadm(_) => kubeadm_nodes(spec, &mut b, &subnet_ids),
+        Flavor::Eks(_) => eks_nodes(spec, &mut b, &subnet_ids, &private_ids),
+    }
+    Graph { nodes: b.nodes }
+}
+
+fn sg_name(spec: &ClusterSpec, suffix: &str) -> String {
+    format!("provision-{}-{suffix}", spec.name)
+}
+
+fn kubeadm_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String]) {
+    let Flavor::Kubeadm(k) = &spec.flavor else {
+        return;
+    };
+    let azs = subnet_ids.len();
+    b.add(
         SG_NODES,
         Kind::SecurityGroup,
         Desired::SecurityGroup {
             role: SgRole::Nodes,
-            name: sg_name("nodes"),
+            name: sg_name(spec, "nodes"),
             description: format!("provision {}: every node", spec.name),
             rules: rules(spec, SgRole::Nodes),
         },
         &[VPC],
     );
-    add(
+    b.add(
         SG_CONTROL_PLANE,
         Kind::SecurityGroup,
         Desired::SecurityGroup {
             role: SgRole::ControlPlane,
-            name: sg_name("control-plane"),
+            name: sg_name(spec, "control-plane"),
             description: format!("provision {}: Kubernetes API server", spec.name),
             rules: rules(spec, SgRole::ControlPlane),
         },
         &[VPC, SG_NODES],
     );
     let role = tags::node_role_name(&spec.name, &spec.region);
-    add(
+    b.add(
         NODE_ROLE,
         Kind::IamRole,
-        Desired::NodeRole { name: role.clone() },
+        Desired::Role {
+            name: role.clone(),
+            service: "ec2.amazonaws.com",
+            policies: Vec::new(),
+        },
         &[],
     );
-    add(
+    b.add(
         NODE_PROFILE,
         Kind::InstanceProfile,
         Desired::InstanceProfile { name: role },
         &[NODE_ROLE],
     );
-    add(
+    b.add(
         SECRET,
         Kind::Secret,
         Desired::Secret {
@@ -358,7 +522,7 @@ pub fn build(spec: &ClusterSpec) -> Graph {
         &[],
     );
     let first = subnet_ids[0].clone();
-    add(
+    b.add(
         MASTER,
         Kind::Instance,
         Desired::Master {
@@ -374,7 +538,7 @@ pub fn build(spec: &ClusterSpec) -> Graph {
             ROUTE_TABLE,
         ],
     );
-    add(
+    b.add(
         CA_ACCESS,
         Kind::IamPolicy,
         Desired::CaAccess {
@@ -384,18 +548,15 @@ pub fn build(spec: &ClusterSpec) -> Graph {
         },
         &[NODE_ROLE, MASTER],
     );
-    add(
+    b.add(
         JOIN_TOKEN,
         Kind::JoinToken,
         Desired::JoinToken,
         &[SECRET, MASTER],
     );
-    for (i, count) in worker_split(spec.kubeadm.workers, azs)
-        .into_iter()
-        .enumerate()
-    {
+    for (i, count) in worker_split(k.workers, azs).into_iter().enumerate() {
         if count > 0 {
-            add(
+            b.add(
                 &workers_id(i),
                 Kind::Instance,
                 Desired::Workers {
@@ -415,7 +576,141 @@ pub fn build(spec: &ClusterSpec) -> Graph {
             );
         }
     }
-    Graph { nodes }
+}
+
+/// The managed policies of the EKS roles (see `aws::eks` for their ARNs).
+pub const EKS_CLUSTER_POLICIES: [&str; 1] = ["AmazonEKSClusterPolicy"];
+pub const EKS_NODE_POLICIES: [&str; 3] = [
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryReadOnly",
+];
+pub const EBS_CSI_POLICIES: [&str; 1] = ["service-role/AmazonEBSCSIDriverPolicy"];
+
+fn eks_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String], private_ids: &[String]) {
+    let Flavor::Eks(e) = &spec.flavor else {
+        return;
+    };
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    b.add(
+        SG_CONTROL_PLANE,
+        Kind::SecurityGroup,
+        Desired::SecurityGroup {
+            role: SgRole::ControlPlane,
+            name: sg_name(spec, "control-plane"),
+            description: format!("provision {}: EKS control plane interfaces", spec.name),
+            rules: rules(spec, SgRole::ControlPlane),
+        },
+        &[VPC],
+    );
+    b.add(
+        CLUSTER_ROLE,
+        Kind::IamRole,
+        Desired::Role {
+            name: tags::role_name(&spec.name, &spec.region, "cluster"),
+            service: "eks.amazonaws.com",
+            policies: strings(&EKS_CLUSTER_POLICIES),
+        },
+        &[],
+    );
+    b.add(
+        NODE_ROLE,
+        Kind::IamRole,
+        Desired::Role {
+            name: tags::node_role_name(&spec.name, &spec.region),
+            service: "ec2.amazonaws.com",
+            policies: strings(&EKS_NODE_POLICIES),
+        },
+        &[],
+    );
+    let csi = e.addons.iter().any(|a| a == "aws-ebs-csi-driver");
+    if csi {
+        b.add(
+            EBS_CSI_ROLE,
+            Kind::IamRole,
+            Desired::Role {
+                name: tags::role_name(&spec.name, &spec.region, "ebs-csi"),
+                service: "pods.eks.amazonaws.com",
+                policies: strings(&EBS_CSI_POLICIES),
+            },
+            &[],
+        );
+    }
+    // The control plane gets every subnet; nodes go to the private ones when there are.
+    let mut cluster_deps: Vec<&str> = vec![SG_CONTROL_PLANE, CLUSTER_ROLE, ROUTE_TABLE];
+    cluster_deps.extend(subnet_ids.iter().map(String::as_str));
+    cluster_deps.extend(private_ids.iter().map(String::as_str));
+    b.add(
+        EKS_CLUSTER,
+        Kind::EksCluster,
+        Desired::EksCluster {
+            name: spec.name.clone(),
+            version: e.version.clone(),
+        },
+        &cluster_deps,
+    );
+    b.add(
+        ACCESS_ENTRIES,
+        Kind::AccessEntries,
+        Desired::AccessEntries {
+            entries: e.access.clone(),
+        },
+        &[EKS_CLUSTER],
+    );
+    let with_role = |a: &String| {
+        let role = (a == "aws-ebs-csi-driver").then(|| EBS_CSI_ROLE.to_string());
+        (a.clone(), role)
+    };
+    let base: Vec<(String, Option<String>)> = e
+        .addons
+        .iter()
+        .filter(|a| before_compute(a))
+        .map(with_role)
+        .collect();
+    let rest: Vec<(String, Option<String>)> = e
+        .addons
+        .iter()
+        .filter(|a| !before_compute(a))
+        .map(with_role)
+        .collect();
+    let has_base = !base.is_empty();
+    if has_base {
+        b.add(
+            ADDONS_BASE,
+            Kind::Addons,
+            Desired::Addons { names: base },
+            &[EKS_CLUSTER],
+        );
+    }
+    let node_subnets = if private_ids.is_empty() {
+        subnet_ids.to_vec()
+    } else {
+        private_ids.to_vec()
+    };
+    let mut ng_deps: Vec<&str> = vec![EKS_CLUSTER, NODE_ROLE];
+    if has_base {
+        ng_deps.push(ADDONS_BASE);
+    }
+    if !private_ids.is_empty() {
+        ng_deps.push(PRIVATE_ROUTE_TABLE);
+    }
+    b.add(
+        NODEGROUP,
+        Kind::Nodegroup,
+        Desired::Nodegroup {
+            name: nodegroup_name(&spec.name),
+            subnets: node_subnets,
+            scaling: (e.nodegroup.min, e.nodegroup.max, e.nodegroup.desired),
+        },
+        &ng_deps,
+    );
+    if !rest.is_empty() {
+        let mut deps = vec![NODEGROUP];
+        if csi {
+            deps.push(EBS_CSI_ROLE);
+        }
+        b.add(ADDONS, Kind::Addons, Desired::Addons { names: rest }, &deps);
+    }
 }
 
 impl Graph {
@@ -481,7 +776,17 @@ pub fn ca_access_policy(
 /// A step of `down`: all resources of one kind, deleted after the steps it waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TeardownStep {
+    /// What Kubernetes made in the VPC: load balancers, their target groups and security groups.
+    KubernetesLoadBalancers,
+    Nodegroups,
+    Addons,
+    AccessEntries,
+    EksClusters,
+    /// `available` interfaces the VPC CNI left in our subnets.
+    NetworkInterfaces,
     Instances,
+    NatGateways,
+    ElasticIps,
     SecurityGroups,
     RouteTables,
     InternetGateways,
@@ -495,7 +800,15 @@ pub enum TeardownStep {
 impl TeardownStep {
     pub fn as_str(self) -> &'static str {
         match self {
+            TeardownStep::KubernetesLoadBalancers => "kubernetes-load-balancers",
+            TeardownStep::Nodegroups => "nodegroups",
+            TeardownStep::Addons => "addons",
+            TeardownStep::AccessEntries => "access-entries",
+            TeardownStep::EksClusters => "eks-clusters",
+            TeardownStep::NetworkInterfaces => "network-interfaces",
             TeardownStep::Instances => "instances",
+            TeardownStep::NatGateways => "nat-gateways",
+            TeardownStep::ElasticIps => "elastic-ips",
             TeardownStep::SecurityGroups => "security-groups",
             TeardownStep::RouteTables => "route-tables",
             TeardownStep::InternetGateways => "internet-gateways",
@@ -514,28 +827,64 @@ impl std::fmt::Display for TeardownStep {
     }
 }
 
-/// The teardown order: each step with the steps that must finish first.
+/// The teardown order: each step with every step that must finish before it (transitively, so
+/// that leaving out a step with nothing to delete keeps the order of the others).
 ///
-/// Instances go first (they hold ENIs in subnets and security groups, public IPs that block
-/// the IGW detach, and the instance profile). The VPC goes after everything inside it. The
-/// bootstrap secret goes last, so a `down` that fails halfway still leaves `up` able to resume
-/// with the same CA.
+/// What Kubernetes made goes first (load balancers hold addresses and interfaces in our
+/// subnets), then the node group, add-ons, access entries and the EKS cluster; instances go
+/// before anything they sit in (interfaces in subnets and security groups, public IPs that block
+/// the IGW detach, the instance profile). The VPC goes after everything inside it. The bootstrap
+/// secret goes last, so a `down` that fails halfway still leaves `up` able to resume with the
+/// same CA.
 pub fn teardown_order() -> Vec<(TeardownStep, Vec<TeardownStep>)> {
     use TeardownStep::*;
-    vec![
-        (Instances, vec![]),
-        (SecurityGroups, vec![Instances]),
-        (RouteTables, vec![]),
-        (InternetGateways, vec![Instances]),
-        (Subnets, vec![Instances, RouteTables]),
+    let direct = vec![
+        (KubernetesLoadBalancers, vec![]),
+        (Nodegroups, vec![KubernetesLoadBalancers]),
+        (Addons, vec![Nodegroups]),
+        (AccessEntries, vec![KubernetesLoadBalancers]),
+        (EksClusters, vec![Nodegroups, Addons, AccessEntries]),
+        (Instances, vec![KubernetesLoadBalancers]),
+        (NetworkInterfaces, vec![EksClusters, Instances]),
+        (NatGateways, vec![KubernetesLoadBalancers]),
+        (ElasticIps, vec![NatGateways]),
+        (SecurityGroups, vec![Instances, EksClusters, NetworkInterfaces]),
+        (RouteTables, vec![EksClusters]),
+        (InternetGateways, vec![Instances, EksClusters, NatGateways]),
+        (
+            Subnets,
+            vec![Instances, RouteTables, EksClusters, NatGateways, NetworkInterfaces],
+        ),
         (
             Vpcs,
             vec![SecurityGroups, RouteTables, InternetGateways, Subnets],
         ),
         (InstanceProfiles, vec![Instances]),
-        (Roles, vec![InstanceProfiles]),
+        (Roles, vec![InstanceProfiles, EksClusters, Nodegroups, Addons]),
         (Secrets, vec![Vpcs, Roles]),
-    ]
+    ];
+    let deps_of = |s: TeardownStep| -> Vec<TeardownStep> {
+        direct
+            .iter()
+            .find(|(t, _)| *t == s)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_default()
+    };
+    direct
+        .iter()
+        .map(|(s, _)| {
+            let mut all: Vec<TeardownStep> = Vec::new();
+            let mut todo = deps_of(*s);
+            while let Some(d) = todo.pop() {
+                if !all.contains(&d) {
+                    all.push(d);
+                    todo.extend(deps_of(d));
+                }
+            }
+            all.sort();
+            (*s, all)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -666,5 +1015,13 @@ mod tests {
         assert!(deps(TeardownStep::Subnets).contains(&TeardownStep::Instances));
         assert!(deps(TeardownStep::Vpcs).contains(&TeardownStep::Subnets));
         assert!(deps(TeardownStep::Secrets).contains(&TeardownStep::Vpcs));
+        // Transitive: the IGW waits for the load balancers even when there is no EKS cluster.
+        assert!(deps(TeardownStep::InternetGateways).contains(&TeardownStep::KubernetesLoadBalancers));
+        assert!(deps(TeardownStep::EksClusters).contains(&TeardownStep::Nodegroups));
+        assert!(deps(TeardownStep::Roles).contains(&TeardownStep::EksClusters));
+        assert!(deps(TeardownStep::ElasticIps).contains(&TeardownStep::NatGateways));
+        for (s, d) in &order {
+            assert!(!d.contains(s), "{s} waits for itself");
+        }
     }
 }

@@ -16,11 +16,92 @@ pub struct Observed {
     pub route_tables: Vec<ObsRouteTable>,
     pub security_groups: Vec<ObsSg>,
     pub instances: Vec<ObsInstance>,
-    pub role: Option<ObsIam>,
+    /// The IAM roles whose names derive from the cluster, by logical id (node-role, ...).
+    pub roles: Vec<ObsIam>,
     pub profile: Option<ObsProfile>,
     pub secret: Option<ObsSecret>,
     /// The node role's `provision-ca-access` inline policy document, if any.
     pub ca_policy: Option<String>,
+    pub addresses: Vec<ObsAddress>,
+    /// NAT gateways not deleted (or being deleted).
+    pub nat_gateways: Vec<ObsNat>,
+    /// The EKS cluster of the cluster's name, if any (owned or not).
+    pub eks: Option<ObsEks>,
+    pub nodegroup: Option<ObsNodegroup>,
+    /// What Kubernetes made in the cluster's VPC (looked up by `down` and `plan --destroy`).
+    pub leftovers: Leftovers,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsAddress {
+    pub allocation_id: String,
+    pub logical: Option<String>,
+    pub public_ip: String,
+    pub association_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsNat {
+    pub id: String,
+    pub logical: Option<String>,
+    pub state: String,
+    pub subnet_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsEks {
+    pub name: String,
+    pub arn: String,
+    pub status: String,
+    pub version: String,
+    pub endpoint: Option<String>,
+    /// Base64, as EKS reports it.
+    pub ca_data: Option<String>,
+    /// Carries our cluster tag.
+    pub owned: bool,
+    pub addons: Vec<String>,
+    /// Principal ARNs.
+    pub access_entries: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsNodegroup {
+    pub name: String,
+    pub status: String,
+    pub min: u32,
+    pub max: u32,
+    pub desired: u32,
+    pub owned: bool,
+}
+
+/// A load balancer a Kubernetes controller made in our VPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsLoadBalancer {
+    /// The ARN (ELBv2) or name (classic).
+    pub id: String,
+    pub classic: bool,
+}
+
+/// What Kubernetes controllers made in the cluster's VPC, found by their tags
+/// (`kubernetes.io/cluster/NAME`, `elbv2.k8s.aws/cluster = NAME`, the VPC CNI's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub load_balancers: Vec<ObsLoadBalancer>,
+    /// ELBv2 target group ARNs.
+    pub target_groups: Vec<String>,
+    /// Security group ids (never ours: those carry provision:cluster).
+    pub security_groups: Vec<String>,
+    /// `available` network interfaces in our subnets that the VPC CNI made.
+    pub interfaces: Vec<String>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.load_balancers.is_empty()
+            && self.target_groups.is_empty()
+            && self.security_groups.is_empty()
+            && self.interfaces.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +121,11 @@ pub struct ObsSubnet {
     pub cidr: String,
     pub az: String,
     pub map_public_ip: bool,
+}
+
+/// NAT gateway states that count as existing.
+pub fn nat_is_live(state: &str) -> bool {
+    matches!(state, "pending" | "available")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,10 +191,14 @@ impl ObsInstance {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObsIam {
+    /// The graph node this role stands for.
+    pub logical: String,
     pub name: String,
     pub arn: String,
     /// Carries our cluster tag. An untagged role of the same name is someone else's.
     pub owned: bool,
+    /// Attached managed policy ARNs, when they were looked up.
+    pub policies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +245,21 @@ impl Observed {
                 .iter()
                 .find(|v| by(&v.logical))
                 .map(|v| v.id.clone()),
-            Kind::IamRole => self.role.as_ref().map(|r| r.name.clone()),
+            Kind::IamRole => self.role(node_id).map(|r| r.name.clone()),
+            Kind::ElasticIp => self
+                .addresses
+                .iter()
+                .find(|a| by(&a.logical))
+                .map(|a| a.allocation_id.clone()),
+            Kind::NatGateway => self
+                .nat_gateways
+                .iter()
+                .find(|n| by(&n.logical) && nat_is_live(&n.state))
+                .map(|n| n.id.clone()),
+            Kind::EksCluster | Kind::AccessEntries | Kind::Addons => {
+                self.eks.as_ref().map(|e| e.name.clone())
+            }
+            Kind::Nodegroup => self.nodegroup.as_ref().map(|n| n.name.clone()),
             Kind::InstanceProfile => self.profile.as_ref().map(|r| r.name.clone()),
             Kind::Secret => self.secret.as_ref().map(|r| r.name.clone()),
             Kind::Instance => {
@@ -169,8 +273,18 @@ impl Observed {
                 .ca_policy
                 .as_ref()
                 .map(|_| super::graph::CA_ACCESS_POLICY.to_string()),
-            Kind::AvailabilityZones | Kind::Ami | Kind::JoinToken => None,
+            Kind::AvailabilityZones
+            | Kind::Ami
+            | Kind::JoinToken
+            | Kind::LoadBalancer
+            | Kind::TargetGroup
+            | Kind::NetworkInterface => None,
         }
+    }
+
+    /// The role that stands for a logical node.
+    pub fn role(&self, node_id: &str) -> Option<&ObsIam> {
+        self.roles.iter().find(|r| r.logical == node_id)
     }
 
     pub fn live_instances<'a>(
@@ -198,9 +312,14 @@ impl Observed {
             && self.route_tables.is_empty()
             && self.security_groups.is_empty()
             && !self.instances.iter().any(|i| i.state != "terminated")
-            && self.role.as_ref().is_none_or(|r| !r.owned)
+            && !self.roles.iter().any(|r| r.owned)
             && self.profile.as_ref().is_none_or(|p| !p.owned)
             && self.secret.as_ref().is_none_or(|s| !s.owned)
+            && self.addresses.is_empty()
+            && !self.nat_gateways.iter().any(|n| nat_is_live(&n.state))
+            && self.eks.as_ref().is_none_or(|e| !e.owned)
+            && self.nodegroup.as_ref().is_none_or(|n| !n.owned)
+            && self.leftovers.is_empty()
     }
 }
 
@@ -215,6 +334,7 @@ pub fn spare_vpcs(obs: &Observed) -> Vec<String> {
         obs.subnets.iter().any(|s| s.vpc_id == id)
             || obs.route_tables.iter().any(|r| r.vpc_id == id)
             || obs.security_groups.iter().any(|g| g.vpc_id == id)
+            || obs.nat_gateways.iter().any(|n| nat_is_live(&n.state) && obs.subnets.iter().any(|s| s.id == n.subnet_id && s.vpc_id == id))
             || obs
                 .igws
                 .iter()
@@ -292,6 +412,15 @@ pub fn missing_rules<'a>(
         .collect()
 }
 
+/// The kind of a route table's gateway node, and what to call it.
+pub fn gateway_kind(gateway: &str) -> (Kind, &'static str) {
+    if gateway == super::graph::NAT_GATEWAY {
+        (Kind::NatGateway, "NAT gateway")
+    } else {
+        (Kind::InternetGateway, "internet gateway")
+    }
+}
+
 /// Diffs the graph against what AWS reported.
 pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
     let groups = obs.group_ids();
@@ -357,9 +486,65 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     if live < *count || stopped > 0 { Action::Update } else { Action::Keep }
                 }
                 (_, None) => Action::Create,
-                (Desired::NodeRole { .. }, Some(_)) if !obs.role.as_ref().is_some_and(|r| r.owned) => {
-                    changes.push("an IAM role of this name exists without our tag: refusing to adopt it".into());
-                    Action::Update
+                (Desired::Role { policies, .. }, Some(_)) => {
+                    let r = obs.role(&n.id).expect("aws_id came from it");
+                    if !r.owned {
+                        changes.push("an IAM role of this name exists without our tag: refusing to adopt it".into());
+                    } else if let Some(have) = &r.policies {
+                        for p in policies {
+                            if !have.iter().any(|a| a.ends_with(&format!(":policy/{p}"))) {
+                                changes.push(format!("attach {p}"));
+                            }
+                        }
+                    }
+                    if changes.is_empty() { Action::Keep } else { Action::Update }
+                }
+                (Desired::ElasticIp | Desired::NatGateway { .. }, Some(_)) => Action::Keep,
+                (Desired::EksCluster { name, version }, Some(_)) => {
+                    let e = obs.eks.as_ref().expect("aws_id came from it");
+                    if !e.owned {
+                        changes.push(format!("an EKS cluster named {name} exists without our tag: refusing to adopt it"));
+                    }
+                    match e.status.as_str() {
+                        "ACTIVE" => {}
+                        "CREATING" | "UPDATING" => changes.push(format!("wait until ACTIVE (now {})", e.status)),
+                        other => changes.push(format!("{IMMUTABLE}: the cluster is {other}")),
+                    }
+                    if e.owned && !e.version.is_empty() && &e.version != version {
+                        changes.push(format!("runs Kubernetes {}, the spec says {version}: up does not upgrade clusters", e.version));
+                    }
+                    if changes.iter().any(|c| c.starts_with("wait")) { Action::Update } else { Action::Keep }
+                }
+                (Desired::AccessEntries { entries }, Some(_)) => {
+                    let have = &obs.eks.as_ref().expect("aws_id came from it").access_entries;
+                    for e in entries.iter().filter(|e| !have.contains(&e.principal_arn)) {
+                        changes.push(format!("grant {} to {}", e.policy.eks_policy(), e.principal_arn));
+                    }
+                    if changes.is_empty() { Action::Keep } else { Action::Update }
+                }
+                (Desired::Addons { names }, Some(_)) => {
+                    let have = &obs.eks.as_ref().expect("aws_id came from it").addons;
+                    for (a, _) in names.iter().filter(|(a, _)| !have.contains(a)) {
+                        changes.push(format!("install {a}"));
+                    }
+                    if changes.is_empty() { Action::Keep } else { Action::Update }
+                }
+                (Desired::Nodegroup { scaling: want, .. }, Some(_)) => {
+                    let g = obs.nodegroup.as_ref().expect("aws_id came from it");
+                    if !g.owned {
+                        changes.push("a node group of this name exists without our tag: refusing to adopt it".into());
+                    }
+                    if g.owned && (g.min, g.max, g.desired) != *want {
+                        changes.push(format!(
+                            "scale min/max/desired {}/{}/{} to {}/{}/{}",
+                            g.min, g.max, g.desired, want.0, want.1, want.2
+                        ));
+                    }
+                    match g.status.as_str() {
+                        "ACTIVE" | "UPDATING" | "CREATING" => {}
+                        other => changes.push(format!("{IMMUTABLE}: the node group is {other}")),
+                    }
+                    if changes.is_empty() { Action::Keep } else { Action::Update }
                 }
                 (Desired::Secret { .. }, Some(_)) if !obs.secret.as_ref().is_some_and(|s| s.owned) => {
                     changes.push(
@@ -390,12 +575,12 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     }
                     if changes.is_empty() { Action::Keep } else { Action::Update }
                 }
-                (Desired::Subnet { cidr, .. }, Some(id)) => {
+                (Desired::Subnet { cidr, public, .. }, Some(id)) => {
                     let s = obs.subnets.iter().find(|s| &s.id == id).expect("aws_id came from it");
                     if s.cidr != cidr.to_string() {
                         changes.push(format!("{IMMUTABLE}: the subnet is {}, the spec carves {cidr}", s.cidr));
                     }
-                    if !s.map_public_ip {
+                    if *public && !s.map_public_ip {
                         changes.push("map public IPs on launch".into());
                     }
                     if changes.is_empty() { Action::Keep } else { Action::Update }
@@ -408,15 +593,17 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     }
                     if changes.is_empty() { Action::Keep } else { Action::Update }
                 }
-                (Desired::RouteTable { subnets }, Some(id)) => {
+                (Desired::RouteTable { gateway, subnets }, Some(id)) => {
                     let rt = obs.route_tables.iter().find(|r| &r.id == id).expect("aws_id came from it");
-                    let igw = obs.id_of(super::graph::IGW, Kind::InternetGateway);
-                    if igw.is_none() || rt.default_route != igw {
-                        changes.push("add the default route to the internet gateway".into());
+                    let (kind, what) = gateway_kind(gateway);
+                    let gw = obs.id_of(gateway, kind);
+                    if gw.is_none() || rt.default_route != gw {
+                        changes.push(format!("add the default route to the {what}"));
                     }
-                    let missing = (0..*subnets)
-                        .filter(|i| {
-                            let sid = obs.id_of(&super::graph::subnet_id(*i), Kind::Subnet);
+                    let missing = subnets
+                        .iter()
+                        .filter(|sn| {
+                            let sid = obs.id_of(sn, Kind::Subnet);
                             !rt.associations.iter().any(|(_, s)| Some(s) == sid.as_ref())
                         })
                         .count();
@@ -490,14 +677,70 @@ pub fn destroy_items(obs: &Observed) -> Vec<(TeardownStep, PlanItem)> {
             ),
         ));
     }
-    if let Some(r) = obs.role.as_ref().filter(|r| r.owned) {
+    for r in obs.roles.iter().filter(|r| r.owned) {
         out.push((
             TeardownStep::Roles,
-            item(
-                Kind::IamRole,
-                &r.name,
-                &Some(super::graph::NODE_ROLE.into()),
-            ),
+            item(Kind::IamRole, &r.name, &Some(r.logical.clone())),
+        ));
+    }
+    let k8s = Some("(kubernetes)".to_string());
+    let l = &obs.leftovers;
+    for lb in &l.load_balancers {
+        out.push((
+            TeardownStep::KubernetesLoadBalancers,
+            item(Kind::LoadBalancer, &lb.id, &k8s),
+        ));
+    }
+    for tg in &l.target_groups {
+        out.push((
+            TeardownStep::KubernetesLoadBalancers,
+            item(Kind::TargetGroup, tg, &k8s),
+        ));
+    }
+    for g in &l.security_groups {
+        out.push((
+            TeardownStep::KubernetesLoadBalancers,
+            item(Kind::SecurityGroup, g, &k8s),
+        ));
+    }
+    for n in &l.interfaces {
+        out.push((
+            TeardownStep::NetworkInterfaces,
+            item(Kind::NetworkInterface, n, &k8s),
+        ));
+    }
+    if let Some(e) = obs.eks.as_ref().filter(|e| e.owned) {
+        let eks = Some(super::graph::EKS_CLUSTER.to_string());
+        if let Some(g) = obs.nodegroup.as_ref().filter(|g| g.owned) {
+            out.push((
+                TeardownStep::Nodegroups,
+                item(Kind::Nodegroup, &g.name, &Some(super::graph::NODEGROUP.into())),
+            ));
+        }
+        for a in &e.addons {
+            out.push((
+                TeardownStep::Addons,
+                item(Kind::Addons, a, &Some("addon".into())),
+            ));
+        }
+        for p in &e.access_entries {
+            out.push((
+                TeardownStep::AccessEntries,
+                item(Kind::AccessEntries, p, &Some("access-entry".into())),
+            ));
+        }
+        out.push((TeardownStep::EksClusters, item(Kind::EksCluster, &e.name, &eks)));
+    }
+    for n in obs.nat_gateways.iter().filter(|n| nat_is_live(&n.state)) {
+        out.push((
+            TeardownStep::NatGateways,
+            item(Kind::NatGateway, &n.id, &n.logical),
+        ));
+    }
+    for a in &obs.addresses {
+        out.push((
+            TeardownStep::ElasticIps,
+            item(Kind::ElasticIp, &a.allocation_id, &a.logical),
         ));
     }
     if let Some(s) = obs.secret.as_ref().filter(|s| s.owned) {

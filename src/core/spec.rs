@@ -79,6 +79,7 @@ struct RawNetwork {
     availability_zones: Option<Spanned<i64>>,
     subnet_prefix: Option<Spanned<i64>>,
     admin_cidrs: Spanned<Vec<Spanned<String>>>,
+    private_subnets: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,9 +105,50 @@ pub struct ClusterSpec {
     pub name: String,
     pub region: String,
     pub network: NetworkSpec,
-    pub kubeadm: KubeadmSpec,
+    pub flavor: Flavor,
     /// User tags added to every resource, after (and never overriding) the ownership tags.
     pub tags: BTreeMap<String, String>,
+}
+
+/// What runs the Kubernetes control plane: the same network, other resource kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flavor {
+    /// kubeadm on EC2 instances provision launches.
+    Kubeadm(KubeadmSpec),
+    /// An EKS cluster and a managed node group.
+    Eks(EksSpec),
+}
+
+impl ClusterSpec {
+    pub fn kubeadm(&self) -> Option<&KubeadmSpec> {
+        match &self.flavor {
+            Flavor::Kubeadm(k) => Some(k),
+            Flavor::Eks(_) => None,
+        }
+    }
+
+    pub fn eks(&self) -> Option<&EksSpec> {
+        match &self.flavor {
+            Flavor::Eks(e) => Some(e),
+            Flavor::Kubeadm(_) => None,
+        }
+    }
+
+    /// `kubeadm` or `eks`, as the spec's `kind` says.
+    pub fn kind(&self) -> &'static str {
+        match self.flavor {
+            Flavor::Kubeadm(_) => "kubeadm",
+            Flavor::Eks(_) => "eks",
+        }
+    }
+
+    /// The instance type the availability zones must offer.
+    pub fn instance_type(&self) -> &str {
+        match &self.flavor {
+            Flavor::Kubeadm(k) => &k.instance_type,
+            Flavor::Eks(e) => e.nodegroup.instance_types.first().map_or("", String::as_str),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +156,8 @@ pub struct NetworkSpec {
     pub vpc_cidr: Ipv4Net,
     /// One public subnet per availability zone, in AZ order.
     pub subnet_cidrs: Vec<Ipv4Net>,
+    /// One private subnet per availability zone (behind one NAT gateway), or none.
+    pub private_subnet_cidrs: Vec<Ipv4Net>,
     pub admin_cidrs: Vec<Ipv4Net>,
 }
 
@@ -133,7 +177,7 @@ pub struct KubeadmSpec {
     pub root_volume_gb: i32,
 }
 
-/// The EKS part of a spec (issue #3): validated now, provisioned once the EKS engine lands.
+/// The `[eks]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EksSpec {
     /// `1.MINOR`.
@@ -398,23 +442,16 @@ impl Validator<'_> {
             );
         }
         match raw.kind.get_ref().as_str() {
-            "kubeadm" => {}
-            "eks" => self.err(
-                &raw.kind,
-                "kind",
-                "kind = \"eks\" is not implemented in this release; use \"kubeadm\"",
-            ),
+            "kubeadm" | "eks" => {}
             other => self.err(
                 &raw.kind,
                 "kind",
-                format!("unknown kind `{other}`: expected \"kubeadm\""),
+                format!("unknown kind `{other}`: expected \"kubeadm\" or \"eks\""),
             ),
         }
         let tags = self.tags(&raw.tags);
         let network = self.network(raw.network.get_ref());
-        // The [eks] table is checked in full even though kind = "eks" is not provisioned yet,
-        // so a user preparing an EKS spec sees every problem at once.
-        let _eks = match (&raw.eks, raw.kind.get_ref().as_str()) {
+        let eks = match (&raw.eks, raw.kind.get_ref().as_str()) {
             (Some(e), "eks") => self.eks(e.get_ref(), network.as_ref()),
             (Some(e), _) => {
                 self.err(e, "eks", "the [eks] table goes with kind = \"eks\"");
@@ -450,11 +487,24 @@ impl Validator<'_> {
                 None
             }
         };
+        if let Some(p) = raw.network.get_ref().private_subnets.as_ref() {
+            if *p.get_ref() && raw.kind.get_ref() == "kubeadm" {
+                self.err(
+                    p,
+                    "network.private_subnets",
+                    "private subnets (behind a NAT gateway) are for kind = \"eks\"; kubeadm nodes live in the public subnets",
+                );
+            }
+        }
+        let flavor = match raw.kind.get_ref().as_str() {
+            "eks" => Flavor::Eks(eks?),
+            _ => Flavor::Kubeadm(kubeadm?),
+        };
         Some(ClusterSpec {
             name,
             region,
             network: network?,
-            kubeadm: kubeadm?,
+            flavor,
             tags,
         })
     }
@@ -509,6 +559,8 @@ impl Validator<'_> {
                 v.clamp(2, 6) as usize
             }
         };
+        let private = n.private_subnets.as_ref().is_some_and(|p| *p.get_ref());
+        let carved = if private { 2 * azs } else { azs };
         let mut subnets = None;
         if let Some(vpc) = vpc.filter(|v| (16..=28).contains(&v.prefix())) {
             let (prefix, at) = match &n.subnet_prefix {
@@ -521,7 +573,7 @@ impl Validator<'_> {
                     self.err(p, "network.subnet_prefix", format!("/{want} does not fit: subnets are /16 to /28 and no larger than the VPC (/{})", vpc.prefix()));
                 }
             }
-            match vpc.carve(prefix, azs) {
+            match vpc.carve(prefix, carved) {
                 Some(s) => subnets = Some(s),
                 None => {
                     let (span, field) = match (&n.subnet_prefix, &n.availability_zones) {
@@ -532,7 +584,7 @@ impl Validator<'_> {
                     self.push(
                         span,
                         field,
-                        format!("{azs} subnets of /{prefix} do not fit in {vpc}"),
+                        format!("{carved} subnets of /{prefix} do not fit in {vpc}"),
                     );
                 }
             }
@@ -558,9 +610,12 @@ impl Validator<'_> {
                 }
             }
         }
+        let mut public: Vec<Ipv4Net> = subnets?;
+        let private_cidrs = public.split_off(azs);
         Some(NetworkSpec {
             vpc_cidr: vpc?,
-            subnet_cidrs: subnets?,
+            subnet_cidrs: public,
+            private_subnet_cidrs: private_cidrs,
             admin_cidrs: admin,
         })
     }
@@ -1209,14 +1264,13 @@ workers = 2
             .map(ToString::to_string)
             .collect();
         assert_eq!(subnets, ["10.0.0.0/20", "10.0.16.0/20"]);
-        assert_eq!(spec.kubeadm.pod_cidr.to_string(), "192.168.0.0/16");
-        assert_eq!(
-            spec.kubeadm.ami,
-            AmiSource::SsmParameter(UBUNTU_2404_SSM_AMD64.into())
-        );
-        assert_eq!(spec.kubeadm.arch, Arch::Amd64);
-        assert_eq!(spec.kubeadm.root_volume_gb, 30);
-        assert!(!spec.kubeadm.ssh);
+        assert!(spec.network.private_subnet_cidrs.is_empty());
+        let k = spec.kubeadm().unwrap();
+        assert_eq!(k.pod_cidr.to_string(), "192.168.0.0/16");
+        assert_eq!(k.ami, AmiSource::SsmParameter(UBUNTU_2404_SSM_AMD64.into()));
+        assert_eq!(k.arch, Arch::Amd64);
+        assert_eq!(k.root_volume_gb, 30);
+        assert!(!k.ssh);
     }
 
     const EKS: &str = r#"
@@ -1249,11 +1303,42 @@ policy = "edit"
 namespaces = ["team-a", "team-b"]
 "#;
 
-    /// A well-formed EKS spec is refused only for its kind (the EKS engine is issue #3).
     #[test]
-    fn a_good_eks_spec_fails_only_on_its_kind() {
-        let err = parse("eks.toml", EKS).unwrap_err();
-        assert_eq!(err.fields(), ["kind"], "{err}");
+    fn a_good_eks_spec_validates_with_defaults() {
+        let (spec, warnings) = parse("eks.toml", EKS).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(spec.kind(), "eks");
+        assert_eq!(spec.instance_type(), "t3.large");
+        let e = spec.eks().unwrap();
+        assert_eq!(e.version, "1.35");
+        assert!(e.endpoint_public_access && !e.endpoint_private_access);
+        assert_eq!((e.nodegroup.min, e.nodegroup.max, e.nodegroup.desired), (1, 3, 2));
+        assert!(e.nodegroup.spot);
+        assert_eq!(e.addons, DEFAULT_EKS_ADDONS.map(String::from));
+        assert_eq!(e.access.len(), 2);
+        assert_eq!(e.access[1].namespaces, ["team-a", "team-b"]);
+        assert!(spec.network.private_subnet_cidrs.is_empty());
+    }
+
+    #[test]
+    fn private_subnets_are_carved_after_the_public_ones() {
+        let text = EKS.replace(
+            "admin_cidrs = [\"203.0.113.0/24\"]",
+            "admin_cidrs = [\"203.0.113.0/24\"]\nprivate_subnets = true",
+        );
+        let (spec, _) = parse("eks.toml", &text).unwrap();
+        let s = |v: &[Ipv4Net]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(s(&spec.network.subnet_cidrs), ["10.30.0.0/20", "10.30.16.0/20"]);
+        assert_eq!(
+            s(&spec.network.private_subnet_cidrs),
+            ["10.30.32.0/20", "10.30.48.0/20"]
+        );
+        let err = parse(
+            "k.toml",
+            &GOOD.replace("[network]", "[network]\nprivate_subnets = true"),
+        )
+        .unwrap_err();
+        assert_eq!(err.fields(), ["network.private_subnets"], "{err}");
     }
 
     #[test]

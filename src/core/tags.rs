@@ -30,8 +30,14 @@ pub fn tags_for(
     out
 }
 
-/// IAM names are global to the account, so they carry the region as well as the cluster name.
+/// The node role (and, for kubeadm, its instance profile).
 pub fn node_role_name(cluster: &str, region: &str) -> String {
+    role_name(cluster, region, "node")
+}
+
+/// IAM names are global to the account, so they carry the region as well as the cluster name;
+/// `suffix` (at most 8 characters) says what the role is for.
+pub fn role_name(cluster: &str, region: &str, suffix: &str) -> String {
     let parts: Vec<&str> = region.split('-').collect();
     let (last, rest) = parts.split_last().unwrap_or((&"", &[]));
     let short: String = rest
@@ -39,7 +45,25 @@ pub fn node_role_name(cluster: &str, region: &str) -> String {
         .filter_map(|p| p.chars().next())
         .collect::<String>()
         + last;
-    format!("provision-{cluster}-{short}-node")
+    format!("provision-{cluster}-{short}-{suffix}")
+}
+
+/// The tag the AWS Load Balancer Controller puts on what it creates.
+pub const ELBV2_CLUSTER_TAG: &str = "elbv2.k8s.aws/cluster";
+/// The tag the VPC CNI puts on the network interfaces it creates.
+pub const VPC_CNI_CLUSTER_TAG: &str = "cluster.k8s.amazonaws.com/name";
+/// Subnets for internet-facing load balancers.
+pub const ELB_ROLE_TAG: &str = "kubernetes.io/role/elb";
+/// Subnets for internal load balancers.
+pub const INTERNAL_ELB_ROLE_TAG: &str = "kubernetes.io/role/internal-elb";
+
+/// An idempotency token (EKS, NAT gateways: at most 64 characters) derived from `parts`, so
+/// that a retried or resumed create sends the same one.
+pub fn client_token(parts: &[&str]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(parts.join("\u{1f}").as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("provision-{hex}")
 }
 
 /// The SSM parameter holding the cluster's CA key, bootstrap token and cluster id.
@@ -65,6 +89,9 @@ mod tests {
             node_role_name("demo", "us-gov-west-1"),
             "provision-demo-ugw1-node"
         );
+        let longest = role_name(&name, "ap-southeast-5", "ebs-csi");
+        assert!(longest.len() <= 64, "{longest}");
+        assert!(role_name(&name, "ap-southeast-5", "cluster").len() <= 64);
     }
 
     #[test]

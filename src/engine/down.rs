@@ -21,6 +21,8 @@ pub struct DownOptions {
     pub cluster: String,
     pub concurrency: usize,
     pub instance_timeout: Duration,
+    /// How long the node group, and then the cluster, may take to be deleted.
+    pub eks_timeout: Duration,
 }
 
 /// What `down` reports.
@@ -82,20 +84,31 @@ pub async fn down(
         &aws::discover::Scope {
             cluster: &opts.cluster,
             vpc_attributes: false,
+            kind: None,
+            leftovers: true,
         },
     )
     .await?;
-    for (what, name) in [
-        (
-            "IAM role",
-            obs.role.as_ref().filter(|r| !r.owned).map(|r| &r.name),
-        ),
-        (
-            "instance profile",
-            obs.profile.as_ref().filter(|p| !p.owned).map(|p| &p.name),
-        ),
-    ] {
-        if let Some(name) = name {
+    let mut foreign: Vec<(&str, &String)> = obs
+        .roles
+        .iter()
+        .filter(|r| !r.owned)
+        .map(|r| ("IAM role", &r.name))
+        .collect();
+    foreign.extend(
+        obs.profile
+            .as_ref()
+            .filter(|p| !p.owned)
+            .map(|p| ("instance profile", &p.name)),
+    );
+    foreign.extend(
+        obs.eks
+            .as_ref()
+            .filter(|e| !e.owned)
+            .map(|e| ("EKS cluster", &e.name)),
+    );
+    for (what, name) in foreign {
+        {
             events(Event::Warning {
                 message: format!(
                     "{what} {name} is not tagged {}={}: left alone",
@@ -123,9 +136,12 @@ pub async fn down(
     });
     let total = steps.len();
     let timeout = opts.instance_timeout;
+    let eks_timeout = opts.eks_timeout;
+    let cluster = opts.cluster.clone();
     let results = dag::execute(steps, opts.concurrency, |step: TeardownStep| {
         let ctx = ctx.clone();
-        async move { run_step(&ctx, step, timeout).await }
+        let cluster = cluster.clone();
+        async move { run_step(&ctx, &cluster, step, timeout, eks_timeout).await }
     })
     .await;
     let failures: Vec<String> = results
@@ -204,9 +220,129 @@ where
     }
 }
 
-async fn run_step(ctx: &Ctx, step: TeardownStep, timeout: Duration) -> Result<(), AwsError> {
+async fn run_step(
+    ctx: &Ctx,
+    cluster: &str,
+    step: TeardownStep,
+    timeout: Duration,
+    eks_timeout: Duration,
+) -> Result<(), AwsError> {
     let c = &ctx.c;
+    let k8s = Some("(kubernetes)".to_string());
     match step {
+        TeardownStep::KubernetesLoadBalancers => {
+            let l = &ctx.obs.leftovers;
+            let lbs = l.load_balancers.iter().map(|lb| async {
+                ctx.emit(&k8s, Kind::LoadBalancer, &lb.id, "deleting");
+                aws::leftovers::delete_load_balancer(c, lb).await?;
+                ctx.emit(&k8s, Kind::LoadBalancer, &lb.id, "deleted");
+                Ok::<_, AwsError>(())
+            });
+            futures::future::try_join_all(lbs).await?;
+            let tgs = l.target_groups.iter().map(|tg| async {
+                ctx.emit(&k8s, Kind::TargetGroup, tg, "deleting");
+                aws::leftovers::delete_target_group(c, tg).await?;
+                ctx.emit(&k8s, Kind::TargetGroup, tg, "deleted");
+                Ok::<_, AwsError>(())
+            });
+            futures::future::try_join_all(tgs).await?;
+            let vpcs: Vec<String> = ctx.obs.vpcs.iter().map(|v| v.id.clone()).collect();
+            for g in &l.security_groups {
+                ctx.emit(&k8s, Kind::SecurityGroup, g, "deleting");
+                match aws::leftovers::delete_security_group(c, cluster, &vpcs, g).await {
+                    Err(e @ AwsError::Deadline { .. }) => {
+                        let blockers = aws::network::interfaces(c, "group-id", g)
+                            .await
+                            .unwrap_or_default();
+                        let names: Vec<String> = blockers.iter().map(ToString::to_string).collect();
+                        return Err(AwsError::unexpected(
+                            "deleting the Kubernetes-made security group",
+                            g,
+                            format!("{e} (blocked by {})", names.join("; ")),
+                        ));
+                    }
+                    r => r?,
+                }
+                ctx.emit(&k8s, Kind::SecurityGroup, g, "deleted");
+            }
+        }
+        TeardownStep::Nodegroups => {
+            if let Some(g) = ctx.obs.nodegroup.as_ref().filter(|g| g.owned) {
+                let logical = Some(crate::core::graph::NODEGROUP.to_string());
+                ctx.emit(&logical, Kind::Nodegroup, &g.name, "deleting");
+                aws::eks::delete_nodegroup(c, cluster, &g.name, eks_timeout).await?;
+                ctx.emit(&logical, Kind::Nodegroup, &g.name, "deleted");
+            }
+        }
+        TeardownStep::Addons => {
+            if let Some(e) = ctx.obs.eks.as_ref().filter(|e| e.owned) {
+                let logical = Some("addon".to_string());
+                for a in &e.addons {
+                    ctx.emit(&logical, Kind::Addons, a, "deleting");
+                }
+                aws::eks::delete_addons(c, &e.name, &e.addons, eks_timeout).await?;
+                for a in &e.addons {
+                    ctx.emit(&logical, Kind::Addons, a, "deleted");
+                }
+            }
+        }
+        TeardownStep::AccessEntries => {
+            if let Some(e) = ctx.obs.eks.as_ref().filter(|e| e.owned) {
+                let logical = Some("access-entry".to_string());
+                for p in &e.access_entries {
+                    ctx.emit(&logical, Kind::AccessEntries, p, "deleting");
+                }
+                aws::eks::delete_access_entries(c, &e.name, &e.access_entries).await?;
+                for p in &e.access_entries {
+                    ctx.emit(&logical, Kind::AccessEntries, p, "deleted");
+                }
+            }
+        }
+        TeardownStep::EksClusters => {
+            if let Some(e) = ctx.obs.eks.as_ref().filter(|e| e.owned) {
+                let logical = Some(crate::core::graph::EKS_CLUSTER.to_string());
+                ctx.emit(&logical, Kind::EksCluster, &e.name, "deleting");
+                retry(Backoff::dependency(), |err| err.code() == "ResourceInUseException", || {
+                    aws::eks::delete_cluster(c, &e.name, eks_timeout)
+                })
+                .await?;
+                ctx.emit(&logical, Kind::EksCluster, &e.name, "deleted");
+            }
+        }
+        TeardownStep::NetworkInterfaces => {
+            for n in &ctx.obs.leftovers.interfaces {
+                ctx.emit(&k8s, Kind::NetworkInterface, n, "deleting");
+                aws::leftovers::delete_interface(c, n).await?;
+                ctx.emit(&k8s, Kind::NetworkInterface, n, "deleted");
+            }
+        }
+        TeardownStep::NatGateways => {
+            let deletes = ctx
+                .obs
+                .nat_gateways
+                .iter()
+                .filter(|n| crate::core::plan::nat_is_live(&n.state))
+                .map(|n| async move {
+                    ctx.emit(&n.logical, Kind::NatGateway, &n.id, "deleting");
+                    aws::network::delete_nat_gateway(c, &n.id).await?;
+                    ctx.emit(&n.logical, Kind::NatGateway, &n.id, "deleted");
+                    Ok::<_, AwsError>(())
+                });
+            futures::future::try_join_all(deletes).await?;
+        }
+        TeardownStep::ElasticIps => {
+            for a in &ctx.obs.addresses {
+                ctx.emit(&a.logical, Kind::ElasticIp, &a.allocation_id, "deleting");
+                // The NAT gateway's deletion frees the address a little after it reports deleted.
+                retry(
+                    Backoff::dependency(),
+                    |e| matches!(e.code(), "InvalidIPAddress.InUse" | "AuthFailure"),
+                    || aws::network::release_address(c, &a.allocation_id),
+                )
+                .await?;
+                ctx.emit(&a.logical, Kind::ElasticIp, &a.allocation_id, "deleted");
+            }
+        }
         TeardownStep::Instances => {
             let live: Vec<_> = ctx
                 .obs
@@ -322,15 +458,17 @@ async fn run_step(ctx: &Ctx, step: TeardownStep, timeout: Duration) -> Result<()
             }
         }
         TeardownStep::Roles => {
-            if let Some(r) = ctx.obs.role.as_ref().filter(|r| r.owned) {
-                let logical = Some(crate::core::graph::NODE_ROLE.to_string());
+            let deletes = ctx.obs.roles.iter().filter(|r| r.owned).map(|r| async move {
+                let logical = Some(r.logical.clone());
                 ctx.emit(&logical, Kind::IamRole, &r.name, "deleting");
                 retry(Backoff::dependency(), is_dependency_violation, || {
                     aws::iam::delete_role(c, &r.name)
                 })
                 .await?;
                 ctx.emit(&logical, Kind::IamRole, &r.name, "deleted");
-            }
+                Ok::<_, AwsError>(())
+            });
+            futures::future::try_join_all(deletes).await?;
         }
         TeardownStep::Secrets => {
             if let Some(s) = ctx.obs.secret.as_ref().filter(|s| s.owned) {

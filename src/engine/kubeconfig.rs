@@ -21,22 +21,13 @@ pub fn default_path() -> Option<PathBuf> {
 /// # Errors
 /// When the file cannot be read, parsed or written.
 pub fn write(path: &Path, cluster: &str, server: &str, ca: &Ca) -> Result<(), EngineError> {
-    let err = |m: String| EngineError::Kubeconfig {
-        path: path.display().to_string(),
-        message: m,
-    };
     let (cert, key) = ca.client_cert(
         "provision-admin",
         "kubeadm:cluster-admins",
         time::OffsetDateTime::now_utc(),
     )?;
-    let existing = match std::fs::read_to_string(path) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(err(e.to_string())),
-    };
-    let text = merge(
-        existing.as_deref(),
+    write_entry(
+        path,
         &Entry {
             cluster,
             server,
@@ -48,7 +39,57 @@ pub fn write(path: &Path, cluster: &str, server: &str, ca: &Ca) -> Result<(), En
             tls_server_name: Some(crate::core::kubeconfig::API_SERVER_NAME),
         },
     )
-    .map_err(|e| err(e.to_string()))?;
+}
+
+/// Merges an EKS cluster into the file at `path`: the CA as EKS reports it (base64) and a user
+/// that runs `provision token`, so kubectl needs neither the AWS CLI nor aws-iam-authenticator.
+///
+/// # Errors
+/// When the file cannot be read, parsed or written.
+pub fn write_exec(
+    path: &Path,
+    cluster: &str,
+    server: &str,
+    ca_base64: &str,
+    region: &str,
+) -> Result<(), EngineError> {
+    // The binary that is running: kubectl may not have it on its PATH.
+    let command = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_string))
+        .unwrap_or_else(|| "provision".to_string());
+    write_entry(
+        path,
+        &Entry {
+            cluster,
+            server,
+            ca: CaData::Base64(ca_base64),
+            user: User::Exec {
+                command: &command,
+                args: vec![
+                    "token".into(),
+                    "--cluster".into(),
+                    cluster.into(),
+                    "--region".into(),
+                    region.into(),
+                ],
+            },
+            tls_server_name: None,
+        },
+    )
+}
+
+fn write_entry(path: &Path, entry: &Entry<'_>) -> Result<(), EngineError> {
+    let err = |m: String| EngineError::Kubeconfig {
+        path: path.display().to_string(),
+        message: m,
+    };
+    let existing = match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let text = merge(existing.as_deref(), entry).map_err(|e| err(e.to_string()))?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

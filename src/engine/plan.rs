@@ -16,6 +16,8 @@ pub async fn plan_up(c: &Clients, spec: &ClusterSpec) -> Result<Vec<PlanItem>, E
         &aws::discover::Scope {
             cluster: &spec.name,
             vpc_attributes: true,
+            kind: Some(spec.kind()),
+            leftovers: false,
         },
     )
     .await?;
@@ -49,6 +51,8 @@ pub async fn plan_down(c: &Clients, cluster: &str) -> Result<Vec<PlanItem>, Engi
         &aws::discover::Scope {
             cluster,
             vpc_attributes: false,
+            kind: None,
+            leftovers: true,
         },
     )
     .await?;

@@ -1,5 +1,6 @@
 //! `--wait cluster`: poll the API server's `/readyz`, then count Ready nodes, over TLS verified
-//! against the cluster CA and authenticated with a client certificate the CA signs.
+//! against the cluster CA, authenticated with a client certificate the CA signs (kubeadm) or an
+//! EKS bearer token (a presigned STS GetCallerIdentity, made afresh for every request).
 //!
 //! A deliberately small HTTP/1.1 client (one GET per connection): the two requests we make do
 //! not justify an HTTP client crate on top of the SDK's stack.
@@ -51,16 +52,96 @@ pub fn tls_config(ca: &Ca) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(cfg))
 }
 
+/// How to reach and authenticate to an API server.
+#[derive(Clone)]
+pub struct ApiClient {
+    tls: Arc<rustls::ClientConfig>,
+    /// The name the server certificate is checked against; `None`: the URL's host.
+    server_name: Option<String>,
+    /// EKS: credentials, region and cluster to sign a token with, per request.
+    eks: Option<(aws_credential_types::Credentials, String, String)>,
+}
+
+impl ApiClient {
+    /// A kubeadm cluster: our CA, our admin certificate, the name `kubernetes`.
+    ///
+    /// # Errors
+    /// When the CA does not parse.
+    pub fn kubeadm(ca: &Ca) -> Result<ApiClient, String> {
+        Ok(ApiClient {
+            tls: tls_config(ca)?,
+            server_name: Some(API_SERVER_NAME.to_string()),
+            eks: None,
+        })
+    }
+
+    /// An EKS cluster: its CA (PEM), the endpoint's own name, and a bearer token signed with
+    /// `creds` for every request (tokens live 15 minutes; waits can be longer).
+    ///
+    /// # Errors
+    /// When the CA does not parse.
+    pub fn eks_with(
+        ca_pem: &str,
+        creds: aws_credential_types::Credentials,
+        region: &str,
+        cluster: &str,
+    ) -> Result<ApiClient, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+            .map_err(|e| format!("reading the EKS CA: {e}"))?;
+        roots
+            .add(ca_der)
+            .map_err(|e| format!("trusting the EKS CA: {e}"))?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(ApiClient {
+            tls: Arc::new(cfg),
+            server_name: None,
+            eks: Some((creds, region.to_string(), cluster.to_string())),
+        })
+    }
+
+    /// [`ApiClient::eks_with`] with credentials from the standard chain.
+    ///
+    /// # Errors
+    /// When there are no credentials or the CA does not parse.
+    pub async fn eks(ca_pem: &str, cluster: &str, region: &str) -> Result<ApiClient, String> {
+        let creds = crate::aws::token::load_credentials(cluster, region)
+            .await
+            .map_err(|e| e.to_string())?;
+        ApiClient::eks_with(ca_pem, creds, region, cluster)
+    }
+
+    fn authorization(&self) -> Result<String, String> {
+        match &self.eks {
+            None => Ok(String::new()),
+            Some((creds, region, cluster)) => {
+                let url = crate::aws::token::presigned_url(
+                    creds,
+                    region,
+                    cluster,
+                    std::time::SystemTime::now(),
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "Authorization: Bearer {}\r\n",
+                    crate::aws::token::token(&url)
+                ))
+            }
+        }
+    }
+}
+
 /// One GET; returns the status code and body.
 ///
 /// # Errors
 /// Connection, TLS or protocol failures, as text.
-pub async fn get(
-    server: &str,
-    path: &str,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<(u16, String), String> {
-    request(server, "GET", path, None, tls).await
+pub async fn get(server: &str, path: &str, client: &ApiClient) -> Result<(u16, String), String> {
+    request(server, "GET", path, None, client).await
 }
 
 /// One request with an optional JSON body; returns the status code and body.
@@ -72,7 +153,7 @@ pub async fn request(
     method: &str,
     path: &str,
     body: Option<&str>,
-    tls: Arc<rustls::ClientConfig>,
+    client: &ApiClient,
 ) -> Result<(u16, String), String> {
     let hostport = server
         .strip_prefix("https://")
@@ -81,8 +162,13 @@ pub async fn request(
     let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "443"));
     // kubeadm's API server certificate always names `kubernetes`, whatever address reaches it
     // (public IP, private IP, a tunnel's 127.0.0.1): verify that name, against our CA only.
-    let name =
-        ServerName::try_from(API_SERVER_NAME).map_err(|e| format!("{API_SERVER_NAME}: {e}"))?;
+    // EKS's names its endpoint.
+    let wanted = client
+        .server_name
+        .clone()
+        .unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']').to_string());
+    let name = ServerName::try_from(wanted.clone()).map_err(|e| format!("{wanted}: {e}"))?;
+    let auth = client.authorization()?;
     let tcp = tokio::time::timeout(
         Duration::from_secs(5),
         tokio::net::TcpStream::connect(format!("{host}:{port}")),
@@ -90,7 +176,7 @@ pub async fn request(
     .await
     .map_err(|_| format!("connecting to {hostport}: timed out"))?
     .map_err(|e| format!("connecting to {hostport}: {e}"))?;
-    let mut tls = tokio_rustls::TlsConnector::from(tls)
+    let mut tls = tokio_rustls::TlsConnector::from(client.tls.clone())
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS with {hostport}: {e}"))?;
@@ -104,7 +190,7 @@ pub async fn request(
         String::new()
     };
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nUser-Agent: provision\r\n{content}Connection: close\r\n\r\n{payload}"
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nUser-Agent: provision\r\n{auth}{content}Connection: close\r\n\r\n{payload}"
     );
     tls.write_all(req.as_bytes())
         .await
@@ -167,14 +253,14 @@ pub async fn create_bootstrap_token(
     token: &str,
     expiration: &str,
 ) -> Result<(), String> {
-    let tls = tls_config(ca)?;
+    let client = ApiClient::kubeadm(ca)?;
     let body = crate::core::pki::bootstrap_token_secret(token, expiration).to_string();
     match request(
         server,
         "POST",
         "/api/v1/namespaces/kube-system/secrets",
         Some(&body),
-        tls,
+        &client,
     )
     .await?
     {
@@ -231,12 +317,28 @@ pub async fn wait_cluster_every(
     events: &EventSink,
     start: Instant,
 ) -> Result<(), EngineError> {
-    let tls = tls_config(ca).map_err(EngineError::Probe)?;
+    let client = ApiClient::kubeadm(ca).map_err(EngineError::Probe)?;
+    wait_cluster_with(server, &client, want, timeout, every, events, start).await
+}
+
+/// [`wait_cluster_every`] for any cluster.
+///
+/// # Errors
+/// When the deadline passes; the message says what was last seen.
+pub async fn wait_cluster_with(
+    server: &str,
+    client: &ApiClient,
+    want: usize,
+    timeout: Duration,
+    every: Duration,
+    events: &EventSink,
+    start: Instant,
+) -> Result<(), EngineError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match get(server, "/readyz", tls.clone()).await {
+        let last = match get(server, "/readyz", client).await {
             Ok((200, body)) if body.trim() == "ok" => {
-                match get(server, "/api/v1/nodes", tls.clone()).await {
+                match get(server, "/api/v1/nodes", client).await {
                     Ok((200, body)) => match ready_nodes(&body) {
                         Ok((ready, _)) if ready >= want => return Ok(()),
                         Ok((ready, total)) => {

@@ -41,6 +41,8 @@ pub struct UpOptions {
     pub kubeconfig: Option<std::path::PathBuf>,
     pub instance_timeout: Duration,
     pub cluster_timeout: Duration,
+    /// How long an EKS cluster, and then its node group, may take to become ACTIVE.
+    pub eks_timeout: Duration,
     /// Reach the API server through this URL (a tunnel or VPN) instead of the master's public
     /// address, for `--wait cluster` and for minting join tokens.
     pub api_server: Option<String>,
@@ -69,6 +71,7 @@ struct Ctx {
     start: Instant,
     out: Mutex<Outputs>,
     api_server: Option<String>,
+    eks_timeout: Duration,
 }
 
 #[derive(Default)]
@@ -79,6 +82,10 @@ struct Outputs {
     bootstrap: Option<Bootstrap>,
     /// The node role's ARN (its partition and account scope the CA access policy).
     role_arn: Option<String>,
+    /// Role ARNs by logical id.
+    arns: HashMap<String, String>,
+    /// The EKS cluster once it is ACTIVE.
+    eks: Option<aws::eks::EksCluster>,
     /// The token new workers join with (see the `join-token` node).
     join_token: Option<String>,
     master: Option<ObsInstance>,
@@ -161,6 +168,8 @@ pub async fn up(
         &aws::discover::Scope {
             cluster: &spec.name,
             vpc_attributes: true,
+            kind: Some(spec.kind()),
+            leftovers: false,
         },
     )
     .await?;
@@ -192,6 +201,15 @@ pub async fn up(
                     .is_some_and(|l| l.starts_with("workers-"))
         })
         .count();
+    if spec.eks().is_some() {
+        let live = obs.instances.iter().filter(|i| i.is_live()).count();
+        if live > 0 {
+            return Err(EngineError::Refused(format!(
+                "{live} instance(s) tagged provision:cluster={} run: this cluster was made with kind = \"kubeadm\"; run `provision down` before making it an EKS cluster",
+                spec.name
+            )));
+        }
+    }
     if orphans > 0 && obs.live_instances(graph::MASTER).next().is_none() {
         return Err(EngineError::Refused(format!(
             "the control plane of {} is gone but {orphans} worker(s) remain; a new control plane would be a new, empty cluster: run `provision down -f SPEC` and `provision up` again",
@@ -237,6 +255,7 @@ pub async fn up(
         start,
         out: Mutex::new(Outputs::default()),
         api_server: opts.api_server.clone(),
+        eks_timeout: opts.eks_timeout,
     });
 
     events(Event::Phase {
@@ -279,6 +298,10 @@ pub async fn up(
                 ),
             remaining: Vec::new(),
         });
+    }
+
+    if ctx.spec.eks().is_some() {
+        return finish_eks(&ctx, opts, &events, start).await;
     }
 
     // One batched wait for every instance that is not known to be running.
@@ -354,18 +377,80 @@ pub async fn up(
             .clone()
             .or_else(|| api_endpoint.clone())
             .ok_or_else(|| EngineError::Probe("the master has no IP address".into()))?;
-        let want = 1 + ctx.spec.kubeadm.workers as usize;
+        let want = 1 + ctx.spec.kubeadm().map_or(0, |k| k.workers as usize);
         super::probe::wait_cluster(&server, &ca, want, opts.cluster_timeout, &events, start)
             .await?;
     }
     let records = ctx.out().records.clone();
     Ok(UpReport {
         cluster: ctx.spec.name.clone(),
-        kind: "kubeadm".into(),
+        kind: ctx.spec.kind().into(),
         region: ctx.spec.region.clone(),
         master_public_ip: master.public_ip.clone(),
         master_private_ip: master.private_ip.clone(),
         api_endpoint,
+        kubeconfig,
+        kubeconfig_context: opts.kubeconfig.as_ref().map(|_| ctx.spec.name.clone()),
+        resources: records,
+    })
+}
+
+/// The end of an EKS `up`: the endpoint, a kubeconfig whose user runs `provision token`, and
+/// with `--wait cluster`, the node group's nodes Ready.
+async fn finish_eks(
+    ctx: &Ctx,
+    opts: &UpOptions,
+    events: &EventSink,
+    start: Instant,
+) -> Result<UpReport, EngineError> {
+    let cluster = ctx
+        .out()
+        .eks
+        .clone()
+        .ok_or_else(|| internal("the eks-cluster node ran"))?;
+    let endpoint = cluster.endpoint.clone();
+    let mut kubeconfig = None;
+    if let (Some(path), Some(server)) = (&opts.kubeconfig, &endpoint) {
+        let ca = cluster.ca_data.clone().unwrap_or_default();
+        super::kubeconfig::write_exec(path, &ctx.spec.name, server, &ca, &ctx.spec.region)?;
+        kubeconfig = Some(path.display().to_string());
+    }
+    if opts.wait == WaitFor::Cluster {
+        let server = opts
+            .api_server
+            .clone()
+            .or_else(|| endpoint.clone())
+            .ok_or_else(|| EngineError::Probe("the EKS cluster reports no endpoint".into()))?;
+        let ca_pem = cluster
+            .ca_data
+            .as_deref()
+            .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|p| p.contains("BEGIN CERTIFICATE"))
+            .ok_or_else(|| EngineError::Probe("the EKS cluster's certificateAuthority.data is not a PEM certificate".into()))?;
+        let client = super::probe::ApiClient::eks(&ca_pem, &ctx.spec.name, &ctx.spec.region)
+            .await
+            .map_err(EngineError::Probe)?;
+        let want = ctx.spec.eks().map_or(0, |e| e.nodegroup.desired as usize);
+        super::probe::wait_cluster_with(
+            &server,
+            &client,
+            want,
+            opts.cluster_timeout,
+            super::probe::POLL_INTERVAL,
+            events,
+            start,
+        )
+        .await?;
+    }
+    let records = ctx.out().records.clone();
+    Ok(UpReport {
+        cluster: ctx.spec.name.clone(),
+        kind: ctx.spec.kind().into(),
+        region: ctx.spec.region.clone(),
+        master_public_ip: None,
+        master_private_ip: None,
+        api_endpoint: endpoint,
         kubeconfig,
         kubeconfig_context: opts.kubeconfig.as_ref().map(|_| ctx.spec.name.clone()),
         resources: records,
@@ -403,13 +488,17 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             );
         }
         Desired::AvailabilityZones { count } => {
-            let azs =
-                aws::lookup::availability_zones(c, *count, &ctx.spec.kubeadm.instance_type).await?;
+            let azs = aws::lookup::availability_zones(c, *count, ctx.spec.instance_type()).await?;
             ctx.emit(id, node.kind, None, "read", Some(azs.join(", ")));
             ctx.out().azs = azs;
         }
         Desired::Ami { source } => {
-            let img = aws::lookup::image(c, source, ctx.spec.kubeadm.arch).await?;
+            let arch = ctx
+                .spec
+                .kubeadm()
+                .map(|k| k.arch)
+                .ok_or_else(|| internal("an AMI lookup outside kubeadm"))?;
+            let img = aws::lookup::image(c, source, arch).await?;
             ctx.emit(id, node.kind, Some(&img.id), "read", None);
             ctx.out().image = Some(img);
         }
@@ -443,7 +532,11 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 ctx.done(id, node.kind, &vpc, "created", None);
             }
         },
-        Desired::Subnet { index, cidr } => match existing {
+        Desired::Subnet {
+            index,
+            cidr,
+            public,
+        } => match existing {
             Some(sn) => {
                 let s = ctx
                     .obs
@@ -451,7 +544,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     .iter()
                     .find(|s| s.id == sn)
                     .ok_or_else(|| internal("observed"))?;
-                if s.map_public_ip {
+                if s.map_public_ip || !public {
                     ctx.done(id, node.kind, &sn, "existing", None);
                 } else {
                     aws::network::set_map_public_ip(c, &sn).await?;
@@ -476,14 +569,16 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     "creating",
                     Some(format!("{cidr} in {az}")),
                 );
-                let sn = aws::network::create_subnet(
-                    c,
-                    &vpc,
-                    &cidr.to_string(),
-                    &az,
-                    &ctx.tags(id, true),
-                )
-                .await?;
+                // What the AWS Load Balancer Controller and the cloud provider look for.
+                let mut tags = ctx.tags(id, true);
+                let role = if *public {
+                    tags::ELB_ROLE_TAG
+                } else {
+                    tags::INTERNAL_ELB_ROLE_TAG
+                };
+                tags.push((role.to_string(), "1".to_string()));
+                let sn = aws::network::create_subnet(c, &vpc, &cidr.to_string(), &az, *public, &tags)
+                    .await?;
                 ctx.done(
                     id,
                     node.kind,
@@ -530,11 +625,12 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 }
             }
         }
-        Desired::RouteTable { subnets } => {
+        Desired::RouteTable { gateway, subnets } => {
             let vpc = ctx.id(graph::VPC)?;
-            let igw = ctx.id(graph::IGW)?;
-            let subnet_ids: Vec<String> = (0..*subnets)
-                .map(|i| ctx.id(&graph::subnet_id(i)))
+            let igw = ctx.id(gateway)?;
+            let subnet_ids: Vec<String> = subnets
+                .iter()
+                .map(|s| ctx.id(s))
                 .collect::<Result<_, _>>()?;
             let (rt, created, route, assoc) = match &existing {
                 Some(rt) => {
@@ -646,29 +742,176 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 (n > 0).then(|| format!("{n} ingress rule(s)")),
             );
         }
-        Desired::NodeRole { name } => match &ctx.obs.role {
-            Some(r) if r.owned => {
-                ctx.out().role_arn = Some(r.arn.clone());
-                ctx.done(id, node.kind, &r.name, "existing", None);
+        Desired::Role {
+            name,
+            service,
+            policies,
+        } => {
+            let (arn, action, detail) = match ctx.obs.role(id) {
+                Some(r) if r.owned => {
+                    let arns: Vec<String> = policies
+                        .iter()
+                        .map(|p| aws::eks::managed_policy_arn(&r.arn, p))
+                        .collect();
+                    let have = r.policies.clone().unwrap_or_default();
+                    let missing = arns.iter().filter(|a| !have.contains(a)).count();
+                    if missing > 0 {
+                        aws::iam::attach_missing(c, name, &arns, &have).await?;
+                        (r.arn.clone(), "updated", Some(format!("{missing} policy(ies) attached")))
+                    } else {
+                        (r.arn.clone(), "existing", None)
+                    }
+                }
+                Some(r) => {
+                    return Err(AwsError::unexpected(
+                        "adopting IAM role",
+                        &r.name,
+                        format!(
+                            "it exists without the tag {}={}",
+                            tags::CLUSTER_TAG,
+                            ctx.spec.name
+                        ),
+                    ));
+                }
+                None => {
+                    ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
+                    let description = format!("provision {}: {id}", ctx.spec.name);
+                    let arn = aws::iam::create_service_role(
+                        c,
+                        name,
+                        service,
+                        &description,
+                        &ctx.tags(id, false),
+                    )
+                    .await?;
+                    if !policies.is_empty() {
+                        let arns: Vec<String> = policies
+                            .iter()
+                            .map(|p| aws::eks::managed_policy_arn(&arn, p))
+                            .collect();
+                        aws::iam::attach_missing(c, name, &arns, &[]).await?;
+                    }
+                    let detail = (!policies.is_empty()).then(|| policies.join(", "));
+                    (arn, "created", detail)
+                }
+            };
+            {
+                let mut o = ctx.out();
+                if id == graph::NODE_ROLE {
+                    o.role_arn = Some(arn.clone());
+                }
+                o.arns.insert(id.to_string(), arn);
             }
-            Some(r) => {
-                return Err(AwsError::unexpected(
-                    "adopting IAM role",
-                    &r.name,
-                    format!(
-                        "it exists without the tag {}={}",
-                        tags::CLUSTER_TAG,
-                        ctx.spec.name
-                    ),
-                ));
-            }
+            ctx.done(id, node.kind, name, action, detail);
+        }
+        Desired::ElasticIp => match &existing {
+            Some(a) => ctx.done(id, node.kind, a, "existing", None),
             None => {
-                ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
-                let arn = aws::iam::create_role(c, name, &ctx.tags(id, false)).await?;
-                ctx.out().role_arn = Some(arn);
-                ctx.done(id, node.kind, name, "created", None);
+                ctx.emit(id, node.kind, None, "creating", None);
+                let a = aws::network::allocate_address(c, &ctx.tags(id, false)).await?;
+                ctx.done(id, node.kind, &a, "created", None);
             }
         },
+        Desired::NatGateway { subnet } => {
+            if let Some(n) = &existing {
+                let pending = ctx
+                    .obs
+                    .nat_gateways
+                    .iter()
+                    .any(|g| &g.id == n && g.state == "pending");
+                if pending {
+                    aws::network::wait_nat_available(c, n).await?;
+                }
+                ctx.done(id, node.kind, n, "existing", None);
+            } else {
+                let sn = ctx.id(subnet)?;
+                let eip = ctx.id(graph::NAT_EIP)?;
+                ctx.emit(id, node.kind, None, "creating", Some(format!("in {sn}")));
+                // Same subnet and address: a retried or resumed create returns the same gateway.
+                let token = tags::client_token(&[&ctx.spec.name, &sn, &eip]);
+                let n = aws::network::create_nat_gateway(c, &sn, &eip, &token, &ctx.tags(id, false))
+                    .await?;
+                ctx.done(id, node.kind, &n, "created", Some(format!("in {sn}")));
+            }
+        }
+        Desired::EksCluster { name, version } => {
+            ensure_eks_cluster(ctx, id, node.kind, name, version).await?;
+        }
+        Desired::AccessEntries { entries } => {
+            let k = ctx
+                .out()
+                .eks
+                .clone()
+                .ok_or_else(|| internal("eks-cluster ran first"))?;
+            let have = ctx.obs.eks.as_ref().filter(|e| e.owned).map(|e| e.access_entries.clone());
+            let made = aws::eks::ensure_access_entries(
+                c,
+                &k.name,
+                &k.arn,
+                entries,
+                have.as_deref(),
+                &ctx.tags(id, false),
+            )
+            .await?;
+            let action = if made.is_empty() { "existing" } else { "updated" };
+            ctx.done(
+                id,
+                node.kind,
+                &k.name,
+                action,
+                Some(format!("{} entr(ies), {} granted now", entries.len(), made.len())),
+            );
+        }
+        Desired::Addons { names } => {
+            let k = ctx
+                .out()
+                .eks
+                .clone()
+                .ok_or_else(|| internal("eks-cluster ran first"))?;
+            let want: Vec<aws::eks::AddonWant> = names
+                .iter()
+                .map(|(n, role)| {
+                    let pod_identity = match role {
+                        Some(r) => Some((
+                            graph::EBS_CSI_SERVICE_ACCOUNT.to_string(),
+                            ctx.out()
+                                .arns
+                                .get(r)
+                                .cloned()
+                                .ok_or_else(|| internal("the add-on's role ran first"))?,
+                        )),
+                        None => None,
+                    };
+                    Ok::<_, AwsError>(aws::eks::AddonWant {
+                        name: n.clone(),
+                        pod_identity,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let have = ctx.obs.eks.as_ref().filter(|e| e.owned).map(|e| e.addons.clone());
+            let list: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+            if have.as_ref().is_none_or(|h| list.iter().any(|n| !h.iter().any(|x| x == n))) {
+                ctx.emit(id, node.kind, None, "creating", Some(list.join(", ")));
+            }
+            let made = aws::eks::ensure_addons(
+                c,
+                &k.name,
+                &want,
+                have.as_deref(),
+                &ctx.tags(id, false),
+                Duration::from_secs(15 * 60),
+            )
+            .await?;
+            let action = if made.is_empty() { "existing" } else { "created" };
+            ctx.done(id, node.kind, &list.join(","), action, None);
+        }
+        Desired::Nodegroup {
+            name,
+            subnets,
+            scaling,
+        } => {
+            ensure_nodegroup(ctx, id, node.kind, name, subnets, *scaling).await?;
+        }
         Desired::InstanceProfile { name } => {
             let role = ctx.id(graph::NODE_ROLE)?;
             match &ctx.obs.profile {
@@ -852,7 +1095,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 ctx.out().bootstrap = Some(b.clone());
             }
             let user_data = cloudinit::master(
-                &ctx.spec.kubeadm,
+                kubeadm_spec(ctx)?,
                 &cloudinit::MasterInput {
                     cluster: &ctx.spec.name,
                     secret_parameter: &crate::core::tags::secret_parameter_name(&ctx.spec.name),
@@ -919,7 +1162,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     AwsError::unexpected("hashing", "the cluster CA", e.to_string())
                 })?;
                 let user_data = cloudinit::worker(
-                    &ctx.spec.kubeadm,
+                    kubeadm_spec(ctx)?,
                     &cloudinit::WorkerInput {
                         master_private_ip: &master_ip,
                         token: &join_token,
@@ -1023,6 +1266,190 @@ async fn start_stopped(ctx: &Ctx, id: &str, instances: &[ObsInstance]) -> Result
     Ok(stopped.len())
 }
 
+fn kubeadm_spec(ctx: &Ctx) -> Result<&crate::core::spec::KubeadmSpec, AwsError> {
+    ctx.spec
+        .kubeadm()
+        .ok_or_else(|| internal("a kubeadm node in an EKS graph"))
+}
+
+/// Progress of a long EKS wait, with the elapsed time, as `Waiting` events.
+fn progress(ctx: &Ctx, what: String) -> impl Fn(&str) + Send + Sync + '_ {
+    move |state: &str| {
+        (ctx.events)(Event::Waiting {
+            what: format!("{what}: {state}"),
+            elapsed_ms: ms_since(ctx.start),
+        });
+    }
+}
+
+/// The EKS cluster: adopted if it is ours, created otherwise, then waited ACTIVE.
+async fn ensure_eks_cluster(
+    ctx: &Ctx,
+    id: &str,
+    kind: Kind,
+    name: &str,
+    version: &str,
+) -> Result<(), AwsError> {
+    let c = &ctx.c;
+    let e = ctx
+        .spec
+        .eks()
+        .ok_or_else(|| internal("an EKS node in a kubeadm graph"))?;
+    let action = match &ctx.obs.eks {
+        Some(k) if !k.owned => {
+            return Err(AwsError::unexpected(
+                "adopting EKS cluster",
+                name,
+                format!("it exists without the tag {}={}", tags::CLUSTER_TAG, ctx.spec.name),
+            ));
+        }
+        Some(k) if k.status == "ACTIVE" => "existing",
+        Some(k) => {
+            ctx.emit(id, kind, Some(name), "waiting", Some(k.status.clone()));
+            "existing"
+        }
+        None => {
+            let mut subnets: Vec<String> = (0..ctx.spec.network.subnet_cidrs.len())
+                .map(|i| ctx.id(&graph::subnet_id(i)))
+                .collect::<Result<_, _>>()?;
+            for i in 0..ctx.spec.network.private_subnet_cidrs.len() {
+                subnets.push(ctx.id(&graph::private_subnet_id(i))?);
+            }
+            let role_arn = ctx
+                .out()
+                .arns
+                .get(graph::CLUSTER_ROLE)
+                .cloned()
+                .ok_or_else(|| internal("cluster-role ran first"))?;
+            let vpc = ctx.id(graph::VPC)?;
+            ctx.emit(id, kind, None, "creating", Some(format!("Kubernetes {version}")));
+            let input = aws::eks::ClusterInput {
+                name,
+                version,
+                role_arn: &role_arn,
+                subnet_ids: subnets,
+                security_group_ids: vec![ctx.id(graph::SG_CONTROL_PLANE)?],
+                endpoint_public_access: e.endpoint_public_access,
+                endpoint_private_access: e.endpoint_private_access,
+                public_access_cidrs: ctx
+                    .spec
+                    .network
+                    .admin_cidrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                tags: &ctx.tags(id, false),
+                // A new VPC is a new cluster: a token from an earlier cluster of this name
+                // (deleted since) must not answer for it.
+                client_token: tags::client_token(&[name, &vpc, "cluster"]),
+            };
+            aws::eks::create_cluster(c, &input).await?;
+            "created"
+        }
+    };
+    let active = aws::eks::wait_cluster_active_with(
+        c,
+        name,
+        aws::eks::POLL_INTERVAL,
+        ctx.eks_timeout,
+        &progress(ctx, format!("EKS cluster {name}")),
+    )
+    .await?;
+    let detail = active.endpoint.clone();
+    ctx.out().eks = Some(active);
+    ctx.done(id, kind, name, action, detail);
+    Ok(())
+}
+
+/// The managed node group: created, scaled to the spec, or waited for.
+async fn ensure_nodegroup(
+    ctx: &Ctx,
+    id: &str,
+    kind: Kind,
+    name: &str,
+    subnets: &[String],
+    scaling: (u32, u32, u32),
+) -> Result<(), AwsError> {
+    let c = &ctx.c;
+    let e = ctx
+        .spec
+        .eks()
+        .ok_or_else(|| internal("an EKS node in a kubeadm graph"))?;
+    let cluster = ctx.spec.name.as_str();
+    let report = progress(ctx, format!("EKS node group {name}"));
+    let wait = || {
+        aws::eks::wait_nodegroup_active_with(
+            c,
+            cluster,
+            name,
+            aws::eks::POLL_INTERVAL,
+            ctx.eks_timeout,
+            &report,
+        )
+    };
+    match &ctx.obs.nodegroup {
+        Some(g) if !g.owned => Err(AwsError::unexpected(
+            "adopting EKS node group",
+            name,
+            format!("it exists without the tag {}={}", tags::CLUSTER_TAG, ctx.spec.name),
+        )),
+        Some(g) => {
+            if g.status != "ACTIVE" {
+                wait().await?;
+            }
+            if (g.min, g.max, g.desired) != scaling {
+                let detail = format!(
+                    "min/max/desired {}/{}/{} -> {}/{}/{}",
+                    g.min, g.max, g.desired, scaling.0, scaling.1, scaling.2
+                );
+                ctx.emit(id, kind, Some(name), "updating", Some(detail.clone()));
+                aws::eks::scale_nodegroup(c, cluster, name, scaling, ctx.eks_timeout).await?;
+                ctx.done(id, kind, name, "updated", Some(detail));
+            } else {
+                ctx.done(id, kind, name, "existing", None);
+            }
+            Ok(())
+        }
+        None => {
+            let subnet_ids: Vec<String> = subnets
+                .iter()
+                .map(|s| ctx.id(s))
+                .collect::<Result<_, _>>()?;
+            let role = ctx
+                .out()
+                .arns
+                .get(graph::NODE_ROLE)
+                .cloned()
+                .ok_or_else(|| internal("node-role ran first"))?;
+            let detail = format!(
+                "{} x {} ({}..{})",
+                scaling.2,
+                e.nodegroup.instance_types.join("/"),
+                scaling.0,
+                scaling.1
+            );
+            ctx.emit(id, kind, None, "creating", Some(detail.clone()));
+            let vpc = ctx.id(graph::VPC)?;
+            aws::eks::create_nodegroup(
+                c,
+                &aws::eks::NodegroupInput {
+                    cluster,
+                    name,
+                    spec: &e.nodegroup,
+                    node_role_arn: &role,
+                    subnet_ids,
+                    tags: &ctx.tags(id, false),
+                    client_token: tags::client_token(&[cluster, name, &vpc]),
+                },
+            )
+            .await?;
+            wait().await?;
+            ctx.done(id, kind, name, "created", Some(detail));
+            Ok(())
+        }
+    }
+}
+
 /// A broken internal invariant: an error that asks for a bug report, never a panic.
 fn internal(what: &str) -> AwsError {
     AwsError::unexpected(
@@ -1050,7 +1477,10 @@ async fn launch(
     sgs: Vec<String>,
     client_token: String,
 ) -> Result<Vec<ObsInstance>, AwsError> {
-    let k = &ctx.spec.kubeadm;
+    let k = ctx
+        .spec
+        .kubeadm()
+        .ok_or_else(|| internal("launching instances outside kubeadm"))?;
     let image = ctx
         .out()
         .image

@@ -76,6 +76,32 @@ workers = {workers}
         Cluster { name, dir, spec }
     }
 
+    /// An EKS cluster spec: `network` and `eks` are the tables' bodies (after their headers).
+    pub fn eks(prefix: &str, network: &str, eks: &str) -> Cluster {
+        let name = unique(prefix);
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().join("cluster.toml");
+        std::fs::write(
+            &spec,
+            format!(
+                r#"name = "{name}"
+region = "{REGION}"
+kind = "eks"
+
+[network]
+vpc_cidr = "10.50.0.0/16"
+admin_cidrs = ["198.51.100.0/24"]
+{network}
+
+[eks]
+{eks}
+"#
+            ),
+        )
+        .unwrap();
+        Cluster { name, dir, spec }
+    }
+
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
     }
@@ -213,6 +239,8 @@ pub async fn tagged(c: &provision::aws::Clients, cluster: &str) -> provision::co
         &provision::aws::discover::Scope {
             cluster,
             vpc_attributes: true,
+            kind: None,
+            leftovers: true,
         },
     )
     .await
