@@ -118,6 +118,9 @@ def create_addon(self: EKSResponse) -> ActionResult:
         "addonVersion": self._get_param("addonVersion") or "v1.0.0-eksbuild.1",
         "addonArn": f"{cluster.arn.replace(':cluster/', ':addon/')}/{name}",
         "configurationValues": self._get_param("configurationValues") or "",
+        "podIdentityAssociations": [
+            f"{a.get('serviceAccount')}={a.get('roleArn')}" for a in (self._get_param("podIdentityAssociations") or [])
+        ],
         "tags": self._get_param("tags") or {},
     }
     return ActionResult({"addon": addons[name]})
@@ -210,7 +213,20 @@ def disassociate_access_policy(self: EKSResponse) -> ActionResult:
     return ActionResult({})
 
 
-for _f in [create_addon, describe_addon, list_addons, delete_addon, create_access_entry, describe_access_entry,
+_moto_delete_cluster = EKSResponse.delete_cluster
+
+
+def delete_cluster(self: EKSResponse):  # type: ignore[no-untyped-def]
+    # A deleted cluster's add-ons and access entries go with it (a new cluster of the same name
+    # starts empty, as on AWS).
+    key = (self.current_account, self.region, self._get_param("name"))
+    result = _moto_delete_cluster(self)
+    _ADDONS.pop(key, None)
+    _ACCESS.pop(key, None)
+    return result
+
+
+for _f in [delete_cluster, create_addon, describe_addon, list_addons, delete_addon, create_access_entry, describe_access_entry,
            list_access_entries, delete_access_entry, associate_access_policy, list_associated_access_policies,
            disassociate_access_policy]:
     setattr(EKSResponse, _f.__name__, _f)

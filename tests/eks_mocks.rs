@@ -117,7 +117,10 @@ async fn the_wait_gives_up_at_its_deadline_and_says_how_long() {
     let err = eks::wait_cluster_active(&c, "demo", Duration::from_secs(60))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("still CREATING after 60 s"), "{err}");
+    assert!(
+        err.to_string().contains("still CREATING after 60 s"),
+        "{err}"
+    );
     assert_eq!(describe.num_calls(), 5, "at 0, 15, 30, 45 and 60 s");
 }
 
@@ -236,7 +239,11 @@ async fn missing_addons_are_installed_and_waited_for() {
         2,
         "coredns was there already; vpc-cni carried network policy on"
     );
-    assert_eq!(csi.num_calls(), 1, "the EBS CSI driver got its pod identity");
+    assert_eq!(
+        csi.num_calls(),
+        1,
+        "the EBS CSI driver got its pod identity"
+    );
     assert_eq!(describe.num_calls(), 4, "every add-on waited for");
 }
 
@@ -246,31 +253,60 @@ async fn a_degraded_addon_is_waited_for_and_a_failed_one_fails() {
         .sequence()
         .output(|| {
             DescribeAddonOutput::builder()
-                .addon(Addon::builder().addon_name("coredns").status(AddonStatus::Degraded).build())
+                .addon(
+                    Addon::builder()
+                        .addon_name("coredns")
+                        .status(AddonStatus::Degraded)
+                        .build(),
+                )
                 .build()
         })
         .times(2)
         .output(|| {
             DescribeAddonOutput::builder()
-                .addon(Addon::builder().addon_name("coredns").status(AddonStatus::Active).build())
+                .addon(
+                    Addon::builder()
+                        .addon_name("coredns")
+                        .status(AddonStatus::Active)
+                        .build(),
+                )
                 .build()
         })
         .output(|| {
             DescribeAddonOutput::builder()
-                .addon(Addon::builder().addon_name("coredns").status(AddonStatus::CreateFailed).build())
+                .addon(
+                    Addon::builder()
+                        .addon_name("coredns")
+                        .status(AddonStatus::CreateFailed)
+                        .build(),
+                )
                 .build()
         })
         .build();
     let c = clients(&[&describe], RuleMode::Sequential).await;
     let have = vec!["coredns".to_string()];
     let want = [eks::AddonWant::named("coredns")];
-    eks::ensure_addons(&c, "demo", &want, Some(&have), &[], Duration::from_secs(600))
-        .await
-        .unwrap();
+    eks::ensure_addons(
+        &c,
+        "demo",
+        &want,
+        Some(&have),
+        &[],
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
     assert_eq!(describe.num_calls(), 3);
-    let err = eks::ensure_addons(&c, "demo", &want, Some(&have), &[], Duration::from_secs(600))
-        .await
-        .unwrap_err();
+    let err = eks::ensure_addons(
+        &c,
+        "demo",
+        &want,
+        Some(&have),
+        &[],
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("CREATE_FAILED"), "{err}");
 }
 
@@ -354,7 +390,15 @@ async fn access_entries_get_their_policy_and_scope() {
     .await
     .unwrap();
     assert_eq!(created.len(), 3);
-    assert_eq!(create.num_calls(), 2, "the existing entry is not created again");
+    assert_eq!(
+        create.num_calls(),
+        2,
+        "the existing entry is not created again"
+    );
     assert_eq!((cluster_wide.num_calls(), namespaced.num_calls()), (1, 1));
-    assert_eq!((listed.num_calls(), view.num_calls()), (1, 1), "its association is restored");
+    assert_eq!(
+        (listed.num_calls(), view.num_calls()),
+        (1, 1),
+        "its association is restored"
+    );
 }

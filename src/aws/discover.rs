@@ -39,8 +39,14 @@ impl Scope<'_> {
 fn role_names(scope: &Scope<'_>, region: &str) -> Vec<(&'static str, String)> {
     let mut out = vec![(graph::NODE_ROLE, node_role_name(scope.cluster, region))];
     if scope.eks() {
-        out.push((graph::CLUSTER_ROLE, role_name(scope.cluster, region, "cluster")));
-        out.push((graph::EBS_CSI_ROLE, role_name(scope.cluster, region, "ebs-csi")));
+        out.push((
+            graph::CLUSTER_ROLE,
+            role_name(scope.cluster, region, "cluster"),
+        ));
+        out.push((
+            graph::EBS_CSI_ROLE,
+            role_name(scope.cluster, region, "ebs-csi"),
+        ));
     }
     out
 }
@@ -161,6 +167,7 @@ async fn addresses(c: &Clients, cluster: &str) -> Result<Vec<ObsAddress>, AwsErr
     Ok(out
         .addresses()
         .iter()
+        .filter(|a| owned(a.tags(), cluster))
         .map(|a| ObsAddress {
             allocation_id: a.allocation_id().unwrap_or_default().into(),
             logical: logical(a.tags()),
@@ -183,6 +190,7 @@ async fn nat_gateways(c: &Clients, cluster: &str) -> Result<Vec<ObsNat>, AwsErro
         .map_err(api("listing", "NAT gateways"))?;
     Ok(items
         .into_iter()
+        .filter(|n| owned(n.tags(), cluster))
         .map(|n| ObsNat {
             id: n.nat_gateway_id().unwrap_or_default().into(),
             logical: logical(n.tags()),
@@ -191,6 +199,11 @@ async fn nat_gateways(c: &Clients, cluster: &str) -> Result<Vec<ObsNat>, AwsErro
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_default(),
             subnet_id: n.subnet_id().unwrap_or_default().into(),
+            interfaces: n
+                .nat_gateway_addresses()
+                .iter()
+                .filter_map(|a| a.network_interface_id().map(str::to_string))
+                .collect(),
         })
         .collect())
 }
@@ -253,6 +266,13 @@ macro_rules! list_tagged {
     };
 }
 
+/// Whether an EC2 tag list carries our cluster tag. The tag filter already asked for it; this
+/// checks again on our side, so that `down` never acts on an answer that ignored the filter (the
+/// emulator ignores it for NAT gateways).
+fn owned(tags: &[aws_sdk_ec2::types::Tag], cluster: &str) -> bool {
+    tag_value(tags, CLUSTER_TAG) == Some(cluster)
+}
+
 fn logical(tags: &[aws_sdk_ec2::types::Tag]) -> Option<String> {
     tag_value(tags, RESOURCE_TAG).map(str::to_string)
 }
@@ -261,6 +281,7 @@ async fn vpcs(c: &Clients, cluster: &str) -> Result<Vec<ObsVpc>, AwsError> {
     let items = list_tagged!(c, describe_vpcs, cluster, "VPCs");
     Ok(items
         .into_iter()
+        .filter(|v| owned(v.tags(), cluster))
         .map(|v| ObsVpc {
             id: v.vpc_id().unwrap_or_default().into(),
             logical: logical(v.tags()),
@@ -275,6 +296,7 @@ async fn subnets(c: &Clients, cluster: &str) -> Result<Vec<ObsSubnet>, AwsError>
     let items = list_tagged!(c, describe_subnets, cluster, "subnets");
     Ok(items
         .into_iter()
+        .filter(|s| owned(s.tags(), cluster))
         .map(|s| ObsSubnet {
             id: s.subnet_id().unwrap_or_default().into(),
             logical: logical(s.tags()),
@@ -290,6 +312,7 @@ async fn igws(c: &Clients, cluster: &str) -> Result<Vec<ObsIgw>, AwsError> {
     let items = list_tagged!(c, describe_internet_gateways, cluster, "internet gateways");
     Ok(items
         .into_iter()
+        .filter(|g| owned(g.tags(), cluster))
         .map(|g| ObsIgw {
             id: g.internet_gateway_id().unwrap_or_default().into(),
             logical: logical(g.tags()),
@@ -306,6 +329,7 @@ async fn route_tables(c: &Clients, cluster: &str) -> Result<Vec<ObsRouteTable>, 
     let items = list_tagged!(c, describe_route_tables, cluster, "route tables");
     Ok(items
         .into_iter()
+        .filter(|r| owned(r.tags(), cluster))
         .map(|r| ObsRouteTable {
             id: r.route_table_id().unwrap_or_default().into(),
             logical: logical(r.tags()),
@@ -334,6 +358,7 @@ async fn security_groups(c: &Clients, cluster: &str) -> Result<Vec<ObsSg>, AwsEr
     let items = list_tagged!(c, describe_security_groups, cluster, "security groups");
     Ok(items
         .into_iter()
+        .filter(|g| owned(g.tags(), cluster))
         .map(|g| {
             let mut rules = Vec::new();
             for p in g.ip_permissions() {
@@ -396,6 +421,7 @@ async fn instances(c: &Clients, cluster: &str) -> Result<Vec<ObsInstance>, AwsEr
     Ok(reservations
         .iter()
         .flat_map(|r| r.instances())
+        .filter(|i| owned(i.tags(), cluster))
         .map(obs_instance)
         .collect())
 }

@@ -220,25 +220,36 @@ pub async fn wait_cluster_active_with(
 ) -> Result<EksCluster, AwsError> {
     let last = std::sync::Mutex::new(None);
     let what = format!("EKS cluster {name}");
-    poll(&what, "ACTIVE", interval, max, || async {
-        let seen = match describe_cluster(c, name).await? {
-            None => Seen::Failed("the cluster is gone".into()),
-            Some(k) => {
-                let state = k.status.clone();
-                *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(k);
-                match state.as_str() {
-                    "ACTIVE" => Seen::Done,
-                    "FAILED" | "DELETING" => Seen::Failed(format!("the cluster is {state}")),
-                    _ => Seen::Pending(state),
+    poll(
+        &what,
+        "ACTIVE",
+        interval,
+        max,
+        || async {
+            let seen = match describe_cluster(c, name).await? {
+                None => Seen::Failed("the cluster is gone".into()),
+                Some(k) => {
+                    let state = k.status.clone();
+                    *last
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(k);
+                    match state.as_str() {
+                        "ACTIVE" => Seen::Done,
+                        "FAILED" | "DELETING" => Seen::Failed(format!("the cluster is {state}")),
+                        _ => Seen::Pending(state),
+                    }
                 }
-            }
-        };
-        Ok(seen)
-    }, progress)
+            };
+            Ok(seen)
+        },
+        progress,
+    )
     .await?;
     last.into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .ok_or_else(|| AwsError::unexpected("waiting for EKS cluster", name, "no cluster in the answer"))
+        .ok_or_else(|| {
+            AwsError::unexpected("waiting for EKS cluster", name, "no cluster in the answer")
+        })
 }
 
 /// Deletes the cluster and waits until it is gone.
@@ -257,13 +268,20 @@ pub async fn delete_cluster(c: &Clients, name: &str, max: Duration) -> Result<()
         return Ok(());
     }
     let what = format!("EKS cluster {name}");
-    poll(&what, "deleted", POLL_INTERVAL, max, || async {
-        Ok(match describe_cluster(c, name).await? {
-            None => Seen::Done,
-            Some(k) if k.status == "FAILED" => Seen::Failed("deletion FAILED".into()),
-            Some(k) => Seen::Pending(k.status),
-        })
-    }, &|_| {})
+    poll(
+        &what,
+        "deleted",
+        POLL_INTERVAL,
+        max,
+        || async {
+            Ok(match describe_cluster(c, name).await? {
+                None => Seen::Done,
+                Some(k) if k.status == "FAILED" => Seen::Failed("deletion FAILED".into()),
+                Some(k) => Seen::Pending(k.status),
+            })
+        },
+        &|_| {},
+    )
     .await
 }
 
@@ -423,18 +441,25 @@ pub async fn wait_nodegroup_active_with(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<(), AwsError> {
     let what = format!("EKS node group {name}");
-    poll(&what, "ACTIVE", interval, max, || async {
-        Ok(match describe_nodegroup(c, cluster, name).await? {
-            None => Seen::Failed("the node group is gone".into()),
-            Some(n) => match n.status.as_str() {
-                "ACTIVE" => Seen::Done,
-                "CREATE_FAILED" | "DELETE_FAILED" | "DEGRADED" | "DELETING" => Seen::Failed(
-                    format!("the node group is {} ({})", n.status, n.issues.join("; ")),
-                ),
-                _ => Seen::Pending(n.status),
-            },
-        })
-    }, progress)
+    poll(
+        &what,
+        "ACTIVE",
+        interval,
+        max,
+        || async {
+            Ok(match describe_nodegroup(c, cluster, name).await? {
+                None => Seen::Failed("the node group is gone".into()),
+                Some(n) => match n.status.as_str() {
+                    "ACTIVE" => Seen::Done,
+                    "CREATE_FAILED" | "DELETE_FAILED" | "DEGRADED" | "DELETING" => Seen::Failed(
+                        format!("the node group is {} ({})", n.status, n.issues.join("; ")),
+                    ),
+                    _ => Seen::Pending(n.status),
+                },
+            })
+        },
+        progress,
+    )
     .await
 }
 
@@ -489,15 +514,22 @@ pub async fn delete_nodegroup(
         return Ok(());
     }
     let what = format!("EKS node group {name}");
-    poll(&what, "deleted", POLL_INTERVAL, max, || async {
-        Ok(match describe_nodegroup(c, cluster, name).await? {
-            None => Seen::Done,
-            Some(n) if n.status == "DELETE_FAILED" => {
-                Seen::Failed(format!("DELETE_FAILED ({})", n.issues.join("; ")))
-            }
-            Some(n) => Seen::Pending(n.status),
-        })
-    }, &|_| {})
+    poll(
+        &what,
+        "deleted",
+        POLL_INTERVAL,
+        max,
+        || async {
+            Ok(match describe_nodegroup(c, cluster, name).await? {
+                None => Seen::Done,
+                Some(n) if n.status == "DELETE_FAILED" => {
+                    Seen::Failed(format!("DELETE_FAILED ({})", n.issues.join("; ")))
+                }
+                Some(n) => Seen::Pending(n.status),
+            })
+        },
+        &|_| {},
+    )
     .await
 }
 
@@ -585,7 +617,10 @@ pub async fn delete_access_entries(
             .principal_arn(p)
             .send()
             .await
-            .map_err(api("deleting the access entry of", &format!("{p} on {cluster}")));
+            .map_err(api(
+                "deleting the access entry of",
+                &format!("{p} on {cluster}"),
+            ));
         absent_if(r, "ResourceNotFoundException").map(|_| ())
     });
     futures::future::try_join_all(deletes).await?;
@@ -670,37 +705,44 @@ pub async fn ensure_addons(
     let waits = want.iter().map(|a| async move {
         let name = a.name.as_str();
         let what = format!("add-on {name} on {cluster}");
-        poll(&what, "ACTIVE", ADDON_POLL_INTERVAL, max, || async {
-            let r = c
-                .eks
-                .describe_addon()
-                .cluster_name(cluster)
-                .addon_name(name)
-                .send()
-                .await
-                .map_err(api("describing", &what))?;
-            let addon = r.addon();
-            let status = addon
-                .and_then(|x| x.status())
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default();
-            let issues: Vec<String> = addon
-                .and_then(|x| x.health())
-                .map(|h| {
-                    h.issues()
-                        .iter()
-                        .filter_map(|i| i.message().map(str::to_string))
-                        .collect()
+        poll(
+            &what,
+            "ACTIVE",
+            ADDON_POLL_INTERVAL,
+            max,
+            || async {
+                let r = c
+                    .eks
+                    .describe_addon()
+                    .cluster_name(cluster)
+                    .addon_name(name)
+                    .send()
+                    .await
+                    .map_err(api("describing", &what))?;
+                let addon = r.addon();
+                let status = addon
+                    .and_then(|x| x.status())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default();
+                let issues: Vec<String> = addon
+                    .and_then(|x| x.health())
+                    .map(|h| {
+                        h.issues()
+                            .iter()
+                            .filter_map(|i| i.message().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(match status.as_str() {
+                    "ACTIVE" => Seen::Done,
+                    "CREATE_FAILED" | "DELETING" | "DELETE_FAILED" => {
+                        Seen::Failed(format!("{status}: {}", issues.join("; ")))
+                    }
+                    _ => Seen::Pending(status),
                 })
-                .unwrap_or_default();
-            Ok(match status.as_str() {
-                "ACTIVE" => Seen::Done,
-                "CREATE_FAILED" | "DELETING" | "DELETE_FAILED" => {
-                    Seen::Failed(format!("{status}: {}", issues.join("; ")))
-                }
-                _ => Seen::Pending(status),
-            })
-        }, &|_| {})
+            },
+            &|_| {},
+        )
         .await
     });
     futures::future::try_join_all(waits).await?;

@@ -21,7 +21,9 @@ pub fn made_by_kubernetes<'a>(
 ) -> bool {
     let k8s = kubernetes_cluster_tag(cluster);
     tags.any(|(k, v)| {
-        k == k8s || (k == ELBV2_CLUSTER_TAG && v == cluster) || (k == VPC_CNI_CLUSTER_TAG && v == cluster)
+        k == k8s
+            || (k == ELBV2_CLUSTER_TAG && v == cluster)
+            || (k == VPC_CNI_CLUSTER_TAG && v == cluster)
     })
 }
 
@@ -159,7 +161,10 @@ async fn classic_load_balancers(
             .set_load_balancer_names(Some(chunk.to_vec()))
             .send()
             .await
-            .map_err(api("reading the tags of", "classic load balancers in the VPC"))?;
+            .map_err(api(
+                "reading the tags of",
+                "classic load balancers in the VPC",
+            ))?;
         for d in tags.tag_descriptions() {
             let kv = d
                 .tags()
@@ -238,7 +243,10 @@ async fn interfaces(
         .filters(Filter::builder().name("status").values("available").build())
         .send()
         .await
-        .map_err(api("listing", "available network interfaces in the subnets"))?;
+        .map_err(api(
+            "listing",
+            "available network interfaces in the subnets",
+        ))?;
     Ok(out
         .network_interfaces()
         .iter()
@@ -374,7 +382,10 @@ pub async fn delete_security_group(
                 .set_ip_permissions(Some(perms))
                 .send()
                 .await
-                .map_err(api("removing the rules that reference", &format!("{sg} from {id}")))?;
+                .map_err(api(
+                    "removing the rules that reference",
+                    &format!("{sg} from {id}"),
+                ))?;
         }
     }
     retry(Backoff::dependency(), still_in_use, || {
@@ -405,11 +416,26 @@ mod tests {
     #[test]
     fn kubernetes_tags_of_this_cluster_only() {
         let t = |k: &'static str, v: &'static str| vec![(k, v)];
-        assert!(made_by_kubernetes(t("kubernetes.io/cluster/demo", "owned").into_iter(), "demo"));
-        assert!(made_by_kubernetes(t("elbv2.k8s.aws/cluster", "demo").into_iter(), "demo"));
-        assert!(made_by_kubernetes(t("cluster.k8s.amazonaws.com/name", "demo").into_iter(), "demo"));
-        assert!(!made_by_kubernetes(t("kubernetes.io/cluster/demo2", "owned").into_iter(), "demo"));
-        assert!(!made_by_kubernetes(t("elbv2.k8s.aws/cluster", "other").into_iter(), "demo"));
+        assert!(made_by_kubernetes(
+            t("kubernetes.io/cluster/demo", "owned").into_iter(),
+            "demo"
+        ));
+        assert!(made_by_kubernetes(
+            t("elbv2.k8s.aws/cluster", "demo").into_iter(),
+            "demo"
+        ));
+        assert!(made_by_kubernetes(
+            t("cluster.k8s.amazonaws.com/name", "demo").into_iter(),
+            "demo"
+        ));
+        assert!(!made_by_kubernetes(
+            t("kubernetes.io/cluster/demo2", "owned").into_iter(),
+            "demo"
+        ));
+        assert!(!made_by_kubernetes(
+            t("elbv2.k8s.aws/cluster", "other").into_iter(),
+            "demo"
+        ));
         assert!(!made_by_kubernetes(t("team", "demo").into_iter(), "demo"));
     }
 }

@@ -249,9 +249,13 @@ pub async fn allocate_address(c: &Clients, tags: &[(String, String)]) -> Result<
         .send()
         .await
         .map_err(api("allocating", "an Elastic IP for the NAT gateway"))?;
-    out.allocation_id()
-        .map(str::to_string)
-        .ok_or_else(|| AwsError::unexpected("allocating", "an Elastic IP", "no allocation id in the answer"))
+    out.allocation_id().map(str::to_string).ok_or_else(|| {
+        AwsError::unexpected(
+            "allocating",
+            "an Elastic IP",
+            "no allocation id in the answer",
+        )
+    })
 }
 
 /// # Errors

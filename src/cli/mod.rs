@@ -318,7 +318,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             out.summary(serde_json::json!({
                 "event": "summary", "command": if a.destroy { "plan-destroy" } else { "plan" },
-                "cluster": spec.name, "kind": "kubeadm", "plan": rows, "api_calls": api_calls(&calls),
+                "cluster": spec.name, "kind": spec.kind(), "plan": rows, "api_calls": api_calls(&calls),
             }));
         }
         Command::Up(a) => {
@@ -357,11 +357,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 api_server: a.api_server.clone(),
             };
             let name = spec.name.clone();
+            let kind = spec.kind();
             let report = match crate::engine::up::up(c, spec, &opts, sink).await {
                 Ok(r) => r,
                 Err(e) => {
                     out.summary(serde_json::json!({
-                        "event": "summary", "command": "up", "cluster": name, "kind": "kubeadm", "ok": false,
+                        "event": "summary", "command": "up", "cluster": name, "kind": kind, "ok": false,
                         "error": e.to_string(), "api_calls": api_calls(&calls),
                     }));
                     return Err(e.into());
@@ -442,7 +443,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         _ => Vec::new(),
                     };
                     out.summary(serde_json::json!({
-                        "event": "summary", "command": "down", "cluster": name, "kind": "kubeadm", "ok": false,
+                        "event": "summary", "command": "down", "cluster": name, "ok": false,
                         "error": e.to_string(), "remaining": remaining, "api_calls": api_calls(&calls),
                     }));
                     return Err(e.into());
@@ -464,7 +465,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let mut v = serde_json::to_value(&report).map_err(|e| Failure::Run(e.into()))?;
             v["event"] = "summary".into();
             v["command"] = "down".into();
-            v["kind"] = "kubeadm".into();
+            let eks = report.resources.iter().any(|r| r.kind == "eks-cluster");
+            v["kind"] = if eks { "eks" } else { "kubeadm" }.into();
             v["ok"] = true.into();
             v["api_calls"] = api_calls(&calls);
             out.summary(v);

@@ -281,16 +281,13 @@ pub fn worker_split(workers: u32, subnets: usize) -> Vec<u32> {
 /// The security group rules for a spec (least privilege, see ARCHITECTURE.md).
 pub fn rules(spec: &ClusterSpec, role: SgRole) -> Vec<Rule> {
     let admin = |port: u16, description: &'static str| {
-        spec.network
-            .admin_cidrs
-            .iter()
-            .map(move |c| Rule {
-                protocol: Protocol::Tcp,
-                from_port: port,
-                to_port: port,
-                source: Source::Cidr(*c),
-                description,
-            })
+        spec.network.admin_cidrs.iter().map(move |c| Rule {
+            protocol: Protocol::Tcp,
+            from_port: port,
+            to_port: port,
+            source: Source::Cidr(*c),
+            description,
+        })
     };
     let k = match &spec.flavor {
         Flavor::Kubeadm(k) => k,
@@ -848,19 +845,31 @@ pub fn teardown_order() -> Vec<(TeardownStep, Vec<TeardownStep>)> {
         (NetworkInterfaces, vec![EksClusters, Instances]),
         (NatGateways, vec![KubernetesLoadBalancers]),
         (ElasticIps, vec![NatGateways]),
-        (SecurityGroups, vec![Instances, EksClusters, NetworkInterfaces]),
+        (
+            SecurityGroups,
+            vec![Instances, EksClusters, NetworkInterfaces],
+        ),
         (RouteTables, vec![EksClusters]),
         (InternetGateways, vec![Instances, EksClusters, NatGateways]),
         (
             Subnets,
-            vec![Instances, RouteTables, EksClusters, NatGateways, NetworkInterfaces],
+            vec![
+                Instances,
+                RouteTables,
+                EksClusters,
+                NatGateways,
+                NetworkInterfaces,
+            ],
         ),
         (
             Vpcs,
             vec![SecurityGroups, RouteTables, InternetGateways, Subnets],
         ),
         (InstanceProfiles, vec![Instances]),
-        (Roles, vec![InstanceProfiles, EksClusters, Nodegroups, Addons]),
+        (
+            Roles,
+            vec![InstanceProfiles, EksClusters, Nodegroups, Addons],
+        ),
         (Secrets, vec![Vpcs, Roles]),
     ];
     let deps_of = |s: TeardownStep| -> Vec<TeardownStep> {
@@ -1016,7 +1025,9 @@ mod tests {
         assert!(deps(TeardownStep::Vpcs).contains(&TeardownStep::Subnets));
         assert!(deps(TeardownStep::Secrets).contains(&TeardownStep::Vpcs));
         // Transitive: the IGW waits for the load balancers even when there is no EKS cluster.
-        assert!(deps(TeardownStep::InternetGateways).contains(&TeardownStep::KubernetesLoadBalancers));
+        assert!(
+            deps(TeardownStep::InternetGateways).contains(&TeardownStep::KubernetesLoadBalancers)
+        );
         assert!(deps(TeardownStep::EksClusters).contains(&TeardownStep::Nodegroups));
         assert!(deps(TeardownStep::Roles).contains(&TeardownStep::EksClusters));
         assert!(deps(TeardownStep::ElasticIps).contains(&TeardownStep::NatGateways));

@@ -46,6 +46,8 @@ pub struct ObsNat {
     pub logical: Option<String>,
     pub state: String,
     pub subnet_id: String,
+    /// The gateway's network interfaces (AWS removes them with it).
+    pub interfaces: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,7 +336,13 @@ pub fn spare_vpcs(obs: &Observed) -> Vec<String> {
         obs.subnets.iter().any(|s| s.vpc_id == id)
             || obs.route_tables.iter().any(|r| r.vpc_id == id)
             || obs.security_groups.iter().any(|g| g.vpc_id == id)
-            || obs.nat_gateways.iter().any(|n| nat_is_live(&n.state) && obs.subnets.iter().any(|s| s.id == n.subnet_id && s.vpc_id == id))
+            || obs.nat_gateways.iter().any(|n| {
+                nat_is_live(&n.state)
+                    && obs
+                        .subnets
+                        .iter()
+                        .any(|s| s.id == n.subnet_id && s.vpc_id == id)
+            })
             || obs
                 .igws
                 .iter()
@@ -714,7 +722,11 @@ pub fn destroy_items(obs: &Observed) -> Vec<(TeardownStep, PlanItem)> {
         if let Some(g) = obs.nodegroup.as_ref().filter(|g| g.owned) {
             out.push((
                 TeardownStep::Nodegroups,
-                item(Kind::Nodegroup, &g.name, &Some(super::graph::NODEGROUP.into())),
+                item(
+                    Kind::Nodegroup,
+                    &g.name,
+                    &Some(super::graph::NODEGROUP.into()),
+                ),
             ));
         }
         for a in &e.addons {
@@ -729,7 +741,10 @@ pub fn destroy_items(obs: &Observed) -> Vec<(TeardownStep, PlanItem)> {
                 item(Kind::AccessEntries, p, &Some("access-entry".into())),
             ));
         }
-        out.push((TeardownStep::EksClusters, item(Kind::EksCluster, &e.name, &eks)));
+        out.push((
+            TeardownStep::EksClusters,
+            item(Kind::EksCluster, &e.name, &eks),
+        ));
     }
     for n in obs.nat_gateways.iter().filter(|n| nat_is_live(&n.state)) {
         out.push((

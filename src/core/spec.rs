@@ -146,7 +146,11 @@ impl ClusterSpec {
     pub fn instance_type(&self) -> &str {
         match &self.flavor {
             Flavor::Kubeadm(k) => &k.instance_type,
-            Flavor::Eks(e) => e.nodegroup.instance_types.first().map_or("", String::as_str),
+            Flavor::Eks(e) => e
+                .nodegroup
+                .instance_types
+                .first()
+                .map_or("", String::as_str),
         }
     }
 }
@@ -1312,7 +1316,10 @@ namespaces = ["team-a", "team-b"]
         let e = spec.eks().unwrap();
         assert_eq!(e.version, "1.35");
         assert!(e.endpoint_public_access && !e.endpoint_private_access);
-        assert_eq!((e.nodegroup.min, e.nodegroup.max, e.nodegroup.desired), (1, 3, 2));
+        assert_eq!(
+            (e.nodegroup.min, e.nodegroup.max, e.nodegroup.desired),
+            (1, 3, 2)
+        );
         assert!(e.nodegroup.spot);
         assert_eq!(e.addons, DEFAULT_EKS_ADDONS.map(String::from));
         assert_eq!(e.access.len(), 2);
@@ -1328,7 +1335,10 @@ namespaces = ["team-a", "team-b"]
         );
         let (spec, _) = parse("eks.toml", &text).unwrap();
         let s = |v: &[Ipv4Net]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
-        assert_eq!(s(&spec.network.subnet_cidrs), ["10.30.0.0/20", "10.30.16.0/20"]);
+        assert_eq!(
+            s(&spec.network.subnet_cidrs),
+            ["10.30.0.0/20", "10.30.16.0/20"]
+        );
         assert_eq!(
             s(&spec.network.private_subnet_cidrs),
             ["10.30.32.0/20", "10.30.48.0/20"]

@@ -302,9 +302,11 @@ async fn run_step(
             if let Some(e) = ctx.obs.eks.as_ref().filter(|e| e.owned) {
                 let logical = Some(crate::core::graph::EKS_CLUSTER.to_string());
                 ctx.emit(&logical, Kind::EksCluster, &e.name, "deleting");
-                retry(Backoff::dependency(), |err| err.code() == "ResourceInUseException", || {
-                    aws::eks::delete_cluster(c, &e.name, eks_timeout)
-                })
+                retry(
+                    Backoff::dependency(),
+                    |err| err.code() == "ResourceInUseException",
+                    || aws::eks::delete_cluster(c, &e.name, eks_timeout),
+                )
                 .await?;
                 ctx.emit(&logical, Kind::EksCluster, &e.name, "deleted");
             }
@@ -401,12 +403,20 @@ async fn run_step(
             // them to go and name them if they stay.
             let ours: std::collections::HashSet<&str> =
                 ctx.obs.instances.iter().map(|i| i.id.as_str()).collect();
+            // Our NAT gateways' interfaces go with the gateways (deleted before this step).
+            let nat_enis: std::collections::HashSet<&str> = ctx
+                .obs
+                .nat_gateways
+                .iter()
+                .flat_map(|n| n.interfaces.iter().map(String::as_str))
+                .collect();
             for s in &ctx.obs.subnets {
                 retry(Backoff::dependency(), is_dependency_violation, || async {
                     let foreign: Vec<aws::network::Interface> = aws::network::interfaces(c, "subnet-id", &s.id)
                         .await?
                         .into_iter()
                         .filter(|n| n.instance.as_deref().is_none_or(|i| !ours.contains(i)))
+                        .filter(|n| !nat_enis.contains(n.id.as_str()))
                         .collect();
                     // An interface of a terminated instance is on its way out (AWS deletes it; the
                     // delete below retries DependencyViolation until it has).
@@ -458,16 +468,21 @@ async fn run_step(
             }
         }
         TeardownStep::Roles => {
-            let deletes = ctx.obs.roles.iter().filter(|r| r.owned).map(|r| async move {
-                let logical = Some(r.logical.clone());
-                ctx.emit(&logical, Kind::IamRole, &r.name, "deleting");
-                retry(Backoff::dependency(), is_dependency_violation, || {
-                    aws::iam::delete_role(c, &r.name)
-                })
-                .await?;
-                ctx.emit(&logical, Kind::IamRole, &r.name, "deleted");
-                Ok::<_, AwsError>(())
-            });
+            let deletes = ctx
+                .obs
+                .roles
+                .iter()
+                .filter(|r| r.owned)
+                .map(|r| async move {
+                    let logical = Some(r.logical.clone());
+                    ctx.emit(&logical, Kind::IamRole, &r.name, "deleting");
+                    retry(Backoff::dependency(), is_dependency_violation, || {
+                        aws::iam::delete_role(c, &r.name)
+                    })
+                    .await?;
+                    ctx.emit(&logical, Kind::IamRole, &r.name, "deleted");
+                    Ok::<_, AwsError>(())
+                });
             futures::future::try_join_all(deletes).await?;
         }
         TeardownStep::Secrets => {

@@ -163,10 +163,11 @@ pub async fn request(
     // kubeadm's API server certificate always names `kubernetes`, whatever address reaches it
     // (public IP, private IP, a tunnel's 127.0.0.1): verify that name, against our CA only.
     // EKS's names its endpoint.
-    let wanted = client
-        .server_name
-        .clone()
-        .unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']').to_string());
+    let wanted = client.server_name.clone().unwrap_or_else(|| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    });
     let name = ServerName::try_from(wanted.clone()).map_err(|e| format!("{wanted}: {e}"))?;
     let auth = client.authorization()?;
     let tcp = tokio::time::timeout(

@@ -424,10 +424,16 @@ async fn finish_eks(
         let ca_pem = cluster
             .ca_data
             .as_deref()
-            .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok())
+            .and_then(|b| {
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok()
+            })
             .and_then(|b| String::from_utf8(b).ok())
             .filter(|p| p.contains("BEGIN CERTIFICATE"))
-            .ok_or_else(|| EngineError::Probe("the EKS cluster's certificateAuthority.data is not a PEM certificate".into()))?;
+            .ok_or_else(|| {
+                EngineError::Probe(
+                    "the EKS cluster's certificateAuthority.data is not a PEM certificate".into(),
+                )
+            })?;
         let client = super::probe::ApiClient::eks(&ca_pem, &ctx.spec.name, &ctx.spec.region)
             .await
             .map_err(EngineError::Probe)?;
@@ -577,8 +583,9 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     tags::INTERNAL_ELB_ROLE_TAG
                 };
                 tags.push((role.to_string(), "1".to_string()));
-                let sn = aws::network::create_subnet(c, &vpc, &cidr.to_string(), &az, *public, &tags)
-                    .await?;
+                let sn =
+                    aws::network::create_subnet(c, &vpc, &cidr.to_string(), &az, *public, &tags)
+                        .await?;
                 ctx.done(
                     id,
                     node.kind,
@@ -757,7 +764,11 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     let missing = arns.iter().filter(|a| !have.contains(a)).count();
                     if missing > 0 {
                         aws::iam::attach_missing(c, name, &arns, &have).await?;
-                        (r.arn.clone(), "updated", Some(format!("{missing} policy(ies) attached")))
+                        (
+                            r.arn.clone(),
+                            "updated",
+                            Some(format!("{missing} policy(ies) attached")),
+                        )
                     } else {
                         (r.arn.clone(), "existing", None)
                     }
@@ -829,8 +840,9 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 ctx.emit(id, node.kind, None, "creating", Some(format!("in {sn}")));
                 // Same subnet and address: a retried or resumed create returns the same gateway.
                 let token = tags::client_token(&[&ctx.spec.name, &sn, &eip]);
-                let n = aws::network::create_nat_gateway(c, &sn, &eip, &token, &ctx.tags(id, false))
-                    .await?;
+                let n =
+                    aws::network::create_nat_gateway(c, &sn, &eip, &token, &ctx.tags(id, false))
+                        .await?;
                 ctx.done(id, node.kind, &n, "created", Some(format!("in {sn}")));
             }
         }
@@ -843,7 +855,12 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 .eks
                 .clone()
                 .ok_or_else(|| internal("eks-cluster ran first"))?;
-            let have = ctx.obs.eks.as_ref().filter(|e| e.owned).map(|e| e.access_entries.clone());
+            let have = ctx
+                .obs
+                .eks
+                .as_ref()
+                .filter(|e| e.owned)
+                .map(|e| e.access_entries.clone());
             let made = aws::eks::ensure_access_entries(
                 c,
                 &k.name,
@@ -853,13 +870,21 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 &ctx.tags(id, false),
             )
             .await?;
-            let action = if made.is_empty() { "existing" } else { "updated" };
+            let action = if made.is_empty() {
+                "existing"
+            } else {
+                "updated"
+            };
             ctx.done(
                 id,
                 node.kind,
                 &k.name,
                 action,
-                Some(format!("{} entr(ies), {} granted now", entries.len(), made.len())),
+                Some(format!(
+                    "{} entr(ies), {} granted now",
+                    entries.len(),
+                    made.len()
+                )),
             );
         }
         Desired::Addons { names } => {
@@ -888,9 +913,17 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     })
                 })
                 .collect::<Result<_, _>>()?;
-            let have = ctx.obs.eks.as_ref().filter(|e| e.owned).map(|e| e.addons.clone());
+            let have = ctx
+                .obs
+                .eks
+                .as_ref()
+                .filter(|e| e.owned)
+                .map(|e| e.addons.clone());
             let list: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
-            if have.as_ref().is_none_or(|h| list.iter().any(|n| !h.iter().any(|x| x == n))) {
+            if have
+                .as_ref()
+                .is_none_or(|h| list.iter().any(|n| !h.iter().any(|x| x == n)))
+            {
                 ctx.emit(id, node.kind, None, "creating", Some(list.join(", ")));
             }
             let made = aws::eks::ensure_addons(
@@ -902,7 +935,11 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 Duration::from_secs(15 * 60),
             )
             .await?;
-            let action = if made.is_empty() { "existing" } else { "created" };
+            let action = if made.is_empty() {
+                "existing"
+            } else {
+                "created"
+            };
             ctx.done(id, node.kind, &list.join(","), action, None);
         }
         Desired::Nodegroup {
@@ -1300,7 +1337,11 @@ async fn ensure_eks_cluster(
             return Err(AwsError::unexpected(
                 "adopting EKS cluster",
                 name,
-                format!("it exists without the tag {}={}", tags::CLUSTER_TAG, ctx.spec.name),
+                format!(
+                    "it exists without the tag {}={}",
+                    tags::CLUSTER_TAG,
+                    ctx.spec.name
+                ),
             ));
         }
         Some(k) if k.status == "ACTIVE" => "existing",
@@ -1322,7 +1363,13 @@ async fn ensure_eks_cluster(
                 .cloned()
                 .ok_or_else(|| internal("cluster-role ran first"))?;
             let vpc = ctx.id(graph::VPC)?;
-            ctx.emit(id, kind, None, "creating", Some(format!("Kubernetes {version}")));
+            ctx.emit(
+                id,
+                kind,
+                None,
+                "creating",
+                Some(format!("Kubernetes {version}")),
+            );
             let input = aws::eks::ClusterInput {
                 name,
                 version,
@@ -1391,7 +1438,11 @@ async fn ensure_nodegroup(
         Some(g) if !g.owned => Err(AwsError::unexpected(
             "adopting EKS node group",
             name,
-            format!("it exists without the tag {}={}", tags::CLUSTER_TAG, ctx.spec.name),
+            format!(
+                "it exists without the tag {}={}",
+                tags::CLUSTER_TAG,
+                ctx.spec.name
+            ),
         )),
         Some(g) => {
             if g.status != "ACTIVE" {
