@@ -144,3 +144,59 @@ async fn minting_against_another_ca_fails_with_a_reason() {
         "nothing sent to an untrusted server"
     );
 }
+
+/// EKS: the endpoint's own certificate, no client certificate, and a fresh `k8s-aws-v1.` token
+/// for every request.
+#[tokio::test]
+async fn eks_clusters_are_probed_with_a_bearer_token_per_request() {
+    use provision::engine::probe::{ApiClient, wait_cluster_with};
+    let ca = generate_ca(time::OffsetDateTime::now_utc()).unwrap();
+    let (server, recorded) = common::api_server_bearer(&ca, 2, 2).await;
+    let creds = aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+    let client = ApiClient::eks_with(&ca.cert_pem, creds, "us-east-1", "demo").unwrap();
+    let (events, _) = sink();
+    wait_cluster_with(
+        &server,
+        &client,
+        2,
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        &events,
+        Instant::now(),
+    )
+    .await
+    .unwrap();
+    let reqs = recorded.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2, "/readyz, then the nodes");
+    let tokens: Vec<&str> = reqs
+        .iter()
+        .filter_map(|r| {
+            r.lines()
+                .find_map(|l| l.strip_prefix("Authorization: Bearer "))
+        })
+        .collect();
+    assert_eq!(tokens.len(), 2);
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.starts_with("k8s-aws-v1.") && !t.contains('='))
+    );
+
+    // Without the token the stand-in answers 401, and the probe says so.
+    let plain = ApiClient::kubeadm(&ca).unwrap();
+    let err = wait_cluster_with(
+        &server,
+        &plain,
+        2,
+        Duration::from_millis(200),
+        Duration::from_millis(50),
+        &events,
+        Instant::now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("401") || err.to_string().contains("TLS"),
+        "{err}"
+    );
+}

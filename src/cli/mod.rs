@@ -323,12 +323,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Up(a) => {
             let spec = load_spec(&a.spec.file, &out)?;
-            if let Some(url) = &a.api_server {
-                if !url.starts_with("https://") || url.len() <= "https://".len() {
-                    return Err(Failure::Usage(format!(
-                        "--api-server: `{url}` is not an https:// URL"
-                    )));
-                }
+            if let Some(url) = &a.api_server
+                && (!url.starts_with("https://") || url.len() <= "https://".len())
+            {
+                return Err(Failure::Usage(format!(
+                    "--api-server: `{url}` is not an https:// URL"
+                )));
             }
             let kubeconfig = if a.no_kubeconfig {
                 None

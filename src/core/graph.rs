@@ -897,7 +897,7 @@ pub fn teardown_order() -> Vec<(TeardownStep, Vec<TeardownStep>)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::core::spec;
 
@@ -906,6 +906,157 @@ mod tests {
             "name = \"demo\"\nregion = \"us-east-1\"\nkind = \"kubeadm\"\n[network]\nvpc_cidr = \"10.0.0.0/16\"\navailability_zones = {azs}\nadmin_cidrs = [\"203.0.113.0/24\"]\n[kubeadm]\ncni = \"calico\"\ninstance_type = \"t3.medium\"\nworkers = {workers}\n"
         );
         spec::parse("t.toml", &text).unwrap().0
+    }
+
+    pub(crate) fn eks_spec(extra_network: &str) -> ClusterSpec {
+        let text = format!(
+            "name = \"e\"\nregion = \"us-east-1\"\nkind = \"eks\"\n[network]\nvpc_cidr = \"10.0.0.0/16\"\nadmin_cidrs = [\"203.0.113.0/24\"]\n{extra_network}\n[eks.nodegroup]\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 3\ndesired = 2\n"
+        );
+        spec::parse("t.toml", &text).unwrap().0
+    }
+
+    fn deps<'a>(g: &'a Graph, id: &str) -> &'a [String] {
+        &g.get(id).unwrap_or_else(|| panic!("no {id}")).deps
+    }
+
+    /// Everything `id` waits for, directly or not.
+    fn waits_for(g: &Graph, id: &str, other: &str) -> bool {
+        let mut todo = vec![id.to_string()];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = todo.pop() {
+            for d in deps(g, &n) {
+                if d == other {
+                    return true;
+                }
+                if seen.insert(d.clone()) {
+                    todo.push(d.clone());
+                }
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn eks_graph_shares_the_network_and_orders_addons_around_the_node_group() {
+        let g = build(&eks_spec(""));
+        let ids: Vec<&str> = g.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                AZS,
+                VPC,
+                "subnet-0",
+                "subnet-1",
+                IGW,
+                ROUTE_TABLE,
+                SG_CONTROL_PLANE,
+                CLUSTER_ROLE,
+                NODE_ROLE,
+                EBS_CSI_ROLE,
+                EKS_CLUSTER,
+                ACCESS_ENTRIES,
+                ADDONS_BASE,
+                NODEGROUP,
+                ADDONS
+            ]
+        );
+        // The roles and the network are independent: created concurrently.
+        assert!(deps(&g, CLUSTER_ROLE).is_empty() && deps(&g, NODE_ROLE).is_empty());
+        assert!(waits_for(&g, EKS_CLUSTER, CLUSTER_ROLE));
+        assert!(waits_for(&g, EKS_CLUSTER, "subnet-1"));
+        assert!(
+            !waits_for(&g, EKS_CLUSTER, NODE_ROLE),
+            "the node role is not on the cluster's path"
+        );
+        // The pod network before the nodes, CoreDNS and the CSI controller after them.
+        assert!(waits_for(&g, NODEGROUP, ADDONS_BASE));
+        assert!(waits_for(&g, ADDONS, NODEGROUP));
+        assert!(waits_for(&g, ADDONS, EBS_CSI_ROLE));
+        let names = |id: &str| match &g.get(id).unwrap().desired {
+            Desired::Addons { names } => names.clone(),
+            other => panic!("{other:?}"),
+        };
+        let base: Vec<String> = names(ADDONS_BASE).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(base, ["vpc-cni", "kube-proxy", "eks-pod-identity-agent"]);
+        assert_eq!(
+            names(ADDONS),
+            [
+                ("coredns".to_string(), None),
+                (
+                    "aws-ebs-csi-driver".to_string(),
+                    Some(EBS_CSI_ROLE.to_string())
+                )
+            ]
+        );
+        match &g.get(NODE_ROLE).unwrap().desired {
+            Desired::Role {
+                service, policies, ..
+            } => {
+                assert_eq!(*service, "ec2.amazonaws.com");
+                assert_eq!(policies, &EKS_NODE_POLICIES.map(String::from));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &g.get(NODEGROUP).unwrap().desired {
+            Desired::Nodegroup {
+                subnets, scaling, ..
+            } => {
+                assert_eq!(subnets, &["subnet-0", "subnet-1"]);
+                assert_eq!(*scaling, (1, 3, 2));
+            }
+            other => panic!("{other:?}"),
+        }
+        // No kubeadm nodes, and no instance-profile or secret for EKS.
+        assert!(g.nodes.iter().all(|n| !matches!(
+            n.kind,
+            Kind::Instance | Kind::Secret | Kind::InstanceProfile | Kind::Ami
+        )));
+        // EKS's own groups guard the nodes: ours has no rule unless the private endpoint is on.
+        assert!(rules(&eks_spec(""), SgRole::ControlPlane).is_empty());
+    }
+
+    #[test]
+    fn private_subnets_route_through_one_nat_gateway_and_host_the_nodes() {
+        let g = build(&eks_spec("private_subnets = true"));
+        assert!(waits_for(&g, NAT_GATEWAY, NAT_EIP));
+        assert!(
+            waits_for(&g, NAT_GATEWAY, ROUTE_TABLE),
+            "the public subnet is routed first"
+        );
+        match &g.get(PRIVATE_ROUTE_TABLE).unwrap().desired {
+            Desired::RouteTable { gateway, subnets } => {
+                assert_eq!(gateway, NAT_GATEWAY);
+                assert_eq!(subnets, &["private-subnet-0", "private-subnet-1"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &g.get(NODEGROUP).unwrap().desired {
+            Desired::Nodegroup { subnets, .. } => {
+                assert_eq!(subnets, &["private-subnet-0", "private-subnet-1"])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            waits_for(&g, NODEGROUP, PRIVATE_ROUTE_TABLE),
+            "nodes need their way out"
+        );
+        assert!(waits_for(&g, EKS_CLUSTER, "private-subnet-1"));
+        match &g.get("private-subnet-0").unwrap().desired {
+            Desired::Subnet { public, .. } => assert!(!public),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_private_endpoint_opens_443_to_the_admin_cidrs_only() {
+        let mut spec = eks_spec("");
+        if let Flavor::Eks(e) = &mut spec.flavor {
+            e.endpoint_private_access = true;
+        }
+        let r = rules(&spec, SgRole::ControlPlane);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].from_port, r[0].to_port), (443, 443));
+        assert_eq!(r[0].source, Source::Cidr("203.0.113.0/24".parse().unwrap()));
     }
 
     #[test]

@@ -782,6 +782,133 @@ mod tests {
         crate::core::spec::parse("t.toml", text).unwrap().0
     }
 
+    fn eks_observed(spec: &crate::core::spec::ClusterSpec) -> Observed {
+        let g = build(spec);
+        let mut obs = Observed::default();
+        for n in &g.nodes {
+            if let Desired::Role { name, policies, .. } = &n.desired {
+                obs.roles.push(ObsIam {
+                    logical: n.id.clone(),
+                    name: name.clone(),
+                    arn: format!("arn:aws:iam::1:role/{name}"),
+                    owned: true,
+                    policies: Some(
+                        policies
+                            .iter()
+                            .map(|p| format!("arn:aws:iam::aws:policy/{p}"))
+                            .collect(),
+                    ),
+                });
+            }
+        }
+        obs.eks = Some(ObsEks {
+            name: spec.name.clone(),
+            arn: "arn:aws:eks:us-east-1:1:cluster/e".into(),
+            status: "ACTIVE".into(),
+            version: "1.35".into(),
+            endpoint: Some("https://x".into()),
+            ca_data: None,
+            owned: true,
+            addons: crate::core::spec::DEFAULT_EKS_ADDONS
+                .map(String::from)
+                .to_vec(),
+            access_entries: Vec::new(),
+        });
+        obs.nodegroup = Some(ObsNodegroup {
+            name: graph::nodegroup_name(&spec.name),
+            status: "ACTIVE".into(),
+            min: 1,
+            max: 3,
+            desired: 2,
+            owned: true,
+        });
+        obs
+    }
+
+    #[test]
+    fn eks_drift_is_planned_as_updates() {
+        let spec = graph::tests::eks_spec("");
+        let g = build(&spec);
+        let mut obs = eks_observed(&spec);
+        let keep = |obs: &Observed, id: &str| {
+            let p = diff(&g, obs);
+            let item = p.iter().find(|p| p.id == id).unwrap().clone();
+            (item.action, item.changes)
+        };
+        for id in [
+            graph::EKS_CLUSTER,
+            graph::NODEGROUP,
+            graph::ADDONS,
+            graph::ADDONS_BASE,
+            graph::NODE_ROLE,
+        ] {
+            assert_eq!(keep(&obs, id).0, Action::Keep, "{id}");
+        }
+        obs.nodegroup.as_mut().unwrap().desired = 1;
+        obs.eks.as_mut().unwrap().addons.retain(|a| a != "coredns");
+        obs.roles[1].policies.as_mut().unwrap().pop();
+        assert_eq!(
+            keep(&obs, graph::NODEGROUP),
+            (
+                Action::Update,
+                vec!["scale min/max/desired 1/3/1 to 1/3/2".to_string()]
+            )
+        );
+        assert_eq!(
+            keep(&obs, graph::ADDONS),
+            (Action::Update, vec!["install coredns".to_string()])
+        );
+        assert_eq!(keep(&obs, graph::ADDONS_BASE).0, Action::Keep);
+        let (a, c) = keep(&obs, &obs.roles[1].logical.clone());
+        assert_eq!(a, Action::Update);
+        assert_eq!(c.len(), 1, "{c:?}");
+        obs.eks.as_mut().unwrap().owned = false;
+        assert!(keep(&obs, graph::EKS_CLUSTER).1[0].contains("refusing to adopt"));
+        obs.eks.as_mut().unwrap().owned = true;
+        obs.eks.as_mut().unwrap().status = "FAILED".into();
+        assert!(keep(&obs, graph::EKS_CLUSTER).1[0].contains(IMMUTABLE));
+    }
+
+    #[test]
+    fn destroy_lists_what_kubernetes_made_and_the_eks_objects() {
+        let spec = graph::tests::eks_spec("");
+        let mut obs = eks_observed(&spec);
+        obs.leftovers.load_balancers.push(ObsLoadBalancer {
+            id: "arn:lb".into(),
+            classic: false,
+        });
+        obs.leftovers.interfaces.push("eni-1".into());
+        let items = destroy_items(&obs);
+        let step = |id: &str| {
+            items
+                .iter()
+                .find(|(_, i)| i.aws_id.as_deref() == Some(id))
+                .unwrap()
+                .0
+        };
+        assert_eq!(step("arn:lb"), TeardownStep::KubernetesLoadBalancers);
+        assert_eq!(step("eni-1"), TeardownStep::NetworkInterfaces);
+        assert_eq!(step("e"), TeardownStep::EksClusters);
+        assert_eq!(step("e-nodes"), TeardownStep::Nodegroups);
+        assert_eq!(step("coredns"), TeardownStep::Addons);
+        assert_eq!(
+            items
+                .iter()
+                .filter(|(s, _)| *s == TeardownStep::Roles)
+                .count(),
+            3
+        );
+        // Someone else's cluster of the same name: nothing of it is listed.
+        obs.eks.as_mut().unwrap().owned = false;
+        obs.nodegroup = None;
+        let items = destroy_items(&obs);
+        assert!(
+            !items
+                .iter()
+                .any(|(s, _)| matches!(s, TeardownStep::EksClusters | TeardownStep::Addons))
+        );
+    }
+
     #[test]
     fn empty_account_means_create_everything() {
         let plan = diff(&build(&spec()), &Observed::default());

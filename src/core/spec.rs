@@ -491,14 +491,15 @@ impl Validator<'_> {
                 None
             }
         };
-        if let Some(p) = raw.network.get_ref().private_subnets.as_ref() {
-            if *p.get_ref() && raw.kind.get_ref() == "kubeadm" {
-                self.err(
+        if let Some(p) = raw.network.get_ref().private_subnets.as_ref()
+            && *p.get_ref()
+            && raw.kind.get_ref() == "kubeadm"
+        {
+            self.err(
                     p,
                     "network.private_subnets",
                     "private subnets (behind a NAT gateway) are for kind = \"eks\"; kubeadm nodes live in the public subnets",
                 );
-            }
         }
         let flavor = match raw.kind.get_ref().as_str() {
             "eks" => Flavor::Eks(eks?),
@@ -540,14 +541,14 @@ impl Validator<'_> {
 
     fn network(&mut self, n: &RawNetwork) -> Option<NetworkSpec> {
         let vpc = self.cidr(&n.vpc_cidr, "network.vpc_cidr");
-        if let Some(vpc) = vpc {
-            if !(16..=28).contains(&vpc.prefix()) {
-                self.err(
-                    &n.vpc_cidr,
-                    "network.vpc_cidr",
-                    format!("`{vpc}`: AWS VPC blocks are /16 to /28"),
-                );
-            }
+        if let Some(vpc) = vpc
+            && !(16..=28).contains(&vpc.prefix())
+        {
+            self.err(
+                &n.vpc_cidr,
+                "network.vpc_cidr",
+                format!("`{vpc}`: AWS VPC blocks are /16 to /28"),
+            );
         }
         let azs = match &n.availability_zones {
             None => 2,
@@ -973,10 +974,10 @@ impl Validator<'_> {
                     );
                 }
             }
-            if let Some(n) = net {
-                if pod.overlaps(&n.vpc_cidr) {
-                    self.push(span.clone(), "kubeadm.pod_cidr", format!("pod network {pod} overlaps network.vpc_cidr {}; set kubeadm.pod_cidr to a free range", n.vpc_cidr));
-                }
+            if let Some(n) = net
+                && pod.overlaps(&n.vpc_cidr)
+            {
+                self.push(span.clone(), "kubeadm.pod_cidr", format!("pod network {pod} overlaps network.vpc_cidr {}; set kubeadm.pod_cidr to a free range", n.vpc_cidr));
             }
             if pod.overlaps(&service_cidr) {
                 self.push(
@@ -986,17 +987,17 @@ impl Validator<'_> {
                 );
             }
         }
-        if let Some(n) = net {
-            if n.vpc_cidr.overlaps(&service_cidr) {
-                self.push(
-                    0..0,
-                    "network.vpc_cidr",
-                    format!(
-                        "{} overlaps the Kubernetes service network {service_cidr}",
-                        n.vpc_cidr
-                    ),
-                );
-            }
+        if let Some(n) = net
+            && n.vpc_cidr.overlaps(&service_cidr)
+        {
+            self.push(
+                0..0,
+                "network.vpc_cidr",
+                format!(
+                    "{} overlaps the Kubernetes service network {service_cidr}",
+                    n.vpc_cidr
+                ),
+            );
         }
         let root = match &k.root_volume_gb {
             None => 30,

@@ -201,10 +201,10 @@ pub async fn request(
         .await
         .map_err(|_| "reading the answer: timed out".to_string())?;
     // Servers may close without a TLS close_notify after `Connection: close`.
-    if let Err(e) = read {
-        if raw.is_empty() {
-            return Err(e.to_string());
-        }
+    if let Err(e) = read
+        && raw.is_empty()
+    {
+        return Err(e.to_string());
     }
     parse_response(&raw)
 }

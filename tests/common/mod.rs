@@ -261,6 +261,26 @@ pub async fn api_server_recording(
     ready: usize,
     total: usize,
 ) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    serve(ca, readyz, ready, total, true).await
+}
+
+/// A stand-in for an EKS API server: no client certificate, but every request needs an
+/// `Authorization: Bearer k8s-aws-v1.…` header (401 without). Records every request.
+pub async fn api_server_bearer(
+    ca: &Ca,
+    ready: usize,
+    total: usize,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    serve(ca, "ok", ready, total, false).await
+}
+
+async fn serve(
+    ca: &Ca,
+    readyz: &'static str,
+    ready: usize,
+    total: usize,
+    client_cert: bool,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
     let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
     let rec = recorded.clone();
     let now = time::OffsetDateTime::now_utc();
@@ -278,10 +298,15 @@ pub async fn api_server_recording(
     )
     .build()
     .unwrap();
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
+        .unwrap();
+    let builder = if client_cert {
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let cfg = builder
         .with_single_cert(
             vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
             PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
@@ -324,12 +349,20 @@ pub async fn api_server_recording(
                     }
                 };
                 rec.lock().unwrap().push(req.clone());
-                let (status, body) =
-                    if req.starts_with("POST /api/v1/namespaces/kube-system/secrets ") {
-                        ("201 Created", r#"{"kind":"Secret"}"#.to_string())
-                    } else {
-                        ("200 OK", String::new())
-                    };
+                let authorized = client_cert
+                    || req
+                        .lines()
+                        .any(|l| l.starts_with("Authorization: Bearer k8s-aws-v1."));
+                let (status, body) = if !authorized {
+                    (
+                        "401 Unauthorized",
+                        r#"{"kind":"Status","code":401}"#.to_string(),
+                    )
+                } else if req.starts_with("POST /api/v1/namespaces/kube-system/secrets ") {
+                    ("201 Created", r#"{"kind":"Secret"}"#.to_string())
+                } else {
+                    ("200 OK", String::new())
+                };
                 let body = if !body.is_empty() {
                     body
                 } else if req.starts_with("GET /readyz ") {
