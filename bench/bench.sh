@@ -62,6 +62,36 @@ for w in "${workers[@]}"; do
     done
   done
 done
+
+# EKS (config/eks.toml), with and without private subnets behind a NAT gateway. The emulator's
+# EKS is ACTIVE at once, so these are the engine's own costs, not EKS's 10 minutes.
+echo
+echo "| EKS | run | up ms | up calls | re-up ms | re-up calls | down ms | down calls |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for variant in public private; do
+  for run in $(seq 1 "$runs"); do
+    name="bench-eks-${variant}-r${run}"
+    spec="$work/$name.toml"
+    sed -e "s/^name = .*/name = \"$name\"/" config/eks.toml > "$spec"
+    if [ "$variant" = private ]; then
+      sed -i -e 's/^# private_subnets = true.*/private_subnets = true/' "$spec"
+    fi
+    t0=$(now)
+    "$bin" --output json up -f "$spec" --no-kubeconfig > "$work/up.json" 2>/dev/null
+    t1=$(now)
+    "$bin" --output json up -f "$spec" --no-kubeconfig > "$work/reup.json" 2>/dev/null
+    t2=$(now)
+    "$bin" --output json down -f "$spec" > "$work/down.json" 2>/dev/null
+    t3=$(now)
+    up=$(calls < "$work/up.json")
+    reup=$(calls < "$work/reup.json")
+    down=$(calls < "$work/down.json")
+    echo "| $variant subnets | $run | $(ms "$t0" "$t1") | ${up%%;*} | $(ms "$t1" "$t2") | ${reup%%;*} | $(ms "$t2" "$t3") | ${down%%;*} |"
+    if [ "$run" = 1 ]; then
+      details+=$'\n'"- EKS $variant, up: ${up#*;}"$'\n'"- EKS $variant, re-up: ${reup#*;}"$'\n'"- EKS $variant, down: ${down#*;}"
+    fi
+  done
+done
 echo
 echo "Calls by operation (first run of each size):"
 echo "$details"

@@ -402,3 +402,133 @@ async fn access_entries_get_their_policy_and_scope() {
         "its association is restored"
     );
 }
+
+fn nodegroup(status: aws_sdk_eks::types::NodegroupStatus) -> aws_sdk_eks::types::Nodegroup {
+    aws_sdk_eks::types::Nodegroup::builder()
+        .nodegroup_name("demo-nodes")
+        .status(status)
+        .health(
+            aws_sdk_eks::types::NodegroupHealth::builder()
+                .issues(
+                    aws_sdk_eks::types::Issue::builder()
+                        .code(aws_sdk_eks::types::NodegroupIssueCode::NodeCreationFailure)
+                        .message("Instances failed to join the kubernetes cluster")
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_node_group_wait_sits_through_creating_and_reports_why_it_failed() {
+    use aws_sdk_eks::operation::describe_nodegroup::DescribeNodegroupOutput;
+    use aws_sdk_eks::types::NodegroupStatus;
+    let describe = mock!(Client::describe_nodegroup)
+        .sequence()
+        .output(|| {
+            DescribeNodegroupOutput::builder()
+                .nodegroup(nodegroup(NodegroupStatus::Creating))
+                .build()
+        })
+        .times(2)
+        .output(|| {
+            DescribeNodegroupOutput::builder()
+                .nodegroup(nodegroup(NodegroupStatus::Active))
+                .build()
+        })
+        .output(|| {
+            DescribeNodegroupOutput::builder()
+                .nodegroup(nodegroup(NodegroupStatus::CreateFailed))
+                .build()
+        })
+        .build();
+    let c = clients(&[&describe], RuleMode::Sequential).await;
+    let start = tokio::time::Instant::now();
+    eks::wait_nodegroup_active(&c, "demo", "demo-nodes", Duration::from_secs(1800))
+        .await
+        .unwrap();
+    assert_eq!(describe.num_calls(), 3);
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+    let err = eks::wait_nodegroup_active(&c, "demo", "demo-nodes", Duration::from_secs(1800))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("CREATE_FAILED")
+            && msg.contains("NodeCreationFailure")
+            && msg.contains("failed to join"),
+        "{msg}"
+    );
+}
+
+/// `down` deletes the node group before the cluster: EKS refuses the other order.
+#[tokio::test(start_paused = true)]
+async fn deleting_a_cluster_that_still_has_a_node_group_is_refused_with_the_aws_code() {
+    let delete = mock!(Client::delete_cluster).then_error(|| {
+        aws_sdk_eks::operation::delete_cluster::DeleteClusterError::ResourceInUseException(
+            aws_sdk_eks::types::error::ResourceInUseException::builder()
+                .message("Cluster has nodegroups attached")
+                .meta(
+                    aws_sdk_eks::error::ErrorMetadata::builder()
+                        .code("ResourceInUseException")
+                        .message("Cluster has nodegroups attached")
+                        .build(),
+                )
+                .build(),
+        )
+    });
+    let c = clients(&[&delete], RuleMode::Sequential).await;
+    let err = eks::delete_cluster(&c, "demo", Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "ResourceInUseException");
+    assert!(err.to_string().contains("demo"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_role_that_never_becomes_usable_fails_at_the_deadline_and_says_so() {
+    let create = mock!(Client::create_cluster)
+        .sequence()
+        .error(|| {
+            CreateClusterError::InvalidParameterException(
+                aws_sdk_eks::types::error::InvalidParameterException::builder()
+                    .message(PROPAGATING)
+                    .meta(
+                        aws_sdk_eks::error::ErrorMetadata::builder()
+                            .code("InvalidParameterException")
+                            .message(PROPAGATING)
+                            .build(),
+                    )
+                    .build(),
+            )
+        })
+        .times(1000)
+        .build();
+    let c = clients(&[&create], RuleMode::Sequential).await;
+    let input = eks::ClusterInput {
+        name: "demo",
+        version: "1.35",
+        role_arn: "arn:aws:iam::123456789012:role/x",
+        subnet_ids: vec!["subnet-1".into(), "subnet-2".into()],
+        security_group_ids: vec![],
+        endpoint_public_access: true,
+        endpoint_private_access: false,
+        public_access_cidrs: vec!["198.51.100.0/24".into()],
+        tags: &[],
+        client_token: "t".into(),
+    };
+    let start = tokio::time::Instant::now();
+    let err = eks::create_cluster(&c, &input).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("300 s") && msg.contains("could not be assumed"),
+        "{msg}"
+    );
+    assert!(start.elapsed() <= Duration::from_secs(300));
+    assert!(
+        create.num_calls() > 10,
+        "retried with backoff: {}",
+        create.num_calls()
+    );
+}

@@ -379,19 +379,28 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     report.cluster,
                     report.resources.len()
                 );
-                println!(
-                    "  control plane   {} (private {})",
-                    report.master_public_ip.as_deref().unwrap_or("-"),
-                    report.master_private_ip.as_deref().unwrap_or("-")
-                );
+                let eks = report.kind == "eks";
+                if !eks {
+                    println!(
+                        "  control plane   {} (private {})",
+                        report.master_public_ip.as_deref().unwrap_or("-"),
+                        report.master_private_ip.as_deref().unwrap_or("-")
+                    );
+                }
                 println!(
                     "  API endpoint    {}",
                     report.api_endpoint.as_deref().unwrap_or("-")
                 );
                 if let Some(k) = &report.kubeconfig {
                     println!("  kubeconfig      {k} (context {})", report.cluster);
+                    if eks {
+                        println!(
+                            "  credentials     `provision token --cluster {} --region {}` (kubectl runs it)",
+                            report.cluster, report.region
+                        );
+                    }
                 }
-                if a.wait < WaitFor::Cluster {
+                if a.wait < WaitFor::Cluster && !eks {
                     println!(
                         "  the nodes bootstrap themselves; `kubectl get nodes` shows them Ready in a few minutes (or use --wait cluster)"
                     );

@@ -1394,14 +1394,33 @@ async fn ensure_eks_cluster(
             "created"
         }
     };
-    let active = aws::eks::wait_cluster_active_with(
-        c,
-        name,
-        aws::eks::POLL_INTERVAL,
-        ctx.eks_timeout,
-        &progress(ctx, format!("EKS cluster {name}")),
-    )
-    .await?;
+    let known_active = ctx
+        .obs
+        .eks
+        .as_ref()
+        .filter(|k| k.owned && k.status == "ACTIVE");
+    let active = match known_active {
+        // Discovery just described it: no second DescribeCluster.
+        Some(k) => aws::eks::EksCluster {
+            name: k.name.clone(),
+            arn: k.arn.clone(),
+            status: k.status.clone(),
+            endpoint: k.endpoint.clone(),
+            ca_data: k.ca_data.clone(),
+            version: Some(k.version.clone()),
+            tags: Default::default(),
+        },
+        None => {
+            aws::eks::wait_cluster_active_with(
+                c,
+                name,
+                aws::eks::POLL_INTERVAL,
+                ctx.eks_timeout,
+                &progress(ctx, format!("EKS cluster {name}")),
+            )
+            .await?
+        }
+    };
     let detail = active.endpoint.clone();
     ctx.out().eks = Some(active);
     ctx.done(id, kind, name, action, detail);
