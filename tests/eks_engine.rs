@@ -507,6 +507,7 @@ async fn down_removes_what_kubernetes_made_in_the_vpc_before_the_cluster() {
     assert!(last("DeleteTargetGroup") < first("DeleteNodegroup"));
     assert!(first("RevokeSecurityGroupIngress") < first("DeleteNodegroup"));
     assert!(first("DeleteNodegroup") < first("DeleteAddon"));
+    assert!(last("DeleteNodegroup") < first("DeleteLaunchTemplate"));
     assert!(last("DeleteAddon") < first("DeleteCluster"));
     assert!(last("DeleteAccessEntry") < first("DeleteCluster"));
     assert!(first("DeleteCluster") < first("DeleteNetworkInterface"));

@@ -210,6 +210,7 @@ async fn cluster_and_nodegroup_lifecycle() {
         spec: &spec,
         node_role_arn: &node_arn,
         subnet_ids: subnets.clone(),
+        launch_template: None,
         tags: &tags,
         client_token: format!("{name}-workers"),
     };

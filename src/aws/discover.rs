@@ -8,7 +8,7 @@ use super::{AwsError, Clients, cluster_filter, tag_value};
 use crate::core::graph;
 use crate::core::plan::{
     ObsAddress, ObsEks, ObsIam, ObsIgw, ObsInstance, ObsNat, ObsNodegroup, ObsProfile,
-    ObsRouteTable, ObsRule, ObsSecret, ObsSg, ObsSubnet, ObsVpc, Observed,
+    ObsRouteTable, ObsRule, ObsSecret, ObsSg, ObsSubnet, ObsTemplate, ObsVpc, Observed,
 };
 use crate::core::tags::{CLUSTER_TAG, RESOURCE_TAG, node_role_name, role_name};
 
@@ -70,7 +70,7 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         instances,
         roles,
         (profile, secret, ca_policy),
-        (addresses, nat_gateways),
+        (addresses, nat_gateways, launch_templates),
         (eks_cluster, nodegroup),
     ) = tokio::try_join!(
         vpcs(c, cluster),
@@ -92,9 +92,13 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         },
         async {
             if !eks {
-                return Ok((Vec::new(), Vec::new()));
+                return Ok((Vec::new(), Vec::new(), Vec::new()));
             }
-            tokio::try_join!(addresses(c, cluster), nat_gateways(c, cluster))
+            tokio::try_join!(
+                addresses(c, cluster),
+                nat_gateways(c, cluster),
+                launch_templates(c, cluster)
+            )
         },
         async {
             if !eks {
@@ -118,6 +122,7 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         nat_gateways,
         eks: eks_cluster,
         nodegroup,
+        launch_templates,
         leftovers: Default::default(),
     };
     if scope.vpc_attributes {
@@ -478,4 +483,17 @@ pub(crate) fn obs_profile(p: &aws_sdk_iam::types::InstanceProfile, cluster: &str
             .collect(),
         owned: iam_owned(p.tags(), cluster),
     }
+}
+
+async fn launch_templates(c: &Clients, cluster: &str) -> Result<Vec<ObsTemplate>, AwsError> {
+    let items = list_tagged!(c, describe_launch_templates, cluster, "launch templates");
+    Ok(items
+        .into_iter()
+        .filter(|t| owned(t.tags(), cluster))
+        .map(|t| ObsTemplate {
+            id: t.launch_template_id().unwrap_or_default().into(),
+            logical: logical(t.tags()),
+            name: t.launch_template_name().unwrap_or_default().into(),
+        })
+        .collect())
 }

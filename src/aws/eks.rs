@@ -335,6 +335,8 @@ pub struct NodegroupInput<'a> {
     pub spec: &'a NodegroupSpec,
     pub node_role_arn: &'a str,
     pub subnet_ids: Vec<String>,
+    /// A launch template id (its default version); the root volume size then comes from it.
+    pub launch_template: Option<String>,
     pub tags: &'a [(String, String)],
     pub client_token: String,
 }
@@ -369,13 +371,21 @@ pub async fn create_nodegroup(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let out = retry(Backoff::IAM_PROPAGATION, is_iam_propagation, || async {
-        c.eks
+        let req = c
+            .eks
             .create_nodegroup()
             .cluster_name(i.cluster)
             .nodegroup_name(i.name)
-            .scaling_config(scaling.clone())
-            .disk_size(i32::try_from(g.disk_size).unwrap_or(20))
-            .set_subnets(Some(i.subnet_ids.clone()))
+            .scaling_config(scaling.clone());
+        let req = match &i.launch_template {
+            Some(id) => req.launch_template(
+                aws_sdk_eks::types::LaunchTemplateSpecification::builder()
+                    .id(id)
+                    .build(),
+            ),
+            None => req.disk_size(i32::try_from(g.disk_size).unwrap_or(20)),
+        };
+        req.set_subnets(Some(i.subnet_ids.clone()))
             .set_instance_types(Some(g.instance_types.clone()))
             .ami_type(ami.clone())
             .capacity_type(capacity.clone())

@@ -11,6 +11,7 @@ pub mod eks;
 pub mod error;
 pub mod iam;
 pub mod instance;
+pub mod launch_template;
 pub mod leftovers;
 pub mod lookup;
 pub mod network;

@@ -35,6 +35,7 @@ pub enum Kind {
     /// A set of EKS add-ons.
     Addons,
     Nodegroup,
+    LaunchTemplate,
     /// What Kubernetes made, deleted by `down` only.
     LoadBalancer,
     TargetGroup,
@@ -63,6 +64,7 @@ impl Kind {
             Kind::AccessEntries => "access-entries",
             Kind::Addons => "addons",
             Kind::Nodegroup => "nodegroup",
+            Kind::LaunchTemplate => "launch-template",
             Kind::LoadBalancer => "load-balancer",
             Kind::TargetGroup => "target-group",
             Kind::NetworkInterface => "network-interface",
@@ -193,6 +195,11 @@ pub enum Desired {
     Addons {
         names: Vec<(String, Option<String>)>,
     },
+    /// The node group's launch template: IMDSv2 required, an encrypted gp3 root volume.
+    LaunchTemplate {
+        name: String,
+        disk_gb: u32,
+    },
     Nodegroup {
         name: String,
         subnets: Vec<String>,
@@ -243,6 +250,7 @@ pub const ADDONS_BASE: &str = "addons-base";
 /// ACTIVE once nodes exist.
 pub const ADDONS: &str = "addons";
 pub const NODEGROUP: &str = "nodegroup";
+pub const NODE_TEMPLATE: &str = "node-launch-template";
 /// The EBS CSI driver's controller service account (EKS Pod Identity association).
 pub const EBS_CSI_SERVICE_ACCOUNT: &str = "ebs-csi-controller-sa";
 
@@ -684,7 +692,16 @@ fn eks_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String], private
     } else {
         private_ids.to_vec()
     };
-    let mut ng_deps: Vec<&str> = vec![EKS_CLUSTER, NODE_ROLE];
+    b.add(
+        NODE_TEMPLATE,
+        Kind::LaunchTemplate,
+        Desired::LaunchTemplate {
+            name: format!("provision-{}-nodes", spec.name),
+            disk_gb: e.nodegroup.disk_size,
+        },
+        &[],
+    );
+    let mut ng_deps: Vec<&str> = vec![EKS_CLUSTER, NODE_ROLE, NODE_TEMPLATE];
     if has_base {
         ng_deps.push(ADDONS_BASE);
     }
@@ -776,6 +793,7 @@ pub enum TeardownStep {
     /// What Kubernetes made in the VPC: load balancers, their target groups and security groups.
     KubernetesLoadBalancers,
     Nodegroups,
+    LaunchTemplates,
     Addons,
     AccessEntries,
     EksClusters,
@@ -799,6 +817,7 @@ impl TeardownStep {
         match self {
             TeardownStep::KubernetesLoadBalancers => "kubernetes-load-balancers",
             TeardownStep::Nodegroups => "nodegroups",
+            TeardownStep::LaunchTemplates => "launch-templates",
             TeardownStep::Addons => "addons",
             TeardownStep::AccessEntries => "access-entries",
             TeardownStep::EksClusters => "eks-clusters",
@@ -838,6 +857,7 @@ pub fn teardown_order() -> Vec<(TeardownStep, Vec<TeardownStep>)> {
     let direct = vec![
         (KubernetesLoadBalancers, vec![]),
         (Nodegroups, vec![KubernetesLoadBalancers]),
+        (LaunchTemplates, vec![Nodegroups]),
         (Addons, vec![Nodegroups]),
         (AccessEntries, vec![KubernetesLoadBalancers]),
         (EksClusters, vec![Nodegroups, Addons, AccessEntries]),
@@ -956,6 +976,7 @@ pub(crate) mod tests {
                 EKS_CLUSTER,
                 ACCESS_ENTRIES,
                 ADDONS_BASE,
+                NODE_TEMPLATE,
                 NODEGROUP,
                 ADDONS
             ]

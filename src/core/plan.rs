@@ -28,6 +28,7 @@ pub struct Observed {
     /// The EKS cluster of the cluster's name, if any (owned or not).
     pub eks: Option<ObsEks>,
     pub nodegroup: Option<ObsNodegroup>,
+    pub launch_templates: Vec<ObsTemplate>,
     /// What Kubernetes made in the cluster's VPC (looked up by `down` and `plan --destroy`).
     pub leftovers: Leftovers,
 }
@@ -64,6 +65,13 @@ pub struct ObsEks {
     pub addons: Vec<String>,
     /// Principal ARNs.
     pub access_entries: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsTemplate {
+    pub id: String,
+    pub logical: Option<String>,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,6 +270,11 @@ impl Observed {
                 self.eks.as_ref().map(|e| e.name.clone())
             }
             Kind::Nodegroup => self.nodegroup.as_ref().map(|n| n.name.clone()),
+            Kind::LaunchTemplate => self
+                .launch_templates
+                .iter()
+                .find(|t| by(&t.logical))
+                .map(|t| t.id.clone()),
             Kind::InstanceProfile => self.profile.as_ref().map(|r| r.name.clone()),
             Kind::Secret => self.secret.as_ref().map(|r| r.name.clone()),
             Kind::Instance => {
@@ -322,6 +335,7 @@ impl Observed {
             && self.eks.as_ref().is_none_or(|e| !e.owned)
             && self.nodegroup.as_ref().is_none_or(|n| !n.owned)
             && self.leftovers.is_empty()
+            && self.launch_templates.is_empty()
     }
 }
 
@@ -507,7 +521,9 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     }
                     if changes.is_empty() { Action::Keep } else { Action::Update }
                 }
-                (Desired::ElasticIp | Desired::NatGateway { .. }, Some(_)) => Action::Keep,
+                (Desired::ElasticIp | Desired::NatGateway { .. } | Desired::LaunchTemplate { .. }, Some(_)) => {
+                    Action::Keep
+                }
                 (Desired::EksCluster { name, version }, Some(_)) => {
                     let e = obs.eks.as_ref().expect("aws_id came from it");
                     if !e.owned {
@@ -744,6 +760,12 @@ pub fn destroy_items(obs: &Observed) -> Vec<(TeardownStep, PlanItem)> {
         out.push((
             TeardownStep::EksClusters,
             item(Kind::EksCluster, &e.name, &eks),
+        ));
+    }
+    for t in &obs.launch_templates {
+        out.push((
+            TeardownStep::LaunchTemplates,
+            item(Kind::LaunchTemplate, &t.id, &t.logical),
         ));
     }
     for n in obs.nat_gateways.iter().filter(|n| nat_is_live(&n.state)) {

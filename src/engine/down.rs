@@ -274,6 +274,13 @@ async fn run_step(
                 ctx.emit(&logical, Kind::Nodegroup, &g.name, "deleted");
             }
         }
+        TeardownStep::LaunchTemplates => {
+            for t in &ctx.obs.launch_templates {
+                ctx.emit(&t.logical, Kind::LaunchTemplate, &t.id, "deleting");
+                aws::launch_template::delete(c, &t.id).await?;
+                ctx.emit(&t.logical, Kind::LaunchTemplate, &t.id, "deleted");
+            }
+        }
         TeardownStep::Addons => {
             if let Some(e) = ctx.obs.eks.as_ref().filter(|e| e.owned) {
                 let logical = Some("addon".to_string());

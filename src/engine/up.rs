@@ -942,6 +942,21 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             };
             ctx.done(id, node.kind, &list.join(","), action, None);
         }
+        Desired::LaunchTemplate { name, disk_gb } => match &existing {
+            Some(t) => ctx.done(id, node.kind, t, "existing", None),
+            None => {
+                ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
+                let t =
+                    aws::launch_template::create(c, name, *disk_gb, &ctx.tags(id, false)).await?;
+                ctx.done(
+                    id,
+                    node.kind,
+                    &t,
+                    "created",
+                    Some(format!("IMDSv2 required, {disk_gb} GiB encrypted gp3")),
+                );
+            }
+        },
         Desired::Nodegroup {
             name,
             subnets,
@@ -1508,6 +1523,7 @@ async fn ensure_nodegroup(
                     spec: &e.nodegroup,
                     node_role_arn: &role,
                     subnet_ids,
+                    launch_template: Some(ctx.id(graph::NODE_TEMPLATE)?),
                     tags: &ctx.tags(id, false),
                     client_token: tags::client_token(&[cluster, name, &vpc]),
                 },
