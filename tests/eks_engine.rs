@@ -672,3 +672,75 @@ async fn a_kubeadm_cluster_is_not_turned_into_an_eks_one() {
     kubeadm.down();
     assert!(tagged(&sdk().await, &kubeadm.name).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_scaling_labels_and_access_are_applied_in_place() {
+    let cl = eks_cluster("eks-change", "availability_zones = 2");
+    cl.up();
+    let spec = std::fs::read_to_string(&cl.spec).unwrap();
+    let changed = spec
+        .replace("desired = 2", "desired = 3")
+        .replace(
+            r#"labels = { "example.com/pool" = "default" }"#,
+            r#"labels = { "example.com/tier" = "web" }"#,
+        )
+        .replace(
+            "principal_arn = \"arn:aws:iam::123456789012:role/platform-admins\"\npolicy = \"edit\"\nnamespaces = [\"team-a\"]",
+            "principal_arn = \"arn:aws:iam::123456789012:role/auditors\"\npolicy = \"view\"",
+        );
+    assert_ne!(spec, changed);
+    std::fs::write(&cl.spec, changed).unwrap();
+    let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
+    let updates: Vec<String> = plan.summary()["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["action"] == "update")
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        updates,
+        ["access-entries", "nodegroup"],
+        "{:?}",
+        plan.summary()["plan"]
+    );
+
+    let up = cl.up();
+    let c = sdk().await;
+    let ng = c
+        .eks
+        .describe_nodegroup()
+        .cluster_name(&cl.name)
+        .nodegroup_name(format!("{}-nodes", cl.name))
+        .send()
+        .await
+        .unwrap();
+    let ng = ng.nodegroup().unwrap();
+    assert_eq!(ng.scaling_config().unwrap().desired_size(), Some(3));
+    let labels = ng.labels().unwrap();
+    assert_eq!(
+        labels.get("example.com/tier").map(String::as_str),
+        Some("web")
+    );
+    assert!(!labels.contains_key("example.com/pool"), "{labels:?}");
+    assert_eq!(
+        up.calls("EKS", "UpdateNodegroupConfig"),
+        1,
+        "one call for both"
+    );
+    // The removed entry (ours) is gone; the new one has its policy.
+    let entries = c
+        .eks
+        .list_access_entries()
+        .cluster_name(&cl.name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        entries.access_entries(),
+        ["arn:aws:iam::123456789012:role/auditors"]
+    );
+    let again = cl.up();
+    assert_eq!(again.mutating_calls(), Vec::<String>::new());
+    cl.down();
+}

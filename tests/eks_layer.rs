@@ -128,7 +128,7 @@ async fn cluster_and_nodegroup_lifecycle() {
     let created = eks::ensure_addons(&c, &name, &want, None, &tags, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(created, addons);
+    assert_eq!(created.created, addons);
     let listed = c
         .eks
         .list_addons()
@@ -153,6 +153,7 @@ async fn cluster_and_nodegroup_lifecycle() {
         eks::ensure_addons(&c, &name, &want, None, &tags, Duration::from_secs(60))
             .await
             .unwrap()
+            .created
             .is_empty(),
         "idempotent"
     );

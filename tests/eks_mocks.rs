@@ -233,7 +233,10 @@ async fn missing_addons_are_installed_and_waited_for() {
     let created = eks::ensure_addons(&c, "demo", &want, None, &[], Duration::from_secs(600))
         .await
         .unwrap();
-    assert_eq!(created, ["vpc-cni", "kube-proxy", "aws-ebs-csi-driver"]);
+    assert_eq!(
+        created.created,
+        ["vpc-cni", "kube-proxy", "aws-ebs-csi-driver"]
+    );
     assert_eq!(
         create.num_calls(),
         2,
@@ -248,45 +251,45 @@ async fn missing_addons_are_installed_and_waited_for() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_degraded_addon_is_waited_for_and_a_failed_one_fails() {
+async fn a_new_degraded_addon_is_waited_for_an_old_one_reported_and_a_failed_one_fails() {
+    let addon = |status: AddonStatus| {
+        DescribeAddonOutput::builder()
+            .addon(
+                Addon::builder()
+                    .addon_name("coredns")
+                    .status(status)
+                    .build(),
+            )
+            .build()
+    };
     let describe = mock!(Client::describe_addon)
         .sequence()
-        .output(|| {
-            DescribeAddonOutput::builder()
-                .addon(
-                    Addon::builder()
-                        .addon_name("coredns")
-                        .status(AddonStatus::Degraded)
-                        .build(),
-                )
-                .build()
-        })
+        .output(move || addon(AddonStatus::Degraded))
         .times(2)
-        .output(|| {
-            DescribeAddonOutput::builder()
-                .addon(
-                    Addon::builder()
-                        .addon_name("coredns")
-                        .status(AddonStatus::Active)
-                        .build(),
-                )
-                .build()
-        })
-        .output(|| {
-            DescribeAddonOutput::builder()
-                .addon(
-                    Addon::builder()
-                        .addon_name("coredns")
-                        .status(AddonStatus::CreateFailed)
-                        .build(),
-                )
-                .build()
-        })
+        .output(move || addon(AddonStatus::Active))
+        .output(move || addon(AddonStatus::Degraded))
+        .output(move || addon(AddonStatus::CreateFailed))
         .build();
-    let c = clients(&[&describe], RuleMode::Sequential).await;
-    let have = vec!["coredns".to_string()];
+    let create = mock!(Client::create_addon)
+        .then_output(|| aws_sdk_eks::operation::create_addon::CreateAddonOutput::builder().build());
+    let c = clients(&[&describe, &create], RuleMode::MatchAny).await;
     let want = [eks::AddonWant::named("coredns")];
-    eks::ensure_addons(
+    // Created now: DEGRADED until its pods have nodes, so it is waited for.
+    let start = tokio::time::Instant::now();
+    let out = eks::ensure_addons(&c, "demo", &want, Some(&[]), &[], Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(out.created, ["coredns"]);
+    assert!(out.degraded.is_empty());
+    assert_eq!(describe.num_calls(), 3);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(20),
+        "polled every 10 s"
+    );
+    // Already there and DEGRADED: reported at once, not waited for 15 minutes.
+    let have = vec!["coredns".to_string()];
+    let out = eks::ensure_addons(
         &c,
         "demo",
         &want,
@@ -296,7 +299,9 @@ async fn a_degraded_addon_is_waited_for_and_a_failed_one_fails() {
     )
     .await
     .unwrap();
-    assert_eq!(describe.num_calls(), 3);
+    assert!(out.created.is_empty());
+    assert_eq!(out.degraded.len(), 1, "{:?}", out.degraded);
+    assert_eq!(describe.num_calls(), 4);
     let err = eks::ensure_addons(
         &c,
         "demo",
@@ -312,11 +317,6 @@ async fn a_degraded_addon_is_waited_for_and_a_failed_one_fails() {
 
 #[tokio::test]
 async fn access_entries_get_their_policy_and_scope() {
-    let list = mock!(Client::list_access_entries).then_output(|| {
-        aws_sdk_eks::operation::list_access_entries::ListAccessEntriesOutput::builder()
-            .access_entries("arn:aws:iam::123456789012:role/already")
-            .build()
-    });
     let create = mock!(Client::create_access_entry).then_output(|| {
         aws_sdk_eks::operation::create_access_entry::CreateAccessEntryOutput::builder().build()
     });
@@ -343,10 +343,6 @@ async fn access_entries_get_their_policy_and_scope() {
             aws_sdk_eks::operation::associate_access_policy::AssociateAccessPolicyOutput::builder()
                 .build()
         });
-    // The existing entry lost its association (a run stopped between the two calls).
-    let listed = mock!(Client::list_associated_access_policies).then_output(|| {
-        aws_sdk_eks::operation::list_associated_access_policies::ListAssociatedAccessPoliciesOutput::builder().build()
-    });
     let view = mock!(Client::associate_access_policy)
         .match_requests(|r| {
             r.principal_arn() == Some("arn:aws:iam::123456789012:role/already")
@@ -358,7 +354,7 @@ async fn access_entries_get_their_policy_and_scope() {
                 .build()
         });
     let c = clients(
-        &[&list, &create, &cluster_wide, &namespaced, &listed, &view],
+        &[&create, &cluster_wide, &namespaced, &view],
         RuleMode::MatchAny,
     )
     .await;
@@ -379,28 +375,30 @@ async fn access_entries_get_their_policy_and_scope() {
             namespaces: vec![],
         },
     ];
-    let created = eks::ensure_access_entries(
+    // The existing entry lost its association (a run stopped between the two calls).
+    let observed = [provision::core::plan::ObsAccessEntry {
+        principal: "arn:aws:iam::123456789012:role/already".into(),
+        owned: true,
+        policies: vec![],
+    }];
+    let changes = eks::ensure_access_entries(
         &c,
         "demo",
         "arn:aws:eks:us-east-1:123456789012:cluster/demo",
         &entries,
-        None,
+        Some(&observed),
         &[],
     )
     .await
     .unwrap();
-    assert_eq!(created.len(), 3);
+    assert_eq!(changes.len(), 3);
     assert_eq!(
         create.num_calls(),
         2,
         "the existing entry is not created again"
     );
     assert_eq!((cluster_wide.num_calls(), namespaced.num_calls()), (1, 1));
-    assert_eq!(
-        (listed.num_calls(), view.num_calls()),
-        (1, 1),
-        "its association is restored"
-    );
+    assert_eq!(view.num_calls(), 1, "its association is restored");
 }
 
 fn nodegroup(status: aws_sdk_eks::types::NodegroupStatus) -> aws_sdk_eks::types::Nodegroup {

@@ -153,7 +153,7 @@ async fn eks_clusters_are_probed_with_a_bearer_token_per_request() {
     let ca = generate_ca(time::OffsetDateTime::now_utc()).unwrap();
     let (server, recorded) = common::api_server_bearer(&ca, 2, 2).await;
     let creds = aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
-    let client = ApiClient::eks_with(&ca.cert_pem, creds, "us-east-1", "demo").unwrap();
+    let client = ApiClient::eks_with(&ca.cert_pem, None, creds, "us-east-1", "demo").unwrap();
     let (events, _) = sink();
     wait_cluster_with(
         &server,
@@ -181,6 +181,49 @@ async fn eks_clusters_are_probed_with_a_bearer_token_per_request() {
             .iter()
             .all(|t| t.starts_with("k8s-aws-v1.") && !t.contains('='))
     );
+
+    // Through a tunnel (--api-server https://127.0.0.1:PORT), the certificate is still checked
+    // against the endpoint's name: the stand-in's names `kubernetes`, not `other.example`.
+    let creds = aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+    let named = ApiClient::eks_with(
+        &ca.cert_pem,
+        Some("kubernetes"),
+        creds.clone(),
+        "us-east-1",
+        "demo",
+    )
+    .unwrap();
+    wait_cluster_with(
+        &server,
+        &named,
+        2,
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        &events,
+        Instant::now(),
+    )
+    .await
+    .unwrap();
+    let wrong = ApiClient::eks_with(
+        &ca.cert_pem,
+        Some("other.example"),
+        creds,
+        "us-east-1",
+        "demo",
+    )
+    .unwrap();
+    let err = wait_cluster_with(
+        &server,
+        &wrong,
+        2,
+        Duration::from_millis(200),
+        Duration::from_millis(50),
+        &events,
+        Instant::now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
 
     // Without the token the stand-in answers 401, and the probe says so.
     let plain = ApiClient::kubeadm(&ca).unwrap();

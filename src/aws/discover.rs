@@ -240,7 +240,7 @@ async fn eks_cluster(
     let ng_name = graph::nodegroup_name(cluster);
     let (addons, entries, ng) = tokio::try_join!(
         super::eks::list_addons(c, cluster),
-        super::eks::list_access_entries(c, cluster),
+        super::eks::observe_access(c, cluster, cluster),
         super::eks::describe_nodegroup(c, cluster, &ng_name),
     )?;
     obs.addons = addons;
@@ -252,6 +252,10 @@ async fn eks_cluster(
         min: n.min.unwrap_or_default().max(0) as u32,
         max: n.max.unwrap_or_default().max(0) as u32,
         desired: n.desired.unwrap_or_default().max(0) as u32,
+        instance_types: n.instance_types,
+        spot: n.spot,
+        labels: n.labels.into_iter().collect(),
+        issues: n.issues,
     });
     Ok((Some(obs), ng))
 }

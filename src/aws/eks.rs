@@ -17,6 +17,7 @@ use aws_sdk_eks::types::{
 use super::error::{absent_if, api};
 use super::retry::{Backoff, is_iam_propagation, retry};
 use super::{AwsError, Clients};
+use crate::core::plan::{AccessChange, ObsAccessEntry};
 use crate::core::spec::{Arch, NodegroupSpec};
 
 /// Managed policies of the EKS cluster role.
@@ -295,6 +296,9 @@ pub struct EksNodegroup {
     pub desired: Option<i32>,
     /// Health issues EKS reports (why a node group is CREATE_FAILED or DEGRADED).
     pub issues: Vec<String>,
+    pub instance_types: Vec<String>,
+    pub spot: bool,
+    pub labels: HashMap<String, String>,
     pub tags: HashMap<String, String>,
 }
 
@@ -323,6 +327,9 @@ fn nodegroup_of(n: &aws_sdk_eks::types::Nodegroup) -> EksNodegroup {
                     .collect()
             })
             .unwrap_or_default(),
+        instance_types: n.instance_types().to_vec(),
+        spot: n.capacity_type() == Some(&CapacityTypes::Spot),
+        labels: n.labels().cloned().unwrap_or_default(),
         tags: n.tags().cloned().unwrap_or_default(),
     }
 }
@@ -473,32 +480,46 @@ pub async fn wait_nodegroup_active_with(
     .await
 }
 
-/// Sets the node group's scaling (min, max, desired) and waits until the update is applied.
+/// Changes the node group's scaling (min, max, desired) and labels (to add or update, keys to
+/// remove) in one UpdateNodegroupConfig, and waits until the update is applied.
 ///
 /// # Errors
 /// The AWS error of the call, or the node group failing.
-pub async fn scale_nodegroup(
+pub async fn update_nodegroup(
     c: &Clients,
     cluster: &str,
     name: &str,
-    (min, max, desired): (u32, u32, u32),
+    scaling: Option<(u32, u32, u32)>,
+    labels: (std::collections::BTreeMap<String, String>, Vec<String>),
     timeout: Duration,
 ) -> Result<(), AwsError> {
     let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
-    c.eks
+    let mut req = c
+        .eks
         .update_nodegroup_config()
         .cluster_name(cluster)
-        .nodegroup_name(name)
-        .scaling_config(
+        .nodegroup_name(name);
+    if let Some((min, max, desired)) = scaling {
+        req = req.scaling_config(
             NodegroupScalingConfig::builder()
                 .min_size(to_i32(min))
                 .max_size(to_i32(max))
                 .desired_size(to_i32(desired))
                 .build(),
-        )
-        .send()
+        );
+    }
+    let (add, remove) = labels;
+    if !add.is_empty() || !remove.is_empty() {
+        req = req.labels(
+            aws_sdk_eks::types::UpdateLabelsPayload::builder()
+                .set_add_or_update_labels((!add.is_empty()).then(|| add.into_iter().collect()))
+                .set_remove_labels((!remove.is_empty()).then_some(remove))
+                .build(),
+        );
+    }
+    req.send()
         .await
-        .map_err(api("scaling EKS node group", name))?;
+        .map_err(api("updating EKS node group", name))?;
     wait_nodegroup_active(c, cluster, name, timeout).await
 }
 
@@ -659,8 +680,9 @@ pub const ADDON_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Installs the add-ons the cluster lacks (`have`: its add-ons, listed when `None`) with
 /// CreateAddon, concurrently, and polls until every wanted one is ACTIVE. vpc-cni gets
-/// network-policy enforcement turned on. DEGRADED counts as not yet ACTIVE (an add-on whose
-/// pods wait for nodes), CREATE_FAILED as a failure.
+/// network-policy enforcement turned on. For an add-on created now, DEGRADED counts as not yet
+/// ACTIVE (its pods wait for nodes); one that was already there and is DEGRADED is reported in
+/// the outcome instead of waited for. CREATE_FAILED is a failure.
 ///
 /// # Errors
 /// The AWS error of a call, or an add-on that does not become ACTIVE in time.
@@ -671,7 +693,7 @@ pub async fn ensure_addons(
     have: Option<&[String]>,
     tags: &[(String, String)],
     max: Duration,
-) -> Result<Vec<String>, AwsError> {
+) -> Result<AddonOutcome, AwsError> {
     let have = match have {
         Some(h) => h.to_vec(),
         None => list_addons(c, cluster).await?,
@@ -712,70 +734,252 @@ pub async fn ensure_addons(
         }
     });
     futures::future::try_join_all(creates).await?;
-    let waits = want.iter().map(|a| async move {
-        let name = a.name.as_str();
-        let what = format!("add-on {name} on {cluster}");
-        poll(
-            &what,
-            "ACTIVE",
-            ADDON_POLL_INTERVAL,
-            max,
-            || async {
-                let r = c
-                    .eks
-                    .describe_addon()
-                    .cluster_name(cluster)
-                    .addon_name(name)
-                    .send()
-                    .await
-                    .map_err(api("describing", &what))?;
-                let addon = r.addon();
-                let status = addon
-                    .and_then(|x| x.status())
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default();
-                let issues: Vec<String> = addon
-                    .and_then(|x| x.health())
-                    .map(|h| {
-                        h.issues()
-                            .iter()
-                            .filter_map(|i| i.message().map(str::to_string))
-                            .collect()
+    let degraded = std::sync::Mutex::new(Vec::new());
+    let waits = want.iter().map(|a| {
+        let existed = have.contains(&a.name);
+        let degraded = &degraded;
+        async move {
+            let name = a.name.as_str();
+            let what = format!("add-on {name} on {cluster}");
+            poll(
+                &what,
+                "ACTIVE",
+                ADDON_POLL_INTERVAL,
+                max,
+                || async {
+                    let r = c
+                        .eks
+                        .describe_addon()
+                        .cluster_name(cluster)
+                        .addon_name(name)
+                        .send()
+                        .await
+                        .map_err(api("describing", &what))?;
+                    let addon = r.addon();
+                    let status = addon
+                        .and_then(|x| x.status())
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default();
+                    let issues: Vec<String> = addon
+                        .and_then(|x| x.health())
+                        .map(|h| {
+                            h.issues()
+                                .iter()
+                                .filter_map(|i| i.message().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Ok(match status.as_str() {
+                        "ACTIVE" => Seen::Done,
+                        // An add-on that was already there and is DEGRADED (its pods lack nodes,
+                        // for example) is reported, not waited for: up has not changed it.
+                        "DEGRADED" if existed => {
+                            degraded
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(format!("{name}: DEGRADED ({})", issues.join("; ")));
+                            Seen::Done
+                        }
+                        "CREATE_FAILED" | "DELETING" | "DELETE_FAILED" => {
+                            Seen::Failed(format!("{status}: {}", issues.join("; ")))
+                        }
+                        _ => Seen::Pending(status),
                     })
-                    .unwrap_or_default();
-                Ok(match status.as_str() {
-                    "ACTIVE" => Seen::Done,
-                    "CREATE_FAILED" | "DELETING" | "DELETE_FAILED" => {
-                        Seen::Failed(format!("{status}: {}", issues.join("; ")))
-                    }
-                    _ => Seen::Pending(status),
-                })
-            },
-            &|_| {},
-        )
-        .await
+                },
+                &|_| {},
+            )
+            .await
+        }
     });
     futures::future::try_join_all(waits).await?;
-    Ok(missing.into_iter().map(|a| a.name.clone()).collect())
+    Ok(AddonOutcome {
+        created: missing.into_iter().map(|a| a.name.clone()).collect(),
+        degraded: degraded
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    })
+}
+
+/// What [`ensure_addons`] did and saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonOutcome {
+    pub created: Vec<String>,
+    /// Add-ons that were already installed and are DEGRADED, with EKS's health issues.
+    pub degraded: Vec<String>,
 }
 
 /// The ARN of an EKS access policy in the partition of `cluster_arn`.
 pub fn access_policy_arn(cluster_arn: &str, policy: crate::core::spec::AccessPolicy) -> String {
-    let partition = cluster_arn
-        .split(':')
-        .nth(1)
-        .filter(|p| p.starts_with("aws"))
-        .unwrap_or("aws");
-    format!(
-        "arn:{partition}:eks::aws:cluster-access-policy/{}",
-        policy.eks_policy()
-    )
+    crate::core::plan::access_policy_arn(cluster_arn, policy)
 }
 
-/// Creates the access entries the cluster lacks (`have`: its entries, listed when `None`) and
-/// associates each entry's access policy, scoped to the cluster or to the listed namespaces. For
-/// entries that exist, the association is checked (one call each) and made if it is missing,
-/// e.g. after a run was interrupted between the two calls.
+/// Every access entry of the cluster: whether it carries our tag, and its access policies with
+/// their scope (ListAccessEntries, then DescribeAccessEntry and ListAssociatedAccessPolicies for
+/// each entry, concurrently).
+///
+/// # Errors
+/// The AWS error of a call.
+pub async fn observe_access(
+    c: &Clients,
+    cluster: &str,
+    owner: &str,
+) -> Result<Vec<ObsAccessEntry>, AwsError> {
+    let principals = list_access_entries(c, cluster).await?;
+    let each = principals.into_iter().map(|p| async move {
+        let who = format!("{p} on {cluster}");
+        let (entry, policies) = tokio::try_join!(
+            async {
+                c.eks
+                    .describe_access_entry()
+                    .cluster_name(cluster)
+                    .principal_arn(&p)
+                    .send()
+                    .await
+                    .map_err(api("describing the access entry of", &who))
+            },
+            async {
+                c.eks
+                    .list_associated_access_policies()
+                    .cluster_name(cluster)
+                    .principal_arn(&p)
+                    .send()
+                    .await
+                    .map_err(api("listing the access policies of", &who))
+            },
+        )?;
+        let owned = entry
+            .access_entry()
+            .and_then(|e| e.tags())
+            .and_then(|t| t.get(crate::core::tags::CLUSTER_TAG))
+            .is_some_and(|v| v == owner);
+        let policies = policies
+            .associated_access_policies()
+            .iter()
+            .filter_map(|a| {
+                let ns = a
+                    .access_scope()
+                    .map(|s| s.namespaces().to_vec())
+                    .unwrap_or_default();
+                a.policy_arn().map(|arn| (arn.to_string(), ns))
+            })
+            .collect();
+        Ok::<_, AwsError>(ObsAccessEntry {
+            principal: p,
+            owned,
+            policies,
+        })
+    });
+    futures::future::try_join_all(each).await
+}
+
+/// Makes the changes of [`crate::core::plan::access_changes`] (concurrently per principal, in
+/// order within one).
+///
+/// # Errors
+/// The AWS error of a call.
+pub async fn apply_access_changes(
+    c: &Clients,
+    cluster: &str,
+    changes: &[AccessChange],
+    tags: &[(String, String)],
+) -> Result<(), AwsError> {
+    use aws_sdk_eks::types::{AccessScope, AccessScopeType};
+    let tags: HashMap<String, String> = tags.iter().cloned().collect();
+    let scope = |ns: &[String]| {
+        if ns.is_empty() {
+            AccessScope::builder()
+                .r#type(AccessScopeType::Cluster)
+                .build()
+        } else {
+            AccessScope::builder()
+                .r#type(AccessScopeType::Namespace)
+                .set_namespaces(Some(ns.to_vec()))
+                .build()
+        }
+    };
+    let associate = |principal: &str, policy: &str, ns: &[String]| {
+        let who = format!("{principal} on {cluster}");
+        let req = c
+            .eks
+            .associate_access_policy()
+            .cluster_name(cluster)
+            .principal_arn(principal)
+            .policy_arn(policy)
+            .access_scope(scope(ns));
+        async move {
+            req.send()
+                .await
+                .map_err(api("associating the access policy of", &who))
+                .map(|_| ())
+        }
+    };
+    let mut by_principal: Vec<(&str, Vec<&AccessChange>)> = Vec::new();
+    for ch in changes {
+        let p = match ch {
+            AccessChange::Create { principal, .. }
+            | AccessChange::Associate { principal, .. }
+            | AccessChange::Disassociate { principal, .. }
+            | AccessChange::Delete { principal } => principal.as_str(),
+        };
+        match by_principal.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, v)) => v.push(ch),
+            None => by_principal.push((p, vec![ch])),
+        }
+    }
+    let work = by_principal.into_iter().map(|(_, chs)| {
+        let tags = tags.clone();
+        async move {
+            for ch in chs {
+                match ch {
+                    AccessChange::Create {
+                        principal,
+                        policy_arn,
+                        namespaces,
+                    } => {
+                        let who = format!("{principal} on {cluster}");
+                        c.eks
+                            .create_access_entry()
+                            .cluster_name(cluster)
+                            .principal_arn(principal)
+                            .set_tags(Some(tags.clone()))
+                            .send()
+                            .await
+                            .map_err(api("creating the access entry of", &who))?;
+                        associate(principal, policy_arn, namespaces).await?;
+                    }
+                    AccessChange::Associate {
+                        principal,
+                        policy_arn,
+                        namespaces,
+                    } => associate(principal, policy_arn, namespaces).await?,
+                    AccessChange::Disassociate {
+                        principal,
+                        policy_arn,
+                    } => {
+                        let who = format!("{principal} on {cluster}");
+                        c.eks
+                            .disassociate_access_policy()
+                            .cluster_name(cluster)
+                            .principal_arn(principal)
+                            .policy_arn(policy_arn)
+                            .send()
+                            .await
+                            .map_err(api("revoking an access policy of", &who))?;
+                    }
+                    AccessChange::Delete { principal } => {
+                        delete_access_entries(c, cluster, std::slice::from_ref(principal)).await?;
+                    }
+                }
+            }
+            Ok::<_, AwsError>(())
+        }
+    });
+    futures::future::try_join_all(work).await?;
+    Ok(())
+}
+
+/// Brings the cluster's access entries to `entries` (observing them first when `observed` is
+/// `None`); returns the changes made.
 ///
 /// # Errors
 /// The AWS error of a call.
@@ -784,75 +988,21 @@ pub async fn ensure_access_entries(
     cluster: &str,
     cluster_arn: &str,
     entries: &[crate::core::spec::AccessEntry],
-    have: Option<&[String]>,
+    observed: Option<&[ObsAccessEntry]>,
     tags: &[(String, String)],
-) -> Result<Vec<String>, AwsError> {
-    use aws_sdk_eks::types::{AccessScope, AccessScopeType};
-    let name = cluster;
-    let have = match have {
-        Some(h) => h.to_vec(),
-        None => list_access_entries(c, cluster).await?,
+) -> Result<Vec<AccessChange>, AwsError> {
+    let owner = tags
+        .iter()
+        .find(|(k, _)| k == crate::core::tags::CLUSTER_TAG)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(cluster);
+    let observed = match observed {
+        Some(o) => o.to_vec(),
+        None => observe_access(c, cluster, owner).await?,
     };
-    let tags: HashMap<String, String> = tags.iter().cloned().collect();
-    let work = entries.iter().map(|e| {
-        let tags = tags.clone();
-        let exists = have.contains(&e.principal_arn);
-        async move {
-            let who = format!("{} on {name}", e.principal_arn);
-            let policy = access_policy_arn(cluster_arn, e.policy);
-            if exists {
-                let assoc = c
-                    .eks
-                    .list_associated_access_policies()
-                    .cluster_name(name)
-                    .principal_arn(&e.principal_arn)
-                    .send()
-                    .await
-                    .map_err(api("listing the access policies of", &who))?;
-                if assoc
-                    .associated_access_policies()
-                    .iter()
-                    .any(|p| p.policy_arn() == Some(policy.as_str()))
-                {
-                    return Ok::<_, AwsError>(None);
-                }
-            } else {
-                c.eks
-                    .create_access_entry()
-                    .cluster_name(name)
-                    .principal_arn(&e.principal_arn)
-                    .set_tags(Some(tags))
-                    .send()
-                    .await
-                    .map_err(api("creating the access entry of", &who))?;
-            }
-            let scope = if e.namespaces.is_empty() {
-                AccessScope::builder()
-                    .r#type(AccessScopeType::Cluster)
-                    .build()
-            } else {
-                AccessScope::builder()
-                    .r#type(AccessScopeType::Namespace)
-                    .set_namespaces(Some(e.namespaces.clone()))
-                    .build()
-            };
-            c.eks
-                .associate_access_policy()
-                .cluster_name(name)
-                .principal_arn(&e.principal_arn)
-                .policy_arn(policy)
-                .access_scope(scope)
-                .send()
-                .await
-                .map_err(api("associating the access policy of", &who))?;
-            Ok(Some(e.principal_arn.clone()))
-        }
-    });
-    Ok(futures::future::try_join_all(work)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect())
+    let changes = crate::core::plan::access_changes(cluster_arn, entries, &observed);
+    apply_access_changes(c, cluster, &changes, tags).await?;
+    Ok(changes)
 }
 
 #[cfg(test)]

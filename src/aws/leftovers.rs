@@ -394,6 +394,36 @@ pub async fn delete_security_group(
     .await
 }
 
+/// The security groups in `vpcs` whose rules still admit `sg` (what holds it when its
+/// deletion keeps failing).
+///
+/// # Errors
+/// The AWS error of the Describe.
+pub async fn referencing_groups(
+    c: &Clients,
+    vpcs: &[String],
+    sg: &str,
+) -> Result<Vec<String>, AwsError> {
+    let out = c
+        .ec2
+        .describe_security_groups()
+        .filters(vpc_filter(vpcs))
+        .filters(
+            Filter::builder()
+                .name("ip-permission.group-id")
+                .values(sg)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(api("finding the rules that reference", sg))?;
+    Ok(out
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect())
+}
+
 /// Deletes an `available` interface.
 ///
 /// # Errors
@@ -437,5 +467,12 @@ mod tests {
             "demo"
         ));
         assert!(!made_by_kubernetes(t("team", "demo").into_iter(), "demo"));
+        assert!(
+            !made_by_kubernetes(
+                t("kubernetes.io/cluster/demo", "shared").into_iter(),
+                "demo"
+            ),
+            "shared is used, not owned"
+        );
     }
 }

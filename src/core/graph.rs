@@ -205,6 +205,9 @@ pub enum Desired {
         subnets: Vec<String>,
         /// (min, max, desired)
         scaling: (u32, u32, u32),
+        instance_types: Vec<String>,
+        spot: bool,
+        labels: std::collections::BTreeMap<String, String>,
     },
 }
 
@@ -715,6 +718,9 @@ fn eks_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String], private
             name: nodegroup_name(&spec.name),
             subnets: node_subnets,
             scaling: (e.nodegroup.min, e.nodegroup.max, e.nodegroup.desired),
+            instance_types: e.nodegroup.instance_types.clone(),
+            spot: e.nodegroup.spot,
+            labels: e.nodegroup.labels.clone(),
         },
         &ng_deps,
     );

@@ -63,8 +63,149 @@ pub struct ObsEks {
     /// Carries our cluster tag.
     pub owned: bool,
     pub addons: Vec<String>,
-    /// Principal ARNs.
-    pub access_entries: Vec<String>,
+    pub access_entries: Vec<ObsAccessEntry>,
+}
+
+/// An EKS access entry as observed: its principal, whether we made it, its access policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsAccessEntry {
+    pub principal: String,
+    /// Carries our cluster tag (the cluster creator's entry, which EKS makes, does not).
+    pub owned: bool,
+    /// (policy ARN, namespaces; empty: cluster-wide)
+    pub policies: Vec<(String, Vec<String>)>,
+}
+
+/// One change to a cluster's access entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessChange {
+    /// CreateAccessEntry, then the association.
+    Create {
+        principal: String,
+        policy_arn: String,
+        namespaces: Vec<String>,
+    },
+    /// AssociateAccessPolicy (adds it, or changes its scope).
+    Associate {
+        principal: String,
+        policy_arn: String,
+        namespaces: Vec<String>,
+    },
+    Disassociate {
+        principal: String,
+        policy_arn: String,
+    },
+    /// An entry of ours the spec no longer lists.
+    Delete { principal: String },
+}
+
+impl std::fmt::Display for AccessChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |arn: &str| arn.rsplit('/').next().unwrap_or(arn).to_string();
+        let scope = |ns: &[String]| {
+            if ns.is_empty() {
+                "cluster-wide".to_string()
+            } else {
+                format!("in {}", ns.join(", "))
+            }
+        };
+        match self {
+            AccessChange::Create {
+                principal,
+                policy_arn,
+                namespaces,
+            } => write!(
+                f,
+                "grant {} to {principal} {}",
+                short(policy_arn),
+                scope(namespaces)
+            ),
+            AccessChange::Associate {
+                principal,
+                policy_arn,
+                namespaces,
+            } => write!(
+                f,
+                "associate {} with {principal} {}",
+                short(policy_arn),
+                scope(namespaces)
+            ),
+            AccessChange::Disassociate {
+                principal,
+                policy_arn,
+            } => write!(f, "revoke {} from {principal}", short(policy_arn)),
+            AccessChange::Delete { principal } => {
+                write!(
+                    f,
+                    "remove the access entry of {principal} (no longer in the spec)"
+                )
+            }
+        }
+    }
+}
+
+/// The EKS access policy ARN of `policy`, in the partition of `cluster_arn`.
+pub fn access_policy_arn(cluster_arn: &str, policy: super::spec::AccessPolicy) -> String {
+    let partition = cluster_arn
+        .split(':')
+        .nth(1)
+        .filter(|p| p.starts_with("aws"))
+        .unwrap_or("aws");
+    format!(
+        "arn:{partition}:eks::aws:cluster-access-policy/{}",
+        policy.eks_policy()
+    )
+}
+
+/// What turns the observed access entries into the wanted ones. Entries we did not make (the
+/// cluster creator's) are left as they are unless the spec names their principal.
+pub fn access_changes(
+    cluster_arn: &str,
+    wanted: &[super::spec::AccessEntry],
+    observed: &[ObsAccessEntry],
+) -> Vec<AccessChange> {
+    let mut out = Vec::new();
+    for w in wanted {
+        let arn = access_policy_arn(cluster_arn, w.policy);
+        let mut want_ns = w.namespaces.clone();
+        want_ns.sort();
+        match observed.iter().find(|o| o.principal == w.principal_arn) {
+            None => out.push(AccessChange::Create {
+                principal: w.principal_arn.clone(),
+                policy_arn: arn,
+                namespaces: w.namespaces.clone(),
+            }),
+            Some(o) => {
+                let same = o.policies.iter().any(|(p, ns)| {
+                    let mut ns = ns.clone();
+                    ns.sort();
+                    *p == arn && ns == want_ns
+                });
+                if !same {
+                    out.push(AccessChange::Associate {
+                        principal: w.principal_arn.clone(),
+                        policy_arn: arn.clone(),
+                        namespaces: w.namespaces.clone(),
+                    });
+                }
+                for (p, _) in o.policies.iter().filter(|(p, _)| *p != arn) {
+                    out.push(AccessChange::Disassociate {
+                        principal: w.principal_arn.clone(),
+                        policy_arn: p.clone(),
+                    });
+                }
+            }
+        }
+    }
+    for o in observed
+        .iter()
+        .filter(|o| o.owned && !wanted.iter().any(|w| w.principal_arn == o.principal))
+    {
+        out.push(AccessChange::Delete {
+            principal: o.principal.clone(),
+        });
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +223,29 @@ pub struct ObsNodegroup {
     pub max: u32,
     pub desired: u32,
     pub owned: bool,
+    pub instance_types: Vec<String>,
+    pub spot: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// EKS's health issues (why it is DEGRADED).
+    pub issues: Vec<String>,
+}
+
+/// The label changes that bring `have` to `want`: (labels to add or update, keys to remove).
+pub fn label_changes(
+    want: &std::collections::BTreeMap<String, String>,
+    have: &std::collections::BTreeMap<String, String>,
+) -> (std::collections::BTreeMap<String, String>, Vec<String>) {
+    let add = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove = have
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .cloned()
+        .collect();
+    (add, remove)
 }
 
 /// A load balancer a Kubernetes controller made in our VPC.
@@ -540,10 +704,8 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     if changes.iter().any(|c| c.starts_with("wait")) { Action::Update } else { Action::Keep }
                 }
                 (Desired::AccessEntries { entries }, Some(_)) => {
-                    let have = &obs.eks.as_ref().expect("aws_id came from it").access_entries;
-                    for e in entries.iter().filter(|e| !have.contains(&e.principal_arn)) {
-                        changes.push(format!("grant {} to {}", e.policy.eks_policy(), e.principal_arn));
-                    }
+                    let e = obs.eks.as_ref().expect("aws_id came from it");
+                    changes.extend(access_changes(&e.arn, entries, &e.access_entries).iter().map(ToString::to_string));
                     if changes.is_empty() { Action::Keep } else { Action::Update }
                 }
                 (Desired::Addons { names }, Some(_)) => {
@@ -553,10 +715,25 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     }
                     if changes.is_empty() { Action::Keep } else { Action::Update }
                 }
-                (Desired::Nodegroup { scaling: want, .. }, Some(_)) => {
+                (Desired::Nodegroup { scaling: want, instance_types, spot, labels, .. }, Some(_)) => {
                     let g = obs.nodegroup.as_ref().expect("aws_id came from it");
                     if !g.owned {
                         changes.push("a node group of this name exists without our tag: refusing to adopt it".into());
+                    }
+                    match g.status.as_str() {
+                        "ACTIVE" | "UPDATING" | "CREATING" => {}
+                        // Degraded capacity (Spot reclaimed, nodes not joining) is reported, not refused.
+                        "DEGRADED" => changes.push(format!("note: the node group is DEGRADED ({})", g.issues.join("; "))),
+                        other => changes.push(format!("{IMMUTABLE}: the node group is {other}")),
+                    }
+                    if g.owned && (&g.instance_types != instance_types || g.spot != *spot) {
+                        changes.push(format!(
+                            "{IMMUTABLE}: the node group runs {} ({}), the spec says {} ({})",
+                            g.instance_types.join("/"),
+                            if g.spot { "SPOT" } else { "ON_DEMAND" },
+                            instance_types.join("/"),
+                            if *spot { "SPOT" } else { "ON_DEMAND" }
+                        ));
                     }
                     if g.owned && (g.min, g.max, g.desired) != *want {
                         changes.push(format!(
@@ -564,11 +741,11 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                             g.min, g.max, g.desired, want.0, want.1, want.2
                         ));
                     }
-                    match g.status.as_str() {
-                        "ACTIVE" | "UPDATING" | "CREATING" => {}
-                        other => changes.push(format!("{IMMUTABLE}: the node group is {other}")),
+                    let (add, remove) = label_changes(labels, &g.labels);
+                    if g.owned && (!add.is_empty() || !remove.is_empty()) {
+                        changes.push(format!("labels: set {add:?}, remove {remove:?}"));
                     }
-                    if changes.is_empty() { Action::Keep } else { Action::Update }
+                    if changes.iter().all(|c| c.starts_with("note:")) { Action::Keep } else { Action::Update }
                 }
                 (Desired::Secret { .. }, Some(_)) if !obs.secret.as_ref().is_some_and(|s| s.owned) => {
                     changes.push(
@@ -751,10 +928,16 @@ pub fn destroy_items(obs: &Observed) -> Vec<(TeardownStep, PlanItem)> {
                 item(Kind::Addons, a, &Some("addon".into())),
             ));
         }
-        for p in &e.access_entries {
+        // Only the entries we made: the creator's goes with the cluster, so that a `down` that
+        // stops before the cluster is deleted does not lock its operator out.
+        for p in e.access_entries.iter().filter(|p| p.owned) {
             out.push((
                 TeardownStep::AccessEntries,
-                item(Kind::AccessEntries, p, &Some("access-entry".into())),
+                item(
+                    Kind::AccessEntries,
+                    &p.principal,
+                    &Some("access-entry".into()),
+                ),
             ));
         }
         out.push((
@@ -843,8 +1026,97 @@ mod tests {
             max: 3,
             desired: 2,
             owned: true,
+            instance_types: vec!["t3.large".into()],
+            spot: false,
+            labels: Default::default(),
+            issues: Vec::new(),
         });
         obs
+    }
+
+    #[test]
+    fn access_entries_converge_on_the_spec() {
+        use crate::core::spec::{AccessEntry, AccessPolicy};
+        let arn = "arn:aws:eks:us-east-1:1:cluster/e";
+        let pol = |p: AccessPolicy| access_policy_arn(arn, p);
+        let want = vec![
+            AccessEntry {
+                principal_arn: "arn:aws:iam::1:role/a".into(),
+                policy: AccessPolicy::View,
+                namespaces: vec![],
+            },
+            AccessEntry {
+                principal_arn: "arn:aws:iam::1:role/b".into(),
+                policy: AccessPolicy::Edit,
+                namespaces: vec!["x".into(), "y".into()],
+            },
+            AccessEntry {
+                principal_arn: "arn:aws:iam::1:role/new".into(),
+                policy: AccessPolicy::Admin,
+                namespaces: vec![],
+            },
+        ];
+        let obs = vec![
+            // a: was admin, is now view: view granted, admin revoked.
+            ObsAccessEntry {
+                principal: "arn:aws:iam::1:role/a".into(),
+                owned: true,
+                policies: vec![(pol(AccessPolicy::Admin), vec![])],
+            },
+            // b: right policy, scope in another order: nothing to do.
+            ObsAccessEntry {
+                principal: "arn:aws:iam::1:role/b".into(),
+                owned: true,
+                policies: vec![(pol(AccessPolicy::Edit), vec!["y".into(), "x".into()])],
+            },
+            // ours, gone from the spec: removed.
+            ObsAccessEntry {
+                principal: "arn:aws:iam::1:role/old".into(),
+                owned: true,
+                policies: vec![],
+            },
+            // the creator's, not ours: left alone.
+            ObsAccessEntry {
+                principal: "arn:aws:iam::1:user/creator".into(),
+                owned: false,
+                policies: vec![(pol(AccessPolicy::ClusterAdmin), vec![])],
+            },
+        ];
+        let changes = access_changes(arn, &want, &obs);
+        assert_eq!(
+            changes,
+            [
+                AccessChange::Associate {
+                    principal: "arn:aws:iam::1:role/a".into(),
+                    policy_arn: pol(AccessPolicy::View),
+                    namespaces: vec![]
+                },
+                AccessChange::Disassociate {
+                    principal: "arn:aws:iam::1:role/a".into(),
+                    policy_arn: pol(AccessPolicy::Admin)
+                },
+                AccessChange::Create {
+                    principal: "arn:aws:iam::1:role/new".into(),
+                    policy_arn: pol(AccessPolicy::Admin),
+                    namespaces: vec![]
+                },
+                AccessChange::Delete {
+                    principal: "arn:aws:iam::1:role/old".into()
+                },
+            ]
+        );
+        // Narrowed to namespaces: re-associated with the new scope.
+        let narrowed = vec![AccessEntry {
+            namespaces: vec!["x".into()],
+            ..want[1].clone()
+        }];
+        let c = access_changes(arn, &narrowed, &obs[1..2]);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].to_string().contains("in x"), "{}", c[0]);
+        assert_eq!(
+            access_policy_arn("arn:aws-cn:eks:cn-north-1:1:cluster/e", AccessPolicy::Edit),
+            "arn:aws-cn:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
+        );
     }
 
     #[test]
@@ -884,6 +1156,28 @@ mod tests {
         let (a, c) = keep(&obs, &obs.roles[1].logical.clone());
         assert_eq!(a, Action::Update);
         assert_eq!(c.len(), 1, "{c:?}");
+        obs.nodegroup.as_mut().unwrap().desired = 2;
+        obs.nodegroup.as_mut().unwrap().status = "DEGRADED".into();
+        assert_eq!(
+            keep(&obs, graph::NODEGROUP).0,
+            Action::Keep,
+            "DEGRADED is reported, not refused"
+        );
+        obs.nodegroup
+            .as_mut()
+            .unwrap()
+            .labels
+            .insert("old".into(), "x".into());
+        let (a, c) = keep(&obs, graph::NODEGROUP);
+        assert_eq!(a, Action::Update);
+        assert!(c.iter().any(|c| c.contains("remove [\"old\"]")), "{c:?}");
+        obs.nodegroup.as_mut().unwrap().instance_types = vec!["m5.large".into()];
+        assert!(
+            keep(&obs, graph::NODEGROUP)
+                .1
+                .iter()
+                .any(|c| c.contains(IMMUTABLE))
+        );
         obs.eks.as_mut().unwrap().owned = false;
         assert!(keep(&obs, graph::EKS_CLUSTER).1[0].contains("refusing to adopt"));
         obs.eks.as_mut().unwrap().owned = true;

@@ -644,10 +644,23 @@ impl Validator<'_> {
             .endpoint_public_access
             .as_ref()
             .is_none_or(|b| *b.get_ref());
+        // On by default: the nodes reach the API server inside the VPC. With the private
+        // endpoint off they would go through the public one, which admits only admin_cidrs.
         let private = e
             .endpoint_private_access
             .as_ref()
-            .is_some_and(|b| *b.get_ref());
+            .is_none_or(|b| *b.get_ref());
+        let world_open = net.is_some_and(|n| n.admin_cidrs.iter().any(Ipv4Net::is_anywhere));
+        if let Some(p) = e.endpoint_private_access.as_ref().filter(|_| !private)
+            && public
+            && !world_open
+        {
+            self.err(
+                p,
+                "eks.endpoint_private_access",
+                "the nodes could not reach the API server: the public endpoint admits only network.admin_cidrs; keep the private endpoint on (the default)",
+            );
+        }
         if !public && !private {
             let span = e.endpoint_public_access.as_ref().map_or(0..0, |b| b.span());
             self.push(
@@ -1316,7 +1329,7 @@ namespaces = ["team-a", "team-b"]
         assert_eq!(spec.instance_type(), "t3.large");
         let e = spec.eks().unwrap();
         assert_eq!(e.version, "1.35");
-        assert!(e.endpoint_public_access && !e.endpoint_private_access);
+        assert!(e.endpoint_public_access && e.endpoint_private_access);
         assert_eq!(
             (e.nodegroup.min, e.nodegroup.max, e.nodegroup.desired),
             (1, 3, 2)
@@ -1385,8 +1398,13 @@ namespaces = ["team-a", "team-b"]
             ),
             (
                 "version = \"1.35\"",
-                "version = \"1.35\"\nendpoint_public_access = false",
+                "version = \"1.35\"\nendpoint_public_access = false\nendpoint_private_access = false",
                 "eks.endpoint_public_access",
+            ),
+            (
+                "version = \"1.35\"",
+                "version = \"1.35\"\nendpoint_private_access = false",
+                "eks.endpoint_private_access",
             ),
         ];
         for (from, to, field) in cases {

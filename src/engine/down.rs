@@ -12,7 +12,7 @@ use super::events::{Event, EventSink, ResourceRecord, ms_since};
 use crate::aws::retry::{Backoff, is_dependency_violation, retry};
 use crate::aws::{self, AwsError, Clients};
 use crate::core::graph::{Kind, TeardownStep, teardown_order};
-use crate::core::plan::{Observed, destroy_items};
+use crate::core::plan::{Leftovers, Observed, destroy_items};
 use crate::core::tags;
 
 /// Options of `down`.
@@ -120,9 +120,13 @@ pub async fn down(
     }
     let region = c.region.clone();
     let items = destroy_items(&obs);
+    // The second sweep of what Kubernetes made runs whenever there was an EKS cluster.
+    let eks = obs.eks.as_ref().is_some_and(|e| e.owned);
     let steps: Vec<(TeardownStep, Vec<TeardownStep>)> = teardown_order()
         .into_iter()
-        .filter(|(s, _)| items.iter().any(|(t, _)| t == s))
+        .filter(|(s, _)| {
+            items.iter().any(|(t, _)| t == s) || (eks && *s == TeardownStep::NetworkInterfaces)
+        })
         .collect();
     let ctx = Arc::new(Ctx {
         c,
@@ -220,6 +224,64 @@ where
     }
 }
 
+/// Deletes what Kubernetes made: load balancers, then their target groups, then their security
+/// groups (after the rules that admit them), then interfaces.
+async fn sweep(ctx: &Ctx, cluster: &str, l: &Leftovers) -> Result<(), AwsError> {
+    let c = &ctx.c;
+    let k8s = Some("(kubernetes)".to_string());
+    let lbs = l.load_balancers.iter().map(|lb| async {
+        ctx.emit(&k8s, Kind::LoadBalancer, &lb.id, "deleting");
+        aws::leftovers::delete_load_balancer(c, lb).await?;
+        ctx.emit(&k8s, Kind::LoadBalancer, &lb.id, "deleted");
+        Ok::<_, AwsError>(())
+    });
+    futures::future::try_join_all(lbs).await?;
+    let tgs = l.target_groups.iter().map(|tg| async {
+        ctx.emit(&k8s, Kind::TargetGroup, tg, "deleting");
+        aws::leftovers::delete_target_group(c, tg).await?;
+        ctx.emit(&k8s, Kind::TargetGroup, tg, "deleted");
+        Ok::<_, AwsError>(())
+    });
+    futures::future::try_join_all(tgs).await?;
+    let vpcs: Vec<String> = ctx.obs.vpcs.iter().map(|v| v.id.clone()).collect();
+    for g in &l.security_groups {
+        ctx.emit(&k8s, Kind::SecurityGroup, g, "deleting");
+        match aws::leftovers::delete_security_group(c, cluster, &vpcs, g).await {
+            Err(e @ AwsError::Deadline { .. }) => {
+                let mut blockers: Vec<String> = aws::network::interfaces(c, "group-id", g)
+                    .await
+                    .unwrap_or_default()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                blockers.extend(
+                    aws::leftovers::referencing_groups(c, &vpcs, g)
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|r| format!("a rule of security group {r} (not this cluster's)")),
+                );
+                if blockers.is_empty() {
+                    blockers.push("nothing provision can see".into());
+                }
+                return Err(AwsError::unexpected(
+                    "deleting the Kubernetes-made security group",
+                    g,
+                    format!("{e} (blocked by {})", blockers.join("; ")),
+                ));
+            }
+            r => r?,
+        }
+        ctx.emit(&k8s, Kind::SecurityGroup, g, "deleted");
+    }
+    for n in &l.interfaces {
+        ctx.emit(&k8s, Kind::NetworkInterface, n, "deleting");
+        aws::leftovers::delete_interface(c, n).await?;
+        ctx.emit(&k8s, Kind::NetworkInterface, n, "deleted");
+    }
+    Ok(())
+}
+
 async fn run_step(
     ctx: &Ctx,
     cluster: &str,
@@ -228,43 +290,12 @@ async fn run_step(
     eks_timeout: Duration,
 ) -> Result<(), AwsError> {
     let c = &ctx.c;
-    let k8s = Some("(kubernetes)".to_string());
     match step {
         TeardownStep::KubernetesLoadBalancers => {
-            let l = &ctx.obs.leftovers;
-            let lbs = l.load_balancers.iter().map(|lb| async {
-                ctx.emit(&k8s, Kind::LoadBalancer, &lb.id, "deleting");
-                aws::leftovers::delete_load_balancer(c, lb).await?;
-                ctx.emit(&k8s, Kind::LoadBalancer, &lb.id, "deleted");
-                Ok::<_, AwsError>(())
-            });
-            futures::future::try_join_all(lbs).await?;
-            let tgs = l.target_groups.iter().map(|tg| async {
-                ctx.emit(&k8s, Kind::TargetGroup, tg, "deleting");
-                aws::leftovers::delete_target_group(c, tg).await?;
-                ctx.emit(&k8s, Kind::TargetGroup, tg, "deleted");
-                Ok::<_, AwsError>(())
-            });
-            futures::future::try_join_all(tgs).await?;
-            let vpcs: Vec<String> = ctx.obs.vpcs.iter().map(|v| v.id.clone()).collect();
-            for g in &l.security_groups {
-                ctx.emit(&k8s, Kind::SecurityGroup, g, "deleting");
-                match aws::leftovers::delete_security_group(c, cluster, &vpcs, g).await {
-                    Err(e @ AwsError::Deadline { .. }) => {
-                        let blockers = aws::network::interfaces(c, "group-id", g)
-                            .await
-                            .unwrap_or_default();
-                        let names: Vec<String> = blockers.iter().map(ToString::to_string).collect();
-                        return Err(AwsError::unexpected(
-                            "deleting the Kubernetes-made security group",
-                            g,
-                            format!("{e} (blocked by {})", names.join("; ")),
-                        ));
-                    }
-                    r => r?,
-                }
-                ctx.emit(&k8s, Kind::SecurityGroup, g, "deleted");
-            }
+            let mut first = ctx.obs.leftovers.clone();
+            // Interfaces go in the second sweep, after the nodes and the cluster.
+            first.interfaces.clear();
+            sweep(ctx, cluster, &first).await?;
         }
         TeardownStep::Nodegroups => {
             if let Some(g) = ctx.obs.nodegroup.as_ref().filter(|g| g.owned) {
@@ -296,11 +327,18 @@ async fn run_step(
         TeardownStep::AccessEntries => {
             if let Some(e) = ctx.obs.eks.as_ref().filter(|e| e.owned) {
                 let logical = Some("access-entry".to_string());
-                for p in &e.access_entries {
+                // Ours only: the creator's entry goes with the cluster.
+                let ours: Vec<String> = e
+                    .access_entries
+                    .iter()
+                    .filter(|p| p.owned)
+                    .map(|p| p.principal.clone())
+                    .collect();
+                for p in &ours {
                     ctx.emit(&logical, Kind::AccessEntries, p, "deleting");
                 }
-                aws::eks::delete_access_entries(c, &e.name, &e.access_entries).await?;
-                for p in &e.access_entries {
+                aws::eks::delete_access_entries(c, &e.name, &ours).await?;
+                for p in &ours {
                     ctx.emit(&logical, Kind::AccessEntries, p, "deleted");
                 }
             }
@@ -319,11 +357,13 @@ async fn run_step(
             }
         }
         TeardownStep::NetworkInterfaces => {
-            for n in &ctx.obs.leftovers.interfaces {
-                ctx.emit(&k8s, Kind::NetworkInterface, n, "deleting");
-                aws::leftovers::delete_interface(c, n).await?;
-                ctx.emit(&k8s, Kind::NetworkInterface, n, "deleted");
-            }
+            // A second look, now that the nodes and the cluster are gone: controllers may have
+            // made load balancers after the discovery, and the VPC CNI's interfaces become
+            // `available` as the nodes terminate.
+            let vpcs: Vec<String> = ctx.obs.vpcs.iter().map(|v| v.id.clone()).collect();
+            let subnets: Vec<String> = ctx.obs.subnets.iter().map(|s| s.id.clone()).collect();
+            let again = aws::leftovers::find(c, cluster, &vpcs, &subnets).await?;
+            sweep(ctx, cluster, &again).await?;
         }
         TeardownStep::NatGateways => {
             let deletes = ctx

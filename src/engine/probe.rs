@@ -75,13 +75,16 @@ impl ApiClient {
         })
     }
 
-    /// An EKS cluster: its CA (PEM), the endpoint's own name, and a bearer token signed with
-    /// `creds` for every request (tokens live 15 minutes; waits can be longer).
+    /// An EKS cluster: its CA (PEM), the name its certificate is checked against (the
+    /// endpoint's host, also when `--api-server` goes through a tunnel; `None`: the URL's host),
+    /// and a bearer token signed with `creds` for every request (tokens live 15 minutes; waits
+    /// can be longer).
     ///
     /// # Errors
     /// When the CA does not parse.
     pub fn eks_with(
         ca_pem: &str,
+        server_name: Option<&str>,
         creds: aws_credential_types::Credentials,
         region: &str,
         cluster: &str,
@@ -100,7 +103,7 @@ impl ApiClient {
             .with_no_client_auth();
         Ok(ApiClient {
             tls: Arc::new(cfg),
-            server_name: None,
+            server_name: server_name.map(str::to_string),
             eks: Some((creds, region.to_string(), cluster.to_string())),
         })
     }
@@ -109,11 +112,16 @@ impl ApiClient {
     ///
     /// # Errors
     /// When there are no credentials or the CA does not parse.
-    pub async fn eks(ca_pem: &str, cluster: &str, region: &str) -> Result<ApiClient, String> {
+    pub async fn eks(
+        ca_pem: &str,
+        server_name: Option<&str>,
+        cluster: &str,
+        region: &str,
+    ) -> Result<ApiClient, String> {
         let creds = crate::aws::token::load_credentials(cluster, region)
             .await
             .map_err(|e| e.to_string())?;
-        ApiClient::eks_with(ca_pem, creds, region, cluster)
+        ApiClient::eks_with(ca_pem, server_name, creds, region, cluster)
     }
 
     fn authorization(&self) -> Result<String, String> {

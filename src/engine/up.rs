@@ -434,9 +434,19 @@ async fn finish_eks(
                     "the EKS cluster's certificateAuthority.data is not a PEM certificate".into(),
                 )
             })?;
-        let client = super::probe::ApiClient::eks(&ca_pem, &ctx.spec.name, &ctx.spec.region)
-            .await
-            .map_err(EngineError::Probe)?;
+        // The certificate names the endpoint's host, also when --api-server tunnels to it.
+        let host = endpoint
+            .as_deref()
+            .and_then(|e| e.strip_prefix("https://"))
+            .map(|h| h.split(['/', ':']).next().unwrap_or(h).to_string());
+        let client = super::probe::ApiClient::eks(
+            &ca_pem,
+            host.as_deref(),
+            &ctx.spec.name,
+            &ctx.spec.region,
+        )
+        .await
+        .map_err(EngineError::Probe)?;
         let want = ctx.spec.eks().map_or(0, |e| e.nodegroup.desired as usize);
         super::probe::wait_cluster_with(
             &server,
@@ -855,37 +865,36 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 .eks
                 .clone()
                 .ok_or_else(|| internal("eks-cluster ran first"))?;
-            let have = ctx
+            let observed = ctx
                 .obs
                 .eks
                 .as_ref()
                 .filter(|e| e.owned)
                 .map(|e| e.access_entries.clone());
-            let made = aws::eks::ensure_access_entries(
+            let changes = aws::eks::ensure_access_entries(
                 c,
                 &k.name,
                 &k.arn,
                 entries,
-                have.as_deref(),
+                observed.as_deref(),
                 &ctx.tags(id, false),
             )
             .await?;
-            let action = if made.is_empty() {
+            let action = if changes.is_empty() {
                 "existing"
             } else {
                 "updated"
             };
-            ctx.done(
-                id,
-                node.kind,
-                &k.name,
-                action,
-                Some(format!(
-                    "{} entr(ies), {} granted now",
-                    entries.len(),
-                    made.len()
-                )),
-            );
+            let detail = if changes.is_empty() {
+                format!("{} entr(ies)", entries.len())
+            } else {
+                changes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            ctx.done(id, node.kind, &k.name, action, Some(detail));
         }
         Desired::Addons { names } => {
             let k = ctx
@@ -935,7 +944,12 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 Duration::from_secs(15 * 60),
             )
             .await?;
-            let action = if made.is_empty() {
+            for d in &made.degraded {
+                (ctx.events)(Event::Warning {
+                    message: format!("add-on {d}"),
+                });
+            }
+            let action = if made.created.is_empty() {
                 "existing"
             } else {
                 "created"
@@ -961,8 +975,10 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             name,
             subnets,
             scaling,
+            labels,
+            ..
         } => {
-            ensure_nodegroup(ctx, id, node.kind, name, subnets, *scaling).await?;
+            ensure_nodegroup(ctx, id, node.kind, name, subnets, *scaling, labels).await?;
         }
         Desired::InstanceProfile { name } => {
             let role = ctx.id(graph::NODE_ROLE)?;
@@ -1450,6 +1466,7 @@ async fn ensure_nodegroup(
     name: &str,
     subnets: &[String],
     scaling: (u32, u32, u32),
+    labels: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), AwsError> {
     let c = &ctx.c;
     let e = ctx
@@ -1479,19 +1496,41 @@ async fn ensure_nodegroup(
             ),
         )),
         Some(g) => {
-            if g.status != "ACTIVE" {
+            if matches!(g.status.as_str(), "CREATING" | "UPDATING") {
                 wait().await?;
             }
-            if (g.min, g.max, g.desired) != scaling {
-                let detail = format!(
+            if g.status == "DEGRADED" {
+                (ctx.events)(Event::Warning {
+                    message: format!("node group {name} is DEGRADED: {}", g.issues.join("; ")),
+                });
+            }
+            let rescale = ((g.min, g.max, g.desired) != scaling).then_some(scaling);
+            let (add, remove) = plan::label_changes(labels, &g.labels);
+            let mut detail = Vec::new();
+            if rescale.is_some() {
+                detail.push(format!(
                     "min/max/desired {}/{}/{} -> {}/{}/{}",
                     g.min, g.max, g.desired, scaling.0, scaling.1, scaling.2
-                );
-                ctx.emit(id, kind, Some(name), "updating", Some(detail.clone()));
-                aws::eks::scale_nodegroup(c, cluster, name, scaling, ctx.eks_timeout).await?;
-                ctx.done(id, kind, name, "updated", Some(detail));
-            } else {
+                ));
+            }
+            if !add.is_empty() || !remove.is_empty() {
+                detail.push(format!("labels: set {add:?}, remove {remove:?}"));
+            }
+            if detail.is_empty() {
                 ctx.done(id, kind, name, "existing", None);
+            } else {
+                let detail = detail.join(", ");
+                ctx.emit(id, kind, Some(name), "updating", Some(detail.clone()));
+                aws::eks::update_nodegroup(
+                    c,
+                    cluster,
+                    name,
+                    rescale,
+                    (add, remove),
+                    ctx.eks_timeout,
+                )
+                .await?;
+                ctx.done(id, kind, name, "updated", Some(detail));
             }
             Ok(())
         }
