@@ -744,3 +744,73 @@ async fn changed_scaling_labels_and_access_are_applied_in_place() {
     assert_eq!(again.mutating_calls(), Vec::<String>::new());
     cl.down();
 }
+
+/// Answers every request with 403 AccessDenied, in the shape of the protocol (`json`: EKS's
+/// REST-JSON, else the query protocol's XML of the load balancer APIs), on a thread so that the
+/// binary, a child process, can reach it.
+fn denying_endpoint(json: bool) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 65536];
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(200)));
+            let _ = s.read(&mut buf);
+            let (ctype, extra, body) = if json {
+                (
+                    "application/json",
+                    "x-amzn-ErrorType: AccessDeniedException\r\n",
+                    r#"{"message":"User is not authorized to perform: eks:DescribeCluster"}"#
+                        .to_string(),
+                )
+            } else {
+                (
+                    "text/xml",
+                    "",
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: elasticloadbalancing:DescribeLoadBalancers</Message></Error><RequestId>r</RequestId></ErrorResponse>".to_string(),
+                )
+            };
+            let resp = format!(
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: {ctype}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    url
+}
+
+/// Someone with only the kubeadm permissions removes a kubeadm cluster: the EKS and load
+/// balancer lookups are denied, `down` says so and removes everything else.
+#[tokio::test(flavor = "multi_thread")]
+async fn down_of_a_kubeadm_cluster_needs_no_eks_or_elb_permissions() {
+    let cl = Cluster::new("noeks", 1, "");
+    cl.up();
+    let json = denying_endpoint(true);
+    let xml = denying_endpoint(false);
+    let mut cmd = cl.command(&["down", "-f", cl.spec_arg()]);
+    cmd.env("AWS_ENDPOINT_URL_EKS", &json)
+        .env("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", &xml)
+        .env("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING", &xml);
+    let run = common::Run::from_output(cmd.output().unwrap());
+    assert!(run.ok(), "{}", run.stderr);
+    let warnings: Vec<&str> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "warning")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("EKS cluster") && w.contains("AccessDenied")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("load balancers")),
+        "{warnings:?}"
+    );
+    assert!(tagged(&sdk().await, &cl.name).await.is_empty());
+}

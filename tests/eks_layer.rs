@@ -125,9 +125,17 @@ async fn cluster_and_nodegroup_lifecycle() {
         .map(|a| a.to_string())
         .collect();
     let want: Vec<eks::AddonWant> = addons.iter().map(|a| eks::AddonWant::named(a)).collect();
-    let created = eks::ensure_addons(&c, &name, &want, None, &tags, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let created = eks::ensure_addons(
+        &c,
+        &name,
+        "vpc-1",
+        &want,
+        None,
+        &tags,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
     assert_eq!(created.created, addons);
     let listed = c
         .eks
@@ -150,11 +158,19 @@ async fn cluster_and_nodegroup_lifecycle() {
         Some(r#"{"enableNetworkPolicy":"true"}"#)
     );
     assert!(
-        eks::ensure_addons(&c, &name, &want, None, &tags, Duration::from_secs(60))
-            .await
-            .unwrap()
-            .created
-            .is_empty(),
+        eks::ensure_addons(
+            &c,
+            &name,
+            "vpc-1",
+            &want,
+            None,
+            &tags,
+            Duration::from_secs(60)
+        )
+        .await
+        .unwrap()
+        .created
+        .is_empty(),
         "idempotent"
     );
     let entries = vec![provision::core::spec::AccessEntry {

@@ -230,9 +230,17 @@ async fn missing_addons_are_installed_and_waited_for() {
             "arn:aws:iam::123456789012:role/csi".into(),
         )),
     });
-    let created = eks::ensure_addons(&c, "demo", &want, None, &[], Duration::from_secs(600))
-        .await
-        .unwrap();
+    let created = eks::ensure_addons(
+        &c,
+        "demo",
+        "vpc-1",
+        &want,
+        None,
+        &[],
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         created.created,
         ["vpc-cni", "kube-proxy", "aws-ebs-csi-driver"]
@@ -276,9 +284,17 @@ async fn a_new_degraded_addon_is_waited_for_an_old_one_reported_and_a_failed_one
     let want = [eks::AddonWant::named("coredns")];
     // Created now: DEGRADED until its pods have nodes, so it is waited for.
     let start = tokio::time::Instant::now();
-    let out = eks::ensure_addons(&c, "demo", &want, Some(&[]), &[], Duration::from_secs(600))
-        .await
-        .unwrap();
+    let out = eks::ensure_addons(
+        &c,
+        "demo",
+        "vpc-1",
+        &want,
+        Some(&[]),
+        &[],
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.created, ["coredns"]);
     assert!(out.degraded.is_empty());
     assert_eq!(describe.num_calls(), 3);
@@ -292,6 +308,7 @@ async fn a_new_degraded_addon_is_waited_for_an_old_one_reported_and_a_failed_one
     let out = eks::ensure_addons(
         &c,
         "demo",
+        "vpc-1",
         &want,
         Some(&have),
         &[],
@@ -305,6 +322,7 @@ async fn a_new_degraded_addon_is_waited_for_an_old_one_reported_and_a_failed_one
     let err = eks::ensure_addons(
         &c,
         "demo",
+        "vpc-1",
         &want,
         Some(&have),
         &[],
@@ -529,4 +547,43 @@ async fn a_role_that_never_becomes_usable_fails_at_the_deadline_and_says_so() {
         "retried with backoff: {}",
         create.num_calls()
     );
+}
+
+/// A client request token that already served a cluster since deleted answers with that
+/// cluster: `create_cluster` then creates with a fresh token.
+#[tokio::test]
+async fn a_token_spent_on_a_deleted_cluster_is_replaced() {
+    let spent = mock!(Client::create_cluster)
+        .match_requests(|r| r.client_request_token() == Some("tok"))
+        .then_output(|| {
+            CreateClusterOutput::builder()
+                .cluster(cluster(ClusterStatus::Deleting))
+                .build()
+        });
+    let fresh = mock!(Client::create_cluster)
+        .match_requests(|r| {
+            r.client_request_token()
+                .is_some_and(|t| t.starts_with("tok-") && t.len() > 4)
+        })
+        .then_output(|| {
+            CreateClusterOutput::builder()
+                .cluster(cluster(ClusterStatus::Creating))
+                .build()
+        });
+    let c = clients(&[&spent, &fresh], RuleMode::MatchAny).await;
+    let input = eks::ClusterInput {
+        name: "demo",
+        version: "1.35",
+        role_arn: "arn:aws:iam::123456789012:role/x",
+        subnet_ids: vec!["subnet-1".into(), "subnet-2".into()],
+        security_group_ids: vec![],
+        endpoint_public_access: true,
+        endpoint_private_access: true,
+        public_access_cidrs: vec!["198.51.100.0/24".into()],
+        tags: &[],
+        client_token: "tok".into(),
+    };
+    let got = eks::create_cluster(&c, &input).await.unwrap();
+    assert_eq!(got.status, "CREATING");
+    assert_eq!((spent.num_calls(), fresh.num_calls()), (1, 1));
 }

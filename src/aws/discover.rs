@@ -71,7 +71,7 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         roles,
         (profile, secret, ca_policy),
         (addresses, nat_gateways, launch_templates),
-        (eks_cluster, nodegroup),
+        (eks_cluster, nodegroup, eks_denied),
     ) = tokio::try_join!(
         vpcs(c, cluster),
         subnets(c, cluster),
@@ -102,9 +102,16 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         },
         async {
             if !eks {
-                return Ok((None, None));
+                return Ok((None, None, None));
             }
-            eks_cluster(c, cluster).await
+            match eks_cluster(c, cluster).await {
+                Ok((e, n)) => Ok((e, n, None)),
+                // `down` of a kubeadm cluster by someone without EKS permissions.
+                Err(e) if scope.kind.is_none() && is_access_denied(&e) => {
+                    Ok((None, None, Some(e.to_string())))
+                }
+                Err(e) => Err(e),
+            }
         },
     )?;
     let mut obs = Observed {
@@ -124,7 +131,13 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         nodegroup,
         launch_templates,
         leftovers: Default::default(),
+        warnings: Vec::new(),
     };
+    if let Some(e) = eks_denied {
+        obs.warnings.push(format!(
+            "could not look for an EKS cluster named {cluster} ({e}); if there is one, delete it first"
+        ));
+    }
     if scope.vpc_attributes {
         for v in &mut obs.vpcs {
             let (support, hostnames) = super::network::vpc_dns_attributes(c, &v.id).await?;
@@ -135,9 +148,26 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
     if scope.leftovers {
         let vpcs: Vec<String> = obs.vpcs.iter().map(|v| v.id.clone()).collect();
         let subnets: Vec<String> = obs.subnets.iter().map(|s| s.id.clone()).collect();
-        obs.leftovers = super::leftovers::find(c, cluster, &vpcs, &subnets).await?;
+        match super::leftovers::find(c, cluster, &vpcs, &subnets).await {
+            Ok(l) => obs.leftovers = l,
+            Err(e) if is_access_denied(&e) => obs.warnings.push(format!(
+                "could not look for load balancers Kubernetes made in the VPC ({e}); if there are any, the VPC's deletion will name them"
+            )),
+            Err(e) => return Err(e),
+        }
     }
     Ok(obs)
+}
+
+/// A call refused for lack of permission.
+fn is_access_denied(e: &AwsError) -> bool {
+    matches!(
+        e.code(),
+        "AccessDenied"
+            | "AccessDeniedException"
+            | "UnauthorizedOperation"
+            | "UnauthorizedException"
+    )
 }
 
 /// The roles of `names` that exist (with their attached policies when `policies`).

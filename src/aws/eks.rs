@@ -163,24 +163,44 @@ pub async fn create_cluster(c: &Clients, i: &ClusterInput<'_>) -> Result<EksClus
         .bootstrap_cluster_creator_admin_permissions(true)
         .build();
     let tags: HashMap<String, String> = i.tags.iter().cloned().collect();
-    let out = retry(Backoff::IAM_PROPAGATION, is_iam_propagation, || async {
-        c.eks
-            .create_cluster()
-            .name(i.name)
-            .version(i.version)
-            .role_arn(i.role_arn)
-            .resources_vpc_config(vpc.clone())
-            .access_config(access.clone())
-            .set_tags(Some(tags.clone()))
-            .client_request_token(&i.client_token)
-            .send()
-            .await
-            .map_err(api("creating EKS cluster", i.name))
-    })
-    .await?;
-    out.cluster().map(cluster_of).ok_or_else(|| {
-        AwsError::unexpected("creating EKS cluster", i.name, "no cluster in the answer")
-    })
+    let send = |token: String| {
+        let (vpc, access, tags) = (vpc.clone(), access.clone(), tags.clone());
+        async move {
+            let out = retry(Backoff::IAM_PROPAGATION, is_iam_propagation, || async {
+                c.eks
+                    .create_cluster()
+                    .name(i.name)
+                    .version(i.version)
+                    .role_arn(i.role_arn)
+                    .resources_vpc_config(vpc.clone())
+                    .access_config(access.clone())
+                    .set_tags(Some(tags.clone()))
+                    .client_request_token(&token)
+                    .send()
+                    .await
+                    .map_err(api("creating EKS cluster", i.name))
+            })
+            .await?;
+            out.cluster().map(cluster_of).ok_or_else(|| {
+                AwsError::unexpected("creating EKS cluster", i.name, "no cluster in the answer")
+            })
+        }
+    };
+    let k = send(i.client_token.clone()).await?;
+    // A token that already served a cluster since deleted answers with that cluster: make a
+    // new one instead (a fresh create is always CREATING).
+    if matches!(k.status.as_str(), "DELETING" | "FAILED") {
+        return send(fresh_token(&i.client_token)).await;
+    }
+    Ok(k)
+}
+
+/// A client request token that has not been used: `token` with the current time appended.
+fn fresh_token(token: &str) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{token}-{secs}")
 }
 
 /// # Errors
@@ -377,41 +397,61 @@ pub async fn create_nodegroup(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let out = retry(Backoff::IAM_PROPAGATION, is_iam_propagation, || async {
-        let req = c
-            .eks
-            .create_nodegroup()
-            .cluster_name(i.cluster)
-            .nodegroup_name(i.name)
-            .scaling_config(scaling.clone());
-        let req = match &i.launch_template {
-            Some(id) => req.launch_template(
-                aws_sdk_eks::types::LaunchTemplateSpecification::builder()
-                    .id(id)
-                    .build(),
-            ),
-            None => req.disk_size(i32::try_from(g.disk_size).unwrap_or(20)),
-        };
-        req.set_subnets(Some(i.subnet_ids.clone()))
-            .set_instance_types(Some(g.instance_types.clone()))
-            .ami_type(ami.clone())
-            .capacity_type(capacity.clone())
-            .node_role(i.node_role_arn)
-            .set_labels(Some(labels.clone()))
-            .set_tags(Some(tags.clone()))
-            .client_request_token(&i.client_token)
-            .send()
-            .await
-            .map_err(api("creating EKS node group", i.name))
-    })
-    .await?;
-    out.nodegroup().map(nodegroup_of).ok_or_else(|| {
-        AwsError::unexpected(
-            "creating EKS node group",
-            i.name,
-            "no node group in the answer",
-        )
-    })
+    let send = |token: String| {
+        let (scaling, ami, capacity, labels, tags) = (
+            scaling.clone(),
+            ami.clone(),
+            capacity.clone(),
+            labels.clone(),
+            tags.clone(),
+        );
+        async move {
+            let out = retry(Backoff::IAM_PROPAGATION, is_iam_propagation, || async {
+                let req = c
+                    .eks
+                    .create_nodegroup()
+                    .cluster_name(i.cluster)
+                    .nodegroup_name(i.name)
+                    .scaling_config(scaling.clone());
+                let req = match &i.launch_template {
+                    Some(id) => req.launch_template(
+                        aws_sdk_eks::types::LaunchTemplateSpecification::builder()
+                            .id(id)
+                            .build(),
+                    ),
+                    None => req.disk_size(i32::try_from(g.disk_size).unwrap_or(20)),
+                };
+                req.set_subnets(Some(i.subnet_ids.clone()))
+                    .set_instance_types(Some(g.instance_types.clone()))
+                    .ami_type(ami.clone())
+                    .capacity_type(capacity.clone())
+                    .node_role(i.node_role_arn)
+                    .set_labels(Some(labels.clone()))
+                    .set_tags(Some(tags.clone()))
+                    .client_request_token(&token)
+                    .send()
+                    .await
+                    .map_err(api("creating EKS node group", i.name))
+            })
+            .await?;
+            out.nodegroup().map(nodegroup_of).ok_or_else(|| {
+                AwsError::unexpected(
+                    "creating EKS node group",
+                    i.name,
+                    "no node group in the answer",
+                )
+            })
+        }
+    };
+    let n = send(i.client_token.clone()).await?;
+    // As for clusters: a token that served a node group since deleted or failed.
+    if matches!(
+        n.status.as_str(),
+        "DELETING" | "CREATE_FAILED" | "DELETE_FAILED"
+    ) {
+        return send(fresh_token(&i.client_token)).await;
+    }
+    Ok(n)
 }
 
 /// # Errors
@@ -679,6 +719,8 @@ impl AddonWant {
 pub const ADDON_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Installs the add-ons the cluster lacks (`have`: its add-ons, listed when `None`) with
+/// client request tokens derived from the cluster, `token_seed` (the VPC id: a new cluster of
+/// the same name gets new tokens) and the add-on's name,
 /// CreateAddon, concurrently, and polls until every wanted one is ACTIVE. vpc-cni gets
 /// network-policy enforcement turned on. For an add-on created now, DEGRADED counts as not yet
 /// ACTIVE (its pods wait for nodes); one that was already there and is DEGRADED is reported in
@@ -689,6 +731,7 @@ pub const ADDON_POLL_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn ensure_addons(
     c: &Clients,
     cluster: &str,
+    token_seed: &str,
     want: &[AddonWant],
     have: Option<&[String]>,
     tags: &[(String, String)],
@@ -712,7 +755,9 @@ pub async fn ensure_addons(
                 .addon_name(name)
                 .resolve_conflicts(aws_sdk_eks::types::ResolveConflicts::Overwrite)
                 .set_tags(Some(tags))
-                .client_request_token(format!("{cluster}-{name}"));
+                .client_request_token(crate::core::tags::client_token(&[
+                    cluster, token_seed, name,
+                ]));
             if name == "vpc-cni" {
                 req = req.configuration_values(r#"{"enableNetworkPolicy":"true"}"#);
             }

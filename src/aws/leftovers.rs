@@ -15,13 +15,15 @@ use crate::core::tags::{
 };
 
 /// Whether a (key, value) tag list says a Kubernetes controller of `cluster` made the resource.
+/// `kubernetes.io/cluster/NAME = shared` marks something the cluster *uses* (a subnet, a group
+/// someone made for it), not something it owns: only `owned` counts.
 pub fn made_by_kubernetes<'a>(
     mut tags: impl Iterator<Item = (&'a str, &'a str)>,
     cluster: &str,
 ) -> bool {
     let k8s = kubernetes_cluster_tag(cluster);
     tags.any(|(k, v)| {
-        k == k8s
+        (k == k8s && v == "owned")
             || (k == ELBV2_CLUSTER_TAG && v == cluster)
             || (k == VPC_CNI_CLUSTER_TAG && v == cluster)
     })

@@ -284,18 +284,33 @@ pub async fn create_nat_gateway(
     client_token: &str,
     tags: &[(String, String)],
 ) -> Result<String, AwsError> {
-    let out = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
-        c.ec2
-            .create_nat_gateway()
-            .subnet_id(subnet)
-            .allocation_id(allocation)
-            .client_token(client_token)
-            .tag_specifications(tag_spec(ResourceType::Natgateway, tags))
-            .send()
-            .await
-            .map_err(api("creating", &format!("NAT gateway in {subnet}")))
-    })
-    .await?;
+    let send = |token: String| async move {
+        retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+            c.ec2
+                .create_nat_gateway()
+                .subnet_id(subnet)
+                .allocation_id(allocation)
+                .client_token(&token)
+                .tag_specifications(tag_spec(ResourceType::Natgateway, tags))
+                .send()
+                .await
+                .map_err(api("creating", &format!("NAT gateway in {subnet}")))
+        })
+        .await
+    };
+    let mut out = send(client_token.to_string()).await?;
+    // A token that served a gateway since failed or deleted answers with that gateway.
+    let spent = |o: &aws_sdk_ec2::operation::create_nat_gateway::CreateNatGatewayOutput| {
+        o.nat_gateway()
+            .and_then(|n| n.state())
+            .is_some_and(|s| matches!(s.as_str(), "failed" | "deleting" | "deleted"))
+    };
+    if spent(&out) {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        out = send(format!("{client_token}-{secs}")).await?;
+    }
     let id = out
         .nat_gateway()
         .and_then(|n| n.nat_gateway_id())

@@ -277,7 +277,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let spec = load_spec(&a.spec.file, &out)?;
             let c = aws::clients(&spec.region, calls.clone()).await;
             let items = if a.destroy {
-                crate::engine::plan::plan_down(&c, &spec.name).await?
+                let (items, warnings) = crate::engine::plan::plan_down(&c, &spec.name).await?;
+                for message in warnings {
+                    out.event(&Event::Warning { message });
+                }
+                items
             } else {
                 crate::engine::plan::plan_up(&c, &spec).await?
             };

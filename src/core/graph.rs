@@ -1038,8 +1038,11 @@ pub(crate) mod tests {
             n.kind,
             Kind::Instance | Kind::Secret | Kind::InstanceProfile | Kind::Ami
         )));
-        // EKS's own groups guard the nodes: ours has no rule unless the private endpoint is on.
-        assert!(rules(&eks_spec(""), SgRole::ControlPlane).is_empty());
+        // EKS's own groups guard the nodes; ours admits the admin CIDRs to the private endpoint
+        // (on by default) and nothing else.
+        let r = rules(&eks_spec(""), SgRole::ControlPlane);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].from_port, 443);
     }
 
     #[test]
@@ -1077,13 +1080,14 @@ pub(crate) mod tests {
     #[test]
     fn the_private_endpoint_opens_443_to_the_admin_cidrs_only() {
         let mut spec = eks_spec("");
-        if let Flavor::Eks(e) = &mut spec.flavor {
-            e.endpoint_private_access = true;
-        }
         let r = rules(&spec, SgRole::ControlPlane);
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].from_port, r[0].to_port), (443, 443));
         assert_eq!(r[0].source, Source::Cidr("203.0.113.0/24".parse().unwrap()));
+        if let Flavor::Eks(e) = &mut spec.flavor {
+            e.endpoint_private_access = false;
+        }
+        assert!(rules(&spec, SgRole::ControlPlane).is_empty());
     }
 
     #[test]

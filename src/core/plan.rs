@@ -31,6 +31,9 @@ pub struct Observed {
     pub launch_templates: Vec<ObsTemplate>,
     /// What Kubernetes made in the cluster's VPC (looked up by `down` and `plan --destroy`).
     pub leftovers: Leftovers,
+    /// Lookups that could not be made (e.g. no permission for EKS when removing a kubeadm
+    /// cluster), for the user to see.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

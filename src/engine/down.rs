@@ -107,6 +107,9 @@ pub async fn down(
             .filter(|e| !e.owned)
             .map(|e| ("EKS cluster", &e.name)),
     );
+    for w in &obs.warnings {
+        events(Event::Warning { message: w.clone() });
+    }
     for (what, name) in foreign {
         {
             events(Event::Warning {

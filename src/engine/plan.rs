@@ -41,11 +41,14 @@ pub async fn plan_up(c: &Clients, spec: &ClusterSpec) -> Result<Vec<PlanItem>, E
     Ok(items)
 }
 
-/// What `down` would delete, in teardown order.
+/// What `down` would delete, in teardown order, and warnings about what could not be looked up.
 ///
 /// # Errors
 /// When discovery fails.
-pub async fn plan_down(c: &Clients, cluster: &str) -> Result<Vec<PlanItem>, EngineError> {
+pub async fn plan_down(
+    c: &Clients,
+    cluster: &str,
+) -> Result<(Vec<PlanItem>, Vec<String>), EngineError> {
     let obs = aws::discover::observe(
         c,
         &aws::discover::Scope {
@@ -62,5 +65,5 @@ pub async fn plan_down(c: &Clients, cluster: &str) -> Result<Vec<PlanItem>, Engi
         .collect();
     let mut items = plan::destroy_items(&obs);
     items.sort_by_key(|(s, _)| order.iter().position(|o| o == s));
-    Ok(items.into_iter().map(|(_, i)| i).collect())
+    Ok((items.into_iter().map(|(_, i)| i).collect(), obs.warnings))
 }

@@ -935,9 +935,11 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             {
                 ctx.emit(id, node.kind, None, "creating", Some(list.join(", ")));
             }
+            let vpc = ctx.id(graph::VPC)?;
             let made = aws::eks::ensure_addons(
                 c,
                 &k.name,
+                &vpc,
                 &want,
                 have.as_deref(),
                 &ctx.tags(id, false),
