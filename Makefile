@@ -33,7 +33,10 @@ demo:
 	export KUBECONFIG="$(CURDIR)/target/demo-kubeconfig"; \
 	target/debug/provision up -f config/demo.toml; \
 	target/debug/provision plan -f config/demo.toml; \
-	target/debug/provision down -f config/demo.toml
+	target/debug/provision down -f config/demo.toml; \
+	target/debug/provision up -f config/eks.toml; \
+	target/debug/provision plan -f config/eks.toml; \
+	target/debug/provision down -f config/eks.toml
 
 # API calls and wall time of up/down on the emulator (a benchmark, not a test; see BENCHMARKS.md).
 bench:

@@ -86,6 +86,8 @@ struct Outputs {
     arns: HashMap<String, String>,
     /// The EKS cluster once it is ACTIVE.
     eks: Option<aws::eks::EksCluster>,
+    /// This run created the EKS cluster (so it has no add-ons yet).
+    eks_created: bool,
     /// The token new workers join with (see the `join-token` node).
     join_token: Option<String>,
     master: Option<ObsInstance>,
@@ -922,12 +924,18 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     })
                 })
                 .collect::<Result<_, _>>()?;
-            let have = ctx
+            // Observed by discovery; none on a cluster this run made; listed otherwise.
+            let observed = ctx
                 .obs
                 .eks
                 .as_ref()
                 .filter(|e| e.owned)
                 .map(|e| e.addons.clone());
+            let have = match observed {
+                Some(a) => Some(a),
+                None if ctx.out().eks_created => Some(Vec::new()),
+                None => None,
+            };
             let list: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
             if have
                 .as_ref()
@@ -1424,6 +1432,7 @@ async fn ensure_eks_cluster(
                 client_token: tags::client_token(&[name, &vpc, "cluster"]),
             };
             aws::eks::create_cluster(c, &input).await?;
+            ctx.out().eks_created = true;
             "created"
         }
     };
