@@ -814,3 +814,22 @@ async fn down_of_a_kubeadm_cluster_needs_no_eks_or_elb_permissions() {
     );
     assert!(tagged(&sdk().await, &cl.name).await.is_empty());
 }
+
+/// The same denial when this cluster is an EKS one (its roles say so): `down` refuses before
+/// deleting anything, rather than pull the roles and network from under a cluster it cannot see.
+#[tokio::test(flavor = "multi_thread")]
+async fn down_refuses_when_it_cannot_see_an_eks_cluster_whose_roles_exist() {
+    let cl = eks_cluster("eks-denied", "availability_zones = 2");
+    cl.up();
+    let json = denying_endpoint(true);
+    let mut cmd = cl.command(&["down", "-f", cl.spec_arg()]);
+    cmd.env("AWS_ENDPOINT_URL_EKS", &json);
+    let run = common::Run::from_output(cmd.output().unwrap());
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("eks:DescribeCluster"), "{}", run.stderr);
+    assert_eq!(run.mutating_calls(), Vec::<String>::new());
+    let c = sdk().await;
+    assert!(c.eks.describe_cluster().name(&cl.name).send().await.is_ok());
+    cl.down();
+    assert!(tagged(&c, &cl.name).await.is_empty());
+}

@@ -587,3 +587,36 @@ async fn a_token_spent_on_a_deleted_cluster_is_replaced() {
     assert_eq!(got.status, "CREATING");
     assert_eq!((spent.num_calls(), fresh.num_calls()), (1, 1));
 }
+
+/// Scaling a DEGRADED node group (Spot capacity reclaimed, say) is how it is repaired: the
+/// update's wait accepts DEGRADED, while a new node group's does not.
+#[tokio::test(start_paused = true)]
+async fn a_degraded_node_group_can_still_be_scaled() {
+    use aws_sdk_eks::operation::describe_nodegroup::DescribeNodegroupOutput;
+    use aws_sdk_eks::operation::update_nodegroup_config::UpdateNodegroupConfigOutput;
+    use aws_sdk_eks::types::NodegroupStatus;
+    let update = mock!(Client::update_nodegroup_config)
+        .match_requests(|r| r.scaling_config().and_then(|s| s.desired_size()) == Some(3))
+        .then_output(|| UpdateNodegroupConfigOutput::builder().build());
+    let describe = mock!(Client::describe_nodegroup).then_output(|| {
+        DescribeNodegroupOutput::builder()
+            .nodegroup(nodegroup(NodegroupStatus::Degraded))
+            .build()
+    });
+    let c = clients(&[&update, &describe], RuleMode::MatchAny).await;
+    eks::update_nodegroup(
+        &c,
+        "demo",
+        "demo-nodes",
+        Some((1, 3, 3)),
+        (Default::default(), Vec::new()),
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
+    assert_eq!(update.num_calls(), 1);
+    let err = eks::wait_nodegroup_active(&c, "demo", "demo-nodes", Duration::from_secs(600))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("DEGRADED"), "{err}");
+}

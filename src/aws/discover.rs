@@ -3,7 +3,7 @@
 
 use aws_sdk_ec2::types::Filter;
 
-use super::error::api;
+use super::error::{api, is_access_denied};
 use super::{AwsError, Clients, cluster_filter, tag_value};
 use crate::core::graph;
 use crate::core::plan::{
@@ -104,14 +104,7 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
             if !eks {
                 return Ok((None, None, None));
             }
-            match eks_cluster(c, cluster).await {
-                Ok((e, n)) => Ok((e, n, None)),
-                // `down` of a kubeadm cluster by someone without EKS permissions.
-                Err(e) if scope.kind.is_none() && is_access_denied(&e) => {
-                    Ok((None, None, Some(e.to_string())))
-                }
-                Err(e) => Err(e),
-            }
+            eks_cluster(c, cluster, scope.kind.is_none()).await
         },
     )?;
     let mut obs = Observed {
@@ -134,6 +127,19 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         warnings: Vec::new(),
     };
     if let Some(e) = eks_denied {
+        // Roles only an EKS cluster of ours has: there may well be a cluster we cannot see, and
+        // deleting its roles and network under it would leave it broken and still billed.
+        if obs.roles.iter().any(|r| {
+            r.owned && (r.logical == graph::CLUSTER_ROLE || r.logical == graph::EBS_CSI_ROLE)
+        }) {
+            return Err(AwsError::unexpected(
+                "looking for the EKS cluster",
+                cluster,
+                format!(
+                    "{e}; its IAM roles exist, so it may too: `down` needs eks:DescribeCluster (and the other EKS permissions) to remove it"
+                ),
+            ));
+        }
         obs.warnings.push(format!(
             "could not look for an EKS cluster named {cluster} ({e}); if there is one, delete it first"
         ));
@@ -157,17 +163,6 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         }
     }
     Ok(obs)
-}
-
-/// A call refused for lack of permission.
-fn is_access_denied(e: &AwsError) -> bool {
-    matches!(
-        e.code(),
-        "AccessDenied"
-            | "AccessDeniedException"
-            | "UnauthorizedOperation"
-            | "UnauthorizedException"
-    )
 }
 
 /// The roles of `names` that exist (with their attached policies when `policies`).
@@ -248,9 +243,19 @@ async fn nat_gateways(c: &Clients, cluster: &str) -> Result<Vec<ObsNat>, AwsErro
 async fn eks_cluster(
     c: &Clients,
     cluster: &str,
-) -> Result<(Option<ObsEks>, Option<ObsNodegroup>), AwsError> {
-    let Some(e) = super::eks::describe_cluster(c, cluster).await? else {
-        return Ok((None, None));
+    tolerate_denied: bool,
+) -> Result<(Option<ObsEks>, Option<ObsNodegroup>, Option<String>), AwsError> {
+    let found = match super::eks::describe_cluster(c, cluster).await {
+        Ok(f) => f,
+        // `down` of a kubeadm cluster by someone without EKS permissions. Only DescribeCluster:
+        // a denial after the cluster is found is an error.
+        Err(e) if tolerate_denied && is_access_denied(&e) => {
+            return Ok((None, None, Some(e.to_string())));
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(e) = found else {
+        return Ok((None, None, None));
     };
     let owned = e.tags.get(CLUSTER_TAG).map(String::as_str) == Some(cluster);
     let mut obs = ObsEks {
@@ -264,8 +269,10 @@ async fn eks_cluster(
         addons: Vec::new(),
         access_entries: Vec::new(),
     };
-    if !owned || e.status == "DELETING" {
-        return Ok((Some(obs), None));
+    // Add-ons, access entries and node groups exist only on a cluster that has become ACTIVE;
+    // while it is CREATING, `up` waits and then looks itself.
+    if !owned || !matches!(e.status.as_str(), "ACTIVE" | "UPDATING") {
+        return Ok((Some(obs), None, None));
     }
     let ng_name = graph::nodegroup_name(cluster);
     let (addons, entries, ng) = tokio::try_join!(
@@ -287,7 +294,7 @@ async fn eks_cluster(
         labels: n.labels.into_iter().collect(),
         issues: n.issues,
     });
-    Ok((Some(obs), ng))
+    Ok((Some(obs), ng, None))
 }
 
 /// Every item of a tag-filtered, paginated EC2 Describe (one call per page).

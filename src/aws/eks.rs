@@ -482,10 +482,12 @@ pub async fn wait_nodegroup_active(
     name: &str,
     max: Duration,
 ) -> Result<(), AwsError> {
-    wait_nodegroup_active_with(c, cluster, name, POLL_INTERVAL, max, &|_| {}).await
+    wait_nodegroup_active_with(c, cluster, name, POLL_INTERVAL, max, false, &|_| {}).await
 }
 
-/// [`wait_nodegroup_active`] with its interval and a progress callback.
+/// [`wait_nodegroup_active`] with its interval and a progress callback. With
+/// `accept_degraded`, DEGRADED ends the wait too (an existing node group whose capacity is
+/// short, e.g. Spot reclaimed, being scaled or relabelled): the caller reports it.
 ///
 /// # Errors
 /// CREATE_FAILED (with EKS's health issues), or the timeout.
@@ -495,6 +497,7 @@ pub async fn wait_nodegroup_active_with(
     name: &str,
     interval: Duration,
     max: Duration,
+    accept_degraded: bool,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<(), AwsError> {
     let what = format!("EKS node group {name}");
@@ -508,6 +511,7 @@ pub async fn wait_nodegroup_active_with(
                 None => Seen::Failed("the node group is gone".into()),
                 Some(n) => match n.status.as_str() {
                     "ACTIVE" => Seen::Done,
+                    "DEGRADED" if accept_degraded => Seen::Done,
                     "CREATE_FAILED" | "DELETE_FAILED" | "DEGRADED" | "DELETING" => Seen::Failed(
                         format!("the node group is {} ({})", n.status, n.issues.join("; ")),
                     ),
@@ -560,7 +564,7 @@ pub async fn update_nodegroup(
     req.send()
         .await
         .map_err(api("updating EKS node group", name))?;
-    wait_nodegroup_active(c, cluster, name, timeout).await
+    wait_nodegroup_active_with(c, cluster, name, POLL_INTERVAL, timeout, true, &|_| {}).await
 }
 
 /// Deletes the node group and waits until it is gone.

@@ -92,6 +92,17 @@ where
     }
 }
 
+/// A call refused for lack of permission.
+pub fn is_access_denied(e: &AwsError) -> bool {
+    matches!(
+        e.code(),
+        "AccessDenied"
+            | "AccessDeniedException"
+            | "UnauthorizedOperation"
+            | "UnauthorizedException"
+    )
+}
+
 /// `Ok(None)` when the call failed with `code` (the thing is not there), else the result.
 pub(crate) fn absent_if<T>(r: Result<T, AwsError>, code: &str) -> Result<Option<T>, AwsError> {
     match r {

@@ -876,7 +876,10 @@ pub fn teardown_order() -> Vec<(TeardownStep, Vec<TeardownStep>)> {
             vec![Instances, EksClusters, NetworkInterfaces],
         ),
         (RouteTables, vec![EksClusters]),
-        (InternetGateways, vec![Instances, EksClusters, NatGateways]),
+        (
+            InternetGateways,
+            vec![Instances, EksClusters, NatGateways, NetworkInterfaces],
+        ),
         (
             Subnets,
             vec![

@@ -191,7 +191,9 @@ pub fn access_changes(
                         namespaces: w.namespaces.clone(),
                     });
                 }
-                for (p, _) in o.policies.iter().filter(|(p, _)| *p != arn) {
+                // On an entry we did not make (the creator's), policies are only added: taking
+                // one away could lock its operator out.
+                for (p, _) in o.policies.iter().filter(|(p, _)| o.owned && *p != arn) {
                     out.push(AccessChange::Disassociate {
                         principal: w.principal_arn.clone(),
                         policy_arn: p.clone(),
@@ -729,7 +731,12 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                         "DEGRADED" => changes.push(format!("note: the node group is DEGRADED ({})", g.issues.join("; "))),
                         other => changes.push(format!("{IMMUTABLE}: the node group is {other}")),
                     }
-                    if g.owned && (&g.instance_types != instance_types || g.spot != *spot) {
+                    let sorted = |v: &[String]| {
+                        let mut v = v.to_vec();
+                        v.sort();
+                        v
+                    };
+                    if g.owned && (sorted(&g.instance_types) != sorted(instance_types) || g.spot != *spot) {
                         changes.push(format!(
                             "{IMMUTABLE}: the node group runs {} ({}), the spec says {} ({})",
                             g.instance_types.join("/"),
@@ -1108,6 +1115,16 @@ mod tests {
                 },
             ]
         );
+        // The spec names the creator's principal with another policy: added, the creator's
+        // cluster-admin kept.
+        let creator = vec![AccessEntry {
+            principal_arn: "arn:aws:iam::1:user/creator".into(),
+            policy: AccessPolicy::View,
+            namespaces: vec![],
+        }];
+        let c = access_changes(arn, &creator, &obs[3..4]);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(matches!(c[0], AccessChange::Associate { .. }));
         // Narrowed to namespaces: re-associated with the new scope.
         let narrowed = vec![AccessEntry {
             namespaces: vec!["x".into()],

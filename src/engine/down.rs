@@ -365,8 +365,15 @@ async fn run_step(
             // `available` as the nodes terminate.
             let vpcs: Vec<String> = ctx.obs.vpcs.iter().map(|v| v.id.clone()).collect();
             let subnets: Vec<String> = ctx.obs.subnets.iter().map(|s| s.id.clone()).collect();
-            let again = aws::leftovers::find(c, cluster, &vpcs, &subnets).await?;
-            sweep(ctx, cluster, &again).await?;
+            match aws::leftovers::find(c, cluster, &vpcs, &subnets).await {
+                Ok(again) => sweep(ctx, cluster, &again).await?,
+                Err(e) if aws::error::is_access_denied(&e) => (ctx.events)(Event::Warning {
+                    message: format!(
+                        "could not look again for what Kubernetes made in the VPC ({e}); if anything is left, the VPC's deletion will name it"
+                    ),
+                }),
+                Err(e) => return Err(e),
+            }
         }
         TeardownStep::NatGateways => {
             let deletes = ctx

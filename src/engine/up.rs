@@ -867,11 +867,12 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 .eks
                 .clone()
                 .ok_or_else(|| internal("eks-cluster ran first"))?;
+            // What discovery saw, if the cluster was ACTIVE then; else look now.
             let observed = ctx
                 .obs
                 .eks
                 .as_ref()
-                .filter(|e| e.owned)
+                .filter(|e| e.owned && matches!(e.status.as_str(), "ACTIVE" | "UPDATING"))
                 .map(|e| e.access_entries.clone());
             let changes = aws::eks::ensure_access_entries(
                 c,
@@ -929,7 +930,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 .obs
                 .eks
                 .as_ref()
-                .filter(|e| e.owned)
+                .filter(|e| e.owned && matches!(e.status.as_str(), "ACTIVE" | "UPDATING"))
                 .map(|e| e.addons.clone());
             let have = match observed {
                 Some(a) => Some(a),
@@ -1486,13 +1487,15 @@ async fn ensure_nodegroup(
         .ok_or_else(|| internal("an EKS node in a kubeadm graph"))?;
     let cluster = ctx.spec.name.as_str();
     let report = progress(ctx, format!("EKS node group {name}"));
-    let wait = || {
+    // A node group this run creates must become ACTIVE; one that exists may be DEGRADED.
+    let wait = |accept_degraded: bool| {
         aws::eks::wait_nodegroup_active_with(
             c,
             cluster,
             name,
             aws::eks::POLL_INTERVAL,
             ctx.eks_timeout,
+            accept_degraded,
             &report,
         )
     };
@@ -1508,7 +1511,7 @@ async fn ensure_nodegroup(
         )),
         Some(g) => {
             if matches!(g.status.as_str(), "CREATING" | "UPDATING") {
-                wait().await?;
+                wait(true).await?;
             }
             if g.status == "DEGRADED" {
                 (ctx.events)(Event::Warning {
@@ -1579,7 +1582,7 @@ async fn ensure_nodegroup(
                 },
             )
             .await?;
-            wait().await?;
+            wait(false).await?;
             ctx.done(id, kind, name, "created", Some(detail));
             Ok(())
         }
