@@ -35,8 +35,59 @@ struct RawSpec {
     network: Spanned<RawNetwork>,
     kubeadm: Option<Spanned<RawKubeadm>>,
     eks: Option<Spanned<RawEks>>,
+    addons: Option<Spanned<RawAddons>>,
+    security: Option<Spanned<RawSecurity>>,
     #[serde(default)]
     tags: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAddons {
+    monitoring: Option<Spanned<RawAddon>>,
+    logging: Option<Spanned<RawAddon>>,
+    tracing: Option<Spanned<RawAddon>>,
+}
+
+/// `monitoring = true`, or a table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawAddon {
+    On(bool),
+    Table(RawAddonTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAddonTable {
+    #[serde(default = "yes")]
+    enabled: bool,
+    instance_type: Option<String>,
+    volume_gb: Option<i64>,
+    #[serde(default)]
+    versions: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    namespaces: Option<Spanned<Vec<Spanned<String>>>>,
+    default_deny: Option<Spanned<bool>>,
+    #[serde(default)]
+    bindings: Vec<Spanned<RawBinding>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBinding {
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    role: Spanned<String>,
+    namespaces: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,8 +157,139 @@ pub struct ClusterSpec {
     pub region: String,
     pub network: NetworkSpec,
     pub flavor: Flavor,
+    pub addons: AddonsSpec,
+    pub security: SecuritySpec,
     /// User tags added to every resource, after (and never overriding) the ownership tags.
     pub tags: BTreeMap<String, String>,
+}
+
+/// The observability add-ons: each its own instance in the cluster's VPC.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddonsSpec {
+    pub monitoring: Option<AddonSpec>,
+    pub logging: Option<AddonSpec>,
+    pub tracing: Option<AddonSpec>,
+}
+
+/// Which add-on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Addon {
+    Monitoring,
+    Logging,
+    Tracing,
+}
+
+impl Addon {
+    pub const ALL: [Addon; 3] = [Addon::Monitoring, Addon::Logging, Addon::Tracing];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Addon::Monitoring => "monitoring",
+            Addon::Logging => "logging",
+            Addon::Tracing => "tracing",
+        }
+    }
+
+    /// The images it runs, with their pinned default versions (current stable lines, late 2026).
+    pub fn default_versions(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Addon::Monitoring => &[("prometheus", "v3.7.3"), ("grafana", "12.3.0")],
+            Addon::Logging => &[
+                ("elasticsearch", "9.2.1"),
+                ("kibana", "9.2.1"),
+                ("fluent_bit", "4.2.0"),
+            ],
+            Addon::Tracing => &[("jaeger", "2.12.0")],
+        }
+    }
+
+    pub fn default_instance_type(self) -> &'static str {
+        match self {
+            Addon::Monitoring => "t3.medium",
+            // Elasticsearch wants memory: 2 GiB of heap and the page cache.
+            Addon::Logging => "t3.large",
+            Addon::Tracing => "t3.small",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonSpec {
+    pub instance_type: String,
+    pub arch: Arch,
+    /// The data volume (GiB).
+    pub volume_gb: i32,
+    /// Image name -> tag, defaults filled in.
+    pub versions: BTreeMap<String, String>,
+}
+
+impl AddonsSpec {
+    pub fn get(&self, a: Addon) -> Option<&AddonSpec> {
+        match a {
+            Addon::Monitoring => self.monitoring.as_ref(),
+            Addon::Logging => self.logging.as_ref(),
+            Addon::Tracing => self.tracing.as_ref(),
+        }
+    }
+
+    pub fn enabled(&self) -> impl Iterator<Item = (Addon, &AddonSpec)> {
+        Addon::ALL
+            .into_iter()
+            .filter_map(|a| self.get(a).map(|s| (a, s)))
+    }
+
+    pub fn any(&self) -> bool {
+        self.enabled().next().is_some()
+    }
+}
+
+/// The cluster security baseline: namespaces, default-deny NetworkPolicies, RBAC bindings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecuritySpec {
+    pub namespaces: Vec<String>,
+    /// A default-deny ingress NetworkPolicy (with allow-DNS and allow-same-namespace) in each.
+    pub default_deny: bool,
+    pub bindings: Vec<Binding>,
+}
+
+/// A RoleBinding of a built-in ClusterRole to a user or group, in namespaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub subject: Subject,
+    pub role: BindingRole,
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    User(String),
+    Group(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingRole {
+    View,
+    Edit,
+    Admin,
+}
+
+impl BindingRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingRole::View => "view",
+            BindingRole::Edit => "edit",
+            BindingRole::Admin => "admin",
+        }
+    }
+
+    /// The EKS access policy with the same meaning.
+    pub fn access_policy(self) -> AccessPolicy {
+        match self {
+            BindingRole::View => AccessPolicy::View,
+            BindingRole::Edit => AccessPolicy::Edit,
+            BindingRole::Admin => AccessPolicy::Admin,
+        }
+    }
 }
 
 /// What runs the Kubernetes control plane: the same network, other resource kinds.
@@ -501,6 +683,50 @@ impl Validator<'_> {
                     "private subnets (behind a NAT gateway) are for kind = \"eks\"; kubeadm nodes live in the public subnets",
                 );
         }
+        let addons = match &raw.addons {
+            Some(a) => self.addons(a.get_ref()),
+            None => AddonsSpec::default(),
+        };
+        let enforces = match (raw.kind.get_ref().as_str(), &kubeadm) {
+            // The VPC CNI's network policy agent is on (vpc-cni's enableNetworkPolicy).
+            ("eks", _) => Some(true),
+            (_, Some(k)) => Some(k.cni.enforces_network_policy()),
+            _ => None,
+        };
+        let security = match &raw.security {
+            Some(sec) => self.security(sec.get_ref(), enforces, raw.kind.get_ref() == "eks"),
+            None => SecuritySpec::default(),
+        };
+        let mut eks = eks;
+        if let Some(e) = eks.as_mut() {
+            // On EKS, bindings are access entries scoped to their namespaces.
+            for b in &security.bindings {
+                if let Subject::User(arn) = &b.subject {
+                    if e.access.iter().any(|a| &a.principal_arn == arn) {
+                        let at = raw
+                            .security
+                            .as_ref()
+                            .and_then(|sec| {
+                                sec.get_ref().bindings.iter().find_map(|b| {
+                                    b.get_ref().user.as_ref().filter(|u| u.get_ref() == arn)
+                                })
+                            })
+                            .map_or(0..0, |u| u.span());
+                        self.push(
+                            at,
+                            "security.bindings",
+                            format!("`{arn}` is in both [[eks.access]] and [[security.bindings]]: list it once"),
+                        );
+                    } else {
+                        e.access.push(AccessEntry {
+                            principal_arn: arn.clone(),
+                            policy: b.role.access_policy(),
+                            namespaces: b.namespaces.clone(),
+                        });
+                    }
+                }
+            }
+        }
         let flavor = match raw.kind.get_ref().as_str() {
             "eks" => Flavor::Eks(eks?),
             _ => Flavor::Kubeadm(kubeadm?),
@@ -510,8 +736,193 @@ impl Validator<'_> {
             region,
             network: network?,
             flavor,
+            addons,
+            security,
             tags,
         })
+    }
+
+    fn addons(&mut self, raw: &RawAddons) -> AddonsSpec {
+        let mut out = AddonsSpec::default();
+        for (addon, entry) in [
+            (Addon::Monitoring, &raw.monitoring),
+            (Addon::Logging, &raw.logging),
+            (Addon::Tracing, &raw.tracing),
+        ] {
+            let Some(entry) = entry else { continue };
+            let field = format!("addons.{}", addon.as_str());
+            let table = match entry.get_ref() {
+                RawAddon::On(false) => continue,
+                RawAddon::On(true) => None,
+                RawAddon::Table(t) if !t.enabled => continue,
+                RawAddon::Table(t) => Some(t),
+            };
+            let instance_type = table
+                .and_then(|t| t.instance_type.clone())
+                .unwrap_or_else(|| addon.default_instance_type().to_string());
+            let arch = match check_instance_type(&instance_type) {
+                Ok(a) => a,
+                Err(m) => {
+                    self.err(entry, &format!("{field}.instance_type"), m);
+                    Arch::Amd64
+                }
+            };
+            let volume_gb = table.and_then(|t| t.volume_gb).unwrap_or(30);
+            if !(8..=16384).contains(&volume_gb) {
+                self.err(
+                    entry,
+                    &format!("{field}.volume_gb"),
+                    format!("{volume_gb} GiB: 8 to 16384"),
+                );
+            }
+            let mut versions: BTreeMap<String, String> = addon
+                .default_versions()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            for (image, tag) in table.map(|t| &t.versions).into_iter().flatten() {
+                if !versions.contains_key(image) {
+                    let known: Vec<&str> =
+                        addon.default_versions().iter().map(|(k, _)| *k).collect();
+                    self.err(
+                        entry,
+                        &format!("{field}.versions.{image}"),
+                        format!(
+                            "unknown image `{image}`: {} runs {}",
+                            addon.as_str(),
+                            known.join(", ")
+                        ),
+                    );
+                } else if !is_image_tag(tag) {
+                    self.err(
+                        entry,
+                        &format!("{field}.versions.{image}"),
+                        format!(
+                            "`{tag}` is not a pinned image tag (e.g. 1.2.3 or v1.2.3; not `latest`)"
+                        ),
+                    );
+                } else {
+                    versions.insert(image.clone(), tag.clone());
+                }
+            }
+            let spec = AddonSpec {
+                instance_type,
+                arch,
+                volume_gb: volume_gb.clamp(8, 16384) as i32,
+                versions,
+            };
+            match addon {
+                Addon::Monitoring => out.monitoring = Some(spec),
+                Addon::Logging => out.logging = Some(spec),
+                Addon::Tracing => out.tracing = Some(spec),
+            }
+        }
+        out
+    }
+
+    fn security(&mut self, raw: &RawSecurity, enforces: Option<bool>, eks: bool) -> SecuritySpec {
+        let mut namespaces = Vec::new();
+        if let Some(ns) = &raw.namespaces {
+            for (i, n) in ns.get_ref().iter().enumerate() {
+                let field = format!("security.namespaces[{i}]");
+                let name = n.get_ref();
+                if !is_dns_label(name) {
+                    self.err(n, &field, format!("`{name}` is not a Kubernetes namespace name (lower-case letters, digits and -, at most 63)"));
+                } else if name.starts_with("kube-") || name == "default" {
+                    self.err(n, &field, format!("`{name}` is a system namespace: the baseline is for your own namespaces"));
+                } else if namespaces.contains(name) {
+                    self.err(n, &field, format!("`{name}` is listed twice"));
+                }
+                namespaces.push(name.clone());
+            }
+        }
+        let default_deny = match (&raw.default_deny, enforces) {
+            (Some(d), Some(false)) if *d.get_ref() => {
+                self.err(
+                    d,
+                    "security.default_deny",
+                    "Flannel does not enforce NetworkPolicy, so a default-deny policy would protect nothing: use cni = \"calico\", or set default_deny = false",
+                );
+                false
+            }
+            (Some(d), _) => *d.get_ref(),
+            (None, Some(e)) => e,
+            (None, None) => false,
+        };
+        if raw.default_deny.is_none() && enforces == Some(false) && !namespaces.is_empty() {
+            self.warn(
+                "security.default_deny",
+                "Flannel does not enforce NetworkPolicy: the namespaces get no default-deny policy",
+            );
+        }
+        let mut bindings = Vec::new();
+        for (i, b) in raw.bindings.iter().enumerate() {
+            let field = format!("security.bindings[{i}]");
+            let r = b.get_ref();
+            let subject = match (&r.user, &r.group) {
+                (Some(u), None) => {
+                    let name = u.get_ref();
+                    if eks && !is_principal_arn(name) {
+                        self.err(u, &format!("{field}.user"), format!("`{name}` is not an IAM user or role ARN: on EKS a binding becomes an access entry of that principal"));
+                    } else if name.is_empty() || name.len() > 253 {
+                        self.err(u, &format!("{field}.user"), "1 to 253 characters");
+                    }
+                    Some(Subject::User(name.clone()))
+                }
+                (None, Some(g)) => {
+                    let name = g.get_ref();
+                    if eks {
+                        self.err(g, &format!("{field}.group"), "EKS access entries are per IAM principal: give `user` an IAM user or role ARN");
+                    } else if name.is_empty() || name.len() > 253 || name.starts_with("system:") {
+                        self.err(
+                            g,
+                            &format!("{field}.group"),
+                            format!("`{name}`: 1 to 253 characters, not a system: group"),
+                        );
+                    }
+                    Some(Subject::Group(name.clone()))
+                }
+                _ => {
+                    self.err(b, &field, "give exactly one of `user` or `group`");
+                    None
+                }
+            };
+            let role = match r.role.get_ref().as_str() {
+                "view" => Some(BindingRole::View),
+                "edit" => Some(BindingRole::Edit),
+                "admin" => Some(BindingRole::Admin),
+                other => {
+                    self.err(&r.role, &format!("{field}.role"), format!("unknown role `{other}`: expected view, edit or admin (the built-in ClusterRoles)"));
+                    None
+                }
+            };
+            let mut ns = Vec::new();
+            if r.namespaces.get_ref().is_empty() {
+                self.err(&r.namespaces, &format!("{field}.namespaces"), "at least one namespace: bindings are namespaced (cluster-wide access goes in [[eks.access]] or the admin kubeconfig)");
+            }
+            for n in r.namespaces.get_ref() {
+                if !is_dns_label(n.get_ref()) {
+                    self.err(
+                        n,
+                        &format!("{field}.namespaces"),
+                        format!("`{}` is not a Kubernetes namespace name", n.get_ref()),
+                    );
+                }
+                ns.push(n.get_ref().clone());
+            }
+            if let (Some(subject), Some(role)) = (subject, role) {
+                bindings.push(Binding {
+                    subject,
+                    role,
+                    namespaces: ns,
+                });
+            }
+        }
+        SecuritySpec {
+            namespaces,
+            default_deny,
+            bindings,
+        }
     }
 
     fn tags(&mut self, raw: &BTreeMap<String, Spanned<String>>) -> BTreeMap<String, String> {
@@ -1060,6 +1471,17 @@ pub fn check_cluster_name(name: &str) -> Result<(), String> {
 }
 
 /// `arn:aws:iam::123456789012:role/NAME` or `…:user/NAME` (any partition, any path).
+/// A pinned container image tag: no `latest`, only tag characters.
+fn is_image_tag(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s != "latest"
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().any(|c| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
 fn is_principal_arn(s: &str) -> bool {
     let parts: Vec<&str> = s.splitn(6, ':').collect();
     parts.len() == 6
@@ -1339,6 +1761,127 @@ namespaces = ["team-a", "team-b"]
         assert_eq!(e.access.len(), 2);
         assert_eq!(e.access[1].namespaces, ["team-a", "team-b"]);
         assert!(spec.network.private_subnet_cidrs.is_empty());
+    }
+
+    #[test]
+    fn addons_and_the_security_baseline_parse_with_defaults() {
+        let text = format!(
+            "{GOOD}\n[addons]\nmonitoring = true\nlogging = {{ instance_type = \"m7i.large\", versions = {{ elasticsearch = \"9.1.0\" }} }}\ntracing = false\n[security]\nnamespaces = [\"team-a\", \"team-b\"]\n[[security.bindings]]\ngroup = \"devs\"\nrole = \"edit\"\nnamespaces = [\"team-a\"]\n"
+        );
+        let (spec, warnings) = parse("a.toml", &text).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let m = spec.addons.monitoring.as_ref().unwrap();
+        assert_eq!(m.instance_type, "t3.medium");
+        assert_eq!(m.versions["prometheus"], "v3.7.3");
+        let l = spec.addons.logging.as_ref().unwrap();
+        assert_eq!(l.instance_type, "m7i.large");
+        assert_eq!(l.versions["elasticsearch"], "9.1.0");
+        assert_eq!(
+            l.versions["kibana"], "9.2.1",
+            "the others keep their defaults"
+        );
+        assert!(spec.addons.tracing.is_none());
+        assert!(spec.security.default_deny, "Calico enforces NetworkPolicy");
+        assert_eq!(spec.security.namespaces, ["team-a", "team-b"]);
+        assert_eq!(
+            spec.security.bindings[0].subject,
+            Subject::Group("devs".into())
+        );
+        assert_eq!(spec.security.bindings[0].role, BindingRole::Edit);
+    }
+
+    #[test]
+    fn the_security_baseline_is_checked_field_by_field() {
+        let flannel = GOOD.replace("cni = \"calico\"", "cni = \"flannel\"");
+        let cases = [
+            (
+                format!("{flannel}\n[security]\nnamespaces = [\"a\"]\ndefault_deny = true\n"),
+                "security.default_deny",
+            ),
+            (
+                format!("{GOOD}\n[security]\nnamespaces = [\"kube-system\"]\n"),
+                "security.namespaces[0]",
+            ),
+            (
+                format!("{GOOD}\n[security]\nnamespaces = [\"Team_A\"]\n"),
+                "security.namespaces[0]",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[[security.bindings]]\nuser = \"a\"\ngroup = \"b\"\nrole = \"edit\"\nnamespaces = [\"x\"]\n"
+                ),
+                "security.bindings[0]",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[[security.bindings]]\nuser = \"a\"\nrole = \"owner\"\nnamespaces = [\"x\"]\n"
+                ),
+                "security.bindings[0].role",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[[security.bindings]]\nuser = \"a\"\nrole = \"view\"\nnamespaces = []\n"
+                ),
+                "security.bindings[0].namespaces",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[addons]\nmonitoring = {{ versions = {{ grafana = \"latest\" }} }}\n"
+                ),
+                "addons.monitoring.versions.grafana",
+            ),
+            (
+                format!("{GOOD}\n[addons]\nmonitoring = {{ versions = {{ loki = \"3.0.0\" }} }}\n"),
+                "addons.monitoring.versions.loki",
+            ),
+            (
+                format!("{GOOD}\n[addons]\ntracing = {{ instance_type = \"t3.micro\" }}\n"),
+                "addons.tracing.instance_type",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = parse("s.toml", &text).unwrap_err();
+            assert!(err.fields().contains(&field), "{field}: {err}");
+        }
+        // Flannel without an explicit default_deny: no policies, and a warning.
+        let (spec, warnings) = parse(
+            "s.toml",
+            &format!("{flannel}\n[security]\nnamespaces = [\"a\"]\n"),
+        )
+        .unwrap();
+        assert!(!spec.security.default_deny);
+        assert_eq!(warnings[0].field, "security.default_deny");
+    }
+
+    #[test]
+    fn on_eks_bindings_become_namespaced_access_entries() {
+        let text = format!(
+            "{EKS}\n[[security.bindings]]\nuser = \"arn:aws:iam::123456789012:role/team-a\"\nrole = \"admin\"\nnamespaces = [\"team-a\"]\n"
+        );
+        let (spec, _) = parse("e.toml", &text).unwrap();
+        let e = spec.eks().unwrap();
+        let a = e
+            .access
+            .iter()
+            .find(|a| a.principal_arn.ends_with("role/team-a"))
+            .unwrap();
+        assert_eq!(a.policy, AccessPolicy::Admin);
+        assert_eq!(a.namespaces, ["team-a"]);
+        assert!(spec.security.default_deny, "the VPC CNI enforces policy");
+        let group = format!(
+            "{EKS}\n[[security.bindings]]\ngroup = \"devs\"\nrole = \"view\"\nnamespaces = [\"x\"]\n"
+        );
+        let err = parse("e.toml", &group).unwrap_err();
+        assert!(
+            err.fields().contains(&"security.bindings[0].group"),
+            "{err}"
+        );
+        let dup = format!(
+            "{EKS}\n[[security.bindings]]\nuser = \"arn:aws:iam::123456789012:user/dev\"\nrole = \"view\"\nnamespaces = [\"x\"]\n"
+        );
+        let err = parse("e.toml", &dup).unwrap_err();
+        assert!(err.fields().contains(&"security.bindings"), "{err}");
+        assert!(err.issues.iter().all(|i| i.line > 1), "located: {err}");
     }
 
     #[test]

@@ -204,7 +204,16 @@ pub async fn up(
         })
         .count();
     if spec.eks().is_some() {
-        let live = obs.instances.iter().filter(|i| i.is_live()).count();
+        let live = obs
+            .instances
+            .iter()
+            .filter(|i| {
+                i.is_live()
+                    && i.logical
+                        .as_deref()
+                        .is_some_and(|l| l == graph::MASTER || l.starts_with("workers-"))
+            })
+            .count();
         if live > 0 {
             return Err(EngineError::Refused(format!(
                 "{live} instance(s) tagged provision:cluster={} run: this cluster was made with kind = \"kubeadm\"; run `provision down` before making it an EKS cluster",
