@@ -34,7 +34,21 @@ pub struct File {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudConfig {
     pub files: Vec<File>,
+    /// Files written gzip-compressed (`encoding: gz+b64`): large, repetitive data (manifests)
+    /// that would not fit the 16 KB user-data limit as text. `content` is the plain text.
+    pub gz_files: Vec<File>,
     pub runcmd: Vec<Vec<String>>,
+}
+
+/// gzip, then base64: cloud-init's `gz+b64` encoding.
+pub fn gz_b64(text: &str) -> String {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(text.as_bytes());
+    let bytes = enc.finish().unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 impl CloudConfig {
@@ -57,6 +71,13 @@ impl CloudConfig {
                     out.push('\n');
                 }
             }
+        }
+        for f in &self.gz_files {
+            out.push_str(&format!("  - path: {}\n", f.path));
+            out.push_str("    owner: root:root\n");
+            out.push_str(&format!("    permissions: '{}'\n", f.permissions));
+            out.push_str("    encoding: gz+b64\n");
+            out.push_str(&format!("    content: {}\n", gz_b64(&f.content)));
         }
         out.push_str("runcmd:\n");
         for cmd in &self.runcmd {
@@ -84,12 +105,16 @@ pub struct MasterInput<'a> {
     /// The SSM parameter the control plane reads the CA (with its key) from at boot.
     pub secret_parameter: &'a str,
     pub token: &'a str,
+    /// The security baseline (`core::manifests::baseline`), applied after the CNI.
+    pub baseline: Option<&'a serde_json::Value>,
 }
 
 /// The boot-time fetch of the CA from SSM (python3 standard library: SigV4 with IMDSv2 role
 /// credentials), so that no private key is in any user data.
 pub const FETCH_CA_SCRIPT: &str = include_str!("assets/fetch-ca.py");
 const FETCH_CA_PATH: &str = "/usr/local/sbin/provision-fetch-ca.py";
+/// The security baseline's manifests on the control plane.
+pub const BASELINE_PATH: &str = "/etc/provision/baseline.json";
 
 /// What a worker needs besides the spec.
 #[derive(Debug, Clone)]
@@ -223,6 +248,14 @@ pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
             content: calico_resources(k),
         });
     }
+    let mut gz_files = Vec::new();
+    if let Some(b) = input.baseline {
+        gz_files.push(File {
+            path: BASELINE_PATH.into(),
+            permissions: "0644",
+            content: serde_json::to_string(b).unwrap_or_default() + "\n",
+        });
+    }
     files.push(File {
         path: "/usr/local/sbin/provision-init.sh".into(),
         permissions: "0755",
@@ -230,6 +263,7 @@ pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
     });
     CloudConfig {
         files,
+        gz_files,
         runcmd: vec![chain(&[
             PREP_PATH,
             FETCH_CA_PATH,
@@ -296,6 +330,7 @@ exit 1
     });
     CloudConfig {
         files,
+        gz_files: Vec::new(),
         runcmd: vec![chain(&[PREP_PATH, "/usr/local/sbin/provision-join.sh"])],
     }
 }
@@ -384,6 +419,7 @@ retry kubectl apply -f /run/kube-flannel.yml"#,
             pod = k.pod_cidr
         ),
     };
+    let baseline = BASELINE_PATH;
     format!(
         r#"#!/bin/bash
 # Control-plane bootstrap, rendered by provision: kubeadm init with the pre-made CA, then the CNI.
@@ -428,6 +464,11 @@ export KUBECONFIG=/etc/kubernetes/admin.conf
 retry kubectl get --raw /readyz >/dev/null
 
 {cni}
+
+# The security baseline: namespaces, NetworkPolicies, RoleBindings (JSON is YAML to kubectl).
+if [ -f {baseline} ]; then
+  retry kubectl apply -f {baseline}
+fi
 
 install -d -m 0755 /var/lib/provision
 date -u +%FT%TZ > /var/lib/provision/init-done
@@ -492,6 +533,19 @@ workers = 2
         let token = crate::core::pki::generate_token().unwrap();
         let hash = ca.discovery_hash().unwrap();
         let mut out = Vec::new();
+        // The largest baseline a spec is likely to carry: 10 namespaces, 10 bindings.
+        let sec = crate::core::spec::SecuritySpec {
+            namespaces: (0..10).map(|i| format!("team-{i}")).collect(),
+            default_deny: true,
+            bindings: (0..10)
+                .map(|i| crate::core::spec::Binding {
+                    subject: crate::core::spec::Subject::Group(format!("team-{i}-developers")),
+                    role: crate::core::spec::BindingRole::Edit,
+                    namespaces: vec![format!("team-{i}")],
+                })
+                .collect(),
+        };
+        let baseline = crate::core::manifests::baseline(&sec).unwrap();
         for cni in ["calico", "flannel"] {
             let k = kubeadm(cni);
             let m = master(
@@ -500,6 +554,7 @@ workers = 2
                     cluster: "ci",
                     secret_parameter: "/provision/ci/bootstrap",
                     token: &token,
+                    baseline: (cni == "calico").then_some(&baseline),
                 },
             );
             let w = worker(
@@ -580,6 +635,29 @@ for q in ["", "Param1=value1&Param2=value2"]:
     }
 
     #[test]
+    fn the_master_applies_the_security_baseline_after_the_cni() {
+        let (_, calico) = fixtures().into_iter().next().unwrap();
+        let file = calico
+            .gz_files
+            .iter()
+            .find(|f| f.path == BASELINE_PATH)
+            .expect("the baseline is written");
+        let list: serde_json::Value = serde_json::from_str(&file.content).unwrap();
+        assert_eq!(crate::core::manifests::check(&list), Vec::<String>::new());
+        let init = calico
+            .files
+            .iter()
+            .find(|f| f.path == "/usr/local/sbin/provision-init.sh")
+            .unwrap();
+        let cni = init.content.find("calico-resources.yaml").unwrap();
+        let apply = init
+            .content
+            .find("kubectl apply -f /etc/provision/baseline.json")
+            .unwrap();
+        assert!(apply > cni, "after the CNI");
+    }
+
+    #[test]
     fn pod_cidr_reaches_the_cni_and_kubeadm() {
         let mut k = kubeadm("flannel");
         k.pod_cidr = "10.128.0.0/16".parse().unwrap();
@@ -589,6 +667,7 @@ for q in ["", "Param1=value1&Param2=value2"]:
                 cluster: "ci",
                 secret_parameter: "/provision/ci/bootstrap",
                 token: "abcdef.0123456789abcdef",
+                baseline: None,
             },
         );
         let text = m.render();
@@ -603,6 +682,7 @@ for q in ["", "Param1=value1&Param2=value2"]:
                 cluster: "ci",
                 secret_parameter: "/provision/ci/bootstrap",
                 token: "abcdef.0123456789abcdef",
+                baseline: None,
             },
         );
         let text = m.render();
@@ -624,15 +704,36 @@ for q in ["", "Param1=value1&Param2=value2"]:
             path: String,
             permissions: String,
             content: String,
+            encoding: Option<String>,
         }
         for (name, cc) in fixtures() {
             let doc: Doc =
                 serde_saphyr::from_str(&cc.render()).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(doc.write_files.len(), cc.files.len());
-            for (got, want) in doc.write_files.iter().zip(&cc.files) {
+            assert_eq!(doc.write_files.len(), cc.files.len() + cc.gz_files.len());
+            for (got, want) in doc
+                .write_files
+                .iter()
+                .zip(cc.files.iter().chain(&cc.gz_files))
+            {
                 assert_eq!(got.path, want.path);
                 assert_eq!(got.permissions, want.permissions);
-                assert_eq!(got.content, want.content, "{name}: {}", want.path);
+                let content = match got.encoding.as_deref() {
+                    None => got.content.clone(),
+                    Some("gz+b64") => {
+                        use base64::Engine as _;
+                        use std::io::Read as _;
+                        let raw = base64::engine::general_purpose::STANDARD
+                            .decode(&got.content)
+                            .unwrap();
+                        let mut text = String::new();
+                        flate2::read::GzDecoder::new(&raw[..])
+                            .read_to_string(&mut text)
+                            .unwrap();
+                        text
+                    }
+                    Some(other) => panic!("{name}: encoding {other}"),
+                };
+                assert_eq!(content, want.content, "{name}: {}", want.path);
             }
             assert_eq!(doc.runcmd, cc.runcmd);
         }

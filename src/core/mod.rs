@@ -7,6 +7,7 @@ pub mod cidr;
 pub mod cloudinit;
 pub mod graph;
 pub mod kubeconfig;
+pub mod manifests;
 pub mod pki;
 pub mod plan;
 pub mod spec;

@@ -1182,12 +1182,14 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 .await?;
                 ctx.out().bootstrap = Some(b.clone());
             }
+            let baseline = crate::core::manifests::baseline(&ctx.spec.security);
             let user_data = cloudinit::master(
                 kubeadm_spec(ctx)?,
                 &cloudinit::MasterInput {
                     cluster: &ctx.spec.name,
                     secret_parameter: &crate::core::tags::secret_parameter_name(&ctx.spec.name),
                     token: &b.token,
+                    baseline: baseline.as_ref(),
                 },
             )
             .render();
