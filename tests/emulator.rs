@@ -154,7 +154,7 @@ async fn up_creates_every_resource_as_specified() {
     // IAM: role in the profile, both tagged.
     let role = obs.role("node-role").unwrap();
     assert!(role.owned);
-    let profile = obs.profile.as_ref().unwrap();
+    let profile = obs.profile("node-instance-profile").unwrap();
     assert!(profile.owned);
     assert_eq!(profile.roles, vec![role.name.clone()]);
 
@@ -426,7 +426,7 @@ async fn down_removes_everything_and_spares_foreign_resources() {
     assert_eq!(down.summary()["resources"].as_array().unwrap().len(), 13);
     let obs = tagged(&c, &cl.name).await;
     assert!(obs.is_empty(), "left behind: {obs:?}");
-    assert!(obs.roles.is_empty() && obs.profile.is_none() && obs.secret.is_none());
+    assert!(obs.roles.is_empty() && obs.profiles.is_empty() && obs.secret.is_none());
 
     let f = c
         .ec2
@@ -636,7 +636,7 @@ async fn census(
         o.security_groups.len(),
         live,
         o.role("node-role").is_some(),
-        o.profile.is_some(),
+        o.profile("node-instance-profile").is_some(),
         o.secret.is_some(),
     )
 }

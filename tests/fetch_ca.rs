@@ -122,9 +122,49 @@ async fn a_missing_secret_fails_after_retrying_and_says_why() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("could not read the cluster CA") && err.contains(&name),
+        err.contains("could not read") && err.contains(&name),
         "{err}"
     );
     assert!(err.contains("HTTP 400"), "{err}");
     assert!(!pki.path().join("ca.key").exists());
+}
+
+/// The add-on instances use the same script with an output file: every password of their
+/// secret becomes a shell-quoted line of an env file only root can read.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_add_ons_fetch_their_passwords_into_an_env_file() {
+    let c = common::sdk().await;
+    let name = format!("/provision/{}/addons", common::unique("fetch"));
+    let value = serde_json::json!({"grafana_admin_password": "Abc123", "elastic_password": "x'y z", "kibana_system_password": "k", "fluent_bit_password": "f"});
+    c.ssm
+        .put_parameter()
+        .name(&name)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .value(value.to_string())
+        .send()
+        .await
+        .unwrap();
+    let imds = fake_imds().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("etc").join("secrets.env");
+    let text = script(&name).replace("__OUTPUT__", env.to_str().unwrap());
+    let out = run(&text, &imds, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&env).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // What the add-on script does with it: `set -a; . FILE`.
+    let sourced = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -a; . '{}'; printf '%s|%s' \"$grafana_admin_password\" \"$elastic_password\"",
+            env.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&sourced.stdout), "Abc123|x'y z");
+    c.ssm.delete_parameter().name(&name).send().await.unwrap();
 }

@@ -23,6 +23,8 @@ pub struct Scope<'a> {
     pub kind: Option<&'a str>,
     /// Also look for what Kubernetes made in the VPC (`down`, `plan --destroy`).
     pub leftovers: bool,
+    /// Look for the add-ons' role, profile and secret (always when `kind` is `None`).
+    pub addons: bool,
 }
 
 impl Scope<'_> {
@@ -32,6 +34,10 @@ impl Scope<'_> {
 
     fn eks(&self) -> bool {
         self.kind.is_none_or(|k| k == "eks")
+    }
+
+    fn addons(&self) -> bool {
+        self.addons || self.kind.is_none()
     }
 }
 
@@ -47,6 +53,9 @@ fn role_names(scope: &Scope<'_>, region: &str) -> Vec<(&'static str, String)> {
             graph::EBS_CSI_ROLE,
             role_name(scope.cluster, region, "ebs-csi"),
         ));
+    }
+    if scope.addons() {
+        out.push((graph::ADDONS_ROLE, role_name(scope.cluster, region, "addons")));
     }
     out
 }
@@ -69,7 +78,8 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         security_groups,
         instances,
         roles,
-        (profile, secret, ca_policy),
+        (node_profile, secret, ca_policy),
+        (addons_profile, addon_secret, addons_policy),
         (addresses, nat_gateways, launch_templates),
         (eks_cluster, nodegroup, eks_denied),
     ) = tokio::try_join!(
@@ -88,6 +98,18 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
                 super::iam::get_instance_profile(c, &role_name, cluster),
                 secret(c, cluster),
                 super::iam::get_role_policy(c, &role_name, graph::CA_ACCESS_POLICY),
+            )
+        },
+        async {
+            if !scope.addons() {
+                return Ok((None, None, None));
+            }
+            let name = role_name_for(cluster, &c.region, "addons");
+            let parameter = crate::core::tags::addons_parameter_name(cluster);
+            tokio::try_join!(
+                super::iam::get_instance_profile(c, &name, cluster),
+                named_secret(c, cluster, &parameter),
+                super::iam::get_role_policy(c, &name, graph::ADDONS_ACCESS_POLICY),
             )
         },
         async {
@@ -115,8 +137,22 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         security_groups,
         instances,
         roles,
-        profile,
+        profiles: [
+            node_profile.map(|mut p| {
+                p.logical = graph::NODE_PROFILE.into();
+                p
+            }),
+            addons_profile.map(|mut p| {
+                p.logical = graph::ADDONS_PROFILE.into();
+                p
+            }),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         secret,
+        addon_secret,
+        addons_policy,
         ca_policy,
         addresses,
         nat_gateways,
@@ -487,8 +523,26 @@ pub(crate) fn obs_instance(i: &aws_sdk_ec2::types::Instance) -> ObsInstance {
     }
 }
 
+fn role_name_for(cluster: &str, region: &str, suffix: &str) -> String {
+    role_name(cluster, region, suffix)
+}
+
 async fn secret(c: &Clients, cluster: &str) -> Result<Option<ObsSecret>, AwsError> {
-    let name = crate::core::tags::secret_parameter_name(cluster);
+    named_secret(
+        c,
+        cluster,
+        &crate::core::tags::secret_parameter_name(cluster),
+    )
+    .await
+}
+
+/// An SSM parameter of ours, found by name, with whether it carries our tag.
+async fn named_secret(
+    c: &Clients,
+    cluster: &str,
+    name: &str,
+) -> Result<Option<ObsSecret>, AwsError> {
+    let name = name.to_string();
     Ok(super::secret::owner_tag(c, &name)
         .await?
         .map(|owner| ObsSecret {
@@ -515,6 +569,7 @@ pub(crate) fn obs_role(r: &aws_sdk_iam::types::Role, cluster: &str) -> ObsIam {
 
 pub(crate) fn obs_profile(p: &aws_sdk_iam::types::InstanceProfile, cluster: &str) -> ObsProfile {
     ObsProfile {
+        logical: String::new(),
         name: p.instance_profile_name().into(),
         arn: p.arn().into(),
         roles: p

@@ -26,6 +26,27 @@ pub struct Bootstrap {
 /// # Errors
 /// Any error but ParameterNotFound, or content that is not ours.
 pub async fn get(c: &Clients, name: &str) -> Result<Option<Bootstrap>, AwsError> {
+    get_json(c, name).await
+}
+
+/// The add-ons' generated passwords.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddonSecrets {
+    pub grafana_admin_password: String,
+    pub elastic_password: String,
+    pub kibana_system_password: String,
+    /// The Elasticsearch user the nodes' Fluent Bit ships logs as (write to its indices only).
+    pub fluent_bit_password: String,
+}
+
+/// Reads and decrypts a JSON secret of ours, if it exists.
+///
+/// # Errors
+/// Any error but ParameterNotFound, or content that is not ours.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    c: &Clients,
+    name: &str,
+) -> Result<Option<T>, AwsError> {
     match c
         .ssm
         .get_parameter()
@@ -41,7 +62,7 @@ pub async fn get(c: &Clients, name: &str) -> Result<Option<Bootstrap>, AwsError>
                 AwsError::unexpected(
                     "reading the bootstrap secret",
                     name,
-                    format!("not a provision bootstrap secret: {e}"),
+                    format!("not a provision secret of this kind: {e}"),
                 )
             })
         }
@@ -88,6 +109,30 @@ pub async fn put(
     b: &Bootstrap,
     tags: &[(String, String)],
 ) -> Result<Bootstrap, AwsError> {
+    put_json(
+        c,
+        name,
+        "provision: cluster CA, bootstrap token and cluster id",
+        b,
+        tags,
+    )
+    .await
+}
+
+/// Stores a JSON secret unless it exists; returns what is stored.
+///
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn put_json<T>(
+    c: &Clients,
+    name: &str,
+    description: &str,
+    b: &T,
+    tags: &[(String, String)],
+) -> Result<T, AwsError>
+where
+    T: Serialize + serde::de::DeserializeOwned + Clone,
+{
     let value = serde_json::to_string(b)
         .map_err(|e| AwsError::unexpected("encoding", name, e.to_string()))?;
     let tags: Vec<aws_sdk_ssm::types::Tag> = tags
@@ -104,7 +149,7 @@ pub async fn put(
         .ssm
         .put_parameter()
         .name(name)
-        .description("provision: cluster CA, bootstrap token and cluster id")
+        .description(description)
         .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
         .tier(aws_sdk_ssm::types::ParameterTier::Standard)
         .value(value)
@@ -131,7 +176,7 @@ pub async fn put(
                     ),
                 ));
             }
-            get(c, name).await?.ok_or(e)
+            get_json(c, name).await?.ok_or(e)
         }
         Err(e) => Err(e),
     }

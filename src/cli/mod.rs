@@ -404,6 +404,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         );
                     }
                 }
+                for addon in &report.addons {
+                    for (what, url) in &addon.urls {
+                        println!("  {:<32} {url}", format!("{} {what}", addon.name));
+                    }
+                }
+                if let Some(p) = &report.addon_secret {
+                    println!(
+                        "  passwords       in SSM {p} (aws ssm get-parameter --with-decryption --name {p}); the Grafana user is admin"
+                    );
+                }
                 if a.wait < WaitFor::Cluster && !eks {
                     println!(
                         "  the nodes bootstrap themselves; `kubectl get nodes` shows them Ready in a few minutes (or use --wait cluster)"

@@ -116,6 +116,35 @@ const FETCH_CA_PATH: &str = "/usr/local/sbin/provision-fetch-ca.py";
 /// The security baseline's manifests on the control plane.
 pub const BASELINE_PATH: &str = "/etc/provision/baseline.json";
 
+const NODE_EXPORTER_PATH: &str = "/usr/local/sbin/provision-node-exporter.sh";
+
+/// Adds node_exporter (Ubuntu's `prometheus-node-exporter`, port 9100, open to the monitoring
+/// add-on only) to a node's user data. Its own `runcmd` entry: a failure here never stops the
+/// node from joining.
+pub fn with_node_exporter(mut cc: CloudConfig) -> CloudConfig {
+    cc.files.push(File {
+        path: NODE_EXPORTER_PATH.into(),
+        permissions: "0755",
+        content: r#"#!/bin/bash
+# node_exporter for the monitoring add-on (Prometheus finds this instance by its cluster tag).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+for _ in $(seq 1 20); do
+  if apt-get install -y -q prometheus-node-exporter; then
+    systemctl enable --now prometheus-node-exporter
+    exit 0
+  fi
+  sleep 6
+done
+echo "provision: could not install prometheus-node-exporter" >&2
+exit 1
+"#
+        .into(),
+    });
+    cc.runcmd.push(vec![NODE_EXPORTER_PATH.to_string()]);
+    cc
+}
+
 /// What a worker needs besides the spec.
 #[derive(Debug, Clone)]
 pub struct WorkerInput<'a> {
@@ -568,6 +597,8 @@ workers = 2
             out.push((format!("master-{cni}"), m));
             out.push((format!("worker-{cni}"), w));
         }
+        let with = with_node_exporter(out[1].1.clone());
+        out.push(("worker-node-exporter".into(), with));
         out
     }
 
@@ -753,7 +784,10 @@ for q in ["", "Param1=value1&Param2=value2"]:
     fn cloud_init_schema_accepts_user_data() {
         let ci = tool("cloud-init");
         let dir = tempfile::tempdir().unwrap();
-        for (name, cc) in fixtures() {
+        let all = fixtures()
+            .into_iter()
+            .chain(crate::core::addons::tests::fixtures());
+        for (name, cc) in all {
             let path = dir.path().join(format!("{name}.yaml"));
             std::fs::write(&path, cc.render()).unwrap();
             let out = Command::new(&ci)
@@ -785,7 +819,10 @@ for q in ["", "Param1=value1&Param2=value2"]:
         let sc = tool("shellcheck");
         let dir = tempfile::tempdir().unwrap();
         let mut checked = 0;
-        for (name, cc) in fixtures() {
+        let all = fixtures()
+            .into_iter()
+            .chain(crate::core::addons::tests::fixtures());
+        for (name, cc) in all {
             for (i, f) in cc.scripts().enumerate() {
                 let path = dir.path().join(format!("{name}-{i}.sh"));
                 std::fs::write(&path, &f.content).unwrap();
@@ -803,6 +840,9 @@ for q in ["", "Param1=value1&Param2=value2"]:
                 checked += 1;
             }
         }
-        assert_eq!(checked, 8, "prep + init/join for two CNIs and two roles");
+        assert_eq!(
+            checked, 14,
+            "prep + init/join for two CNIs and two roles, a worker with node_exporter, three add-ons"
+        );
     }
 }

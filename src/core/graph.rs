@@ -5,7 +5,7 @@
 //! against what AWS reports; the critical path of the graph is what a perfect engine would take.
 
 use super::cidr::Ipv4Net;
-use super::spec::{AccessEntry, AmiSource, ClusterSpec, Cni, Flavor};
+use super::spec::{AccessEntry, Addon, AmiSource, Arch, ClusterSpec, Cni, Flavor};
 use super::tags;
 
 /// What kind of AWS resource (or read-only lookup) a node stands for.
@@ -84,6 +84,8 @@ pub enum SgRole {
     Nodes,
     /// On the master only: the API server.
     ControlPlane,
+    /// An add-on instance's own group.
+    Addon,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -166,6 +168,8 @@ pub enum Desired {
     },
     InstanceProfile {
         name: String,
+        /// The role's logical id.
+        role: String,
     },
     Secret {
         parameter: String,
@@ -178,6 +182,25 @@ pub enum Desired {
         count: u32,
     },
     JoinToken,
+    /// The Ubuntu image the add-on instances of one architecture run.
+    AddonAmi {
+        arch: Arch,
+    },
+    /// The add-ons' generated passwords (SSM SecureString).
+    AddonSecret {
+        parameter: String,
+    },
+    /// The add-on role's inline policy: EC2 discovery for Prometheus, and the add-ons' secret.
+    AddonsAccess {
+        role: String,
+        policy: String,
+        parameter: String,
+    },
+    /// One add-on's instance.
+    AddonInstance {
+        addon: Addon,
+        subnet: String,
+    },
     /// Lets the control plane instance, and only it, read the bootstrap secret.
     CaAccess {
         role: String,
@@ -254,6 +277,44 @@ pub const ADDONS_BASE: &str = "addons-base";
 pub const ADDONS: &str = "addons";
 pub const NODEGROUP: &str = "nodegroup";
 pub const NODE_TEMPLATE: &str = "node-launch-template";
+pub const ADDONS_ROLE: &str = "addons-role";
+pub const ADDONS_PROFILE: &str = "addons-instance-profile";
+pub const ADDONS_ACCESS: &str = "addons-access";
+/// The add-on role's inline policy.
+pub const ADDONS_ACCESS_POLICY: &str = "provision-addons-access";
+pub const ADDONS_SECRET: &str = "addons-secret";
+
+/// An add-on's security group.
+pub fn addon_sg_id(a: Addon) -> String {
+    format!("sg-{}", a.as_str())
+}
+
+/// The image lookup of the add-on instances of one architecture.
+pub fn addon_ami_id(arch: Arch) -> String {
+    match arch {
+        Arch::Amd64 => "addon-ami-amd64".into(),
+        Arch::Arm64 => "addon-ami-arm64".into(),
+    }
+}
+
+/// The add-ons' ports: (port, what, from the admin CIDRs (a UI) or from the nodes (ingest)).
+pub fn addon_ports(a: Addon) -> &'static [(u16, &'static str, bool)] {
+    match a {
+        Addon::Monitoring => &[(3000, "Grafana", true), (9090, "Prometheus", true)],
+        Addon::Logging => &[
+            (5601, "Kibana", true),
+            (9200, "Elasticsearch ingest from nodes", false),
+        ],
+        Addon::Tracing => &[
+            (16686, "Jaeger UI", true),
+            (4317, "OTLP gRPC from nodes", false),
+            (4318, "OTLP HTTP from nodes", false),
+        ],
+    }
+}
+
+/// The node_exporter port, open on every node and add-on instance to the monitoring group only.
+pub const NODE_EXPORTER_PORT: u16 = 9100;
 /// The EBS CSI driver's controller service account (EKS Pod Identity association).
 pub const EBS_CSI_SERVICE_ACCOUNT: &str = "ebs-csi-controller-sa";
 
@@ -345,6 +406,15 @@ pub fn rules(spec: &ClusterSpec, role: SgRole) -> Vec<Rule> {
             if k.ssh {
                 out.extend(admin(22, "SSH from admin CIDRs"));
             }
+            if spec.addons.monitoring.is_some() {
+                out.push(Rule {
+                    protocol: Protocol::Tcp,
+                    from_port: NODE_EXPORTER_PORT,
+                    to_port: NODE_EXPORTER_PORT,
+                    source: Source::Group(addon_sg_id(Addon::Monitoring)),
+                    description: "node_exporter from Prometheus",
+                });
+            }
         }
         SgRole::ControlPlane => {
             out.push(group(
@@ -355,9 +425,51 @@ pub fn rules(spec: &ClusterSpec, role: SgRole) -> Vec<Rule> {
             ));
             out.extend(admin(6443, "Kubernetes API from admin CIDRs"));
         }
+        SgRole::Addon => {}
     }
     out
 }
+
+/// An add-on's security group rules: its UIs from the admin CIDRs, its ingest ports from the
+/// cluster's nodes (kubeadm: our node group; EKS: added once the cluster's own group exists, see
+/// `eks_addon_ingress`), node_exporter from the monitoring group.
+pub fn addon_rules(spec: &ClusterSpec, a: Addon) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for (port, what, ui) in addon_ports(a) {
+        if *ui {
+            for c in &spec.network.admin_cidrs {
+                out.push(Rule {
+                    protocol: Protocol::Tcp,
+                    from_port: *port,
+                    to_port: *port,
+                    source: Source::Cidr(*c),
+                    description: what,
+                });
+            }
+        } else if spec.kubeadm().is_some() {
+            out.push(Rule {
+                protocol: Protocol::Tcp,
+                from_port: *port,
+                to_port: *port,
+                source: Source::Group(SG_NODES.into()),
+                description: what,
+            });
+        }
+    }
+    if spec.addons.monitoring.is_some() {
+        out.push(Rule {
+            protocol: Protocol::Tcp,
+            from_port: NODE_EXPORTER_PORT,
+            to_port: NODE_EXPORTER_PORT,
+            source: Source::Group(addon_sg_id(Addon::Monitoring)),
+            description: "node_exporter from Prometheus",
+        });
+    }
+    out
+}
+
+/// The EKS cluster's security group (EKS makes it; its id is known once the cluster exists).
+pub const EKS_CLUSTER_SG: &str = "eks-cluster-sg";
 
 struct Builder {
     nodes: Vec<Node>,
@@ -466,11 +578,122 @@ pub fn build(spec: &ClusterSpec) -> Graph {
             &deps,
         );
     }
+    // The monitoring group first: the nodes' and the other add-ons' groups admit node_exporter
+    // scrapes from it.
+    if spec.addons.monitoring.is_some() {
+        addon_group(spec, &mut b, Addon::Monitoring);
+    }
     match &spec.flavor {
         Flavor::Kubeadm(_) => kubeadm_nodes(spec, &mut b, &subnet_ids),
         Flavor::Eks(_) => eks_nodes(spec, &mut b, &subnet_ids, &private_ids),
     }
+    addon_nodes(spec, &mut b, &subnet_ids);
     Graph { nodes: b.nodes }
+}
+
+/// An add-on's security group (after the groups its rules name).
+fn addon_group(spec: &ClusterSpec, b: &mut Builder, a: Addon) {
+    let mut deps: Vec<&str> = vec![VPC];
+    let mon = addon_sg_id(Addon::Monitoring);
+    if spec.addons.monitoring.is_some() && a != Addon::Monitoring {
+        deps.push(&mon);
+    }
+    if spec.kubeadm().is_some() && a != Addon::Monitoring {
+        deps.push(SG_NODES);
+    }
+    b.add(
+        &addon_sg_id(a),
+        Kind::SecurityGroup,
+        Desired::SecurityGroup {
+            role: SgRole::Addon,
+            name: sg_name(spec, a.as_str()),
+            description: format!("provision {}: {} add-on", spec.name, a.as_str()),
+            rules: addon_rules(spec, a),
+        },
+        &deps,
+    );
+}
+
+/// The add-on instances: each in the first public subnet with its own security group, an
+/// instance profile of their own, and the generated passwords in an SSM parameter. They depend
+/// on the network only, so they are made while the cluster is.
+fn addon_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String]) {
+    if !spec.addons.any() {
+        return;
+    }
+    let role = tags::role_name(&spec.name, &spec.region, "addons");
+    b.add(
+        ADDONS_ROLE,
+        Kind::IamRole,
+        Desired::Role {
+            name: role.clone(),
+            service: "ec2.amazonaws.com",
+            policies: Vec::new(),
+        },
+        &[],
+    );
+    b.add(
+        ADDONS_PROFILE,
+        Kind::InstanceProfile,
+        Desired::InstanceProfile {
+            name: role.clone(),
+            role: ADDONS_ROLE.into(),
+        },
+        &[ADDONS_ROLE],
+    );
+    let parameter = tags::addons_parameter_name(&spec.name);
+    b.add(
+        ADDONS_SECRET,
+        Kind::Secret,
+        Desired::AddonSecret {
+            parameter: parameter.clone(),
+        },
+        &[],
+    );
+    b.add(
+        ADDONS_ACCESS,
+        Kind::IamPolicy,
+        Desired::AddonsAccess {
+            role,
+            policy: ADDONS_ACCESS_POLICY.into(),
+            parameter,
+        },
+        &[ADDONS_ROLE],
+    );
+    let mut archs: Vec<Arch> = spec.addons.enabled().map(|(_, s)| s.arch).collect();
+    archs.sort_by_key(|a| *a == Arch::Arm64);
+    archs.dedup();
+    for arch in &archs {
+        b.add(
+            &addon_ami_id(*arch),
+            Kind::Ami,
+            Desired::AddonAmi { arch: *arch },
+            &[],
+        );
+    }
+    for (a, s) in spec.addons.enabled() {
+        let sg = addon_sg_id(a);
+        if a != Addon::Monitoring {
+            addon_group(spec, b, a);
+        }
+        let ami = addon_ami_id(s.arch);
+        b.add(
+            a.as_str(),
+            Kind::Instance,
+            Desired::AddonInstance {
+                addon: a,
+                subnet: subnet_ids[0].clone(),
+            },
+            &[
+                &subnet_ids[0],
+                &sg,
+                ADDONS_PROFILE,
+                &ami,
+                ADDONS_SECRET,
+                ROUTE_TABLE,
+            ],
+        );
+    }
 }
 
 fn sg_name(spec: &ClusterSpec, suffix: &str) -> String {
@@ -482,6 +705,11 @@ fn kubeadm_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String]) {
         return;
     };
     let azs = subnet_ids.len();
+    let mon = addon_sg_id(Addon::Monitoring);
+    let mut node_deps: Vec<&str> = vec![VPC];
+    if spec.addons.monitoring.is_some() {
+        node_deps.push(&mon);
+    }
     b.add(
         SG_NODES,
         Kind::SecurityGroup,
@@ -491,7 +719,7 @@ fn kubeadm_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String]) {
             description: format!("provision {}: every node", spec.name),
             rules: rules(spec, SgRole::Nodes),
         },
-        &[VPC],
+        &node_deps,
     );
     b.add(
         SG_CONTROL_PLANE,
@@ -518,7 +746,10 @@ fn kubeadm_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String]) {
     b.add(
         NODE_PROFILE,
         Kind::InstanceProfile,
-        Desired::InstanceProfile { name: role },
+        Desired::InstanceProfile {
+            name: role,
+            role: NODE_ROLE.into(),
+        },
         &[NODE_ROLE],
     );
     b.add(
@@ -789,6 +1020,41 @@ pub fn ca_access_policy(
             "Resource": format!("arn:{partition}:ssm:{region}:{account}:parameter{parameter}"),
             "Condition": {"StringEquals": {"ec2:SourceInstanceARN": format!("arn:{partition}:ec2:{region}:{account}:instance/{instance_id}")}},
         }],
+    });
+    Some(doc.to_string())
+}
+
+/// The add-on role's inline policy: `ec2:DescribeInstances` (and zones) for Prometheus's EC2
+/// discovery, which IAM cannot narrow to resources, and `ssm:GetParameter` on the add-ons'
+/// passwords only. `None` if `role_arn` is not an IAM role ARN.
+pub fn addons_access_policy(role_arn: &str, region: &str, parameter: &str) -> Option<String> {
+    let mut parts = role_arn.splitn(6, ':');
+    let (arn, partition, service, _, account) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if arn != "arn" || service != "iam" || account.is_empty() {
+        return None;
+    }
+    let doc = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PrometheusDiscoversTheClusterInstances",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeInstances", "ec2:DescribeAvailabilityZones"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "AddonsReadTheirPasswords",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": format!("arn:{partition}:ssm:{region}:{account}:parameter{parameter}"),
+            },
+        ],
     });
     Some(doc.to_string())
 }
@@ -1091,6 +1357,27 @@ pub(crate) mod tests {
             e.endpoint_private_access = false;
         }
         assert!(rules(&spec, SgRole::ControlPlane).is_empty());
+    }
+
+    #[test]
+    fn add_on_graphs_are_topologically_ordered_and_independent_of_the_cluster() {
+        for kind in ["kubeadm", "eks"] {
+            let mut spec = if kind == "eks" { eks_spec("") } else { demo_spec(2, 2) };
+            let text = "name = \"x\"\nregion = \"us-east-1\"\nkind = \"kubeadm\"\n[network]\nvpc_cidr = \"10.0.0.0/16\"\nadmin_cidrs = [\"203.0.113.0/24\"]\n[kubeadm]\ncni = \"calico\"\ninstance_type = \"t3.medium\"\nworkers = 1\n[addons]\nmonitoring = true\nlogging = true\ntracing = true\n";
+            spec.addons = spec::parse("t.toml", text).unwrap().0.addons;
+            let g = build(&spec);
+            let mut seen = std::collections::HashSet::new();
+            for n in &g.nodes {
+                for d in &n.deps {
+                    assert!(seen.contains(d.as_str()), "{kind}: {} before {d}", n.id);
+                }
+                seen.insert(n.id.as_str());
+            }
+            for a in ["monitoring", "logging", "tracing"] {
+                assert!(g.get(a).is_some(), "{kind}: {a}");
+                assert!(!waits_for(&g, a, EKS_CLUSTER) && !waits_for(&g, a, MASTER), "{kind}: {a} waits only for the network");
+            }
+        }
     }
 
     #[test]

@@ -18,8 +18,13 @@ pub struct Observed {
     pub instances: Vec<ObsInstance>,
     /// The IAM roles whose names derive from the cluster, by logical id (node-role, ...).
     pub roles: Vec<ObsIam>,
-    pub profile: Option<ObsProfile>,
+    /// The instance profiles whose names derive from the cluster, by logical id.
+    pub profiles: Vec<ObsProfile>,
     pub secret: Option<ObsSecret>,
+    /// The add-ons' passwords parameter.
+    pub addon_secret: Option<ObsSecret>,
+    /// The add-on role's inline policy document, if any.
+    pub addons_policy: Option<String>,
     /// The node role's `provision-ca-access` inline policy document, if any.
     pub ca_policy: Option<String>,
     pub addresses: Vec<ObsAddress>,
@@ -382,6 +387,8 @@ pub struct ObsIam {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObsProfile {
+    /// The graph node it stands for.
+    pub logical: String,
     pub name: String,
     pub arn: String,
     pub roles: Vec<String>,
@@ -444,7 +451,10 @@ impl Observed {
                 .iter()
                 .find(|t| by(&t.logical))
                 .map(|t| t.id.clone()),
-            Kind::InstanceProfile => self.profile.as_ref().map(|r| r.name.clone()),
+            Kind::InstanceProfile => self.profile(node_id).map(|r| r.name.clone()),
+            Kind::Secret if node_id == super::graph::ADDONS_SECRET => {
+                self.addon_secret.as_ref().map(|r| r.name.clone())
+            }
             Kind::Secret => self.secret.as_ref().map(|r| r.name.clone()),
             Kind::Instance => {
                 let ids: Vec<&str> = self
@@ -453,6 +463,10 @@ impl Observed {
                     .collect();
                 (!ids.is_empty()).then(|| ids.join(","))
             }
+            Kind::IamPolicy if node_id == super::graph::ADDONS_ACCESS => self
+                .addons_policy
+                .as_ref()
+                .map(|_| super::graph::ADDONS_ACCESS_POLICY.to_string()),
             Kind::IamPolicy => self
                 .ca_policy
                 .as_ref()
@@ -464,6 +478,11 @@ impl Observed {
             | Kind::TargetGroup
             | Kind::NetworkInterface => None,
         }
+    }
+
+    /// The instance profile that stands for a logical node.
+    pub fn profile(&self, node_id: &str) -> Option<&ObsProfile> {
+        self.profiles.iter().find(|p| p.logical == node_id)
     }
 
     /// The role that stands for a logical node.
@@ -497,8 +516,9 @@ impl Observed {
             && self.security_groups.is_empty()
             && !self.instances.iter().any(|i| i.state != "terminated")
             && !self.roles.iter().any(|r| r.owned)
-            && self.profile.as_ref().is_none_or(|p| !p.owned)
+            && !self.profiles.iter().any(|p| p.owned)
             && self.secret.as_ref().is_none_or(|s| !s.owned)
+            && self.addon_secret.as_ref().is_none_or(|s| !s.owned)
             && self.addresses.is_empty()
             && !self.nat_gateways.iter().any(|n| nat_is_live(&n.state))
             && self.eks.as_ref().is_none_or(|e| !e.owned)
@@ -636,6 +656,25 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                         }
                     }
                 }
+                (Desired::AddonAmi { arch }, _) => {
+                    let launch = graph.nodes.iter().any(|m| match &m.desired {
+                        Desired::AddonInstance { addon, .. } => {
+                            obs.live_instances(&m.id).next().is_none()
+                                && graph.nodes.iter().any(|x| x.id == super::graph::addon_ami_id(*arch) && m.deps.contains(&x.id))
+                                && addon.as_str() == m.id
+                        }
+                        _ => false,
+                    });
+                    if launch { Action::Read } else { Action::Keep }
+                }
+                (Desired::AddonInstance { .. }, Some(_)) => {
+                    if obs.live_instances(&n.id).any(ObsInstance::is_stopped) {
+                        changes.push("start the stopped instance".into());
+                        Action::Update
+                    } else {
+                        Action::Keep
+                    }
+                }
                 (Desired::JoinToken, _) => {
                     let master_exists = obs.live_instances(super::graph::MASTER).next().is_some();
                     let workers_missing = graph.nodes.iter().any(|m| match &m.desired {
@@ -763,8 +802,17 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     );
                     Action::Update
                 }
-                (Desired::InstanceProfile { name }, Some(_)) => {
-                    let p = obs.profile.as_ref().expect("aws_id came from it");
+                (Desired::AddonSecret { .. }, Some(_)) => {
+                    if !obs.addon_secret.as_ref().is_some_and(|s| s.owned) {
+                        changes.push("a parameter of this name exists without our tag: refusing to adopt it".into());
+                        Action::Update
+                    } else {
+                        Action::Keep
+                    }
+                }
+                (Desired::AddonsAccess { .. }, Some(_)) => Action::Keep,
+                (Desired::InstanceProfile { name, .. }, Some(_)) => {
+                    let p = obs.profile(&n.id).expect("aws_id came from it");
                     if !p.owned {
                         changes.push("an instance profile of this name exists without our tag: refusing to adopt it".into());
                     }
@@ -878,13 +926,19 @@ pub fn destroy_items(obs: &Observed) -> Vec<(TeardownStep, PlanItem)> {
     for v in &obs.vpcs {
         out.push((TeardownStep::Vpcs, item(Kind::Vpc, &v.id, &v.logical)));
     }
-    if let Some(p) = obs.profile.as_ref().filter(|p| p.owned) {
+    for p in obs.profiles.iter().filter(|p| p.owned) {
         out.push((
             TeardownStep::InstanceProfiles,
+            item(Kind::InstanceProfile, &p.name, &Some(p.logical.clone())),
+        ));
+    }
+    if let Some(s) = obs.addon_secret.as_ref().filter(|s| s.owned) {
+        out.push((
+            TeardownStep::Secrets,
             item(
-                Kind::InstanceProfile,
-                &p.name,
-                &Some(super::graph::NODE_PROFILE.into()),
+                Kind::Secret,
+                &s.name,
+                &Some(super::graph::ADDONS_SECRET.into()),
             ),
         ));
     }

@@ -66,6 +66,11 @@ pub fn client_token(parts: &[&str]) -> String {
     format!("provision-{hex}")
 }
 
+/// The SSM parameter holding the add-ons' generated passwords.
+pub fn addons_parameter_name(cluster: &str) -> String {
+    format!("/provision/{cluster}/addons")
+}
+
 /// The SSM parameter holding the cluster's CA key, bootstrap token and cluster id.
 pub fn secret_parameter_name(cluster: &str) -> String {
     format!("/provision/{cluster}/bootstrap")

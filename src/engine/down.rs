@@ -86,6 +86,7 @@ pub async fn down(
             vpc_attributes: false,
             kind: None,
             leftovers: true,
+            addons: true,
         },
     )
     .await?;
@@ -96,8 +97,8 @@ pub async fn down(
         .map(|r| ("IAM role", &r.name))
         .collect();
     foreign.extend(
-        obs.profile
-            .as_ref()
+        obs.profiles
+            .iter()
             .filter(|p| !p.owned)
             .map(|p| ("instance profile", &p.name)),
     );
@@ -517,8 +518,8 @@ async fn run_step(
             }
         }
         TeardownStep::InstanceProfiles => {
-            if let Some(p) = ctx.obs.profile.as_ref().filter(|p| p.owned) {
-                let logical = Some(crate::core::graph::NODE_PROFILE.to_string());
+            for p in ctx.obs.profiles.iter().filter(|p| p.owned) {
+                let logical = Some(p.logical.clone());
                 ctx.emit(&logical, Kind::InstanceProfile, &p.name, "deleting");
                 aws::iam::delete_instance_profile(c, p).await?;
                 ctx.emit(&logical, Kind::InstanceProfile, &p.name, "deleted");
@@ -543,11 +544,16 @@ async fn run_step(
             futures::future::try_join_all(deletes).await?;
         }
         TeardownStep::Secrets => {
-            if let Some(s) = ctx.obs.secret.as_ref().filter(|s| s.owned) {
-                let logical = Some(crate::core::graph::SECRET.to_string());
-                ctx.emit(&logical, Kind::Secret, &s.name, "deleting");
-                aws::secret::delete(c, &s.name).await?;
-                ctx.emit(&logical, Kind::Secret, &s.name, "deleted");
+            for (logical, sec) in [
+                (crate::core::graph::SECRET, &ctx.obs.secret),
+                (crate::core::graph::ADDONS_SECRET, &ctx.obs.addon_secret),
+            ] {
+                if let Some(s) = sec.as_ref().filter(|s| s.owned) {
+                    let logical = Some(logical.to_string());
+                    ctx.emit(&logical, Kind::Secret, &s.name, "deleting");
+                    aws::secret::delete(c, &s.name).await?;
+                    ctx.emit(&logical, Kind::Secret, &s.name, "deleted");
+                }
             }
         }
     }

@@ -18,6 +18,7 @@ pub async fn plan_up(c: &Clients, spec: &ClusterSpec) -> Result<Vec<PlanItem>, E
             vpc_attributes: true,
             kind: Some(spec.kind()),
             leftovers: false,
+            addons: spec.addons.any(),
         },
     )
     .await?;
@@ -56,6 +57,7 @@ pub async fn plan_down(
             vpc_attributes: false,
             kind: None,
             leftovers: true,
+            addons: true,
         },
     )
     .await?;

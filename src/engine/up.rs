@@ -59,7 +59,76 @@ pub struct UpReport {
     pub api_endpoint: Option<String>,
     pub kubeconfig: Option<String>,
     pub kubeconfig_context: Option<String>,
+    /// The add-on instances and where to reach them.
+    pub addons: Vec<AddonReport>,
+    /// Where the add-ons' passwords are (never printed).
+    pub addon_secret: Option<String>,
     pub resources: Vec<ResourceRecord>,
+}
+
+/// One add-on instance in the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AddonReport {
+    pub name: String,
+    pub instance_id: String,
+    pub public_ip: Option<String>,
+    pub private_ip: Option<String>,
+    /// What -> URL (UIs on the public address, ingest endpoints on the private one).
+    pub urls: std::collections::BTreeMap<String, String>,
+}
+
+/// The add-on instances among `running` (waited for), with their URLs.
+fn addon_reports(ctx: &Ctx, running: &HashMap<String, ObsInstance>) -> Vec<AddonReport> {
+    let o = ctx.out();
+    ctx.spec
+        .addons
+        .enabled()
+        .filter_map(|(a, _)| {
+            let (_, i) = o.instances.iter().find(|(l, _)| l == a.as_str())?;
+            let i = running.get(&i.id).unwrap_or(i);
+            Some(AddonReport {
+                name: a.as_str().into(),
+                instance_id: i.id.clone(),
+                public_ip: i.public_ip.clone(),
+                private_ip: i.private_ip.clone(),
+                urls: crate::core::addons::urls(a, i.public_ip.as_deref(), i.private_ip.as_deref())
+                    .into_iter()
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// Waits (one batched wait) for the instances this run launched or found not running.
+async fn wait_instances(
+    ctx: &Ctx,
+    events: &EventSink,
+    start: Instant,
+    timeout: Duration,
+) -> Result<HashMap<String, ObsInstance>, EngineError> {
+    let waiting: Vec<String> = ctx
+        .out()
+        .instances
+        .iter()
+        .filter(|(_, i)| i.state != "running" || i.public_ip.is_none())
+        .map(|(_, i)| i.id.clone())
+        .collect();
+    let mut running: HashMap<String, ObsInstance> = ctx
+        .out()
+        .instances
+        .iter()
+        .map(|(_, i)| (i.id.clone(), i.clone()))
+        .collect();
+    if !waiting.is_empty() {
+        events(Event::Waiting {
+            what: format!("{} instance(s) to run", waiting.len()),
+            elapsed_ms: ms_since(start),
+        });
+        for i in aws::instance::wait_running(&ctx.c, &waiting, timeout).await? {
+            running.insert(i.id.clone(), i);
+        }
+    }
+    Ok(running)
 }
 
 struct Ctx {
@@ -88,6 +157,8 @@ struct Outputs {
     eks: Option<aws::eks::EksCluster>,
     /// This run created the EKS cluster (so it has no add-ons yet).
     eks_created: bool,
+    /// The add-on images, by architecture.
+    addon_images: HashMap<crate::core::spec::Arch, Image>,
     /// The token new workers join with (see the `join-token` node).
     join_token: Option<String>,
     master: Option<ObsInstance>,
@@ -172,6 +243,7 @@ pub async fn up(
             vpc_attributes: true,
             kind: Some(spec.kind()),
             leftovers: false,
+            addons: spec.addons.any(),
         },
     )
     .await?;
@@ -319,28 +391,7 @@ pub async fn up(
     events(Event::Phase {
         phase: "wait".into(),
     });
-    let waiting: Vec<String> = ctx
-        .out()
-        .instances
-        .iter()
-        .filter(|(_, i)| i.state != "running" || i.public_ip.is_none())
-        .map(|(_, i)| i.id.clone())
-        .collect();
-    let mut running: HashMap<String, ObsInstance> = ctx
-        .out()
-        .instances
-        .iter()
-        .map(|(_, i)| (i.id.clone(), i.clone()))
-        .collect();
-    if !waiting.is_empty() {
-        events(Event::Waiting {
-            what: format!("{} instance(s) to run", waiting.len()),
-            elapsed_ms: ms_since(start),
-        });
-        for i in aws::instance::wait_running(&ctx.c, &waiting, opts.instance_timeout).await? {
-            running.insert(i.id.clone(), i);
-        }
-    }
+    let running = wait_instances(&ctx, &events, start, opts.instance_timeout).await?;
     if opts.wait >= WaitFor::Status {
         let all: Vec<String> = running.keys().cloned().collect();
         events(Event::Waiting {
@@ -402,6 +453,12 @@ pub async fn up(
         api_endpoint,
         kubeconfig,
         kubeconfig_context: opts.kubeconfig.as_ref().map(|_| ctx.spec.name.clone()),
+        addons: addon_reports(&ctx, &running),
+        addon_secret: ctx
+            .spec
+            .addons
+            .any()
+            .then(|| tags::addons_parameter_name(&ctx.spec.name)),
         resources: records,
     })
 }
@@ -470,8 +527,15 @@ async fn finish_eks(
         )
         .await?;
     }
+    let running = wait_instances(ctx, events, start, opts.instance_timeout).await?;
     let records = ctx.out().records.clone();
     Ok(UpReport {
+        addons: addon_reports(ctx, &running),
+        addon_secret: ctx
+            .spec
+            .addons
+            .any()
+            .then(|| tags::addons_parameter_name(&ctx.spec.name)),
         cluster: ctx.spec.name.clone(),
         kind: ctx.spec.kind().into(),
         region: ctx.spec.region.clone(),
@@ -976,6 +1040,191 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             };
             ctx.done(id, node.kind, &list.join(","), action, None);
         }
+        Desired::AddonAmi { arch } => {
+            let missing = ctx.graph.nodes.iter().any(|n| {
+                matches!(&n.desired, Desired::AddonInstance { .. })
+                    && n.deps.iter().any(|d| d == id)
+                    && ctx.obs.live_instances(&n.id).next().is_none()
+            });
+            if missing {
+                let source = crate::core::spec::AmiSource::SsmParameter(
+                    match arch {
+                        crate::core::spec::Arch::Amd64 => crate::core::spec::UBUNTU_2404_SSM_AMD64,
+                        crate::core::spec::Arch::Arm64 => crate::core::spec::UBUNTU_2404_SSM_ARM64,
+                    }
+                    .to_string(),
+                );
+                let img = aws::lookup::image(c, &source, *arch).await?;
+                ctx.emit(id, node.kind, Some(&img.id), "read", None);
+                ctx.out().addon_images.insert(*arch, img);
+            } else {
+                ctx.emit(
+                    id,
+                    node.kind,
+                    None,
+                    "skipped",
+                    Some("every add-on instance exists".into()),
+                );
+            }
+        }
+        Desired::AddonSecret { parameter } => {
+            let found = match &ctx.obs.addon_secret {
+                Some(s) if s.owned => {
+                    aws::secret::get_json::<aws::secret::AddonSecrets>(c, parameter).await?
+                }
+                Some(s) => {
+                    return Err(AwsError::unexpected(
+                        "adopting the add-ons' secret",
+                        &s.name,
+                        format!(
+                            "it exists without the tag {}={}",
+                            tags::CLUSTER_TAG,
+                            ctx.spec.name
+                        ),
+                    ));
+                }
+                None => None,
+            };
+            let action = if found.is_some() {
+                "existing"
+            } else {
+                ctx.emit(id, node.kind, None, "creating", Some(parameter.clone()));
+                let pw = || {
+                    pki::random_chars(24).map_err(|e| {
+                        AwsError::unexpected("generating", "an add-on password", e.to_string())
+                    })
+                };
+                let fresh = aws::secret::AddonSecrets {
+                    grafana_admin_password: pw()?,
+                    elastic_password: pw()?,
+                    kibana_system_password: pw()?,
+                    fluent_bit_password: pw()?,
+                };
+                aws::secret::put_json(
+                    c,
+                    parameter,
+                    "provision: the add-ons' generated passwords",
+                    &fresh,
+                    &ctx.tags(id, false),
+                )
+                .await?;
+                "created"
+            };
+            ctx.done(id, node.kind, parameter, action, None);
+        }
+        Desired::AddonsAccess {
+            role,
+            policy,
+            parameter,
+        } => {
+            let arn = ctx
+                .out()
+                .arns
+                .get(graph::ADDONS_ROLE)
+                .cloned()
+                .unwrap_or_default();
+            let doc = graph::addons_access_policy(&arn, &ctx.spec.region, parameter).ok_or_else(
+                || {
+                    AwsError::unexpected(
+                        "scoping the access of",
+                        role,
+                        format!("`{arn}` is not an IAM role ARN"),
+                    )
+                },
+            )?;
+            let same = ctx
+                .obs
+                .addons_policy
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                == serde_json::from_str::<serde_json::Value>(&doc).ok();
+            if same {
+                ctx.done(id, node.kind, policy, "existing", None);
+            } else {
+                aws::iam::put_role_policy(c, role, policy, &doc).await?;
+                let action = if ctx.obs.addons_policy.is_some() {
+                    "updated"
+                } else {
+                    "created"
+                };
+                ctx.done(
+                    id,
+                    node.kind,
+                    policy,
+                    action,
+                    Some(format!(
+                        "ec2:DescribeInstances, ssm:GetParameter on {parameter}"
+                    )),
+                );
+            }
+        }
+        Desired::AddonInstance { addon, subnet } => {
+            let live: Vec<ObsInstance> = ctx.obs.live_instances(id).cloned().collect();
+            if let Some(i) = live.first() {
+                let started = start_stopped(ctx, id, std::slice::from_ref(i)).await?;
+                ctx.out().instances.push((id.to_string(), i.clone()));
+                let action = if started == 0 { "existing" } else { "updated" };
+                ctx.done(id, node.kind, &i.id, action, None);
+                return Ok(());
+            }
+            let spec = ctx
+                .spec
+                .addons
+                .get(*addon)
+                .ok_or_else(|| internal("an add-on node without its spec"))?
+                .clone();
+            let image = ctx
+                .out()
+                .addon_images
+                .get(&spec.arch)
+                .cloned()
+                .ok_or_else(|| internal("the add-on AMI node ran first"))?;
+            let parameter = tags::addons_parameter_name(&ctx.spec.name);
+            let user_data = crate::core::addons::cloud_config(
+                *addon,
+                &spec,
+                &crate::core::addons::AddonInput {
+                    cluster: &ctx.spec.name,
+                    parameter: &parameter,
+                },
+            )
+            .render();
+            let sn = ctx.id(subnet)?;
+            let sg = ctx.id(&graph::addon_sg_id(*addon))?;
+            let profile = ctx.id(graph::ADDONS_PROFILE)?;
+            let vpc = ctx.id(graph::VPC)?;
+            ctx.emit(
+                id,
+                node.kind,
+                None,
+                "creating",
+                Some(format!("{} in {sn}", spec.instance_type)),
+            );
+            let launched = aws::instance::run(
+                c,
+                &aws::instance::Launch {
+                    logical: id,
+                    count: 1,
+                    image: &image.id,
+                    root_device: &image.root_device,
+                    instance_type: &spec.instance_type,
+                    subnet: &sn,
+                    security_groups: vec![sg],
+                    instance_profile: &profile,
+                    user_data: &user_data,
+                    key_name: None,
+                    volume_gb: spec.volume_gb,
+                    tags: &ctx.tags(id, false),
+                    client_token: tags::client_token(&[&ctx.spec.name, &vpc, id]),
+                },
+            )
+            .await?;
+            let i = launched.into_iter().next().ok_or_else(|| {
+                AwsError::unexpected("launching", id, "RunInstances returned no instance")
+            })?;
+            ctx.out().instances.push((id.to_string(), i.clone()));
+            ctx.done(id, node.kind, &i.id, "created", i.private_ip.clone());
+        }
         Desired::LaunchTemplate { name, disk_gb } => match &existing {
             Some(t) => ctx.done(id, node.kind, t, "existing", None),
             None => {
@@ -1000,9 +1249,9 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
         } => {
             ensure_nodegroup(ctx, id, node.kind, name, subnets, *scaling, labels).await?;
         }
-        Desired::InstanceProfile { name } => {
-            let role = ctx.id(graph::NODE_ROLE)?;
-            match &ctx.obs.profile {
+        Desired::InstanceProfile { name, role } => {
+            let role = ctx.id(role)?;
+            match ctx.obs.profile(id) {
                 Some(p) if !p.owned => {
                     return Err(AwsError::unexpected(
                         "adopting instance profile",
@@ -1024,7 +1273,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                         node.kind,
                         &p.name,
                         "updated",
-                        Some("node role added".into()),
+                        Some(format!("{role} added")),
                     );
                 }
                 None => {
@@ -1191,7 +1440,12 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     token: &b.token,
                     baseline: baseline.as_ref(),
                 },
-            )
+            );
+            let user_data = if ctx.spec.addons.monitoring.is_some() {
+                cloudinit::with_node_exporter(user_data)
+            } else {
+                user_data
+            }
             .render();
             let launched = launch(
                 ctx,
@@ -1258,7 +1512,12 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                         token: &join_token,
                         ca_hash: &hash,
                     },
-                )
+                );
+                let user_data = if ctx.spec.addons.monitoring.is_some() {
+                    cloudinit::with_node_exporter(user_data)
+                } else {
+                    user_data
+                }
                 .render();
                 let n = (*count - have) as i32;
                 let token = format!("{}-{id}-{have}", b.cluster_id);

@@ -241,6 +241,7 @@ pub async fn tagged(c: &provision::aws::Clients, cluster: &str) -> provision::co
             vpc_attributes: true,
             kind: None,
             leftovers: true,
+            addons: true,
         },
     )
     .await

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import os
+import shlex
 import sys
 import time
 import urllib.error
@@ -20,6 +21,9 @@ import urllib.parse
 import urllib.request
 
 PARAMETER = "__PARAMETER__"
+# Unset (the placeholder stays): write the CA for kubeadm. Set: write every string of the
+# secret as a shell-quoted NAME=value line to this file (0600), for the add-on instances.
+OUTPUT = "__OUTPUT__"
 IMDS = os.environ.get("PROVISION_IMDS", "http://169.254.169.254")
 PKI = os.environ.get("PROVISION_PKI_DIR", "/etc/kubernetes/pki")
 
@@ -95,6 +99,11 @@ def main():
             role = imds("meta-data/iam/security-credentials/", token).split("\n")[0]
             creds = json.loads(imds("meta-data/iam/security-credentials/" + role, token))
             secret = json.loads(get_parameter(region, creds))
+            if not OUTPUT.startswith("__"):
+                lines = [f"{k}={shlex.quote(v)}\n" for k, v in sorted(secret.items()) if isinstance(v, str)]
+                os.makedirs(os.path.dirname(OUTPUT), mode=0o755, exist_ok=True)
+                write(OUTPUT, "".join(lines), 0o600)
+                return 0
             os.makedirs(PKI, mode=0o755, exist_ok=True)
             write(os.path.join(PKI, "ca.crt"), secret["ca_cert_pem"], 0o644)
             write(os.path.join(PKI, "ca.key"), secret["ca_key_pem"], 0o600)
@@ -107,10 +116,10 @@ def main():
         if time.monotonic() + delay > deadline:
             break
         if attempt % 10 == 0:
-            print(f"provision: still waiting to read the cluster CA from {PARAMETER}: {last}", file=sys.stderr)
+            print(f"provision: still waiting to read {PARAMETER}: {last}", file=sys.stderr)
         time.sleep(delay)
         delay = min(delay * 1.5, 60.0)
-    print(f"provision: could not read the cluster CA from {PARAMETER}: {last}", file=sys.stderr)
+    print(f"provision: could not read {PARAMETER}: {last}", file=sys.stderr)
     return 1
 
 

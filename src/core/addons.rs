@@ -1,0 +1,425 @@
+//! The add-on instances' user data: monitoring (Prometheus + Grafana), logging (Elasticsearch +
+//! Kibana) and tracing (Jaeger v2), each as pinned containers with restart policies and their
+//! data on the instance's volume, configured to see the cluster: Prometheus discovers every
+//! instance carrying the cluster's tag through `ec2_sd_configs`, Grafana has it as its data
+//! source and a node dashboard, Elasticsearch has security on with passwords provision made.
+//!
+//! No password is in user data: the instance reads them at boot from the add-ons' SSM parameter
+//! with its role (the same SigV4 script the control plane uses for the CA).
+
+use super::cloudinit::{CloudConfig, File};
+use super::spec::{Addon, AddonSpec};
+use super::tags::{CLUSTER_TAG, RESOURCE_TAG};
+
+/// Where the add-on scripts and configuration live on the instance.
+const ETC: &str = "/etc/provision";
+/// Where the containers keep their data (the instance's EBS volume).
+pub const DATA: &str = "/var/lib/provision";
+const FETCH_PATH: &str = "/usr/local/sbin/provision-fetch-secrets.py";
+const SECRETS_ENV: &str = "/etc/provision/secrets.env";
+const SETUP_PATH: &str = "/usr/local/sbin/provision-addon.sh";
+
+/// Everything an add-on's user data needs besides its spec.
+#[derive(Debug, Clone)]
+pub struct AddonInput<'a> {
+    pub cluster: &'a str,
+    /// The add-ons' SSM parameter (passwords).
+    pub parameter: &'a str,
+}
+
+/// Images, by the name used in `[addons.*].versions`.
+fn image(name: &str, tag: &str) -> String {
+    match name {
+        "prometheus" => format!("quay.io/prometheus/prometheus:{tag}"),
+        "grafana" => format!("docker.io/grafana/grafana:{tag}"),
+        "elasticsearch" => format!("docker.elastic.co/elasticsearch/elasticsearch:{tag}"),
+        "kibana" => format!("docker.elastic.co/kibana/kibana:{tag}"),
+        "fluent_bit" => format!("cr.fluentbit.io/fluent/fluent-bit:{tag}"),
+        "jaeger" => format!("docker.io/jaegertracing/jaeger:{tag}"),
+        other => format!("{other}:{tag}"),
+    }
+}
+
+fn version<'a>(s: &'a AddonSpec, name: &str) -> &'a str {
+    s.versions.get(name).map_or("", String::as_str)
+}
+
+/// The Prometheus configuration: itself, and node_exporter on every running instance tagged
+/// with the cluster (nodes and add-ons), labelled with the instance's logical id.
+pub fn prometheus_config(cluster: &str) -> String {
+    format!(
+        r#"global:
+  scrape_interval: 30s
+  evaluation_interval: 30s
+  external_labels:
+    cluster: "{cluster}"
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ["localhost:9090"]
+  - job_name: node
+    ec2_sd_configs:
+      - port: 9100
+        refresh_interval: 60s
+        filters:
+          - name: "tag:{CLUSTER_TAG}"
+            values: ["{cluster}"]
+          - name: instance-state-name
+            values: ["running"]
+    relabel_configs:
+      - source_labels: [__meta_ec2_tag_Name]
+        target_label: instance
+      - source_labels: [__meta_ec2_tag_{resource}]
+        target_label: role
+      - source_labels: [__meta_ec2_availability_zone]
+        target_label: zone
+"#,
+        resource = RESOURCE_TAG.replace([':', '/', '.', '-'], "_"),
+    )
+}
+
+/// Grafana's provisioned data source.
+pub fn grafana_datasource() -> String {
+    r#"apiVersion: 1
+datasources:
+  - name: Prometheus
+    uid: prometheus
+    type: prometheus
+    access: proxy
+    url: http://localhost:9090
+    isDefault: true
+    editable: false
+"#
+    .to_string()
+}
+
+/// Grafana's dashboard provider (the folder the node dashboard is in).
+pub fn grafana_dashboard_provider() -> String {
+    r#"apiVersion: 1
+providers:
+  - name: provision
+    folder: provision
+    type: file
+    disableDeletion: true
+    allowUiUpdates: false
+    options:
+      path: /var/lib/grafana/dashboards
+"#
+    .to_string()
+}
+
+/// A node dashboard: up, CPU, memory, disk and network per instance.
+pub fn grafana_node_dashboard(cluster: &str) -> String {
+    let panel = |id: u32, title: &str, expr: &str, unit: &str, x: u32, y: u32| {
+        serde_json::json!({
+            "id": id, "type": "timeseries", "title": title,
+            "datasource": {"type": "prometheus", "uid": "prometheus"},
+            "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "targets": [{"refId": "A", "expr": expr, "legendFormat": "{{instance}}"}],
+        })
+    };
+    serde_json::json!({
+        "uid": "provision-nodes",
+        "title": format!("{cluster}: nodes"),
+        "tags": ["provision", "node_exporter"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "panels": [
+            panel(1, "Up", "up{job=\"node\"}", "none", 0, 0),
+            panel(2, "CPU busy", "1 - avg by (instance) (rate(node_cpu_seconds_total{mode=\"idle\"}[5m]))", "percentunit", 12, 0),
+            panel(3, "Memory used", "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes", "percentunit", 0, 8),
+            panel(4, "Root disk used", "1 - node_filesystem_avail_bytes{mountpoint=\"/\"} / node_filesystem_size_bytes{mountpoint=\"/\"}", "percentunit", 12, 8),
+            panel(5, "Network received", "sum by (instance) (rate(node_network_receive_bytes_total{device!=\"lo\"}[5m]))", "Bps", 0, 16),
+            panel(6, "Network sent", "sum by (instance) (rate(node_network_transmit_bytes_total{device!=\"lo\"}[5m]))", "Bps", 12, 16),
+        ],
+    })
+    .to_string()
+}
+
+/// The shared part of every add-on's setup script: Docker, node_exporter, the passwords.
+fn setup_head() -> String {
+    format!(
+        r#"#!/bin/bash
+# The passwords (grafana_admin_password, elastic_password, ...) come from the env file below.
+# shellcheck disable=SC2154
+# Add-on bootstrap, rendered by provision: Docker, node_exporter, the passwords, then the
+# containers (restart policy unless-stopped, host networking, data under {DATA}).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+retry() {{
+  local n=0
+  until "$@"; do
+    n=$((n + 1))
+    if [ "$n" -ge 20 ]; then
+      echo "provision: giving up on: $*" >&2
+      return 1
+    fi
+    sleep 6
+  done
+}}
+
+retry apt-get update -q
+retry apt-get install -y -q docker.io prometheus-node-exporter
+systemctl enable --now docker prometheus-node-exporter
+install -d -m 0755 {DATA}
+# The passwords, from the add-ons' SSM parameter, as an env file only root can read.
+python3 {FETCH_PATH}
+chmod 0600 {SECRETS_ENV}
+set -a
+# shellcheck disable=SC1091
+. {SECRETS_ENV}
+set +a
+: "${{grafana_admin_password:?}}" "${{elastic_password:?}}" "${{kibana_system_password:?}}" "${{fluent_bit_password:?}}"
+
+run() {{
+  local name=$1
+  shift
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  retry docker run -d --name "$name" --restart unless-stopped --network host --log-opt max-size=50m "$@"
+}}
+"#
+    )
+}
+
+/// An add-on's user data.
+pub fn cloud_config(addon: Addon, spec: &AddonSpec, input: &AddonInput<'_>) -> CloudConfig {
+    let mut files = vec![File {
+        path: FETCH_PATH.into(),
+        permissions: "0700",
+        content: super::cloudinit::FETCH_CA_SCRIPT
+            .replace("__PARAMETER__", input.parameter)
+            .replace("__OUTPUT__", SECRETS_ENV),
+    }];
+    let mut script = setup_head();
+    match addon {
+        Addon::Monitoring => {
+            files.push(File {
+                path: format!("{ETC}/prometheus.yml"),
+                permissions: "0644",
+                content: prometheus_config(input.cluster),
+            });
+            files.push(File {
+                path: format!("{ETC}/grafana/provisioning/datasources/prometheus.yaml"),
+                permissions: "0644",
+                content: grafana_datasource(),
+            });
+            files.push(File {
+                path: format!("{ETC}/grafana/provisioning/dashboards/provision.yaml"),
+                permissions: "0644",
+                content: grafana_dashboard_provider(),
+            });
+            files.push(File {
+                path: format!("{ETC}/grafana/dashboards/nodes.json"),
+                permissions: "0644",
+                content: grafana_node_dashboard(input.cluster) + "\n",
+            });
+            script.push_str(&format!(
+                r#"
+install -d -m 0755 -o 65534 -g 65534 {DATA}/prometheus
+install -d -m 0755 -o 472 -g 0 {DATA}/grafana
+run prometheus -v {ETC}/prometheus.yml:/etc/prometheus/prometheus.yml:ro \
+  -v {DATA}/prometheus:/prometheus \
+  {prometheus} --config.file=/etc/prometheus/prometheus.yml --storage.tsdb.path=/prometheus \
+  --storage.tsdb.retention.time=15d --web.listen-address=:9090
+run grafana -e GF_SECURITY_ADMIN_USER=admin -e GF_SECURITY_ADMIN_PASSWORD="${{grafana_admin_password}}" \
+  -e GF_USERS_ALLOW_SIGN_UP=false -e GF_ANALYTICS_REPORTING_ENABLED=false \
+  -v {DATA}/grafana:/var/lib/grafana \
+  -v {ETC}/grafana/provisioning:/etc/grafana/provisioning:ro \
+  -v {ETC}/grafana/dashboards:/var/lib/grafana/dashboards:ro \
+  {grafana}
+"#,
+                prometheus = image("prometheus", version(spec, "prometheus")),
+                grafana = image("grafana", version(spec, "grafana")),
+            ));
+        }
+        Addon::Logging => {
+            script.push_str(&format!(
+                r#"
+# Elasticsearch's production check (kubeadm-bootstrap.md §6).
+sysctl -w vm.max_map_count=1048576
+echo 'vm.max_map_count=1048576' > /etc/sysctl.d/90-provision-elasticsearch.conf
+install -d -m 0775 -o 1000 -g 0 {DATA}/elasticsearch
+run elasticsearch -e discovery.type=single-node -e xpack.security.enabled=true \
+  -e xpack.security.http.ssl.enabled=false -e ELASTIC_PASSWORD="${{elastic_password}}" \
+  -e ES_JAVA_OPTS="-Xms1g -Xmx1g" -v {DATA}/elasticsearch:/usr/share/elasticsearch/data \
+  {elasticsearch}
+es() {{
+  curl -sf -u "elastic:${{elastic_password}}" -H 'Content-Type: application/json' "$@"
+}}
+retry es http://localhost:9200/_cluster/health >/dev/null
+# Kibana's own user, and a writer for the nodes' Fluent Bit (its indices only).
+retry es -X POST http://localhost:9200/_security/user/kibana_system/_password \
+  -d "{{\"password\":\"${{kibana_system_password}}\"}}" >/dev/null
+retry es -X PUT http://localhost:9200/_security/role/provision_logs_writer \
+  -d '{{"cluster":["monitor"],"indices":[{{"names":["logs-*","logstash-*"],"privileges":["create_index","create_doc","auto_configure","view_index_metadata"]}}]}}' >/dev/null
+retry es -X PUT http://localhost:9200/_security/user/fluent_bit \
+  -d "{{\"password\":\"${{fluent_bit_password}}\",\"roles\":[\"provision_logs_writer\"]}}" >/dev/null
+run kibana -e ELASTICSEARCH_HOSTS=http://localhost:9200 -e ELASTICSEARCH_USERNAME=kibana_system \
+  -e ELASTICSEARCH_PASSWORD="${{kibana_system_password}}" -e SERVER_HOST=0.0.0.0 \
+  {kibana}
+"#,
+                elasticsearch = image("elasticsearch", version(spec, "elasticsearch")),
+                kibana = image("kibana", version(spec, "kibana")),
+            ));
+        }
+        Addon::Tracing => {
+            script.push_str(&format!(
+                r#"
+# Jaeger v2 all-in-one: UI 16686, OTLP gRPC 4317 and HTTP 4318 (in-memory storage).
+run jaeger {jaeger}
+"#,
+                jaeger = image("jaeger", version(spec, "jaeger")),
+            ));
+        }
+    }
+    script.push_str(&format!(
+        "install -d -m 0755 {DATA}\ndate -u +%FT%TZ > {DATA}/{}-done\n",
+        addon.as_str()
+    ));
+    files.push(File {
+        path: SETUP_PATH.into(),
+        permissions: "0755",
+        content: script,
+    });
+    CloudConfig {
+        files,
+        gz_files: Vec::new(),
+        runcmd: vec![vec![SETUP_PATH.to_string()]],
+    }
+}
+
+/// What `up` prints for an add-on: (what, URL), from its public and private addresses.
+pub fn urls(addon: Addon, public: Option<&str>, private: Option<&str>) -> Vec<(String, String)> {
+    let ui = |port: u16| public.or(private).map(|ip| format!("http://{ip}:{port}"));
+    let inside = |scheme: &str, port: u16| private.map(|ip| format!("{scheme}://{ip}:{port}"));
+    let mut out = Vec::new();
+    let mut add = |what: &str, u: Option<String>| {
+        if let Some(u) = u {
+            out.push((what.to_string(), u));
+        }
+    };
+    match addon {
+        Addon::Monitoring => {
+            add("grafana", ui(3000));
+            add("prometheus", ui(9090));
+        }
+        Addon::Logging => {
+            add("kibana", ui(5601));
+            add("elasticsearch (from the nodes)", inside("http", 9200));
+        }
+        Addon::Tracing => {
+            add("jaeger", ui(16686));
+            add("otlp grpc (from the nodes)", inside("http", 4317));
+            add("otlp http (from the nodes)", inside("http", 4318));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::core::spec;
+
+    pub(crate) fn all_on() -> spec::ClusterSpec {
+        let text = "name = \"obs\"\nregion = \"us-east-1\"\nkind = \"kubeadm\"\n[network]\nvpc_cidr = \"10.0.0.0/16\"\nadmin_cidrs = [\"203.0.113.0/24\"]\n[kubeadm]\ncni = \"calico\"\ninstance_type = \"t3.medium\"\nworkers = 2\n[addons]\nmonitoring = true\nlogging = true\ntracing = true\n";
+        spec::parse("t.toml", text).unwrap().0
+    }
+
+    pub(crate) fn fixtures() -> Vec<(String, CloudConfig)> {
+        let spec = all_on();
+        spec.addons
+            .enabled()
+            .map(|(a, s)| {
+                (
+                    format!("addon-{}", a.as_str()),
+                    cloud_config(
+                        a,
+                        s,
+                        &AddonInput {
+                            cluster: "obs",
+                            parameter: "/provision/obs/addons",
+                        },
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prometheus_discovers_the_clusters_instances_by_tag() {
+        let text = prometheus_config("obs");
+        let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let node = &v["scrape_configs"][1];
+        assert_eq!(node["job_name"], "node");
+        let sd = &node["ec2_sd_configs"][0];
+        assert_eq!(sd["port"], 9100);
+        assert_eq!(sd["filters"][0]["name"], "tag:provision:cluster");
+        assert_eq!(sd["filters"][0]["values"][0], "obs");
+        assert_eq!(sd["filters"][1]["values"][0], "running");
+        assert_eq!(
+            node["relabel_configs"][1]["source_labels"][0],
+            "__meta_ec2_tag_provision_resource"
+        );
+    }
+
+    #[test]
+    fn grafana_provisioning_is_valid() {
+        let ds: serde_json::Value = serde_saphyr::from_str(&grafana_datasource()).unwrap();
+        assert_eq!(ds["apiVersion"], 1);
+        assert_eq!(ds["datasources"][0]["type"], "prometheus");
+        assert_eq!(ds["datasources"][0]["url"], "http://localhost:9090");
+        let p: serde_json::Value = serde_saphyr::from_str(&grafana_dashboard_provider()).unwrap();
+        assert_eq!(
+            p["providers"][0]["options"]["path"],
+            "/var/lib/grafana/dashboards"
+        );
+        let d: serde_json::Value = serde_json::from_str(&grafana_node_dashboard("obs")).unwrap();
+        assert_eq!(d["panels"].as_array().unwrap().len(), 6);
+        assert!(
+            d["panels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["datasource"]["uid"] == "prometheus")
+        );
+    }
+
+    #[test]
+    fn images_are_pinned_and_no_password_is_in_user_data() {
+        for (name, cc) in fixtures() {
+            let text = cc.render();
+            assert!(!text.contains(":latest"), "{name}");
+            assert!(
+                text.len() <= super::super::cloudinit::USER_DATA_LIMIT,
+                "{name}: {}",
+                text.len()
+            );
+            // Passwords come from the env file at boot; only variable names are here.
+            assert!(text.contains("secrets.env"), "{name}");
+        }
+        let (_, mon) = &fixtures()[0];
+        let text = mon.render();
+        assert!(text.contains("quay.io/prometheus/prometheus:v3.7.3"));
+        assert!(text.contains("grafana/grafana:12.3.0"));
+        let (_, log) = &fixtures()[1];
+        assert!(log.render().contains("xpack.security.enabled=true"));
+    }
+
+    #[test]
+    fn urls_use_the_public_address_for_uis_and_the_private_one_for_ingest() {
+        let u = urls(Addon::Tracing, Some("198.51.100.9"), Some("10.0.0.9"));
+        assert_eq!(
+            u[0],
+            (
+                "jaeger".to_string(),
+                "http://198.51.100.9:16686".to_string()
+            )
+        );
+        assert_eq!(u[1].1, "http://10.0.0.9:4317");
+    }
+}
