@@ -236,6 +236,26 @@ async fn every_add_on_gets_its_instance_group_role_and_secret_and_down_removes_t
     let mud = user_data(&c, &master).await;
     assert!(mud.contains("prometheus-node-exporter"));
     assert!(mud.contains("/etc/provision/baseline.json") && mud.contains("encoding: gz+b64"));
+    assert!(
+        mud.contains("/etc/provision/log-shipper.json"),
+        "the control plane installs Fluent Bit"
+    );
+    // ...and may read the add-ons' parameter for its password, from that instance only.
+    let node_role = obs.role("node-role").unwrap();
+    let ca = c
+        .iam
+        .get_role_policy()
+        .role_name(&node_role.name)
+        .policy_name("provision-ca-access")
+        .send()
+        .await
+        .unwrap();
+    let doc = urlencoding_decode(ca.policy_document());
+    assert!(
+        doc.contains(&format!("parameter/provision/{}/addons", cl.name)),
+        "{doc}"
+    );
+    assert!(doc.contains(&format!("instance/{master}")), "{doc}");
 
     // A second up changes nothing; down leaves nothing.
     let again = cl.up();

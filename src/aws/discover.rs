@@ -55,7 +55,10 @@ fn role_names(scope: &Scope<'_>, region: &str) -> Vec<(&'static str, String)> {
         ));
     }
     if scope.addons() {
-        out.push((graph::ADDONS_ROLE, role_name(scope.cluster, region, "addons")));
+        out.push((
+            graph::ADDONS_ROLE,
+            role_name(scope.cluster, region, "addons"),
+        ));
     }
     out
 }

@@ -107,6 +107,9 @@ pub struct MasterInput<'a> {
     pub token: &'a str,
     /// The security baseline (`core::manifests::baseline`), applied after the CNI.
     pub baseline: Option<&'a serde_json::Value>,
+    /// With the logging add-on: the log shipper's manifests and the add-ons' SSM parameter
+    /// (the Fluent Bit password is read from it at boot).
+    pub log_shipper: Option<(&'a serde_json::Value, &'a str)>,
 }
 
 /// The boot-time fetch of the CA from SSM (python3 standard library: SigV4 with IMDSv2 role
@@ -115,6 +118,11 @@ pub const FETCH_CA_SCRIPT: &str = include_str!("assets/fetch-ca.py");
 const FETCH_CA_PATH: &str = "/usr/local/sbin/provision-fetch-ca.py";
 /// The security baseline's manifests on the control plane.
 pub const BASELINE_PATH: &str = "/etc/provision/baseline.json";
+/// The log shipper's manifests, and how the control plane gets its password.
+pub const LOG_SHIPPER_PATH: &str = "/etc/provision/log-shipper.json";
+/// The add-ons' parameter name, for the fetch script's second use.
+const ADDONS_PARAMETER_PATH: &str = "/etc/provision/addons-parameter";
+const ADDONS_ENV_PATH: &str = "/etc/provision/addons.env";
 
 const NODE_EXPORTER_PATH: &str = "/usr/local/sbin/provision-node-exporter.sh";
 
@@ -260,11 +268,12 @@ systemctl enable --now kubelet
 /// The master's user data.
 pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
     let mut files = common_files(k);
-    files.push(File {
+    // Compressed: the script is a third of the 16 KB user-data budget as text.
+    let mut gz_files = vec![File {
         path: FETCH_CA_PATH.into(),
         permissions: "0700",
         content: FETCH_CA_SCRIPT.replace("__PARAMETER__", input.secret_parameter),
-    });
+    }];
     files.push(File {
         path: "/etc/provision/kubeadm.yaml.in".into(),
         permissions: "0600",
@@ -277,7 +286,18 @@ pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
             content: calico_resources(k),
         });
     }
-    let mut gz_files = Vec::new();
+    if let Some((manifests, parameter)) = input.log_shipper {
+        gz_files.push(File {
+            path: LOG_SHIPPER_PATH.into(),
+            permissions: "0644",
+            content: serde_json::to_string(manifests).unwrap_or_default() + "\n",
+        });
+        files.push(File {
+            path: ADDONS_PARAMETER_PATH.into(),
+            permissions: "0644",
+            content: format!("{parameter}\n"),
+        });
+    }
     if let Some(b) = input.baseline {
         gz_files.push(File {
             path: BASELINE_PATH.into(),
@@ -449,6 +469,12 @@ retry kubectl apply -f /run/kube-flannel.yml"#,
         ),
     };
     let baseline = BASELINE_PATH;
+    let shipper = LOG_SHIPPER_PATH;
+    let fetch = FETCH_CA_PATH;
+    let addons_parameter = ADDONS_PARAMETER_PATH;
+    let addons_env = ADDONS_ENV_PATH;
+    let logging_ns = super::manifests::LOGGING_NAMESPACE;
+    let logging_secret = super::manifests::LOG_SHIPPER_SECRET;
     format!(
         r#"#!/bin/bash
 # Control-plane bootstrap, rendered by provision: kubeadm init with the pre-made CA, then the CNI.
@@ -497,6 +523,18 @@ retry kubectl get --raw /readyz >/dev/null
 # The security baseline: namespaces, NetworkPolicies, RoleBindings (JSON is YAML to kubectl).
 if [ -f {baseline} ]; then
   retry kubectl apply -f {baseline}
+fi
+
+# The log shipper, with its Elasticsearch password from the add-ons' parameter (a file, never
+# an argument).
+if [ -f {shipper} ]; then
+  python3 {fetch} "$(cat {addons_parameter})" {addons_env}
+  retry kubectl apply -f {shipper}
+  umask 077
+  sed -n 's/^fluent_bit_password=/password=/p' {addons_env} > /run/provision-fluent-bit.env
+  kubectl -n {logging_ns} create secret generic {logging_secret} \
+    --from-env-file=/run/provision-fluent-bit.env --dry-run=client -o yaml | retry kubectl apply -f -
+  rm -f /run/provision-fluent-bit.env
 fi
 
 install -d -m 0755 /var/lib/provision
@@ -575,6 +613,10 @@ workers = 2
                 .collect(),
         };
         let baseline = crate::core::manifests::baseline(&sec).unwrap();
+        let shipper = crate::core::manifests::log_shipper(
+            "10.0.0.9",
+            "cr.fluentbit.io/fluent/fluent-bit:4.2.0",
+        );
         for cni in ["calico", "flannel"] {
             let k = kubeadm(cni);
             let m = master(
@@ -584,6 +626,7 @@ workers = 2
                     secret_parameter: "/provision/ci/bootstrap",
                     token: &token,
                     baseline: (cni == "calico").then_some(&baseline),
+                    log_shipper: (cni == "calico").then_some((&shipper, "/provision/ci/addons")),
                 },
             );
             let w = worker(
@@ -625,6 +668,7 @@ workers = 2
                 let fetch = cc
                     .files
                     .iter()
+                    .chain(&cc.gz_files)
                     .find(|f| f.path == FETCH_CA_PATH)
                     .expect("fetch script");
                 assert!(
@@ -699,6 +743,7 @@ for q in ["", "Param1=value1&Param2=value2"]:
                 secret_parameter: "/provision/ci/bootstrap",
                 token: "abcdef.0123456789abcdef",
                 baseline: None,
+                log_shipper: None,
             },
         );
         let text = m.render();
@@ -714,6 +759,7 @@ for q in ["", "Param1=value1&Param2=value2"]:
                 secret_parameter: "/provision/ci/bootstrap",
                 token: "abcdef.0123456789abcdef",
                 baseline: None,
+                log_shipper: None,
             },
         );
         let text = m.render();

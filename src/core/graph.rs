@@ -588,7 +588,33 @@ pub fn build(spec: &ClusterSpec) -> Graph {
         Flavor::Eks(_) => eks_nodes(spec, &mut b, &subnet_ids, &private_ids),
     }
     addon_nodes(spec, &mut b, &subnet_ids);
-    Graph { nodes: b.nodes }
+    Graph {
+        nodes: topological(b.nodes),
+    }
+}
+
+/// The nodes in an order where every node comes after its dependencies, keeping the order
+/// they were added in otherwise (dependencies on ids that are not nodes are ignored).
+fn topological(nodes: Vec<Node>) -> Vec<Node> {
+    let ids: std::collections::HashSet<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let mut placed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut pending = nodes;
+    let mut out = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let ready = pending
+            .iter()
+            .position(|n| {
+                n.deps
+                    .iter()
+                    .all(|d| placed.contains(d) || !ids.contains(d))
+            })
+            // A cycle would be a bug in `build`; keep the rest as it is rather than loop.
+            .unwrap_or(0);
+        let n = pending.remove(ready);
+        placed.insert(n.id.clone());
+        out.push(n);
+    }
+    out
 }
 
 /// An add-on's security group (after the groups its rules name).
@@ -761,21 +787,27 @@ fn kubeadm_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String]) {
         &[],
     );
     let first = subnet_ids[0].clone();
+    let mut master_deps: Vec<&str> = vec![
+        &first,
+        SG_NODES,
+        SG_CONTROL_PLANE,
+        NODE_PROFILE,
+        AMI,
+        SECRET,
+        ROUTE_TABLE,
+    ];
+    // The control plane installs the log shipper, which needs the logging instance's address.
+    let logging = Addon::Logging.as_str();
+    if spec.addons.logging.is_some() {
+        master_deps.push(logging);
+    }
     b.add(
         MASTER,
         Kind::Instance,
         Desired::Master {
             subnet: first.clone(),
         },
-        &[
-            &first,
-            SG_NODES,
-            SG_CONTROL_PLANE,
-            NODE_PROFILE,
-            AMI,
-            SECRET,
-            ROUTE_TABLE,
-        ],
+        &master_deps,
     );
     b.add(
         CA_ACCESS,
@@ -1000,6 +1032,17 @@ pub fn ca_access_policy(
     parameter: &str,
     instance_id: &str,
 ) -> Option<String> {
+    ca_access_policy_for(role_arn, region, &[parameter], instance_id)
+}
+
+/// [`ca_access_policy`] for several parameters (the bootstrap secret and, with the logging
+/// add-on, the add-ons' passwords: the control plane installs the log shipper).
+pub fn ca_access_policy_for(
+    role_arn: &str,
+    region: &str,
+    parameters: &[&str],
+    instance_id: &str,
+) -> Option<String> {
     let mut parts = role_arn.splitn(6, ':');
     let (arn, partition, service, _, account) = (
         parts.next()?,
@@ -1017,7 +1060,11 @@ pub fn ca_access_policy(
             "Sid": "ControlPlaneReadsTheClusterCA",
             "Effect": "Allow",
             "Action": "ssm:GetParameter",
-            "Resource": format!("arn:{partition}:ssm:{region}:{account}:parameter{parameter}"),
+            "Resource": if parameters.len() == 1 {
+                serde_json::json!(format!("arn:{partition}:ssm:{region}:{account}:parameter{}", parameters[0]))
+            } else {
+                serde_json::json!(parameters.iter().map(|p| format!("arn:{partition}:ssm:{region}:{account}:parameter{p}")).collect::<Vec<_>>())
+            },
             "Condition": {"StringEquals": {"ec2:SourceInstanceARN": format!("arn:{partition}:ec2:{region}:{account}:instance/{instance_id}")}},
         }],
     });
@@ -1362,7 +1409,11 @@ pub(crate) mod tests {
     #[test]
     fn add_on_graphs_are_topologically_ordered_and_independent_of_the_cluster() {
         for kind in ["kubeadm", "eks"] {
-            let mut spec = if kind == "eks" { eks_spec("") } else { demo_spec(2, 2) };
+            let mut spec = if kind == "eks" {
+                eks_spec("")
+            } else {
+                demo_spec(2, 2)
+            };
             let text = "name = \"x\"\nregion = \"us-east-1\"\nkind = \"kubeadm\"\n[network]\nvpc_cidr = \"10.0.0.0/16\"\nadmin_cidrs = [\"203.0.113.0/24\"]\n[kubeadm]\ncni = \"calico\"\ninstance_type = \"t3.medium\"\nworkers = 1\n[addons]\nmonitoring = true\nlogging = true\ntracing = true\n";
             spec.addons = spec::parse("t.toml", text).unwrap().0.addons;
             let g = build(&spec);
@@ -1375,7 +1426,10 @@ pub(crate) mod tests {
             }
             for a in ["monitoring", "logging", "tracing"] {
                 assert!(g.get(a).is_some(), "{kind}: {a}");
-                assert!(!waits_for(&g, a, EKS_CLUSTER) && !waits_for(&g, a, MASTER), "{kind}: {a} waits only for the network");
+                assert!(
+                    !waits_for(&g, a, EKS_CLUSTER) && !waits_for(&g, a, MASTER),
+                    "{kind}: {a} waits only for the network"
+                );
             }
         }
     }

@@ -133,6 +133,112 @@ fn network_policies(ns: &str) -> Vec<Value> {
     ]
 }
 
+/// The namespace of the log shipper.
+pub const LOGGING_NAMESPACE: &str = "provision-logging";
+/// The Secret (in [`LOGGING_NAMESPACE`]) with the Fluent Bit user's Elasticsearch password; the
+/// control plane makes it at boot from the add-ons' SSM parameter.
+pub const LOG_SHIPPER_SECRET: &str = "fluent-bit-elasticsearch";
+
+/// Fluent Bit's configuration: container logs (with Kubernetes metadata) and the systemd
+/// journal (kubelet, containerd), to the logging add-on's Elasticsearch as the `fluent_bit` user.
+pub fn fluent_bit_config(es_host: &str) -> String {
+    format!(
+        r#"[SERVICE]
+    Flush         5
+    Log_Level     info
+    Parsers_File  /fluent-bit/etc/parsers.conf
+    HTTP_Server   Off
+
+[INPUT]
+    Name              tail
+    Tag               kube.*
+    Path              /var/log/containers/*.log
+    multiline.parser  cri
+    DB                /var/fluent-bit/state/tail.db
+    Mem_Buf_Limit     32MB
+    Skip_Long_Lines   On
+
+[INPUT]
+    Name            systemd
+    Tag             host.*
+    Path            /var/log/journal
+    DB              /var/fluent-bit/state/journal.db
+    Read_From_Tail  On
+
+[FILTER]
+    Name       kubernetes
+    Match      kube.*
+    Merge_Log  On
+    Keep_Log   Off
+
+[OUTPUT]
+    Name                es
+    Match               *
+    Host                {es_host}
+    Port                9200
+    HTTP_User           fluent_bit
+    HTTP_Passwd         ${{ES_PASSWORD}}
+    Logstash_Format     On
+    Logstash_Prefix     logstash
+    Suppress_Type_Name  On
+    Replace_Dots        On
+    Retry_Limit         False
+"#
+    )
+}
+
+/// The log shipper: Fluent Bit as a DaemonSet on every node (control plane included), with the
+/// read-only RBAC its Kubernetes filter needs.
+pub fn log_shipper(es_host: &str, image: &str) -> Value {
+    let ns = LOGGING_NAMESPACE;
+    let name = "fluent-bit";
+    let items = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {
+            MANAGED_BY.0: MANAGED_BY.1,
+            // It reads host paths: privileged for Pod Security Admission.
+            "pod-security.kubernetes.io/enforce": "privileged",
+        }}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns, "labels": labels()}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "provision-fluent-bit", "labels": labels()},
+            "rules": [{"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "provision-fluent-bit", "labels": labels()},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "provision-fluent-bit"},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns, "labels": labels()},
+            "data": {"fluent-bit.conf": fluent_bit_config(es_host)}}),
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name, "namespace": ns, "labels": labels()},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": name}},
+                "spec": {
+                    "serviceAccountName": name,
+                    "tolerations": [{"operator": "Exists"}],
+                    "priorityClassName": "system-node-critical",
+                    "containers": [{
+                        "name": name,
+                        "image": image,
+                        "args": ["--config=/fluent-bit/etc/conf/fluent-bit.conf"],
+                        "env": [{"name": "ES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": LOG_SHIPPER_SECRET, "key": "password"}}}],
+                        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                        "volumeMounts": [
+                            {"name": "config", "mountPath": "/fluent-bit/etc/conf"},
+                            {"name": "varlog", "mountPath": "/var/log", "readOnly": true},
+                            {"name": "state", "mountPath": "/var/fluent-bit/state"},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": name}},
+                        {"name": "varlog", "hostPath": {"path": "/var/log"}},
+                        {"name": "state", "hostPath": {"path": "/var/lib/fluent-bit", "type": "DirectoryOrCreate"}},
+                    ],
+                },
+            },
+        }}),
+    ];
+    json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
 /// Offline checks of a manifest list: every item has apiVersion, kind and a valid name (and
 /// namespace), names are unique per kind and namespace. Returns the problems found.
 pub fn check(list: &Value) -> Vec<String> {
@@ -156,7 +262,8 @@ pub fn check(list: &Value) -> Vec<String> {
             problems.push(format!("item {i} ({kind}): `{name}` is not a valid name"));
         }
         let ns = item["metadata"]["namespace"].as_str();
-        if kind != "Namespace" && !ns.is_some_and(is_dns_label) {
+        let cluster_scoped = matches!(kind, "Namespace" | "ClusterRole" | "ClusterRoleBinding");
+        if !cluster_scoped && !ns.is_some_and(is_dns_label) {
             problems.push(format!("item {i} ({kind} {name}): no valid namespace"));
         }
         if !seen.insert((
@@ -271,6 +378,38 @@ mod tests {
             assert!(is_dns_subdomain(n) && n.len() <= 63, "{n}");
         }
         assert!(a.starts_with("provision-edit-group-team-a-devs-"), "{a}");
+    }
+
+    #[test]
+    fn the_log_shipper_is_well_formed_and_ships_to_the_logging_instance() {
+        let list = log_shipper("10.0.0.9", "cr.fluentbit.io/fluent/fluent-bit:4.2.0");
+        assert_eq!(check(&list), Vec::<String>::new());
+        let items = list["items"].as_array().unwrap();
+        let ds = items.iter().find(|i| i["kind"] == "DaemonSet").unwrap();
+        let c = &ds["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["image"], "cr.fluentbit.io/fluent/fluent-bit:4.2.0");
+        assert_eq!(
+            c["env"][0]["valueFrom"]["secretKeyRef"]["name"],
+            LOG_SHIPPER_SECRET
+        );
+        assert_eq!(
+            ds["spec"]["template"]["spec"]["tolerations"][0]["operator"], "Exists",
+            "on every node, the control plane too"
+        );
+        let conf =
+            items.iter().find(|i| i["kind"] == "ConfigMap").unwrap()["data"]["fluent-bit.conf"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        assert!(conf.contains("Host                10.0.0.9"));
+        assert!(
+            conf.contains("HTTP_Passwd         ${ES_PASSWORD}"),
+            "the password comes from the Secret"
+        );
+        assert!(
+            conf.contains("Suppress_Type_Name  On"),
+            "required for Elasticsearch 8+"
+        );
     }
 
     #[test]

@@ -1342,7 +1342,12 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
         } => {
             let arn = ctx.out().role_arn.clone().unwrap_or_default();
             let master = ctx.out().master.clone().map(|m| m.id).unwrap_or_default();
-            let doc = graph::ca_access_policy(&arn, &ctx.spec.region, parameter, &master)
+            let addons_parameter = tags::addons_parameter_name(&ctx.spec.name);
+            let mut parameters = vec![parameter.as_str()];
+            if ctx.spec.addons.logging.is_some() {
+                parameters.push(&addons_parameter);
+            }
+            let doc = graph::ca_access_policy_for(&arn, &ctx.spec.region, &parameters, &master)
                 .ok_or_else(|| {
                     AwsError::unexpected(
                         "scoping the CA access of",
@@ -1432,6 +1437,31 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 ctx.out().bootstrap = Some(b.clone());
             }
             let baseline = crate::core::manifests::baseline(&ctx.spec.security);
+            // The log shipper goes to the logging instance's private address.
+            let addons_parameter = tags::addons_parameter_name(&ctx.spec.name);
+            let shipper = match &ctx.spec.addons.logging {
+                Some(l) => {
+                    let es = ctx
+                        .out()
+                        .instances
+                        .iter()
+                        .find(|(l, _)| l == "logging")
+                        .and_then(|(_, i)| i.private_ip.clone())
+                        .ok_or_else(|| {
+                            AwsError::unexpected(
+                                "launching",
+                                id,
+                                "the logging instance has no private IP yet",
+                            )
+                        })?;
+                    let image = format!(
+                        "cr.fluentbit.io/fluent/fluent-bit:{}",
+                        l.versions.get("fluent_bit").map_or("", String::as_str)
+                    );
+                    Some(crate::core::manifests::log_shipper(&es, &image))
+                }
+                None => None,
+            };
             let user_data = cloudinit::master(
                 kubeadm_spec(ctx)?,
                 &cloudinit::MasterInput {
@@ -1439,6 +1469,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     secret_parameter: &crate::core::tags::secret_parameter_name(&ctx.spec.name),
                     token: &b.token,
                     baseline: baseline.as_ref(),
+                    log_shipper: shipper.as_ref().map(|m| (m, addons_parameter.as_str())),
                 },
             );
             let user_data = if ctx.spec.addons.monitoring.is_some() {

@@ -87,6 +87,11 @@ def write(path, content, mode):
 
 
 def main():
+    global PARAMETER, OUTPUT
+    # `provision-fetch-ca.py PARAMETER OUTPUT`: the same script fetches another secret into an
+    # env file (the control plane reads the log shipper's password this way).
+    if len(sys.argv) == 3:
+        PARAMETER, OUTPUT = sys.argv[1], sys.argv[2]
     last = ""
     delay = float(os.environ.get("PROVISION_FETCH_RETRY_SECONDS", "10"))
     deadline = time.monotonic() + float(os.environ.get("PROVISION_FETCH_DEADLINE_SECONDS", str(24 * 3600)))
