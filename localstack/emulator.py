@@ -213,20 +213,60 @@ def disassociate_access_policy(self: EKSResponse) -> ActionResult:
     return ActionResult({})
 
 
+_moto_create_cluster = EKSResponse.create_cluster
 _moto_delete_cluster = EKSResponse.delete_cluster
+
+
+def _ec2(self: EKSResponse):  # type: ignore[no-untyped-def]
+    from moto.ec2.models import ec2_backends
+
+    return ec2_backends[self.current_account][self.region]
+
+
+def create_cluster(self: EKSResponse):  # type: ignore[no-untyped-def]
+    # As on AWS, a new cluster gets a security group of its own in its VPC (tagged for the
+    # cluster, `aws:eks:cluster-name`), reported as resourcesVpcConfig.clusterSecurityGroupId,
+    # and deleted with the cluster. moto makes none.
+    result = _moto_create_cluster(self)
+    name = self._get_param("name")
+    cluster = self.eks_backend.clusters.get(name)
+    subnets = (self._get_param("resourcesVpcConfig") or {}).get("subnetIds") or []
+    if cluster is not None and subnets:
+        ec2 = _ec2(self)
+        vpc = ec2.get_subnet(subnets[0]).vpc_id
+        sg = ec2.create_security_group(
+            name=f"eks-cluster-sg-{name}",
+            description="EKS created security group applied to ENI that is attached to EKS Control Plane master nodes, as well as any managed workloads.",
+            vpc_id=vpc,
+            tags={f"kubernetes.io/cluster/{name}": "owned", "aws:eks:cluster-name": name, "Name": f"eks-cluster-sg-{name}"},
+        )
+        config = dict(cluster.resources_vpc_config or {})
+        config["clusterSecurityGroupId"] = sg.id
+        config["vpcId"] = vpc
+        cluster.resources_vpc_config = config
+    return result
+
+
 
 
 def delete_cluster(self: EKSResponse):  # type: ignore[no-untyped-def]
     # A deleted cluster's add-ons and access entries go with it (a new cluster of the same name
     # starts empty, as on AWS).
     key = (self.current_account, self.region, self._get_param("name"))
+    cluster = self.eks_backend.clusters.get(self._get_param("name"))
+    sg = (cluster.resources_vpc_config or {}).get("clusterSecurityGroupId") if cluster else None
     result = _moto_delete_cluster(self)
+    if sg:
+        try:
+            _ec2(self).delete_security_group(group_id=sg)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
     _ADDONS.pop(key, None)
     _ACCESS.pop(key, None)
     return result
 
 
-for _f in [delete_cluster, create_addon, describe_addon, list_addons, delete_addon, create_access_entry, describe_access_entry,
+for _f in [create_cluster, delete_cluster, create_addon, describe_addon, list_addons, delete_addon, create_access_entry, describe_access_entry,
            list_access_entries, delete_access_entry, associate_access_policy, list_associated_access_policies,
            disassociate_access_policy]:
     setattr(EKSResponse, _f.__name__, _f)

@@ -833,3 +833,82 @@ async fn down_refuses_when_it_cannot_see_an_eks_cluster_whose_roles_exist() {
     cl.down();
     assert!(tagged(&c, &cl.name).await.is_empty());
 }
+
+/// The add-ons on EKS: made with the network, and once the cluster exists, its security group
+/// (the managed nodes are in it) may reach their ingest ports and admits Prometheus's scrapes.
+#[tokio::test(flavor = "multi_thread")]
+async fn eks_add_ons_are_wired_to_the_clusters_security_group() {
+    let cl = Cluster::eks(
+        "eks-obs",
+        "availability_zones = 2",
+        &format!(
+            "version = \"1.35\"\n{NODEGROUP}\n[addons]\nmonitoring = true\nlogging = true\ntracing = true\n"
+        ),
+    );
+    let up = cl.up();
+    assert_eq!(up.summary()["addons"].as_array().unwrap().len(), 3);
+    let c = sdk().await;
+    let k = c
+        .eks
+        .describe_cluster()
+        .name(&cl.name)
+        .send()
+        .await
+        .unwrap();
+    let cluster_sg = k
+        .cluster()
+        .unwrap()
+        .resources_vpc_config()
+        .unwrap()
+        .cluster_security_group_id()
+        .expect("the emulator gives clusters their security group, as AWS does")
+        .to_string();
+    let obs = tagged(&c, &cl.name).await;
+    let sg = |l: &str| {
+        obs.security_groups
+            .iter()
+            .find(|g| g.logical.as_deref() == Some(l))
+            .unwrap()
+            .clone()
+    };
+    let from = |g: &provision::core::plan::ObsSg, port: i32| {
+        g.rules
+            .iter()
+            .filter(|r| r.from_port == port)
+            .map(|r| r.source.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(from(&sg("sg-logging"), 9200), [cluster_sg.clone()]);
+    assert_eq!(from(&sg("sg-tracing"), 4317), [cluster_sg.clone()]);
+    assert_eq!(from(&sg("sg-tracing"), 4318), [cluster_sg.clone()]);
+    let cg = c
+        .ec2
+        .describe_security_groups()
+        .group_ids(&cluster_sg)
+        .send()
+        .await
+        .unwrap();
+    let scrapes: Vec<&str> = cg.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.from_port() == Some(9100))
+        .flat_map(|p| p.user_id_group_pairs().iter().filter_map(|g| g.group_id()))
+        .collect();
+    assert_eq!(scrapes, [sg("sg-monitoring").id.as_str()]);
+
+    let again = cl.up();
+    assert_eq!(again.mutating_calls(), Vec::<String>::new());
+    let destroy = cl.run(&["plan", "--destroy", "-f", cl.spec_arg()]);
+    let listed: Vec<String> = destroy.summary()["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["aws_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        !listed.contains(&cluster_sg),
+        "EKS's own group goes with the cluster"
+    );
+    cl.down();
+    assert!(tagged(&c, &cl.name).await.is_empty());
+}

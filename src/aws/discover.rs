@@ -307,6 +307,7 @@ async fn eks_cluster(
         owned,
         addons: Vec::new(),
         access_entries: Vec::new(),
+        cluster_sg: None,
     };
     // Add-ons, access entries and node groups exist only on a cluster that has become ACTIVE;
     // while it is CREATING, `up` waits and then looks itself.
@@ -314,13 +315,20 @@ async fn eks_cluster(
         return Ok((Some(obs), None, None));
     }
     let ng_name = graph::nodegroup_name(cluster);
-    let (addons, entries, ng) = tokio::try_join!(
+    let (addons, entries, ng, cluster_sg) = tokio::try_join!(
         super::eks::list_addons(c, cluster),
         super::eks::observe_access(c, cluster, cluster),
         super::eks::describe_nodegroup(c, cluster, &ng_name),
+        async {
+            match &e.cluster_sg {
+                Some(id) => group_by_id(c, id).await,
+                None => Ok(None),
+            }
+        },
     )?;
     obs.addons = addons;
     obs.access_entries = entries;
+    obs.cluster_sg = cluster_sg;
     let ng = ng.map(|n| ObsNodegroup {
         owned: n.tags.get(CLUSTER_TAG).map(String::as_str) == Some(cluster),
         name: n.name,
@@ -439,12 +447,31 @@ async fn route_tables(c: &Clients, cluster: &str) -> Result<Vec<ObsRouteTable>, 
         .collect())
 }
 
+/// One security group by id (the EKS cluster's, which is not ours), with its rules.
+async fn group_by_id(c: &Clients, id: &str) -> Result<Option<ObsSg>, AwsError> {
+    let out = c
+        .ec2
+        .describe_security_groups()
+        .group_ids(id)
+        .send()
+        .await
+        .map_err(api("describing", id));
+    Ok(super::error::absent_if(out, "InvalidGroup.NotFound")?
+        .and_then(|o| o.security_groups().first().map(obs_sg)))
+}
+
 async fn security_groups(c: &Clients, cluster: &str) -> Result<Vec<ObsSg>, AwsError> {
     let items = list_tagged!(c, describe_security_groups, cluster, "security groups");
     Ok(items
-        .into_iter()
+        .iter()
         .filter(|g| owned(g.tags(), cluster))
-        .map(|g| {
+        .map(obs_sg)
+        .collect())
+}
+
+fn obs_sg(g: &aws_sdk_ec2::types::SecurityGroup) -> ObsSg {
+    {
+        {
             let mut rules = Vec::new();
             for p in g.ip_permissions() {
                 let proto = p.ip_protocol().unwrap_or_default().to_string();
@@ -472,8 +499,8 @@ async fn security_groups(c: &Clients, cluster: &str) -> Result<Vec<ObsSg>, AwsEr
                 vpc_id: g.vpc_id().unwrap_or_default().into(),
                 rules,
             }
-        })
-        .collect())
+        }
+    }
 }
 
 async fn instances(c: &Clients, cluster: &str) -> Result<Vec<ObsInstance>, AwsError> {

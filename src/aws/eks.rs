@@ -106,6 +106,8 @@ pub struct EksCluster {
     /// Base64 as EKS returns it (not parsed: the emulator's is not a PEM).
     pub ca_data: Option<String>,
     pub version: Option<String>,
+    /// The security group EKS made for the cluster (the managed nodes are in it).
+    pub cluster_sg: Option<String>,
     pub tags: HashMap<String, String>,
 }
 
@@ -139,6 +141,10 @@ fn cluster_of(c: &aws_sdk_eks::types::Cluster) -> EksCluster {
             .and_then(|a| a.data())
             .map(str::to_string),
         version: c.version().map(str::to_string),
+        cluster_sg: c
+            .resources_vpc_config()
+            .and_then(|v| v.cluster_security_group_id())
+            .map(str::to_string),
         tags: c.tags().cloned().unwrap_or_default(),
     }
 }

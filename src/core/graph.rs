@@ -196,6 +196,10 @@ pub enum Desired {
         policy: String,
         parameter: String,
     },
+    /// Rules added to groups that exist already: (group's logical id, rule).
+    IngressRules {
+        rules: Vec<(String, Rule)>,
+    },
     /// One add-on's instance.
     AddonInstance {
         addon: Addon,
@@ -470,6 +474,43 @@ pub fn addon_rules(spec: &ClusterSpec, a: Addon) -> Vec<Rule> {
 
 /// The EKS cluster's security group (EKS makes it; its id is known once the cluster exists).
 pub const EKS_CLUSTER_SG: &str = "eks-cluster-sg";
+/// The rules between the add-ons and the EKS nodes, added once the cluster (and its group) exist.
+pub const EKS_ADDON_INGRESS: &str = "eks-addon-ingress";
+
+/// On EKS, the add-ons' ingest ports from the nodes (in the cluster's security group) and
+/// node_exporter on the nodes from Prometheus.
+pub fn eks_addon_ingress(spec: &ClusterSpec) -> Vec<(String, Rule)> {
+    let mut out = Vec::new();
+    for (a, _) in spec.addons.enabled() {
+        for (port, what, ui) in addon_ports(a) {
+            if !ui {
+                out.push((
+                    addon_sg_id(a),
+                    Rule {
+                        protocol: Protocol::Tcp,
+                        from_port: *port,
+                        to_port: *port,
+                        source: Source::Group(EKS_CLUSTER_SG.into()),
+                        description: what,
+                    },
+                ));
+            }
+        }
+    }
+    if spec.addons.monitoring.is_some() {
+        out.push((
+            EKS_CLUSTER_SG.into(),
+            Rule {
+                protocol: Protocol::Tcp,
+                from_port: NODE_EXPORTER_PORT,
+                to_port: NODE_EXPORTER_PORT,
+                source: Source::Group(addon_sg_id(Addon::Monitoring)),
+                description: "node_exporter from Prometheus",
+            },
+        ));
+    }
+    out
+}
 
 struct Builder {
     nodes: Vec<Node>,
@@ -646,6 +687,20 @@ fn addon_group(spec: &ClusterSpec, b: &mut Builder, a: Addon) {
 fn addon_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String]) {
     if !spec.addons.any() {
         return;
+    }
+    if spec.eks().is_some() {
+        let rules = eks_addon_ingress(spec);
+        let groups: Vec<String> = spec.addons.enabled().map(|(a, _)| addon_sg_id(a)).collect();
+        let mut deps: Vec<&str> = vec![EKS_CLUSTER];
+        deps.extend(groups.iter().map(String::as_str));
+        if !rules.is_empty() {
+            b.add(
+                EKS_ADDON_INGRESS,
+                Kind::SecurityGroup,
+                Desired::IngressRules { rules },
+                &deps,
+            );
+        }
     }
     let role = tags::role_name(&spec.name, &spec.region, "addons");
     b.add(

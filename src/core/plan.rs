@@ -72,6 +72,8 @@ pub struct ObsEks {
     pub owned: bool,
     pub addons: Vec<String>,
     pub access_entries: Vec<ObsAccessEntry>,
+    /// The security group EKS made for the cluster, with its rules.
+    pub cluster_sg: Option<ObsSg>,
 }
 
 /// An EKS access entry as observed: its principal, whether we made it, its access policies.
@@ -501,10 +503,32 @@ impl Observed {
 
     /// Security group ids by logical id, for resolving group sources in rules.
     pub fn group_ids(&self) -> HashMap<String, String> {
-        self.security_groups
+        let mut out: HashMap<String, String> = self
+            .security_groups
             .iter()
             .filter_map(|g| g.logical.clone().map(|l| (l, g.id.clone())))
-            .collect()
+            .collect();
+        if let Some(g) = self.eks.as_ref().and_then(|e| e.cluster_sg.as_ref()) {
+            out.insert(super::graph::EKS_CLUSTER_SG.into(), g.id.clone());
+        }
+        out
+    }
+
+    /// The observed rules of a security group, by logical id (ours, or the EKS cluster's).
+    pub fn group_rules(&self, logical: &str) -> Vec<ObsRule> {
+        if logical == super::graph::EKS_CLUSTER_SG {
+            return self
+                .eks
+                .as_ref()
+                .and_then(|e| e.cluster_sg.as_ref())
+                .map(|g| g.rules.clone())
+                .unwrap_or_default();
+        }
+        self.security_groups
+            .iter()
+            .find(|g| g.logical.as_deref() == Some(logical))
+            .map(|g| g.rules.clone())
+            .unwrap_or_default()
     }
 
     /// Whether anything tagged with the cluster exists.
@@ -714,6 +738,14 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                         changes.push(format!("{} more than the spec's {count}; scale-in is not done by up", live - count));
                     }
                     if live < *count || stopped > 0 { Action::Update } else { Action::Keep }
+                }
+                (Desired::IngressRules { rules }, _) => {
+                    for (group, r) in rules {
+                        if !missing_rules(std::slice::from_ref(r), &obs.group_rules(group), &groups).is_empty() {
+                            changes.push(format!("allow {} {}-{} ({}) on {group}", r.protocol.as_str(), r.from_port, r.to_port, r.description));
+                        }
+                    }
+                    if changes.is_empty() { Action::Keep } else { Action::Update }
                 }
                 (_, None) => Action::Create,
                 (Desired::Role { policies, .. }, Some(_)) => {
@@ -1082,6 +1114,7 @@ mod tests {
                 .map(String::from)
                 .to_vec(),
             access_entries: Vec::new(),
+            cluster_sg: None,
         });
         obs.nodegroup = Some(ObsNodegroup {
             name: graph::nodegroup_name(&spec.name),

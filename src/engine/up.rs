@@ -1225,6 +1225,43 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             ctx.out().instances.push((id.to_string(), i.clone()));
             ctx.done(id, node.kind, &i.id, "created", i.private_ip.clone());
         }
+        Desired::IngressRules { rules } => {
+            let groups = ctx.out().ids.clone();
+            let mut added = 0;
+            let mut targets: Vec<&String> = rules.iter().map(|(g, _)| g).collect();
+            targets.dedup();
+            for target in targets {
+                let Some(group) = groups.get(target) else {
+                    ctx.emit(
+                        id,
+                        node.kind,
+                        None,
+                        "skipped",
+                        Some(format!(
+                            "{target} does not exist (the cluster reports no security group)"
+                        )),
+                    );
+                    continue;
+                };
+                let wanted: Vec<graph::Rule> = rules
+                    .iter()
+                    .filter(|(g, _)| g == target)
+                    .map(|(_, r)| r.clone())
+                    .collect();
+                let observed = ctx.obs.group_rules(target);
+                let missing = plan::missing_rules(&wanted, &observed, &groups);
+                added += missing.len();
+                aws::security_group::authorize(c, group, &missing, &groups).await?;
+            }
+            let action = if added > 0 { "updated" } else { "existing" };
+            ctx.done(
+                id,
+                node.kind,
+                graph::EKS_ADDON_INGRESS,
+                action,
+                (added > 0).then(|| format!("{added} ingress rule(s)")),
+            );
+        }
         Desired::LaunchTemplate { name, disk_gb } => match &existing {
             Some(t) => ctx.done(id, node.kind, t, "existing", None),
             None => {
@@ -1752,6 +1789,7 @@ async fn ensure_eks_cluster(
             endpoint: k.endpoint.clone(),
             ca_data: k.ca_data.clone(),
             version: Some(k.version.clone()),
+            cluster_sg: k.cluster_sg.as_ref().map(|g| g.id.clone()),
             tags: Default::default(),
         },
         None => {
@@ -1766,6 +1804,11 @@ async fn ensure_eks_cluster(
         }
     };
     let detail = active.endpoint.clone();
+    if let Some(sg) = &active.cluster_sg {
+        ctx.out()
+            .ids
+            .insert(graph::EKS_CLUSTER_SG.into(), sg.clone());
+    }
     ctx.out().eks = Some(active);
     ctx.done(id, kind, name, action, detail);
     Ok(())
