@@ -895,6 +895,32 @@ async fn eks_add_ons_are_wired_to_the_clusters_security_group() {
         .flat_map(|p| p.user_id_group_pairs().iter().filter_map(|g| g.group_id()))
         .collect();
     assert_eq!(scrapes, [sg("sg-monitoring").id.as_str()]);
+    // The nodes run node_exporter: our part of their user data, in the MIME form EKS merges.
+    let lt = &obs.launch_templates[0].id;
+    let v = c
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(lt)
+        .send()
+        .await
+        .unwrap();
+    let ud = v.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap()
+        .user_data()
+        .expect("user data on the node template");
+    use base64::Engine as _;
+    let ud = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(ud)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        ud.contains("multipart/mixed") && ud.contains("text/cloud-config"),
+        "{ud}"
+    );
+    assert!(ud.contains("node_exporter --web.listen-address=:9100"));
 
     let again = cl.up();
     assert_eq!(again.mutating_calls(), Vec::<String>::new());

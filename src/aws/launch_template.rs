@@ -18,8 +18,10 @@ const ROOT_DEVICE: &str = "/dev/xvda";
 /// The template's data: IMDSv2 only, with a hop limit of 2 (what EKS sets for AL2023 node
 /// groups, so that the node's own containers reach it; Pod Identity needs no IMDS at all), and
 /// an encrypted gp3 root volume of `disk_gb`.
-pub fn data(disk_gb: u32) -> RequestLaunchTemplateData {
+pub fn data(disk_gb: u32, user_data: Option<&str>) -> RequestLaunchTemplateData {
+    use base64::Engine as _;
     RequestLaunchTemplateData::builder()
+        .set_user_data(user_data.map(|u| base64::engine::general_purpose::STANDARD.encode(u)))
         .metadata_options(
             LaunchTemplateInstanceMetadataOptionsRequest::builder()
                 .http_tokens(LaunchTemplateHttpTokensState::Required)
@@ -51,6 +53,7 @@ pub async fn create(
     c: &Clients,
     name: &str,
     disk_gb: u32,
+    user_data: Option<&str>,
     tags: &[(String, String)],
 ) -> Result<String, AwsError> {
     let out = c
@@ -58,7 +61,7 @@ pub async fn create(
         .create_launch_template()
         .launch_template_name(name)
         .version_description("provision: IMDSv2 required, encrypted gp3 root volume")
-        .launch_template_data(data(disk_gb))
+        .launch_template_data(data(disk_gb, user_data))
         .tag_specifications(tag_spec(ResourceType::LaunchTemplate, tags))
         .send()
         .await

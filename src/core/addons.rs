@@ -292,6 +292,76 @@ run jaeger {jaeger}
     }
 }
 
+/// node_exporter's release for nodes without a distribution package (EKS's Amazon Linux 2023).
+pub const NODE_EXPORTER_VERSION: &str = "1.10.2";
+const EKS_AGENTS_PATH: &str = "/usr/local/sbin/provision-node-agents.sh";
+
+/// The EKS nodes' part of the launch template's user data (cloud-config, in the MIME document
+/// EKS merges with its own node configuration): node_exporter from its release, checked
+/// against the release's checksums, as a systemd service on 9100.
+pub fn eks_node_agents() -> CloudConfig {
+    let script = format!(
+        r#"#!/bin/bash
+# node_exporter for the monitoring add-on (Prometheus finds this node by the cluster's tag).
+set -euo pipefail
+V="{NODE_EXPORTER_VERSION}"
+case "$(uname -m)" in
+  x86_64) A=amd64 ;;
+  aarch64) A=arm64 ;;
+  *) echo "provision: no node_exporter for $(uname -m)" >&2; exit 1 ;;
+esac
+NAME="node_exporter-${{V}}.linux-${{A}}"
+URL="https://github.com/prometheus/node_exporter/releases/download/v${{V}}"
+WORK=$(mktemp -d)
+cd "$WORK"
+for _ in $(seq 1 10); do
+  if curl -fsSLO "${{URL}}/${{NAME}}.tar.gz" && curl -fsSLO "${{URL}}/sha256sums.txt"; then
+    break
+  fi
+  sleep 10
+done
+grep " ${{NAME}}.tar.gz\$" sha256sums.txt | sha256sum -c -
+tar -xzf "${{NAME}}.tar.gz"
+install -m 0755 "${{NAME}}/node_exporter" /usr/local/bin/node_exporter
+id node_exporter >/dev/null 2>&1 || useradd -r -s /sbin/nologin node_exporter
+cat > /etc/systemd/system/node_exporter.service <<'UNIT'
+[Unit]
+Description=Prometheus node_exporter (provision)
+After=network-online.target
+
+[Service]
+User=node_exporter
+ExecStart=/usr/local/bin/node_exporter --web.listen-address=:9100
+Restart=always
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now node_exporter
+rm -rf "$WORK"
+"#
+    );
+    CloudConfig {
+        files: vec![File {
+            path: EKS_AGENTS_PATH.into(),
+            permissions: "0755",
+            content: script,
+        }],
+        gz_files: Vec::new(),
+        runcmd: vec![vec![EKS_AGENTS_PATH.to_string()]],
+    }
+}
+
+/// A MIME multi-part document with one cloud-config part: the form EKS wants in a node group's
+/// launch template (it adds its own node configuration part).
+pub fn mime(cloud_config: &str) -> String {
+    const BOUNDARY: &str = "==PROVISION==";
+    format!(
+        "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\n\n--{BOUNDARY}\nContent-Type: text/cloud-config; charset=\"us-ascii\"\n\n{cloud_config}\n--{BOUNDARY}--\n"
+    )
+}
+
 /// What `up` prints for an add-on: (what, URL), from its public and private addresses.
 pub fn urls(addon: Addon, public: Option<&str>, private: Option<&str>) -> Vec<(String, String)> {
     let ui = |port: u16| public.or(private).map(|ip| format!("http://{ip}:{port}"));
@@ -332,7 +402,8 @@ pub(crate) mod tests {
 
     pub(crate) fn fixtures() -> Vec<(String, CloudConfig)> {
         let spec = all_on();
-        spec.addons
+        let mut out: Vec<(String, CloudConfig)> = spec
+            .addons
             .enabled()
             .map(|(a, s)| {
                 (
@@ -347,7 +418,24 @@ pub(crate) mod tests {
                     ),
                 )
             })
-            .collect()
+            .collect();
+        out.push(("eks-node-agents".into(), eks_node_agents()));
+        out
+    }
+
+    #[test]
+    fn eks_node_user_data_is_a_mime_document_with_our_cloud_config() {
+        let cc = eks_node_agents().render();
+        let doc = mime(&cc);
+        assert!(doc.starts_with(
+            "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"==PROVISION==\""
+        ));
+        assert!(doc.contains("Content-Type: text/cloud-config"));
+        assert!(doc.trim_end().ends_with("--==PROVISION==--"));
+        let part = doc.split("\n\n").nth(2).unwrap();
+        assert!(part.starts_with("#cloud-config"));
+        assert!(doc.contains("sha256sum -c -"), "the download is checked");
+        assert!(doc.len() <= super::super::cloudinit::USER_DATA_LIMIT);
     }
 
     #[test]
@@ -391,7 +479,10 @@ pub(crate) mod tests {
 
     #[test]
     fn images_are_pinned_and_no_password_is_in_user_data() {
-        for (name, cc) in fixtures() {
+        for (name, cc) in fixtures()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("addon-"))
+        {
             let text = cc.render();
             assert!(!text.contains(":latest"), "{name}");
             assert!(

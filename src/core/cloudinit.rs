@@ -887,8 +887,8 @@ for q in ["", "Param1=value1&Param2=value2"]:
             }
         }
         assert_eq!(
-            checked, 14,
-            "prep + init/join for two CNIs and two roles, a worker with node_exporter, three add-ons"
+            checked, 15,
+            "prep + init/join for two CNIs and two roles, a worker with node_exporter, three add-ons, EKS node agents"
         );
     }
 }

@@ -1266,8 +1266,18 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             Some(t) => ctx.done(id, node.kind, t, "existing", None),
             None => {
                 ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
-                let t =
-                    aws::launch_template::create(c, name, *disk_gb, &ctx.tags(id, false)).await?;
+                // With the monitoring add-on, the nodes run node_exporter.
+                let user_data = ctx.spec.addons.monitoring.as_ref().map(|_| {
+                    crate::core::addons::mime(&crate::core::addons::eks_node_agents().render())
+                });
+                let t = aws::launch_template::create(
+                    c,
+                    name,
+                    *disk_gb,
+                    user_data.as_deref(),
+                    &ctx.tags(id, false),
+                )
+                .await?;
                 ctx.done(
                     id,
                     node.kind,
