@@ -878,9 +878,9 @@ async fn eks_add_ons_are_wired_to_the_clusters_security_group() {
             .map(|r| r.source.clone())
             .collect::<Vec<_>>()
     };
-    assert_eq!(from(&sg("sg-logging"), 9200), [cluster_sg.clone()]);
-    assert_eq!(from(&sg("sg-tracing"), 4317), [cluster_sg.clone()]);
-    assert_eq!(from(&sg("sg-tracing"), 4318), [cluster_sg.clone()]);
+    assert_eq!(from(&sg("sg-logging"), 9200), std::slice::from_ref(&cluster_sg));
+    assert_eq!(from(&sg("sg-tracing"), 4317), std::slice::from_ref(&cluster_sg));
+    assert_eq!(from(&sg("sg-tracing"), 4318), std::slice::from_ref(&cluster_sg));
     let cg = c
         .ec2
         .describe_security_groups()
