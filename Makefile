@@ -36,7 +36,9 @@ demo:
 	target/debug/provision down -f config/demo.toml; \
 	target/debug/provision up -f config/eks.toml; \
 	target/debug/provision plan -f config/eks.toml; \
-	target/debug/provision down -f config/eks.toml
+	target/debug/provision down -f config/eks.toml; \
+	target/debug/provision up -f config/full.toml; \
+	target/debug/provision down -f config/full.toml
 
 # API calls and wall time of up/down on the emulator (a benchmark, not a test; see BENCHMARKS.md).
 bench:
