@@ -878,9 +878,18 @@ async fn eks_add_ons_are_wired_to_the_clusters_security_group() {
             .map(|r| r.source.clone())
             .collect::<Vec<_>>()
     };
-    assert_eq!(from(&sg("sg-logging"), 9200), std::slice::from_ref(&cluster_sg));
-    assert_eq!(from(&sg("sg-tracing"), 4317), std::slice::from_ref(&cluster_sg));
-    assert_eq!(from(&sg("sg-tracing"), 4318), std::slice::from_ref(&cluster_sg));
+    assert_eq!(
+        from(&sg("sg-logging"), 9200),
+        std::slice::from_ref(&cluster_sg)
+    );
+    assert_eq!(
+        from(&sg("sg-tracing"), 4317),
+        std::slice::from_ref(&cluster_sg)
+    );
+    assert_eq!(
+        from(&sg("sg-tracing"), 4318),
+        std::slice::from_ref(&cluster_sg)
+    );
     let cg = c
         .ec2
         .describe_security_groups()
@@ -921,6 +930,27 @@ async fn eks_add_ons_are_wired_to_the_clusters_security_group() {
         "{ud}"
     );
     assert!(ud.contains("node_exporter --web.listen-address=:9100"));
+    // ...and Fluent Bit, shipping to the logging instance, with its password read by the node role.
+    let es = up.summary()["addons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "logging")
+        .unwrap()["private_ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ud.contains(&format!("Host                {es}")), "{ud}");
+    let node_role = obs.role("node-role").unwrap();
+    let p = c
+        .iam
+        .get_role_policy()
+        .role_name(&node_role.name)
+        .policy_name("provision-log-shipper")
+        .send()
+        .await
+        .unwrap();
+    assert!(p.policy_document().contains("addons"));
 
     let again = cl.up();
     assert_eq!(again.mutating_calls(), Vec::<String>::new());

@@ -85,6 +85,7 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         (addons_profile, addon_secret, addons_policy),
         (addresses, nat_gateways, launch_templates),
         (eks_cluster, nodegroup, eks_denied),
+        node_log_policy,
     ) = tokio::try_join!(
         vpcs(c, cluster),
         subnets(c, cluster),
@@ -131,6 +132,12 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
             }
             eks_cluster(c, cluster, scope.kind.is_none()).await
         },
+        async {
+            if !(eks && scope.addons()) {
+                return Ok(None);
+            }
+            super::iam::get_role_policy(c, &role_name, graph::NODE_LOG_POLICY).await
+        },
     )?;
     let mut obs = Observed {
         vpcs,
@@ -156,6 +163,7 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         secret,
         addon_secret,
         addons_policy,
+        node_log_policy,
         ca_policy,
         addresses,
         nat_gateways,

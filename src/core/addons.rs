@@ -299,8 +299,118 @@ const EKS_AGENTS_PATH: &str = "/usr/local/sbin/provision-node-agents.sh";
 /// The EKS nodes' part of the launch template's user data (cloud-config, in the MIME document
 /// EKS merges with its own node configuration): node_exporter from its release, checked
 /// against the release's checksums, as a systemd service on 9100.
-pub fn eks_node_agents() -> CloudConfig {
-    let script = format!(
+pub fn eks_node_agents(agents: &NodeAgents<'_>) -> CloudConfig {
+    let mut files = Vec::new();
+    let mut gz_files = Vec::new();
+    let mut runcmd = Vec::new();
+    if agents.node_exporter {
+        files.push(File {
+            path: EKS_AGENTS_PATH.into(),
+            permissions: "0755",
+            content: node_exporter_script(),
+        });
+        runcmd.push(vec![EKS_AGENTS_PATH.to_string()]);
+    }
+    if let Some(log) = &agents.logging {
+        gz_files.push(File {
+            path: FETCH_PATH.into(),
+            permissions: "0700",
+            content: super::cloudinit::FETCH_CA_SCRIPT.replace("__PARAMETER__", log.parameter),
+        });
+        files.push(File {
+            path: "/etc/provision/fluent-bit.conf".into(),
+            permissions: "0644",
+            content: eks_fluent_bit_config(log.es_host),
+        });
+        files.push(File {
+            path: EKS_LOGS_PATH.into(),
+            permissions: "0755",
+            content: eks_fluent_bit_script(log.fluent_bit_version, log.parameter),
+        });
+        runcmd.push(vec![EKS_LOGS_PATH.to_string()]);
+    }
+    CloudConfig {
+        files,
+        gz_files,
+        runcmd,
+    }
+}
+
+const EKS_LOGS_PATH: &str = "/usr/local/sbin/provision-log-shipper.sh";
+
+/// What the EKS nodes run for the add-ons.
+#[derive(Debug, Clone)]
+pub struct NodeAgents<'a> {
+    pub node_exporter: bool,
+    pub logging: Option<NodeLogging<'a>>,
+}
+
+/// Where the EKS nodes ship their logs.
+#[derive(Debug, Clone)]
+pub struct NodeLogging<'a> {
+    pub es_host: &'a str,
+    pub fluent_bit_version: &'a str,
+    /// The add-ons' SSM parameter (the node role may read it: the Fluent Bit password).
+    pub parameter: &'a str,
+}
+
+impl NodeAgents<'_> {
+    pub fn any(&self) -> bool {
+        self.node_exporter || self.logging.is_some()
+    }
+}
+
+/// Fluent Bit on an EKS node: container logs (the file name carries pod, namespace and
+/// container) and the journal, to the logging add-on as the write-only `fluent_bit` user.
+pub fn eks_fluent_bit_config(es_host: &str) -> String {
+    super::manifests::fluent_bit_config(es_host)
+        .replace(
+            "[FILTER]\n    Name       kubernetes\n    Match      kube.*\n    Merge_Log  On\n    Keep_Log   Off\n\n",
+            "",
+        )
+        .replace("/fluent-bit/etc/parsers.conf", "/etc/fluent-bit/parsers.conf")
+        .replace("/var/fluent-bit/state", "/var/lib/fluent-bit")
+}
+
+fn eks_fluent_bit_script(version: &str, parameter: &str) -> String {
+    format!(
+        r#"#!/bin/bash
+# Fluent Bit on this node (Amazon Linux 2023), shipping to the logging add-on; its password is
+# read from the add-ons' SSM parameter with the node role, into a file only root can read.
+set -euo pipefail
+cat > /etc/yum.repos.d/fluent-bit.repo <<'REPO'
+[fluent-bit]
+name=Fluent Bit
+baseurl=https://packages.fluentbit.io/amazonlinux/2023/
+gpgcheck=1
+repo_gpgcheck=1
+gpgkey=https://packages.fluentbit.io/fluentbit.key
+enabled=1
+REPO
+for _ in $(seq 1 10); do
+  if dnf install -y "fluent-bit-{version}"; then
+    break
+  fi
+  sleep 10
+done
+install -d -m 0755 /var/lib/fluent-bit
+install -m 0644 /etc/provision/fluent-bit.conf /etc/fluent-bit/fluent-bit.conf
+python3 {FETCH_PATH} "{parameter}" /etc/provision/addons.env
+umask 077
+sed -n 's/^fluent_bit_password=/ES_PASSWORD=/p' /etc/provision/addons.env > /etc/fluent-bit/es.env
+rm -f /etc/provision/addons.env
+install -d -m 0755 /etc/systemd/system/fluent-bit.service.d
+printf '[Service]
+EnvironmentFile=/etc/fluent-bit/es.env
+' > /etc/systemd/system/fluent-bit.service.d/provision.conf
+systemctl daemon-reload
+systemctl enable --now fluent-bit
+"#
+    )
+}
+
+fn node_exporter_script() -> String {
+    format!(
         r#"#!/bin/bash
 # node_exporter for the monitoring add-on (Prometheus finds this node by the cluster's tag).
 set -euo pipefail
@@ -341,16 +451,7 @@ systemctl daemon-reload
 systemctl enable --now node_exporter
 rm -rf "$WORK"
 "#
-    );
-    CloudConfig {
-        files: vec![File {
-            path: EKS_AGENTS_PATH.into(),
-            permissions: "0755",
-            content: script,
-        }],
-        gz_files: Vec::new(),
-        runcmd: vec![vec![EKS_AGENTS_PATH.to_string()]],
-    }
+    )
 }
 
 /// A MIME multi-part document with one cloud-config part: the form EKS wants in a node group's
@@ -419,13 +520,23 @@ pub(crate) mod tests {
                 )
             })
             .collect();
-        out.push(("eks-node-agents".into(), eks_node_agents()));
+        out.push((
+            "eks-node-agents".into(),
+            eks_node_agents(&NodeAgents {
+                node_exporter: true,
+                logging: Some(NodeLogging {
+                    es_host: "10.0.0.9",
+                    fluent_bit_version: "4.2.0",
+                    parameter: "/provision/obs/addons",
+                }),
+            }),
+        ));
         out
     }
 
     #[test]
     fn eks_node_user_data_is_a_mime_document_with_our_cloud_config() {
-        let cc = eks_node_agents().render();
+        let cc = fixtures().pop().unwrap().1.render();
         let doc = mime(&cc);
         assert!(doc.starts_with(
             "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"==PROVISION==\""
@@ -435,6 +546,12 @@ pub(crate) mod tests {
         let part = doc.split("\n\n").nth(2).unwrap();
         assert!(part.starts_with("#cloud-config"));
         assert!(doc.contains("sha256sum -c -"), "the download is checked");
+        assert!(doc.contains("fluent-bit-4.2.0"), "Fluent Bit pinned");
+        assert!(
+            doc.contains("encoding: gz+b64"),
+            "the fetch script compressed"
+        );
+        assert!(!doc.contains("fluent_bit_password\":"), "no password");
         assert!(doc.len() <= super::super::cloudinit::USER_DATA_LIMIT);
     }
 

@@ -887,7 +887,7 @@ for q in ["", "Param1=value1&Param2=value2"]:
             }
         }
         assert_eq!(
-            checked, 15,
+            checked, 16,
             "prep + init/join for two CNIs and two roles, a worker with node_exporter, three add-ons, EKS node agents"
         );
     }

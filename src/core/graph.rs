@@ -196,6 +196,13 @@ pub enum Desired {
         policy: String,
         parameter: String,
     },
+    /// EKS with the logging add-on: the node role may read the add-ons' parameter (the Fluent
+    /// Bit user's password; it only writes logs).
+    NodeLogAccess {
+        role: String,
+        policy: String,
+        parameter: String,
+    },
     /// Rules added to groups that exist already: (group's logical id, rule).
     IngressRules {
         rules: Vec<(String, Rule)>,
@@ -476,6 +483,9 @@ pub fn addon_rules(spec: &ClusterSpec, a: Addon) -> Vec<Rule> {
 pub const EKS_CLUSTER_SG: &str = "eks-cluster-sg";
 /// The rules between the add-ons and the EKS nodes, added once the cluster (and its group) exist.
 pub const EKS_ADDON_INGRESS: &str = "eks-addon-ingress";
+pub const NODE_LOG_ACCESS: &str = "node-log-access";
+/// The EKS node role's inline policy for the log shipper's password.
+pub const NODE_LOG_POLICY: &str = "provision-log-shipper";
 
 /// On EKS, the add-ons' ingest ports from the nodes (in the cluster's security group) and
 /// node_exporter on the nodes from Prometheus.
@@ -1013,6 +1023,13 @@ fn eks_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String], private
     } else {
         private_ids.to_vec()
     };
+    // The nodes' user data names the logging instance's address.
+    let logging = Addon::Logging.as_str();
+    let template_deps: &[&str] = if spec.addons.logging.is_some() {
+        &[logging]
+    } else {
+        &[]
+    };
     b.add(
         NODE_TEMPLATE,
         Kind::LaunchTemplate,
@@ -1020,9 +1037,22 @@ fn eks_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String], private
             name: format!("provision-{}-nodes", spec.name),
             disk_gb: e.nodegroup.disk_size,
         },
-        &[],
+        template_deps,
     );
     let mut ng_deps: Vec<&str> = vec![EKS_CLUSTER, NODE_ROLE, NODE_TEMPLATE];
+    if spec.addons.logging.is_some() {
+        b.add(
+            NODE_LOG_ACCESS,
+            Kind::IamPolicy,
+            Desired::NodeLogAccess {
+                role: tags::node_role_name(&spec.name, &spec.region),
+                policy: NODE_LOG_POLICY.into(),
+                parameter: tags::addons_parameter_name(&spec.name),
+            },
+            &[NODE_ROLE],
+        );
+        ng_deps.push(NODE_LOG_ACCESS);
+    }
     if has_base {
         ng_deps.push(ADDONS_BASE);
     }
@@ -1159,6 +1189,34 @@ pub fn addons_access_policy(role_arn: &str, region: &str, parameter: &str) -> Op
         ],
     });
     Some(doc.to_string())
+}
+
+/// The EKS node role's inline policy for the log shipper: `ssm:GetParameter` on the add-ons'
+/// parameter only.
+pub fn node_log_policy(role_arn: &str, region: &str, parameter: &str) -> Option<String> {
+    let mut parts = role_arn.splitn(6, ':');
+    let (arn, partition, service, _, account) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if arn != "arn" || service != "iam" || account.is_empty() {
+        return None;
+    }
+    Some(
+        serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "NodesReadTheLogShipperPassword",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": format!("arn:{partition}:ssm:{region}:{account}:parameter{parameter}"),
+            }],
+        })
+        .to_string(),
+    )
 }
 
 /// A step of `down`: all resources of one kind, deleted after the steps it waits for.

@@ -25,6 +25,8 @@ pub struct Observed {
     pub addon_secret: Option<ObsSecret>,
     /// The add-on role's inline policy document, if any.
     pub addons_policy: Option<String>,
+    /// The EKS node role's log shipper policy document, if any.
+    pub node_log_policy: Option<String>,
     /// The node role's `provision-ca-access` inline policy document, if any.
     pub ca_policy: Option<String>,
     pub addresses: Vec<ObsAddress>,
@@ -465,6 +467,10 @@ impl Observed {
                     .collect();
                 (!ids.is_empty()).then(|| ids.join(","))
             }
+            Kind::IamPolicy if node_id == super::graph::NODE_LOG_ACCESS => self
+                .node_log_policy
+                .as_ref()
+                .map(|_| super::graph::NODE_LOG_POLICY.to_string()),
             Kind::IamPolicy if node_id == super::graph::ADDONS_ACCESS => self
                 .addons_policy
                 .as_ref()
@@ -842,7 +848,7 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                         Action::Keep
                     }
                 }
-                (Desired::AddonsAccess { .. }, Some(_)) => Action::Keep,
+                (Desired::AddonsAccess { .. } | Desired::NodeLogAccess { .. }, Some(_)) => Action::Keep,
                 (Desired::InstanceProfile { name, .. }, Some(_)) => {
                     let p = obs.profile(&n.id).expect("aws_id came from it");
                     if !p.owned {

@@ -1158,6 +1158,44 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 );
             }
         }
+        Desired::NodeLogAccess {
+            role,
+            policy,
+            parameter,
+        } => {
+            let arn = ctx
+                .out()
+                .arns
+                .get(graph::NODE_ROLE)
+                .cloned()
+                .unwrap_or_default();
+            let doc =
+                graph::node_log_policy(&arn, &ctx.spec.region, parameter).ok_or_else(|| {
+                    AwsError::unexpected(
+                        "scoping the access of",
+                        role,
+                        format!("`{arn}` is not an IAM role ARN"),
+                    )
+                })?;
+            let same = ctx
+                .obs
+                .node_log_policy
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                == serde_json::from_str::<serde_json::Value>(&doc).ok();
+            if same {
+                ctx.done(id, node.kind, policy, "existing", None);
+            } else {
+                aws::iam::put_role_policy(c, role, policy, &doc).await?;
+                ctx.done(
+                    id,
+                    node.kind,
+                    policy,
+                    "created",
+                    Some(format!("ssm:GetParameter on {parameter}")),
+                );
+            }
+        }
         Desired::AddonInstance { addon, subnet } => {
             let live: Vec<ObsInstance> = ctx.obs.live_instances(id).cloned().collect();
             if let Some(i) = live.first() {
@@ -1267,8 +1305,43 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             None => {
                 ctx.emit(id, node.kind, None, "creating", Some(name.clone()));
                 // With the monitoring add-on, the nodes run node_exporter.
-                let user_data = ctx.spec.addons.monitoring.as_ref().map(|_| {
-                    crate::core::addons::mime(&crate::core::addons::eks_node_agents().render())
+                // The nodes' agents for the add-ons: node_exporter, Fluent Bit.
+                let es = ctx
+                    .out()
+                    .instances
+                    .iter()
+                    .find(|(l, _)| l == "logging")
+                    .and_then(|(_, i)| i.private_ip.clone());
+                let parameter = tags::addons_parameter_name(&ctx.spec.name);
+                let fluent_bit = ctx
+                    .spec
+                    .addons
+                    .logging
+                    .as_ref()
+                    .and_then(|l| l.versions.get("fluent_bit").cloned())
+                    .unwrap_or_default();
+                let agents = crate::core::addons::NodeAgents {
+                    node_exporter: ctx.spec.addons.monitoring.is_some(),
+                    logging: match (&ctx.spec.addons.logging, &es) {
+                        (Some(_), Some(es)) => Some(crate::core::addons::NodeLogging {
+                            es_host: es,
+                            fluent_bit_version: &fluent_bit,
+                            parameter: &parameter,
+                        }),
+                        (Some(_), None) => {
+                            return Err(AwsError::unexpected(
+                                "creating",
+                                name,
+                                "the logging instance has no private IP yet",
+                            ));
+                        }
+                        _ => None,
+                    },
+                };
+                let user_data = agents.any().then(|| {
+                    crate::core::addons::mime(
+                        &crate::core::addons::eks_node_agents(&agents).render(),
+                    )
                 });
                 let t = aws::launch_template::create(
                     c,
