@@ -231,6 +231,15 @@ async fn every_add_on_gets_its_instance_group_role_and_secret_and_down_removes_t
         "no password in the output"
     );
 
+    // Printed only when asked.
+    let pw = cl.run(&["passwords", "-f", cl.spec_arg()]);
+    assert!(pw.ok(), "{}", pw.stderr);
+    assert_eq!(
+        pw.summary()["grafana"]["password"],
+        v["grafana_admin_password"]
+    );
+    assert_eq!(pw.summary()["elasticsearch"]["user"], "elastic");
+
     // The nodes run node_exporter; the control plane applies the security baseline.
     let master = obs.live_instances("master").next().unwrap().id.clone();
     let mud = user_data(&c, &master).await;

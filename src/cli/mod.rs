@@ -51,6 +51,8 @@ enum Command {
     Validate(SpecArg),
     /// Print an EKS ExecCredential (a presigned STS token) for kubectl's exec plugin.
     Token(TokenArgs),
+    /// Print the add-ons' generated passwords (Grafana, Elasticsearch, Kibana, Fluent Bit).
+    Passwords(SpecArg),
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +257,48 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let cred = aws::token::exec_credential_for(&a.cluster, &a.region).await?;
             println!("{cred}");
         }
+        Command::Passwords(a) => {
+            let spec = load_spec(&a.file, &out)?;
+            let c = aws::clients(&spec.region, calls.clone()).await;
+            let name = crate::core::tags::addons_parameter_name(&spec.name);
+            // Only a parameter of ours: never print someone else's secret of the same name.
+            match aws::secret::owner_tag(&c, &name).await? {
+                Some(Some(owner)) if owner == spec.name => {}
+                Some(_) => {
+                    return Err(Failure::Run(anyhow::anyhow!(
+                        "{name} exists without the tag {}={}: not printing it",
+                        crate::core::tags::CLUSTER_TAG,
+                        spec.name
+                    )));
+                }
+                None => {
+                    return Err(Failure::Run(anyhow::anyhow!(
+                        "{name} does not exist: the cluster has no add-ons (or `up` has not run)"
+                    )));
+                }
+            }
+            let p: aws::secret::AddonSecrets = aws::secret::get_json(&c, &name)
+                .await?
+                .ok_or_else(|| Failure::Run(anyhow::anyhow!("{name} does not exist")))?;
+            if out.json {
+                out.summary(serde_json::json!({
+                    "event": "summary", "command": "passwords", "cluster": spec.name, "parameter": name,
+                    "grafana": {"user": "admin", "password": p.grafana_admin_password},
+                    "elasticsearch": {"user": "elastic", "password": p.elastic_password},
+                    "kibana_system": {"user": "kibana_system", "password": p.kibana_system_password},
+                    "fluent_bit": {"user": "fluent_bit", "password": p.fluent_bit_password},
+                }));
+            } else {
+                eprintln!(
+                    "the add-ons' passwords of {} (from {name}): keep them out of logs",
+                    spec.name
+                );
+                println!("grafana        admin          {}", p.grafana_admin_password);
+                println!("elasticsearch  elastic        {}", p.elastic_password);
+                println!("kibana         kibana_system  {}", p.kibana_system_password);
+                println!("fluent bit     fluent_bit     {}", p.fluent_bit_password);
+            }
+        }
         Command::Validate(a) => {
             let spec = load_spec(&a.file, &out)?;
             out.summary(serde_json::json!({"event": "summary", "command": "validate", "cluster": spec.name, "kind": spec.kind(), "valid": true}));
@@ -411,7 +455,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 if let Some(p) = &report.addon_secret {
                     println!(
-                        "  passwords       in SSM {p} (aws ssm get-parameter --with-decryption --name {p}); the Grafana user is admin"
+                        "  passwords       `provision passwords -f SPEC` (kept in the SSM SecureString {p}); the Grafana user is admin"
                     );
                 }
                 if a.wait < WaitFor::Cluster && !eks {
