@@ -261,7 +261,7 @@ async fn every_add_on_gets_its_instance_group_role_and_secret_and_down_removes_t
         .unwrap();
     let doc = urlencoding_decode(ca.policy_document());
     assert!(
-        doc.contains(&format!("parameter/provision/{}/addons", cl.name)),
+        doc.contains(&format!("parameter/provision/{}/log-writer", cl.name)),
         "{doc}"
     );
     assert!(doc.contains(&format!("instance/{master}")), "{doc}");

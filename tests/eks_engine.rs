@@ -950,7 +950,11 @@ async fn eks_add_ons_are_wired_to_the_clusters_security_group() {
         .send()
         .await
         .unwrap();
-    assert!(p.policy_document().contains("addons"));
+    assert!(p.policy_document().contains("log-writer"));
+    assert!(
+        !p.policy_document().contains("%2Faddons"),
+        "never the other passwords"
+    );
 
     let again = cl.up();
     assert_eq!(again.mutating_calls(), Vec::<String>::new());
@@ -965,6 +969,19 @@ async fn eks_add_ons_are_wired_to_the_clusters_security_group() {
         !listed.contains(&cluster_sg),
         "EKS's own group goes with the cluster"
     );
-    cl.down();
+    let run = cl.run(&["--trace-api-calls", "down", "-f", cl.spec_arg()]);
+    assert!(run.ok(), "{}", run.stderr);
+    let calls: Vec<String> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "api_call")
+        .map(|e| e["operation"].as_str().unwrap().to_string())
+        .collect();
+    let revoke = calls.iter().position(|c| c == "RevokeSecurityGroupIngress");
+    let delete = calls.iter().position(|c| c == "DeleteCluster");
+    assert!(
+        revoke.is_some() && revoke < delete,
+        "the rules naming the cluster's group go before the cluster: {calls:?}"
+    );
     assert!(tagged(&c, &cl.name).await.is_empty());
 }

@@ -82,7 +82,7 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         instances,
         roles,
         (node_profile, secret, ca_policy),
-        (addons_profile, addon_secret, addons_policy),
+        (addons_profile, addon_secret, addons_policy, log_writer_secret),
         (addresses, nat_gateways, launch_templates),
         (eks_cluster, nodegroup, eks_denied),
         node_log_policy,
@@ -106,14 +106,16 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         },
         async {
             if !scope.addons() {
-                return Ok((None, None, None));
+                return Ok((None, None, None, None));
             }
             let name = role_name_for(cluster, &c.region, "addons");
             let parameter = crate::core::tags::addons_parameter_name(cluster);
+            let writer = crate::core::tags::log_writer_parameter_name(cluster);
             tokio::try_join!(
                 super::iam::get_instance_profile(c, &name, cluster),
                 named_secret(c, cluster, &parameter),
                 super::iam::get_role_policy(c, &name, graph::ADDONS_ACCESS_POLICY),
+                named_secret(c, cluster, &writer),
             )
         },
         async {
@@ -162,6 +164,7 @@ pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsErro
         .collect(),
         secret,
         addon_secret,
+        log_writer_secret,
         addons_policy,
         node_log_policy,
         ca_policy,

@@ -109,6 +109,53 @@ pub async fn authorize(
     }
 }
 
+/// Revokes ingress rules as observed (a group or CIDR source each); none is no call.
+///
+/// # Errors
+/// The AWS error of the call (a rule already gone is fine).
+pub async fn revoke(
+    c: &Clients,
+    group: &str,
+    rules: &[crate::core::plan::ObsRule],
+) -> Result<(), AwsError> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let perms: Vec<aws_sdk_ec2::types::IpPermission> = rules
+        .iter()
+        .map(|r| {
+            let b = aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol(&r.protocol)
+                .from_port(r.from_port)
+                .to_port(r.to_port);
+            if r.source.starts_with("sg-") {
+                b.user_id_group_pairs(
+                    aws_sdk_ec2::types::UserIdGroupPair::builder()
+                        .group_id(&r.source)
+                        .build(),
+                )
+                .build()
+            } else {
+                b.ip_ranges(
+                    aws_sdk_ec2::types::IpRange::builder()
+                        .cidr_ip(&r.source)
+                        .build(),
+                )
+                .build()
+            }
+        })
+        .collect();
+    let r = c
+        .ec2
+        .revoke_security_group_ingress()
+        .group_id(group)
+        .set_ip_permissions(Some(perms))
+        .send()
+        .await
+        .map_err(api("removing rules from", group));
+    super::network::ignore_not_found(r, "InvalidPermission.NotFound")
+}
+
 /// # Errors
 /// The AWS error of the failing call.
 pub async fn delete(c: &Clients, group: &str) -> Result<(), AwsError> {

@@ -73,6 +73,23 @@ scrape_configs:
         target_label: role
       - source_labels: [__meta_ec2_availability_zone]
         target_label: zone
+  # EKS managed nodes belong to their node group, which tags them eks:cluster-name.
+  - job_name: eks-node
+    ec2_sd_configs:
+      - port: 9100
+        refresh_interval: 60s
+        filters:
+          - name: "tag:eks:cluster-name"
+            values: ["{cluster}"]
+          - name: instance-state-name
+            values: ["running"]
+    relabel_configs:
+      - source_labels: [__meta_ec2_private_dns_name]
+        target_label: instance
+      - source_labels: [__meta_ec2_tag_eks_nodegroup_name]
+        target_label: nodegroup
+      - source_labels: [__meta_ec2_availability_zone]
+        target_label: zone
 "#,
         resource = RESOURCE_TAG.replace([':', '/', '.', '-'], "_"),
     )
@@ -155,7 +172,8 @@ retry() {{
   until "$@"; do
     n=$((n + 1))
     if [ "$n" -ge 20 ]; then
-      echo "provision: giving up on: $*" >&2
+      # The command's name only: its arguments may hold a password.
+      echo "provision: giving up on: $1" >&2
       return 1
     fi
     sleep 6
@@ -175,11 +193,21 @@ set -a
 set +a
 : "${{grafana_admin_password:?}}" "${{elastic_password:?}}" "${{kibana_system_password:?}}" "${{fluent_bit_password:?}}"
 
-run() {{
+# The containers get their passwords as exported variables (`-e NAME`, no value on the
+# command line).
+export GF_SECURITY_ADMIN_PASSWORD="${{grafana_admin_password}}"
+export ELASTIC_PASSWORD="${{elastic_password}}"
+export ELASTICSEARCH_PASSWORD="${{kibana_system_password}}"
+
+start() {{
   local name=$1
   shift
   docker rm -f "$name" >/dev/null 2>&1 || true
-  retry docker run -d --name "$name" --restart unless-stopped --network host --log-opt max-size=50m "$@"
+  docker run -d --name "$name" --restart unless-stopped --network host --log-opt max-size=50m "$@"
+}}
+
+run() {{
+  retry start "$@"
 }}
 "#
     )
@@ -225,7 +253,7 @@ run prometheus -v {ETC}/prometheus.yml:/etc/prometheus/prometheus.yml:ro \
   -v {DATA}/prometheus:/prometheus \
   {prometheus} --config.file=/etc/prometheus/prometheus.yml --storage.tsdb.path=/prometheus \
   --storage.tsdb.retention.time=15d --web.listen-address=:9090
-run grafana -e GF_SECURITY_ADMIN_USER=admin -e GF_SECURITY_ADMIN_PASSWORD="${{grafana_admin_password}}" \
+run grafana -e GF_SECURITY_ADMIN_USER=admin -e GF_SECURITY_ADMIN_PASSWORD \
   -e GF_USERS_ALLOW_SIGN_UP=false -e GF_ANALYTICS_REPORTING_ENABLED=false \
   -v {DATA}/grafana:/var/lib/grafana \
   -v {ETC}/grafana/provisioning:/etc/grafana/provisioning:ro \
@@ -244,22 +272,29 @@ sysctl -w vm.max_map_count=1048576
 echo 'vm.max_map_count=1048576' > /etc/sysctl.d/90-provision-elasticsearch.conf
 install -d -m 0775 -o 1000 -g 0 {DATA}/elasticsearch
 run elasticsearch -e discovery.type=single-node -e xpack.security.enabled=true \
-  -e xpack.security.http.ssl.enabled=false -e ELASTIC_PASSWORD="${{elastic_password}}" \
+  -e xpack.security.http.ssl.enabled=false -e ELASTIC_PASSWORD \
   -e ES_JAVA_OPTS="-Xms1g -Xmx1g" -v {DATA}/elasticsearch:/usr/share/elasticsearch/data \
   {elasticsearch}
+# Credentials and bodies with passwords go through files only root can read, never arguments.
+umask 077
+printf 'machine localhost login elastic password %s\n' "${{elastic_password}}" > /run/provision-es.netrc
+printf '{{"password":"%s"}}' "${{kibana_system_password}}" > /run/provision-kibana.json
+printf '{{"password":"%s","roles":["provision_logs_writer"]}}' "${{fluent_bit_password}}" > /run/provision-fluent-bit.json
+umask 022
 es() {{
-  curl -sf -u "elastic:${{elastic_password}}" -H 'Content-Type: application/json' "$@"
+  curl -sf --netrc-file /run/provision-es.netrc -H 'Content-Type: application/json' "$@"
 }}
 retry es http://localhost:9200/_cluster/health >/dev/null
 # Kibana's own user, and a writer for the nodes' Fluent Bit (its indices only).
 retry es -X POST http://localhost:9200/_security/user/kibana_system/_password \
-  -d "{{\"password\":\"${{kibana_system_password}}\"}}" >/dev/null
+  -d @/run/provision-kibana.json >/dev/null
 retry es -X PUT http://localhost:9200/_security/role/provision_logs_writer \
   -d '{{"cluster":["monitor"],"indices":[{{"names":["logs-*","logstash-*"],"privileges":["create_index","create_doc","auto_configure","view_index_metadata"]}}]}}' >/dev/null
 retry es -X PUT http://localhost:9200/_security/user/fluent_bit \
-  -d "{{\"password\":\"${{fluent_bit_password}}\",\"roles\":[\"provision_logs_writer\"]}}" >/dev/null
+  -d @/run/provision-fluent-bit.json >/dev/null
+rm -f /run/provision-es.netrc /run/provision-kibana.json /run/provision-fluent-bit.json
 run kibana -e ELASTICSEARCH_HOSTS=http://localhost:9200 -e ELASTICSEARCH_USERNAME=kibana_system \
-  -e ELASTICSEARCH_PASSWORD="${{kibana_system_password}}" -e SERVER_HOST=0.0.0.0 \
+  -e ELASTICSEARCH_PASSWORD -e SERVER_HOST=0.0.0.0 \
   {kibana}
 "#,
                 elasticsearch = image("elasticsearch", version(spec, "elasticsearch")),
@@ -303,13 +338,27 @@ pub fn eks_node_agents(agents: &NodeAgents<'_>) -> CloudConfig {
     let mut files = Vec::new();
     let mut gz_files = Vec::new();
     let mut runcmd = Vec::new();
+    // Started as transient systemd units, not run by cloud-init: on AL2023 the node joins the
+    // cluster (nodeadm-run) only after cloud-init's final stage, which must not wait for
+    // downloads.
+    let background = |unit: &str, path: &str| {
+        vec![
+            "systemd-run".to_string(),
+            "--no-block".to_string(),
+            format!("--unit={unit}"),
+            path.to_string(),
+        ]
+    };
     if agents.node_exporter {
         files.push(File {
             path: EKS_AGENTS_PATH.into(),
             permissions: "0755",
             content: node_exporter_script(),
         });
-        runcmd.push(vec![EKS_AGENTS_PATH.to_string()]);
+        runcmd.push(background(
+            "provision-node-exporter-install",
+            EKS_AGENTS_PATH,
+        ));
     }
     if let Some(log) = &agents.logging {
         gz_files.push(File {
@@ -327,7 +376,7 @@ pub fn eks_node_agents(agents: &NodeAgents<'_>) -> CloudConfig {
             permissions: "0755",
             content: eks_fluent_bit_script(log.fluent_bit_version, log.parameter),
         });
-        runcmd.push(vec![EKS_LOGS_PATH.to_string()]);
+        runcmd.push(background("provision-log-shipper-install", EKS_LOGS_PATH));
     }
     CloudConfig {
         files,
@@ -399,6 +448,10 @@ python3 {FETCH_PATH} "{parameter}" /etc/provision/addons.env
 umask 077
 sed -n 's/^fluent_bit_password=/ES_PASSWORD=/p' /etc/provision/addons.env > /etc/fluent-bit/es.env
 rm -f /etc/provision/addons.env
+if [ ! -s /etc/fluent-bit/es.env ]; then
+  echo "provision: no fluent_bit_password in the log writer's parameter" >&2
+  exit 1
+fi
 install -d -m 0755 /etc/systemd/system/fluent-bit.service.d
 printf '[Service]
 EnvironmentFile=/etc/fluent-bit/es.env
@@ -546,6 +599,10 @@ pub(crate) mod tests {
         let part = doc.split("\n\n").nth(2).unwrap();
         assert!(part.starts_with("#cloud-config"));
         assert!(doc.contains("sha256sum -c -"), "the download is checked");
+        assert!(
+            doc.contains("'systemd-run', '--no-block'"),
+            "not in cloud-init's way"
+        );
         assert!(doc.contains("fluent-bit-4.2.0"), "Fluent Bit pinned");
         assert!(
             doc.contains("encoding: gz+b64"),
@@ -566,6 +623,9 @@ pub(crate) mod tests {
         assert_eq!(sd["filters"][0]["name"], "tag:provision:cluster");
         assert_eq!(sd["filters"][0]["values"][0], "obs");
         assert_eq!(sd["filters"][1]["values"][0], "running");
+        let eks = &v["scrape_configs"][2]["ec2_sd_configs"][0]["filters"][0];
+        assert_eq!(eks["name"], "tag:eks:cluster-name", "EKS managed nodes");
+        assert_eq!(eks["values"][0], "obs");
         assert_eq!(
             node["relabel_configs"][1]["source_labels"][0],
             "__meta_ec2_tag_provision_resource"
@@ -607,8 +667,16 @@ pub(crate) mod tests {
                 "{name}: {}",
                 text.len()
             );
-            // Passwords come from the env file at boot; only variable names are here.
+            // Passwords come from the env file at boot; only variable names are here, and no
+            // command line carries one.
             assert!(text.contains("secrets.env"), "{name}");
+            for line in text.lines().filter(|l| l.contains("PASSWORD=\"$")) {
+                assert!(
+                    line.trim_start().starts_with("export "),
+                    "{name}: a password on a command line: {line}"
+                );
+            }
+            assert!(!text.contains("-u \"elastic:"), "{name}");
         }
         let (_, mon) = &fixtures()[0];
         let text = mon.render();

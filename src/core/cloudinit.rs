@@ -532,9 +532,15 @@ if [ -f {shipper} ]; then
   retry kubectl apply -f {shipper}
   umask 077
   sed -n 's/^fluent_bit_password=/password=/p' {addons_env} > /run/provision-fluent-bit.env
+  rm -f {addons_env}
+  if [ ! -s /run/provision-fluent-bit.env ]; then
+    echo "provision: no fluent_bit_password in the log writer's parameter" >&2
+    exit 1
+  fi
   kubectl -n {logging_ns} create secret generic {logging_secret} \
-    --from-env-file=/run/provision-fluent-bit.env --dry-run=client -o yaml | retry kubectl apply -f -
-  rm -f /run/provision-fluent-bit.env
+    --from-env-file=/run/provision-fluent-bit.env --dry-run=client -o yaml > /run/provision-fluent-bit.yaml
+  retry kubectl apply -f /run/provision-fluent-bit.yaml
+  rm -f /run/provision-fluent-bit.env /run/provision-fluent-bit.yaml
 fi
 
 install -d -m 0755 /var/lib/provision

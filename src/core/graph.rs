@@ -1047,7 +1047,7 @@ fn eks_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String], private
             Desired::NodeLogAccess {
                 role: tags::node_role_name(&spec.name, &spec.region),
                 policy: NODE_LOG_POLICY.into(),
-                parameter: tags::addons_parameter_name(&spec.name),
+                parameter: tags::log_writer_parameter_name(&spec.name),
             },
             &[NODE_ROLE],
         );

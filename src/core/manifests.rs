@@ -94,8 +94,9 @@ pub fn baseline(sec: &SecuritySpec) -> Option<Value> {
     (!items.is_empty()).then(|| json!({ "apiVersion": "v1", "kind": "List", "items": items }))
 }
 
-/// Deny all ingress to the namespace's pods except from pods of the same namespace, and let
-/// them reach cluster DNS (which keeps working if an egress policy is added later).
+/// Deny all ingress to the namespace's pods except from pods of the same namespace. Egress stays
+/// open, DNS included: an egress policy (even one allowing only DNS) would cut the pods off from
+/// each other, Services, the API server and the internet.
 fn network_policies(ns: &str) -> Vec<Value> {
     vec![
         json!({
@@ -112,22 +113,6 @@ fn network_policies(ns: &str) -> Vec<Value> {
                 "podSelector": {},
                 "policyTypes": ["Ingress"],
                 "ingress": [{ "from": [{ "podSelector": {} }] }],
-            },
-        }),
-        json!({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": { "name": "allow-dns", "namespace": ns, "labels": labels() },
-            "spec": {
-                "podSelector": {},
-                "policyTypes": ["Egress"],
-                "egress": [{
-                    "to": [{
-                        "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "kube-system" } },
-                        "podSelector": { "matchLabels": { "k8s-app": "kube-dns" } },
-                    }],
-                    "ports": [{ "protocol": "UDP", "port": 53 }, { "protocol": "TCP", "port": 53 }],
-                }],
             },
         }),
     ]
@@ -329,7 +314,13 @@ mod tests {
         let items = list["items"].as_array().unwrap();
         let count = |k: &str| items.iter().filter(|i| i["kind"] == k).count();
         assert_eq!(count("Namespace"), 2);
-        assert_eq!(count("NetworkPolicy"), 6, "three per namespace");
+        assert_eq!(count("NetworkPolicy"), 4, "two per namespace");
+        assert!(
+            !items
+                .iter()
+                .any(|i| i["spec"]["policyTypes"].to_string().contains("Egress")),
+            "no egress policy: it would deny everything else"
+        );
         assert_eq!(count("RoleBinding"), 3, "one per binding and namespace");
         let deny = items
             .iter()

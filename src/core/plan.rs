@@ -23,6 +23,8 @@ pub struct Observed {
     pub secret: Option<ObsSecret>,
     /// The add-ons' passwords parameter.
     pub addon_secret: Option<ObsSecret>,
+    /// The log writer's password parameter (what the nodes may read).
+    pub log_writer_secret: Option<ObsSecret>,
     /// The add-on role's inline policy document, if any.
     pub addons_policy: Option<String>,
     /// The EKS node role's log shipper policy document, if any.
@@ -549,6 +551,7 @@ impl Observed {
             && !self.profiles.iter().any(|p| p.owned)
             && self.secret.as_ref().is_none_or(|s| !s.owned)
             && self.addon_secret.as_ref().is_none_or(|s| !s.owned)
+            && self.log_writer_secret.as_ref().is_none_or(|s| !s.owned)
             && self.addresses.is_empty()
             && !self.nat_gateways.iter().any(|n| nat_is_live(&n.state))
             && self.eks.as_ref().is_none_or(|e| !e.owned)
@@ -970,7 +973,11 @@ pub fn destroy_items(obs: &Observed) -> Vec<(TeardownStep, PlanItem)> {
             item(Kind::InstanceProfile, &p.name, &Some(p.logical.clone())),
         ));
     }
-    if let Some(s) = obs.addon_secret.as_ref().filter(|s| s.owned) {
+    for s in [&obs.addon_secret, &obs.log_writer_secret]
+        .into_iter()
+        .flatten()
+        .filter(|s| s.owned)
+    {
         out.push((
             TeardownStep::Secrets,
             item(

@@ -247,7 +247,7 @@ impl AddonsSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecuritySpec {
     pub namespaces: Vec<String>,
-    /// A default-deny ingress NetworkPolicy (with allow-DNS and allow-same-namespace) in each.
+    /// A default-deny ingress NetworkPolicy (with allow-same-namespace) in each.
     pub default_deny: bool,
     pub bindings: Vec<Binding>,
 }

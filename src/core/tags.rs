@@ -71,6 +71,12 @@ pub fn addons_parameter_name(cluster: &str) -> String {
     format!("/provision/{cluster}/addons")
 }
 
+/// The SSM parameter holding only the log writer's password: what the nodes (and the kubeadm
+/// control plane) may read, never the add-ons' other passwords.
+pub fn log_writer_parameter_name(cluster: &str) -> String {
+    format!("/provision/{cluster}/log-writer")
+}
+
 /// The SSM parameter holding the cluster's CA key, bootstrap token and cluster id.
 pub fn secret_parameter_name(cluster: &str) -> String {
     format!("/provision/{cluster}/bootstrap")

@@ -350,6 +350,32 @@ async fn run_step(
         TeardownStep::EksClusters => {
             if let Some(e) = ctx.obs.eks.as_ref().filter(|e| e.owned) {
                 let logical = Some(crate::core::graph::EKS_CLUSTER.to_string());
+                // EKS deletes the cluster's own security group with it, which it cannot while
+                // our groups' rules name it (or its rules name ours): take those out first.
+                if let Some(cg) = &e.cluster_sg {
+                    let ours: Vec<&str> = ctx
+                        .obs
+                        .security_groups
+                        .iter()
+                        .map(|g| g.id.as_str())
+                        .collect();
+                    for g in &ctx.obs.security_groups {
+                        let naming: Vec<_> = g
+                            .rules
+                            .iter()
+                            .filter(|r| r.source == cg.id)
+                            .cloned()
+                            .collect();
+                        aws::security_group::revoke(c, &g.id, &naming).await?;
+                    }
+                    let naming_ours: Vec<_> = cg
+                        .rules
+                        .iter()
+                        .filter(|r| ours.contains(&r.source.as_str()))
+                        .cloned()
+                        .collect();
+                    aws::security_group::revoke(c, &cg.id, &naming_ours).await?;
+                }
                 ctx.emit(&logical, Kind::EksCluster, &e.name, "deleting");
                 retry(
                     Backoff::dependency(),
@@ -420,21 +446,33 @@ async fn run_step(
             }
         }
         TeardownStep::SecurityGroups => {
-            // A group referenced by another group's rules goes after that group.
-            let mut groups = ctx.obs.security_groups.clone();
-            let referenced = |g: &crate::core::plan::ObsSg, all: &[crate::core::plan::ObsSg]| {
-                all.iter()
-                    .any(|o| o.id != g.id && o.rules.iter().any(|r| r.source == g.id))
-            };
-            let snapshot = groups.clone();
-            groups.sort_by_key(|g| referenced(g, &snapshot));
-            for g in &groups {
-                ctx.emit(&g.logical, Kind::SecurityGroup, &g.id, "deleting");
-                delete_with_blockers(ctx, "group-id", &g.id, || {
-                    aws::security_group::delete(c, &g.id)
-                })
-                .await?;
-                ctx.emit(&g.logical, Kind::SecurityGroup, &g.id, "deleted");
+            // A group that another remaining group's rules name goes after that group: delete,
+            // round by round, the groups nothing left references.
+            let mut remaining = ctx.obs.security_groups.clone();
+            while !remaining.is_empty() {
+                let referenced = |g: &crate::core::plan::ObsSg| {
+                    remaining
+                        .iter()
+                        .any(|o| o.id != g.id && o.rules.iter().any(|r| r.source == g.id))
+                };
+                let mut round: Vec<crate::core::plan::ObsSg> = remaining
+                    .iter()
+                    .filter(|g| !referenced(g))
+                    .cloned()
+                    .collect();
+                if round.is_empty() {
+                    // A cycle (not one provision makes): try them all; AWS names the blocker.
+                    round = remaining.clone();
+                }
+                for g in &round {
+                    ctx.emit(&g.logical, Kind::SecurityGroup, &g.id, "deleting");
+                    delete_with_blockers(ctx, "group-id", &g.id, || {
+                        aws::security_group::delete(c, &g.id)
+                    })
+                    .await?;
+                    ctx.emit(&g.logical, Kind::SecurityGroup, &g.id, "deleted");
+                }
+                remaining.retain(|g| !round.iter().any(|r| r.id == g.id));
             }
         }
         TeardownStep::RouteTables => {
@@ -547,6 +585,10 @@ async fn run_step(
             for (logical, sec) in [
                 (crate::core::graph::SECRET, &ctx.obs.secret),
                 (crate::core::graph::ADDONS_SECRET, &ctx.obs.addon_secret),
+                (
+                    crate::core::graph::ADDONS_SECRET,
+                    &ctx.obs.log_writer_secret,
+                ),
             ] {
                 if let Some(s) = sec.as_ref().filter(|s| s.owned) {
                     let logical = Some(logical.to_string());

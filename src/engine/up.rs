@@ -1110,6 +1110,21 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 .await?;
                 "created"
             };
+            // The log writer's password alone, for the nodes: they never see the others.
+            if ctx.obs.log_writer_secret.as_ref().is_none_or(|s| !s.owned) {
+                let all = aws::secret::get_json::<aws::secret::AddonSecrets>(c, parameter)
+                    .await?
+                    .ok_or_else(|| internal("the add-ons' secret was just stored"))?;
+                let writer = tags::log_writer_parameter_name(&ctx.spec.name);
+                aws::secret::put_json(
+                    c,
+                    &writer,
+                    "provision: the log writer's password (what the nodes may read)",
+                    &serde_json::json!({ "fluent_bit_password": all.fluent_bit_password }),
+                    &ctx.tags(id, false),
+                )
+                .await?;
+            }
             ctx.done(id, node.kind, parameter, action, None);
         }
         Desired::AddonsAccess {
@@ -1312,7 +1327,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     .iter()
                     .find(|(l, _)| l == "logging")
                     .and_then(|(_, i)| i.private_ip.clone());
-                let parameter = tags::addons_parameter_name(&ctx.spec.name);
+                let parameter = tags::log_writer_parameter_name(&ctx.spec.name);
                 let fluent_bit = ctx
                     .spec
                     .addons
@@ -1462,7 +1477,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
         } => {
             let arn = ctx.out().role_arn.clone().unwrap_or_default();
             let master = ctx.out().master.clone().map(|m| m.id).unwrap_or_default();
-            let addons_parameter = tags::addons_parameter_name(&ctx.spec.name);
+            let addons_parameter = tags::log_writer_parameter_name(&ctx.spec.name);
             let mut parameters = vec![parameter.as_str()];
             if ctx.spec.addons.logging.is_some() {
                 parameters.push(&addons_parameter);
@@ -1558,7 +1573,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             }
             let baseline = crate::core::manifests::baseline(&ctx.spec.security);
             // The log shipper goes to the logging instance's private address.
-            let addons_parameter = tags::addons_parameter_name(&ctx.spec.name);
+            let addons_parameter = tags::log_writer_parameter_name(&ctx.spec.name);
             let shipper = match &ctx.spec.addons.logging {
                 Some(l) => {
                     let es = ctx
