@@ -610,6 +610,7 @@ workers = 2
         let sec = crate::core::spec::SecuritySpec {
             namespaces: (0..10).map(|i| format!("team-{i}")).collect(),
             default_deny: true,
+            default_deny_egress: true,
             bindings: (0..10)
                 .map(|i| crate::core::spec::Binding {
                     subject: crate::core::spec::Subject::Group(format!("team-{i}-developers")),

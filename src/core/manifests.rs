@@ -70,6 +70,9 @@ pub fn baseline(sec: &SecuritySpec) -> Option<Value> {
     if sec.default_deny {
         for ns in &sec.namespaces {
             items.extend(network_policies(ns));
+            if sec.default_deny_egress {
+                items.extend(egress_policies(ns));
+            }
         }
     }
     for b in &sec.bindings {
@@ -113,6 +116,46 @@ fn network_policies(ns: &str) -> Vec<Value> {
                 "podSelector": {},
                 "policyTypes": ["Ingress"],
                 "ingress": [{ "from": [{ "podSelector": {} }] }],
+            },
+        }),
+    ]
+}
+
+/// With `default_deny_egress`: deny egress too, then allow DNS (CoreDNS in kube-system) and
+/// the namespace's own pods. Anything else (the API server, other namespaces, the internet)
+/// needs a policy of the team's own.
+fn egress_policies(ns: &str) -> Vec<Value> {
+    vec![
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": { "name": "default-deny-egress", "namespace": ns, "labels": labels() },
+            "spec": { "podSelector": {}, "policyTypes": ["Egress"] },
+        }),
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": { "name": "allow-dns", "namespace": ns, "labels": labels() },
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [{
+                    "to": [{
+                        "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "kube-system" } },
+                        "podSelector": { "matchLabels": { "k8s-app": "kube-dns" } },
+                    }],
+                    "ports": [{ "protocol": "UDP", "port": 53 }, { "protocol": "TCP", "port": 53 }],
+                }],
+            },
+        }),
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": { "name": "allow-same-namespace-egress", "namespace": ns, "labels": labels() },
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [{ "to": [{ "podSelector": {} }] }],
             },
         }),
     ]
@@ -292,6 +335,7 @@ mod tests {
         SecuritySpec {
             namespaces: vec!["team-a".into(), "team-b".into()],
             default_deny: true,
+            default_deny_egress: false,
             bindings: vec![
                 Binding {
                     subject: Subject::Group("Team A Devs".into()),
@@ -342,6 +386,39 @@ mod tests {
         let text = serde_json::to_string_pretty(&list).unwrap();
         let back: Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(back, list);
+    }
+
+    #[test]
+    fn default_deny_egress_adds_allow_dns_and_same_namespace_egress() {
+        let mut s = spec();
+        s.default_deny_egress = true;
+        let list = baseline(&s).unwrap();
+        assert_eq!(check(&list), Vec::<String>::new());
+        let items = list["items"].as_array().unwrap();
+        let names: Vec<&str> = items
+            .iter()
+            .filter(|i| i["kind"] == "NetworkPolicy" && i["metadata"]["namespace"] == "team-a")
+            .map(|i| i["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "default-deny-ingress",
+                "allow-same-namespace",
+                "default-deny-egress",
+                "allow-dns",
+                "allow-same-namespace-egress"
+            ]
+        );
+        let dns = items
+            .iter()
+            .find(|i| i["metadata"]["name"] == "allow-dns")
+            .unwrap();
+        assert_eq!(dns["spec"]["egress"][0]["ports"][0]["port"], 53);
+        assert_eq!(
+            dns["spec"]["egress"][0]["to"][0]["podSelector"]["matchLabels"]["k8s-app"],
+            "kube-dns"
+        );
     }
 
     #[test]

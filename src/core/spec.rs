@@ -77,6 +77,7 @@ fn yes() -> bool {
 struct RawSecurity {
     namespaces: Option<Spanned<Vec<Spanned<String>>>>,
     default_deny: Option<Spanned<bool>>,
+    default_deny_egress: Option<Spanned<bool>>,
     #[serde(default)]
     bindings: Vec<Spanned<RawBinding>>,
 }
@@ -249,6 +250,8 @@ pub struct SecuritySpec {
     pub namespaces: Vec<String>,
     /// A default-deny ingress NetworkPolicy (with allow-same-namespace) in each.
     pub default_deny: bool,
+    /// Also deny egress, except DNS (an allow-DNS policy) and the namespace's own pods.
+    pub default_deny_egress: bool,
     pub bindings: Vec<Binding>,
 }
 
@@ -849,6 +852,18 @@ impl Validator<'_> {
             (None, Some(e)) => e,
             (None, None) => false,
         };
+        let default_deny_egress = match &raw.default_deny_egress {
+            Some(d) if *d.get_ref() && !default_deny => {
+                self.err(
+                    d,
+                    "security.default_deny_egress",
+                    "goes with default_deny (and a CNI that enforces NetworkPolicy)",
+                );
+                false
+            }
+            Some(d) => *d.get_ref(),
+            None => false,
+        };
         if raw.default_deny.is_none() && enforces == Some(false) && !namespaces.is_empty() {
             self.warn(
                 "security.default_deny",
@@ -921,6 +936,7 @@ impl Validator<'_> {
         SecuritySpec {
             namespaces,
             default_deny,
+            default_deny_egress,
             bindings,
         }
     }
@@ -1843,6 +1859,17 @@ namespaces = ["team-a", "team-b"]
             let err = parse("s.toml", &text).unwrap_err();
             assert!(err.fields().contains(&field), "{field}: {err}");
         }
+        let egress_alone = format!(
+            "{GOOD}\n[security]\nnamespaces = [\"a\"]\ndefault_deny = false\ndefault_deny_egress = true\n"
+        );
+        let err = parse("s.toml", &egress_alone).unwrap_err();
+        assert_eq!(err.fields(), ["security.default_deny_egress"], "{err}");
+        let (spec, _) = parse(
+            "s.toml",
+            &format!("{GOOD}\n[security]\nnamespaces = [\"a\"]\ndefault_deny_egress = true\n"),
+        )
+        .unwrap();
+        assert!(spec.security.default_deny && spec.security.default_deny_egress);
         // Flannel without an explicit default_deny: no policies, and a warning.
         let (spec, warnings) = parse(
             "s.toml",
