@@ -1107,6 +1107,19 @@ impl Graph {
     }
 }
 
+/// The partition and account of an IAM role ARN (`arn:PARTITION:iam::ACCOUNT:role/...`).
+fn role_arn_parts(role_arn: &str) -> Option<(&str, &str)> {
+    let mut parts = role_arn.splitn(6, ':');
+    let (arn, partition, service, _, account) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (arn == "arn" && service == "iam" && !account.is_empty()).then_some((partition, account))
+}
+
 /// The policy document of the `ca-access` node: `ssm:GetParameter` on the bootstrap secret,
 /// only for requests made with the role's credentials from the control plane instance
 /// (`ec2:SourceInstanceARN`), so workers sharing the role cannot read the CA key. Partition and
@@ -1128,17 +1141,7 @@ pub fn ca_access_policy_for(
     parameters: &[&str],
     instance_id: &str,
 ) -> Option<String> {
-    let mut parts = role_arn.splitn(6, ':');
-    let (arn, partition, service, _, account) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    if arn != "arn" || service != "iam" || account.is_empty() {
-        return None;
-    }
+    let (partition, account) = role_arn_parts(role_arn)?;
     let doc = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -1160,17 +1163,7 @@ pub fn ca_access_policy_for(
 /// discovery, which IAM cannot narrow to resources, and `ssm:GetParameter` on the add-ons'
 /// passwords only. `None` if `role_arn` is not an IAM role ARN.
 pub fn addons_access_policy(role_arn: &str, region: &str, parameter: &str) -> Option<String> {
-    let mut parts = role_arn.splitn(6, ':');
-    let (arn, partition, service, _, account) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    if arn != "arn" || service != "iam" || account.is_empty() {
-        return None;
-    }
+    let (partition, account) = role_arn_parts(role_arn)?;
     let doc = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -1194,17 +1187,7 @@ pub fn addons_access_policy(role_arn: &str, region: &str, parameter: &str) -> Op
 /// The EKS node role's inline policy for the log shipper: `ssm:GetParameter` on the add-ons'
 /// parameter only.
 pub fn node_log_policy(role_arn: &str, region: &str, parameter: &str) -> Option<String> {
-    let mut parts = role_arn.splitn(6, ':');
-    let (arn, partition, service, _, account) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    if arn != "arn" || service != "iam" || account.is_empty() {
-        return None;
-    }
+    let (partition, account) = role_arn_parts(role_arn)?;
     Some(
         serde_json::json!({
             "Version": "2012-10-17",

@@ -1138,40 +1138,17 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 .get(graph::ADDONS_ROLE)
                 .cloned()
                 .unwrap_or_default();
-            let doc = graph::addons_access_policy(&arn, &ctx.spec.region, parameter).ok_or_else(
-                || {
-                    AwsError::unexpected(
-                        "scoping the access of",
-                        role,
-                        format!("`{arn}` is not an IAM role ARN"),
-                    )
-                },
-            )?;
-            let same = ctx
-                .obs
-                .addons_policy
-                .as_deref()
-                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-                == serde_json::from_str::<serde_json::Value>(&doc).ok();
-            if same {
-                ctx.done(id, node.kind, policy, "existing", None);
-            } else {
-                aws::iam::put_role_policy(c, role, policy, &doc).await?;
-                let action = if ctx.obs.addons_policy.is_some() {
-                    "updated"
-                } else {
-                    "created"
-                };
-                ctx.done(
-                    id,
-                    node.kind,
-                    policy,
-                    action,
-                    Some(format!(
-                        "ec2:DescribeInstances, ssm:GetParameter on {parameter}"
-                    )),
-                );
-            }
+            let doc = graph::addons_access_policy(&arn, &ctx.spec.region, parameter);
+            ensure_inline_policy(
+                ctx,
+                id,
+                node.kind,
+                (role, policy),
+                (&arn, doc),
+                ctx.obs.addons_policy.as_deref(),
+                format!("ec2:DescribeInstances, ssm:GetParameter on {parameter}"),
+            )
+            .await?;
         }
         Desired::NodeLogAccess {
             role,
@@ -1184,32 +1161,17 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 .get(graph::NODE_ROLE)
                 .cloned()
                 .unwrap_or_default();
-            let doc =
-                graph::node_log_policy(&arn, &ctx.spec.region, parameter).ok_or_else(|| {
-                    AwsError::unexpected(
-                        "scoping the access of",
-                        role,
-                        format!("`{arn}` is not an IAM role ARN"),
-                    )
-                })?;
-            let same = ctx
-                .obs
-                .node_log_policy
-                .as_deref()
-                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-                == serde_json::from_str::<serde_json::Value>(&doc).ok();
-            if same {
-                ctx.done(id, node.kind, policy, "existing", None);
-            } else {
-                aws::iam::put_role_policy(c, role, policy, &doc).await?;
-                ctx.done(
-                    id,
-                    node.kind,
-                    policy,
-                    "created",
-                    Some(format!("ssm:GetParameter on {parameter}")),
-                );
-            }
+            let doc = graph::node_log_policy(&arn, &ctx.spec.region, parameter);
+            ensure_inline_policy(
+                ctx,
+                id,
+                node.kind,
+                (role, policy),
+                (&arn, doc),
+                ctx.obs.node_log_policy.as_deref(),
+                format!("ssm:GetParameter on {parameter}"),
+            )
+            .await?;
         }
         Desired::AddonInstance { addon, subnet } => {
             let live: Vec<ObsInstance> = ctx.obs.live_instances(id).cloned().collect();
@@ -1482,39 +1444,20 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             if ctx.spec.addons.logging.is_some() {
                 parameters.push(&addons_parameter);
             }
-            let doc = graph::ca_access_policy_for(&arn, &ctx.spec.region, &parameters, &master)
-                .ok_or_else(|| {
-                    AwsError::unexpected(
-                        "scoping the CA access of",
-                        role,
-                        format!("`{arn}` is not an IAM role ARN"),
-                    )
-                })?;
-            let same = ctx
-                .obs
-                .ca_policy
-                .as_deref()
-                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-                == serde_json::from_str::<serde_json::Value>(&doc).ok();
-            if same {
-                ctx.done(id, node.kind, policy, "existing", None);
-            } else {
-                aws::iam::put_role_policy(c, role, policy, &doc).await?;
-                let action = if ctx.obs.ca_policy.is_some() {
-                    "updated"
-                } else {
-                    "created"
-                };
-                ctx.done(
-                    id,
-                    node.kind,
-                    policy,
-                    action,
-                    Some(format!(
-                        "ssm:GetParameter on {parameter} from {master} only"
-                    )),
-                );
-            }
+            let doc = graph::ca_access_policy_for(&arn, &ctx.spec.region, &parameters, &master);
+            ensure_inline_policy(
+                ctx,
+                id,
+                node.kind,
+                (role, policy),
+                (&arn, doc),
+                ctx.obs.ca_policy.as_deref(),
+                format!(
+                    "ssm:GetParameter on {} from {master} only",
+                    parameters.join(", ")
+                ),
+            )
+            .await?;
         }
         Desired::JoinToken => {
             let b = ctx
@@ -2029,6 +1972,38 @@ async fn ensure_nodegroup(
             Ok(())
         }
     }
+}
+
+/// Puts an inline role policy unless the observed document is the same (compared as JSON).
+async fn ensure_inline_policy(
+    ctx: &Ctx,
+    id: &str,
+    kind: Kind,
+    (role, policy): (&str, &str),
+    (arn, doc): (&str, Option<String>),
+    observed: Option<&str>,
+    detail: String,
+) -> Result<(), AwsError> {
+    let doc = doc.ok_or_else(|| {
+        AwsError::unexpected(
+            "scoping the access of",
+            role,
+            format!("`{arn}` is not an IAM role ARN"),
+        )
+    })?;
+    let json = |d: &str| serde_json::from_str::<serde_json::Value>(d).ok();
+    if observed.and_then(json).is_some() && observed.and_then(json) == json(&doc) {
+        ctx.done(id, kind, policy, "existing", None);
+        return Ok(());
+    }
+    aws::iam::put_role_policy(&ctx.c, role, policy, &doc).await?;
+    let action = if observed.is_some() {
+        "updated"
+    } else {
+        "created"
+    };
+    ctx.done(id, kind, policy, action, Some(detail));
+    Ok(())
 }
 
 /// A broken internal invariant: an error that asks for a bug report, never a panic.
