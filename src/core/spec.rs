@@ -766,6 +766,7 @@ impl Validator<'_> {
             let arch = match check_instance_type(&instance_type) {
                 Ok(a) => a,
                 Err(m) => {
+                    let m = m.replace("kubeadm needs", "an add-on instance needs");
                     self.err(entry, &format!("{field}.instance_type"), m);
                     Arch::Amd64
                 }
