@@ -127,8 +127,10 @@ pub enum Desired {
     AvailabilityZones {
         count: usize,
     },
+    /// An image lookup (the kubeadm nodes', or the add-on instances' of one architecture).
     Ami {
         source: AmiSource,
+        arch: Arch,
     },
     Vpc {
         cidr: Ipv4Net,
@@ -182,10 +184,6 @@ pub enum Desired {
         count: u32,
     },
     JoinToken,
-    /// The Ubuntu image the add-on instances of one architecture run.
-    AddonAmi {
-        arch: Arch,
-    },
     /// The add-ons' generated passwords (SSM SecureString).
     AddonSecret {
         parameter: String,
@@ -554,6 +552,7 @@ pub fn build(spec: &ClusterSpec) -> Graph {
             Kind::Ami,
             Desired::Ami {
                 source: k.ami.clone(),
+                arch: k.arch,
             },
             &[],
         );
@@ -758,7 +757,10 @@ fn addon_nodes(spec: &ClusterSpec, b: &mut Builder, subnet_ids: &[String]) {
         b.add(
             &addon_ami_id(*arch),
             Kind::Ami,
-            Desired::AddonAmi { arch: *arch },
+            Desired::Ami {
+                source: AmiSource::ubuntu(*arch),
+                arch: *arch,
+            },
             &[],
         );
     }

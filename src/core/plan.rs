@@ -665,6 +665,26 @@ pub fn gateway_kind(gateway: &str) -> (Kind, &'static str) {
     }
 }
 
+/// Whether an instance node still has instances to launch.
+pub fn needs_launch(n: &super::graph::Node, obs: &Observed) -> bool {
+    match &n.desired {
+        Desired::Master { .. } | Desired::AddonInstance { .. } => {
+            obs.live_instances(&n.id).next().is_none()
+        }
+        Desired::Workers { count, .. } => (obs.live_instances(&n.id).count() as u32) < *count,
+        _ => false,
+    }
+}
+
+/// Whether an image lookup is needed: an instance node that depends on it has instances to
+/// launch.
+pub fn image_needed(graph: &Graph, ami: &str, obs: &Observed) -> bool {
+    graph
+        .nodes
+        .iter()
+        .any(|m| m.deps.iter().any(|d| d == ami) && needs_launch(m, obs))
+}
+
 /// Diffs the graph against what AWS reported.
 pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
     let groups = obs.group_ids();
@@ -689,17 +709,6 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                         }
                     }
                 }
-                (Desired::AddonAmi { arch }, _) => {
-                    let launch = graph.nodes.iter().any(|m| match &m.desired {
-                        Desired::AddonInstance { addon, .. } => {
-                            obs.live_instances(&m.id).next().is_none()
-                                && graph.nodes.iter().any(|x| x.id == super::graph::addon_ami_id(*arch) && m.deps.contains(&x.id))
-                                && addon.as_str() == m.id
-                        }
-                        _ => false,
-                    });
-                    if launch { Action::Read } else { Action::Keep }
-                }
                 (Desired::AddonInstance { .. }, Some(_)) => {
                     if obs.live_instances(&n.id).any(ObsInstance::is_stopped) {
                         changes.push("start the stopped instance".into());
@@ -720,12 +729,7 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                     if workers_missing { Action::Read } else { Action::Keep }
                 }
                 (Desired::Ami { .. }, _) => {
-                    let launch = graph.nodes.iter().any(|m| match &m.desired {
-                        Desired::Master { .. } => obs.live_instances(&m.id).next().is_none(),
-                        Desired::Workers { count, .. } => (obs.live_instances(&m.id).count() as u32) < *count,
-                        _ => false,
-                    });
-                    if launch { Action::Read } else { Action::Keep }
+                    if image_needed(graph, &n.id, obs) { Action::Read } else { Action::Keep }
                 }
                 (Desired::Master { .. }, Some(_)) => {
                     if obs.live_instances(&n.id).any(ObsInstance::is_stopped) {

@@ -459,6 +459,19 @@ impl Cni {
     }
 }
 
+impl AmiSource {
+    /// Ubuntu 24.04 LTS from Canonical's public SSM parameter.
+    pub fn ubuntu(arch: Arch) -> AmiSource {
+        AmiSource::SsmParameter(
+            match arch {
+                Arch::Amd64 => UBUNTU_2404_SSM_AMD64,
+                Arch::Arm64 => UBUNTU_2404_SSM_ARM64,
+            }
+            .to_string(),
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Arch {
     Amd64,

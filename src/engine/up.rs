@@ -147,7 +147,6 @@ struct Ctx {
 struct Outputs {
     ids: HashMap<String, String>,
     azs: Vec<String>,
-    image: Option<Image>,
     bootstrap: Option<Bootstrap>,
     /// The node role's ARN (its partition and account scope the CA access policy).
     role_arn: Option<String>,
@@ -157,8 +156,8 @@ struct Outputs {
     eks: Option<aws::eks::EksCluster>,
     /// This run created the EKS cluster (so it has no add-ons yet).
     eks_created: bool,
-    /// The add-on images, by architecture.
-    addon_images: HashMap<crate::core::spec::Arch, Image>,
+    /// The images looked up, by the logical id of their lookup node.
+    images: HashMap<String, Image>,
     /// The token new workers join with (see the `join-token` node).
     join_token: Option<String>,
     master: Option<ObsInstance>,
@@ -569,7 +568,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 Some("every subnet exists".into()),
             );
         }
-        Desired::Ami { .. } if nothing_to_launch(ctx) => {
+        Desired::Ami { .. } if !plan::image_needed(&ctx.graph, id, &ctx.obs) => {
             ctx.emit(
                 id,
                 node.kind,
@@ -583,15 +582,10 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             ctx.emit(id, node.kind, None, "read", Some(azs.join(", ")));
             ctx.out().azs = azs;
         }
-        Desired::Ami { source } => {
-            let arch = ctx
-                .spec
-                .kubeadm()
-                .map(|k| k.arch)
-                .ok_or_else(|| internal("an AMI lookup outside kubeadm"))?;
-            let img = aws::lookup::image(c, source, arch).await?;
+        Desired::Ami { source, arch } => {
+            let img = aws::lookup::image(c, source, *arch).await?;
             ctx.emit(id, node.kind, Some(&img.id), "read", None);
-            ctx.out().image = Some(img);
+            ctx.out().images.insert(id.to_string(), img);
         }
         Desired::Vpc { cidr } => match existing {
             Some(vpc) => {
@@ -1040,38 +1034,9 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
             };
             ctx.done(id, node.kind, &list.join(","), action, None);
         }
-        Desired::AddonAmi { arch } => {
-            let missing = ctx.graph.nodes.iter().any(|n| {
-                matches!(&n.desired, Desired::AddonInstance { .. })
-                    && n.deps.iter().any(|d| d == id)
-                    && ctx.obs.live_instances(&n.id).next().is_none()
-            });
-            if missing {
-                let source = crate::core::spec::AmiSource::SsmParameter(
-                    match arch {
-                        crate::core::spec::Arch::Amd64 => crate::core::spec::UBUNTU_2404_SSM_AMD64,
-                        crate::core::spec::Arch::Arm64 => crate::core::spec::UBUNTU_2404_SSM_ARM64,
-                    }
-                    .to_string(),
-                );
-                let img = aws::lookup::image(c, &source, *arch).await?;
-                ctx.emit(id, node.kind, Some(&img.id), "read", None);
-                ctx.out().addon_images.insert(*arch, img);
-            } else {
-                ctx.emit(
-                    id,
-                    node.kind,
-                    None,
-                    "skipped",
-                    Some("every add-on instance exists".into()),
-                );
-            }
-        }
         Desired::AddonSecret { parameter } => {
-            let found = match &ctx.obs.addon_secret {
-                Some(s) if s.owned => {
-                    aws::secret::get_json::<aws::secret::AddonSecrets>(c, parameter).await?
-                }
+            let stored = match &ctx.obs.addon_secret {
+                Some(s) if s.owned => true,
                 Some(s) => {
                     return Err(AwsError::unexpected(
                         "adopting the add-ons' secret",
@@ -1083,11 +1048,11 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                         ),
                     ));
                 }
-                None => None,
+                None => false,
             };
-            let action = if found.is_some() {
-                "existing"
-            } else {
+            let writer_missing = ctx.obs.log_writer_secret.as_ref().is_none_or(|s| !s.owned);
+            // The passwords are read only when the log writer's parameter has to be made.
+            let (all, action) = if !stored {
                 ctx.emit(id, node.kind, None, "creating", Some(parameter.clone()));
                 let pw = || {
                     pki::random_chars(24).map_err(|e| {
@@ -1100,7 +1065,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     kibana_system_password: pw()?,
                     fluent_bit_password: pw()?,
                 };
-                aws::secret::put_json(
+                let kept = aws::secret::put_json(
                     c,
                     parameter,
                     "provision: the add-ons' generated passwords",
@@ -1108,13 +1073,16 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     &ctx.tags(id, false),
                 )
                 .await?;
-                "created"
+                (Some(kept), "created")
+            } else if writer_missing {
+                let all = aws::secret::get_json::<aws::secret::AddonSecrets>(c, parameter).await?;
+                (all, "existing")
+            } else {
+                (None, "existing")
             };
             // The log writer's password alone, for the nodes: they never see the others.
-            if ctx.obs.log_writer_secret.as_ref().is_none_or(|s| !s.owned) {
-                let all = aws::secret::get_json::<aws::secret::AddonSecrets>(c, parameter)
-                    .await?
-                    .ok_or_else(|| internal("the add-ons' secret was just stored"))?;
+            if writer_missing {
+                let all = all.ok_or_else(|| internal("the add-ons' secret is stored"))?;
                 let writer = tags::log_writer_parameter_name(&ctx.spec.name);
                 aws::secret::put_json(
                     c,
@@ -1190,8 +1158,8 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                 .clone();
             let image = ctx
                 .out()
-                .addon_images
-                .get(&spec.arch)
+                .images
+                .get(&graph::addon_ami_id(spec.arch))
                 .cloned()
                 .ok_or_else(|| internal("the add-on AMI node ran first"))?;
             let parameter = tags::addons_parameter_name(&ctx.spec.name);
@@ -2017,10 +1985,9 @@ fn internal(what: &str) -> AwsError {
 
 /// Whether the master and every worker group already have their instances.
 fn nothing_to_launch(ctx: &Ctx) -> bool {
-    ctx.graph.nodes.iter().all(|n| match &n.desired {
-        Desired::Master { .. } => ctx.obs.live_instances(&n.id).next().is_some(),
-        Desired::Workers { count, .. } => ctx.obs.live_instances(&n.id).count() as u32 >= *count,
-        _ => true,
+    !ctx.graph.nodes.iter().any(|n| {
+        matches!(n.desired, Desired::Master { .. } | Desired::Workers { .. })
+            && plan::needs_launch(n, &ctx.obs)
     })
 }
 
@@ -2039,8 +2006,9 @@ async fn launch(
         .ok_or_else(|| internal("launching instances outside kubeadm"))?;
     let image = ctx
         .out()
-        .image
-        .clone()
+        .images
+        .get(graph::AMI)
+        .cloned()
         .ok_or_else(|| internal("ami node ran first"))?;
     let subnet = ctx.id(subnet_logical)?;
     let profile = ctx.id(graph::NODE_PROFILE)?;
