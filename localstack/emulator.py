@@ -73,9 +73,11 @@ ParameterDict._check_loading_status = _check_loading_status
 
 # EKS add-ons and access entries: moto routes neither (HTTP 404), and provision's EKS path creates
 # both. A small in-memory model, enough for create / describe / list / delete and the access
-# policy associations: every add-on is ACTIVE at once, like moto's clusters.
+# policy associations: every add-on is ACTIVE at once, like moto's clusters (unless the latency
+# profile below is on).
 from moto.eks import urls as eks_urls  # noqa: E402
-from moto.eks.exceptions import ResourceInUseException, ResourceNotFoundException  # noqa: E402
+from moto.eks.exceptions import InvalidRequestException, ResourceInUseException, ResourceNotFoundException  # noqa: E402
+from moto.eks.models import CLUSTER_NOT_READY_MSG, validate_safe_to_delete  # noqa: E402
 from moto.eks.responses import EKSResponse  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
 
@@ -105,16 +107,25 @@ def _not_found(what: str) -> ResourceNotFoundException:
     return ResourceNotFoundException(clusterName=None, nodegroupName=None, fargateProfileName=None, addonName=None, message=f"{what} not found")
 
 
+def _require_active(cluster) -> None:  # type: ignore[no-untyped-def]
+    # As moto's CreateNodegroup does (and AWS: InvalidRequestException, "the request is invalid
+    # given the state of the cluster"). Clusters are only ever not ACTIVE under the latency profile.
+    if not cluster.is_active:
+        raise InvalidRequestException(message=CLUSTER_NOT_READY_MSG.format(clusterName=cluster.name))
+
+
 def create_addon(self: EKSResponse) -> ActionResult:
     key, cluster = _cluster(self)
     name = self._get_param("addonName")
     addons = _ADDONS.setdefault(key, {})
     if name in addons:
         raise ResourceInUseException(clusterName=key[2], nodegroupName=None, fargateProfileName=None, addonName=name, message=f"Addon already exists: {name}")
+    _require_active(cluster)
+    seconds = LATENCY["EKS_ADDON"]
     addons[name] = {
         "addonName": name,
         "clusterName": key[2],
-        "status": "ACTIVE",
+        "status": "CREATING" if seconds > 0 else "ACTIVE",
         "addonVersion": self._get_param("addonVersion") or "v1.0.0-eksbuild.1",
         "addonArn": f"{cluster.arn.replace(':cluster/', ':addon/')}/{name}",
         "configurationValues": self._get_param("configurationValues") or "",
@@ -123,6 +134,8 @@ def create_addon(self: EKSResponse) -> ActionResult:
         ],
         "tags": self._get_param("tags") or {},
     }
+    if seconds > 0:
+        _later(seconds, _promote(addons[name], "status", "CREATING", "ACTIVE"))
     return ActionResult({"addon": addons[name]})
 
 
@@ -143,6 +156,17 @@ def list_addons(self: EKSResponse) -> ActionResult:
 def delete_addon(self: EKSResponse) -> ActionResult:
     key, _ = _cluster(self)
     name = self._get_param("addonName")
+    seconds = LATENCY["EKS_DELETE"]
+    if seconds > 0:
+        # Latency profile: DELETING for a while, then gone (a second delete changes nothing).
+        addons = _ADDONS.get(key, {})
+        addon = addons.get(name)
+        if addon is None:
+            raise _not_found(f"addon {name}")
+        if addon["status"] != "DELETING":
+            addon["status"] = "DELETING"
+            _later(seconds, lambda: addons.pop(name) if addons.get(name) is addon else None)
+        return ActionResult({"addon": addon})
     addon = _ADDONS.get(key, {}).pop(name, None)
     if addon is None:
         raise _not_found(f"addon {name}")
@@ -155,6 +179,7 @@ def create_access_entry(self: EKSResponse) -> ActionResult:
     entries = _ACCESS.setdefault(key, {})
     if principal in entries:
         raise ResourceInUseException(clusterName=key[2], nodegroupName=None, fargateProfileName=None, addonName=None, message=f"access entry for {principal} exists")
+    _require_active(cluster)
     entries[principal] = {
         "entry": {
             "clusterName": key[2],
@@ -247,22 +272,43 @@ def create_cluster(self: EKSResponse):  # type: ignore[no-untyped-def]
     return result
 
 
-
-
-def delete_cluster(self: EKSResponse):  # type: ignore[no-untyped-def]
-    # A deleted cluster's add-ons and access entries go with it (a new cluster of the same name
-    # starts empty, as on AWS).
-    key = (self.current_account, self.region, self._get_param("name"))
-    cluster = self.eks_backend.clusters.get(self._get_param("name"))
+def _cluster_gone(ec2, key: tuple, cluster) -> None:  # type: ignore[no-untyped-def]
+    # A deleted cluster's security group, add-ons and access entries go with it (a new cluster of
+    # the same name starts empty, as on AWS).
     sg = (cluster.resources_vpc_config or {}).get("clusterSecurityGroupId") if cluster else None
-    result = _moto_delete_cluster(self)
     if sg:
         try:
-            _ec2(self).delete_security_group(group_id=sg)
+            ec2.delete_security_group(group_id=sg)
         except Exception:  # noqa: BLE001 - already gone
             pass
     _ADDONS.pop(key, None)
     _ACCESS.pop(key, None)
+
+
+def delete_cluster(self: EKSResponse):  # type: ignore[no-untyped-def]
+    name = self._get_param("name")
+    key = (self.current_account, self.region, name)
+    backend = self.eks_backend
+    cluster = backend.clusters.get(name)
+    seconds = LATENCY["EKS_DELETE"]
+    if cluster is not None and seconds > 0:
+        # Latency profile: the cluster stays, DELETING, until the time is up; then moto's own
+        # removal runs (lazily, see _Timeline). Node groups, even DELETING ones, still block the
+        # delete (moto counts them until they are gone), as on AWS.
+        if cluster.status != "DELETING":
+            validate_safe_to_delete(cluster)
+            cluster.status = "DELETING"
+            ec2 = _ec2(self)
+
+            def gone() -> None:
+                if backend.clusters.get(name) is cluster:
+                    backend.delete_cluster(name)
+                    _cluster_gone(ec2, key, cluster)
+
+            _later(seconds, gone)
+        return ActionResult({"cluster": cluster})
+    result = _moto_delete_cluster(self)
+    _cluster_gone(_ec2(self), key, cluster)
     return result
 
 
@@ -385,11 +431,278 @@ def _install_faults() -> None:
     _moto_server.run_simple = with_faults
 
 
+# Latency profile, off unless asked for. Moto answers at once and creates everything in its final
+# state (instances running, clusters and node groups ACTIVE, NAT gateways available); real AWS
+# takes time, so provision's waits and its ordering are only exercised (and benchmarkable) when the
+# emulator takes time too. Seconds as floats, except CALL_MS:
+#   PROVISION_EMULATOR_CALL_MS        every AWS call (not /moto-api) waits this many ms first
+#   PROVISION_EMULATOR_EC2_BOOT       instances are pending this long after RunInstances
+#   PROVISION_EMULATOR_EC2_STATUS     then their instance and system status are initializing
+#   PROVISION_EMULATOR_EC2_TERMINATE  instances are shutting-down this long before terminated
+#   PROVISION_EMULATOR_EKS_CLUSTER    clusters are CREATING this long (no endpoint, no CA data)
+#   PROVISION_EMULATOR_EKS_NODEGROUP  node groups are CREATING this long
+#   PROVISION_EMULATOR_EKS_ADDON      add-ons are CREATING this long
+#   PROVISION_EMULATOR_EKS_DELETE     deleted clusters, node groups, add-ons are DELETING this long
+#   PROVISION_EMULATOR_NAT            NAT gateways are pending this long
+#   PROVISION_EMULATOR_PROFILE=scaled defaults for all of them (each still overridable): a scaled
+#                                     model of real AWS, below.
+import heapq  # noqa: E402
+import itertools  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+
+from moto.ec2.models.instances import Instance, InstanceState  # noqa: E402
+from moto.ec2.models.nat_gateways import NatGatewayBackend  # noqa: E402
+from moto.eks.models import EKSBackend  # noqa: E402
+
+# The `scaled` profile. Typical real durations, scaled to keep a full `up` and `down` in seconds:
+# EKS and NAT gateway minutes become seconds (1/60), EC2 durations (tens of seconds) shrink by
+# 1/100. The per-call latency is not scaled: a real in-region round trip is 30-100 ms.
+LATENCY_SCALED = {
+    "CALL_MS": 50.0,  # ms per call, unscaled
+    "EC2_BOOT": 0.4,  # RunInstances to running: ~40 s, 1/100
+    "EC2_STATUS": 1.2,  # status checks initializing after running: ~2 min, 1/100
+    "EC2_TERMINATE": 0.4,  # shutting-down to terminated: ~40 s, 1/100
+    "EKS_CLUSTER": 9.0,  # CreateCluster to ACTIVE: ~9-10 min, 1/60
+    "EKS_NODEGROUP": 3.5,  # CreateNodegroup to ACTIVE: ~3.5 min, 1/60
+    "EKS_ADDON": 0.5,  # CreateAddon to ACTIVE: ~30 s (vpc-cni, kube-proxy), 1/60
+    "EKS_DELETE": 4.0,  # DeleteNodegroup / DeleteCluster until gone: ~4 min, 1/60
+    "NAT": 1.5,  # CreateNatGateway to available: ~1.5 min, 1/60
+}
+# The values in force; all zero (moto's own behaviour) unless _install_latency() sets them.
+LATENCY = dict.fromkeys(LATENCY_SCALED, 0.0)
+
+
+def _latency_config(env) -> dict:  # type: ignore[no-untyped-def]
+    profile = env.get("PROVISION_EMULATOR_PROFILE", "")
+    if profile not in ("", "scaled"):
+        raise SystemExit(f"emulator.py: PROVISION_EMULATOR_PROFILE={profile!r} is unknown (known: scaled)")
+    config = {k: (v if profile == "scaled" else 0.0) for k, v in LATENCY_SCALED.items()}
+    for k in config:
+        raw = env.get("PROVISION_EMULATOR_" + k, "").strip()
+        if raw:
+            try:
+                config[k] = float(raw)
+            except ValueError:
+                raise SystemExit(f"emulator.py: PROVISION_EMULATOR_{k}={raw!r} is not a number") from None
+            if config[k] < 0:
+                raise SystemExit(f"emulator.py: PROVISION_EMULATOR_{k}={raw!r} is negative")
+    return config
+
+
+class _Timeline:
+    """Pending state changes, applied lazily: due ones run at the start of the next request.
+
+    No background thread: every request (LatencyInjector) first applies what is due, so whatever
+    moto then reads (describe calls, filters such as instance-state-name, DeleteCluster's checks)
+    sees the state as of now. Each change checks that its object is still in the state it left it
+    in, so a delete or terminate that came in between wins.
+    """
+
+    def __init__(self) -> None:
+        self.heap: list = []
+        self.seq = itertools.count()
+        self.lock = threading.RLock()
+
+    def later(self, seconds: float, change) -> None:  # type: ignore[no-untyped-def]
+        with self.lock:
+            heapq.heappush(self.heap, (time.monotonic() + seconds, next(self.seq), change))
+
+    def catch_up(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            while self.heap and self.heap[0][0] <= now:
+                _, _, change = heapq.heappop(self.heap)
+                try:
+                    change()
+                except Exception:  # noqa: BLE001 - one broken change must not stop the server
+                    traceback.print_exc()
+
+
+_TIMELINE = _Timeline()
+_later = _TIMELINE.later
+
+
+def _promote(obj, attr: str, before: str, after: str):  # type: ignore[no-untyped-def]
+    """A change that sets obj.attr (or obj[attr]) from `before` to `after`, if still `before`."""
+
+    def change() -> None:
+        if isinstance(obj, dict):
+            if obj.get(attr) == before:
+                obj[attr] = after
+        elif getattr(obj, attr, None) == before:
+            setattr(obj, attr, after)
+
+    return change
+
+
+class LatencyInjector:
+    """WSGI middleware in front of moto (and of FaultInjector): per-call latency, pending changes.
+
+    moto's werkzeug server is threaded (a thread per request), so concurrent calls sleep in
+    parallel, as they would wait in parallel on AWS.
+    """
+
+    def __init__(self, app, call_ms: float) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.delay = call_ms / 1000.0
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        if self.delay > 0 and not environ.get("PATH_INFO", "").startswith("/moto-api"):
+            time.sleep(self.delay)
+        _TIMELINE.catch_up()
+        return self.app(environ, start_response)
+
+
+# EC2 instances: pending, then running; status checks initializing, then ok; shutting-down, then
+# terminated. moto keeps the state in Instance._state (read by DescribeInstances, its
+# instance-state-name/-code filters, DescribeInstanceStatus and terminate alike), so the changes
+# set that state itself rather than patching each reader.
+_moto_instance_init = Instance.__init__
+_moto_instance_terminate = Instance.terminate
+_moto_instance_status = Instance.instance_status
+_moto_system_status = Instance.system_status
+
+
+def _set_state(instance: Instance, name: str, code: int) -> None:
+    instance._state.name = name
+    instance._state.code = code
+
+
+def _instance_init(self: Instance, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    _moto_instance_init(self, *args, **kwargs)
+    boot, checks = LATENCY["EC2_BOOT"], LATENCY["EC2_STATUS"]
+    if boot > 0:
+        # A fresh object: moto's own InstanceState is shared by nobody, but start/stop mutate it.
+        self._state = InstanceState("pending", 0)
+
+        def booted() -> None:
+            if self._state.name == "pending":
+                _set_state(self, "running", 16)
+
+        _later(boot, booted)
+    if checks > 0:
+        self.provision_checks = "initializing"
+        _later(boot + checks, _promote(self, "provision_checks", "initializing", "ok"))
+
+
+def _initializing(original: property) -> property:
+    def status(self: Instance) -> dict:
+        # AWS reports both checks initializing for the first minutes after an instance runs;
+        # not-applicable (moto's answer) while it is not running.
+        if self.state_code == 16 and getattr(self, "provision_checks", "ok") == "initializing":
+            return {"Details": [{"Name": "reachability", "Status": "initializing"}], "Status": "initializing"}
+        return original.fget(self)  # type: ignore[misc]
+
+    return property(status)
+
+
+def _instance_terminate(self: Instance) -> InstanceState:
+    # moto's terminate tears down at once (ENIs, volumes, profile association) and sets
+    # terminated; the state then reads shutting-down until the time is up.
+    previous = _moto_instance_terminate(self)
+    if previous.name == "shutting-down":
+        _set_state(self, "shutting-down", 32)  # already on its way: keep its first deadline
+    elif previous.name != "terminated":
+        _set_state(self, "shutting-down", 32)
+        _later(LATENCY["EC2_TERMINATE"], lambda: _set_state(self, "terminated", 48) if self._state.name == "shutting-down" else None)
+    return previous
+
+
+# NAT gateways: pending, then available (moto: available at once; DeleteNatGateway is untouched:
+# deleted at once).
+_moto_create_nat_gateway = NatGatewayBackend.create_nat_gateway
+
+
+def _create_nat_gateway(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    gateway = _moto_create_nat_gateway(self, *args, **kwargs)
+    gateway.state = "pending"
+    _later(LATENCY["NAT"], _promote(gateway, "state", "pending", "available"))
+    return gateway
+
+
+# EKS clusters and node groups: CREATING, then ACTIVE; DeleteNodegroup leaves the node group
+# DELETING, then removes it (DeleteCluster and the add-ons: see delete_cluster, delete_addon above).
+# Patched on the backend, so the CreateX response already shows CREATING.
+_moto_eks_create_cluster = EKSBackend.create_cluster
+_moto_eks_create_nodegroup = EKSBackend.create_nodegroup
+_moto_eks_delete_nodegroup = EKSBackend.delete_nodegroup
+
+
+def _eks_create_cluster(self: EKSBackend, *args, **kwargs):  # type: ignore[no-untyped-def]
+    cluster = _moto_eks_create_cluster(self, *args, **kwargs)
+    # On AWS the endpoint and the CA data appear when the cluster is ACTIVE.
+    endpoint, authority = cluster.endpoint, cluster.certificate_authority
+    cluster.status, cluster.endpoint, cluster.certificate_authority = "CREATING", None, {}
+
+    def active() -> None:
+        if cluster.status == "CREATING":
+            cluster.status, cluster.endpoint, cluster.certificate_authority = "ACTIVE", endpoint, authority
+
+    _later(LATENCY["EKS_CLUSTER"], active)
+    return cluster
+
+
+def _eks_create_nodegroup(self: EKSBackend, *args, **kwargs):  # type: ignore[no-untyped-def]
+    nodegroup = _moto_eks_create_nodegroup(self, *args, **kwargs)
+    nodegroup.status = "CREATING"
+    _later(LATENCY["EKS_NODEGROUP"], _promote(nodegroup, "status", "CREATING", "ACTIVE"))
+    return nodegroup
+
+
+def _eks_delete_nodegroup(self: EKSBackend, cluster_name: str, nodegroup_name: str):  # type: ignore[no-untyped-def]
+    nodegroup = self.describe_nodegroup(cluster_name, nodegroup_name)  # moto's not-found errors
+    if nodegroup.status != "DELETING":
+        nodegroup.status = "DELETING"
+        cluster = self.clusters[cluster_name]
+
+        def gone() -> None:
+            # Until now it was still counted, so DeleteCluster was refused (as on AWS).
+            if self.clusters.get(cluster_name) is cluster and cluster.nodegroups.get(nodegroup_name) is nodegroup:
+                _moto_eks_delete_nodegroup(self, cluster_name, nodegroup_name)
+
+        _later(LATENCY["EKS_DELETE"], gone)
+    return nodegroup
+
+
+def _install_latency() -> None:
+    LATENCY.update(_latency_config(os.environ))
+    if not any(v > 0 for v in LATENCY.values()):
+        return
+    # Each patch only when its duration is set: with none, moto runs as before.
+    if LATENCY["EC2_BOOT"] > 0 or LATENCY["EC2_STATUS"] > 0:
+        Instance.__init__ = _instance_init
+    if LATENCY["EC2_STATUS"] > 0:
+        Instance.instance_status = _initializing(_moto_instance_status)
+        Instance.system_status = _initializing(_moto_system_status)
+    if LATENCY["EC2_TERMINATE"] > 0:
+        Instance.terminate = _instance_terminate
+    if LATENCY["NAT"] > 0:
+        NatGatewayBackend.create_nat_gateway = _create_nat_gateway
+    if LATENCY["EKS_CLUSTER"] > 0:
+        EKSBackend.create_cluster = _eks_create_cluster
+    if LATENCY["EKS_NODEGROUP"] > 0:
+        EKSBackend.create_nodegroup = _eks_create_nodegroup
+    if LATENCY["EKS_DELETE"] > 0:
+        EKSBackend.delete_nodegroup = _eks_delete_nodegroup
+    run_simple = _moto_server.run_simple
+
+    def with_latency(host, port, app, **kwargs):  # type: ignore[no-untyped-def]
+        return run_simple(host, port, LatencyInjector(app, LATENCY["CALL_MS"]), **kwargs)
+
+    _moto_server.run_simple = with_latency
+    active = ", ".join(f"{k}={v:g}" for k, v in LATENCY.items() if v > 0)
+    print(f"emulator.py: latency profile: {active}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args()
+    # Latency first, so that its middleware ends up outermost: faulted calls take time too.
+    _install_latency()
     _install_faults()
     # moto's own entry point: werkzeug server, exits cleanly on SIGTERM/SIGINT.
     moto_main(["--host", args.host, "--port", str(args.port)])

@@ -5,73 +5,11 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::{Cluster, Run};
-
-/// An emulator of our own, with faults on; stopped when dropped.
-struct FaultyEmulator {
-    child: Child,
-    url: String,
-}
-
-impl FaultyEmulator {
-    fn start(seed: u64) -> FaultyEmulator {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("localstack/.venv/bin/python");
-        assert!(
-            python.exists(),
-            "needs the emulator's venv: run `make deps` (localstack/install.sh)"
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(python)
-            .arg(root.join("localstack/emulator.py"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .env("PROVISION_EMULATOR_FAULTS", "0.1")
-            .env("PROVISION_EMULATOR_IAM_DELAY", "2")
-            .env("PROVISION_EMULATOR_SEED", seed.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the faulty emulator did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        FaultyEmulator {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn run(&self, cl: &Cluster, args: &[&str]) -> Run {
-        let mut cmd = cl.command(args);
-        cmd.env("AWS_ENDPOINT_URL", &self.url);
-        Run::from_output(cmd.output().unwrap())
-    }
-}
-
-impl Drop for FaultyEmulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Cluster, OwnEmulator};
 
 /// up, then down, of one cluster on a faulty emulator: both succeed, the faults really hit
 /// (more HTTP attempts than operations), and nothing tagged is left.
-async fn survives(emu: &FaultyEmulator, cl: &Cluster) -> (u64, u64) {
+async fn survives(emu: &OwnEmulator, cl: &Cluster) -> (u64, u64) {
     let up = emu.run(cl, &["up", "-f", cl.spec_arg()]);
     assert!(up.ok(), "up under faults:\n{}", up.stderr);
     let calls = up.total_calls();
@@ -92,11 +30,22 @@ async fn survives(emu: &FaultyEmulator, cl: &Cluster) -> (u64, u64) {
     .await
     .unwrap();
     assert!(obs.is_empty(), "left behind under faults: {obs:?}");
+    let lock = provision::aws::lock::parameter_name(&cl.name);
+    assert_eq!(
+        provision::aws::lock::read(&c, &lock).await.unwrap(),
+        None,
+        "the cluster lock is released"
+    );
     (calls, attempts)
 }
 
 async fn both_kinds(seed: u64) {
-    let emu = FaultyEmulator::start(seed);
+    let seed_s = seed.to_string();
+    let emu = OwnEmulator::start(&[
+        ("PROVISION_EMULATOR_FAULTS", "0.1"),
+        ("PROVISION_EMULATOR_IAM_DELAY", "2"),
+        ("PROVISION_EMULATOR_SEED", &seed_s),
+    ]);
     let kubeadm = Cluster::new("fault-k", 2, "[addons]\ntracing = true\n");
     let (calls, attempts) = survives(&emu, &kubeadm).await;
     let eks = Cluster::eks(
@@ -111,17 +60,25 @@ async fn both_kinds(seed: u64) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn up_and_down_survive_faults_seed_1() {
-    both_kinds(1).await;
+/// One test per seed, so that the harness runs them side by side.
+macro_rules! seeds {
+    ($($name:ident = $seed:expr),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $name() {
+            both_kinds($seed).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn up_and_down_survive_faults_seed_2() {
-    both_kinds(2).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn up_and_down_survive_faults_seed_3() {
-    both_kinds(3).await;
-}
+seeds!(
+    up_and_down_survive_faults_seed_1 = 1,
+    up_and_down_survive_faults_seed_2 = 2,
+    up_and_down_survive_faults_seed_3 = 3,
+    up_and_down_survive_faults_seed_4 = 4,
+    up_and_down_survive_faults_seed_5 = 5,
+    up_and_down_survive_faults_seed_6 = 6,
+    up_and_down_survive_faults_seed_7 = 7,
+    up_and_down_survive_faults_seed_8 = 8,
+    up_and_down_survive_faults_seed_9 = 9,
+    up_and_down_survive_faults_seed_10 = 10,
+);

@@ -53,6 +53,19 @@ enum Command {
     Token(TokenArgs),
     /// Print the add-ons' generated passwords (Grafana, Elasticsearch, Kibana, Fluent Bit).
     Passwords(SpecArg),
+    /// Remove the cluster lock whoever holds it (after a run was killed on another machine).
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+struct UnlockArgs {
+    /// The cluster spec; or give --name and --region.
+    #[arg(short = 'f', long = "file", conflicts_with_all = ["name", "region"], required_unless_present_all = ["name", "region"])]
+    file: Option<PathBuf>,
+    #[arg(long, requires = "region")]
+    name: Option<String>,
+    #[arg(long, requires = "name")]
+    region: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +114,9 @@ struct UpArgs {
     /// Seconds to wait for an EKS cluster, and then its node group, to become ACTIVE.
     #[arg(long, default_value_t = 1800)]
     eks_timeout: u64,
+    /// Seconds to wait while another `up` or `down` of the cluster holds its lock (0: fail at once).
+    #[arg(long, default_value_t = 1800)]
+    lock_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +146,36 @@ struct DownArgs {
     /// Seconds to wait for an EKS node group, and then the cluster, to be deleted.
     #[arg(long, default_value_t = 1800)]
     eks_timeout: u64,
+    /// Seconds to wait while another `up` or `down` of the cluster holds its lock (0: fail at once).
+    #[arg(long, default_value_t = 1800)]
+    lock_timeout: u64,
+}
+
+/// The cluster a spec-less command works on: from `-f SPEC`, or `--name` and `--region`.
+fn target(
+    file: Option<&std::path::Path>,
+    name: Option<String>,
+    region: Option<String>,
+    out: &Printer,
+) -> Result<(String, String), Failure> {
+    match (file, name, region) {
+        (Some(f), _, _) => {
+            let spec = load_spec(f, out)?;
+            Ok((spec.name, spec.region))
+        }
+        (None, Some(n), Some(r)) => {
+            spec::check_cluster_name(&n).map_err(|m| Failure::Usage(format!("--name: {m}")))?;
+            if !spec::is_region(&r) {
+                return Err(Failure::Usage(format!(
+                    "--region: `{r}` is not an AWS region name"
+                )));
+            }
+            Ok((n, r))
+        }
+        _ => Err(Failure::Usage(
+            "give -f SPEC, or --name and --region".into(),
+        )),
+    }
 }
 
 /// Errors at the edge, sorted by exit code.
@@ -402,6 +448,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 instance_timeout: Duration::from_secs(a.instance_timeout),
                 cluster_timeout: Duration::from_secs(a.cluster_timeout),
                 eks_timeout: Duration::from_secs(a.eks_timeout),
+                lock_timeout: Duration::from_secs(a.lock_timeout),
                 api_server: a.api_server.clone(),
             };
             let name = spec.name.clone();
@@ -472,34 +519,29 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             v["api_calls"] = api_calls(&calls);
             out.summary(v);
         }
+        Command::Unlock(a) => {
+            let (name, region) = target(a.file.as_deref(), a.name, a.region, &out)?;
+            let c = aws::clients(&region, calls.clone()).await;
+            let removed = crate::engine::lock::force_unlock(&c, &name).await?;
+            match &removed {
+                Some(h) => eprintln!("removed the lock of {name}, held by {}", h.describe()),
+                None => eprintln!("{name} is not locked"),
+            }
+            out.summary(serde_json::json!({
+                "event": "summary", "command": "unlock", "cluster": name, "ok": true,
+                "removed": removed.as_ref().map(crate::core::lock::Holder::describe),
+                "api_calls": api_calls(&calls),
+            }));
+        }
         Command::Down(a) => {
-            let (name, region) = match (&a.file, a.name, a.region) {
-                (Some(f), _, _) => {
-                    let spec = load_spec(f, &out)?;
-                    (spec.name, spec.region)
-                }
-                (None, Some(n), Some(r)) => {
-                    spec::check_cluster_name(&n)
-                        .map_err(|m| Failure::Usage(format!("--name: {m}")))?;
-                    if !spec::is_region(&r) {
-                        return Err(Failure::Usage(format!(
-                            "--region: `{r}` is not an AWS region name"
-                        )));
-                    }
-                    (n, r)
-                }
-                _ => {
-                    return Err(Failure::Usage(
-                        "give -f SPEC, or --name and --region".into(),
-                    ));
-                }
-            };
+            let (name, region) = target(a.file.as_deref(), a.name, a.region, &out)?;
             let c = aws::clients(&region, calls.clone()).await;
             let opts = DownOptions {
                 cluster: name.clone(),
                 concurrency: usize::from(a.concurrency),
                 instance_timeout: Duration::from_secs(a.instance_timeout),
                 eks_timeout: Duration::from_secs(a.eks_timeout),
+                lock_timeout: Duration::from_secs(a.lock_timeout),
             };
             let result = crate::engine::down::down(c, &opts, sink).await;
             let report = match result {

@@ -23,6 +23,8 @@ pub struct DownOptions {
     pub instance_timeout: Duration,
     /// How long the node group, and then the cluster, may take to be deleted.
     pub eks_timeout: Duration,
+    /// How long to wait for another `up` or `down` of the cluster to finish.
+    pub lock_timeout: Duration,
 }
 
 /// What `down` reports.
@@ -31,6 +33,8 @@ pub struct DownReport {
     pub cluster: String,
     pub region: String,
     pub resources: Vec<ResourceRecord>,
+    /// The cluster lock this run held.
+    pub lock: Option<super::lock::LockReport>,
 }
 
 struct Ctx {
@@ -71,6 +75,23 @@ impl Ctx {
 /// Discovery failures at once; failed steps after every independent step has run, with the
 /// resources that remain.
 pub async fn down(
+    c: Clients,
+    opts: &DownOptions,
+    events: EventSink,
+) -> Result<DownReport, EngineError> {
+    // Held from before discovery to after the last deletion: see `engine::lock`. The lock's
+    // parameter is the last thing `down` removes.
+    let lock = super::lock::acquire(&c, &opts.cluster, "down", opts.lock_timeout, &events).await?;
+    let result = down_locked(c, opts, events.clone()).await;
+    let report = lock.report();
+    lock.release(&events).await;
+    result.map(|r| DownReport {
+        lock: Some(report),
+        ..r
+    })
+}
+
+async fn down_locked(
     c: Clients,
     opts: &DownOptions,
     events: EventSink,
@@ -193,6 +214,7 @@ pub async fn down(
         cluster: opts.cluster.clone(),
         region,
         resources: records,
+        lock: None,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod dag;
 pub mod down;
 pub mod events;
 pub mod kubeconfig;
+pub mod lock;
 pub mod plan;
 pub mod probe;
 pub mod up;

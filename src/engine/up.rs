@@ -46,6 +46,8 @@ pub struct UpOptions {
     /// Reach the API server through this URL (a tunnel or VPN) instead of the master's public
     /// address, for `--wait cluster` and for minting join tokens.
     pub api_server: Option<String>,
+    /// How long to wait for another `up` or `down` of the cluster to finish.
+    pub lock_timeout: Duration,
 }
 
 /// What `up` reports at the end.
@@ -64,6 +66,8 @@ pub struct UpReport {
     /// Where the add-ons' passwords are (never printed).
     pub addon_secret: Option<String>,
     pub resources: Vec<ResourceRecord>,
+    /// The cluster lock this run held.
+    pub lock: Option<super::lock::LockReport>,
 }
 
 /// One add-on instance in the summary.
@@ -226,6 +230,23 @@ impl Ctx {
 /// # Errors
 /// Discovery failures at once; node failures after every independent node has run.
 pub async fn up(
+    c: Clients,
+    spec: ClusterSpec,
+    opts: &UpOptions,
+    events: EventSink,
+) -> Result<UpReport, EngineError> {
+    // Held from before discovery to after the last change: see `engine::lock`.
+    let lock = super::lock::acquire(&c, &spec.name, "up", opts.lock_timeout, &events).await?;
+    let result = up_locked(c, spec, opts, events.clone()).await;
+    let report = lock.report();
+    lock.release(&events).await;
+    result.map(|r| UpReport {
+        lock: Some(report),
+        ..r
+    })
+}
+
+async fn up_locked(
     c: Clients,
     spec: ClusterSpec,
     opts: &UpOptions,
@@ -459,6 +480,7 @@ pub async fn up(
             .any()
             .then(|| tags::addons_parameter_name(&ctx.spec.name)),
         resources: records,
+        lock: None,
     })
 }
 
@@ -544,6 +566,7 @@ async fn finish_eks(
         kubeconfig,
         kubeconfig_context: opts.kubeconfig.as_ref().map(|_| ctx.spec.name.clone()),
         resources: records,
+        lock: None,
     })
 }
 

@@ -193,15 +193,25 @@ impl Run {
         self.summary()["api_calls"]["total"].as_u64().unwrap()
     }
 
-    /// Operations whose name says they change something.
+    /// Operations whose name says they change something, leaving out the cluster lock's
+    /// PutParameter and DeleteParameter: every `up` and `down` takes the lock (a run that
+    /// waited for it reports how many creates it tried).
     pub fn mutating_calls(&self) -> Vec<String> {
+        let locked = ["up", "down"].contains(&self.summary()["command"].as_str().unwrap_or(""));
+        let creates = self.summary()["lock"]["creates"].as_u64().unwrap_or(1);
         let mut out = Vec::new();
         if let Some(services) = self.summary()["api_calls"]["by_operation"].as_object() {
             for (svc, ops) in services {
-                for op in ops.as_object().unwrap().keys() {
+                for (op, n) in ops.as_object().unwrap() {
+                    let lock_ops = match (locked && svc == "SSM", op.as_str()) {
+                        (true, "PutParameter") => creates,
+                        (true, "DeleteParameter") => 1,
+                        _ => 0,
+                    };
                     if !["Describe", "Get", "List"]
                         .iter()
                         .any(|p| op.starts_with(p))
+                        && n.as_u64().unwrap() > lock_ops
                     {
                         out.push(format!("{svc}:{op}"));
                     }
@@ -387,4 +397,70 @@ async fn serve(
         }
     });
     (format!("https://{addr}"), recorded)
+}
+
+/// An emulator of a test's own (`localstack/emulator.py` on a free port) with a profile set by
+/// environment variables (faults, latency); stopped when dropped.
+pub struct OwnEmulator {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl OwnEmulator {
+    pub fn start(env: &[(&str, &str)]) -> OwnEmulator {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let python = root.join("localstack/.venv/bin/python");
+        assert!(
+            python.exists(),
+            "needs the emulator's venv: run `make deps` (localstack/install.sh)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new(python);
+        cmd.arg(root.join("localstack/emulator.py"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the emulator did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        OwnEmulator {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// `provision --output json ARGS` for `cl`, against this emulator.
+    pub fn command(&self, cl: &Cluster, args: &[&str]) -> Command {
+        let mut cmd = cl.command(args);
+        cmd.env("AWS_ENDPOINT_URL", &self.url);
+        cmd
+    }
+
+    pub fn run(&self, cl: &Cluster, args: &[&str]) -> Run {
+        Run::from_output(self.command(cl, args).output().unwrap())
+    }
+
+    pub async fn sdk(&self) -> provision::aws::Clients {
+        provision::aws::clients_for_endpoint(REGION, &self.url).await
+    }
+}
+
+impl Drop for OwnEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,391 @@
+#!/usr/bin/env python3
+"""Checks the emulator's latency profile (and that it is off by default).
+
+Run with the emulator's venv: localstack/.venv/bin/python localstack/test_profiles.py
+Starts emulator.py itself (several copies, each on a free port, with its own environment), talks
+to them with boto3 and exits 1 if a check fails. Takes about 30 s.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EMULATOR = os.path.join(HERE, "emulator.py")
+AMI = "ami-785db401"
+FAILURES: list = []
+
+
+def check(ok: bool, what: str, detail: object = "") -> None:
+    print(f"{'ok  ' if ok else 'FAIL'} {what}" + (f"  [{detail}]" if detail != "" else ""), flush=True)
+    if not ok:
+        FAILURES.append(what)
+
+
+class Emulator:
+    def __init__(self, name: str, env: dict) -> None:
+        self.name = name
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        full = {k: v for k, v in os.environ.items() if not k.startswith("PROVISION_EMULATOR_")}
+        full.update(env)
+        self.log = tempfile.NamedTemporaryFile(prefix=f"emulator-{name}-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([sys.executable, EMULATOR, "--host", "127.0.0.1", "--port", str(self.port)],
+                                     env=full, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def client(self, service: str, **config):  # type: ignore[no-untyped-def]
+        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="test",
+                            aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}, **config))
+
+    def wait_ready(self, timeout: float = 40) -> None:
+        sts = self.client("sts")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                sts.get_caller_identity()
+                return
+            except (EndpointConnectionError, ClientError):
+                time.sleep(0.2)
+        raise SystemExit(f"emulator {self.name} did not start:\n{self.logtext()}")
+
+    def logtext(self) -> str:
+        with open(self.log.name, errors="replace") as f:
+            return f.read()[-3000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        os.unlink(self.log.name)
+
+
+def watch(read, final, start: float, timeout: float = 15) -> list:  # type: ignore[no-untyped-def]
+    """Polls read() every 0.1 s until it returns `final`: [(seconds since start, value)] per change."""
+    seen: list = []
+    while True:
+        value = read()
+        if not seen or seen[-1][1] != value:
+            seen.append((round(time.monotonic() - start, 2), value))
+        if value == final or time.monotonic() - start > timeout:
+            return seen
+        time.sleep(0.1)
+
+
+def check_transition(what: str, seen: list, states: list, seconds: float) -> None:
+    """`states` seen in this order, the last one reached after about `seconds`."""
+    values = [v for _, v in seen]
+    reached = seen[-1][0]
+    # Lower bound: not before its time. Upper bound generous: 2 CPUs, shared with a build.
+    check(values == states and seconds - 0.05 <= reached <= seconds + 1.5, what, " -> ".join(f"{v}@{t}s" for t, v in seen))
+
+
+def error_code(call) -> str:  # type: ignore[no-untyped-def]
+    try:
+        call()
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+    return "no error"
+
+
+def network(emu: Emulator) -> tuple:
+    ec2 = emu.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"]["SubnetId"]
+               for i, az in ((1, "a"), (2, "b"))]
+    return vpc, subnets
+
+
+def role(emu: Emulator, name: str) -> str:
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    return emu.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+
+
+def instance_state(ec2, iid: str) -> str:  # type: ignore[no-untyped-def]
+    return ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+
+def ids_with_state(ec2, state: str) -> list:  # type: ignore[no-untyped-def]
+    res = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": [state]}])["Reservations"]
+    return [i["InstanceId"] for r in res for i in r["Instances"]]
+
+
+def status_checks(ec2, iid: str) -> str:  # type: ignore[no-untyped-def]
+    statuses = ec2.describe_instance_status(InstanceIds=[iid])["InstanceStatuses"]
+    if not statuses:
+        return "unlisted"
+    s = statuses[0]
+    return f"{s['InstanceState']['Name']}/{s['InstanceStatus']['Status']}/{s['SystemStatus']['Status']}"
+
+
+def test_timed(emu: Emulator) -> None:
+    """Short durations: every pending state seen, then the final one at about the right time."""
+    print(f"-- latency profile, short durations ({emu.name})", flush=True)
+    ec2, eks = emu.client("ec2"), emu.client("eks")
+    vpc, subnets = network(emu)
+    arn = role(emu, "cluster-role")
+
+    # NAT gateway and EKS cluster first: they run while the EC2 checks go on.
+    t_nat = time.monotonic()
+    eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=subnets[0], AllocationId=eip)["NatGateway"]
+    check(nat["State"] == "pending", "CreateNatGateway answers pending", nat["State"])
+    pending = ec2.describe_nat_gateways(Filters=[{"Name": "state", "Values": ["pending"]}])["NatGateways"]
+    check([g["NatGatewayId"] for g in pending] == [nat["NatGatewayId"]], "DescribeNatGateways state=pending filter finds it")
+
+    t_cluster = time.monotonic()
+    cluster = eks.create_cluster(name="lat", roleArn=arn, resourcesVpcConfig={"subnetIds": subnets})["cluster"]
+    check(cluster["status"] == "CREATING" and "endpoint" not in cluster and not cluster.get("certificateAuthority", {}).get("data"),
+          "CreateCluster answers CREATING, without endpoint and CA data", cluster["status"])
+    check(error_code(lambda: eks.create_nodegroup(clusterName="lat", nodegroupName="ng", subnets=subnets, nodeRole=arn)) == "InvalidRequestException",
+          "CreateNodegroup refused while the cluster is CREATING (InvalidRequestException)")
+    check(error_code(lambda: eks.create_addon(clusterName="lat", addonName="vpc-cni")) == "InvalidRequestException",
+          "CreateAddon refused while the cluster is CREATING")
+    check(error_code(lambda: eks.create_access_entry(clusterName="lat", principalArn=arn)) == "InvalidRequestException",
+          "CreateAccessEntry refused while the cluster is CREATING")
+
+    # EC2: pending -> running, status initializing -> ok, through DescribeInstances (ids and the
+    # instance-state-name filter) and DescribeInstanceStatus.
+    t_run = time.monotonic()
+    inst = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnets[0])["Instances"][0]
+    iid = inst["InstanceId"]
+    check(inst["State"] == {"Code": 0, "Name": "pending"}, "RunInstances answers pending (code 0)", inst["State"])
+    check(ids_with_state(ec2, "pending") == [iid] and ids_with_state(ec2, "running") == [], "instance-state-name filter sees pending, not running")
+    check(ec2.describe_instance_status(InstanceIds=[iid])["InstanceStatuses"] == [], "DescribeInstanceStatus omits a pending instance")
+    every = ec2.describe_instance_status(InstanceIds=[iid], IncludeAllInstances=True)["InstanceStatuses"]
+    check(every and every[0]["InstanceState"] == {"Code": 0, "Name": "pending"}, "... and shows it pending with IncludeAllInstances",
+          every and every[0]["InstanceState"])
+    check_transition("instance pending -> running after EC2_BOOT (1 s)", watch(lambda: instance_state(ec2, iid), "running", t_run), ["pending", "running"], 1.0)
+    check(ids_with_state(ec2, "running") == [iid] and ids_with_state(ec2, "pending") == [], "instance-state-name filter then sees running")
+    check_transition("status checks initializing -> ok after EC2_BOOT + EC2_STATUS (2 s)",
+                     watch(lambda: status_checks(ec2, iid), "running/ok/ok", t_run),
+                     ["running/initializing/initializing", "running/ok/ok"], 2.0)
+    t_wait = time.monotonic()
+    i2 = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnets[0])["Instances"][0]["InstanceId"]
+    ec2.get_waiter("instance_status_ok").wait(InstanceIds=[i2], WaiterConfig={"Delay": 0.25, "MaxAttempts": 40})
+    waited = time.monotonic() - t_wait
+    check(1.9 <= waited <= 4.0, "boto3 instance_status_ok waiter returns after about 2 s", f"{waited:.2f}s")
+
+    t_term = time.monotonic()
+    term = ec2.terminate_instances(InstanceIds=[iid])["TerminatingInstances"][0]
+    check(term["CurrentState"]["Name"] == "shutting-down" and term["PreviousState"]["Name"] == "running",
+          "TerminateInstances: running -> shutting-down", f"{term['PreviousState']['Name']} -> {term['CurrentState']['Name']}")
+    check(ids_with_state(ec2, "shutting-down") == [iid], "instance-state-name filter sees shutting-down")
+    check_transition("instance shutting-down -> terminated after EC2_TERMINATE (1 s)",
+                     watch(lambda: instance_state(ec2, iid), "terminated", t_term), ["shutting-down", "terminated"], 1.0)
+    again = ec2.terminate_instances(InstanceIds=[iid])["TerminatingInstances"][0]
+    check(instance_state(ec2, iid) == "terminated" and again["PreviousState"]["Name"] == "terminated",
+          "terminating a terminated instance leaves it terminated")
+    t_pend = time.monotonic()
+    i3 = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnets[0])["Instances"][0]["InstanceId"]
+    prev = ec2.terminate_instances(InstanceIds=[i3])["TerminatingInstances"][0]["PreviousState"]["Name"]
+    seen = watch(lambda: instance_state(ec2, i3), "terminated", t_pend)
+    check(prev == "pending" and [v for _, v in seen] == ["shutting-down", "terminated"],
+          "a pending instance terminated: pending -> shutting-down -> terminated, never running", seen)
+
+    check_transition("NAT gateway pending -> available after NAT (1 s)",
+                     watch(lambda: ec2.describe_nat_gateways(NatGatewayIds=[nat["NatGatewayId"]])["NatGateways"][0]["State"], "available", t_nat),
+                     ["pending", "available"], 1.0)
+
+    seen = watch(lambda: eks.describe_cluster(name="lat")["cluster"]["status"], "ACTIVE", t_cluster)
+    check(seen[-1][1] == "ACTIVE" and seen[-1][0] >= 2.9, "cluster CREATING -> ACTIVE after EKS_CLUSTER (3 s)", seen)
+    cluster = eks.describe_cluster(name="lat")["cluster"]
+    check(cluster["endpoint"].startswith("https://") and len(cluster["certificateAuthority"]["data"]) > 100
+          and cluster["resourcesVpcConfig"].get("clusterSecurityGroupId", "").startswith("sg-"),
+          "ACTIVE cluster has endpoint, CA data and its security group")
+
+    t_ng = time.monotonic()
+    ng = eks.create_nodegroup(clusterName="lat", nodegroupName="ng", subnets=subnets, nodeRole=arn)["nodegroup"]
+    check(ng["status"] == "CREATING", "CreateNodegroup answers CREATING")
+    check_transition("node group CREATING -> ACTIVE after EKS_NODEGROUP (1 s)",
+                     watch(lambda: eks.describe_nodegroup(clusterName="lat", nodegroupName="ng")["nodegroup"]["status"], "ACTIVE", t_ng),
+                     ["CREATING", "ACTIVE"], 1.0)
+    t_addon = time.monotonic()
+    addon = eks.create_addon(clusterName="lat", addonName="vpc-cni")["addon"]
+    check(addon["status"] == "CREATING", "CreateAddon answers CREATING")
+    check_transition("add-on CREATING -> ACTIVE after EKS_ADDON (1 s)",
+                     watch(lambda: eks.describe_addon(clusterName="lat", addonName="vpc-cni")["addon"]["status"], "ACTIVE", t_addon),
+                     ["CREATING", "ACTIVE"], 1.0)
+    entry = eks.create_access_entry(clusterName="lat", principalArn=arn)["accessEntry"]
+    check(entry["principalArn"] == arn, "CreateAccessEntry works once ACTIVE")
+
+    # Deletion: DELETING for EKS_DELETE (1.5 s), then not found.
+    def gone_or(read):  # type: ignore[no-untyped-def]
+        def value() -> str:
+            try:
+                return read()
+            except eks.exceptions.ResourceNotFoundException:
+                return "gone"
+        return value
+
+    t_del = time.monotonic()
+    check(eks.delete_addon(clusterName="lat", addonName="vpc-cni")["addon"]["status"] == "DELETING", "DeleteAddon answers DELETING")
+    check(eks.list_addons(clusterName="lat")["addons"] == ["vpc-cni"], "a DELETING add-on is still listed")
+    check_transition("add-on DELETING -> gone after EKS_DELETE",
+                     watch(gone_or(lambda: eks.describe_addon(clusterName="lat", addonName="vpc-cni")["addon"]["status"]), "gone", t_del),
+                     ["DELETING", "gone"], 1.5)
+    t_del = time.monotonic()
+    check(eks.delete_nodegroup(clusterName="lat", nodegroupName="ng")["nodegroup"]["status"] == "DELETING", "DeleteNodegroup answers DELETING")
+    check(eks.delete_nodegroup(clusterName="lat", nodegroupName="ng")["nodegroup"]["status"] == "DELETING", "a second DeleteNodegroup changes nothing")
+    check(error_code(lambda: eks.delete_cluster(name="lat")) == "ResourceInUseException",
+          "DeleteCluster refused while a node group is DELETING (ResourceInUseException)")
+    check_transition("node group DELETING -> gone after EKS_DELETE",
+                     watch(gone_or(lambda: eks.describe_nodegroup(clusterName="lat", nodegroupName="ng")["nodegroup"]["status"]), "gone", t_del),
+                     ["DELETING", "gone"], 1.5)
+    check(eks.list_nodegroups(clusterName="lat")["nodegroups"] == [], "ListNodegroups empty once it is gone")
+
+    sg_name = {"Name": "group-name", "Values": ["eks-cluster-sg-lat"]}
+    t_del = time.monotonic()
+    check(eks.delete_cluster(name="lat")["cluster"]["status"] == "DELETING", "DeleteCluster answers DELETING")
+    check(error_code(lambda: eks.create_cluster(name="lat", roleArn=arn, resourcesVpcConfig={"subnetIds": subnets})) == "ResourceInUseException",
+          "CreateCluster of a DELETING cluster's name refused (ResourceInUseException)")
+    check(len(ec2.describe_security_groups(Filters=[sg_name])["SecurityGroups"]) == 1, "cluster security group kept while DELETING")
+    check_transition("cluster DELETING -> gone after EKS_DELETE",
+                     watch(gone_or(lambda: eks.describe_cluster(name="lat")["cluster"]["status"]), "gone", t_del), ["DELETING", "gone"], 1.5)
+    check(eks.list_clusters()["clusters"] == [] and ec2.describe_security_groups(Filters=[sg_name])["SecurityGroups"] == [],
+          "gone: not listed, its security group deleted")
+    again = eks.create_cluster(name="lat", roleArn=arn, resourcesVpcConfig={"subnetIds": subnets})["cluster"]
+    check(again["status"] == "CREATING" and eks.list_addons(clusterName="lat")["addons"] == [],
+          "a cluster of the same name can be created again, and starts without add-ons")
+    del vpc
+
+
+def test_call_latency(emu: Emulator) -> None:
+    print(f"-- per-call latency, CALL_MS=200 only ({emu.name})", flush=True)
+    ec2 = emu.client("ec2", max_pool_connections=16)
+    ec2.describe_vpcs()  # connection set up
+    t = time.monotonic()
+    ec2.describe_vpcs()
+    one = time.monotonic() - t
+    check(0.2 <= one < 0.45, "one call takes about 200 ms", f"{one:.3f}s")
+    inst = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]
+    check(inst["State"]["Name"] == "running", "only CALL_MS set: instances still running at once")
+    times: list = []
+    barrier = threading.Barrier(8)
+
+    def call() -> None:
+        barrier.wait()
+        s = time.monotonic()
+        ec2.describe_vpcs()
+        times.append(time.monotonic() - s)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for th in threads:
+        th.start()
+    t = time.monotonic()  # about when the last thread reaches the barrier and all 8 calls go out
+    for th in threads:
+        th.join()
+    wall = time.monotonic() - t
+    check(len(times) == 8 and min(times) >= 0.2 and wall < 0.8, "8 concurrent calls overlap (~0.2 s, not 1.6 s)",
+          f"wall {wall:.3f}s, each {min(times):.3f}-{max(times):.3f}s")
+    s = time.monotonic()
+    urllib.request.urlopen(urllib.request.Request(emu.url + "/moto-api/reset", method="POST")).read()
+    check(time.monotonic() - s < 0.15, "/moto-api calls are not delayed", f"{time.monotonic() - s:.3f}s")
+
+
+def test_scaled(emu: Emulator) -> None:
+    print(f"-- PROVISION_EMULATOR_PROFILE=scaled, EKS_CLUSTER=1 override, with IAM_DELAY=1 faults ({emu.name})", flush=True)
+    ec2, eks = emu.client("ec2"), emu.client("eks")
+    vpc, subnets = network(emu)
+    arn = role(emu, "scaled-role")
+    t = time.monotonic()
+    code = error_code(lambda: eks.create_cluster(name="sc", roleArn=arn, resourcesVpcConfig={"subnetIds": subnets}))
+    took = time.monotonic() - t
+    check(code == "InvalidParameterException" and took >= 0.05, "faults compose: IAM-delay fault answered, after the 50 ms call latency",
+          f"{code} in {took:.3f}s")
+    t = time.monotonic()
+    check(eks.create_cluster(name="sc", roleArn=arn, resourcesVpcConfig={"subnetIds": subnets})["cluster"]["status"] == "CREATING",
+          "second CreateCluster: CREATING")
+    check_transition("EKS_CLUSTER=1 overrides the profile's 9 s",
+                     watch(lambda: eks.describe_cluster(name="sc")["cluster"]["status"], "ACTIVE", t), ["CREATING", "ACTIVE"], 1.0)
+    t = time.monotonic()
+    iid = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnets[0])["Instances"][0]["InstanceId"]
+    seen = watch(lambda: instance_state(ec2, iid), "running", t)
+    check([v for _, v in seen] == ["pending", "running"] and 0.4 <= seen[-1][0] <= 1.5, "profile default EC2_BOOT 0.4 s", seen)
+    t = time.monotonic()
+    ec2.describe_vpcs()
+    took = time.monotonic() - t
+    check(0.05 <= took < 0.3, "profile default CALL_MS 50", f"{took:.3f}s")
+    del vpc
+
+
+def test_off(emu: Emulator) -> None:
+    print(f"-- no PROVISION_EMULATOR_* variables: everything immediate ({emu.name})", flush=True)
+    ec2, eks = emu.client("ec2"), emu.client("eks")
+    vpc, subnets = network(emu)
+    arn = role(emu, "off-role")
+    t = time.monotonic()
+    ec2.describe_vpcs()
+    took = time.monotonic() - t
+    check(took < 0.15, "a call is fast", f"{took:.3f}s")
+    iid = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnets[0])["Instances"][0]["InstanceId"]
+    check(instance_state(ec2, iid) == "running" and status_checks(ec2, iid) == "running/ok/ok", "instance running, status ok at once")
+    ec2.terminate_instances(InstanceIds=[iid])
+    check(instance_state(ec2, iid) == "terminated", "terminated at once")
+    eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    check(ec2.create_nat_gateway(SubnetId=subnets[0], AllocationId=eip)["NatGateway"]["State"] == "available", "NAT gateway available at once")
+    cluster = eks.create_cluster(name="off", roleArn=arn, resourcesVpcConfig={"subnetIds": subnets})["cluster"]
+    check(cluster["status"] == "ACTIVE" and cluster["endpoint"].startswith("https://"), "cluster ACTIVE at once, with endpoint")
+    check(eks.create_nodegroup(clusterName="off", nodegroupName="ng", subnets=subnets, nodeRole=arn)["nodegroup"]["status"] == "ACTIVE",
+          "node group ACTIVE at once")
+    check(eks.create_addon(clusterName="off", addonName="vpc-cni")["addon"]["status"] == "ACTIVE", "add-on ACTIVE at once")
+    eks.delete_addon(clusterName="off", addonName="vpc-cni")
+    check(eks.list_addons(clusterName="off")["addons"] == [], "add-on gone at once")
+    eks.delete_nodegroup(clusterName="off", nodegroupName="ng")
+    check(eks.list_nodegroups(clusterName="off")["nodegroups"] == [], "node group gone at once")
+    eks.delete_cluster(name="off")
+    check(eks.list_clusters()["clusters"] == [], "cluster gone at once")
+    check("latency profile" not in emu.logtext(), "no latency profile announced in the log")
+    del vpc
+
+
+def main() -> int:
+    timed = {"PROVISION_EMULATOR_EC2_BOOT": "1", "PROVISION_EMULATOR_EC2_STATUS": "1", "PROVISION_EMULATOR_EC2_TERMINATE": "1",
+             "PROVISION_EMULATOR_EKS_CLUSTER": "3", "PROVISION_EMULATOR_EKS_NODEGROUP": "1", "PROVISION_EMULATOR_EKS_ADDON": "1",
+             "PROVISION_EMULATOR_EKS_DELETE": "1.5", "PROVISION_EMULATOR_NAT": "1"}
+    started = time.monotonic()
+    emulators = [
+        Emulator("timed", timed),
+        Emulator("call-ms", {"PROVISION_EMULATOR_CALL_MS": "200"}),
+        Emulator("scaled", {"PROVISION_EMULATOR_PROFILE": "scaled", "PROVISION_EMULATOR_EKS_CLUSTER": "1", "PROVISION_EMULATOR_IAM_DELAY": "1"}),
+        Emulator("off", {}),
+    ]
+    bogus = subprocess.run([sys.executable, EMULATOR, "--port", "1"], env=dict(os.environ, PROVISION_EMULATOR_PROFILE="bogus"),
+                           capture_output=True, text=True, timeout=60)
+    try:
+        for emu in emulators:
+            emu.wait_ready()
+        check(bogus.returncode != 0 and "unknown" in bogus.stderr, "an unknown PROVISION_EMULATOR_PROFILE stops the emulator", bogus.stderr.strip())
+        for test, emu in zip([test_timed, test_call_latency, test_scaled, test_off], emulators):
+            try:
+                test(emu)
+            except Exception as e:  # noqa: BLE001 - report and go on with the other emulators
+                check(False, f"{test.__name__} raised {type(e).__name__}: {e}")
+                print(emu.logtext())
+            if emu.proc.poll() is not None:
+                check(False, f"emulator {emu.name} died", emu.logtext())
+    finally:
+        for emu in emulators:
+            emu.stop()
+    print(f"{'FAILED: ' + str(len(FAILURES)) if FAILURES else 'all passed'} in {time.monotonic() - started:.1f}s")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

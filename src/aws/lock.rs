@@ -1,0 +1,108 @@
+//! The cluster lock's SSM parameter (see `core::lock`): create-if-absent, read, replace, delete.
+//! A plain String parameter: the record holds no secret.
+
+use super::error::api;
+use super::{AwsError, Clients};
+
+/// The lock's parameter name.
+pub fn parameter_name(cluster: &str) -> String {
+    format!("/provision/{cluster}/lock")
+}
+
+/// Creates the parameter with `value` unless it exists: `true` if this call created it. AWS
+/// creates a parameter for one caller only (`Overwrite=false`), which is what makes it a lock.
+///
+/// # Errors
+/// Any AWS error but ParameterAlreadyExists.
+pub async fn create(
+    c: &Clients,
+    name: &str,
+    value: &str,
+    tags: &[(String, String)],
+) -> Result<bool, AwsError> {
+    let tags: Vec<aws_sdk_ssm::types::Tag> = tags
+        .iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_ssm::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect();
+    let r = c
+        .ssm
+        .put_parameter()
+        .name(name)
+        .description("provision: the cluster lock, held while `provision up` or `down` runs")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .tier(aws_sdk_ssm::types::ParameterTier::Standard)
+        .value(value)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(api("taking the cluster lock", name));
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == "ParameterAlreadyExists" => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The parameter's value, if it exists.
+///
+/// # Errors
+/// Any AWS error but ParameterNotFound.
+pub async fn read(c: &Clients, name: &str) -> Result<Option<String>, AwsError> {
+    match c
+        .ssm
+        .get_parameter()
+        .name(name)
+        .send()
+        .await
+        .map_err(api("reading the cluster lock", name))
+    {
+        Ok(out) => Ok(out
+            .parameter()
+            .and_then(|p| p.value())
+            .map(str::to_string)),
+        Err(e) if e.code() == "ParameterNotFound" => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces the value (renewal, or taking over a stale lock); tags stay.
+///
+/// # Errors
+/// The AWS error of the call.
+pub async fn replace(c: &Clients, name: &str, value: &str) -> Result<(), AwsError> {
+    c.ssm
+        .put_parameter()
+        .name(name)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .value(value)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(api("renewing the cluster lock", name))?;
+    Ok(())
+}
+
+/// Deletes the parameter; one that is already gone is fine.
+///
+/// # Errors
+/// Any AWS error but ParameterNotFound.
+pub async fn delete(c: &Clients, name: &str) -> Result<(), AwsError> {
+    match c
+        .ssm
+        .delete_parameter()
+        .name(name)
+        .send()
+        .await
+        .map_err(api("releasing the cluster lock", name))
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == "ParameterNotFound" => Ok(()),
+        Err(e) => Err(e),
+    }
+}

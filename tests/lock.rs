@@ -1,0 +1,190 @@
+//! The cluster lock (`engine::lock`): two `up` runs of one spec at once end with one set of
+//! resources; a lock held by a live run is waited for and its holder named; a lock left by a
+//! dead run is taken over at once; `provision unlock` removes one.
+
+mod common;
+
+use common::{Cluster, Run, sdk, tagged};
+use provision::core::lock::{Holder, LEASE_SECS};
+
+fn now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+fn start_of(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string()
+}
+
+/// A lock record for process `pid` of this machine.
+fn holder(pid: u32, pid_start: String) -> Holder {
+    Holder {
+        id: format!("test-{pid}"),
+        command: "up".into(),
+        host: "test-host".into(),
+        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .unwrap()
+            .trim()
+            .into(),
+        pid_ns: std::fs::read_link("/proc/self/ns/pid")
+            .unwrap()
+            .display()
+            .to_string(),
+        pid,
+        pid_start,
+        since: now(),
+        expires: now() + LEASE_SECS,
+    }
+}
+
+async fn put_lock(c: &provision::aws::Clients, cluster: &str, h: &Holder) {
+    let name = provision::aws::lock::parameter_name(cluster);
+    let tags = provision::core::tags::tags_for(cluster, "lock", false, &Default::default());
+    assert!(
+        provision::aws::lock::create(c, &name, &serde_json::to_string(h).unwrap(), &tags)
+            .await
+            .unwrap()
+    );
+}
+
+/// (VPCs, subnets, instances) tagged with the cluster.
+async fn census(c: &provision::aws::Clients, cluster: &str) -> (usize, usize, usize) {
+    let o = tagged(c, cluster).await;
+    (o.vpcs.len(), o.subnets.len(), o.instances.len())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_ups_of_one_spec_at_once_make_one_cluster() {
+    let cl = Cluster::new("twice", 2, "");
+    let spawn = || {
+        cl.command(&["up", "--wait", "running", "-f", cl.spec_arg()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let a = Run::from_output(a.wait_with_output().unwrap());
+    let b = Run::from_output(b.wait_with_output().unwrap());
+    assert!(a.ok(), "first up:\n{}", a.stderr);
+    assert!(b.ok(), "second up:\n{}", b.stderr);
+    let waited = |r: &Run| r.summary()["lock"]["waited_ms"].as_u64().unwrap();
+    let (first, second) = if waited(&a) <= waited(&b) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    assert!(
+        waited(second) > 0,
+        "one run waited for the other's lock (waited {} and {} ms)",
+        waited(&a),
+        waited(&b)
+    );
+    assert!(
+        second
+            .events
+            .iter()
+            .any(|e| e["event"] == "waiting"
+                && e["what"].as_str().unwrap().contains("the cluster lock")),
+        "the waiting run said what it waits for"
+    );
+    assert!(!first.mutating_calls().is_empty(), "the first run created the cluster");
+    assert_eq!(
+        second.mutating_calls(),
+        Vec::<String>::new(),
+        "the second found it complete"
+    );
+    let c = sdk().await;
+    assert_eq!(census(&c, &cl.name).await, (1, 2, 3), "one set of resources");
+    cl.down();
+    assert!(tagged(&c, &cl.name).await.is_empty());
+    let lock = provision::aws::lock::parameter_name(&cl.name);
+    assert_eq!(provision::aws::lock::read(&c, &lock).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_held_by_a_live_run_is_waited_for_then_named() {
+    let cl = Cluster::new("held", 1, "");
+    let c = sdk().await;
+    // Held by this test process: alive, on this machine.
+    let me = std::process::id();
+    put_lock(&c, &cl.name, &holder(me, start_of(me))).await;
+
+    let up = cl.run(&["up", "--lock-timeout", "2", "-f", cl.spec_arg()]);
+    assert_eq!(up.code, Some(1), "{}", up.stderr);
+    assert!(
+        up.stderr.contains(&format!("pid {me}"))
+            && up.stderr.contains("test-host")
+            && up.stderr.contains("--lock-timeout")
+            && up.stderr.contains("provision unlock"),
+        "{}",
+        up.stderr
+    );
+    assert_eq!(up.mutating_calls(), Vec::<String>::new(), "changed nothing");
+    assert!(tagged(&c, &cl.name).await.is_empty());
+    let down = cl.run(&["down", "--lock-timeout", "0", "-f", cl.spec_arg()]);
+    assert_eq!(down.code, Some(1), "down waits for the lock too");
+
+    let unlock = cl.run(&["unlock", "-f", cl.spec_arg()]);
+    assert!(unlock.ok(), "{}", unlock.stderr);
+    assert!(
+        unlock.summary()["removed"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pid {me}"))
+    );
+    let lock = provision::aws::lock::parameter_name(&cl.name);
+    assert_eq!(provision::aws::lock::read(&c, &lock).await.unwrap(), None);
+    let again = cl.run(&["unlock", "-f", cl.spec_arg()]);
+    assert!(again.ok() && again.summary()["removed"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_left_by_a_dead_run_is_taken_over_at_once() {
+    let cl = Cluster::new("dead", 1, "");
+    let c = sdk().await;
+    let mut gone = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let dead = holder(gone.id(), start_of(gone.id()));
+    gone.kill().unwrap();
+    gone.wait().unwrap();
+    put_lock(&c, &cl.name, &dead).await;
+
+    let up = cl.run(&["up", "--wait", "running", "--lock-timeout", "0", "-f", cl.spec_arg()]);
+    assert!(up.ok(), "{}", up.stderr);
+    assert!(
+        up.events.iter().any(|e| e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("process {} is gone", dead.pid))),
+        "says whose lock it took over and why"
+    );
+    // A lock of another machine whose lease ended is taken over too.
+    let remote = Holder {
+        boot_id: "another-machine".into(),
+        expires: now() - 1,
+        ..holder(1, "1".into())
+    };
+    put_lock(&c, &cl.name, &remote).await;
+    let down = cl.run(&["down", "--lock-timeout", "0", "-f", cl.spec_arg()]);
+    assert!(down.ok(), "{}", down.stderr);
+    assert!(
+        down.events.iter().any(|e| e["event"] == "warning"
+            && e["message"].as_str().unwrap().contains("lease ended")),
+        "{:?}",
+        down.events
+    );
+    assert!(tagged(&c, &cl.name).await.is_empty());
+    let lock = provision::aws::lock::parameter_name(&cl.name);
+    assert_eq!(provision::aws::lock::read(&c, &lock).await.unwrap(), None);
+}
