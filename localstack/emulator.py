@@ -460,10 +460,13 @@ from moto.eks.models import EKSBackend  # noqa: E402
 # EKS and NAT gateway minutes become seconds (1/60), EC2 durations (tens of seconds) shrink by
 # 1/100. The per-call latency is not scaled: a real in-region round trip is 30-100 ms.
 LATENCY_SCALED = {
+    # One scale for every duration, 1/60 (a minute of AWS is a second here), so that provision
+    # run with PROVISION_TIME_SCALE=0.0167 polls as it would on AWS; the per-call latency is not
+    # scaled (which makes every sequential call weigh 60 times more than on AWS).
     "CALL_MS": 50.0,  # ms per call, unscaled
-    "EC2_BOOT": 0.4,  # RunInstances to running: ~40 s, 1/100
-    "EC2_STATUS": 1.2,  # status checks initializing after running: ~2 min, 1/100
-    "EC2_TERMINATE": 0.4,  # shutting-down to terminated: ~40 s, 1/100
+    "EC2_BOOT": 0.67,  # RunInstances to running: ~40 s, 1/60
+    "EC2_STATUS": 2.0,  # status checks initializing after running: ~2 min, 1/60
+    "EC2_TERMINATE": 0.67,  # shutting-down to terminated: ~40 s, 1/60
     "EKS_CLUSTER": 9.0,  # CreateCluster to ACTIVE: ~9-10 min, 1/60
     "EKS_NODEGROUP": 3.5,  # CreateNodegroup to ACTIVE: ~3.5 min, 1/60
     "EKS_ADDON": 0.5,  # CreateAddon to ACTIVE: ~30 s (vpc-cni, kube-proxy), 1/60

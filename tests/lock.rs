@@ -98,14 +98,21 @@ async fn two_ups_of_one_spec_at_once_make_one_cluster() {
                 && e["what"].as_str().unwrap().contains("the cluster lock")),
         "the waiting run said what it waits for"
     );
-    assert!(!first.mutating_calls().is_empty(), "the first run created the cluster");
+    assert!(
+        !first.mutating_calls().is_empty(),
+        "the first run created the cluster"
+    );
     assert_eq!(
         second.mutating_calls(),
         Vec::<String>::new(),
         "the second found it complete"
     );
     let c = sdk().await;
-    assert_eq!(census(&c, &cl.name).await, (1, 2, 3), "one set of resources");
+    assert_eq!(
+        census(&c, &cl.name).await,
+        (1, 2, 3),
+        "one set of resources"
+    );
     cl.down();
     assert!(tagged(&c, &cl.name).await.is_empty());
     let lock = provision::aws::lock::parameter_name(&cl.name);
@@ -153,13 +160,24 @@ async fn a_lock_held_by_a_live_run_is_waited_for_then_named() {
 async fn a_lock_left_by_a_dead_run_is_taken_over_at_once() {
     let cl = Cluster::new("dead", 1, "");
     let c = sdk().await;
-    let mut gone = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let mut gone = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
     let dead = holder(gone.id(), start_of(gone.id()));
     gone.kill().unwrap();
     gone.wait().unwrap();
     put_lock(&c, &cl.name, &dead).await;
 
-    let up = cl.run(&["up", "--wait", "running", "--lock-timeout", "0", "-f", cl.spec_arg()]);
+    let up = cl.run(&[
+        "up",
+        "--wait",
+        "running",
+        "--lock-timeout",
+        "0",
+        "-f",
+        cl.spec_arg(),
+    ]);
     assert!(up.ok(), "{}", up.stderr);
     assert!(
         up.events.iter().any(|e| e["event"] == "warning"
@@ -179,8 +197,10 @@ async fn a_lock_left_by_a_dead_run_is_taken_over_at_once() {
     let down = cl.run(&["down", "--lock-timeout", "0", "-f", cl.spec_arg()]);
     assert!(down.ok(), "{}", down.stderr);
     assert!(
-        down.events.iter().any(|e| e["event"] == "warning"
-            && e["message"].as_str().unwrap().contains("lease ended")),
+        down.events
+            .iter()
+            .any(|e| e["event"] == "warning"
+                && e["message"].as_str().unwrap().contains("lease ended")),
         "{:?}",
         down.events
     );

@@ -57,6 +57,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Seen, AwsError>>,
 {
+    let interval = super::poll::scaled(interval);
     let start = tokio::time::Instant::now();
     loop {
         match describe().await? {

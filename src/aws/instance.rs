@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::client::Waiters as _;
-use aws_sdk_ec2::error::DisplayErrorContext;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification,
     InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType, ResourceType,
@@ -115,68 +113,120 @@ pub fn is_spent_client_token(e: &AwsError) -> bool {
     e.code() == "IdempotentInstanceTerminated"
 }
 
+/// Between two polls for instances to run: an instance runs about 40 s after RunInstances, so
+/// this notices it at most 5 s late (the SDK's waiter polls 15-120 s apart).
+pub const RUNNING_POLL: Duration = Duration::from_secs(5);
+/// Between two polls for status checks, which pass about 2 minutes after an instance runs.
+pub const STATUS_POLL: Duration = Duration::from_secs(10);
+
 /// Waits until all instances run (one batched DescribeInstances per poll) and returns them
 /// with their addresses.
 ///
 /// # Errors
-/// When an instance terminates instead, or the wait times out.
+/// When an instance stops or terminates instead, or the wait times out.
 async fn wait_running_batch(
     c: &Clients,
     ids: &[String],
     max: Duration,
 ) -> Result<Vec<ObsInstance>, AwsError> {
+    use aws_sdk_ec2::types::InstanceStateName as S;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let resource = ids.join(", ");
-    // Right after RunInstances the ids may not be visible to Describe yet.
-    let poll = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
-        c.ec2
-            .wait_until_instance_running()
+    super::poll::until(RUNNING_POLL, max, &resource, "running", || async {
+        let out = c
+            .ec2
+            .describe_instances()
             .set_instance_ids(Some(ids.to_vec()))
-            .wait(max)
+            .send()
             .await
-            .map_err(|e| {
-                let code = match &e {
-                    aws_sdk_ec2::waiters::instance_running::WaitUntilInstanceRunningError::OperationFailed(f) => {
-                        aws_sdk_ec2::error::ProvideErrorMetadata::code(f.error()).unwrap_or("").to_string()
-                    }
-                    _ => String::new(),
-                };
-                if code.is_empty() {
-                    super::error::wait_failed(&resource, "running", &e)
-                } else {
-                    AwsError::Api { doing: "waiting for".into(), resource: resource.clone(), code, message: DisplayErrorContext(&e).to_string() }
-                }
-            })
+            .map_err(api("waiting for", &resource));
+        let out = match out {
+            Ok(out) => out,
+            // Right after RunInstances the ids may not be visible to Describe yet.
+            Err(e) if is_eventual_not_found(&e) => {
+                return Ok(super::poll::Seen::Pending(e.code().to_string()));
+            }
+            Err(e) => return Err(e),
+        };
+        let instances: Vec<&aws_sdk_ec2::types::Instance> = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .collect();
+        let state = |i: &aws_sdk_ec2::types::Instance| i.state().and_then(|s| s.name()).cloned();
+        if let Some(gone) = instances.iter().find(|i| {
+            matches!(
+                state(i),
+                Some(S::ShuttingDown | S::Terminated | S::Stopping | S::Stopped)
+            )
+        }) {
+            let reason = gone
+                .state_reason()
+                .and_then(|r| r.message())
+                .unwrap_or("no reason given");
+            let now = state(gone).map_or_else(|| "?".to_string(), |s| s.as_str().to_string());
+            return Err(AwsError::Wait {
+                resource: gone.instance_id().unwrap_or("?").to_string(),
+                state: "running".into(),
+                message: format!("it is {now} instead ({reason})"),
+            });
+        }
+        let running = instances
+            .iter()
+            .filter(|i| state(i) == Some(S::Running))
+            .count();
+        if instances.len() == ids.len() && running == ids.len() {
+            return Ok(super::poll::Seen::Ready(
+                instances.into_iter().map(obs_instance).collect(),
+            ));
+        }
+        Ok(super::poll::Seen::Pending(format!(
+            "{running} of {} running",
+            ids.len()
+        )))
     })
-    .await?;
-    let out = poll
-        .into_result()
-        .map_err(|e| super::error::wait_failed(&resource, "running", &e))?;
-    Ok(out
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .map(obs_instance)
-        .collect())
+    .await
 }
 
-/// Waits until the instances pass their status checks.
+/// Waits until the instances pass their status checks (one batched DescribeInstanceStatus per
+/// poll).
 ///
 /// # Errors
-/// When a check fails or the wait times out.
+/// When the wait times out.
 async fn wait_status_ok_batch(c: &Clients, ids: &[String], max: Duration) -> Result<(), AwsError> {
+    use aws_sdk_ec2::types::SummaryStatus;
     if ids.is_empty() {
         return Ok(());
     }
-    c.ec2
-        .wait_until_instance_status_ok()
-        .set_instance_ids(Some(ids.to_vec()))
-        .wait(max)
-        .await
-        .map_err(|e| super::error::wait_failed(ids.join(", "), "status ok", &e))?;
-    Ok(())
+    let resource = ids.join(", ");
+    super::poll::until(STATUS_POLL, max, &resource, "status ok", || async {
+        let out = c
+            .ec2
+            .describe_instance_status()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(api("waiting for the status checks of", &resource))?;
+        let ok = out
+            .instance_statuses()
+            .iter()
+            .filter(|s| {
+                s.instance_status().and_then(|x| x.status()) == Some(&SummaryStatus::Ok)
+                    && s.system_status().and_then(|x| x.status()) == Some(&SummaryStatus::Ok)
+            })
+            .count();
+        if ok == ids.len() {
+            Ok(super::poll::Seen::Ready(()))
+        } else {
+            Ok(super::poll::Seen::Pending(format!(
+                "{ok} of {} passed",
+                ids.len()
+            )))
+        }
+    })
+    .await
 }
 
 /// Terminates the instances in one call and polls (one DescribeInstances per poll for the
@@ -194,7 +244,7 @@ async fn terminate_batch(c: &Clients, ids: &[String], max: Duration) -> Result<(
         .await
         .map_err(api("terminating", &resource))?;
     let deadline = tokio::time::Instant::now() + max;
-    let mut delay = Duration::from_secs(2);
+    let mut delay = super::poll::scaled(Duration::from_secs(2));
     loop {
         let out = c
             .ec2
@@ -236,7 +286,7 @@ async fn terminate_batch(c: &Clients, ids: &[String], max: Duration) -> Result<(
             });
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 3 / 2).min(Duration::from_secs(15));
+        delay = (delay * 3 / 2).min(super::poll::scaled(Duration::from_secs(15)));
     }
 }
 

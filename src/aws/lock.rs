@@ -62,10 +62,7 @@ pub async fn read(c: &Clients, name: &str) -> Result<Option<String>, AwsError> {
         .await
         .map_err(api("reading the cluster lock", name))
     {
-        Ok(out) => Ok(out
-            .parameter()
-            .and_then(|p| p.value())
-            .map(str::to_string)),
+        Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
         Err(e) if e.code() == "ParameterNotFound" => Ok(None),
         Err(e) => Err(e),
     }

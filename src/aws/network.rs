@@ -30,7 +30,8 @@ pub async fn vpc_dns_attributes(c: &Clients, vpc: &str) -> Result<(bool, bool), 
     Ok((v(s.enable_dns_support()), v(h.enable_dns_hostnames())))
 }
 
-/// Creates the VPC (tagged), waits until it is available and turns DNS support and hostnames on.
+/// Creates the VPC (tagged), waits until it is available and turns DNS hostnames on (support is
+/// on already).
 ///
 /// # Errors
 /// The AWS error of the failing call.
@@ -60,7 +61,8 @@ pub async fn create_vpc(
             .await
             .map_err(|e| super::error::wait_failed(&vpc, "available", &e))?;
     }
-    set_vpc_dns(c, &vpc, true, true).await?;
+    // DNS support is on in every new VPC; only hostnames need turning on.
+    set_vpc_dns(c, &vpc, false, true).await?;
     Ok(vpc)
 }
 
@@ -325,13 +327,41 @@ pub async fn create_nat_gateway(
 /// # Errors
 /// The gateway failing, or ten minutes passing.
 pub async fn wait_nat_available(c: &Clients, id: &str) -> Result<(), AwsError> {
-    c.ec2
-        .wait_until_nat_gateway_available()
-        .nat_gateway_ids(id)
-        .wait(Duration::from_secs(600))
-        .await
-        .map_err(|e| super::error::wait_failed(id, "available", &e))?;
-    Ok(())
+    use aws_sdk_ec2::types::NatGatewayState as S;
+    // A NAT gateway takes a minute or two; the SDK's waiter polls 15-120 s apart.
+    super::poll::until(
+        Duration::from_secs(10),
+        Duration::from_secs(600),
+        id,
+        "available",
+        || async {
+            let out = c
+                .ec2
+                .describe_nat_gateways()
+                .nat_gateway_ids(id)
+                .send()
+                .await
+                .map_err(api("waiting for", id))?;
+            let gw = out.nat_gateways().first();
+            match gw.and_then(|g| g.state()) {
+                Some(S::Available) => Ok(super::poll::Seen::Ready(())),
+                Some(S::Failed | S::Deleting | S::Deleted) => Err(AwsError::Wait {
+                    resource: id.into(),
+                    state: "available".into(),
+                    message: format!(
+                        "it is {} ({})",
+                        gw.and_then(|g| g.state()).map_or("?", |s| s.as_str()),
+                        gw.and_then(|g| g.failure_message())
+                            .unwrap_or("no reason given")
+                    ),
+                }),
+                other => Ok(super::poll::Seen::Pending(
+                    other.map_or("not visible yet", |s| s.as_str()).to_string(),
+                )),
+            }
+        },
+    )
+    .await
 }
 
 /// Deletes the NAT gateway and waits until it is deleted (its address and interface are then free).

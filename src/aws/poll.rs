@@ -9,6 +9,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use super::AwsError;
+
 fn factor() -> f64 {
     static FACTOR: OnceLock<f64> = OnceLock::new();
     *FACTOR.get_or_init(|| {
@@ -23,4 +25,46 @@ fn factor() -> f64 {
 /// `d` times the time scale.
 pub fn scaled(d: Duration) -> Duration {
     d.mul_f64(factor())
+}
+
+/// What one poll saw.
+pub enum Seen<T> {
+    Ready(T),
+    /// Not yet: what it is now (for the error when the deadline passes).
+    Pending(String),
+}
+
+/// Polls `check` every `scaled(interval)` (the first time at once) until it is ready, fails, or
+/// `max` passes. For waits where the SDK's waiters poll too seldom for how long the state takes
+/// (EC2's are fixed at 15 s and more between polls; an instance runs in about 40 s).
+///
+/// # Errors
+/// The error of `check`, or [`AwsError::Wait`] naming `resource`, `state` and what was last seen.
+pub async fn until<T, F, Fut>(
+    interval: Duration,
+    max: Duration,
+    resource: &str,
+    state: &str,
+    mut check: F,
+) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Seen<T>, AwsError>>,
+{
+    let deadline = tokio::time::Instant::now() + max;
+    let every = scaled(interval);
+    loop {
+        let last = match check().await? {
+            Seen::Ready(t) => return Ok(t),
+            Seen::Pending(now) => now,
+        };
+        if tokio::time::Instant::now() + every > deadline {
+            return Err(AwsError::Wait {
+                resource: resource.into(),
+                state: state.into(),
+                message: format!("gave up after {} s; last seen: {last}", max.as_secs()),
+            });
+        }
+        tokio::time::sleep(every).await;
+    }
 }

@@ -8,6 +8,7 @@ pub mod cidr;
 pub mod cloudinit;
 pub mod graph;
 pub mod kubeconfig;
+pub mod latency;
 pub mod lock;
 pub mod manifests;
 pub mod pki;

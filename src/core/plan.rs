@@ -758,7 +758,8 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
                             changes.push(format!("allow {} {}-{} ({}) on {group}", r.protocol.as_str(), r.from_port, r.to_port, r.description));
                         }
                     }
-                    if changes.is_empty() { Action::Keep } else { Action::Update }
+                    // None of them yet (a new cluster): a creation, not a change.
+                    if changes.is_empty() { Action::Keep } else if changes.len() == rules.len() { Action::Create } else { Action::Update }
                 }
                 (_, None) => Action::Create,
                 (Desired::Role { policies, .. }, Some(_)) => {

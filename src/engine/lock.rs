@@ -175,7 +175,12 @@ pub async fn acquire(
         }
     }
     let holder = Arc::new(Mutex::new(holder));
-    let renewal = tokio::spawn(renew(c.clone(), name.clone(), holder.clone(), events.clone()));
+    let renewal = tokio::spawn(renew(
+        c.clone(),
+        name.clone(),
+        holder.clone(),
+        events.clone(),
+    ));
     Ok(Lock {
         c: c.clone(),
         name,
@@ -215,7 +220,10 @@ async fn renew(c: Clients, name: String, holder: Arc<Mutex<Holder>>, events: Eve
             expires: now_unix() + LEASE_SECS,
             ..mine
         };
-        if aws::lock::replace(&c, &name, &encode(&renewed)).await.is_ok() {
+        if aws::lock::replace(&c, &name, &encode(&renewed))
+            .await
+            .is_ok()
+        {
             *holder
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = renewed;
@@ -271,7 +279,9 @@ pub async fn force_unlock(c: &Clients, cluster: &str) -> Result<Option<Holder>, 
         return Ok(None);
     };
     let holder: Holder = serde_json::from_str(&value).map_err(|e| {
-        EngineError::Refused(format!("{name} is not a provision lock ({e}); not removing it"))
+        EngineError::Refused(format!(
+            "{name} is not a provision lock ({e}); not removing it"
+        ))
     })?;
     if aws::secret::owner_tag(c, &name).await?.flatten().as_deref() != Some(cluster) {
         return Err(EngineError::Refused(format!(

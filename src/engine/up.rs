@@ -1233,9 +1233,10 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
         }
         Desired::IngressRules { rules } => {
             let groups = ctx.out().ids.clone();
-            let mut added = 0;
             let mut targets: Vec<&String> = rules.iter().map(|(g, _)| g).collect();
+            targets.sort_unstable();
             targets.dedup();
+            let mut work = Vec::new();
             for target in targets {
                 let Some(group) = groups.get(target) else {
                     ctx.emit(
@@ -1255,15 +1256,33 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
                     .map(|(_, r)| r.clone())
                     .collect();
                 let observed = ctx.obs.group_rules(target);
-                let missing = plan::missing_rules(&wanted, &observed, &groups);
-                added += missing.len();
-                aws::security_group::authorize(c, group, &missing, &groups).await?;
+                let missing: Vec<graph::Rule> = plan::missing_rules(&wanted, &observed, &groups)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    work.push((group.clone(), missing));
+                }
             }
-            let action = if added > 0 { "updated" } else { "existing" };
+            // One AuthorizeSecurityGroupIngress per group, all at once.
+            let added: usize = work.iter().map(|(_, m)| m.len()).sum();
+            futures::future::try_join_all(work.iter().map(|(group, missing)| {
+                let groups = &groups;
+                async move {
+                    let missing: Vec<&graph::Rule> = missing.iter().collect();
+                    aws::security_group::authorize(c, group, &missing, groups).await
+                }
+            }))
+            .await?;
+            let action = match added {
+                0 => "existing",
+                n if n == rules.len() => "created",
+                _ => "updated",
+            };
             ctx.done(
                 id,
                 node.kind,
-                graph::EKS_ADDON_INGRESS,
+                id,
                 action,
                 (added > 0).then(|| format!("{added} ingress rule(s)")),
             );

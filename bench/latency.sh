@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# make bench (second part): `provision up` under the emulator's scaled latency profile (AWS's
+# durations at 1/60, 50 ms per call; localstack/README.md), against the critical path of the
+# same profile computed from the spec's graph (examples/critical_path.rs). provision runs with
+# PROVISION_TIME_SCALE=1/60, so that it polls as it would on AWS. Prints Markdown tables.
+# A benchmark, not a test: it asserts nothing. Usage: bench/latency.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+runs="${1:-3}"
+cargo build -q
+cargo build -q --examples
+bin=target/debug/provision
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+export PROVISION_EMULATOR_PROFILE=scaled
+localstack/install.sh >/dev/null
+localstack/.venv/bin/python localstack/emulator.py --host 127.0.0.1 --port "$port" >"$work/emulator.log" 2>&1 &
+emulator=$!
+trap 'kill $emulator 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 60); do
+  if curl -s -o /dev/null "http://127.0.0.1:$port/moto-api/"; then break; fi
+  sleep 0.5
+done
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+  AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true PROVISION_TIME_SCALE=0.0166667
+
+now() { date +%s.%N; }
+
+# Reads an up's JSON events on stdin; prints "calls;DescribeCluster polls;lateness s" where the
+# lateness is how long after the cluster became ACTIVE `up` saw it (from its creating/created
+# events, minus the profile's creation time and CreateCluster's own call).
+stats() {
+  python3 -c '
+import json, sys
+ev = [json.loads(l) for l in sys.stdin if l.strip()]
+s = ev[-1]
+c = s["api_calls"]
+polls = c["by_operation"].get("EKS", {}).get("DescribeCluster", 0)
+t = {e["action"]: e["elapsed_ms"] for e in ev if e.get("event") == "resource" and e.get("id") == "eks-cluster"}
+late = "-"
+if "creating" in t and "created" in t:
+    late = "%.2f" % ((t["created"] - t["creating"]) / 1000 - 9.0 - 2 * 0.05)
+print("%d;%d;%s" % (c["total"], polls, late))'
+}
+
+echo "| spec | concurrency | run | up s | critical path s | ratio | up calls | DescribeCluster | seen ACTIVE late s |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for spec in demo full eks; do
+  wait_kind=status
+  [ "$spec" = eks ] && wait_kind=running
+  path=$(target/debug/examples/critical_path "config/$spec.toml" "$wait_kind")
+  cp_s=$(python3 -c 'import json,sys; print("%.2f" % json.loads(sys.argv[1])["seconds"])' "$path")
+  for conc in 8 1; do
+    for run in $(seq 1 "$runs"); do
+      name="lat-$spec-c$conc-r$run"
+      file="$work/$name.toml"
+      sed -e "s/^name = .*/name = \"$name\"/" "config/$spec.toml" > "$file"
+      t0=$(now)
+      "$bin" --output json up -f "$file" --no-kubeconfig --concurrency "$conc" > "$work/up.json" 2>/dev/null
+      t1=$(now)
+      IFS=';' read -r calls polls late < <(stats < "$work/up.json")
+      wall=$(python3 -c "print('%.2f' % ($t1 - $t0))")
+      ratio=$(python3 -c "print('%.2f' % (($t1 - $t0) / $cp_s))")
+      echo "| $spec | $conc | $run | $wall | $cp_s | $ratio | $calls | $polls | $late |"
+      "$bin" --output json down -f "$file" > /dev/null 2>&1
+    done
+  done
+done
+echo
+echo "Critical paths (node: seconds it adds):"
+for spec in demo full eks; do
+  wait_kind=status
+  [ "$spec" = eks ] && wait_kind=running
+  target/debug/examples/critical_path "config/$spec.toml" "$wait_kind" | python3 -c '
+import json, sys
+p = json.load(sys.stdin)
+print("- " + sys.argv[1] + ": %.2f s = %d fixed calls + " % (p["seconds"], p["fixed_calls"]) + " -> ".join("%s %.2f" % (c["node"], c["seconds"]) for c in p["chain"]))' "$spec"
+done

@@ -1,0 +1,237 @@
+//! A latency model of AWS, for the benchmark's yardstick: the shortest time any client could
+//! take to create the graph, given how long each call and each state change takes.
+//!
+//! Each node costs the API calls it must make one after another on a fresh create (calls made in
+//! parallel count once) times the per-call latency, plus what AWS takes to make it ready, plus
+//! the one poll that sees it ready. The critical path is the longest chain of such costs through
+//! the graph, plus what every `up` does before and after the graph:
+//! the identity check, the lock, one round of discovery, and the lock's release. Perfect
+//! polling is assumed (readiness noticed the instant it happens), so the yardstick is strict.
+//!
+//! The durations are those of the emulator's latency profile (`localstack/emulator.py`), read
+//! from the same environment variables.
+
+use super::graph::{Desired, Graph, Node};
+
+// [`Graph::critical_path`] sums one cost per node; here a node has two (see [`node_cost`]).
+
+/// Seconds each thing takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Profile {
+    pub call: f64,
+    pub ec2_boot: f64,
+    pub ec2_status: f64,
+    pub eks_cluster: f64,
+    pub eks_nodegroup: f64,
+    pub eks_addon: f64,
+    pub nat: f64,
+}
+
+impl Profile {
+    /// The emulator's `scaled` profile: AWS's durations at 1/60, 50 ms per call.
+    pub const SCALED: Profile = Profile {
+        call: 0.050,
+        ec2_boot: 0.67,
+        ec2_status: 2.0,
+        eks_cluster: 9.0,
+        eks_nodegroup: 3.5,
+        eks_addon: 0.5,
+        nat: 1.5,
+    };
+
+    /// The profile the emulator runs with these environment variables
+    /// (`PROVISION_EMULATOR_PROFILE`, `PROVISION_EMULATOR_CALL_MS`, `..._EC2_BOOT`, ...).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Profile {
+        let base = if var("PROVISION_EMULATOR_PROFILE").as_deref() == Some("scaled") {
+            Profile::SCALED
+        } else {
+            Profile {
+                call: 0.0,
+                ec2_boot: 0.0,
+                ec2_status: 0.0,
+                eks_cluster: 0.0,
+                eks_nodegroup: 0.0,
+                eks_addon: 0.0,
+                nat: 0.0,
+            }
+        };
+        let get = |name: &str, default: f64| {
+            var(&format!("PROVISION_EMULATOR_{name}"))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(default)
+        };
+        Profile {
+            call: get("CALL_MS", base.call * 1000.0) / 1000.0,
+            ec2_boot: get("EC2_BOOT", base.ec2_boot),
+            ec2_status: get("EC2_STATUS", base.ec2_status),
+            eks_cluster: get("EKS_CLUSTER", base.eks_cluster),
+            eks_nodegroup: get("EKS_NODEGROUP", base.eks_nodegroup),
+            eks_addon: get("EKS_ADDON", base.eks_addon),
+            nat: get("NAT", base.nat),
+        }
+    }
+}
+
+/// How far `up` waits for instances, which sets what an instance node costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceWait {
+    /// Running (EKS add-on instances; `--wait running`).
+    Running,
+    /// Running and status checks passed (kubeadm's default `--wait status`).
+    Status,
+}
+
+/// What a fresh create of `node` costs (seconds): `(launch, ready)`. Its dependents can start
+/// after `launch`; it is done after `ready`. They differ for instances only: nothing waits for
+/// an instance to boot but the end of `up`.
+pub fn node_cost(node: &Node, p: &Profile, wait: InstanceWait) -> (f64, f64) {
+    let calls = |n: f64| n * p.call;
+    let same = |c: f64| (c, c);
+    match &node.desired {
+        // DescribeInstanceTypeOfferings.
+        Desired::AvailabilityZones { .. } => same(calls(1.0)),
+        // The SSM image parameter, then DescribeImages.
+        Desired::Ami { .. } => same(calls(2.0)),
+        // CreateVpc, then ModifyVpcAttribute (DNS hostnames; support is on in a new VPC).
+        Desired::Vpc { .. } => same(calls(2.0)),
+        // CreateSubnet, then ModifySubnetAttribute (public addresses) for public subnets.
+        Desired::Subnet { public, .. } => same(calls(if *public { 2.0 } else { 1.0 })),
+        // Create, attach.
+        Desired::InternetGateway => same(calls(2.0)),
+        Desired::ElasticIp => same(calls(1.0)),
+        // Create, the wait, the poll that sees it available.
+        Desired::NatGateway { .. } => same(calls(2.0) + p.nat),
+        // Create, the default route, the associations (in parallel).
+        Desired::RouteTable { .. } => same(calls(3.0)),
+        // Create, then authorize its rules (one call).
+        Desired::SecurityGroup { rules, .. } => {
+            same(calls(if rules.is_empty() { 1.0 } else { 2.0 }))
+        }
+        // CreateRole, then the policy attachments (in parallel).
+        Desired::Role { policies, .. } => same(calls(if policies.is_empty() { 1.0 } else { 2.0 })),
+        // Create, add the role.
+        Desired::InstanceProfile { .. } => same(calls(2.0)),
+        // PutParameter.
+        Desired::Secret { .. } => same(calls(1.0)),
+        // The add-ons' parameter, then the log writer's.
+        Desired::AddonSecret { .. } => same(calls(2.0)),
+        // PutRolePolicy.
+        Desired::AddonsAccess { .. } | Desired::NodeLogAccess { .. } | Desired::CaAccess { .. } => {
+            same(calls(1.0))
+        }
+        Desired::IngressRules { .. } => same(calls(1.0)),
+        Desired::JoinToken => same(0.0),
+        // RunInstances; then boot and the DescribeInstances that sees it running, and with
+        // status checks their time and the DescribeInstanceStatus that sees them pass.
+        Desired::Master { .. } | Desired::Workers { .. } | Desired::AddonInstance { .. } => {
+            let running = calls(2.0) + p.ec2_boot;
+            let ready = match wait {
+                InstanceWait::Running => running,
+                InstanceWait::Status => running + p.ec2_status + p.call,
+            };
+            (calls(1.0), ready)
+        }
+        // CreateCluster, its creation, the DescribeCluster that sees it ACTIVE.
+        Desired::EksCluster { .. } => same(calls(2.0) + p.eks_cluster),
+        // ListAccessEntries; per entry (in parallel) create, then associate its policy.
+        Desired::AccessEntries { entries } => {
+            same(calls(if entries.is_empty() { 1.0 } else { 3.0 }))
+        }
+        // CreateAddon (in parallel), their creation, the DescribeAddon that sees them ACTIVE.
+        Desired::Addons { names } => same(if names.is_empty() {
+            0.0
+        } else {
+            calls(2.0) + p.eks_addon
+        }),
+        Desired::LaunchTemplate { .. } => same(calls(1.0)),
+        Desired::Nodegroup { .. } => same(calls(2.0) + p.eks_nodegroup),
+    }
+}
+
+/// Calls every `up` makes outside the graph, one after another: GetCallerIdentity, the lock's
+/// PutParameter, one round of discovery (its Describes run in parallel), and at the end the
+/// lock's DeleteParameter.
+pub const FIXED_CALLS: f64 = 4.0;
+
+/// The critical path of `graph` under `p`: its length in seconds (with [`FIXED_CALLS`]) and the
+/// chain of (node, seconds it adds).
+pub fn critical_path(graph: &Graph, p: &Profile, wait: InstanceWait) -> (f64, Vec<(String, f64)>) {
+    use std::collections::HashMap;
+    // (time its dependents may start, time it is done, the dependency it waited for last)
+    let mut at: HashMap<&str, (f64, f64, Option<&str>)> = HashMap::new();
+    for n in &graph.nodes {
+        let (start, via) = n
+            .deps
+            .iter()
+            .filter_map(|d| at.get(d.as_str()).map(|t| (t.0, Some(d.as_str()))))
+            .fold((0.0, None), |best, x| if x.0 > best.0 { x } else { best });
+        let (launch, ready) = node_cost(n, p, wait);
+        at.insert(&n.id, (start + launch, start + ready, via));
+    }
+    let Some((last, &(_, end, _))) = at.iter().max_by(|a, b| a.1.1.total_cmp(&b.1.1)) else {
+        return (FIXED_CALLS * p.call, Vec::new());
+    };
+    let mut chain = Vec::new();
+    let mut cur = Some(*last);
+    let mut after = end;
+    while let Some(id) = cur {
+        let (launched, done, via) = at[id];
+        let before = via.map_or(0.0, |d| at[d].0);
+        let reached = if chain.is_empty() { done } else { launched };
+        chain.push((id.to_string(), after.min(reached) - before));
+        after = before;
+        cur = via;
+    }
+    chain.reverse();
+    (end + FIXED_CALLS * p.call, chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(toml: &str) -> Graph {
+        let (spec, _) = crate::core::spec::parse("t.toml", toml).unwrap();
+        crate::core::graph::build(&spec)
+    }
+
+    #[test]
+    fn the_profile_comes_from_the_emulators_variables() {
+        let env = |k: &str| match k {
+            "PROVISION_EMULATOR_PROFILE" => Some("scaled".to_string()),
+            "PROVISION_EMULATOR_CALL_MS" => Some("20".to_string()),
+            _ => None,
+        };
+        let p = Profile::from_env(env);
+        assert!((p.call - 0.020).abs() < 1e-9);
+        assert!((p.eks_cluster - 9.0).abs() < 1e-9);
+        assert_eq!(Profile::from_env(|_| None).eks_cluster, 0.0);
+    }
+
+    #[test]
+    fn the_kubeadm_path_runs_through_the_network_to_the_workers_and_their_checks() {
+        let g = graph(include_str!("../../config/demo.toml"));
+        let (len, chain) = critical_path(&g, &Profile::SCALED, InstanceWait::Status);
+        let ids: Vec<&str> = chain.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids.first(), Some(&"vpc"), "{ids:?}");
+        assert!(ids.last().unwrap().starts_with("workers"), "{ids:?}");
+        // At least boot and status checks, and never less than the chain's own costs.
+        let sum: f64 = chain.iter().map(|(_, c)| c).sum();
+        assert!(
+            len > 0.67 + 2.0 && (len - sum - FIXED_CALLS * 0.05).abs() < 1e-9,
+            "{len} {chain:?}"
+        );
+    }
+
+    #[test]
+    fn the_eks_path_holds_the_cluster_and_the_node_group() {
+        let g = graph(include_str!("../../config/eks.toml"));
+        let (len, chain) = critical_path(&g, &Profile::SCALED, InstanceWait::Running);
+        let ids: Vec<&str> = chain.iter().map(|(id, _)| id.as_str()).collect();
+        assert!(
+            ids.contains(&"eks-cluster") && ids.contains(&"nodegroup"),
+            "{ids:?}"
+        );
+        assert!(len > 9.0 + 3.5, "{len}");
+    }
+}
