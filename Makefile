@@ -17,6 +17,7 @@ test:
 	@trap 'localstack/stop.sh' EXIT; \
 	localstack/start.sh || exit 1; \
 	. localstack/env.sh; \
+	localstack/.venv/bin/python localstack/test_profiles.py || exit 1; \
 	if command -v cargo-nextest >/dev/null 2>&1; then \
 		cargo nextest run --no-fail-fast; \
 	else \
@@ -40,9 +41,14 @@ demo:
 	target/debug/provision up -f config/full.toml; \
 	target/debug/provision down -f config/full.toml
 
-# API calls and wall time of up/down on the emulator (a benchmark, not a test; see BENCHMARKS.md).
+# API calls and wall time of up/down on the emulator, then up under the scaled latency profile
+# against its critical path, then crash-resume at 50 moments per kind (a benchmark, not a test;
+# see BENCHMARKS.md).
 bench:
 	bench/bench.sh
+	bench/latency.sh
+	@trap 'localstack/stop.sh' EXIT; localstack/start.sh >/dev/null; . localstack/env.sh; \
+	PROVISION_CRASH_POINTS=50 PROVISION_CRASH_SEED=2 cargo test -q --test crash -- --nocapture
 
 lint:
 	cargo fmt --all -- --check

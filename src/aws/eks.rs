@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_eks::client::Waiters as _;
 use aws_sdk_eks::types::{
     AmiTypes, AuthenticationMode, CapacityTypes, CreateAccessConfigRequest, NodegroupScalingConfig,
     VpcConfigRequest,
@@ -645,7 +644,7 @@ pub async fn list_access_entries(c: &Clients, cluster: &str) -> Result<Vec<Strin
     Ok(out.access_entries().to_vec())
 }
 
-/// Deletes add-ons (concurrently) and waits (the SDK waiter) until they are gone.
+/// Deletes add-ons (concurrently) and waits until they are gone.
 ///
 /// # Errors
 /// The AWS error of a call, or the timeout.
@@ -667,15 +666,41 @@ pub async fn delete_addons(
         if absent_if(r, "ResourceNotFoundException")?.is_none() {
             return Ok(());
         }
-        c.eks
-            .wait_until_addon_deleted()
-            .cluster_name(cluster)
-            .addon_name(name)
-            .wait(max)
-            .await
-            .map_err(|e| {
-                super::error::wait_failed(format!("add-on {name} on {cluster}"), "deleted", &e)
-            })?;
+        // Our own poll, not the SDK's waiter: that one sleeps 10-120 s between polls.
+        let what = format!("add-on {name} on {cluster}");
+        poll(
+            &what,
+            "deleted",
+            ADDON_POLL_INTERVAL,
+            max,
+            || async {
+                let r = c
+                    .eks
+                    .describe_addon()
+                    .cluster_name(cluster)
+                    .addon_name(name)
+                    .send()
+                    .await
+                    .map_err(api("waiting for the deletion of", &what));
+                Ok(match absent_if(r, "ResourceNotFoundException")? {
+                    None => Seen::Done,
+                    Some(out) => {
+                        let status = out
+                            .addon()
+                            .and_then(|a| a.status())
+                            .map_or("?", |s| s.as_str())
+                            .to_string();
+                        if status == "DELETE_FAILED" {
+                            Seen::Failed(format!("{what} is DELETE_FAILED"))
+                        } else {
+                            Seen::Pending(status)
+                        }
+                    }
+                })
+            },
+            &|_| {},
+        )
+        .await?;
         Ok::<_, AwsError>(())
     });
     futures::future::try_join_all(deletes).await?;

@@ -379,13 +379,33 @@ pub async fn delete_nat_gateway(c: &Clients, id: &str) -> Result<(), AwsError> {
     if super::error::absent_if(r, "NatGatewayNotFound")?.is_none() {
         return Ok(());
     }
-    c.ec2
-        .wait_until_nat_gateway_deleted()
-        .nat_gateway_ids(id)
-        .wait(Duration::from_secs(600))
-        .await
-        .map_err(|e| super::error::wait_failed(id, "deleted", &e))?;
-    Ok(())
+    // Our own poll: the SDK's waiter sleeps 15-120 s between polls.
+    super::poll::until(
+        Duration::from_secs(10),
+        Duration::from_secs(600),
+        id,
+        "deleted",
+        || async {
+            let out = c
+                .ec2
+                .describe_nat_gateways()
+                .nat_gateway_ids(id)
+                .send()
+                .await
+                .map_err(api("waiting for the deletion of", id));
+            let out = match super::error::absent_if(out, "NatGatewayNotFound")? {
+                None => return Ok(super::poll::Seen::Ready(())),
+                Some(out) => out,
+            };
+            match out.nat_gateways().first().and_then(|g| g.state()) {
+                None | Some(aws_sdk_ec2::types::NatGatewayState::Deleted) => {
+                    Ok(super::poll::Seen::Ready(()))
+                }
+                Some(s) => Ok(super::poll::Seen::Pending(s.as_str().to_string())),
+            }
+        },
+    )
+    .await
 }
 
 /// Points an existing 0.0.0.0/0 route (to another target, or a blackhole) at the gateway.

@@ -1,0 +1,275 @@
+//! Crash-resume: `provision up` killed (SIGKILL) at seeded random moments, for both kinds of
+//! cluster, on an emulator whose resources take time (the latency profile, shortened): each time
+//! a second `up` converges on exactly the specified set (counted by tag, so a duplicate shows),
+//! a third changes nothing, and `down` leaves nothing, the lock included.
+//!
+//! `PROVISION_CRASH_POINTS` (default 20) and `PROVISION_CRASH_SEED` (default 1) set how many
+//! moments and which; a failure names the seed and the moment.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, OwnEmulator, Run};
+
+/// Durations of the emulator for these tests: long enough that a kill lands while instances are
+/// pending, the EKS cluster and node group CREATING, the NAT gateway pending; short enough for
+/// 20 runs. provision polls at the same scale (PROVISION_TIME_SCALE).
+const PROFILE: &[(&str, &str)] = &[
+    ("PROVISION_EMULATOR_CALL_MS", "10"),
+    ("PROVISION_EMULATOR_EC2_BOOT", "0.3"),
+    ("PROVISION_EMULATOR_EC2_STATUS", "0.3"),
+    ("PROVISION_EMULATOR_EC2_TERMINATE", "0.2"),
+    ("PROVISION_EMULATOR_EKS_CLUSTER", "1.0"),
+    ("PROVISION_EMULATOR_EKS_NODEGROUP", "0.6"),
+    ("PROVISION_EMULATOR_EKS_ADDON", "0.2"),
+    ("PROVISION_EMULATOR_EKS_DELETE", "0.3"),
+    ("PROVISION_EMULATOR_NAT", "0.3"),
+];
+const TIME_SCALE: &str = "0.02";
+
+/// xorshift64*: enough for spreading kill moments, and the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        #[allow(clippy::cast_precision_loss)]
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+        u
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn command(emu: &OwnEmulator, cl: &Cluster, args: &[&str]) -> std::process::Command {
+    let mut cmd = emu.command(cl, args);
+    cmd.env("PROVISION_TIME_SCALE", TIME_SCALE);
+    cmd
+}
+
+fn run(emu: &OwnEmulator, cl: &Cluster, args: &[&str]) -> Run {
+    Run::from_output(command(emu, cl, args).output().unwrap())
+}
+
+/// What is tagged with the cluster, counted by kind (and live instances by logical id), so that
+/// a duplicate of anything shows.
+async fn census(emu: &OwnEmulator, cluster: &str) -> BTreeMap<String, usize> {
+    let c = emu.sdk().await;
+    let o = Box::pin(common::tagged(&c, cluster)).await;
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, n: usize| {
+        m.insert(k.to_string(), n);
+    };
+    put("vpcs", o.vpcs.len());
+    put("subnets", o.subnets.len());
+    put("internet gateways", o.igws.len());
+    put("route tables", o.route_tables.len());
+    put("security groups", o.security_groups.len());
+    put("roles", o.roles.len());
+    put("instance profiles", o.profiles.len());
+    put("secrets", usize::from(o.secret.is_some()));
+    put("add-on secrets", usize::from(o.addon_secret.is_some()));
+    put(
+        "log writer secrets",
+        usize::from(o.log_writer_secret.is_some()),
+    );
+    put("addresses", o.addresses.len());
+    put(
+        "nat gateways",
+        o.nat_gateways
+            .iter()
+            .filter(|n| n.state != "deleted" && n.state != "deleting")
+            .count(),
+    );
+    put("eks clusters", usize::from(o.eks.is_some()));
+    put("node groups", usize::from(o.nodegroup.is_some()));
+    put("launch templates", o.launch_templates.len());
+    for i in o.instances.iter().filter(|i| i.is_live()) {
+        let key = format!(
+            "instance {}",
+            i.logical.as_deref().unwrap_or("(untagged logical id)")
+        );
+        *m.entry(key).or_insert(0) += 1;
+    }
+    m
+}
+
+async fn nothing_left(emu: &OwnEmulator, cluster: &str) -> Result<(), String> {
+    let c = emu.sdk().await;
+    let o = Box::pin(common::tagged(&c, cluster)).await;
+    if !o.is_empty() {
+        return Err(format!("left behind: {o:?}"));
+    }
+    let lock = provision::aws::lock::parameter_name(cluster);
+    if provision::aws::lock::read(&c, &lock)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        return Err("the lock is left behind".into());
+    }
+    Ok(())
+}
+
+/// One kill at `at` after the start of `up`, then resume, converge, tear down.
+/// When to kill: a moment after the start, or right after the k-th resource event (which
+/// spreads kills over the creates, a fraction of the run when instances take time to boot).
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    After(Duration),
+    Event(usize),
+}
+
+/// Returns how many of the wanted resources the killed run had made.
+async fn kill_and_resume(
+    emu: &OwnEmulator,
+    cl: &Cluster,
+    at: Moment,
+    want: &BTreeMap<String, usize>,
+) -> Result<usize, String> {
+    use std::io::BufRead as _;
+    let mut child = command(emu, cl, &["up", "-f", cl.spec_arg()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    match at {
+        Moment::After(t) => {
+            // Keep the pipe drained so the run never blocks on it.
+            std::thread::spawn(move || std::io::copy(&mut { stdout }, &mut std::io::sink()));
+            std::thread::sleep(t);
+        }
+        Moment::Event(k) => {
+            let mut seen = 0;
+            for line in std::io::BufReader::new(stdout).lines() {
+                if line.unwrap().contains("\"event\":\"resource\"") {
+                    seen += 1;
+                    if seen == k {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    child.kill().ok(); // SIGKILL: no clean-up of any kind
+    child.wait().unwrap();
+    let made: usize = census(emu, &cl.name).await.values().sum();
+    let again = run(emu, cl, &["up", "-f", cl.spec_arg()]);
+    if !again.ok() {
+        return Err(format!("resumed up failed:\n{}", again.stderr));
+    }
+    let have = census(emu, &cl.name).await;
+    if &have != want {
+        return Err(format!(
+            "not the specified set (the killed run {}):\nwant {want:?}\nhave {have:?}",
+            if finished {
+                "had finished"
+            } else {
+                "was killed"
+            }
+        ));
+    }
+    let third = run(emu, cl, &["up", "-f", cl.spec_arg()]);
+    if !third.ok() || !third.mutating_calls().is_empty() {
+        return Err(format!(
+            "a third up changed something: {:?}\n{}",
+            third.mutating_calls(),
+            third.stderr
+        ));
+    }
+    let down = run(emu, cl, &["down", "-f", cl.spec_arg()]);
+    if !down.ok() {
+        return Err(format!("down failed:\n{}", down.stderr));
+    }
+    nothing_left(emu, &cl.name).await?;
+    Ok(made)
+}
+
+async fn crash_resume(kind: &str, make: impl Fn(usize) -> Cluster) {
+    let emu = OwnEmulator::start(PROFILE);
+    let points = env_u64("PROVISION_CRASH_POINTS", 20);
+    let seed = env_u64("PROVISION_CRASH_SEED", 1);
+    // The reference: one uninterrupted up, its duration and what it makes.
+    let reference = make(0);
+    let t0 = Instant::now();
+    let up = run(&emu, &reference, &["up", "-f", reference.spec_arg()]);
+    let full = t0.elapsed();
+    let events = up
+        .events
+        .iter()
+        .filter(|e| e["event"] == "resource")
+        .count();
+    assert!(up.ok(), "{kind}: reference up failed:\n{}", up.stderr);
+    let want = census(&emu, &reference.name).await;
+    assert!(run(&emu, &reference, &["down", "-f", reference.spec_arg()]).ok());
+    nothing_left(&emu, &reference.name).await.unwrap();
+
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let total: usize = want.values().sum();
+    let mut failures = Vec::new();
+    let mut partial = 0;
+    for i in 1..=points {
+        // Odd points: a moment of the whole run; even ones: after a resource event.
+        let u = rng.unit();
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let at = if i % 2 == 1 {
+            Moment::After(full.mul_f64(u))
+        } else {
+            Moment::Event(1 + (u * events as f64) as usize)
+        };
+        #[allow(clippy::cast_possible_truncation)]
+        let cl = make(i as usize);
+        let outcome = Box::pin(kill_and_resume(&emu, &cl, at, &want)).await;
+        if let Ok(made) = &outcome {
+            eprintln!("{kind} point {i}: killed {at:?} with {made} of {total} resources made");
+            partial += usize::from(*made > 0 && *made < total);
+        }
+        if let Err(e) = outcome {
+            failures.push(format!(
+                "{kind}, seed {seed}, point {i}: killed {at:?} (a full up: {} ms, {events} resource events): {e}",
+                full.as_millis()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(
+        points < 10 || partial * 4 >= usize::try_from(points).unwrap(),
+        "{kind}: only {partial} of {points} kills left a half-made cluster: the moments miss the creates"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubeadm_up_killed_at_random_moments_converges_and_tears_down() {
+    crash_resume("kubeadm", |i| {
+        Cluster::new(&format!("crash-k{i}"), 2, "[addons]\nmonitoring = true\n")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eks_up_killed_at_random_moments_converges_and_tears_down() {
+    crash_resume("eks", |i| {
+        Cluster::eks(
+            &format!("crash-e{i}"),
+            "availability_zones = 2\nprivate_subnets = true",
+            "version = \"1.35\"\n[eks.nodegroup]\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 3\ndesired = 2\n",
+        )
+    })
+    .await;
+}
