@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 
 use aws_sdk_ec2::types::Filter;
@@ -621,69 +620,7 @@ async fn down_names_the_resource_that_blocks_it() {
     assert!(tagged(&c, &cl.name).await.is_empty());
 }
 
-/// Counts what carries the cluster tag, by kind.
-async fn census(
-    c: &provision::aws::Clients,
-    name: &str,
-) -> (usize, usize, usize, usize, usize, usize, bool, bool, bool) {
-    let o = tagged(c, name).await;
-    let live = o.instances.iter().filter(|i| i.is_live()).count();
-    (
-        o.vpcs.len(),
-        o.subnets.len(),
-        o.igws.len(),
-        o.route_tables.len(),
-        o.security_groups.len(),
-        live,
-        o.role("node-role").is_some(),
-        o.profile("node-instance-profile").is_some(),
-        o.secret.is_some(),
-    )
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn up_killed_at_any_point_converges_when_run_again() {
-    let c = sdk().await;
-    // Kill after the k-th resource event, for a spread of k over the whole run.
-    for k in [1usize, 4, 9, 15, 22, 27] {
-        let cl = Cluster::new(&format!("kill{k}"), 2, "");
-        let mut child = cl
-            .command(&["up", "--wait", "running", "-f", cl.spec_arg()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut seen = 0;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            if line.contains("\"event\":\"resource\"") {
-                seen += 1;
-                if seen == k {
-                    child.kill().unwrap();
-                    break;
-                }
-            }
-        }
-        let _ = child.wait();
-        assert_eq!(seen, k, "the run ended before the kill point");
-        let again = cl.up();
-        assert!(again.ok());
-        assert_eq!(
-            census(&c, &cl.name).await,
-            (1, 2, 1, 1, 2, 3, true, true, true),
-            "k = {k}: exactly the specified set"
-        );
-        let third = cl.up();
-        assert_eq!(
-            third.mutating_calls(),
-            Vec::<String>::new(),
-            "k = {k}: converged"
-        );
-        cl.down();
-        assert!(tagged(&c, &cl.name).await.is_empty(), "k = {k}");
-    }
-}
+// Crash-resume (up killed at any moment) is tests/crash.rs, on an emulator with latency.
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_untagged_role_of_our_name_is_neither_adopted_nor_deleted() {
