@@ -119,26 +119,38 @@ pub const RUNNING_POLL: Duration = Duration::from_secs(5);
 /// Between two polls for status checks, which pass about 2 minutes after an instance runs.
 pub const STATUS_POLL: Duration = Duration::from_secs(10);
 
-/// Waits until all instances run (one batched DescribeInstances per poll) and returns them
-/// with their addresses.
+/// Waits until all instances run: one DescribeInstances per poll for the batch, asking only for
+/// those not running yet (a filter on the state), so that answers shrink as instances come up
+/// instead of carrying every instance on every poll.
 ///
 /// # Errors
 /// When an instance stops or terminates instead, or the wait times out.
-async fn wait_running_batch(
-    c: &Clients,
-    ids: &[String],
-    max: Duration,
-) -> Result<Vec<ObsInstance>, AwsError> {
+async fn wait_running_batch(c: &Clients, ids: &[String], max: Duration) -> Result<(), AwsError> {
     use aws_sdk_ec2::types::InstanceStateName as S;
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let resource = ids.join(", ");
+    let not_running = aws_sdk_ec2::types::Filter::builder()
+        .name("instance-state-name")
+        .set_values(Some(
+            [
+                "pending",
+                "stopping",
+                "stopped",
+                "shutting-down",
+                "terminated",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ))
+        .build();
     super::poll::until(RUNNING_POLL, max, &resource, "running", || async {
         let out = c
             .ec2
             .describe_instances()
             .set_instance_ids(Some(ids.to_vec()))
+            .filters(not_running.clone())
             .send()
             .await
             .map_err(api("waiting for", &resource));
@@ -150,18 +162,13 @@ async fn wait_running_batch(
             }
             Err(e) => return Err(e),
         };
-        let instances: Vec<&aws_sdk_ec2::types::Instance> = out
+        let waiting: Vec<&aws_sdk_ec2::types::Instance> = out
             .reservations()
             .iter()
             .flat_map(|r| r.instances())
             .collect();
         let state = |i: &aws_sdk_ec2::types::Instance| i.state().and_then(|s| s.name()).cloned();
-        if let Some(gone) = instances.iter().find(|i| {
-            matches!(
-                state(i),
-                Some(S::ShuttingDown | S::Terminated | S::Stopping | S::Stopped)
-            )
-        }) {
+        if let Some(gone) = waiting.iter().find(|i| state(i) != Some(S::Pending)) {
             let reason = gone
                 .state_reason()
                 .and_then(|r| r.message())
@@ -173,21 +180,44 @@ async fn wait_running_batch(
                 message: format!("it is {now} instead ({reason})"),
             });
         }
-        let running = instances
-            .iter()
-            .filter(|i| state(i) == Some(S::Running))
-            .count();
-        if instances.len() == ids.len() && running == ids.len() {
-            return Ok(super::poll::Seen::Ready(
-                instances.into_iter().map(obs_instance).collect(),
-            ));
+        if waiting.is_empty() {
+            return Ok(super::poll::Seen::Ready(()));
         }
         Ok(super::poll::Seen::Pending(format!(
-            "{running} of {} running",
+            "{} of {} running",
+            ids.len() - waiting.len(),
             ids.len()
         )))
     })
     .await
+}
+
+/// The instances with their current state and addresses (one call per 500 ids).
+///
+/// # Errors
+/// The AWS error of a call.
+pub async fn describe(c: &Clients, ids: &[String]) -> Result<Vec<ObsInstance>, AwsError> {
+    let batches = ids.chunks(INSTANCE_BATCH).map(|b| async move {
+        let out = c
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(b.to_vec()))
+            .send()
+            .await
+            .map_err(api("describing", &b.join(", ")))?;
+        Ok::<_, AwsError>(
+            out.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .map(obs_instance)
+                .collect::<Vec<_>>(),
+        )
+    });
+    Ok(futures::future::try_join_all(batches)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
 }
 
 /// Waits until the instances pass their status checks (one batched DescribeInstanceStatus per
@@ -326,24 +356,26 @@ const STATUS_BATCH: usize = 100;
 /// DescribeInstances and TerminateInstances take up to 1000 ids; 500 keeps requests small.
 const INSTANCE_BATCH: usize = 500;
 
-/// Waits until all instances run: one waiter per batch of ids (one DescribeInstances per poll
-/// each), batches in parallel. Returns the instances with their addresses.
+/// Waits until all instances run (batches of 500 ids in parallel, one DescribeInstances per
+/// poll each), then returns those of `details` with their addresses (one more call).
 ///
 /// # Errors
 /// When an instance terminates instead, or the wait times out.
 pub async fn wait_running(
     c: &Clients,
     ids: &[String],
+    details: &[String],
     max: Duration,
 ) -> Result<Vec<ObsInstance>, AwsError> {
-    let batches = ids
-        .chunks(INSTANCE_BATCH)
-        .map(|b| wait_running_batch(c, b, max));
-    Ok(futures::future::try_join_all(batches)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect())
+    futures::future::try_join_all(
+        ids.chunks(INSTANCE_BATCH)
+            .map(|b| wait_running_batch(c, b, max)),
+    )
+    .await?;
+    if details.is_empty() {
+        return Ok(Vec::new());
+    }
+    describe(c, details).await
 }
 
 /// Waits until the instances pass their status checks, in batches of 100 ids.

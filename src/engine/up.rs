@@ -128,7 +128,24 @@ async fn wait_instances(
             what: format!("{} instance(s) to run", waiting.len()),
             elapsed_ms: ms_since(start),
         });
-        for i in aws::instance::wait_running(&ctx.c, &waiting, timeout).await? {
+        // Only the control plane's and the add-ons' addresses are reported: the workers' are
+        // not described again.
+        let details: Vec<String> = ctx
+            .out()
+            .instances
+            .iter()
+            .filter(|(logical, i)| {
+                waiting.contains(&i.id)
+                    && ctx.graph.get(logical).is_some_and(|n| {
+                        matches!(
+                            n.desired,
+                            graph::Desired::Master { .. } | graph::Desired::AddonInstance { .. }
+                        )
+                    })
+            })
+            .map(|(_, i)| i.id.clone())
+            .collect();
+        for i in aws::instance::wait_running(&ctx.c, &waiting, &details, timeout).await? {
             running.insert(i.id.clone(), i);
         }
     }
