@@ -36,7 +36,13 @@ ms() { python3 -c "print(round(($2 - $1) * 1000))"; }
 echo "| workers | concurrency | run | up ms | up calls | re-up ms | re-up calls | down ms | down calls |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 details=""
+# moto keeps terminated instances and scans them on every DescribeInstances: each size starts on
+# a reset emulator, so that one size's leftovers do not slow the next (the first run after a
+# reset pays moto's warm-up).
+reset() { curl -s -X POST "$AWS_ENDPOINT_URL/moto-api/reset" >/dev/null; }
+declare -A upms
 for w in "${workers[@]}"; do
+  reset
   for conc in 8 1; do
     if [ "$conc" = 1 ] && [ "$w" != "${workers[0]}" ]; then
       continue
@@ -56,6 +62,9 @@ for w in "${workers[@]}"; do
       reup=$(calls < "$work/reup.json")
       down=$(calls < "$work/down.json")
       echo "| $w | $conc | $run | $(ms "$t0" "$t1") | ${up%%;*} | $(ms "$t1" "$t2") | ${reup%%;*} | $(ms "$t2" "$t3") | ${down%%;*} |"
+      if [ "$conc" = 8 ] && [ "$run" != 1 ]; then
+        upms[$w]="${upms[$w]:-} $(ms "$t0" "$t1")"
+      fi
       if [ "$run" = 1 ] && [ "$conc" = 8 ]; then
         details+=$'\n'"- $w workers, up: ${up#*;}"$'\n'"- $w workers, re-up: ${reup#*;}"$'\n'"- $w workers, down: ${down#*;}"
       fi
@@ -63,11 +72,24 @@ for w in "${workers[@]}"; do
   done
 done
 
+first="${workers[0]}"
+last="${workers[${#workers[@]}-1]}"
+if [ "$runs" -gt 1 ] && [ "$first" != "$last" ]; then
+  echo
+  python3 -c '
+import statistics, sys
+a = [float(x) for x in sys.argv[3].split()]
+b = [float(x) for x in sys.argv[4].split()]
+print("up wall time, %s workers / %s workers (medians of runs 2..n): %.0f ms / %.0f ms = %.1f" % (sys.argv[2], sys.argv[1], statistics.median(b), statistics.median(a), statistics.median(b) / statistics.median(a)))
+' "$first" "$last" "${upms[$first]}" "${upms[$last]}"
+fi
+
 # EKS (config/eks.toml), with and without private subnets behind a NAT gateway. The emulator's
 # EKS is ACTIVE at once, so these are the engine's own costs, not EKS's 10 minutes.
 echo
 echo "| EKS | run | up ms | up calls | re-up ms | re-up calls | down ms | down calls |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+reset
 for variant in public private; do
   for run in $(seq 1 "$runs"); do
     name="bench-eks-${variant}-r${run}"

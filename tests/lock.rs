@@ -208,3 +208,61 @@ async fn a_lock_left_by_a_dead_run_is_taken_over_at_once() {
     let lock = provision::aws::lock::parameter_name(&cl.name);
     assert_eq!(provision::aws::lock::read(&c, &lock).await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_takeover_claimed_by_another_run_is_waited_for_and_a_dead_claim_cleared() {
+    let cl = Cluster::new("claim", 1, "");
+    let c = sdk().await;
+    let mut gone = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let dead = holder(gone.id(), start_of(gone.id()));
+    gone.kill().unwrap();
+    gone.wait().unwrap();
+    put_lock(&c, &cl.name, &dead).await;
+    let lock = provision::aws::lock::parameter_name(&cl.name);
+    let claim = format!("{lock}-takeover");
+    let tags = provision::core::tags::tags_for(&cl.name, "lock", false, &Default::default());
+    // Another run is taking the stale lock over right now: this one must not.
+    let fresh =
+        serde_json::json!({"stale": dead.id, "by": "someone-else", "at": now()}).to_string();
+    assert!(
+        provision::aws::lock::create(&c, &claim, &fresh, &tags)
+            .await
+            .unwrap()
+    );
+    let up = cl.run(&["up", "--lock-timeout", "2", "-f", cl.spec_arg()]);
+    assert_eq!(up.code, Some(1), "{}", up.stderr);
+    assert!(tagged(&c, &cl.name).await.is_empty(), "changed nothing");
+    assert!(
+        provision::aws::lock::read(&c, &lock)
+            .await
+            .unwrap()
+            .unwrap()
+            .contains(&dead.id),
+        "the stale record is left to the run that claimed it"
+    );
+    // A claim older than a minute was left by a taker that died: cleared, then taken over.
+    provision::aws::lock::delete(&c, &claim).await.unwrap();
+    let old = serde_json::json!({"stale": dead.id, "by": "died", "at": now() - 120}).to_string();
+    assert!(
+        provision::aws::lock::create(&c, &claim, &old, &tags)
+            .await
+            .unwrap()
+    );
+    let up = cl.run(&[
+        "up",
+        "--wait",
+        "running",
+        "--lock-timeout",
+        "5",
+        "-f",
+        cl.spec_arg(),
+    ]);
+    assert!(up.ok(), "{}", up.stderr);
+    assert_eq!(provision::aws::lock::read(&c, &claim).await.unwrap(), None);
+    cl.down();
+    assert_eq!(provision::aws::lock::read(&c, &lock).await.unwrap(), None);
+    assert!(tagged(&c, &cl.name).await.is_empty());
+}

@@ -168,7 +168,12 @@ async fn wait_running_batch(c: &Clients, ids: &[String], max: Duration) -> Resul
             .flat_map(|r| r.instances())
             .collect();
         let state = |i: &aws_sdk_ec2::types::Instance| i.state().and_then(|s| s.name()).cloned();
-        if let Some(gone) = waiting.iter().find(|i| state(i) != Some(S::Pending)) {
+        // `stopped` is not a failure: an instance `up` just started again can still read as
+        // stopped for a moment (the SDK's waiter fails on shutting-down, terminated and stopping).
+        if let Some(gone) = waiting
+            .iter()
+            .find(|i| !matches!(state(i), Some(S::Pending | S::Stopped)))
+        {
             let reason = gone
                 .state_reason()
                 .and_then(|r| r.message())
@@ -220,8 +225,8 @@ pub async fn describe(c: &Clients, ids: &[String]) -> Result<Vec<ObsInstance>, A
         .collect())
 }
 
-/// Waits until the instances pass their status checks (one batched DescribeInstanceStatus per
-/// poll).
+/// Waits until the instances run and pass their status checks (one batched
+/// DescribeInstanceStatus per poll, with IncludeAllInstances).
 ///
 /// # Errors
 /// When the wait times out.
@@ -236,9 +241,41 @@ async fn wait_status_ok_batch(c: &Clients, ids: &[String], max: Duration) -> Res
             .ec2
             .describe_instance_status()
             .set_instance_ids(Some(ids.to_vec()))
+            .include_all_instances(true)
             .send()
             .await
-            .map_err(api("waiting for the status checks of", &resource))?;
+            .map_err(api("waiting for the status checks of", &resource));
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if is_eventual_not_found(&e) => {
+                return Ok(super::poll::Seen::Pending(e.code().to_string()));
+            }
+            Err(e) => return Err(e),
+        };
+        // With IncludeAllInstances an instance that is not running yet is listed (not passed),
+        // and one that terminates meanwhile fails the wait instead of missing until the deadline
+        // (`stopped` is waited on: an instance `up` just started can read stopped a moment).
+        if let Some(gone) = out.instance_statuses().iter().find(|s| {
+            matches!(
+                s.instance_state().and_then(|x| x.name()),
+                Some(
+                    aws_sdk_ec2::types::InstanceStateName::ShuttingDown
+                        | aws_sdk_ec2::types::InstanceStateName::Terminated
+                        | aws_sdk_ec2::types::InstanceStateName::Stopping
+                )
+            )
+        }) {
+            return Err(AwsError::Wait {
+                resource: gone.instance_id().unwrap_or("?").to_string(),
+                state: "status ok".into(),
+                message: format!(
+                    "it is {} instead",
+                    gone.instance_state()
+                        .and_then(|x| x.name())
+                        .map_or("?", |n| n.as_str())
+                ),
+            });
+        }
         let ok = out
             .instance_statuses()
             .iter()

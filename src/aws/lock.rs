@@ -44,7 +44,8 @@ pub async fn create(
         .map_err(api("taking the cluster lock", name));
     match r {
         Ok(_) => Ok(true),
-        Err(e) if e.code() == "ParameterAlreadyExists" => Ok(false),
+        // TooManyUpdates: another run's call on the same parameter at the same moment.
+        Err(e) if matches!(e.code(), "ParameterAlreadyExists" | "TooManyUpdates") => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -73,15 +74,23 @@ pub async fn read(c: &Clients, name: &str) -> Result<Option<String>, AwsError> {
 /// # Errors
 /// The AWS error of the call.
 pub async fn replace(c: &Clients, name: &str, value: &str) -> Result<(), AwsError> {
-    c.ssm
-        .put_parameter()
-        .name(name)
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .value(value)
-        .overwrite(true)
-        .send()
-        .await
-        .map_err(api("renewing the cluster lock", name))?;
+    // TooManyUpdates (concurrent calls on one parameter) is not retried by the SDK.
+    super::retry::retry(
+        super::retry::Backoff::EVENTUAL,
+        |e| e.code() == "TooManyUpdates",
+        || async {
+            c.ssm
+                .put_parameter()
+                .name(name)
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .value(value)
+                .overwrite(true)
+                .send()
+                .await
+                .map_err(api("writing the cluster lock", name))
+        },
+    )
+    .await?;
     Ok(())
 }
 

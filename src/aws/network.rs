@@ -341,7 +341,11 @@ pub async fn wait_nat_available(c: &Clients, id: &str) -> Result<(), AwsError> {
                 .nat_gateway_ids(id)
                 .send()
                 .await
-                .map_err(api("waiting for", id))?;
+                .map_err(api("waiting for", id));
+            // Right after CreateNatGateway the id may not be visible yet.
+            let Some(out) = super::error::absent_if(out, "NatGatewayNotFound")? else {
+                return Ok(super::poll::Seen::Pending("not visible yet".into()));
+            };
             let gw = out.nat_gateways().first();
             match gw.and_then(|g| g.state()) {
                 Some(S::Available) => Ok(super::poll::Seen::Ready(())),

@@ -650,8 +650,8 @@ pub const SG_LINKS: &str = "sg-links";
 /// Moves every rule whose source is another of our groups out of its group into one
 /// [`SG_LINKS`] node, so that the groups are created side by side instead of one after the
 /// other (the nodes' group admits Prometheus, the add-ons' admit the nodes, the control plane's
-/// admits the nodes): the groups depend on the VPC only. Nothing waits for the links but the end
-/// of `up`: instances take far longer to boot than two calls take.
+/// admits the nodes): the groups depend on the VPC only, and what runs in them waits for the
+/// links (created alongside the subnets and route table, so off the critical path).
 fn link_groups(b: &mut Builder) {
     let groups: Vec<String> = b
         .nodes
@@ -692,6 +692,15 @@ fn link_groups(b: &mut Builder) {
         }
     }
     let deps: Vec<String> = deps.into_iter().map(str::to_string).collect();
+    // What runs in a group (instances, the node group) starts with its rules in place: a
+    // failure to authorize them stops the launch, as a failing group did.
+    for n in &mut b.nodes {
+        if !matches!(n.desired, Desired::SecurityGroup { .. })
+            && n.deps.iter().any(|d| deps.contains(d))
+        {
+            n.deps.push(SG_LINKS.to_string());
+        }
+    }
     let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
     b.add(
         SG_LINKS,
@@ -1654,12 +1663,12 @@ pub(crate) mod tests {
                 NODE_ROLE,
                 NODE_PROFILE,
                 SECRET,
+                SG_LINKS,
                 MASTER,
                 CA_ACCESS,
                 JOIN_TOKEN,
                 "workers-0",
-                "workers-1",
-                SG_LINKS
+                "workers-1"
             ]
         );
     }

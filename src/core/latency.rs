@@ -121,13 +121,13 @@ pub fn node_cost(node: &Node, p: &Profile, wait: InstanceWait) -> (f64, f64) {
         }
         Desired::IngressRules { .. } => same(calls(1.0)),
         Desired::JoinToken => same(0.0),
-        // RunInstances; then boot and the DescribeInstances that sees it running, and with
-        // status checks their time and the DescribeInstanceStatus that sees them pass.
+        // RunInstances; then boot and the DescribeInstances that sees it running, or with
+        // status checks their time and the one DescribeInstanceStatus that sees them pass (a
+        // client need not see `running` first).
         Desired::Master { .. } | Desired::Workers { .. } | Desired::AddonInstance { .. } => {
-            let running = calls(2.0) + p.ec2_boot;
             let ready = match wait {
-                InstanceWait::Running => running,
-                InstanceWait::Status => running + p.ec2_status + p.call,
+                InstanceWait::Running => calls(2.0) + p.ec2_boot,
+                InstanceWait::Status => calls(2.0) + p.ec2_boot + p.ec2_status,
             };
             (calls(1.0), ready)
         }

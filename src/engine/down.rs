@@ -81,8 +81,21 @@ pub async fn down(
 ) -> Result<DownReport, EngineError> {
     // Held from before discovery to after the last deletion: see `engine::lock`. The lock's
     // parameter is the last thing `down` removes.
-    let lock = super::lock::acquire(&c, &opts.cluster, "down", opts.lock_timeout, &events).await?;
-    let result = down_locked(c, opts, events.clone()).await;
+    let region = c
+        .ec2
+        .config()
+        .region()
+        .map_or_else(|| "REGION".to_string(), ToString::to_string);
+    let lock = super::lock::acquire(
+        &c,
+        &opts.cluster,
+        &region,
+        "down",
+        opts.lock_timeout,
+        &events,
+    )
+    .await?;
+    let result = down_locked(c, opts, events.clone(), lock.lost()).await;
     let report = lock.report();
     lock.release(&events).await;
     result.map(|r| DownReport {
@@ -95,6 +108,7 @@ async fn down_locked(
     c: Clients,
     opts: &DownOptions,
     events: EventSink,
+    lost: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<DownReport, EngineError> {
     let start = Instant::now();
     events(Event::Phase {
@@ -170,7 +184,13 @@ async fn down_locked(
     let results = dag::execute(steps, opts.concurrency, |step: TeardownStep| {
         let ctx = ctx.clone();
         let cluster = cluster.clone();
-        async move { run_step(&ctx, &cluster, step, timeout, eks_timeout).await }
+        let lost = lost.clone();
+        async move {
+            if lost.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(super::up::lock_lost(&cluster));
+            }
+            run_step(&ctx, &cluster, step, timeout, eks_timeout).await
+        }
     })
     .await;
     let failures: Vec<String> = results

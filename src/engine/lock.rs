@@ -6,11 +6,13 @@
 //! is taken over at once when its process is known to be gone (same machine and pid namespace),
 //! else when its lease ends (`core::lock::LEASE_SECS`, renewed while the holder runs).
 //!
-//! Taking over is not atomic in SSM (an overwrite is unconditional): after replacing a stale
-//! record the taker waits [`settle`] and reads the record again; of two runs that took over the
-//! same stale lock at the same moment only the last writer sees itself and goes on.
+//! An overwrite is unconditional in SSM, so taking over a stale record goes through a claim
+//! (`NAME-takeover`, created without overwrite: one taker gets it) and a check that the record is
+//! still the stale one ([`take_over`]). Renewal reads the record before it writes, and a run that
+//! finds its lock gone stops before its next step.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::EngineError;
@@ -18,20 +20,14 @@ use super::events::{Event, EventSink, ms_since};
 use crate::aws::{self, Clients};
 use crate::core::lock::{Holder, LEASE_SECS, Local, RENEW_SECS, stale};
 
-/// How long a taker of a stale lock waits before checking that it still holds it: far longer
-/// than the read-then-replace of another taker (two API calls), scaled for benchmarks but never
-/// under half a second.
-fn settle() -> Duration {
-    aws::poll::scaled(Duration::from_secs(2)).max(Duration::from_millis(500))
-}
-
 /// A held lock; renewed in the background until [`Lock::release`] (or drop, which stops the
-/// renewal and leaves the record to expire).
+/// renewal and leaves the record to be taken over).
 pub struct Lock {
     c: Clients,
     name: String,
-    holder: Arc<Mutex<Holder>>,
+    shared: Arc<tokio::sync::Mutex<Shared>>,
     renewal: tokio::task::JoinHandle<()>,
+    lost: Arc<AtomicBool>,
     /// How long this run waited for another to finish.
     pub waited: Duration,
     /// PutParameter calls made to take the lock (one, plus one per release seen while waiting
@@ -110,6 +106,7 @@ fn encode(h: &Holder) -> String {
 pub async fn acquire(
     c: &Clients,
     cluster: &str,
+    region: &str,
     command: &str,
     timeout: Duration,
     events: &EventSink,
@@ -121,9 +118,10 @@ pub async fn acquire(
     let start = Instant::now();
     let mut delay = aws::poll::scaled(Duration::from_secs(1));
     let mut announced = String::new();
+    let mut warned = String::new();
     let mut creates = 0;
     'take: loop {
-        holder.expires = now_unix() + LEASE_SECS;
+        refresh(&mut holder);
         creates += 1;
         if aws::lock::create(c, &name, &encode(&holder), &tags).await? {
             break;
@@ -131,6 +129,9 @@ pub async fn acquire(
         // Held: read until it is released (then create again), stale, or the timeout.
         loop {
             let Some(current) = aws::lock::read(c, &name).await? else {
+                // Released between the two calls: create again (after a breath, so that a read
+                // that keeps disagreeing with the create cannot spin).
+                tokio::time::sleep(aws::poll::scaled(Duration::from_millis(200))).await;
                 continue 'take;
             };
             let other: Holder = serde_json::from_str(&current).map_err(|e| {
@@ -142,22 +143,27 @@ pub async fn acquire(
                 break 'take; // our own create, retried by the SDK after an answer was lost
             }
             if let Some(why) = stale(&other, &here, now_unix(), start_of(other.pid).as_deref()) {
-                (events)(Event::Warning {
-                    message: format!(
-                        "taking over the cluster lock of {}: {why}",
-                        other.describe()
-                    ),
-                });
+                if warned != other.id {
+                    (events)(Event::Warning {
+                        message: format!(
+                            "taking over the cluster lock of {}: {why}",
+                            other.describe()
+                        ),
+                    });
+                    warned.clone_from(&other.id);
+                }
+                refresh(&mut holder);
                 creates += 1;
-                aws::lock::replace(c, &name, &encode(&holder)).await?;
-                tokio::time::sleep(settle()).await;
-                // Of two runs that took it over at the same moment, the last writer goes on.
-                continue;
+                if take_over(c, &name, &tags, &other, &holder).await? {
+                    break 'take;
+                }
+                // Another run is taking it over: wait for it like for any holder.
             }
-            if start.elapsed() + delay > timeout {
+            if start.elapsed() >= timeout {
                 return Err(EngineError::Refused(format!(
                     "the cluster {cluster} is locked by {} (lease until {}); gave up after {} s (--lock-timeout). \
-                     If that run is gone for good, the lock ends with its lease, or remove it now with `provision unlock --name {cluster} --region REGION`",
+                     If that run is gone for good, the lock ends with its lease (at once when it ran on this machine), \
+                     or remove it now with `provision unlock --name {cluster} --region {region}`",
                     other.describe(),
                     crate::core::lock::unix_utc(other.expires),
                     start.elapsed().as_secs()
@@ -170,64 +176,145 @@ pub async fn acquire(
                 });
                 announced.clone_from(&other.id);
             }
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(delay.min(timeout.saturating_sub(start.elapsed()))).await;
             delay = (delay * 3 / 2).min(aws::poll::scaled(Duration::from_secs(15)));
         }
     }
-    let holder = Arc::new(Mutex::new(holder));
+    let shared = Arc::new(tokio::sync::Mutex::new(Shared {
+        holder,
+        released: false,
+    }));
+    let lost = Arc::new(AtomicBool::new(false));
     let renewal = tokio::spawn(renew(
         c.clone(),
         name.clone(),
-        holder.clone(),
+        shared.clone(),
+        lost.clone(),
         events.clone(),
     ));
     Ok(Lock {
         c: c.clone(),
         name,
-        holder,
+        shared,
         renewal,
+        lost,
         waited: start.elapsed(),
         creates,
     })
 }
 
-/// Extends the lease every `RENEW_SECS` while the run lasts. If the lease ran out before a
-/// renewal (the process was suspended), the record is read first: another run may have taken
-/// over, and then this one warns and stops renewing rather than overwrite it.
-async fn renew(c: Clients, name: String, holder: Arc<Mutex<Holder>>, events: EventSink) {
+/// A fresh lease, counted from now.
+fn refresh(h: &mut Holder) {
+    h.since = now_unix();
+    h.expires = h.since + LEASE_SECS;
+}
+
+/// How old a takeover claim may get before it counts as left by a run that died taking over.
+const CLAIM_SECS: i64 = 60;
+
+/// A claim on taking over one stale lock.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Claim {
+    stale: String,
+    by: String,
+    at: i64,
+}
+
+/// Replaces the stale record `old` with ours, unless another run is doing the same: the takers
+/// first create `NAME-takeover` without overwrite (one of them succeeds), the winner checks
+/// that the record is still `old`, replaces it, and removes the claim. A loser that gets the
+/// claim later finds the record changed and backs off. `true` when the lock is ours.
+async fn take_over(
+    c: &Clients,
+    name: &str,
+    tags: &[(String, String)],
+    old: &Holder,
+    mine: &Holder,
+) -> Result<bool, EngineError> {
+    let claim_name = format!("{name}-takeover");
+    let claim = Claim {
+        stale: old.id.clone(),
+        by: mine.id.clone(),
+        at: now_unix(),
+    };
+    let claim_json = serde_json::to_string(&claim).unwrap_or_default();
+    if !aws::lock::create(c, &claim_name, &claim_json, tags).await? {
+        // Someone else's claim: wait, unless it was left by a run that died taking over.
+        let left: Option<Claim> = aws::lock::read(c, &claim_name)
+            .await?
+            .and_then(|v| serde_json::from_str(&v).ok());
+        if left.is_none_or(|l| l.at + CLAIM_SECS < now_unix()) {
+            aws::lock::delete(c, &claim_name).await?;
+        }
+        return Ok(false);
+    }
+    let still: Option<Holder> = aws::lock::read(c, name)
+        .await?
+        .and_then(|v| serde_json::from_str(&v).ok());
+    let ours = match still {
+        Some(h) if h.id == old.id => {
+            aws::lock::replace(c, name, &encode(mine)).await?;
+            true
+        }
+        // Released meanwhile: take it the ordinary way.
+        None => aws::lock::create(c, name, &encode(mine), tags).await?,
+        Some(_) => false,
+    };
+    aws::lock::delete(c, &claim_name).await?;
+    Ok(ours)
+}
+
+struct Shared {
+    holder: Holder,
+    released: bool,
+}
+
+/// Extends the lease every `RENEW_SECS` while the run lasts, reading the record first: when it
+/// is no longer ours (a run that took over after this one was suspended past its lease, or a
+/// `provision unlock`), this run warns, stops renewing and marks the lock lost, which makes the
+/// engine stop starting new steps. Renewal and release exclude each other, so a renewal never
+/// lands after the release's delete.
+async fn renew(
+    c: Clients,
+    name: String,
+    shared: Arc<tokio::sync::Mutex<Shared>>,
+    lost: Arc<AtomicBool>,
+    events: EventSink,
+) {
     let every = Duration::from_secs(u64::try_from(RENEW_SECS).unwrap_or(120));
     loop {
         tokio::time::sleep(every).await;
-        let mine = holder
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if mine.expires <= now_unix() {
-            let current: Option<Holder> = match aws::lock::read(&c, &name).await {
-                Ok(v) => v.and_then(|v| serde_json::from_str(&v).ok()),
-                Err(_) => continue,
-            };
-            if current.as_ref().is_none_or(|h| h.id != mine.id) {
-                (events)(Event::Warning {
-                    message: format!(
-                        "lost the cluster lock {name} while suspended past its lease: another run may be changing the cluster"
-                    ),
-                });
-                return;
-            }
+        let mut s = shared.lock().await;
+        if s.released {
+            return;
         }
-        let renewed = Holder {
-            expires: now_unix() + LEASE_SECS,
-            ..mine
+        let current: Option<Holder> = match aws::lock::read(&c, &name).await {
+            Ok(v) => v.and_then(|v| serde_json::from_str(&v).ok()),
+            Err(_) => continue, // try again at the next renewal; the lease has room
         };
+        if current.as_ref().is_none_or(|h| h.id != s.holder.id) {
+            lost.store(true, Ordering::SeqCst);
+            (events)(Event::Warning {
+                message: format!(
+                    "lost the cluster lock {name} (another run took it over, or it was removed): stopping before the next step"
+                ),
+            });
+            return;
+        }
+        let mut renewed = s.holder.clone();
+        renewed.expires = now_unix() + LEASE_SECS;
         if aws::lock::replace(&c, &name, &encode(&renewed))
             .await
             .is_ok()
         {
-            *holder
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = renewed;
+            s.holder = renewed;
         }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.renewal.abort();
     }
 }
 
@@ -240,29 +327,31 @@ impl Lock {
         }
     }
 
-    /// Stops renewing and deletes the record. While the lease has not run out nobody else can
-    /// have taken the lock over, so no read is needed first; past it, the record is checked.
+    /// Set once the lock is known to be lost: the engine starts no further step.
+    pub fn lost(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
+    }
+
+    /// Stops renewing and deletes the record, unless it is no longer ours. While the lease
+    /// has not run out nobody else can have taken the lock over, so no read is needed first.
     pub async fn release(self, events: &EventSink) {
-        self.renewal.abort();
-        let mine = self
-            .holder
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if mine.expires <= now_unix() {
+        let mut s = self.shared.lock().await;
+        s.released = true;
+        let lost = self.lost.load(Ordering::SeqCst);
+        if lost || s.holder.expires <= now_unix() {
             let current: Option<Holder> = aws::lock::read(&self.c, &self.name)
                 .await
                 .ok()
                 .flatten()
                 .and_then(|v| serde_json::from_str(&v).ok());
-            if current.is_none_or(|h| h.id != mine.id) {
+            if current.is_none_or(|h| h.id != s.holder.id) {
                 return;
             }
         }
         if let Err(e) = aws::lock::delete(&self.c, &self.name).await {
             (events)(Event::Warning {
                 message: format!(
-                    "could not release the cluster lock ({e}); the next run takes it over when this process is gone"
+                    "could not release the cluster lock ({e}); the next run takes it over once this process is gone (at once on this machine, else when its lease ends), or run `provision unlock`"
                 ),
             });
         }
@@ -290,5 +379,6 @@ pub async fn force_unlock(c: &Clients, cluster: &str) -> Result<Option<Holder>, 
         )));
     }
     aws::lock::delete(c, &name).await?;
+    aws::lock::delete(c, &format!("{name}-takeover")).await?;
     Ok(Some(holder))
 }

@@ -103,12 +103,16 @@ fn addon_reports(ctx: &Ctx, running: &HashMap<String, ObsInstance>) -> Vec<Addon
         .collect()
 }
 
-/// Waits (one batched wait) for the instances this run launched or found not running.
+/// Waits (one batched wait) for the instances this run launched or found not running: until
+/// they run, or with `status` until every instance has passed its status checks (polled
+/// directly: an instance that is not running yet has not passed them). Then describes the
+/// control plane and the add-ons, whose addresses are reported (the workers' are not).
 async fn wait_instances(
     ctx: &Ctx,
     events: &EventSink,
     start: Instant,
     timeout: Duration,
+    status: bool,
 ) -> Result<HashMap<String, ObsInstance>, EngineError> {
     let waiting: Vec<String> = ctx
         .out()
@@ -123,31 +127,40 @@ async fn wait_instances(
         .iter()
         .map(|(_, i)| (i.id.clone(), i.clone()))
         .collect();
-    if !waiting.is_empty() {
+    let details: Vec<String> = ctx
+        .out()
+        .instances
+        .iter()
+        .filter(|(logical, i)| {
+            waiting.contains(&i.id)
+                && ctx.graph.get(logical).is_some_and(|n| {
+                    matches!(
+                        n.desired,
+                        graph::Desired::Master { .. } | graph::Desired::AddonInstance { .. }
+                    )
+                })
+        })
+        .map(|(_, i)| i.id.clone())
+        .collect();
+    let described = if status {
+        let all: Vec<String> = running.keys().cloned().collect();
+        events(Event::Waiting {
+            what: format!("{} instance(s) to run and pass status checks", all.len()),
+            elapsed_ms: ms_since(start),
+        });
+        aws::instance::wait_status_ok(&ctx.c, &all, timeout).await?;
+        aws::instance::describe(&ctx.c, &details).await?
+    } else if waiting.is_empty() {
+        Vec::new()
+    } else {
         events(Event::Waiting {
             what: format!("{} instance(s) to run", waiting.len()),
             elapsed_ms: ms_since(start),
         });
-        // Only the control plane's and the add-ons' addresses are reported: the workers' are
-        // not described again.
-        let details: Vec<String> = ctx
-            .out()
-            .instances
-            .iter()
-            .filter(|(logical, i)| {
-                waiting.contains(&i.id)
-                    && ctx.graph.get(logical).is_some_and(|n| {
-                        matches!(
-                            n.desired,
-                            graph::Desired::Master { .. } | graph::Desired::AddonInstance { .. }
-                        )
-                    })
-            })
-            .map(|(_, i)| i.id.clone())
-            .collect();
-        for i in aws::instance::wait_running(&ctx.c, &waiting, &details, timeout).await? {
-            running.insert(i.id.clone(), i);
-        }
+        aws::instance::wait_running(&ctx.c, &waiting, &details, timeout).await?
+    };
+    for i in described {
+        running.insert(i.id.clone(), i);
     }
     Ok(running)
 }
@@ -253,8 +266,16 @@ pub async fn up(
     events: EventSink,
 ) -> Result<UpReport, EngineError> {
     // Held from before discovery to after the last change: see `engine::lock`.
-    let lock = super::lock::acquire(&c, &spec.name, "up", opts.lock_timeout, &events).await?;
-    let result = up_locked(c, spec, opts, events.clone()).await;
+    let lock = super::lock::acquire(
+        &c,
+        &spec.name,
+        &spec.region,
+        "up",
+        opts.lock_timeout,
+        &events,
+    )
+    .await?;
+    let result = up_locked(c, spec, opts, events.clone(), lock.lost()).await;
     let report = lock.report();
     lock.release(&events).await;
     result.map(|r| UpReport {
@@ -263,11 +284,21 @@ pub async fn up(
     })
 }
 
+/// The error of a step not started because another run took the cluster lock over.
+pub(crate) fn lock_lost(cluster: &str) -> AwsError {
+    AwsError::unexpected(
+        "starting a step of",
+        cluster,
+        "the cluster lock was lost (another run took it over, or it was removed): not started",
+    )
+}
+
 async fn up_locked(
     c: Clients,
     spec: ClusterSpec,
     opts: &UpOptions,
     events: EventSink,
+    lost: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<UpReport, EngineError> {
     let start = Instant::now();
     events(Event::Phase {
@@ -390,7 +421,13 @@ async fn up_locked(
     let total = nodes.len();
     let results = dag::execute(nodes, opts.concurrency, |id: String| {
         let ctx = ctx.clone();
-        async move { ensure(&ctx, &id).await.map_err(|e| (id, e)) }
+        let lost = lost.clone();
+        async move {
+            if lost.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err((id, lock_lost(&ctx.spec.name)));
+            }
+            ensure(&ctx, &id).await.map_err(|e| (id, e))
+        }
     })
     .await;
     let failures: Vec<String> = results
@@ -428,15 +465,14 @@ async fn up_locked(
     events(Event::Phase {
         phase: "wait".into(),
     });
-    let running = wait_instances(&ctx, &events, start, opts.instance_timeout).await?;
-    if opts.wait >= WaitFor::Status {
-        let all: Vec<String> = running.keys().cloned().collect();
-        events(Event::Waiting {
-            what: format!("{} instance(s) to pass status checks", all.len()),
-            elapsed_ms: ms_since(start),
-        });
-        aws::instance::wait_status_ok(&ctx.c, &all, opts.instance_timeout).await?;
-    }
+    let running = wait_instances(
+        &ctx,
+        &events,
+        start,
+        opts.instance_timeout,
+        opts.wait >= WaitFor::Status,
+    )
+    .await?;
     let master = {
         let o = ctx.out();
         let m = o.master.clone().ok_or_else(|| {
@@ -565,7 +601,7 @@ async fn finish_eks(
         )
         .await?;
     }
-    let running = wait_instances(ctx, events, start, opts.instance_timeout).await?;
+    let running = wait_instances(ctx, events, start, opts.instance_timeout, false).await?;
     let records = ctx.out().records.clone();
     Ok(UpReport {
         addons: addon_reports(ctx, &running),
