@@ -59,6 +59,8 @@ where
     let interval = super::poll::scaled(interval);
     let start = tokio::time::Instant::now();
     loop {
+        // Fixed rate: the next poll is `interval` after this one started.
+        let next = tokio::time::Instant::now() + interval;
         match describe().await? {
             Seen::Done => return Ok(()),
             Seen::Failed(why) => {
@@ -80,7 +82,7 @@ where
                     });
                 }
                 progress(&state);
-                tokio::time::sleep(interval).await;
+                tokio::time::sleep_until(next).await;
             }
         }
     }

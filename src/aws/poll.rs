@@ -34,7 +34,7 @@ pub enum Seen<T> {
     Pending(String),
 }
 
-/// Polls `check` every `scaled(interval)` (the first time at once) until it is ready, fails, or
+/// Polls `check` every `scaled(interval)`, at a fixed rate (the first time at once) until it is ready, fails, or
 /// `max` passes. For waits where the SDK's waiters poll too seldom for how long the state takes
 /// (EC2's are fixed at 15 s and more between polls; an instance runs in about 40 s).
 ///
@@ -54,17 +54,19 @@ where
     let deadline = tokio::time::Instant::now() + max;
     let every = scaled(interval);
     loop {
+        // Fixed rate: the next poll is `every` after this one started, not after it answered.
+        let next = tokio::time::Instant::now() + every;
         let last = match check().await? {
             Seen::Ready(t) => return Ok(t),
             Seen::Pending(now) => now,
         };
-        if tokio::time::Instant::now() + every > deadline {
+        if next > deadline {
             return Err(AwsError::Wait {
                 resource: resource.into(),
                 state: state.into(),
                 message: format!("gave up after {} s; last seen: {last}", max.as_secs()),
             });
         }
-        tokio::time::sleep(every).await;
+        tokio::time::sleep_until(next).await;
     }
 }
