@@ -54,6 +54,9 @@ async fn both_kinds(seed: u64) {
         "version = \"1.35\"\n[eks.nodegroup]\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 3\ndesired = 2\n",
     );
     let (eks_calls, eks_attempts) = survives(&emu, &eks).await;
+    eprintln!(
+        "seed {seed}: kubeadm up {calls} operations in {attempts} attempts, EKS up {eks_calls} in {eks_attempts}"
+    );
     assert!(
         attempts + eks_attempts > calls + eks_calls,
         "seed {seed}: no fault was injected ({attempts}/{calls}, {eks_attempts}/{eks_calls})"

@@ -676,6 +676,16 @@ pub fn needs_launch(n: &super::graph::Node, obs: &Observed) -> bool {
     }
 }
 
+/// Whether the availability zones must be looked up: some subnet of the graph, public or
+/// private, does not exist yet (every subnet is placed by the zone at its index).
+pub fn zones_needed(graph: &Graph, obs: &Observed) -> bool {
+    graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.desired, Desired::Subnet { .. }))
+        .any(|n| obs.id_of(&n.id, Kind::Subnet).is_none())
+}
+
 /// Whether an image lookup is needed: an instance node that depends on it has instances to
 /// launch.
 pub fn image_needed(graph: &Graph, ami: &str, obs: &Observed) -> bool {
@@ -695,9 +705,8 @@ pub fn diff(graph: &Graph, obs: &Observed) -> Vec<PlanItem> {
             let aws_id = obs.id_of(&n.id, n.kind);
             let mut changes = Vec::new();
             let action = match (&n.desired, &aws_id) {
-                (Desired::AvailabilityZones { count }, _) => {
-                    let missing = (0..*count).any(|i| obs.id_of(&super::graph::subnet_id(i), Kind::Subnet).is_none());
-                    if missing { Action::Read } else { Action::Keep }
+                (Desired::AvailabilityZones { .. }, _) => {
+                    if zones_needed(graph, obs) { Action::Read } else { Action::Keep }
                 }
                 (Desired::CaAccess { .. }, Some(_)) => {
                     let doc = obs.ca_policy.as_deref().unwrap_or_default();
@@ -1099,6 +1108,41 @@ mod tests {
     fn spec() -> crate::core::spec::ClusterSpec {
         let text = "name = \"demo\"\nregion = \"us-east-1\"\nkind = \"kubeadm\"\n[network]\nvpc_cidr = \"10.0.0.0/16\"\nadmin_cidrs = [\"203.0.113.0/24\"]\n[kubeadm]\ncni = \"flannel\"\ninstance_type = \"t3.medium\"\nworkers = 3\n";
         crate::core::spec::parse("t.toml", text).unwrap().0
+    }
+
+    #[test]
+    fn zones_are_looked_up_while_any_subnet_public_or_private_is_missing() {
+        // Found by the crash benchmark: an `up` killed after the public subnets but before the
+        // private ones skipped the lookup on resume, and the private subnets had no zone.
+        let text = "name = \"e\"\nregion = \"us-east-1\"\nkind = \"eks\"\n[network]\nvpc_cidr = \"10.0.0.0/16\"\nadmin_cidrs = [\"203.0.113.0/24\"]\nprivate_subnets = true\n[eks]\nversion = \"1.35\"\n[eks.nodegroup]\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 2\ndesired = 1\n";
+        let spec = crate::core::spec::parse("t.toml", text).unwrap().0;
+        let g = build(&spec);
+        let subnet = |logical: &str| ObsSubnet {
+            id: format!("subnet-{logical}"),
+            logical: Some(logical.into()),
+            vpc_id: "vpc-1".into(),
+            cidr: String::new(),
+            az: String::new(),
+            map_public_ip: true,
+        };
+        let mut obs = Observed::default();
+        let ids: Vec<String> = g
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.desired, Desired::Subnet { .. }))
+            .map(|n| n.id.clone())
+            .collect();
+        assert!(ids.iter().any(|i| i.starts_with("private-")), "{ids:?}");
+        for id in ids.iter().filter(|i| !i.starts_with("private-")) {
+            obs.subnets.push(subnet(id));
+        }
+        assert!(zones_needed(&g, &obs), "private subnets still to make");
+        let azs = diff(&g, &obs).into_iter().find(|i| i.id == graph::AZS).unwrap();
+        assert_eq!(azs.action, Action::Read);
+        for id in ids.iter().filter(|i| i.starts_with("private-")) {
+            obs.subnets.push(subnet(id));
+        }
+        assert!(!zones_needed(&g, &obs));
     }
 
     fn eks_observed(spec: &crate::core::spec::ClusterSpec) -> Observed {

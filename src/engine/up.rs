@@ -632,10 +632,7 @@ async fn ensure(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
     let existing = ctx.obs.id_of(id, node.kind);
     let c = &ctx.c;
     match &node.desired {
-        Desired::AvailabilityZones { .. }
-            if (0..ctx.spec.network.subnet_cidrs.len())
-                .all(|i| ctx.obs.id_of(&graph::subnet_id(i), Kind::Subnet).is_some()) =>
-        {
+        Desired::AvailabilityZones { .. } if !plan::zones_needed(&ctx.graph, &ctx.obs) => {
             ctx.emit(
                 id,
                 node.kind,
