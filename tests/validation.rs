@@ -55,6 +55,110 @@ fn corpus_is_large_enough() {
     );
 }
 
+/// Every field of the spec (the `Raw*` structs of `src/core/spec.rs`), `[]` for an element.
+const FIELDS: &[&str] = &[
+    "name",
+    "region",
+    "kind",
+    "tags",
+    "network.vpc_cidr",
+    "network.availability_zones",
+    "network.subnet_prefix",
+    "network.admin_cidrs",
+    "network.private_subnets",
+    "kubeadm",
+    "kubeadm.kubernetes_version",
+    "kubeadm.cni",
+    "kubeadm.instance_type",
+    "kubeadm.workers",
+    "kubeadm.ami",
+    "kubeadm.key_name",
+    "kubeadm.ssh",
+    "kubeadm.pod_cidr",
+    "kubeadm.root_volume_gb",
+    "eks.version",
+    "eks.endpoint_public_access",
+    "eks.endpoint_private_access",
+    "eks.addons",
+    "eks.nodegroup.instance_types",
+    "eks.nodegroup.min",
+    "eks.nodegroup.max",
+    "eks.nodegroup.desired",
+    "eks.nodegroup.capacity_type",
+    "eks.nodegroup.disk_size",
+    "eks.nodegroup.labels",
+    "eks.access[].principal_arn",
+    "eks.access[].policy",
+    "eks.access[].namespaces",
+    "addons.monitoring",
+    "addons.logging",
+    "addons.tracing",
+    "addons.*.enabled",
+    "addons.*.instance_type",
+    "addons.*.volume_gb",
+    "addons.*.versions",
+    "security.namespaces",
+    "security.default_deny",
+    "security.default_deny_egress",
+    "security.bindings[].user",
+    "security.bindings[].group",
+    "security.bindings[].role",
+    "security.bindings[].namespaces",
+];
+
+/// A field is covered when a corpus spec is refused naming it, or naming its table for a
+/// malformed key of it (an add-on table's `enabled`), or an unknown key next to it.
+#[test]
+fn the_corpus_covers_every_field_of_the_spec() {
+    let corpus: Vec<(String, String)> = corpus()
+        .into_iter()
+        .map(|(path, field, _)| {
+            // eks.access[0].policy -> eks.access[].policy; addons.logging.x -> addons.*.x too
+            let mut f = String::new();
+            let mut in_index = false;
+            for ch in field.chars() {
+                match ch {
+                    '[' => {
+                        in_index = true;
+                        f.push('[');
+                    }
+                    ']' => {
+                        in_index = false;
+                        f.push(']');
+                    }
+                    _ if in_index => {}
+                    _ => f.push(ch),
+                }
+            }
+            (f, std::fs::read_to_string(path).unwrap())
+        })
+        .collect();
+    let missing: Vec<&str> = FIELDS
+        .iter()
+        .copied()
+        .filter(|want| {
+            !corpus.iter().any(|(field, text)| {
+                let generic = ["monitoring", "logging", "tracing"]
+                    .iter()
+                    .fold(field.clone(), |f, a| f.replace(&format!("addons.{a}."), "addons.*."));
+                let key = want.rsplit('.').next().unwrap();
+                [field, &generic].iter().any(|f| {
+                    *f == want
+                        || f.starts_with(&format!("{want}."))
+                        || f.starts_with(&format!("{want}["))
+                })
+                    || (want.starts_with("addons.*.")
+                        && field.starts_with("addons.")
+                        && text.lines().any(|l| l.starts_with(&format!("{key} "))))
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no malformed spec in tests/specs/invalid covers: {missing:?}"
+    );
+}
+
 #[test]
 fn every_malformed_spec_is_refused_with_its_field_and_line_before_any_aws_call() {
     let (listener, endpoint) = fake_aws();

@@ -50,11 +50,30 @@ struct RawAddons {
 }
 
 /// `monitoring = true`, or a table.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum RawAddon {
     On(bool),
     Table(RawAddonTable),
+}
+
+/// By hand rather than `#[serde(untagged)]`, whose only error is "data did not match any
+/// variant": a table's own error (which key, what type) is kept.
+impl<'de> Deserialize<'de> for RawAddon {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match toml::Value::deserialize(d)? {
+            toml::Value::Boolean(b) => Ok(RawAddon::On(b)),
+            v @ toml::Value::Table(_) => v
+                .try_into::<RawAddonTable>()
+                .map(RawAddon::Table)
+                .map_err(|e| D::Error::custom(format!("{e}").trim_end().replace('\n', " "))),
+            other => Err(D::Error::custom(format!(
+                "`true`, `false` or a table (enabled, instance_type, volume_gb, versions), not {} {}",
+                if other.type_str().starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" },
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
