@@ -140,16 +140,17 @@ fn the_corpus_covers_every_field_of_the_spec() {
             !corpus.iter().any(|(field, text)| {
                 let generic = ["monitoring", "logging", "tracing"]
                     .iter()
-                    .fold(field.clone(), |f, a| f.replace(&format!("addons.{a}."), "addons.*."));
+                    .fold(field.clone(), |f, a| {
+                        f.replace(&format!("addons.{a}."), "addons.*.")
+                    });
                 let key = want.rsplit('.').next().unwrap();
                 [field, &generic].iter().any(|f| {
                     *f == want
                         || f.starts_with(&format!("{want}."))
                         || f.starts_with(&format!("{want}["))
-                })
-                    || (want.starts_with("addons.*.")
-                        && field.starts_with("addons.")
-                        && text.lines().any(|l| l.starts_with(&format!("{key} "))))
+                }) || (want.starts_with("addons.*.")
+                    && field.starts_with("addons.")
+                    && text.lines().any(|l| l.starts_with(&format!("{key} "))))
             })
         })
         .collect();

@@ -1137,7 +1137,10 @@ mod tests {
             obs.subnets.push(subnet(id));
         }
         assert!(zones_needed(&g, &obs), "private subnets still to make");
-        let azs = diff(&g, &obs).into_iter().find(|i| i.id == graph::AZS).unwrap();
+        let azs = diff(&g, &obs)
+            .into_iter()
+            .find(|i| i.id == graph::AZS)
+            .unwrap();
         assert_eq!(azs.action, Action::Read);
         for id in ids.iter().filter(|i| i.starts_with("private-")) {
             obs.subnets.push(subnet(id));

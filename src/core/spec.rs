@@ -69,7 +69,11 @@ impl<'de> Deserialize<'de> for RawAddon {
                 .map_err(|e| D::Error::custom(format!("{e}").trim_end().replace('\n', " "))),
             other => Err(D::Error::custom(format!(
                 "`true`, `false` or a table (enabled, instance_type, volume_gb, versions), not {} {}",
-                if other.type_str().starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" },
+                if other.type_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                },
                 other.type_str()
             ))),
         }
