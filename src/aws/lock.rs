@@ -20,16 +20,7 @@ pub async fn create(
     value: &str,
     tags: &[(String, String)],
 ) -> Result<bool, AwsError> {
-    let tags: Vec<aws_sdk_ssm::types::Tag> = tags
-        .iter()
-        .filter_map(|(k, v)| {
-            aws_sdk_ssm::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .ok()
-        })
-        .collect();
+    let tags = super::secret::ssm_tags(tags);
     let r = c
         .ssm
         .put_parameter()

@@ -21,6 +21,19 @@ pub struct Bootstrap {
     pub token_created: Option<i64>,
 }
 
+/// Our tags in SSM's shape (PutParameter takes them only when it creates the parameter).
+pub fn ssm_tags(tags: &[(String, String)]) -> Vec<aws_sdk_ssm::types::Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_ssm::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
 /// Reads and decrypts the secret, if it exists.
 ///
 /// # Errors
@@ -135,16 +148,7 @@ where
 {
     let value = serde_json::to_string(b)
         .map_err(|e| AwsError::unexpected("encoding", name, e.to_string()))?;
-    let tags: Vec<aws_sdk_ssm::types::Tag> = tags
-        .iter()
-        .filter_map(|(k, v)| {
-            aws_sdk_ssm::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .ok()
-        })
-        .collect();
+    let tags = ssm_tags(tags);
     let r = c
         .ssm
         .put_parameter()
