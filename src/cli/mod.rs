@@ -437,10 +437,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 )
             };
             let c = aws::clients(&spec.region, calls.clone()).await;
-            let (account, arn) = aws::whoami(&c).await?;
-            out.event(&Event::Phase {
-                phase: format!("account {account} ({arn}), region {}", spec.region),
-            });
             let opts = UpOptions {
                 wait: a.wait,
                 concurrency: usize::from(a.concurrency),

@@ -4,9 +4,9 @@
 //! Each node costs the API calls it must make one after another on a fresh create (calls made in
 //! parallel count once) times the per-call latency, plus what AWS takes to make it ready, plus
 //! the one poll that sees it ready. The critical path is the longest chain of such costs through
-//! the graph, plus what every `up` does before and after the graph:
-//! the identity check, the lock, one round of discovery, and the lock's release. Perfect
-//! polling is assumed (readiness noticed the instant it happens), so the yardstick is strict.
+//! the graph, plus what every `up` does before and after the graph: the lock (with the identity
+//! check alongside), one round of discovery, and the lock's release. Perfect polling is assumed
+//! (readiness noticed the instant it happens), so the yardstick is strict.
 //!
 //! The durations are those of the emulator's latency profile (`localstack/emulator.py`), read
 //! from the same environment variables.
@@ -148,10 +148,10 @@ pub fn node_cost(node: &Node, p: &Profile, wait: InstanceWait) -> (f64, f64) {
     }
 }
 
-/// Calls every `up` makes outside the graph, one after another: GetCallerIdentity, the lock's
-/// PutParameter, one round of discovery (its Describes run in parallel), and at the end the
-/// lock's DeleteParameter.
-pub const FIXED_CALLS: f64 = 4.0;
+/// Calls every `up` makes outside the graph, one after another: the lock's PutParameter (with
+/// GetCallerIdentity alongside), one round of discovery (its Describes run in parallel), and at
+/// the end the lock's DeleteParameter.
+pub const FIXED_CALLS: f64 = 3.0;
 
 /// The critical path of `graph` under `p`: its length in seconds (with [`FIXED_CALLS`]) and the
 /// chain of (node, seconds it adds).

@@ -265,16 +265,30 @@ pub async fn up(
     opts: &UpOptions,
     events: EventSink,
 ) -> Result<UpReport, EngineError> {
-    // Held from before discovery to after the last change: see `engine::lock`.
-    let lock = super::lock::acquire(
-        &c,
-        &spec.name,
-        &spec.region,
-        "up",
-        opts.lock_timeout,
-        &events,
-    )
-    .await?;
+    // Held from before discovery to after the last change: see `engine::lock`. Who we are is
+    // asked at the same time (one round trip fewer before anything else can start) and said
+    // before any change is made.
+    let (who, lock) = tokio::join!(
+        aws::whoami(&c),
+        super::lock::acquire(
+            &c,
+            &spec.name,
+            &spec.region,
+            "up",
+            opts.lock_timeout,
+            &events,
+        )
+    );
+    let lock = lock?;
+    match who {
+        Ok((account, arn)) => events(Event::Phase {
+            phase: format!("account {account} ({arn}), region {}", spec.region),
+        }),
+        Err(e) => {
+            lock.release(&events).await;
+            return Err(e.into());
+        }
+    }
     let result = up_locked(c, spec, opts, events.clone(), lock.lost()).await;
     let report = lock.report();
     lock.release(&events).await;
