@@ -16,19 +16,8 @@ async fn survives(emu: &OwnEmulator, cl: &Cluster) -> (u64, u64) {
     let attempts = up.summary()["api_calls"]["attempts"].as_u64().unwrap();
     let down = emu.run(cl, &["down", "-f", cl.spec_arg()]);
     assert!(down.ok(), "down under faults:\n{}", down.stderr);
-    let c = provision::aws::clients_for_endpoint(common::REGION, &emu.url).await;
-    let obs = provision::aws::discover::observe(
-        &c,
-        &provision::aws::discover::Scope {
-            cluster: &cl.name,
-            vpc_attributes: false,
-            kind: None,
-            leftovers: true,
-            addons: true,
-        },
-    )
-    .await
-    .unwrap();
+    let c = emu.sdk().await;
+    let obs = common::tagged(&c, &cl.name).await;
     assert!(obs.is_empty(), "left behind under faults: {obs:?}");
     let lock = provision::aws::lock::parameter_name(&cl.name);
     assert_eq!(

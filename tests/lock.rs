@@ -47,6 +47,18 @@ fn holder(pid: u32, pid_start: String) -> Holder {
     }
 }
 
+/// A lock record of a process of this machine that has exited.
+fn dead_holder() -> Holder {
+    let mut gone = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let dead = holder(gone.id(), start_of(gone.id()));
+    gone.kill().unwrap();
+    gone.wait().unwrap();
+    dead
+}
+
 async fn put_lock(c: &provision::aws::Clients, cluster: &str, h: &Holder) {
     let name = provision::aws::lock::parameter_name(cluster);
     let tags = provision::core::tags::tags_for(cluster, "lock", false, &Default::default());
@@ -160,13 +172,7 @@ async fn a_lock_held_by_a_live_run_is_waited_for_then_named() {
 async fn a_lock_left_by_a_dead_run_is_taken_over_at_once() {
     let cl = Cluster::new("dead", 1, "");
     let c = sdk().await;
-    let mut gone = std::process::Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .unwrap();
-    let dead = holder(gone.id(), start_of(gone.id()));
-    gone.kill().unwrap();
-    gone.wait().unwrap();
+    let dead = dead_holder();
     put_lock(&c, &cl.name, &dead).await;
 
     let up = cl.run(&[
@@ -213,13 +219,7 @@ async fn a_lock_left_by_a_dead_run_is_taken_over_at_once() {
 async fn a_takeover_claimed_by_another_run_is_waited_for_and_a_dead_claim_cleared() {
     let cl = Cluster::new("claim", 1, "");
     let c = sdk().await;
-    let mut gone = std::process::Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .unwrap();
-    let dead = holder(gone.id(), start_of(gone.id()));
-    gone.kill().unwrap();
-    gone.wait().unwrap();
+    let dead = dead_holder();
     put_lock(&c, &cl.name, &dead).await;
     let lock = provision::aws::lock::parameter_name(&cl.name);
     let claim = format!("{lock}-takeover");

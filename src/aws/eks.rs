@@ -646,6 +646,22 @@ pub async fn list_access_entries(c: &Clients, cluster: &str) -> Result<Vec<Strin
     Ok(out.access_entries().to_vec())
 }
 
+/// DescribeAddon, its error saying what we were `doing` to the add-on.
+async fn describe_addon(
+    c: &Clients,
+    cluster: &str,
+    name: &str,
+    doing: &str,
+) -> Result<aws_sdk_eks::operation::describe_addon::DescribeAddonOutput, AwsError> {
+    c.eks
+        .describe_addon()
+        .cluster_name(cluster)
+        .addon_name(name)
+        .send()
+        .await
+        .map_err(api(doing, &format!("add-on {name} on {cluster}")))
+}
+
 /// Deletes add-ons (concurrently) and waits until they are gone.
 ///
 /// # Errors
@@ -676,14 +692,7 @@ pub async fn delete_addons(
             ADDON_POLL_INTERVAL,
             max,
             || async {
-                let r = c
-                    .eks
-                    .describe_addon()
-                    .cluster_name(cluster)
-                    .addon_name(name)
-                    .send()
-                    .await
-                    .map_err(api("waiting for the deletion of", &what));
+                let r = describe_addon(c, cluster, name, "waiting for the deletion of").await;
                 Ok(match absent_if(r, "ResourceNotFoundException")? {
                     None => Seen::Done,
                     Some(out) => {
@@ -830,14 +839,7 @@ pub async fn ensure_addons(
                 ADDON_POLL_INTERVAL,
                 max,
                 || async {
-                    let r = c
-                        .eks
-                        .describe_addon()
-                        .cluster_name(cluster)
-                        .addon_name(name)
-                        .send()
-                        .await
-                        .map_err(api("describing", &what))?;
+                    let r = describe_addon(c, cluster, name, "describing").await?;
                     let addon = r.addon();
                     let status = addon
                         .and_then(|x| x.status())

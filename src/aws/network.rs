@@ -322,31 +322,43 @@ pub async fn create_nat_gateway(
     Ok(id)
 }
 
-/// Waits (the SDK waiter: every 15 s, about 1-3 minutes on AWS) until the NAT gateway is available.
+/// Between two polls of a NAT gateway, which takes a minute or two to be made or deleted (the
+/// SDK's waiters poll 15-120 s apart).
+const NAT_POLL: Duration = Duration::from_secs(10);
+
+/// The NAT gateway as EC2 describes it now; `None` when EC2 does not know the id (just made and
+/// not visible yet, or deleted long ago).
+async fn describe_nat(
+    c: &Clients,
+    id: &str,
+    doing: &str,
+) -> Result<Option<aws_sdk_ec2::types::NatGateway>, AwsError> {
+    let out = c
+        .ec2
+        .describe_nat_gateways()
+        .nat_gateway_ids(id)
+        .send()
+        .await
+        .map_err(api(doing, id));
+    Ok(super::error::absent_if(out, "NatGatewayNotFound")?
+        .and_then(|o| o.nat_gateways().first().cloned()))
+}
+
+/// Waits (polling every 10 s; about 1-3 minutes on AWS) until the NAT gateway is available.
 ///
 /// # Errors
 /// The gateway failing, or ten minutes passing.
 pub async fn wait_nat_available(c: &Clients, id: &str) -> Result<(), AwsError> {
     use aws_sdk_ec2::types::NatGatewayState as S;
-    // A NAT gateway takes a minute or two; the SDK's waiter polls 15-120 s apart.
     super::poll::until(
-        Duration::from_secs(10),
+        NAT_POLL,
         Duration::from_secs(600),
         id,
         "available",
         || async {
-            let out = c
-                .ec2
-                .describe_nat_gateways()
-                .nat_gateway_ids(id)
-                .send()
-                .await
-                .map_err(api("waiting for", id));
-            // Right after CreateNatGateway the id may not be visible yet.
-            let Some(out) = super::error::absent_if(out, "NatGatewayNotFound")? else {
-                return Ok(super::poll::Seen::Pending("not visible yet".into()));
-            };
-            let gw = out.nat_gateways().first();
+            let gw = describe_nat(c, id, "waiting for").await?;
+            let gw = gw.as_ref();
+            // Right after CreateNatGateway the id may not be visible yet (None).
             match gw.and_then(|g| g.state()) {
                 Some(S::Available) => Ok(super::poll::Seen::Ready(())),
                 Some(S::Failed | S::Deleting | S::Deleted) => Err(AwsError::Wait {
@@ -383,25 +395,14 @@ pub async fn delete_nat_gateway(c: &Clients, id: &str) -> Result<(), AwsError> {
     if super::error::absent_if(r, "NatGatewayNotFound")?.is_none() {
         return Ok(());
     }
-    // Our own poll: the SDK's waiter sleeps 15-120 s between polls.
     super::poll::until(
-        Duration::from_secs(10),
+        NAT_POLL,
         Duration::from_secs(600),
         id,
         "deleted",
         || async {
-            let out = c
-                .ec2
-                .describe_nat_gateways()
-                .nat_gateway_ids(id)
-                .send()
-                .await
-                .map_err(api("waiting for the deletion of", id));
-            let out = match super::error::absent_if(out, "NatGatewayNotFound")? {
-                None => return Ok(super::poll::Seen::Ready(())),
-                Some(out) => out,
-            };
-            match out.nat_gateways().first().and_then(|g| g.state()) {
+            let gw = describe_nat(c, id, "waiting for the deletion of").await?;
+            match gw.as_ref().and_then(|g| g.state()) {
                 None | Some(aws_sdk_ec2::types::NatGatewayState::Deleted) => {
                     Ok(super::poll::Seen::Ready(()))
                 }

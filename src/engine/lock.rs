@@ -94,6 +94,17 @@ fn me(command: &str) -> Result<Holder, EngineError> {
     })
 }
 
+/// The parameter's record, if it exists and is one (a record that does not parse counts as
+/// none: not ours to keep).
+async fn read_json<T: serde::de::DeserializeOwned>(
+    c: &Clients,
+    name: &str,
+) -> Result<Option<T>, EngineError> {
+    Ok(aws::lock::read(c, name)
+        .await?
+        .and_then(|v| serde_json::from_str(&v).ok()))
+}
+
 fn encode(h: &Holder) -> String {
     serde_json::to_string(h).unwrap_or_default()
 }
@@ -240,17 +251,13 @@ async fn take_over(
     let claim_json = serde_json::to_string(&claim).unwrap_or_default();
     if !aws::lock::create(c, &claim_name, &claim_json, tags).await? {
         // Someone else's claim: wait, unless it was left by a run that died taking over.
-        let left: Option<Claim> = aws::lock::read(c, &claim_name)
-            .await?
-            .and_then(|v| serde_json::from_str(&v).ok());
+        let left: Option<Claim> = read_json(c, &claim_name).await?;
         if left.is_none_or(|l| l.at + CLAIM_SECS < now_unix()) {
             aws::lock::delete(c, &claim_name).await?;
         }
         return Ok(false);
     }
-    let still: Option<Holder> = aws::lock::read(c, name)
-        .await?
-        .and_then(|v| serde_json::from_str(&v).ok());
+    let still: Option<Holder> = read_json(c, name).await?;
     let ours = match still {
         Some(h) if h.id == old.id => {
             aws::lock::replace(c, name, &encode(mine)).await?;
@@ -288,9 +295,8 @@ async fn renew(
         if s.released {
             return;
         }
-        let current: Option<Holder> = match aws::lock::read(&c, &name).await {
-            Ok(v) => v.and_then(|v| serde_json::from_str(&v).ok()),
-            Err(_) => continue, // try again at the next renewal; the lease has room
+        let Ok(current) = read_json::<Holder>(&c, &name).await else {
+            continue; // try again at the next renewal; the lease has room
         };
         if current.as_ref().is_none_or(|h| h.id != s.holder.id) {
             lost.store(true, Ordering::SeqCst);
@@ -339,11 +345,7 @@ impl Lock {
         s.released = true;
         let lost = self.lost.load(Ordering::SeqCst);
         if lost || s.holder.expires <= now_unix() {
-            let current: Option<Holder> = aws::lock::read(&self.c, &self.name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|v| serde_json::from_str(&v).ok());
+            let current: Option<Holder> = read_json(&self.c, &self.name).await.ok().flatten();
             if current.is_none_or(|h| h.id != s.holder.id) {
                 return;
             }
