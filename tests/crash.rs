@@ -78,10 +78,13 @@ async fn census(emu: &OwnEmulator, cluster: &str) -> BTreeMap<String, usize> {
     put("roles", o.roles.len());
     put("instance profiles", o.profiles.len());
     put("secrets", usize::from(o.secret.is_some()));
-    put("add-on secrets", usize::from(o.addon_secret.is_some()));
+    put(
+        "add-on secrets",
+        usize::from(o.addon_secrets.passwords.is_some()),
+    );
     put(
         "log writer secrets",
-        usize::from(o.log_writer_secret.is_some()),
+        usize::from(o.addon_secrets.writer.is_some()),
     );
     put("addresses", o.addresses.len());
     put(
@@ -92,7 +95,10 @@ async fn census(emu: &OwnEmulator, cluster: &str) -> BTreeMap<String, usize> {
             .count(),
     );
     put("eks clusters", usize::from(o.eks.is_some()));
-    put("node groups", usize::from(o.nodegroup.is_some()));
+    put(
+        "node groups",
+        usize::from(o.eks.as_ref().is_some_and(|e| e.nodegroup.is_some())),
+    );
     put("launch templates", o.launch_templates.len());
     for i in o.instances.iter().filter(|i| i.is_live()) {
         let key = format!(

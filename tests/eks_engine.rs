@@ -586,7 +586,7 @@ async fn private_subnets_put_the_nodes_behind_one_nat_gateway() {
         nat.subnet_id, public0.id,
         "the NAT gateway sits in a public subnet"
     );
-    let private: Vec<&provision::core::plan::ObsSubnet> = obs
+    let private: Vec<&provision::core::kinds::subnet::ObsSubnet> = obs
         .subnets
         .iter()
         .filter(|s| {
@@ -871,7 +871,7 @@ async fn eks_add_ons_are_wired_to_the_clusters_security_group() {
             .unwrap()
             .clone()
     };
-    let from = |g: &provision::core::plan::ObsSg, port: i32| {
+    let from = |g: &provision::core::kinds::security_group::ObsSg, port: i32| {
         g.rules
             .iter()
             .filter(|r| r.from_port == port)

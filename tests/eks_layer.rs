@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use provision::aws::{eks, iam};
+use provision::aws::{access_entries, eks_addons, eks_cluster, iam_role, nodegroup};
+use provision::core::graph::{EKS_CLUSTER_POLICIES, EKS_NODE_POLICIES};
+use provision::core::kinds::iam_role::managed_policy_arn;
 use provision::core::spec::{Arch, NodegroupSpec};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -44,31 +46,30 @@ async fn cluster_and_nodegroup_lifecycle() {
     // Roles: the cluster's (trusted by EKS) and the nodes' (trusted by EC2), with their policies.
     let cluster_role = format!("{name}-cluster");
     let node_role = format!("{name}-node");
-    let cluster_arn =
-        iam::create_service_role(&c, &cluster_role, "eks.amazonaws.com", "test", &tags)
-            .await
-            .unwrap();
-    let node_arn = iam::create_service_role(&c, &node_role, "ec2.amazonaws.com", "test", &tags)
+    let cluster_arn = iam_role::create(&c, &cluster_role, "eks.amazonaws.com", "test", &tags)
+        .await
+        .unwrap();
+    let node_arn = iam_role::create(&c, &node_role, "ec2.amazonaws.com", "test", &tags)
         .await
         .unwrap();
     let arns = |arn: &str, names: &[&str]| {
         names
             .iter()
-            .map(|n| eks::managed_policy_arn(arn, n))
+            .map(|n| managed_policy_arn(arn, n))
             .collect::<Vec<_>>()
     };
-    iam::attach_policies(
+    iam_role::attach(
         &c,
         &cluster_role,
-        &arns(&cluster_arn, &eks::CLUSTER_POLICIES),
+        &arns(&cluster_arn, &EKS_CLUSTER_POLICIES),
     )
     .await
     .unwrap();
-    iam::attach_policies(&c, &node_role, &arns(&node_arn, &eks::NODE_POLICIES))
+    iam_role::attach(&c, &node_role, &arns(&node_arn, &EKS_NODE_POLICIES))
         .await
         .unwrap();
-    // Attaching again is a no-op (only missing policies are attached).
-    iam::attach_policies(&c, &node_role, &arns(&node_arn, &eks::NODE_POLICIES))
+    // Attaching again changes nothing.
+    iam_role::attach(&c, &node_role, &arns(&node_arn, &EKS_NODE_POLICIES))
         .await
         .unwrap();
     let attached = c
@@ -94,8 +95,8 @@ async fn cluster_and_nodegroup_lifecycle() {
     );
 
     // Cluster.
-    assert!(eks::describe_cluster(&c, &name).await.unwrap().is_none());
-    let input = eks::ClusterInput {
+    assert!(eks_cluster::describe(&c, &name).await.unwrap().is_none());
+    let input = eks_cluster::ClusterInput {
         name: &name,
         version: "1.35",
         role_arn: &cluster_arn,
@@ -107,13 +108,14 @@ async fn cluster_and_nodegroup_lifecycle() {
         tags: &tags,
         client_token: format!("{name}-cluster"),
     };
-    eks::create_cluster(&c, &input).await.unwrap();
-    let active = eks::wait_cluster_active(&c, &name, Duration::from_secs(60))
+    eks_cluster::create(&c, &input).await.unwrap();
+    let active = eks_cluster::wait_active(&c, &name, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(active.status, "ACTIVE");
+    let described = eks_cluster::describe(&c, &name).await.unwrap().unwrap();
+    assert_eq!(described.status, "ACTIVE");
     assert_eq!(
-        active.tags.get("provision:cluster").map(String::as_str),
+        described.tags.get("provision:cluster").map(String::as_str),
         Some(name.as_str()),
         "tagged at creation"
     );
@@ -124,19 +126,17 @@ async fn cluster_and_nodegroup_lifecycle() {
         .iter()
         .map(|a| a.to_string())
         .collect();
-    let want: Vec<eks::AddonWant> = addons.iter().map(|a| eks::AddonWant::named(a)).collect();
-    let created = eks::ensure_addons(
-        &c,
-        &name,
-        "vpc-1",
-        &want,
-        None,
-        &tags,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    assert_eq!(created.created, addons);
+    let want: Vec<eks_addons::AddonWant> = addons
+        .iter()
+        .map(|a| eks_addons::AddonWant::named(a))
+        .collect();
+    eks_addons::install(&c, &name, "vpc-1", &want, &tags)
+        .await
+        .unwrap();
+    let waits: Vec<(&str, bool)> = addons.iter().map(|a| (a.as_str(), false)).collect();
+    eks_addons::wait_active(&c, &name, &waits, Duration::from_secs(60))
+        .await
+        .unwrap();
     let listed = c
         .eks
         .list_addons()
@@ -157,34 +157,21 @@ async fn cluster_and_nodegroup_lifecycle() {
         cni.addon().unwrap().configuration_values(),
         Some(r#"{"enableNetworkPolicy":"true"}"#)
     );
-    assert!(
-        eks::ensure_addons(
-            &c,
-            &name,
-            "vpc-1",
-            &want,
-            None,
-            &tags,
-            Duration::from_secs(60)
-        )
-        .await
-        .unwrap()
-        .created
-        .is_empty(),
-        "idempotent"
-    );
+    let seen = eks_addons::observe(&c, &name, true).await.unwrap();
+    assert_eq!(seen.len(), 5);
+    assert!(seen.iter().all(|a| a.status == "ACTIVE"), "{seen:?}");
     let entries = vec![provision::core::spec::AccessEntry {
         principal_arn: "arn:aws:iam::123456789012:role/platform-admins".into(),
         policy: provision::core::spec::AccessPolicy::Edit,
         namespaces: vec!["team-a".into()],
     }];
-    assert_eq!(
-        eks::ensure_access_entries(&c, &active.name, &active.arn, &entries, None, &tags)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    let observed = access_entries::observe(&c, &name, &name).await.unwrap();
+    let changes =
+        provision::core::kinds::access_entries::access_changes(&active.arn, &entries, &observed);
+    assert_eq!(changes.len(), 1);
+    access_entries::apply_changes(&c, &name, &changes, &tags)
+        .await
+        .unwrap();
     let policies = c
         .eks
         .list_associated_access_policies()
@@ -202,12 +189,11 @@ async fn cluster_and_nodegroup_lifecycle() {
         p.access_scope().map(|s| s.namespaces().to_vec()),
         Some(vec!["team-a".to_string()])
     );
+    let observed = access_entries::observe(&c, &name, &name).await.unwrap();
     assert!(
-        eks::ensure_access_entries(&c, &active.name, &active.arn, &entries, None, &tags)
-            .await
-            .unwrap()
+        provision::core::kinds::access_entries::access_changes(&active.arn, &entries, &observed)
             .is_empty(),
-        "idempotent"
+        "converged"
     );
 
     // Node group.
@@ -221,7 +207,7 @@ async fn cluster_and_nodegroup_lifecycle() {
         disk_size: 20,
         labels: Default::default(),
     };
-    let ng = eks::NodegroupInput {
+    let ng = nodegroup::NodegroupInput {
         cluster: &name,
         name: "workers",
         spec: &spec,
@@ -231,11 +217,11 @@ async fn cluster_and_nodegroup_lifecycle() {
         tags: &tags,
         client_token: format!("{name}-workers"),
     };
-    eks::create_nodegroup(&c, &ng).await.unwrap();
-    eks::wait_nodegroup_active(&c, &name, "workers", Duration::from_secs(60))
+    nodegroup::create(&c, &ng).await.unwrap();
+    nodegroup::wait_active(&c, &name, "workers", Duration::from_secs(60))
         .await
         .unwrap();
-    let got = eks::describe_nodegroup(&c, &name, "workers")
+    let got = nodegroup::describe(&c, &name, "workers")
         .await
         .unwrap()
         .unwrap();
@@ -246,24 +232,24 @@ async fn cluster_and_nodegroup_lifecycle() {
     );
 
     // EKS refuses to delete a cluster that still has node groups: node group first.
-    let err = eks::delete_cluster(&c, &name, Duration::from_secs(60))
+    let err = eks_cluster::delete(&c, &name, Duration::from_secs(60))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "ResourceInUseException", "{err}");
-    eks::delete_nodegroup(&c, &name, "workers", Duration::from_secs(60))
+    assert_eq!(err.code().as_str(), "ResourceInUseException", "{err}");
+    nodegroup::delete(&c, &name, "workers", Duration::from_secs(60))
         .await
         .unwrap();
-    eks::delete_cluster(&c, &name, Duration::from_secs(60))
+    eks_cluster::delete(&c, &name, Duration::from_secs(60))
         .await
         .unwrap();
-    assert!(eks::describe_cluster(&c, &name).await.unwrap().is_none());
+    assert!(eks_cluster::describe(&c, &name).await.unwrap().is_none());
     // Deleting again is not an error.
-    eks::delete_cluster(&c, &name, Duration::from_secs(60))
+    eks_cluster::delete(&c, &name, Duration::from_secs(60))
         .await
         .unwrap();
 
-    iam::delete_role(&c, &cluster_role).await.unwrap();
-    iam::delete_role(&c, &node_role).await.unwrap();
+    iam_role::delete(&c, &cluster_role).await.unwrap();
+    iam_role::delete(&c, &node_role).await.unwrap();
     for s in &subnets {
         c.ec2.delete_subnet().subnet_id(s).send().await.unwrap();
     }

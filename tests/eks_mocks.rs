@@ -11,7 +11,7 @@ use aws_sdk_eks::operation::describe_addon::DescribeAddonOutput;
 use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
 use aws_sdk_eks::types::{AccessScopeType, Addon, AddonStatus, Cluster, ClusterStatus};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
-use provision::aws::eks;
+use provision::aws::{access_entries, eks_addons, eks_cluster, nodegroup};
 use provision::core::spec::{AccessEntry, AccessPolicy};
 
 /// Waiters and SDK back-off sleep for no time at all.
@@ -58,16 +58,16 @@ async fn the_active_wait_sits_through_creating() {
     let c = clients(&[&describe], RuleMode::Sequential).await;
     let seen = std::sync::Mutex::new(Vec::new());
     let start = tokio::time::Instant::now();
-    let got = eks::wait_cluster_active_with(
+    let got = eks_cluster::wait_active_with(
         &c,
         "demo",
-        eks::POLL_INTERVAL,
+        eks_cluster::POLL_INTERVAL,
         Duration::from_secs(1800),
         &|s| seen.lock().unwrap().push(s.to_string()),
     )
     .await
     .unwrap();
-    assert_eq!(got.status, "ACTIVE");
+    assert_eq!(got.name, "demo");
     assert_eq!(describe.num_calls(), 4, "three CREATING polls, then ACTIVE");
     assert_eq!(start.elapsed(), Duration::from_secs(45), "15 s apart");
     assert_eq!(*seen.lock().unwrap(), ["CREATING"; 3], "progress per poll");
@@ -92,7 +92,7 @@ async fn a_ten_minute_creation_costs_41_polls_and_is_noticed_within_15_s() {
         .build();
     let c = clients(&[&describe], RuleMode::Sequential).await;
     let start = tokio::time::Instant::now();
-    eks::wait_cluster_active(&c, "demo", Duration::from_secs(1800))
+    eks_cluster::wait_active(&c, "demo", Duration::from_secs(1800))
         .await
         .unwrap();
     // The 41st poll at 600 s sees ACTIVE: EKS's own ACTIVE at any time in (585, 600] s is
@@ -114,7 +114,7 @@ async fn the_wait_gives_up_at_its_deadline_and_says_how_long() {
         .times(100)
         .build();
     let c = clients(&[&describe], RuleMode::Sequential).await;
-    let err = eks::wait_cluster_active(&c, "demo", Duration::from_secs(60))
+    let err = eks_cluster::wait_active(&c, "demo", Duration::from_secs(60))
         .await
         .unwrap_err();
     assert!(
@@ -132,7 +132,7 @@ async fn a_failed_cluster_ends_the_wait_with_its_state() {
             .build()
     });
     let c = clients(&[&describe], RuleMode::Sequential).await;
-    let err = eks::wait_cluster_active(&c, "demo", Duration::from_secs(1800))
+    let err = eks_cluster::wait_active(&c, "demo", Duration::from_secs(1800))
         .await
         .unwrap_err();
     assert!(
@@ -170,7 +170,7 @@ async fn create_cluster_retries_while_its_role_propagates() {
         })
         .build();
     let c = clients(&[&create], RuleMode::Sequential).await;
-    let input = eks::ClusterInput {
+    let input = eks_cluster::ClusterInput {
         name: "demo",
         version: "1.35",
         role_arn: "arn:aws:iam::123456789012:role/x",
@@ -182,7 +182,7 @@ async fn create_cluster_retries_while_its_role_propagates() {
         tags: &[],
         client_token: "t".into(),
     };
-    let got = eks::create_cluster(&c, &input).await.unwrap();
+    let got = eks_cluster::create(&c, &input).await.unwrap();
     assert_eq!(got.status, "CREATING");
     assert_eq!(create.num_calls(), 3);
 }
@@ -220,42 +220,47 @@ async fn missing_addons_are_installed_and_waited_for() {
         })
         .then_output(|| aws_sdk_eks::operation::create_addon::CreateAddonOutput::builder().build());
     let c = clients(&[&list, &csi, &create, &describe], RuleMode::MatchAny).await;
-    let mut want: Vec<eks::AddonWant> = ["vpc-cni", "coredns", "kube-proxy"]
-        .map(eks::AddonWant::named)
+    // Discovery lists them with their status.
+    let have = eks_addons::observe(&c, "demo", true).await.unwrap();
+    assert_eq!(have.len(), 1);
+    assert_eq!(
+        (have[0].name.as_str(), have[0].status.as_str()),
+        ("coredns", "ACTIVE")
+    );
+    // The plan installs the others (coredns is there already).
+    let mut want: Vec<eks_addons::AddonWant> = ["vpc-cni", "kube-proxy"]
+        .map(eks_addons::AddonWant::named)
         .to_vec();
-    want.push(eks::AddonWant {
+    want.push(eks_addons::AddonWant {
         name: "aws-ebs-csi-driver".into(),
         pod_identity: Some((
             "ebs-csi-controller-sa".into(),
             "arn:aws:iam::123456789012:role/csi".into(),
         )),
     });
-    let created = eks::ensure_addons(
-        &c,
-        "demo",
-        "vpc-1",
-        &want,
-        None,
-        &[],
-        Duration::from_secs(600),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        created.created,
-        ["vpc-cni", "kube-proxy", "aws-ebs-csi-driver"]
-    );
+    eks_addons::install(&c, "demo", "vpc-1", &want, &[])
+        .await
+        .unwrap();
+    let waited: Vec<(&str, bool)> = want.iter().map(|a| (a.name.as_str(), false)).collect();
+    let degraded = eks_addons::wait_active(&c, "demo", &waited, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(degraded.is_empty());
     assert_eq!(
         create.num_calls(),
         2,
-        "coredns was there already; vpc-cni carried network policy on"
+        "vpc-cni carried network policy on, and kube-proxy"
     );
     assert_eq!(
         csi.num_calls(),
         1,
         "the EBS CSI driver got its pod identity"
     );
-    assert_eq!(describe.num_calls(), 4, "every add-on waited for");
+    assert_eq!(
+        describe.num_calls(),
+        4,
+        "one for discovery, one per add-on installed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -281,22 +286,18 @@ async fn a_new_degraded_addon_is_waited_for_an_old_one_reported_and_a_failed_one
     let create = mock!(Client::create_addon)
         .then_output(|| aws_sdk_eks::operation::create_addon::CreateAddonOutput::builder().build());
     let c = clients(&[&describe, &create], RuleMode::MatchAny).await;
-    let want = [eks::AddonWant::named("coredns")];
+    let want = [eks_addons::AddonWant::named("coredns")];
     // Created now: DEGRADED until its pods have nodes, so it is waited for.
     let start = tokio::time::Instant::now();
-    let out = eks::ensure_addons(
-        &c,
-        "demo",
-        "vpc-1",
-        &want,
-        Some(&[]),
-        &[],
-        Duration::from_secs(600),
-    )
-    .await
-    .unwrap();
-    assert_eq!(out.created, ["coredns"]);
-    assert!(out.degraded.is_empty());
+    eks_addons::install(&c, "demo", "vpc-1", &want, &[])
+        .await
+        .unwrap();
+    let new = [("coredns", false)];
+    let degraded = eks_addons::wait_active(&c, "demo", &new, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(degraded.is_empty());
+    assert_eq!(create.num_calls(), 1);
     assert_eq!(describe.num_calls(), 3);
     assert_eq!(
         start.elapsed(),
@@ -304,32 +305,15 @@ async fn a_new_degraded_addon_is_waited_for_an_old_one_reported_and_a_failed_one
         "polled every 10 s"
     );
     // Already there and DEGRADED: reported at once, not waited for 15 minutes.
-    let have = vec!["coredns".to_string()];
-    let out = eks::ensure_addons(
-        &c,
-        "demo",
-        "vpc-1",
-        &want,
-        Some(&have),
-        &[],
-        Duration::from_secs(600),
-    )
-    .await
-    .unwrap();
-    assert!(out.created.is_empty());
-    assert_eq!(out.degraded.len(), 1, "{:?}", out.degraded);
+    let old = [("coredns", true)];
+    let degraded = eks_addons::wait_active(&c, "demo", &old, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(degraded.len(), 1, "{degraded:?}");
     assert_eq!(describe.num_calls(), 4);
-    let err = eks::ensure_addons(
-        &c,
-        "demo",
-        "vpc-1",
-        &want,
-        Some(&have),
-        &[],
-        Duration::from_secs(600),
-    )
-    .await
-    .unwrap_err();
+    let err = eks_addons::wait_active(&c, "demo", &old, Duration::from_secs(600))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("CREATE_FAILED"), "{err}");
 }
 
@@ -394,22 +378,21 @@ async fn access_entries_get_their_policy_and_scope() {
         },
     ];
     // The existing entry lost its association (a run stopped between the two calls).
-    let observed = [provision::core::plan::ObsAccessEntry {
+    let observed = [provision::core::kinds::eks_cluster::ObsAccessEntry {
         principal: "arn:aws:iam::123456789012:role/already".into(),
         owned: true,
         policies: vec![],
     }];
-    let changes = eks::ensure_access_entries(
-        &c,
-        "demo",
+    // The plan decides the changes; the AWS side makes them.
+    let changes = provision::core::kinds::access_entries::access_changes(
         "arn:aws:eks:us-east-1:123456789012:cluster/demo",
         &entries,
-        Some(&observed),
-        &[],
-    )
-    .await
-    .unwrap();
+        &observed,
+    );
     assert_eq!(changes.len(), 3);
+    access_entries::apply_changes(&c, "demo", &changes, &[])
+        .await
+        .unwrap();
     assert_eq!(
         create.num_calls(),
         2,
@@ -461,12 +444,12 @@ async fn the_node_group_wait_sits_through_creating_and_reports_why_it_failed() {
         .build();
     let c = clients(&[&describe], RuleMode::Sequential).await;
     let start = tokio::time::Instant::now();
-    eks::wait_nodegroup_active(&c, "demo", "demo-nodes", Duration::from_secs(1800))
+    nodegroup::wait_active(&c, "demo", "demo-nodes", Duration::from_secs(1800))
         .await
         .unwrap();
     assert_eq!(describe.num_calls(), 3);
     assert_eq!(start.elapsed(), Duration::from_secs(30));
-    let err = eks::wait_nodegroup_active(&c, "demo", "demo-nodes", Duration::from_secs(1800))
+    let err = nodegroup::wait_active(&c, "demo", "demo-nodes", Duration::from_secs(1800))
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -495,10 +478,10 @@ async fn deleting_a_cluster_that_still_has_a_node_group_is_refused_with_the_aws_
         )
     });
     let c = clients(&[&delete], RuleMode::Sequential).await;
-    let err = eks::delete_cluster(&c, "demo", Duration::from_secs(60))
+    let err = eks_cluster::delete(&c, "demo", Duration::from_secs(60))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "ResourceInUseException");
+    assert_eq!(err.code().as_str(), "ResourceInUseException");
     assert!(err.to_string().contains("demo"), "{err}");
 }
 
@@ -522,7 +505,7 @@ async fn a_role_that_never_becomes_usable_fails_at_the_deadline_and_says_so() {
         .times(1000)
         .build();
     let c = clients(&[&create], RuleMode::Sequential).await;
-    let input = eks::ClusterInput {
+    let input = eks_cluster::ClusterInput {
         name: "demo",
         version: "1.35",
         role_arn: "arn:aws:iam::123456789012:role/x",
@@ -535,7 +518,7 @@ async fn a_role_that_never_becomes_usable_fails_at_the_deadline_and_says_so() {
         client_token: "t".into(),
     };
     let start = tokio::time::Instant::now();
-    let err = eks::create_cluster(&c, &input).await.unwrap_err();
+    let err = eks_cluster::create(&c, &input).await.unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("300 s") && msg.contains("could not be assumed"),
@@ -571,7 +554,7 @@ async fn a_token_spent_on_a_deleted_cluster_is_replaced() {
                 .build()
         });
     let c = clients(&[&spent, &fresh], RuleMode::MatchAny).await;
-    let input = eks::ClusterInput {
+    let input = eks_cluster::ClusterInput {
         name: "demo",
         version: "1.35",
         role_arn: "arn:aws:iam::123456789012:role/x",
@@ -583,7 +566,7 @@ async fn a_token_spent_on_a_deleted_cluster_is_replaced() {
         tags: &[],
         client_token: "tok".into(),
     };
-    let got = eks::create_cluster(&c, &input).await.unwrap();
+    let got = eks_cluster::create(&c, &input).await.unwrap();
     assert_eq!(got.status, "CREATING");
     assert_eq!((spent.num_calls(), fresh.num_calls()), (1, 1));
 }
@@ -604,7 +587,7 @@ async fn a_degraded_node_group_can_still_be_scaled() {
             .build()
     });
     let c = clients(&[&update, &describe], RuleMode::MatchAny).await;
-    eks::update_nodegroup(
+    nodegroup::update(
         &c,
         "demo",
         "demo-nodes",
@@ -615,7 +598,7 @@ async fn a_degraded_node_group_can_still_be_scaled() {
     .await
     .unwrap();
     assert_eq!(update.num_calls(), 1);
-    let err = eks::wait_nodegroup_active(&c, "demo", "demo-nodes", Duration::from_secs(600))
+    let err = nodegroup::wait_active(&c, "demo", "demo-nodes", Duration::from_secs(600))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("DEGRADED"), "{err}");

@@ -947,6 +947,7 @@ async fn a_changed_vpc_cidr_is_refused_before_any_change() {
     )
     .unwrap();
     let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
+    assert_eq!(plan.code, Some(1), "plan shows the refusal and exits 1");
     let vpc = plan.summary()["plan"]
         .as_array()
         .unwrap()
@@ -954,7 +955,14 @@ async fn a_changed_vpc_cidr_is_refused_before_any_change() {
         .find(|p| p["id"] == "vpc")
         .unwrap()
         .clone();
-    assert_eq!(vpc["action"], "update");
+    assert_eq!(vpc["action"], "refuse");
+    assert!(
+        vpc["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be changed in place"),
+        "{vpc}"
+    );
     let up = cl.run(&["up", "-f", cl.spec_arg()]);
     assert_eq!(up.code, Some(1));
     assert!(

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use provision::aws::instance::{Launch, run};
+use provision::aws::instances::{Launch, run};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Answers each request with the next scripted (status, body) and records the form fields.

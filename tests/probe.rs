@@ -9,8 +9,8 @@ use common::{api_server, api_server_recording};
 use std::time::{Duration, Instant};
 
 use provision::core::pki::generate_ca;
-use provision::engine::probe::wait_cluster_every;
 use provision::engine::{Event, EventSink};
+use provision::kube::probe::wait_cluster_every;
 
 fn sink() -> (EventSink, Arc<std::sync::Mutex<Vec<Event>>>) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -104,7 +104,7 @@ async fn a_server_from_another_ca_is_not_trusted() {
 async fn a_bootstrap_token_is_minted_through_the_api_server() {
     let ca = generate_ca(time::OffsetDateTime::now_utc()).unwrap();
     let (server, recorded) = api_server_recording(&ca, "ok", 1, 1).await;
-    provision::engine::probe::create_bootstrap_token(
+    provision::kube::probe::create_bootstrap_token(
         &server,
         &ca,
         "abcdef.0123456789abcdef",
@@ -130,7 +130,7 @@ async fn minting_against_another_ca_fails_with_a_reason() {
     let ours = generate_ca(time::OffsetDateTime::now_utc()).unwrap();
     let theirs = generate_ca(time::OffsetDateTime::now_utc()).unwrap();
     let (server, recorded) = api_server_recording(&theirs, "ok", 1, 1).await;
-    let err = provision::engine::probe::create_bootstrap_token(
+    let err = provision::kube::probe::create_bootstrap_token(
         &server,
         &ours,
         "abcdef.0123456789abcdef",
@@ -149,7 +149,7 @@ async fn minting_against_another_ca_fails_with_a_reason() {
 /// for every request.
 #[tokio::test]
 async fn eks_clusters_are_probed_with_a_bearer_token_per_request() {
-    use provision::engine::probe::{ApiClient, wait_cluster_with};
+    use provision::kube::probe::{ApiClient, wait_cluster_with};
     let ca = generate_ca(time::OffsetDateTime::now_utc()).unwrap();
     let (server, recorded) = common::api_server_bearer(&ca, 2, 2).await;
     let creds = aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");

@@ -1,5 +1,7 @@
 //! Counting API calls with an SDK interceptor: the numbers behind `api_calls` in the summary
-//! and the call order that teardown tests assert.
+//! and the call order that teardown tests assert. The same interceptor tags every answer with
+//! the call it answers (service, operation, endpoint), so that an answer that is not AWS's can
+//! be reported in one line.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -7,10 +9,36 @@ use std::sync::{Arc, Mutex};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+
+/// The call an answer belongs to (attached to every HTTP response).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    pub service: String,
+    pub operation: String,
+    /// Scheme, host and port the request went to.
+    pub endpoint: String,
+}
+
+impl Storable for CallInfo {
+    type Storer = StoreReplace<Self>;
+}
+
+/// `https://ec2.us-east-1.amazonaws.com/?Action=…` → `https://ec2.us-east-1.amazonaws.com`.
+fn endpoint_of(uri: &str) -> String {
+    match uri.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?']).next().unwrap_or(rest);
+            format!("{scheme}://{host}")
+        }
+        None => uri.split(['/', '?']).next().unwrap_or(uri).to_string(),
+    }
+}
 
 /// Called with (service, operation) at the start of every operation.
 pub type CallHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
@@ -106,5 +134,50 @@ impl Intercept for CallCounter {
     ) -> Result<(), BoxError> {
         self.log().attempts += 1;
         Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (service, operation) = cfg
+            .load::<Metadata>()
+            .map(|m| (m.service().to_string(), m.name().to_string()))
+            .unwrap_or_default();
+        cfg.interceptor_state().store_put(CallInfo {
+            service,
+            operation,
+            endpoint: endpoint_of(ctx.request().uri()),
+        });
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(info) = cfg.load::<CallInfo>().cloned() {
+            ctx.response_mut().add_extension(info);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_endpoint_is_scheme_host_and_port() {
+        assert_eq!(
+            super::endpoint_of("https://eks.us-east-1.amazonaws.com/clusters/x?y=1"),
+            "https://eks.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            super::endpoint_of("http://127.0.0.1:4566/?Action=DescribeVpcs"),
+            "http://127.0.0.1:4566"
+        );
     }
 }

@@ -9,8 +9,89 @@ use aws_sdk_ec2::types::{
     VolumeType,
 };
 
-use super::error::api;
-use super::{AwsError, Clients, tag_spec};
+use super::error::{Code, api, gone_is_fine};
+use super::kind::{Apply, Cx, Scope, Tx};
+use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
+use crate::core::kinds::launch_template::{LaunchTemplate, ObsTemplate};
+use crate::core::kinds::{Action, Change, Inputs, NoDrift, Output, Plan};
+
+impl Apply for LaunchTemplate {
+    async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsTemplate>, AwsError> {
+        if !scope.eks() {
+            return Ok(Vec::new());
+        }
+        let items: Vec<_> = c
+            .ec2
+            .describe_launch_templates()
+            .filters(cluster_filter(scope.cluster))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(api("listing", "launch templates"))?;
+        Ok(items
+            .into_iter()
+            .filter(|t| owned(t.tags(), scope.cluster))
+            .map(|t| ObsTemplate {
+                id: t.launch_template_id().unwrap_or_default().into(),
+                logical: logical(t.tags()),
+                name: t.launch_template_name().unwrap_or_default().into(),
+            })
+            .collect())
+    }
+
+    async fn apply(
+        &self,
+        cx: &Cx<'_>,
+        id: &str,
+        change: &Change<NoDrift>,
+        inputs: &Inputs,
+    ) -> Result<Output, AwsError> {
+        if let (Action::Keep, Some(t)) = (change.action, &change.aws_id) {
+            cx.report
+                .resource(id, Self::NAME, Some(t), "existing", None);
+            return Ok(Output::Id(t.clone()));
+        }
+        cx.report
+            .resource(id, Self::NAME, None, "creating", Some(self.name.clone()));
+        // The nodes' agents for the add-ons: node_exporter, Fluent Bit.
+        let user_data = self.agents.render(inputs).map_err(|e| {
+            AwsError::unexpected("preparing the user data of", &self.name, e.to_string())
+        })?;
+        let t = create(
+            cx.c,
+            &self.name,
+            self.disk_gb,
+            user_data.as_deref(),
+            &cx.tags(id, false),
+        )
+        .await?;
+        cx.report.resource(
+            id,
+            Self::NAME,
+            Some(&t),
+            "created",
+            Some(format!(
+                "IMDSv2 required, {} GiB encrypted gp3",
+                self.disk_gb
+            )),
+        );
+        Ok(Output::Id(t))
+    }
+
+    async fn delete(tx: &Tx<'_>) -> Result<(), AwsError> {
+        for t in &tx.obs.launch_templates {
+            let logical = t.logical.as_deref().unwrap_or("(untracked)");
+            tx.report
+                .resource(logical, Self::NAME, Some(&t.id), "deleting", None);
+            delete(tx.c, &t.id).await?;
+            tx.report
+                .resource(logical, Self::NAME, Some(&t.id), "deleted", None);
+        }
+        Ok(())
+    }
+}
 
 /// The root device of the EKS-optimized Amazon Linux 2023 images.
 const ROOT_DEVICE: &str = "/dev/xvda";
@@ -77,13 +158,13 @@ pub async fn create(
 /// # Errors
 /// The AWS error of the call (a missing template is fine).
 pub async fn delete(c: &Clients, id: &str) -> Result<(), AwsError> {
-    super::network::ignore_not_found(
+    gone_is_fine(
         c.ec2
             .delete_launch_template()
             .launch_template_id(id)
             .send()
             .await
             .map_err(api("deleting launch template", id)),
-        "InvalidLaunchTemplateId.NotFound",
+        Code::InvalidLaunchTemplateIdNotFound,
     )
 }

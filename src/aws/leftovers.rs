@@ -6,10 +6,11 @@
 
 use aws_sdk_ec2::types::Filter;
 
-use super::error::api;
-use super::retry::{Backoff, retry};
+use super::error::{Code, api, gone_is_fine};
+use super::kind::Tx;
+use super::retry::retry;
 use super::{AwsError, Clients, tag_value};
-use crate::core::plan::{Leftovers, ObsLoadBalancer};
+use crate::core::observed::{Leftovers, ObsLoadBalancer};
 use crate::core::tags::{
     CLUSTER_TAG, ELBV2_CLUSTER_TAG, VPC_CNI_CLUSTER_TAG, kubernetes_cluster_tag,
 };
@@ -268,7 +269,7 @@ async fn interfaces(
 fn still_in_use(e: &AwsError) -> bool {
     matches!(
         e.code(),
-        "DependencyViolation" | "ResourceInUse" | "InvalidNetworkInterface.InUse"
+        Code::DependencyViolation | Code::ResourceInUse | Code::InvalidNetworkInterfaceInUse
     )
 }
 
@@ -292,7 +293,7 @@ pub async fn delete_load_balancer(c: &Clients, lb: &ObsLoadBalancer) -> Result<(
             .send()
             .await
             .map_err(api("deleting load balancer", &lb.id));
-        super::network::ignore_not_found(r.map(|_| ()), "LoadBalancerNotFound")?;
+        gone_is_fine(r, Code::LoadBalancerNotFound)?;
     }
     Ok(())
 }
@@ -303,7 +304,7 @@ pub async fn delete_load_balancer(c: &Clients, lb: &ObsLoadBalancer) -> Result<(
 /// # Errors
 /// The AWS error of the Delete, or the deadline.
 pub async fn delete_target_group(c: &Clients, arn: &str) -> Result<(), AwsError> {
-    retry(Backoff::dependency(), still_in_use, || async {
+    retry(c.tuning.dependency(), still_in_use, || async {
         let r = c
             .elbv2
             .delete_target_group()
@@ -311,7 +312,7 @@ pub async fn delete_target_group(c: &Clients, arn: &str) -> Result<(), AwsError>
             .send()
             .await
             .map_err(api("deleting target group", arn));
-        super::network::ignore_not_found(r.map(|_| ()), "TargetGroupNotFound")
+        gone_is_fine(r, Code::TargetGroupNotFound)
     })
     .await
 }
@@ -390,7 +391,7 @@ pub async fn delete_security_group(
                 ))?;
         }
     }
-    retry(Backoff::dependency(), still_in_use, || {
+    retry(c.tuning.dependency(), still_in_use, || {
         super::security_group::delete(c, sg)
     })
     .await
@@ -438,7 +439,76 @@ pub async fn delete_interface(c: &Clients, eni: &str) -> Result<(), AwsError> {
         .send()
         .await
         .map_err(api("deleting network interface", eni));
-    super::network::ignore_not_found(r.map(|_| ()), "InvalidNetworkInterfaceID.NotFound")
+    gone_is_fine(r, Code::InvalidNetworkInterfaceIdNotFound)
+}
+
+/// Deletes what Kubernetes made: load balancers, then their target groups, then their security
+/// groups (after the rules that admit them), then interfaces.
+///
+/// # Errors
+/// The first delete that fails, naming what blocks a security group when it stays in use.
+pub async fn sweep(tx: &Tx<'_>, l: &Leftovers) -> Result<(), AwsError> {
+    let (c, cluster) = (tx.c, tx.cluster);
+    let k8s = "(kubernetes)";
+    let lbs = l.load_balancers.iter().map(|lb| async {
+        tx.report
+            .resource(k8s, "load-balancer", Some(&lb.id), "deleting", None);
+        delete_load_balancer(c, lb).await?;
+        tx.report
+            .resource(k8s, "load-balancer", Some(&lb.id), "deleted", None);
+        Ok::<_, AwsError>(())
+    });
+    futures::future::try_join_all(lbs).await?;
+    let tgs = l.target_groups.iter().map(|tg| async {
+        tx.report
+            .resource(k8s, "target-group", Some(tg), "deleting", None);
+        delete_target_group(c, tg).await?;
+        tx.report
+            .resource(k8s, "target-group", Some(tg), "deleted", None);
+        Ok::<_, AwsError>(())
+    });
+    futures::future::try_join_all(tgs).await?;
+    let vpcs: Vec<String> = tx.obs.vpcs.iter().map(|v| v.id.clone()).collect();
+    for g in &l.security_groups {
+        tx.report
+            .resource(k8s, "security-group", Some(g), "deleting", None);
+        match delete_security_group(c, cluster, &vpcs, g).await {
+            Err(e @ AwsError::Deadline { .. }) => {
+                let mut blockers: Vec<String> = super::interfaces::find(c, "group-id", g)
+                    .await
+                    .unwrap_or_default()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                blockers.extend(
+                    referencing_groups(c, &vpcs, g)
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|r| format!("a rule of security group {r} (not this cluster's)")),
+                );
+                if blockers.is_empty() {
+                    blockers.push("nothing provision can see".into());
+                }
+                return Err(AwsError::unexpected(
+                    "deleting the Kubernetes-made security group",
+                    g,
+                    format!("{e} (blocked by {})", blockers.join("; ")),
+                ));
+            }
+            r => r?,
+        }
+        tx.report
+            .resource(k8s, "security-group", Some(g), "deleted", None);
+    }
+    for n in &l.interfaces {
+        tx.report
+            .resource(k8s, "network-interface", Some(n), "deleting", None);
+        delete_interface(c, n).await?;
+        tx.report
+            .resource(k8s, "network-interface", Some(n), "deleted", None);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The cluster lock's SSM parameter (see `core::lock`): create-if-absent, read, replace, delete.
 //! A plain String parameter: the record holds no secret.
 
-use super::error::api;
+use super::error::{Code, api};
 use super::{AwsError, Clients};
 
 /// The lock's parameter name.
@@ -20,7 +20,7 @@ pub async fn create(
     value: &str,
     tags: &[(String, String)],
 ) -> Result<bool, AwsError> {
-    let tags = super::secret::ssm_tags(tags);
+    let tags = super::ssm::tags(tags);
     let r = c
         .ssm
         .put_parameter()
@@ -36,7 +36,14 @@ pub async fn create(
     match r {
         Ok(_) => Ok(true),
         // TooManyUpdates: another run's call on the same parameter at the same moment.
-        Err(e) if matches!(e.code(), "ParameterAlreadyExists" | "TooManyUpdates") => Ok(false),
+        Err(e)
+            if matches!(
+                e.code(),
+                Code::ParameterAlreadyExists | Code::TooManyUpdates
+            ) =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(e),
     }
 }
@@ -55,7 +62,7 @@ pub async fn read(c: &Clients, name: &str) -> Result<Option<String>, AwsError> {
         .map_err(api("reading the cluster lock", name))
     {
         Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
-        Err(e) if e.code() == "ParameterNotFound" => Ok(None),
+        Err(e) if *e.code() == Code::ParameterNotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -68,7 +75,7 @@ pub async fn replace(c: &Clients, name: &str, value: &str) -> Result<(), AwsErro
     // TooManyUpdates (concurrent calls on one parameter) is not retried by the SDK.
     super::retry::retry(
         super::retry::Backoff::EVENTUAL,
-        |e| e.code() == "TooManyUpdates",
+        |e| *e.code() == Code::TooManyUpdates,
         || async {
             c.ssm
                 .put_parameter()
@@ -99,7 +106,7 @@ pub async fn delete(c: &Clients, name: &str) -> Result<(), AwsError> {
         .map_err(api("releasing the cluster lock", name))
     {
         Ok(_) => Ok(()),
-        Err(e) if e.code() == "ParameterNotFound" => Ok(()),
+        Err(e) if *e.code() == Code::ParameterNotFound => Ok(()),
         Err(e) => Err(e),
     }
 }

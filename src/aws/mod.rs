@@ -1,26 +1,51 @@
-//! The AWS layer: SDK clients, one module per resource kind (find by tag, create, wait, delete),
-//! retries for what the SDK does not retry, and an interceptor that counts every API call.
+//! The AWS layer: SDK clients, one module per resource kind (each implementing [`kind::Apply`]:
+//! observe by tag, apply a planned change, delete), retries for what the SDK does not retry,
+//! polling, and an interceptor that counts every API call.
 //!
 //! Architecture invariant: every create call here sets the ownership tags in the same call
 //! (TagSpecifications / Tags), and every delete call is made only for a resource discovered
 //! through the cluster tag (or, for IAM and SSM, found by name *and* checked for the tag).
+//!
+//! Architecture invariant: no module outside `aws` (and the join token's in `kube`) touches
+//! the SDK.
 
 pub mod calls;
 pub mod discover;
-pub mod eks;
 pub mod error;
-pub mod iam;
-pub mod instance;
-pub mod launch_template;
+pub mod kind;
 pub mod leftovers;
 pub mod lock;
-pub mod lookup;
-pub mod network;
 pub mod poll;
 pub mod retry;
-pub mod secret;
-pub mod security_group;
+pub mod ssm;
 pub mod token;
+
+// One module per kind, in the order of `core::kinds::with_kinds!`.
+pub mod access_entries;
+pub mod addon_secret;
+pub mod availability_zones;
+pub mod bootstrap_secret;
+pub mod eks_addons;
+pub mod eks_cluster;
+pub mod elastic_ip;
+pub mod iam_role;
+pub mod image;
+pub mod ingress_rules;
+pub mod inline_policy;
+pub mod instance_profile;
+pub mod instances;
+pub mod internet_gateway;
+pub mod launch_template;
+pub mod nat_gateway;
+pub mod nodegroup;
+pub mod route_table;
+pub mod security_group;
+pub mod subnet;
+pub mod vpc;
+
+// What the kinds share.
+pub mod instance_waits;
+pub mod interfaces;
 
 use std::time::Duration;
 
@@ -29,7 +54,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 
 pub use calls::CallCounter;
-pub use error::AwsError;
+pub use error::{AwsError, Code};
+pub use poll::Tuning;
 
 /// The SDK clients of one run, all sharing one call counter.
 #[derive(Debug, Clone)]
@@ -43,6 +69,8 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     pub region: String,
     pub calls: CallCounter,
+    /// The knobs the edge read from the environment.
+    pub tuning: Tuning,
 }
 
 /// Builds clients for `region` from the standard credential and endpoint chain
@@ -50,17 +78,28 @@ pub struct Clients {
 ///
 /// Throttling and 5xx answers are retried by the SDK's standard retry mode with more attempts
 /// than its default (EC2's API buckets refill in seconds); each attempt has its own timeout.
-pub async fn clients(region: &str, calls: CallCounter) -> Clients {
-    build(region, calls, None).await
+pub async fn clients(region: &str, calls: CallCounter, tuning: Tuning) -> Clients {
+    build(region, calls, None, tuning).await
 }
 
 /// Clients for an explicit endpoint with dummy credentials: the seam integration tests use to
 /// inspect the emulator. Never falls back to real AWS.
 pub async fn clients_for_endpoint(region: &str, endpoint: &str) -> Clients {
-    build(region, CallCounter::default(), Some(endpoint)).await
+    build(
+        region,
+        CallCounter::default(),
+        Some(endpoint),
+        Tuning::default(),
+    )
+    .await
 }
 
-async fn build(region: &str, calls: CallCounter, endpoint: Option<&str>) -> Clients {
+async fn build(
+    region: &str,
+    calls: CallCounter,
+    endpoint: Option<&str>,
+    tuning: Tuning,
+) -> Clients {
     let retry = RetryConfig::standard()
         .with_max_attempts(8)
         .with_initial_backoff(Duration::from_millis(500))
@@ -124,6 +163,7 @@ async fn build(region: &str, calls: CallCounter, endpoint: Option<&str>) -> Clie
         ),
         region: region.to_string(),
         calls,
+        tuning,
     }
 }
 
@@ -170,6 +210,18 @@ pub(crate) fn tag_value<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> O
     tags.iter()
         .find(|t| t.key() == Some(key))
         .and_then(|t| t.value())
+}
+
+/// The logical id (`provision:resource`) in an EC2 tag list.
+pub(crate) fn logical(tags: &[aws_sdk_ec2::types::Tag]) -> Option<String> {
+    tag_value(tags, crate::core::tags::RESOURCE_TAG).map(str::to_string)
+}
+
+/// Whether an EC2 tag list carries our cluster tag. The tag filter already asked for it; this
+/// checks again on our side, so that `down` never acts on an answer that ignored the filter (the
+/// emulator ignores it for NAT gateways).
+pub(crate) fn owned(tags: &[aws_sdk_ec2::types::Tag], cluster: &str) -> bool {
+    tag_value(tags, crate::core::tags::CLUSTER_TAG) == Some(cluster)
 }
 
 /// The filter that finds everything of one cluster.

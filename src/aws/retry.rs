@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::AwsError;
+use super::error::Code;
 
 /// How long and how often to retry.
 #[derive(Debug, Clone, Copy)]
@@ -29,42 +30,28 @@ impl Backoff {
         max: Duration::from_secs(5),
         deadline: Duration::from_secs(60),
     };
-
-    /// Teardown waiting for AWS to release dependencies (ENIs, mapped addresses): five minutes,
-    /// or `PROVISION_DEPENDENCY_TIMEOUT` seconds (tests shorten it).
-    pub fn dependency() -> Backoff {
-        let secs = std::env::var("PROVISION_DEPENDENCY_TIMEOUT")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(300);
-        Backoff {
-            initial: Duration::from_secs(1).min(Duration::from_secs(secs)),
-            max: Duration::from_secs(15),
-            deadline: Duration::from_secs(secs),
-        }
-    }
 }
 
 /// Error codes that mean "the id you just got is not visible here yet".
 pub fn is_eventual_not_found(e: &AwsError) -> bool {
     matches!(
         e.code(),
-        "InvalidVpcID.NotFound"
-            | "InvalidSubnetID.NotFound"
-            | "InvalidGroup.NotFound"
-            | "InvalidInternetGatewayID.NotFound"
-            | "InvalidRouteTableID.NotFound"
-            | "InvalidInstanceID.NotFound"
-            | "NoSuchEntity"
+        Code::InvalidVpcIdNotFound
+            | Code::InvalidSubnetIdNotFound
+            | Code::InvalidGroupNotFound
+            | Code::InvalidInternetGatewayIdNotFound
+            | Code::InvalidRouteTableIdNotFound
+            | Code::InvalidInstanceIdNotFound
+            | Code::NoSuchEntity
     )
 }
 
 /// RunInstances before a new instance profile has propagated to EC2.
 pub fn is_iam_propagation(e: &AwsError) -> bool {
     let m = e.message();
-    (e.code() == "InvalidParameterValue"
+    (*e.code() == Code::InvalidParameterValue
         && (m.contains("IAM Instance Profile") || m.contains("iamInstanceProfile")))
-        || (e.code() == "InvalidParameterException"
+        || (*e.code() == Code::InvalidParameterException
             && [
                 // What EKS says while a new role propagates (terraform-provider-aws's list).
                 "could not be assumed",
@@ -80,12 +67,8 @@ pub fn is_iam_propagation(e: &AwsError) -> bool {
 pub fn is_dependency_violation(e: &AwsError) -> bool {
     matches!(
         e.code(),
-        "DependencyViolation" | "DeleteConflict" | "ResourceInUse"
-    ) || (e.code() == "InvalidParameterValue" && m_contains(e, "in use"))
-}
-
-fn m_contains(e: &AwsError, s: &str) -> bool {
-    e.message().contains(s)
+        Code::DependencyViolation | Code::DeleteConflict | Code::ResourceInUse
+    ) || (*e.code() == Code::InvalidParameterValue && e.message().contains("in use"))
 }
 
 /// Runs `op` until it succeeds, fails with an error `retryable` rejects, or the deadline passes.
@@ -108,18 +91,10 @@ where
             Ok(v) => return Ok(v),
             Err(e) if retryable(&e) => {
                 if start.elapsed() + delay > b.deadline {
-                    let (doing, resource) = match &e {
-                        AwsError::Api {
-                            doing, resource, ..
-                        }
-                        | AwsError::Unexpected {
-                            doing, resource, ..
-                        } => (doing.clone(), resource.clone()),
-                        _ => ("retrying".into(), "a call".into()),
-                    };
+                    let (doing, resource) = e.context();
                     return Err(AwsError::Deadline {
-                        doing,
-                        resource,
+                        doing: doing.to_string(),
+                        resource: resource.to_string(),
                         secs: b.deadline.as_secs(),
                         last: Box::new(e),
                     });
@@ -150,12 +125,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn api(code: &str, message: &str) -> AwsError {
-        AwsError::Api {
-            doing: "launching".into(),
-            resource: "master".into(),
-            code: code.into(),
-            message: message.into(),
-        }
+        AwsError::api("launching", "master", code, message)
     }
 
     #[tokio::test(start_paused = true)]
@@ -172,12 +142,7 @@ mod tests {
 
     #[test]
     fn eks_role_propagation_messages_are_transient() {
-        let e = |m: &str| AwsError::Api {
-            doing: "creating".into(),
-            resource: "eks".into(),
-            code: "InvalidParameterException".into(),
-            message: m.into(),
-        };
+        let e = |m: &str| AwsError::api("creating", "eks", "InvalidParameterException", m);
         assert!(is_iam_propagation(&e(
             "Role with arn: arn:aws:iam::1:role/x, could not be assumed because it does not exist or the trusted entity is not correct"
         )));
@@ -197,7 +162,7 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(err, AwsError::Deadline { secs: 60, .. }), "{err}");
-        assert_eq!(err.code(), "InvalidVpcID.NotFound");
+        assert_eq!(*err.code(), Code::InvalidVpcIdNotFound);
         assert!(err.to_string().contains("launching master"), "{err}");
     }
 
@@ -210,7 +175,7 @@ mod tests {
         })
         .await
         .unwrap_err();
-        assert_eq!(err.code(), "UnauthorizedOperation");
+        assert_eq!(*err.code(), Code::UnauthorizedOperation);
         assert_eq!(n.load(Ordering::SeqCst), 1);
     }
 }

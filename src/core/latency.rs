@@ -11,9 +11,9 @@
 //! The durations are those of the emulator's latency profile (`localstack/emulator.py`), read
 //! from the same environment variables.
 
-use super::graph::{Desired, Graph, Node};
+use super::graph::Graph;
 
-// [`Graph::critical_path`] sums one cost per node; here a node has two (see [`node_cost`]).
+// [`Graph::critical_path`] sums one cost per node; here a node has two (see [`Cost`]).
 
 /// Seconds each thing takes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +25,8 @@ pub struct Profile {
     pub eks_nodegroup: f64,
     pub eks_addon: f64,
     pub nat: f64,
+    /// How far `up` waits for instances.
+    pub wait: InstanceWait,
 }
 
 impl Profile {
@@ -37,6 +39,7 @@ impl Profile {
         eks_nodegroup: 3.5,
         eks_addon: 0.5,
         nat: 1.5,
+        wait: InstanceWait::Status,
     };
 
     /// The profile the emulator runs with these environment variables
@@ -53,6 +56,7 @@ impl Profile {
                 eks_nodegroup: 0.0,
                 eks_addon: 0.0,
                 nat: 0.0,
+                wait: InstanceWait::Status,
             }
         };
         let get = |name: &str, default: f64| {
@@ -68,6 +72,7 @@ impl Profile {
             eks_nodegroup: get("EKS_NODEGROUP", base.eks_nodegroup),
             eks_addon: get("EKS_ADDON", base.eks_addon),
             nat: get("NAT", base.nat),
+            wait: base.wait,
         }
     }
 }
@@ -81,70 +86,21 @@ pub enum InstanceWait {
     Status,
 }
 
-/// What a fresh create of `node` costs (seconds): `(launch, ready)`. Its dependents can start
-/// after `launch`; it is done after `ready`. They differ for instances only: nothing waits for
-/// an instance to boot but the end of `up`.
-pub fn node_cost(node: &Node, p: &Profile, wait: InstanceWait) -> (f64, f64) {
-    let calls = |n: f64| n * p.call;
-    let same = |c: f64| (c, c);
-    match &node.desired {
-        // DescribeInstanceTypeOfferings.
-        Desired::AvailabilityZones { .. } => same(calls(1.0)),
-        // The SSM image parameter, then DescribeImages.
-        Desired::Ami { .. } => same(calls(2.0)),
-        // CreateVpc, then ModifyVpcAttribute (DNS hostnames; support is on in a new VPC).
-        Desired::Vpc { .. } => same(calls(2.0)),
-        // CreateSubnet, then ModifySubnetAttribute (public addresses) for public subnets.
-        Desired::Subnet { public, .. } => same(calls(if *public { 2.0 } else { 1.0 })),
-        // Create, attach.
-        Desired::InternetGateway => same(calls(2.0)),
-        Desired::ElasticIp => same(calls(1.0)),
-        // Create, the wait, the poll that sees it available.
-        Desired::NatGateway { .. } => same(calls(2.0) + p.nat),
-        // Create, the default route, the associations (in parallel).
-        Desired::RouteTable { .. } => same(calls(3.0)),
-        // Create, then authorize its rules (one call).
-        Desired::SecurityGroup { rules, .. } => {
-            same(calls(if rules.is_empty() { 1.0 } else { 2.0 }))
+/// What a fresh create of a node costs (seconds): its dependents can start after `launch`; it
+/// is done after `ready`. They differ for instances only: nothing waits for an instance to boot
+/// but the end of `up`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    pub launch: f64,
+    pub ready: f64,
+}
+
+impl Cost {
+    pub fn same(secs: f64) -> Cost {
+        Cost {
+            launch: secs,
+            ready: secs,
         }
-        // CreateRole, then the policy attachments (in parallel).
-        Desired::Role { policies, .. } => same(calls(if policies.is_empty() { 1.0 } else { 2.0 })),
-        // Create, add the role.
-        Desired::InstanceProfile { .. } => same(calls(2.0)),
-        // PutParameter.
-        Desired::Secret { .. } => same(calls(1.0)),
-        // The add-ons' parameter, then the log writer's.
-        Desired::AddonSecret { .. } => same(calls(2.0)),
-        // PutRolePolicy.
-        Desired::AddonsAccess { .. } | Desired::NodeLogAccess { .. } | Desired::CaAccess { .. } => {
-            same(calls(1.0))
-        }
-        Desired::IngressRules { .. } => same(calls(1.0)),
-        Desired::JoinToken => same(0.0),
-        // RunInstances; then boot and the DescribeInstances that sees it running, or with
-        // status checks their time and the one DescribeInstanceStatus that sees them pass (a
-        // client need not see `running` first).
-        Desired::Master { .. } | Desired::Workers { .. } | Desired::AddonInstance { .. } => {
-            let ready = match wait {
-                InstanceWait::Running => calls(2.0) + p.ec2_boot,
-                InstanceWait::Status => calls(2.0) + p.ec2_boot + p.ec2_status,
-            };
-            (calls(1.0), ready)
-        }
-        // CreateCluster, its creation, the DescribeCluster that sees it ACTIVE.
-        Desired::EksCluster { .. } => same(calls(2.0) + p.eks_cluster),
-        // ListAccessEntries; per entry (in parallel) create, then associate its policy.
-        Desired::AccessEntries { entries } => {
-            same(calls(if entries.is_empty() { 1.0 } else { 3.0 }))
-        }
-        // CreateAddon (in parallel), their creation, the DescribeAddon that sees them ACTIVE.
-        Desired::Addons { names } => same(if names.is_empty() {
-            0.0
-        } else {
-            calls(2.0) + p.eks_addon
-        }),
-        Desired::LaunchTemplate { .. } => same(calls(1.0)),
-        Desired::Nodegroup { .. } => same(calls(2.0) + p.eks_nodegroup),
     }
 }
 
@@ -157,6 +113,7 @@ pub const FIXED_CALLS: f64 = 3.0;
 /// chain of (node, seconds it adds).
 pub fn critical_path(graph: &Graph, p: &Profile, wait: InstanceWait) -> (f64, Vec<(String, f64)>) {
     use std::collections::HashMap;
+    let p = &Profile { wait, ..*p };
     // (time its dependents may start, time it is done, the dependency it waited for last)
     let mut at: HashMap<&str, (f64, f64, Option<&str>)> = HashMap::new();
     for n in &graph.nodes {
@@ -165,7 +122,7 @@ pub fn critical_path(graph: &Graph, p: &Profile, wait: InstanceWait) -> (f64, Ve
             .iter()
             .filter_map(|d| at.get(d.as_str()).map(|t| (t.0, Some(d.as_str()))))
             .fold((0.0, None), |best, x| if x.0 > best.0 { x } else { best });
-        let (launch, ready) = node_cost(n, p, wait);
+        let Cost { launch, ready } = n.desired.cost(p);
         at.insert(&n.id, (start + launch, start + ready, via));
     }
     let Some((last, &(_, end, _))) = at.iter().max_by(|a, b| a.1.1.total_cmp(&b.1.1)) else {

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::spec::{Binding, SecuritySpec, Subject};
+use super::spec::{Binding, SecuritySpec, Subject, is_dns_label};
 
 /// The label provision puts on what it applies (so that it can be found, and pruned later).
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "provision");
@@ -311,15 +311,6 @@ pub fn check(list: &Value) -> Vec<String> {
         }
     }
     problems
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 fn is_dns_subdomain(s: &str) -> bool {

@@ -6,12 +6,17 @@
 pub mod addons;
 pub mod cidr;
 pub mod cloudinit;
+pub mod events;
 pub mod graph;
+pub mod kinds;
 pub mod kubeconfig;
 pub mod latency;
 pub mod lock;
 pub mod manifests;
+pub mod observed;
 pub mod pki;
 pub mod plan;
 pub mod spec;
 pub mod tags;
+pub mod teardown;
+pub mod userdata;

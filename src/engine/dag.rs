@@ -1,33 +1,37 @@
 //! A small DAG executor: starts every node whose dependencies have finished, up to a
-//! concurrency bound, and collects every outcome (house style: report all, then fail).
+//! concurrency bound, hands it the outputs of exactly its dependencies, and collects every
+//! outcome (house style: report all, then fail).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
 /// How one node ended.
 #[derive(Debug)]
-pub enum Outcome<E> {
-    Done,
+pub enum Outcome<O, E> {
+    Done(Arc<O>),
     Failed(E),
     /// Not run because a dependency failed (named).
     Skipped(String),
 }
 
-/// Runs `nodes` (id, dependencies) with `run`, at most `concurrency` at a time.
-/// Dependencies on ids that are not in `nodes` count as done.
-pub async fn execute<K, E, F, Fut>(
+/// Runs `nodes` (id, dependencies) with `run`, at most `concurrency` at a time; `run` gets the
+/// node and the outputs of its dependencies. Dependencies on ids that are not in `nodes` count
+/// as done (and give no output).
+pub async fn execute<K, O, E, F, Fut>(
     nodes: Vec<(K, Vec<K>)>,
     concurrency: usize,
     run: F,
-) -> Vec<(K, Outcome<E>)>
+) -> Vec<(K, Outcome<O, E>)>
 where
     K: Clone + Eq + Hash + std::fmt::Display + Send + 'static,
+    O: Send + Sync + 'static,
     E: Send + 'static,
-    F: Fn(K) -> Fut,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    F: Fn(K, HashMap<K, Arc<O>>) -> Fut,
+    Fut: Future<Output = Result<O, E>> + Send + 'static,
 {
     let concurrency = concurrency.max(1);
     let ids: HashSet<K> = nodes.iter().map(|(k, _)| k.clone()).collect();
@@ -36,8 +40,9 @@ where
         .map(|(k, d)| (k, d.into_iter().filter(|d| ids.contains(d)).collect()))
         .collect();
     let mut finished: HashMap<K, bool> = HashMap::new();
+    let mut outputs: HashMap<K, Arc<O>> = HashMap::new();
     let mut results = Vec::new();
-    let mut running: JoinSet<(K, Result<(), E>)> = JoinSet::new();
+    let mut running: JoinSet<(K, Result<O, E>)> = JoinSet::new();
     loop {
         // Skip whatever depends on a failure; start whatever is ready.
         let mut i = 0;
@@ -53,8 +58,12 @@ where
             }
             if running.len() < concurrency && deps.iter().all(|d| finished.get(d) == Some(&true)) {
                 let k = k.clone();
+                let inputs: HashMap<K, Arc<O>> = deps
+                    .iter()
+                    .filter_map(|d| outputs.get(d).map(|o| (d.clone(), o.clone())))
+                    .collect();
                 pending.remove(i);
-                let fut = run(k.clone());
+                let fut = run(k.clone(), inputs);
                 running.spawn(async move { (k, fut.await) });
                 continue;
             }
@@ -63,7 +72,14 @@ where
         match running.join_next().await {
             Some(Ok((k, r))) => {
                 finished.insert(k.clone(), r.is_ok());
-                results.push((k, r.map_or_else(Outcome::Failed, |()| Outcome::Done)));
+                match r {
+                    Ok(o) => {
+                        let o = Arc::new(o);
+                        outputs.insert(k.clone(), o.clone());
+                        results.push((k, Outcome::Done(o)));
+                    }
+                    Err(e) => results.push((k, Outcome::Failed(e))),
+                }
             }
             Some(Err(join)) => std::panic::resume_unwind(join.into_panic()),
             None => break,
@@ -84,7 +100,7 @@ mod tests {
         let nodes = vec![("a", vec![]), ("b", vec![]), ("c", vec!["a", "b"])];
         let start = tokio::time::Instant::now();
         let l = log.clone();
-        let out = execute::<_, (), _, _>(nodes, 8, move |k: &'static str| {
+        let out = execute::<_, (), (), _, _>(nodes, 8, move |k: &'static str, _| {
             let l = l.clone();
             async move {
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -106,7 +122,7 @@ mod tests {
     async fn concurrency_one_serialises() {
         let nodes = vec![("a", vec![]), ("b", vec![]), ("c", vec![])];
         let start = tokio::time::Instant::now();
-        execute::<_, (), _, _>(nodes, 1, |_| async {
+        execute::<_, (), (), _, _>(nodes, 1, |_, _| async {
             tokio::time::sleep(Duration::from_secs(1)).await;
             Ok(())
         })
@@ -122,7 +138,7 @@ mod tests {
             ("c", vec!["b"]),
             ("d", vec![]),
         ];
-        let out = execute(nodes, 4, |k: &'static str| async move {
+        let out = execute(nodes, 4, |k: &'static str, _| async move {
             if k == "a" { Err("boom") } else { Ok(()) }
         })
         .await;
@@ -130,6 +146,28 @@ mod tests {
         assert!(matches!(get("a"), Outcome::Failed("boom")));
         assert!(matches!(get("b"), Outcome::Skipped(d) if d == "a"));
         assert!(matches!(get("c"), Outcome::Skipped(d) if d == "b"));
-        assert!(matches!(get("d"), Outcome::Done));
+        assert!(matches!(get("d"), Outcome::Done(_)));
+    }
+
+    #[tokio::test]
+    async fn a_node_gets_the_outputs_of_its_dependencies_and_no_others() {
+        let nodes = vec![
+            ("a", vec![]),
+            ("b", vec![]),
+            ("c", vec!["a"]),
+            ("d", vec!["b", "c"]),
+        ];
+        let out = execute::<_, String, (), _, _>(nodes, 4, |k: &'static str, inputs| async move {
+            let mut seen: Vec<String> = inputs.iter().map(|(d, o)| format!("{d}={o}")).collect();
+            seen.sort();
+            Ok(format!("{k}[{}]", seen.join(",")))
+        })
+        .await;
+        let get = |id| match out.iter().find(|(k, _)| *k == id).map(|(_, o)| o) {
+            Some(Outcome::Done(o)) => o.to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(get("c"), "c[a=a[]]");
+        assert_eq!(get("d"), "d[b=b[],c=c[a=a[]]]");
     }
 }

@@ -1,55 +1,8 @@
-//! Progress events: the engine's only way of telling the outside what it does.
+//! Progress events (defined in `core::events`) and the run's clock.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// A phase of the run begins.
-    Phase {
-        phase: String,
-    },
-    /// Something happened to one resource.
-    Resource {
-        id: String,
-        kind: String,
-        aws_id: Option<String>,
-        /// creating, created, existing, updated, deleting, deleted, failed
-        action: String,
-        elapsed_ms: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        detail: Option<String>,
-    },
-    /// Still waiting for something (sent periodically).
-    Waiting {
-        what: String,
-        elapsed_ms: u64,
-    },
-    Warning {
-        message: String,
-    },
-    /// One AWS API operation (only with `--trace-api-calls`).
-    ApiCall {
-        service: String,
-        operation: String,
-    },
-}
-
-/// Receives events; must be cheap and must not block.
-pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
-
-/// A resource in the final summary.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ResourceRecord {
-    pub id: String,
-    pub aws_id: String,
-    pub kind: String,
-    /// created, existing, updated or deleted
-    pub action: String,
-}
+pub use crate::core::events::{Event, EventSink, ResourceRecord};
 
 pub(crate) fn ms_since(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)

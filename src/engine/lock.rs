@@ -127,7 +127,7 @@ pub async fn acquire(
     let mut holder = me(command)?;
     let here = local();
     let start = Instant::now();
-    let mut delay = aws::poll::scaled(Duration::from_secs(1));
+    let mut delay = c.tuning.scaled(Duration::from_secs(1));
     let mut announced = String::new();
     let mut warned = String::new();
     let mut creates = 0;
@@ -142,11 +142,11 @@ pub async fn acquire(
             let Some(current) = aws::lock::read(c, &name).await? else {
                 // Released between the two calls: create again (after a breath, so that a read
                 // that keeps disagreeing with the create cannot spin).
-                tokio::time::sleep(aws::poll::scaled(Duration::from_millis(200))).await;
+                tokio::time::sleep(c.tuning.scaled(Duration::from_millis(200))).await;
                 continue 'take;
             };
             let other: Holder = serde_json::from_str(&current).map_err(|e| {
-                EngineError::Refused(format!(
+                EngineError::Lock(format!(
                     "{name} exists but is not a provision lock ({e}); remove it if nothing uses it"
                 ))
             })?;
@@ -171,7 +171,7 @@ pub async fn acquire(
                 // Another run is taking it over: wait for it like for any holder.
             }
             if start.elapsed() >= timeout {
-                return Err(EngineError::Refused(format!(
+                return Err(EngineError::Lock(format!(
                     "the cluster {cluster} is locked by {} (lease until {}); gave up after {} s (--lock-timeout). \
                      If that run is gone for good, the lock ends with its lease (at once when it ran on this machine), \
                      or remove it now with `provision unlock --name {cluster} --region {region}`",
@@ -188,7 +188,7 @@ pub async fn acquire(
                 announced.clone_from(&other.id);
             }
             tokio::time::sleep(delay.min(timeout.saturating_sub(start.elapsed()))).await;
-            delay = (delay * 3 / 2).min(aws::poll::scaled(Duration::from_secs(15)));
+            delay = (delay * 3 / 2).min(c.tuning.scaled(Duration::from_secs(15)));
         }
     }
     let shared = Arc::new(tokio::sync::Mutex::new(Shared {
@@ -370,12 +370,12 @@ pub async fn force_unlock(c: &Clients, cluster: &str) -> Result<Option<Holder>, 
         return Ok(None);
     };
     let holder: Holder = serde_json::from_str(&value).map_err(|e| {
-        EngineError::Refused(format!(
+        EngineError::Lock(format!(
             "{name} is not a provision lock ({e}); not removing it"
         ))
     })?;
-    if aws::secret::owner_tag(c, &name).await?.flatten().as_deref() != Some(cluster) {
-        return Err(EngineError::Refused(format!(
+    if aws::ssm::owner_tag(c, &name).await?.flatten().as_deref() != Some(cluster) {
+        return Err(EngineError::Lock(format!(
             "{name} does not carry {}={cluster}; not removing it",
             crate::core::tags::CLUSTER_TAG
         )));

@@ -1,9 +1,11 @@
-//! The engine: runs the resource graph on tokio for `up`, `down` and `plan`.
+//! The engine: runs the plan on tokio for `up`, the teardown steps for `down`, discovery and the
+//! plan for `plan`.
 //!
-//! Architecture invariant: the engine decides *when* things happen (concurrency, ordering,
-//! waiting, retries across resources) and reports what happens as [`Event`]s; *what* a resource
-//! should be comes from `core`, and *how* to talk to AWS from `aws`. It never prints: the CLI
-//! edge turns events into human or JSON output.
+//! Architecture invariant: the engine decides *when* things happen (concurrency, ordering, the
+//! lock, waiting for the cluster) and executes the plan `core` decided, passing each node the
+//! typed outputs of its dependencies; *what* changes comes from `core`, and *how* to talk to AWS
+//! from `aws` (and to Kubernetes from `kube`). It never prints: it reports [`Event`]s to a sink
+//! the CLI provides.
 
 pub mod dag;
 pub mod down;
@@ -11,12 +13,13 @@ pub mod events;
 pub mod kubeconfig;
 pub mod lock;
 pub mod plan;
-pub mod probe;
+pub(crate) mod registry;
 pub mod up;
 
 pub use events::{Event, EventSink, ResourceRecord};
 
 use crate::aws::AwsError;
+use crate::core::kinds::Row;
 
 /// Errors of an engine run.
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +33,34 @@ pub enum EngineError {
         details: String,
         remaining: Vec<String>,
     },
+    /// The plan refuses: nothing was changed. The rows are the whole plan.
+    #[error("{}", refusals(.rows))]
+    Refused { rows: Vec<Row> },
+    /// The cluster lock could not be taken (or removed).
     #[error("{0}")]
-    Refused(String),
+    Lock(String),
     #[error(transparent)]
     Pki(#[from] crate::core::pki::PkiError),
     #[error("writing the kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
     #[error("waiting for the cluster: {0}")]
-    Probe(String),
+    Probe(#[from] crate::kube::ProbeError),
+}
+
+/// The refusals of a plan, one line each.
+fn refusals(rows: &[Row]) -> String {
+    let lines: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            r.reason.as_ref().map(|why| {
+                let aws = r
+                    .aws_id
+                    .as_deref()
+                    .map(|a| format!(" {a}"))
+                    .unwrap_or_default();
+                format!("{} ({}{aws}): {why}", r.id, r.kind)
+            })
+        })
+        .collect();
+    format!("up refuses, and changed nothing:\n  {}", lines.join("\n  "))
 }

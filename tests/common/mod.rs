@@ -243,19 +243,13 @@ pub async fn sdk() -> provision::aws::Clients {
 }
 
 /// Everything tagged with the cluster.
-pub async fn tagged(c: &provision::aws::Clients, cluster: &str) -> provision::core::plan::Observed {
-    provision::aws::discover::observe(
-        c,
-        &provision::aws::discover::Scope {
-            cluster,
-            vpc_attributes: true,
-            kind: None,
-            leftovers: true,
-            addons: true,
-        },
-    )
-    .await
-    .unwrap()
+pub async fn tagged(
+    c: &provision::aws::Clients,
+    cluster: &str,
+) -> provision::core::kinds::Observed {
+    let mut scope = provision::aws::kind::Scope::down(cluster, REGION);
+    scope.vpc_attributes = true;
+    provision::aws::discover::observe(c, &scope).await.unwrap()
 }
 
 /// A local stand-in for the Kubernetes API server: presents a certificate from `ca`, requires

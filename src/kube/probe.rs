@@ -12,8 +12,8 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::EngineError;
-use super::events::{Event, EventSink, ms_since};
+use super::ProbeError;
+use crate::core::events::{Event, EventSink};
 use crate::core::pki::Ca;
 
 /// The name the API server's certificate is checked against (kubeadm puts it in every one).
@@ -309,7 +309,7 @@ pub async fn wait_cluster(
     timeout: Duration,
     events: &EventSink,
     start: Instant,
-) -> Result<(), EngineError> {
+) -> Result<(), ProbeError> {
     wait_cluster_every(server, ca, want, timeout, POLL_INTERVAL, events, start).await
 }
 
@@ -325,8 +325,8 @@ pub async fn wait_cluster_every(
     every: Duration,
     events: &EventSink,
     start: Instant,
-) -> Result<(), EngineError> {
-    let client = ApiClient::kubeadm(ca).map_err(EngineError::Probe)?;
+) -> Result<(), ProbeError> {
+    let client = ApiClient::kubeadm(ca).map_err(ProbeError)?;
     wait_cluster_with(server, &client, want, timeout, every, events, start).await
 }
 
@@ -342,7 +342,7 @@ pub async fn wait_cluster_with(
     every: Duration,
     events: &EventSink,
     start: Instant,
-) -> Result<(), EngineError> {
+) -> Result<(), ProbeError> {
     let deadline = Instant::now() + timeout;
     loop {
         let last = match get(server, "/readyz", client).await {
@@ -364,10 +364,10 @@ pub async fn wait_cluster_with(
         };
         events(Event::Waiting {
             what: format!("the cluster at {server}: {last}"),
-            elapsed_ms: ms_since(start),
+            elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
         });
         if Instant::now() + every > deadline {
-            return Err(EngineError::Probe(format!(
+            return Err(ProbeError(format!(
                 "gave up after {} s: {last}",
                 timeout.as_secs()
             )));

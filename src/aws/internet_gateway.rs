@@ -1,0 +1,150 @@
+//! The internet gateway.
+
+use aws_sdk_ec2::types::ResourceType;
+
+use super::error::{Code, api, gone_is_fine};
+use super::kind::{Apply, Cx, Scope, Tx};
+use super::retry::{Backoff, is_eventual_not_found, retry};
+use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
+use crate::core::kinds::internet_gateway::{Drift, InternetGateway, ObsIgw};
+use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
+
+impl Apply for InternetGateway {
+    async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsIgw>, AwsError> {
+        let items: Vec<_> = c
+            .ec2
+            .describe_internet_gateways()
+            .filters(cluster_filter(scope.cluster))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(api("listing", "internet gateways"))?;
+        Ok(items
+            .into_iter()
+            .filter(|g| owned(g.tags(), scope.cluster))
+            .map(|g| ObsIgw {
+                id: g.internet_gateway_id().unwrap_or_default().into(),
+                logical: logical(g.tags()),
+                attached_vpcs: g
+                    .attachments()
+                    .iter()
+                    .filter_map(|a| a.vpc_id().map(str::to_string))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn apply(
+        &self,
+        cx: &Cx<'_>,
+        id: &str,
+        change: &Change<Drift>,
+        inputs: &Inputs,
+    ) -> Result<Output, AwsError> {
+        let vpc = inputs.id(&self.vpc)?;
+        if let (Action::Update | Action::Keep, Some(igw)) = (change.action, &change.aws_id) {
+            if change.drifts.contains(&Drift::Attach) {
+                attach(cx.c, igw, vpc).await?;
+                cx.report.resource(
+                    id,
+                    Self::NAME,
+                    Some(igw),
+                    "updated",
+                    Some(format!("attached to {vpc}")),
+                );
+            } else {
+                cx.report
+                    .resource(id, Self::NAME, Some(igw), "existing", None);
+            }
+            return Ok(Output::Id(igw.clone()));
+        }
+        cx.report.resource(id, Self::NAME, None, "creating", None);
+        let igw = create(cx.c, &cx.tags(id, true)).await?;
+        attach(cx.c, &igw, vpc).await?;
+        cx.report.resource(
+            id,
+            Self::NAME,
+            Some(&igw),
+            "created",
+            Some(format!("attached to {vpc}")),
+        );
+        Ok(Output::Id(igw))
+    }
+
+    async fn delete(tx: &Tx<'_>) -> Result<(), AwsError> {
+        for g in &tx.obs.igws {
+            let logical = g.logical.as_deref().unwrap_or("(untracked)");
+            tx.report
+                .resource(logical, Self::NAME, Some(&g.id), "deleting", None);
+            let vpc = g.attached_vpcs.first().cloned().unwrap_or_default();
+            super::interfaces::delete_with_blockers(tx.c, "vpc-id", &vpc, || {
+                delete(tx.c, &g.id, &g.attached_vpcs)
+            })
+            .await?;
+            tx.report
+                .resource(logical, Self::NAME, Some(&g.id), "deleted", None);
+        }
+        Ok(())
+    }
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn create(c: &Clients, tags: &[(String, String)]) -> Result<String, AwsError> {
+    let out = c
+        .ec2
+        .create_internet_gateway()
+        .tag_specifications(tag_spec(ResourceType::InternetGateway, tags))
+        .send()
+        .await
+        .map_err(api("creating", "internet gateway"))?;
+    out.internet_gateway()
+        .and_then(|g| g.internet_gateway_id())
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::unexpected("creating", "internet gateway", "no id in the answer"))
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn attach(c: &Clients, igw: &str, vpc: &str) -> Result<(), AwsError> {
+    retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2
+            .attach_internet_gateway()
+            .internet_gateway_id(igw)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .map_err(api("attaching", &format!("{igw} to {vpc}")))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Detaches the gateway from every VPC, then deletes it.
+///
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn delete(c: &Clients, igw: &str, vpcs: &[String]) -> Result<(), AwsError> {
+    for vpc in vpcs {
+        let r = c
+            .ec2
+            .detach_internet_gateway()
+            .internet_gateway_id(igw)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .map_err(api("detaching", &format!("{igw} from {vpc}")));
+        gone_is_fine(r, Code::GatewayNotAttached)?;
+    }
+    gone_is_fine(
+        c.ec2
+            .delete_internet_gateway()
+            .internet_gateway_id(igw)
+            .send()
+            .await
+            .map_err(api("deleting", igw)),
+        Code::InvalidInternetGatewayIdNotFound,
+    )
+}

@@ -1,0 +1,215 @@
+//! Subnets.
+
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
+
+use super::error::{Code, api, gone_is_fine};
+use super::kind::{Apply, Cx, Scope, Tx};
+use super::retry::{Backoff, is_dependency_violation, is_eventual_not_found, retry};
+use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
+use crate::core::kinds::subnet::{Drift, ObsSubnet, Subnet};
+use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
+use crate::core::tags;
+
+impl Apply for Subnet {
+    async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsSubnet>, AwsError> {
+        let items: Vec<_> = c
+            .ec2
+            .describe_subnets()
+            .filters(cluster_filter(scope.cluster))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(api("listing", "subnets"))?;
+        Ok(items
+            .into_iter()
+            .filter(|s| owned(s.tags(), scope.cluster))
+            .map(|s| ObsSubnet {
+                id: s.subnet_id().unwrap_or_default().into(),
+                logical: logical(s.tags()),
+                vpc_id: s.vpc_id().unwrap_or_default().into(),
+                cidr: s.cidr_block().unwrap_or_default().into(),
+                az: s.availability_zone().unwrap_or_default().into(),
+                map_public_ip: s.map_public_ip_on_launch().unwrap_or(false),
+            })
+            .collect())
+    }
+
+    async fn apply(
+        &self,
+        cx: &Cx<'_>,
+        id: &str,
+        change: &Change<Drift>,
+        inputs: &Inputs,
+    ) -> Result<Output, AwsError> {
+        if let (Action::Update | Action::Keep, Some(sn)) = (change.action, &change.aws_id) {
+            if change.drifts.contains(&Drift::MapPublicIp) {
+                set_map_public_ip(cx.c, sn).await?;
+                cx.report.resource(
+                    id,
+                    Self::NAME,
+                    Some(sn),
+                    "updated",
+                    Some("public IPs on launch".into()),
+                );
+            } else {
+                cx.report
+                    .resource(id, Self::NAME, Some(sn), "existing", None);
+            }
+            return Ok(Output::Id(sn.clone()));
+        }
+        let vpc = inputs.id(&self.vpc)?;
+        let az = inputs
+            .zones(&self.zones)?
+            .get(self.index)
+            .cloned()
+            .ok_or_else(|| {
+                AwsError::unexpected("creating", id, "no availability zone for this subnet")
+            })?;
+        let detail = format!("{} in {az}", self.cidr);
+        cx.report
+            .resource(id, Self::NAME, None, "creating", Some(detail.clone()));
+        // What the AWS Load Balancer Controller and the cloud provider look for.
+        let mut tags = cx.tags(id, true);
+        let role = if self.public {
+            tags::ELB_ROLE_TAG
+        } else {
+            tags::INTERNAL_ELB_ROLE_TAG
+        };
+        tags.push((role.to_string(), "1".to_string()));
+        let sn = create(cx.c, vpc, &self.cidr.to_string(), &az, self.public, &tags).await?;
+        cx.report
+            .resource(id, Self::NAME, Some(&sn), "created", Some(detail));
+        Ok(Output::Id(sn))
+    }
+
+    async fn delete(tx: &Tx<'_>) -> Result<(), AwsError> {
+        let c = tx.c;
+        // Interfaces in our subnets that are not our (terminated) instances' belong to someone
+        // else: AWS would refuse the delete (the emulator would not), so wait for them to go
+        // and name them if they stay.
+        let ours: std::collections::HashSet<&str> =
+            tx.obs.instances.iter().map(|i| i.id.as_str()).collect();
+        // Our NAT gateways' interfaces go with the gateways (deleted before this step).
+        let nat_enis: std::collections::HashSet<&str> = tx
+            .obs
+            .nat_gateways
+            .iter()
+            .flat_map(|n| n.interfaces.iter().map(String::as_str))
+            .collect();
+        for s in &tx.obs.subnets {
+            retry(c.tuning.dependency(), is_dependency_violation, || async {
+                let foreign: Vec<super::interfaces::Interface> =
+                    super::interfaces::find(c, "subnet-id", &s.id)
+                        .await?
+                        .into_iter()
+                        .filter(|n| n.instance.as_deref().is_none_or(|i| !ours.contains(i)))
+                        .filter(|n| !nat_enis.contains(n.id.as_str()))
+                        .collect();
+                // An interface of a terminated instance is on its way out (AWS deletes it; the
+                // delete below retries DependencyViolation until it has).
+                let attached: Vec<String> =
+                    foreign.iter().filter_map(|n| n.instance.clone()).collect();
+                let gone = super::instance_waits::terminated(c, &attached).await?;
+                let left: Vec<String> = foreign
+                    .iter()
+                    .filter(|n| n.instance.as_ref().is_none_or(|i| !gone.contains(i)))
+                    .map(ToString::to_string)
+                    .collect();
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(AwsError::api(
+                        "deleting",
+                        &s.id,
+                        Code::DependencyViolation.as_str(),
+                        &format!(
+                            "network interfaces provision does not own are still in the subnet: {}",
+                            left.join("; ")
+                        ),
+                    ))
+                }
+            })
+            .await?;
+        }
+        let deletes = tx.obs.subnets.iter().map(|s| async move {
+            let logical = s.logical.as_deref().unwrap_or("(untracked)");
+            tx.report
+                .resource(logical, Self::NAME, Some(&s.id), "deleting", None);
+            super::interfaces::delete_with_blockers(c, "subnet-id", &s.id, || delete(c, &s.id))
+                .await?;
+            tx.report
+                .resource(logical, Self::NAME, Some(&s.id), "deleted", None);
+            Ok::<_, AwsError>(())
+        });
+        futures::future::try_join_all(deletes).await?;
+        Ok(())
+    }
+}
+
+/// Creates a subnet (tagged) and, if `public`, maps public IPs on launch.
+///
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn create(
+    c: &Clients,
+    vpc: &str,
+    cidr: &str,
+    az: &str,
+    public: bool,
+    tags: &[(String, String)],
+) -> Result<String, AwsError> {
+    let what = format!("subnet {cidr} in {az}");
+    let out = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2
+            .create_subnet()
+            .vpc_id(vpc)
+            .cidr_block(cidr)
+            .availability_zone(az)
+            .tag_specifications(tag_spec(ResourceType::Subnet, tags))
+            .send()
+            .await
+            .map_err(api("creating", &what))
+    })
+    .await?;
+    let id = out
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .ok_or_else(|| AwsError::unexpected("creating", &what, "no subnet id in the answer"))?
+        .to_string();
+    if public {
+        set_map_public_ip(c, &id).await?;
+    }
+    Ok(id)
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn set_map_public_ip(c: &Clients, subnet: &str) -> Result<(), AwsError> {
+    retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2
+            .modify_subnet_attribute()
+            .subnet_id(subnet)
+            .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
+            .send()
+            .await
+            .map_err(api("turning on public IPs for", subnet))
+    })
+    .await?;
+    Ok(())
+}
+
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn delete(c: &Clients, subnet: &str) -> Result<(), AwsError> {
+    gone_is_fine(
+        c.ec2
+            .delete_subnet()
+            .subnet_id(subnet)
+            .send()
+            .await
+            .map_err(api("deleting", subnet)),
+        Code::InvalidSubnetIdNotFound,
+    )
+}

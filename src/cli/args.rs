@@ -1,0 +1,142 @@
+//! The command line: clap's definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::up::WaitFor;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "provision",
+    version,
+    about = "Kubernetes on AWS from one spec file, by direct AWS API calls"
+)]
+pub(crate) struct Cli {
+    /// Output format: human progress on stderr, or JSON lines on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// Emit an event for every AWS API call (JSON output).
+    #[arg(long, global = true, hide = true, env = "PROVISION_TRACE_API_CALLS")]
+    pub trace_api_calls: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create or resume the cluster described by the spec.
+    Up(UpArgs),
+    /// Show what `up` (or, with --destroy, `down`) would do; changes nothing.
+    Plan(PlanArgs),
+    /// Delete everything tagged with the cluster, in dependency order.
+    Down(DownArgs),
+    /// Check a spec without calling AWS.
+    Validate(SpecArg),
+    /// Print an EKS ExecCredential (a presigned STS token) for kubectl's exec plugin.
+    Token(TokenArgs),
+    /// Print the add-ons' generated passwords (Grafana, Elasticsearch, Kibana, Fluent Bit).
+    Passwords(SpecArg),
+    /// Remove the cluster lock whoever holds it (after a run was killed on another machine).
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UnlockArgs {
+    /// The cluster spec; or give --name and --region.
+    #[arg(short = 'f', long = "file", conflicts_with_all = ["name", "region"], required_unless_present_all = ["name", "region"])]
+    pub file: Option<PathBuf>,
+    #[arg(long, requires = "region")]
+    pub name: Option<String>,
+    #[arg(long, requires = "name")]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// The cluster's name, signed into the token.
+    #[arg(long)]
+    pub cluster: String,
+    #[arg(long)]
+    pub region: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SpecArg {
+    /// The cluster spec (TOML).
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    pub spec: SpecArg,
+    /// How far to wait: instances running, status checks passed, or the cluster Ready.
+    #[arg(long, value_enum, default_value_t = WaitFor::Status)]
+    pub wait: WaitFor,
+    /// Kubeconfig to merge into (default: first of $KUBECONFIG, else ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Do not write a kubeconfig.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub no_kubeconfig: bool,
+    /// How many resources may be created at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Seconds to wait for instances to run (and pass status checks).
+    #[arg(long, default_value_t = 900)]
+    pub instance_timeout: u64,
+    /// Reach the Kubernetes API through this URL (an SSH tunnel or VPN, e.g.
+    /// https://127.0.0.1:6443) instead of the control plane's public IP, for --wait cluster and
+    /// for minting join tokens. The kubeconfig keeps the public endpoint.
+    #[arg(long, value_name = "URL")]
+    pub api_server: Option<String>,
+    /// Seconds to wait for the cluster with --wait cluster.
+    #[arg(long, default_value_t = 1800)]
+    pub cluster_timeout: u64,
+    /// Seconds to wait for an EKS cluster, and then its node group, to become ACTIVE.
+    #[arg(long, default_value_t = 1800)]
+    pub eks_timeout: u64,
+    /// Seconds to wait while another `up` or `down` of the cluster holds its lock (0: fail at once).
+    #[arg(long, default_value_t = 1800)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    #[command(flatten)]
+    pub spec: SpecArg,
+    /// Show what `down` would delete.
+    #[arg(long)]
+    pub destroy: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DownArgs {
+    /// The cluster spec; or give --name and --region.
+    #[arg(short = 'f', long = "file", conflicts_with_all = ["name", "region"], required_unless_present_all = ["name", "region"])]
+    pub file: Option<PathBuf>,
+    /// Cluster name (with --region, no spec needed: the tags are enough).
+    #[arg(long, requires = "region")]
+    pub name: Option<String>,
+    #[arg(long, requires = "name")]
+    pub region: Option<String>,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Seconds to wait for instances to terminate.
+    #[arg(long, default_value_t = 900)]
+    pub instance_timeout: u64,
+    /// Seconds to wait for an EKS node group, and then the cluster, to be deleted.
+    #[arg(long, default_value_t = 1800)]
+    pub eks_timeout: u64,
+    /// Seconds to wait while another `up` or `down` of the cluster holds its lock (0: fail at once).
+    #[arg(long, default_value_t = 1800)]
+    pub lock_timeout: u64,
+}

@@ -1,0 +1,72 @@
+//! Turning events into output: human lines on stderr, JSON lines on stdout.
+
+use crate::core::spec::SpecError;
+use crate::engine::Event;
+
+/// Turns events into output: human lines on stderr or JSON lines on stdout.
+pub(crate) struct Printer {
+    pub json: bool,
+}
+
+impl Printer {
+    pub fn json_line(&self, v: &serde_json::Value) {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{v}");
+        let _ = stdout.flush();
+    }
+
+    pub fn event(&self, e: &Event) {
+        if self.json {
+            if let Ok(v) = serde_json::to_value(e) {
+                self.json_line(&v);
+            }
+            return;
+        }
+        match e {
+            Event::Phase { phase } => eprintln!("==> {phase}"),
+            Event::Resource {
+                id,
+                kind,
+                aws_id,
+                action,
+                elapsed_ms,
+                detail,
+            } => {
+                let detail = detail
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "  {:>7.1}s  {action:<9} {kind:<17} {id:<22} {}{detail}",
+                    *elapsed_ms as f64 / 1000.0,
+                    aws_id.as_deref().unwrap_or("")
+                );
+            }
+            Event::Waiting { what, elapsed_ms } => {
+                eprintln!("  {:>7.1}s  waiting   {what}", *elapsed_ms as f64 / 1000.0)
+            }
+            Event::Warning { message } => eprintln!("warning: {message}"),
+            Event::ApiCall { service, operation } => eprintln!("  api {service}:{operation}"),
+        }
+    }
+
+    pub fn spec_error(&self, e: &SpecError) {
+        if self.json {
+            let issues: Vec<serde_json::Value> = e
+                .issues
+                .iter()
+                .map(|i| serde_json::json!({"file": i.file, "line": i.line, "column": i.column, "field": i.field, "message": i.message}))
+                .collect();
+            self.json_line(
+                &serde_json::json!({"event": "error", "kind": "spec", "issues": issues}),
+            );
+        }
+    }
+
+    pub fn summary(&self, v: serde_json::Value) {
+        if self.json {
+            self.json_line(&v);
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! kubeadm on EC2: the nodes' groups, role and profile, the bootstrap secret, the control plane,
+//! its read of the CA, the join token and the workers (one launch per availability zone).
+
+use super::addons::addon_sg_id;
+use super::network::Net;
+use super::rules::{SgRole, rules};
+use super::{AMI, Builder, CA_ACCESS, CA_ACCESS_POLICY, JOIN_TOKEN, MASTER, NODE_PROFILE};
+use super::{NODE_ROLE, ROUTE_TABLE, SECRET, SG_CONTROL_PLANE, SG_NODES, VPC, sg_name, workers_id};
+use crate::core::kinds::Desired;
+use crate::core::kinds::bootstrap_secret::BootstrapSecret;
+use crate::core::kinds::iam_role::IamRole;
+use crate::core::kinds::image::Image;
+use crate::core::kinds::inline_policy::{Document, InlinePolicy};
+use crate::core::kinds::instance_profile::InstanceProfile;
+use crate::core::kinds::instances::{Instances, Role, TokenScope};
+use crate::core::kinds::join_token::JoinToken;
+use crate::core::kinds::security_group::SecurityGroup;
+use crate::core::spec::{Addon, ClusterSpec, KubeadmSpec};
+use crate::core::tags;
+use crate::core::userdata::{LogShipper, MasterDoc, UserData, WorkerDoc};
+
+/// How many workers go into each subnet: round-robin, so at most one call per zone.
+pub fn worker_split(workers: u32, subnets: usize) -> Vec<u32> {
+    let n = subnets.max(1) as u32;
+    (0..n)
+        .map(|i| workers / n + u32::from(i < workers % n))
+        .collect()
+}
+
+pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
+    let Some(k) = spec.kubeadm() else {
+        return;
+    };
+    b.add(
+        AMI,
+        Desired::Image(Image {
+            source: k.ami.clone(),
+            arch: k.arch,
+            field: "kubeadm.ami",
+        }),
+        &[],
+    );
+    let mon = addon_sg_id(Addon::Monitoring);
+    let mut node_deps: Vec<&str> = vec![VPC];
+    if spec.addons.monitoring.is_some() {
+        node_deps.push(&mon);
+    }
+    let group = |role, suffix: &str, what: &str| {
+        Desired::SecurityGroup(SecurityGroup {
+            role,
+            name: sg_name(spec, suffix),
+            description: format!("provision {}: {what}", spec.name),
+            rules: rules(spec, role),
+            vpc: VPC.into(),
+        })
+    };
+    b.add(
+        SG_NODES,
+        group(SgRole::Nodes, "nodes", "every node"),
+        &node_deps,
+    );
+    b.add(
+        SG_CONTROL_PLANE,
+        group(
+            SgRole::ControlPlane,
+            "control-plane",
+            "Kubernetes API server",
+        ),
+        &[VPC, SG_NODES],
+    );
+    let role = tags::node_role_name(&spec.name, &spec.region);
+    b.add(
+        NODE_ROLE,
+        Desired::IamRole(IamRole {
+            name: role.clone(),
+            service: "ec2.amazonaws.com",
+            policies: Vec::new(),
+        }),
+        &[],
+    );
+    b.add(
+        NODE_PROFILE,
+        Desired::InstanceProfile(InstanceProfile {
+            name: role.clone(),
+            role: NODE_ROLE.into(),
+            role_name: role.clone(),
+        }),
+        &[NODE_ROLE],
+    );
+    let parameter = tags::secret_parameter_name(&spec.name);
+    b.add(
+        SECRET,
+        Desired::BootstrapSecret(BootstrapSecret {
+            parameter: parameter.clone(),
+        }),
+        &[],
+    );
+    master(spec, k, b, net);
+    // The control plane installs the log shipper, so it also reads the log writer's password.
+    let mut parameters = vec![parameter];
+    if spec.addons.logging.is_some() {
+        parameters.push(tags::log_writer_parameter_name(&spec.name));
+    }
+    b.add(
+        CA_ACCESS,
+        Desired::InlinePolicy(InlinePolicy {
+            role: NODE_ROLE.into(),
+            role_name: role,
+            name: CA_ACCESS_POLICY.into(),
+            document: Document::InstanceReads {
+                parameters,
+                instance: MASTER.into(),
+            },
+        }),
+        &[NODE_ROLE, MASTER],
+    );
+    b.add(
+        JOIN_TOKEN,
+        Desired::JoinToken(JoinToken {
+            secret: SECRET.into(),
+            master: MASTER.into(),
+        }),
+        &[SECRET, MASTER],
+    );
+    for (i, count) in worker_split(k.workers, net.public.len())
+        .into_iter()
+        .enumerate()
+    {
+        if count == 0 {
+            continue;
+        }
+        let subnet = &net.public[i];
+        b.add(
+            &workers_id(i),
+            Desired::Instances(launch(
+                k,
+                subnet,
+                (Role::Workers, count),
+                &[SG_NODES],
+                UserData::Worker(WorkerDoc {
+                    kubeadm: k.clone(),
+                    master: MASTER.into(),
+                    token: JOIN_TOKEN.into(),
+                    secret: SECRET.into(),
+                    node_exporter: spec.addons.monitoring.is_some(),
+                }),
+            )),
+            &[
+                subnet,
+                SG_NODES,
+                NODE_PROFILE,
+                AMI,
+                SECRET,
+                ROUTE_TABLE,
+                MASTER,
+                JOIN_TOKEN,
+            ],
+        );
+    }
+}
+
+/// The control plane, in the first public subnet.
+fn master(spec: &ClusterSpec, k: &KubeadmSpec, b: &mut Builder, net: &Net) {
+    let first = &net.public[0];
+    let mut deps: Vec<&str> = vec![
+        first,
+        SG_NODES,
+        SG_CONTROL_PLANE,
+        NODE_PROFILE,
+        AMI,
+        SECRET,
+        ROUTE_TABLE,
+    ];
+    // The control plane installs the log shipper, which needs the logging instance's address.
+    let log_shipper = spec.addons.logging.as_ref().map(|l| LogShipper {
+        logging: Addon::Logging.as_str().into(),
+        fluent_bit_version: l.versions.get("fluent_bit").cloned().unwrap_or_default(),
+        parameter: tags::log_writer_parameter_name(&spec.name),
+    });
+    if let Some(l) = &log_shipper {
+        deps.push(&l.logging);
+    }
+    b.add(
+        MASTER,
+        Desired::Instances(launch(
+            k,
+            first,
+            (Role::Master, 1),
+            &[SG_NODES, SG_CONTROL_PLANE],
+            UserData::Master(MasterDoc {
+                kubeadm: k.clone(),
+                cluster: spec.name.clone(),
+                secret: SECRET.into(),
+                secret_parameter: tags::secret_parameter_name(&spec.name),
+                baseline: crate::core::manifests::baseline(&spec.security),
+                log_shipper: log_shipper.clone(),
+                node_exporter: spec.addons.monitoring.is_some(),
+            }),
+        )),
+        &deps,
+    );
+}
+
+/// A kubeadm node's launch: the node role's profile, the looked-up image, the spec's
+/// instance type and volume, client tokens scoped by the cluster id.
+fn launch(
+    k: &KubeadmSpec,
+    subnet: &str,
+    (role, count): (Role, u32),
+    groups: &[&str],
+    user_data: UserData,
+) -> Instances {
+    Instances {
+        role,
+        count,
+        subnet: subnet.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        profile: NODE_PROFILE.into(),
+        image: AMI.into(),
+        instance_type: k.instance_type.clone(),
+        volume_gb: k.root_volume_gb,
+        key_name: k.key_name.clone(),
+        token_scope: TokenScope::ClusterId(SECRET.into()),
+        kubernetes_owned: true,
+        user_data,
+    }
+}

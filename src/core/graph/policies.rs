@@ -1,0 +1,122 @@
+//! The documents of our inline role policies, scoped to the cluster's own names.
+
+/// The partition and account of an IAM role ARN (`arn:PARTITION:iam::ACCOUNT:role/...`).
+fn role_arn_parts(role_arn: &str) -> Option<(&str, &str)> {
+    let mut parts = role_arn.splitn(6, ':');
+    let (arn, partition, service, _, account) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (arn == "arn" && service == "iam" && !account.is_empty()).then_some((partition, account))
+}
+
+/// `ssm:GetParameter` on `parameters` (the bootstrap secret and, with the logging add-on, the
+/// log writer's password: the control plane installs the log shipper), only for requests made
+/// with the role's credentials from one instance (`ec2:SourceInstanceARN`), so that workers
+/// sharing the role cannot read the CA key. Partition and account come from the role's ARN;
+/// `None` if it is not an IAM role ARN.
+pub fn instance_reads(
+    role_arn: &str,
+    region: &str,
+    parameters: &[&str],
+    instance_id: &str,
+) -> Option<String> {
+    let (partition, account) = role_arn_parts(role_arn)?;
+    let doc = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ControlPlaneReadsTheClusterCA",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            "Resource": if parameters.len() == 1 {
+                serde_json::json!(format!("arn:{partition}:ssm:{region}:{account}:parameter{}", parameters[0]))
+            } else {
+                serde_json::json!(parameters.iter().map(|p| format!("arn:{partition}:ssm:{region}:{account}:parameter{p}")).collect::<Vec<_>>())
+            },
+            "Condition": {"StringEquals": {"ec2:SourceInstanceARN": format!("arn:{partition}:ec2:{region}:{account}:instance/{instance_id}")}},
+        }],
+    });
+    Some(doc.to_string())
+}
+
+/// The add-on role's inline policy: `ec2:DescribeInstances` (and zones) for Prometheus's EC2
+/// discovery, which IAM cannot narrow to resources, and `ssm:GetParameter` on the add-ons'
+/// passwords only. `None` if `role_arn` is not an IAM role ARN.
+pub fn addons_access(role_arn: &str, region: &str, parameter: &str) -> Option<String> {
+    let (partition, account) = role_arn_parts(role_arn)?;
+    let doc = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PrometheusDiscoversTheClusterInstances",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeInstances", "ec2:DescribeAvailabilityZones"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "AddonsReadTheirPasswords",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": format!("arn:{partition}:ssm:{region}:{account}:parameter{parameter}"),
+            },
+        ],
+    });
+    Some(doc.to_string())
+}
+
+/// The EKS node role's inline policy for the log shipper: `ssm:GetParameter` on the add-ons'
+/// parameter only.
+pub fn log_writer(role_arn: &str, region: &str, parameter: &str) -> Option<String> {
+    let (partition, account) = role_arn_parts(role_arn)?;
+    Some(
+        serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "NodesReadTheLogShipperPassword",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": format!("arn:{partition}:ssm:{region}:{account}:parameter{parameter}"),
+            }],
+        })
+        .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_control_plane_read_is_scoped_to_the_parameter_and_the_instance() {
+        let doc = instance_reads(
+            "arn:aws:iam::123456789012:role/provision/provision-demo-ue1-node",
+            "us-east-1",
+            &["/provision/demo/bootstrap"],
+            "i-0abc",
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        let st = &v["Statement"][0];
+        assert_eq!(st["Action"], "ssm:GetParameter");
+        assert_eq!(
+            st["Resource"],
+            "arn:aws:ssm:us-east-1:123456789012:parameter/provision/demo/bootstrap"
+        );
+        assert_eq!(
+            st["Condition"]["StringEquals"]["ec2:SourceInstanceARN"],
+            "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"
+        );
+        let gov = instance_reads(
+            "arn:aws-us-gov:iam::1:role/r",
+            "us-gov-west-1",
+            &["/p"],
+            "i-1",
+        )
+        .unwrap();
+        assert!(gov.contains("arn:aws-us-gov:ssm:us-gov-west-1:1:parameter/p"));
+        assert!(instance_reads("not-an-arn", "us-east-1", &["/p"], "i-1").is_none());
+    }
+}

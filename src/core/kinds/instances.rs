@@ -1,0 +1,217 @@
+//! EC2 instances of one role (the control plane, the workers of one subnet, an add-on),
+//! launched in one call, IMDSv2 required, with an encrypted root volume. A stopped instance is
+//! started again, never replaced (a new control plane would be a new, empty cluster).
+
+use std::fmt;
+
+use super::{Change, Context, Doomed, Observed, Plan, Refusal};
+use crate::core::latency::{Cost, InstanceWait, Profile};
+use crate::core::spec::Addon;
+use crate::core::teardown::Step;
+use crate::core::userdata::UserData;
+
+/// What the instances are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The kubeadm control plane (one instance).
+    Master,
+    /// kubeadm workers.
+    Workers,
+    /// An add-on's instance.
+    Addon(Addon),
+}
+
+/// Everything a launch needs: the ids it names are the nodes whose outputs give them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instances {
+    pub role: Role,
+    pub count: u32,
+    pub subnet: String,
+    pub groups: Vec<String>,
+    pub profile: String,
+    /// The image lookup's node.
+    pub image: String,
+    pub instance_type: String,
+    pub volume_gb: i32,
+    pub key_name: Option<String>,
+    /// The nodes whose outputs scope the launch's client token: the bootstrap secret (its
+    /// cluster id) for kubeadm nodes, else the VPC.
+    pub token_scope: TokenScope,
+    /// Whether the Kubernetes cloud integrations own them (`kubernetes.io/cluster/NAME`).
+    pub kubernetes_owned: bool,
+    pub user_data: UserData,
+}
+
+/// What makes a launch's client token unique to this incarnation of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenScope {
+    /// The bootstrap secret's node: its random cluster id.
+    ClusterId(String),
+    /// The VPC's node: its id.
+    Vpc(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsInstance {
+    pub id: String,
+    pub logical: Option<String>,
+    pub state: String,
+    pub subnet_id: Option<String>,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+}
+
+impl ObsInstance {
+    /// Not terminated or on its way there: it counts towards the desired number.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "pending" | "running" | "stopping" | "stopped"
+        )
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.state.as_str(), "stopping" | "stopped")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drift {
+    /// Start these stopped instances.
+    Start(Vec<String>),
+    /// Launch `count` more (there are `have`).
+    Launch { count: u32, have: u32 },
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::Start(ids) => write!(f, "start {} stopped instance(s)", ids.len()),
+            Drift::Launch { count, have } => {
+                write!(
+                    f,
+                    "launch {count} more (have {have}, want {})",
+                    have + count
+                )
+            }
+        }
+    }
+}
+
+impl Plan for Instances {
+    const NAME: &'static str = "instance";
+    const DELETE_AFTER: &'static [Step] = &[Step::Kubernetes];
+    type Observed = Vec<ObsInstance>;
+    type Drift = Drift;
+
+    fn diff(&self, id: &str, cx: &Context<'_>) -> Change<Drift> {
+        let live: Vec<&ObsInstance> = cx.obs.live_instances(id).collect();
+        if let Some(i) = live.iter().find(|i| i.state == "stopping") {
+            return Change::refuse(
+                Some(ids(&live)),
+                Refusal::Stopping {
+                    node: id.to_string(),
+                    instance: i.id.clone(),
+                },
+            );
+        }
+        if live.is_empty() {
+            if self.role == Role::Master {
+                // kubeadm's state (etcd, the cluster's certificates) lived on the old control
+                // plane, and the workers point at its address.
+                let workers = cx
+                    .obs
+                    .instances
+                    .iter()
+                    .filter(|i| i.is_live() && i.logical.as_deref().is_some_and(is_worker))
+                    .count();
+                if workers > 0 {
+                    return Change::refuse(
+                        None,
+                        Refusal::ControlPlaneLost {
+                            cluster: cx.spec.name.clone(),
+                            workers,
+                        },
+                    );
+                }
+            }
+            return Change::create();
+        }
+        let have = live.len() as u32;
+        let stopped: Vec<String> = live
+            .iter()
+            .filter(|i| i.state == "stopped")
+            .map(|i| i.id.clone())
+            .collect();
+        let mut drifts = Vec::new();
+        if !stopped.is_empty() {
+            drifts.push(Drift::Start(stopped));
+        }
+        if have < self.count {
+            drifts.push(Drift::Launch {
+                count: self.count - have,
+                have,
+            });
+        }
+        let change = Change::update(&ids(&live), drifts);
+        if have > self.count {
+            change.warn(format!(
+                "{} more than the spec's {}; scale-in is not done by up",
+                have - self.count,
+                self.count
+            ))
+        } else {
+            change
+        }
+    }
+
+    fn doomed(obs: &Observed) -> Vec<Doomed> {
+        obs.instances
+            .iter()
+            .filter(|i| i.state != "terminated")
+            .map(|i| Doomed::new(Self::NAME, i.logical.as_deref(), &i.id))
+            .collect()
+    }
+
+    // RunInstances; then boot and the DescribeInstances that sees it running, or with status
+    // checks their time and the one DescribeInstanceStatus that sees them pass (a client need
+    // not see `running` first).
+    fn cost(&self, p: &Profile) -> Cost {
+        let ready = match p.wait {
+            InstanceWait::Running => 2.0 * p.call + p.ec2_boot,
+            InstanceWait::Status => 2.0 * p.call + p.ec2_boot + p.ec2_status,
+        };
+        Cost {
+            launch: p.call,
+            ready,
+        }
+    }
+}
+
+impl Instances {
+    /// Whether node `id` still has instances to launch.
+    pub fn needs_launch(&self, id: &str, obs: &Observed) -> bool {
+        (obs.live_instances(id).count() as u32) < self.count
+    }
+}
+
+/// Whether a logical id is one of the kubeadm workers' nodes.
+pub fn is_worker(logical: &str) -> bool {
+    logical.starts_with("workers-")
+}
+
+fn ids(live: &[&ObsInstance]) -> String {
+    live.iter()
+        .map(|i| i.id.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Observed {
+    /// The live instances that stand for node `id`.
+    pub fn live_instances<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a ObsInstance> + 'a {
+        self.instances
+            .iter()
+            .filter(move |i| i.is_live() && i.logical.as_deref() == Some(id))
+    }
+}

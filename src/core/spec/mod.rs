@@ -1,0 +1,63 @@
+//! The cluster spec: the TOML a user writes, and its validation into a [`ClusterSpec`].
+//!
+//! Parsing keeps the byte span of every value ([`toml::Spanned`]) so that every error names the
+//! field *and* the file and line it came from. Validation runs completely before any AWS call
+//! and reports every problem it finds, not only the first.
+
+/// The default Ubuntu 24.04 LTS image, resolved from Canonical's public SSM parameter.
+pub const UBUNTU_2404_SSM_AMD64: &str =
+    "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id";
+pub const UBUNTU_2404_SSM_ARM64: &str =
+    "/aws/service/canonical/ubuntu/server/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id";
+
+/// The Kubernetes minors this release knows how to bootstrap (kubeadm config `v1beta4`).
+pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 31..=37;
+pub const DEFAULT_KUBERNETES_VERSION: &str = "1.36";
+pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
+
+mod addons;
+mod eks;
+mod error;
+mod kubeadm;
+mod lexical;
+mod model;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use error::{SpecError, SpecIssue, SpecWarning};
+pub(crate) use lexical::is_dns_label;
+pub use lexical::{check_cluster_name, is_region, line_col};
+pub use model::*;
+
+use lexical::field_for_parse_error;
+use raw::RawSpec;
+use validate::Validator;
+
+/// Parses and validates a spec. `file` is only used in messages.
+///
+/// # Errors
+/// A [`SpecError`] listing every problem, each with its field, line and column.
+pub fn parse(file: &str, text: &str) -> Result<(ClusterSpec, Vec<SpecWarning>), SpecError> {
+    let mut v = Validator {
+        file,
+        text,
+        issues: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let raw: RawSpec = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let field = field_for_parse_error(text, span.start, e.message());
+            v.push(span, &field, e.message().trim().to_string());
+            return Err(SpecError { issues: v.issues });
+        }
+    };
+    let spec = v.validate(raw);
+    match spec {
+        Some(spec) if v.issues.is_empty() => Ok((spec, v.warnings)),
+        _ => Err(SpecError { issues: v.issues }),
+    }
+}

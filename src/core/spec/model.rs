@@ -1,0 +1,365 @@
+//! The validated spec: preconditions are carried in the types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::{UBUNTU_2404_SSM_AMD64, UBUNTU_2404_SSM_ARM64};
+use crate::core::cidr::Ipv4Net;
+
+// ---------------------------------------------------------------------------------------------
+/// A spec that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub region: String,
+    pub network: NetworkSpec,
+    pub flavor: Flavor,
+    pub addons: AddonsSpec,
+    pub security: SecuritySpec,
+    /// User tags added to every resource, after (and never overriding) the ownership tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The observability add-ons: each its own instance in the cluster's VPC.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddonsSpec {
+    pub monitoring: Option<AddonSpec>,
+    pub logging: Option<AddonSpec>,
+    pub tracing: Option<AddonSpec>,
+}
+
+/// Which add-on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Addon {
+    Monitoring,
+    Logging,
+    Tracing,
+}
+
+impl Addon {
+    pub const ALL: [Addon; 3] = [Addon::Monitoring, Addon::Logging, Addon::Tracing];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Addon::Monitoring => "monitoring",
+            Addon::Logging => "logging",
+            Addon::Tracing => "tracing",
+        }
+    }
+
+    /// The images it runs, with their pinned default versions (current stable lines, late 2026).
+    pub fn default_versions(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Addon::Monitoring => &[("prometheus", "v3.7.3"), ("grafana", "12.3.0")],
+            Addon::Logging => &[
+                ("elasticsearch", "9.2.1"),
+                ("kibana", "9.2.1"),
+                ("fluent_bit", "4.2.0"),
+            ],
+            Addon::Tracing => &[("jaeger", "2.12.0")],
+        }
+    }
+
+    pub fn default_instance_type(self) -> &'static str {
+        match self {
+            Addon::Monitoring => "t3.medium",
+            // Elasticsearch wants memory: 2 GiB of heap and the page cache.
+            Addon::Logging => "t3.large",
+            Addon::Tracing => "t3.small",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonSpec {
+    pub instance_type: String,
+    pub arch: Arch,
+    /// The data volume (GiB).
+    pub volume_gb: i32,
+    /// Image name -> tag, defaults filled in.
+    pub versions: BTreeMap<String, String>,
+}
+
+impl AddonsSpec {
+    pub fn get(&self, a: Addon) -> Option<&AddonSpec> {
+        match a {
+            Addon::Monitoring => self.monitoring.as_ref(),
+            Addon::Logging => self.logging.as_ref(),
+            Addon::Tracing => self.tracing.as_ref(),
+        }
+    }
+
+    pub fn enabled(&self) -> impl Iterator<Item = (Addon, &AddonSpec)> {
+        Addon::ALL
+            .into_iter()
+            .filter_map(|a| self.get(a).map(|s| (a, s)))
+    }
+
+    pub fn any(&self) -> bool {
+        self.enabled().next().is_some()
+    }
+}
+
+/// The cluster security baseline: namespaces, default-deny NetworkPolicies, RBAC bindings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecuritySpec {
+    pub namespaces: Vec<String>,
+    /// A default-deny ingress NetworkPolicy (with allow-same-namespace) in each.
+    pub default_deny: bool,
+    /// Also deny egress, except DNS (an allow-DNS policy) and the namespace's own pods.
+    pub default_deny_egress: bool,
+    pub bindings: Vec<Binding>,
+}
+
+/// A RoleBinding of a built-in ClusterRole to a user or group, in namespaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub subject: Subject,
+    pub role: BindingRole,
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    User(String),
+    Group(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingRole {
+    View,
+    Edit,
+    Admin,
+}
+
+impl BindingRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingRole::View => "view",
+            BindingRole::Edit => "edit",
+            BindingRole::Admin => "admin",
+        }
+    }
+
+    /// The EKS access policy with the same meaning.
+    pub fn access_policy(self) -> AccessPolicy {
+        match self {
+            BindingRole::View => AccessPolicy::View,
+            BindingRole::Edit => AccessPolicy::Edit,
+            BindingRole::Admin => AccessPolicy::Admin,
+        }
+    }
+}
+
+/// What runs the Kubernetes control plane: the same network, other resource kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flavor {
+    /// kubeadm on EC2 instances provision launches.
+    Kubeadm(KubeadmSpec),
+    /// An EKS cluster and a managed node group.
+    Eks(EksSpec),
+}
+
+impl ClusterSpec {
+    pub fn kubeadm(&self) -> Option<&KubeadmSpec> {
+        match &self.flavor {
+            Flavor::Kubeadm(k) => Some(k),
+            Flavor::Eks(_) => None,
+        }
+    }
+
+    pub fn eks(&self) -> Option<&EksSpec> {
+        match &self.flavor {
+            Flavor::Eks(e) => Some(e),
+            Flavor::Kubeadm(_) => None,
+        }
+    }
+
+    /// `kubeadm` or `eks`, as the spec's `kind` says.
+    pub fn kind(&self) -> &'static str {
+        match self.flavor {
+            Flavor::Kubeadm(_) => "kubeadm",
+            Flavor::Eks(_) => "eks",
+        }
+    }
+
+    /// The instance type the availability zones must offer.
+    pub fn instance_type(&self) -> &str {
+        match &self.flavor {
+            Flavor::Kubeadm(k) => &k.instance_type,
+            Flavor::Eks(e) => e
+                .nodegroup
+                .instance_types
+                .first()
+                .map_or("", String::as_str),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub vpc_cidr: Ipv4Net,
+    /// One public subnet per availability zone, in AZ order.
+    pub subnet_cidrs: Vec<Ipv4Net>,
+    /// One private subnet per availability zone (behind one NAT gateway), or none.
+    pub private_subnet_cidrs: Vec<Ipv4Net>,
+    pub admin_cidrs: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeadmSpec {
+    pub version: KubernetesVersion,
+    pub cni: Cni,
+    pub instance_type: String,
+    pub arch: Arch,
+    /// At least one.
+    pub workers: u32,
+    pub ami: AmiSource,
+    pub key_name: Option<String>,
+    pub ssh: bool,
+    pub pod_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
+    pub root_volume_gb: i32,
+}
+
+/// The `[eks]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EksSpec {
+    /// `1.MINOR`.
+    pub version: String,
+    pub endpoint_public_access: bool,
+    pub endpoint_private_access: bool,
+    pub nodegroup: NodegroupSpec,
+    pub access: Vec<AccessEntry>,
+    pub addons: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodegroupSpec {
+    pub instance_types: Vec<String>,
+    pub arch: Arch,
+    pub min: u32,
+    pub max: u32,
+    pub desired: u32,
+    pub spot: bool,
+    pub disk_size: u32,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An EKS access entry: a principal and an access policy, cluster-wide or for namespaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessEntry {
+    pub principal_arn: String,
+    pub policy: AccessPolicy,
+    /// Empty: cluster-wide.
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessPolicy {
+    ClusterAdmin,
+    Admin,
+    Edit,
+    View,
+}
+
+impl AccessPolicy {
+    /// The EKS access policy ARN suffix (`arn:aws:eks::aws:cluster-access-policy/…`).
+    pub fn eks_policy(self) -> &'static str {
+        match self {
+            AccessPolicy::ClusterAdmin => "AmazonEKSClusterAdminPolicy",
+            AccessPolicy::Admin => "AmazonEKSAdminPolicy",
+            AccessPolicy::Edit => "AmazonEKSEditPolicy",
+            AccessPolicy::View => "AmazonEKSViewPolicy",
+        }
+    }
+}
+
+/// EKS versions this release accepts (standard and extended support around late 2026).
+pub const EKS_MINORS: std::ops::RangeInclusive<u32> = 30..=36;
+pub const DEFAULT_EKS_VERSION: &str = "1.35";
+/// The add-ons a new EKS cluster gets unless the spec lists its own.
+pub const DEFAULT_EKS_ADDONS: [&str; 5] = [
+    "vpc-cni",
+    "coredns",
+    "kube-proxy",
+    "eks-pod-identity-agent",
+    "aws-ebs-csi-driver",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cni {
+    Calico,
+    Flannel,
+}
+
+impl Cni {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cni::Calico => "calico",
+            Cni::Flannel => "flannel",
+        }
+    }
+
+    /// The pod CIDR each CNI's stock manifest assumes.
+    pub fn default_pod_cidr(self) -> &'static str {
+        match self {
+            Cni::Calico => "192.168.0.0/16",
+            Cni::Flannel => "10.244.0.0/16",
+        }
+    }
+
+    /// Whether the CNI enforces Kubernetes NetworkPolicy.
+    pub fn enforces_network_policy(self) -> bool {
+        matches!(self, Cni::Calico)
+    }
+}
+
+impl AmiSource {
+    /// Ubuntu 24.04 LTS from Canonical's public SSM parameter.
+    pub fn ubuntu(arch: Arch) -> AmiSource {
+        AmiSource::SsmParameter(
+            match arch {
+                Arch::Amd64 => UBUNTU_2404_SSM_AMD64,
+                Arch::Arm64 => UBUNTU_2404_SSM_ARM64,
+            }
+            .to_string(),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+/// Where the node image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AmiSource {
+    Id(String),
+    SsmParameter(String),
+}
+
+/// `1.MINOR` (latest patch of that minor at boot) or `1.MINOR.PATCH` (pinned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KubernetesVersion {
+    pub minor: u32,
+    pub patch: Option<u32>,
+}
+
+impl KubernetesVersion {
+    /// The pkgs.k8s.io repository path component, e.g. `v1.36`.
+    pub fn repo_minor(&self) -> String {
+        format!("v1.{}", self.minor)
+    }
+}
+
+impl fmt::Display for KubernetesVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.patch {
+            Some(p) => write!(f, "1.{}.{}", self.minor, p),
+            None => write!(f, "1.{}", self.minor),
+        }
+    }
+}
