@@ -98,10 +98,13 @@ impl Apply for AddonSecret {
         {
             let logical = crate::core::graph::ADDONS_SECRET;
             tx.report
-                .resource(logical, Self::NAME, Some(&p.name), "deleting", None);
-            ssm::delete(tx.c, &p.name).await?;
-            tx.report
-                .resource(logical, Self::NAME, Some(&p.name), "deleted", None);
+                .deleting(
+                    Some(logical),
+                    Self::NAME,
+                    &p.name,
+                    ssm::delete(tx.c, &p.name),
+                )
+                .await?;
         }
         Ok(())
     }

@@ -96,10 +96,13 @@ impl Apply for BootstrapSecret {
         if let Some(s) = tx.obs.secret.as_ref().filter(|s| s.owned) {
             let logical = crate::core::graph::SECRET;
             tx.report
-                .resource(logical, Self::NAME, Some(&s.name), "deleting", None);
-            ssm::delete(tx.c, &s.name).await?;
-            tx.report
-                .resource(logical, Self::NAME, Some(&s.name), "deleted", None);
+                .deleting(
+                    Some(logical),
+                    Self::NAME,
+                    &s.name,
+                    ssm::delete(tx.c, &s.name),
+                )
+                .await?;
         }
         Ok(())
     }

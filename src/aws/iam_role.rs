@@ -92,13 +92,15 @@ impl Apply for IamRole {
     async fn delete(tx: &Tx<'_>) -> Result<(), AwsError> {
         let deletes = tx.obs.roles.iter().filter(|r| r.owned).map(|r| async move {
             tx.report
-                .resource(&r.logical, Self::NAME, Some(&r.name), "deleting", None);
-            retry(tx.c.tuning.dependency(), is_dependency_violation, || {
-                delete(tx.c, &r.name)
-            })
-            .await?;
-            tx.report
-                .resource(&r.logical, Self::NAME, Some(&r.name), "deleted", None);
+                .deleting(
+                    Some(&r.logical),
+                    Self::NAME,
+                    &r.name,
+                    retry(tx.c.tuning.dependency(), is_dependency_violation, || {
+                        delete(tx.c, &r.name)
+                    }),
+                )
+                .await?;
             Ok::<_, AwsError>(())
         });
         futures::future::try_join_all(deletes).await?;

@@ -73,10 +73,8 @@ impl Apply for InstanceProfile {
     async fn delete(tx: &Tx<'_>) -> Result<(), AwsError> {
         for p in tx.obs.profiles.iter().filter(|p| p.owned) {
             tx.report
-                .resource(&p.logical, Self::NAME, Some(&p.name), "deleting", None);
-            delete(tx.c, p).await?;
-            tx.report
-                .resource(&p.logical, Self::NAME, Some(&p.name), "deleted", None);
+                .deleting(Some(&p.logical), Self::NAME, &p.name, delete(tx.c, p))
+                .await?;
         }
         Ok(())
     }

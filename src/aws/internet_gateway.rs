@@ -5,25 +5,20 @@ use aws_sdk_ec2::types::ResourceType;
 use super::error::{Code, api, gone_is_fine};
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::retry::{Backoff, is_eventual_not_found, retry};
-use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
+use super::{AwsError, Clients, list_tagged, logical, tag_spec};
 use crate::core::kinds::internet_gateway::{Drift, InternetGateway, ObsIgw};
 use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
 
 impl Apply for InternetGateway {
     async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsIgw>, AwsError> {
-        let items: Vec<_> = c
-            .ec2
-            .describe_internet_gateways()
-            .filters(cluster_filter(scope.cluster))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(api("listing", "internet gateways"))?;
+        let items = list_tagged!(
+            c,
+            describe_internet_gateways,
+            scope.cluster,
+            "internet gateways",
+            tags
+        );
         Ok(items
-            .into_iter()
-            .filter(|g| owned(g.tags(), scope.cluster))
             .map(|g| ObsIgw {
                 id: g.internet_gateway_id().unwrap_or_default().into(),
                 logical: logical(g.tags()),
@@ -75,16 +70,13 @@ impl Apply for InternetGateway {
 
     async fn delete(tx: &Tx<'_>) -> Result<(), AwsError> {
         for g in &tx.obs.igws {
-            let logical = g.logical.as_deref().unwrap_or("(untracked)");
-            tx.report
-                .resource(logical, Self::NAME, Some(&g.id), "deleting", None);
             let vpc = g.attached_vpcs.first().cloned().unwrap_or_default();
-            super::interfaces::delete_with_blockers(tx.c, "vpc-id", &vpc, || {
+            let blocked = super::interfaces::delete_with_blockers(tx.c, "vpc-id", &vpc, || {
                 delete(tx.c, &g.id, &g.attached_vpcs)
-            })
-            .await?;
+            });
             tx.report
-                .resource(logical, Self::NAME, Some(&g.id), "deleted", None);
+                .deleting(g.logical.as_deref(), Self::NAME, &g.id, blocked)
+                .await?;
         }
         Ok(())
     }

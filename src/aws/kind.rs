@@ -221,6 +221,28 @@ impl Report {
         });
     }
 
+    /// Reports `deleting`, runs `delete`, then reports `deleted` (or nothing more if it fails:
+    /// the failure is the step's).
+    ///
+    /// # Errors
+    /// The delete's error.
+    pub async fn deleting<F>(
+        &self,
+        id: Option<&str>,
+        kind: &str,
+        aws_id: &str,
+        delete: F,
+    ) -> Result<(), AwsError>
+    where
+        F: Future<Output = Result<(), AwsError>>,
+    {
+        let id = id.unwrap_or("(untracked)");
+        self.resource(id, kind, Some(aws_id), "deleting", None);
+        delete.await?;
+        self.resource(id, kind, Some(aws_id), "deleted", None);
+        Ok(())
+    }
+
     pub fn waiting(&self, what: String) {
         (self.sink)(Event::Waiting {
             what,

@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{
 
 use super::error::{Code, api, gone_is_fine};
 use super::kind::{Apply, Cx, Scope, Tx};
-use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
+use super::{AwsError, Clients, list_tagged, logical, tag_spec};
 use crate::core::kinds::launch_template::{LaunchTemplate, ObsTemplate};
 use crate::core::kinds::{Action, Change, Inputs, NoDrift, Output, Plan};
 
@@ -20,19 +20,14 @@ impl Apply for LaunchTemplate {
         if !scope.eks() {
             return Ok(Vec::new());
         }
-        let items: Vec<_> = c
-            .ec2
-            .describe_launch_templates()
-            .filters(cluster_filter(scope.cluster))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(api("listing", "launch templates"))?;
+        let items = list_tagged!(
+            c,
+            describe_launch_templates,
+            scope.cluster,
+            "launch templates",
+            tags
+        );
         Ok(items
-            .into_iter()
-            .filter(|t| owned(t.tags(), scope.cluster))
             .map(|t| ObsTemplate {
                 id: t.launch_template_id().unwrap_or_default().into(),
                 logical: logical(t.tags()),
@@ -82,12 +77,9 @@ impl Apply for LaunchTemplate {
 
     async fn delete(tx: &Tx<'_>) -> Result<(), AwsError> {
         for t in &tx.obs.launch_templates {
-            let logical = t.logical.as_deref().unwrap_or("(untracked)");
             tx.report
-                .resource(logical, Self::NAME, Some(&t.id), "deleting", None);
-            delete(tx.c, &t.id).await?;
-            tx.report
-                .resource(logical, Self::NAME, Some(&t.id), "deleted", None);
+                .deleting(t.logical.as_deref(), Self::NAME, &t.id, delete(tx.c, &t.id))
+                .await?;
         }
         Ok(())
     }

@@ -224,6 +224,27 @@ pub(crate) fn owned(tags: &[aws_sdk_ec2::types::Tag], cluster: &str) -> bool {
     tag_value(tags, crate::core::tags::CLUSTER_TAG) == Some(cluster)
 }
 
+/// The items of a tag-filtered, paginated EC2 Describe (one call per page) that carry the
+/// cluster's tag (checked again on our side, see [`owned`]).
+macro_rules! list_tagged {
+    ($c:expr, $op:ident, $cluster:expr, $what:literal, $tags:ident) => {{
+        let items: Vec<_> = $c
+            .ec2
+            .$op()
+            .filters($crate::aws::cluster_filter($cluster))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err($crate::aws::error::api("listing", $what))?;
+        items
+            .into_iter()
+            .filter(|i| $crate::aws::owned(i.$tags(), $cluster))
+    }};
+}
+pub(crate) use list_tagged;
+
 /// The filter that finds everything of one cluster.
 pub(crate) fn cluster_filter(cluster: &str) -> aws_sdk_ec2::types::Filter {
     aws_sdk_ec2::types::Filter::builder()

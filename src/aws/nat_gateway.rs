@@ -91,12 +91,9 @@ impl Apply for NatGateway {
             .iter()
             .filter(|n| n.is_live())
             .map(|n| async move {
-                let logical = n.logical.as_deref().unwrap_or("(untracked)");
                 tx.report
-                    .resource(logical, Self::NAME, Some(&n.id), "deleting", None);
-                delete(tx.c, &n.id).await?;
-                tx.report
-                    .resource(logical, Self::NAME, Some(&n.id), "deleted", None);
+                    .deleting(n.logical.as_deref(), Self::NAME, &n.id, delete(tx.c, &n.id))
+                    .await?;
                 Ok::<_, AwsError>(())
             });
         futures::future::try_join_all(deletes).await?;

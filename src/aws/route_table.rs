@@ -3,26 +3,21 @@
 use super::error::{Code, api, gone_is_fine};
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::retry::{Backoff, is_eventual_not_found, retry};
-use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
+use super::{AwsError, Clients, list_tagged, logical, tag_spec};
 use crate::core::kinds::route_table::{Drift, ObsRouteTable, RouteTable};
 use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
 use aws_sdk_ec2::types::ResourceType;
 
 impl Apply for RouteTable {
     async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsRouteTable>, AwsError> {
-        let items: Vec<_> = c
-            .ec2
-            .describe_route_tables()
-            .filters(cluster_filter(scope.cluster))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(api("listing", "route tables"))?;
+        let items = list_tagged!(
+            c,
+            describe_route_tables,
+            scope.cluster,
+            "route tables",
+            tags
+        );
         Ok(items
-            .into_iter()
-            .filter(|r| owned(r.tags(), scope.cluster))
             .map(|r| ObsRouteTable {
                 id: r.route_table_id().unwrap_or_default().into(),
                 logical: logical(r.tags()),
@@ -113,12 +108,14 @@ impl Apply for RouteTable {
 
     async fn delete(tx: &Tx<'_>) -> Result<(), AwsError> {
         for r in &tx.obs.route_tables {
-            let logical = r.logical.as_deref().unwrap_or("(untracked)");
             tx.report
-                .resource(logical, Self::NAME, Some(&r.id), "deleting", None);
-            delete(tx.c, &r.id, &r.associations).await?;
-            tx.report
-                .resource(logical, Self::NAME, Some(&r.id), "deleted", None);
+                .deleting(
+                    r.logical.as_deref(),
+                    Self::NAME,
+                    &r.id,
+                    delete(tx.c, &r.id, &r.associations),
+                )
+                .await?;
         }
         Ok(())
     }

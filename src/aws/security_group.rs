@@ -7,28 +7,21 @@ use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, UserIdGroupPair};
 use super::error::{Code, api, gone_is_fine};
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::retry::{Backoff, is_eventual_not_found, retry};
-use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
+use super::{AwsError, Clients, list_tagged, logical, tag_spec};
 use crate::core::graph::rules::{Rule, SgRole, Source};
 use crate::core::kinds::security_group::{Drift, ObsRule, ObsSg, SecurityGroup};
 use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
 
 impl Apply for SecurityGroup {
     async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsSg>, AwsError> {
-        let items: Vec<_> = c
-            .ec2
-            .describe_security_groups()
-            .filters(cluster_filter(scope.cluster))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(api("listing", "security groups"))?;
-        Ok(items
-            .iter()
-            .filter(|g| owned(g.tags(), scope.cluster))
-            .map(observed)
-            .collect())
+        let items = list_tagged!(
+            c,
+            describe_security_groups,
+            scope.cluster,
+            "security groups",
+            tags
+        );
+        Ok(items.map(|g| observed(&g)).collect())
     }
 
     async fn apply(
@@ -98,15 +91,16 @@ impl Apply for SecurityGroup {
                 round = remaining.clone();
             }
             for g in &round {
-                let logical = g.logical.as_deref().unwrap_or("(untracked)");
                 tx.report
-                    .resource(logical, Self::NAME, Some(&g.id), "deleting", None);
-                super::interfaces::delete_with_blockers(tx.c, "group-id", &g.id, || {
-                    delete(tx.c, &g.id)
-                })
-                .await?;
-                tx.report
-                    .resource(logical, Self::NAME, Some(&g.id), "deleted", None);
+                    .deleting(
+                        g.logical.as_deref(),
+                        Self::NAME,
+                        &g.id,
+                        super::interfaces::delete_with_blockers(tx.c, "group-id", &g.id, || {
+                            delete(tx.c, &g.id)
+                        }),
+                    )
+                    .await?;
             }
             remaining.retain(|g| !round.iter().any(|r| r.id == g.id));
         }

@@ -5,26 +5,15 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use super::error::{Code, api, gone_is_fine};
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::retry::{Backoff, is_dependency_violation, is_eventual_not_found, retry};
-use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
+use super::{AwsError, Clients, list_tagged, logical, tag_spec};
 use crate::core::kinds::subnet::{Drift, ObsSubnet, Subnet};
 use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
 use crate::core::tags;
 
 impl Apply for Subnet {
     async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsSubnet>, AwsError> {
-        let items: Vec<_> = c
-            .ec2
-            .describe_subnets()
-            .filters(cluster_filter(scope.cluster))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(api("listing", "subnets"))?;
+        let items = list_tagged!(c, describe_subnets, scope.cluster, "subnets", tags);
         Ok(items
-            .into_iter()
-            .filter(|s| owned(s.tags(), scope.cluster))
             .map(|s| ObsSubnet {
                 id: s.subnet_id().unwrap_or_default().into(),
                 logical: logical(s.tags()),
@@ -134,13 +123,16 @@ impl Apply for Subnet {
             .await?;
         }
         let deletes = tx.obs.subnets.iter().map(|s| async move {
-            let logical = s.logical.as_deref().unwrap_or("(untracked)");
             tx.report
-                .resource(logical, Self::NAME, Some(&s.id), "deleting", None);
-            super::interfaces::delete_with_blockers(c, "subnet-id", &s.id, || delete(c, &s.id))
+                .deleting(
+                    s.logical.as_deref(),
+                    Self::NAME,
+                    &s.id,
+                    super::interfaces::delete_with_blockers(c, "subnet-id", &s.id, || {
+                        delete(c, &s.id)
+                    }),
+                )
                 .await?;
-            tx.report
-                .resource(logical, Self::NAME, Some(&s.id), "deleted", None);
             Ok::<_, AwsError>(())
         });
         futures::future::try_join_all(deletes).await?;

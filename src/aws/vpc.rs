@@ -7,25 +7,13 @@ use std::time::Duration;
 use super::error::{Code, api, gone_is_fine};
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::retry::{Backoff, is_eventual_not_found, retry};
-use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
+use super::{AwsError, Clients, list_tagged, logical, tag_spec};
 use crate::core::kinds::vpc::{Drift, ObsVpc, Vpc};
 use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
 
 impl Apply for Vpc {
     async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsVpc>, AwsError> {
-        let items: Vec<_> = c
-            .ec2
-            .describe_vpcs()
-            .filters(cluster_filter(scope.cluster))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(api("listing", "VPCs"))?;
-        let mut out: Vec<ObsVpc> = items
-            .into_iter()
-            .filter(|v| owned(v.tags(), scope.cluster))
+        let mut out: Vec<ObsVpc> = list_tagged!(c, describe_vpcs, scope.cluster, "VPCs", tags)
             .map(|v| ObsVpc {
                 id: v.vpc_id().unwrap_or_default().into(),
                 logical: logical(v.tags()),
@@ -85,13 +73,16 @@ impl Apply for Vpc {
 
     async fn delete(tx: &Tx<'_>) -> Result<(), AwsError> {
         for v in &tx.obs.vpcs {
-            let logical = v.logical.as_deref().unwrap_or("(untracked)");
             tx.report
-                .resource(logical, Self::NAME, Some(&v.id), "deleting", None);
-            super::interfaces::delete_with_blockers(tx.c, "vpc-id", &v.id, || delete(tx.c, &v.id))
+                .deleting(
+                    v.logical.as_deref(),
+                    Self::NAME,
+                    &v.id,
+                    super::interfaces::delete_with_blockers(tx.c, "vpc-id", &v.id, || {
+                        delete(tx.c, &v.id)
+                    }),
+                )
                 .await?;
-            tx.report
-                .resource(logical, Self::NAME, Some(&v.id), "deleted", None);
         }
         Ok(())
     }

@@ -136,6 +136,21 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
     if has_base {
         b.add(ADDONS_BASE, addons(base), &[EKS_CLUSTER, VPC]);
     }
+    nodegroup(spec, b, net, has_base);
+    if !rest.is_empty() {
+        let mut deps = vec![NODEGROUP, EKS_CLUSTER, VPC];
+        if csi {
+            deps.push(EBS_CSI_ROLE);
+        }
+        b.add(ADDONS, addons(rest), &deps);
+    }
+}
+
+/// Our launch template, the nodes' read of the log writer's password, and the node group.
+fn nodegroup(spec: &ClusterSpec, b: &mut Builder, net: &Net, has_base: bool) {
+    let Some(e) = spec.eks() else {
+        return;
+    };
     // The nodes' user data names the logging instance's address.
     let logging = spec.addons.logging.as_ref().map(|l| LogShipper {
         logging: Addon::Logging.as_str().into(),
@@ -192,11 +207,4 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
         }),
         &deps,
     );
-    if !rest.is_empty() {
-        let mut deps = vec![NODEGROUP, EKS_CLUSTER, VPC];
-        if csi {
-            deps.push(EBS_CSI_ROLE);
-        }
-        b.add(ADDONS, addons(rest), &deps);
-    }
 }

@@ -51,35 +51,7 @@ impl Validator<'_> {
         if !(1..=1000).contains(&workers) {
             self.err(&k.workers, "kubeadm.workers", format!("{workers} workers: a kubeadm cluster needs 1 to 1000 workers (the control plane is tainted against workloads)"));
         }
-        let ami = match &k.ami {
-            None => Some(AmiSource::SsmParameter(
-                match arch {
-                    Some(Arch::Arm64) => UBUNTU_2404_SSM_ARM64,
-                    _ => UBUNTU_2404_SSM_AMD64,
-                }
-                .to_string(),
-            )),
-            Some(a) => {
-                let s = a.get_ref();
-                if let Some(p) = s.strip_prefix("resolve:ssm:") {
-                    if p.starts_with('/') && p.len() > 1 {
-                        Some(AmiSource::SsmParameter(p.to_string()))
-                    } else {
-                        self.err(
-                            a,
-                            "kubeadm.ami",
-                            format!("`{s}`: expected resolve:ssm:/parameter/path"),
-                        );
-                        None
-                    }
-                } else if is_ami_id(s) {
-                    Some(AmiSource::Id(s.clone()))
-                } else {
-                    self.err(a, "kubeadm.ami", format!("`{s}` is neither an AMI id (ami-0123456789abcdef0) nor resolve:ssm:/parameter/path"));
-                    None
-                }
-            }
-        };
+        let ami = self.ami(k, arch);
         let key_name = k.key_name.as_ref().map(|s| s.get_ref().clone());
         if let Some(kn) = &k.key_name {
             let s = kn.get_ref();
@@ -108,6 +80,81 @@ impl Validator<'_> {
             }
         }
         let service_cidr: Ipv4Net = DEFAULT_SERVICE_CIDR.parse().expect("constant parses");
+        let pod_cidr = self.pod_network(k, cni, workers, service_cidr, net);
+        let root = match &k.root_volume_gb {
+            None => 30,
+            Some(r) => {
+                let v = *r.get_ref();
+                if !(20..=16384).contains(&v) {
+                    self.err(
+                        r,
+                        "kubeadm.root_volume_gb",
+                        format!("{v} GiB: root volumes are 20 to 16384 GiB for a Kubernetes node"),
+                    );
+                }
+                v.clamp(20, 16384) as i32
+            }
+        };
+        Some(KubeadmSpec {
+            version: version?,
+            cni: cni?,
+            instance_type: itype,
+            arch: arch?,
+            workers: u32::try_from(workers)
+                .ok()
+                .filter(|w| (1..=1000).contains(w))?,
+            ami: ami?,
+            key_name,
+            ssh,
+            pod_cidr: pod_cidr?,
+            service_cidr,
+            root_volume_gb: root,
+        })
+    }
+
+    /// Where the nodes' image comes from: an AMI id, an SSM parameter, or Ubuntu 24.04.
+    fn ami(&mut self, k: &RawKubeadm, arch: Option<Arch>) -> Option<AmiSource> {
+        match &k.ami {
+            None => Some(AmiSource::SsmParameter(
+                match arch {
+                    Some(Arch::Arm64) => UBUNTU_2404_SSM_ARM64,
+                    _ => UBUNTU_2404_SSM_AMD64,
+                }
+                .to_string(),
+            )),
+            Some(a) => {
+                let s = a.get_ref();
+                if let Some(p) = s.strip_prefix("resolve:ssm:") {
+                    if p.starts_with('/') && p.len() > 1 {
+                        Some(AmiSource::SsmParameter(p.to_string()))
+                    } else {
+                        self.err(
+                            a,
+                            "kubeadm.ami",
+                            format!("`{s}`: expected resolve:ssm:/parameter/path"),
+                        );
+                        None
+                    }
+                } else if is_ami_id(s) {
+                    Some(AmiSource::Id(s.clone()))
+                } else {
+                    self.err(a, "kubeadm.ami", format!("`{s}` is neither an AMI id (ami-0123456789abcdef0) nor resolve:ssm:/parameter/path"));
+                    None
+                }
+            }
+        }
+    }
+
+    /// The pod network: the CNI's default or the spec's, checked against the node count, the
+    /// VPC and the service network.
+    fn pod_network(
+        &mut self,
+        k: &RawKubeadm,
+        cni: Option<Cni>,
+        workers: i64,
+        service_cidr: Ipv4Net,
+        net: Option<&NetworkSpec>,
+    ) -> Option<Ipv4Net> {
         let pod_cidr = match (&k.pod_cidr, cni) {
             (Some(p), _) => self.cidr(p, "kubeadm.pod_cidr"),
             (None, Some(c)) => Some(c.default_pod_cidr().parse().expect("constant parses")),
@@ -164,34 +211,6 @@ impl Validator<'_> {
                 ),
             );
         }
-        let root = match &k.root_volume_gb {
-            None => 30,
-            Some(r) => {
-                let v = *r.get_ref();
-                if !(20..=16384).contains(&v) {
-                    self.err(
-                        r,
-                        "kubeadm.root_volume_gb",
-                        format!("{v} GiB: root volumes are 20 to 16384 GiB for a Kubernetes node"),
-                    );
-                }
-                v.clamp(20, 16384) as i32
-            }
-        };
-        Some(KubeadmSpec {
-            version: version?,
-            cni: cni?,
-            instance_type: itype,
-            arch: arch?,
-            workers: u32::try_from(workers)
-                .ok()
-                .filter(|w| (1..=1000).contains(w))?,
-            ami: ami?,
-            key_name,
-            ssh,
-            pod_cidr: pod_cidr?,
-            service_cidr,
-            root_volume_gb: root,
-        })
+        pod_cidr
     }
 }

@@ -151,5 +151,8 @@ pub fn destroy(obs: &Observed) -> Vec<(Step, Doomed)> {
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
+mod cases;
+#[cfg(test)]
+mod converged;
+#[cfg(test)]
 mod tests;

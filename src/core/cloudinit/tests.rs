@@ -1,0 +1,328 @@
+//! The user data's tests: cloud-init's schema, shellcheck, the size limit, the contents.
+
+use super::kubeadm::FETCH_CA_PATH;
+use super::*;
+use crate::core::spec::{self, KubeadmSpec};
+use std::process::Command;
+
+const SPEC: &str = r#"
+name = "ci"
+region = "us-east-1"
+kind = "kubeadm"
+[network]
+vpc_cidr = "10.0.0.0/16"
+admin_cidrs = ["203.0.113.0/24"]
+[kubeadm]
+cni = "CNI"
+instance_type = "t3.medium"
+workers = 2
+"#;
+
+fn kubeadm(cni: &str) -> KubeadmSpec {
+    spec::parse("t.toml", &SPEC.replace("CNI", cni))
+        .unwrap()
+        .0
+        .kubeadm()
+        .unwrap()
+        .clone()
+}
+
+fn fixtures() -> Vec<(String, CloudConfig)> {
+    let ca = crate::core::pki::generate_ca(time::OffsetDateTime::now_utc()).unwrap();
+    let token = crate::core::pki::generate_token().unwrap();
+    let hash = ca.discovery_hash().unwrap();
+    let mut out = Vec::new();
+    // The largest baseline a spec is likely to carry: 10 namespaces, 10 bindings.
+    let sec = crate::core::spec::SecuritySpec {
+        namespaces: (0..10).map(|i| format!("team-{i}")).collect(),
+        default_deny: true,
+        default_deny_egress: true,
+        bindings: (0..10)
+            .map(|i| crate::core::spec::Binding {
+                subject: crate::core::spec::Subject::Group(format!("team-{i}-developers")),
+                role: crate::core::spec::BindingRole::Edit,
+                namespaces: vec![format!("team-{i}")],
+            })
+            .collect(),
+    };
+    let baseline = crate::core::manifests::baseline(&sec).unwrap();
+    let shipper =
+        crate::core::manifests::log_shipper("10.0.0.9", "cr.fluentbit.io/fluent/fluent-bit:4.2.0");
+    for cni in ["calico", "flannel"] {
+        let k = kubeadm(cni);
+        let m = master(
+            &k,
+            &MasterInput {
+                cluster: "ci",
+                secret_parameter: "/provision/ci/bootstrap",
+                token: &token,
+                baseline: (cni == "calico").then_some(&baseline),
+                log_shipper: (cni == "calico").then_some((&shipper, "/provision/ci/addons")),
+            },
+        );
+        let w = worker(
+            &k,
+            &WorkerInput {
+                master_private_ip: "10.0.0.10",
+                token: &token,
+                ca_hash: &hash,
+            },
+        );
+        out.push((format!("master-{cni}"), m));
+        out.push((format!("worker-{cni}"), w));
+    }
+    let with = with_node_exporter(out[1].1.clone());
+    out.push(("worker-node-exporter".into(), with));
+    out
+}
+
+#[test]
+fn user_data_fits_the_ec2_limit() {
+    for (name, cc) in fixtures() {
+        let n = cc.render().len();
+        assert!(n <= USER_DATA_LIMIT, "{name}: {n} bytes");
+    }
+}
+
+#[test]
+fn no_user_data_holds_a_private_key() {
+    for (name, cc) in fixtures() {
+        let text = cc.render();
+        assert!(!text.contains("PRIVATE KEY"), "{name}");
+        if name.starts_with("worker") {
+            assert!(
+                text.contains("caCertHashes") && text.contains("sha256:"),
+                "{name}"
+            );
+        } else {
+            // The control plane fetches the CA from SSM at boot, before kubeadm init.
+            let fetch = cc
+                .files
+                .iter()
+                .chain(&cc.gz_files)
+                .find(|f| f.path == FETCH_CA_PATH)
+                .expect("fetch script");
+            assert!(
+                fetch
+                    .content
+                    .contains("PARAMETER = \"/provision/ci/bootstrap\"")
+            );
+            assert_eq!(fetch.permissions, "0700");
+            assert!(cc.runcmd[0][2].contains(&format!(
+                "{FETCH_CA_PATH} && /usr/local/sbin/provision-init.sh"
+            )));
+        }
+    }
+}
+
+/// The fetch script compiles and its SigV4 signer reproduces AWS's published test-suite
+/// signatures (get-vanilla, get-vanilla-query-order-key-case).
+#[test]
+fn fetch_script_signs_like_aws() {
+    let out = crate::core::cloudinit::run_fetch_script_python(
+        r#"
+creds = {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
+h = {"Host": "example.amazonaws.com", "X-Amz-Date": "20150830T123600Z"}
+for q in ["", "Param1=value1&Param2=value2"]:
+    print(m.authorization("GET", "example.amazonaws.com", "/", q, h, b"", creds, "us-east-1", "service", "20150830T123600Z"))
+"#,
+    );
+    let got = out;
+    let lines: Vec<&str> = got.lines().collect();
+    let prefix = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=";
+    assert_eq!(
+        lines[0],
+        format!("{prefix}5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31")
+    );
+    assert_eq!(
+        lines[1],
+        format!("{prefix}b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500")
+    );
+}
+
+#[test]
+fn the_master_applies_the_security_baseline_after_the_cni() {
+    let (_, calico) = fixtures().into_iter().next().unwrap();
+    let file = calico
+        .gz_files
+        .iter()
+        .find(|f| f.path == BASELINE_PATH)
+        .expect("the baseline is written");
+    let list: serde_json::Value = serde_json::from_str(&file.content).unwrap();
+    assert_eq!(crate::core::manifests::check(&list), Vec::<String>::new());
+    let init = calico
+        .files
+        .iter()
+        .find(|f| f.path == "/usr/local/sbin/provision-init.sh")
+        .unwrap();
+    let cni = init.content.find("calico-resources.yaml").unwrap();
+    let apply = init
+        .content
+        .find("kubectl apply -f /etc/provision/baseline.json")
+        .unwrap();
+    assert!(apply > cni, "after the CNI");
+}
+
+#[test]
+fn pod_cidr_reaches_the_cni_and_kubeadm() {
+    let mut k = kubeadm("flannel");
+    k.pod_cidr = "10.128.0.0/16".parse().unwrap();
+    let m = master(
+        &k,
+        &MasterInput {
+            cluster: "ci",
+            secret_parameter: "/provision/ci/bootstrap",
+            token: "abcdef.0123456789abcdef",
+            baseline: None,
+            log_shipper: None,
+        },
+    );
+    let text = m.render();
+    assert!(text.contains("podSubnet: \"10.128.0.0/16\""));
+    // The stock manifest says 10.244.0.0/16; the init script rewrites it to ours.
+    assert!(text.contains("sed -i \"s#10.244.0.0/16#10.128.0.0/16#\" /run/kube-flannel.yml"));
+    assert!(text.contains("kube-flannel.yml"));
+    let k = kubeadm("calico");
+    let m = master(
+        &k,
+        &MasterInput {
+            cluster: "ci",
+            secret_parameter: "/provision/ci/bootstrap",
+            token: "abcdef.0123456789abcdef",
+            baseline: None,
+            log_shipper: None,
+        },
+    );
+    let text = m.render();
+    assert!(text.contains("cidr: 192.168.0.0/16"));
+    assert!(text.contains("podSubnet: \"192.168.0.0/16\""));
+    assert!(text.contains("encapsulation: VXLAN"));
+}
+
+/// The rendered YAML parses back to exactly the files we meant (literal blocks kept intact).
+#[test]
+fn rendered_yaml_round_trips() {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        write_files: Vec<WF>,
+        runcmd: Vec<Vec<String>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct WF {
+        path: String,
+        permissions: String,
+        content: String,
+        encoding: Option<String>,
+    }
+    for (name, cc) in fixtures() {
+        let doc: Doc =
+            serde_saphyr::from_str(&cc.render()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(doc.write_files.len(), cc.files.len() + cc.gz_files.len());
+        for (got, want) in doc
+            .write_files
+            .iter()
+            .zip(cc.files.iter().chain(&cc.gz_files))
+        {
+            assert_eq!(got.path, want.path);
+            assert_eq!(got.permissions, want.permissions);
+            let content = match got.encoding.as_deref() {
+                None => got.content.clone(),
+                Some("gz+b64") => {
+                    use base64::Engine as _;
+                    use std::io::Read as _;
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(&got.content)
+                        .unwrap();
+                    let mut text = String::new();
+                    flate2::read::GzDecoder::new(&raw[..])
+                        .read_to_string(&mut text)
+                        .unwrap();
+                    text
+                }
+                Some(other) => panic!("{name}: encoding {other}"),
+            };
+            assert_eq!(content, want.content, "{name}: {}", want.path);
+        }
+        assert_eq!(doc.runcmd, cc.runcmd);
+    }
+}
+
+fn tool(name: &str) -> std::path::PathBuf {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!("`{name}` is not installed: run `make deps` (apt-get install {name})")
+    })
+}
+
+/// `cloud-init schema` accepts every rendered document.
+#[test]
+fn cloud_init_schema_accepts_user_data() {
+    let ci = tool("cloud-init");
+    let dir = tempfile::tempdir().unwrap();
+    let all = fixtures()
+        .into_iter()
+        .chain(crate::core::addons::tests::fixtures());
+    for (name, cc) in all {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, cc.render()).unwrap();
+        let out = Command::new(&ci)
+            .args(["schema", "--config-file"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The check itself must be able to fail: a broken document is refused.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "#cloud-config\nruncmd: \"echo\"\nwrite_files:\n  - contentz: x\n    permissions: 0644\n",
+    )
+    .unwrap();
+    let out = Command::new(&ci)
+        .args(["schema", "--config-file"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+/// Every script passes shellcheck.
+#[test]
+fn shellcheck_accepts_every_script() {
+    let sc = tool("shellcheck");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    let all = fixtures()
+        .into_iter()
+        .chain(crate::core::addons::tests::fixtures());
+    for (name, cc) in all {
+        for (i, f) in cc.scripts().enumerate() {
+            let path = dir.path().join(format!("{name}-{i}.sh"));
+            std::fs::write(&path, &f.content).unwrap();
+            let out = Command::new(&sc)
+                .args(["-s", "bash", "-S", "style"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name} {}:\n{}",
+                f.path,
+                String::from_utf8_lossy(&out.stdout)
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked, 16,
+        "prep + init/join for two CNIs and two roles, a worker with node_exporter, three add-ons, EKS node agents"
+    );
+}
