@@ -12,8 +12,10 @@ emulator-stop:
 build:
 	cargo build
 
-# The emulator is stopped on exit (EXIT trap), also when the tests fail; make exits with the tests' status.
+# Each installs what it needs (localstack/need.sh: only what is missing). The emulator is
+# stopped on exit (EXIT trap), also when the tests fail; make exits with the tests' status.
 test:
+	@localstack/need.sh
 	@trap 'localstack/stop.sh' EXIT; \
 	localstack/start.sh || exit 1; \
 	. localstack/env.sh; \
@@ -26,6 +28,7 @@ test:
 
 # Writes its kubeconfig under target/ so the user's ~/.kube/config is never touched.
 demo:
+	@localstack/need.sh
 	@set -e; \
 	trap 'localstack/stop.sh' EXIT; \
 	localstack/start.sh; \
@@ -55,8 +58,6 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 	shellcheck localstack/*.sh bench/*.sh .ci/run
 
+# What `make test` and `make demo` install by themselves, for those who want it separately.
 deps:
-	@if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
-	$$sudo apt-get update -qq && \
-	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv shellcheck cloud-init curl openssl
-	localstack/install.sh
+	localstack/need.sh

@@ -719,11 +719,31 @@ def _install_latency() -> None:
     print(f"emulator.py: latency profile: {active}", file=sys.stderr, flush=True)
 
 
+def _exit_with(parent: int) -> None:
+    """Ends this process once `parent` is gone (a test run that started its own emulator and
+    ended, however it ended)."""
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--parent", type=int, help="exit when this process is gone")
     args = parser.parse_args()
+    if args.parent:
+        _exit_with(args.parent)
     # Latency first, so that its middleware ends up outermost: faulted calls take time too.
     _install_latency()
     _install_faults()

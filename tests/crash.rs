@@ -154,7 +154,7 @@ async fn kill_and_resume(
         Moment::After(t) => {
             // Keep the pipe drained so the run never blocks on it.
             std::thread::spawn(move || std::io::copy(&mut { stdout }, &mut std::io::sink()));
-            std::thread::sleep(t);
+            tokio::time::sleep(t).await;
         }
         Moment::Event(k) => {
             let mut seen = 0;

@@ -152,10 +152,21 @@ pub(super) async fn plan(edge: &Edge, a: PlanArgs) -> Result<ExitCode, Failure> 
     let out = &edge.out;
     let spec = load_spec(&a.spec.file, out)?;
     let c = edge.clients(&spec.region).await;
-    let (rows, warnings) = if a.destroy {
-        crate::engine::plan::plan_down(&c, &spec.name).await?
+    let command = if a.destroy { "plan-destroy" } else { "plan" };
+    let planned = if a.destroy {
+        crate::engine::plan::plan_down(&c, &spec.name).await
     } else {
-        crate::engine::plan::plan_up(&c, &spec).await?
+        crate::engine::plan::plan_up(&c, &spec).await
+    };
+    let (rows, warnings) = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            out.summary(serde_json::json!({
+                "event": "summary", "command": command, "cluster": spec.name, "kind": spec.kind(),
+                "ok": false, "error": e.to_string(), "api_calls": edge.api_calls(),
+            }));
+            return Err(e.into());
+        }
     };
     for message in warnings {
         out.event(&Event::Warning { message });
@@ -165,9 +176,8 @@ pub(super) async fn plan(edge: &Edge, a: PlanArgs) -> Result<ExitCode, Failure> 
     }
     let refused = rows.iter().any(|r| r.action == Action::Refuse);
     out.summary(serde_json::json!({
-        "event": "summary", "command": if a.destroy { "plan-destroy" } else { "plan" },
-        "cluster": spec.name, "kind": spec.kind(), "plan": rows, "refused": refused,
-        "api_calls": edge.api_calls(),
+        "event": "summary", "command": command, "cluster": spec.name, "kind": spec.kind(),
+        "ok": true, "plan": rows, "refused": refused, "api_calls": edge.api_calls(),
     }));
     Ok(if refused {
         ExitCode::from(1)

@@ -19,4 +19,6 @@ pub mod plan;
 pub mod spec;
 pub mod tags;
 pub mod teardown;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod userdata;

@@ -298,11 +298,12 @@ mod tests {
             "openssl x509 -pubkey -noout -in {} | openssl pkey -pubin -outform der | openssl dgst -sha256 -hex",
             crt.display()
         );
+        crate::core::testing::tool("openssl");
         let out = Command::new("sh")
             .arg("-c")
             .arg(&script)
             .output()
-            .expect("openssl is installed (make deps)");
+            .expect("sh runs");
         assert!(
             out.status.success(),
             "{}",
@@ -339,7 +340,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
         std::fs::write(dir.path().join("client.crt"), &cert).unwrap();
-        let out = Command::new("openssl")
+        let out = Command::new(crate::core::testing::tool("openssl"))
             .args(["verify", "-CAfile"])
             .arg(dir.path().join("ca.crt"))
             .arg(dir.path().join("client.crt"))
@@ -350,7 +351,7 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let subject = Command::new("openssl")
+        let subject = Command::new(crate::core::testing::tool("openssl"))
             .args(["x509", "-noout", "-subject", "-in"])
             .arg(dir.path().join("client.crt"))
             .output()

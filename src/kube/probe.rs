@@ -1,18 +1,17 @@
-//! `--wait cluster`: poll the API server's `/readyz`, then count Ready nodes, over TLS verified
-//! against the cluster CA, authenticated with a client certificate the CA signs (kubeadm) or an
-//! EKS bearer token (a presigned STS GetCallerIdentity, made afresh for every request).
-//!
-//! A deliberately small HTTP/1.1 client (one GET per connection): the two requests we make do
-//! not justify an HTTP client crate on top of the SDK's stack.
+//! `--wait cluster` and the join token, through the ecosystem's client (`kube`): `/readyz`, the
+//! nodes' Ready condition, and a bootstrap token Secret. TLS is verified against the cluster's
+//! CA only; a kubeadm cluster is entered with an admin client certificate our CA signs, an EKS
+//! cluster with a bearer token (a presigned STS GetCallerIdentity) made afresh for every poll.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use k8s_openapi::api::core::v1::{Node, Secret};
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{AuthInfo, Config};
 
 use super::ProbeError;
+use crate::aws::Tuning;
+use crate::aws::poll::{Seen, until_with};
 use crate::core::events::{Event, EventSink};
 use crate::core::pki::Ca;
 
@@ -22,66 +21,54 @@ pub const API_SERVER_NAME: &str = crate::core::kubeconfig::API_SERVER_NAME;
 /// How often the probe polls.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
 
-/// A TLS client for the cluster: trusts only the CA and presents an admin client certificate.
-///
-/// # Errors
-/// When the PEM data does not parse.
-pub fn tls_config(ca: &Ca) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let ca_der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes())
-        .map_err(|e| format!("reading the CA: {e}"))?;
-    roots
-        .add(ca_der)
-        .map_err(|e| format!("trusting the CA: {e}"))?;
-    let (cert, key) = ca
-        .client_cert(
-            "provision-admin",
-            "kubeadm:cluster-admins",
-            time::OffsetDateTime::now_utc(),
-        )
-        .map_err(|e| e.to_string())?;
-    let cert = CertificateDer::from_pem_slice(cert.as_bytes()).map_err(|e| e.to_string())?;
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| e.to_string())?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(vec![cert], key)
-        .map_err(|e| e.to_string())?;
-    Ok(Arc::new(cfg))
-}
-
 /// How to reach and authenticate to an API server.
 #[derive(Clone)]
 pub struct ApiClient {
-    tls: Arc<rustls::ClientConfig>,
+    ca_pem: String,
     /// The name the server certificate is checked against; `None`: the URL's host.
     server_name: Option<String>,
-    /// EKS: credentials, region and cluster to sign a token with, per request.
-    eks: Option<(aws_credential_types::Credentials, String, String)>,
+    auth: Auth,
+}
+
+#[derive(Clone)]
+enum Auth {
+    /// A client certificate and its key (PEM).
+    Certificate { cert_pem: String, key_pem: String },
+    /// A bearer token signed with these credentials for this region and cluster, per poll.
+    Eks {
+        creds: aws_credential_types::Credentials,
+        region: String,
+        cluster: String,
+    },
 }
 
 impl ApiClient {
-    /// A kubeadm cluster: our CA, our admin certificate, the name `kubernetes`.
+    /// A kubeadm cluster: our CA, an admin certificate it signs now, the name `kubernetes`.
     ///
     /// # Errors
-    /// When the CA does not parse.
+    /// When the certificate cannot be made.
     pub fn kubeadm(ca: &Ca) -> Result<ApiClient, String> {
+        let (cert_pem, key_pem) = ca
+            .client_cert(
+                "provision-admin",
+                "kubeadm:cluster-admins",
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| e.to_string())?;
         Ok(ApiClient {
-            tls: tls_config(ca)?,
+            ca_pem: ca.cert_pem.clone(),
             server_name: Some(API_SERVER_NAME.to_string()),
-            eks: None,
+            auth: Auth::Certificate { cert_pem, key_pem },
         })
     }
 
     /// An EKS cluster: its CA (PEM), the name its certificate is checked against (the
     /// endpoint's host, also when `--api-server` goes through a tunnel; `None`: the URL's host),
-    /// and a bearer token signed with `creds` for every request (tokens live 15 minutes; waits
-    /// can be longer).
+    /// and a bearer token signed with `creds` for every poll (tokens live 15 minutes; waits can
+    /// be longer).
     ///
     /// # Errors
-    /// When the CA does not parse.
+    /// When the CA is not a PEM certificate.
     pub fn eks_with(
         ca_pem: &str,
         server_name: Option<&str>,
@@ -89,22 +76,15 @@ impl ApiClient {
         region: &str,
         cluster: &str,
     ) -> Result<ApiClient, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
-            .map_err(|e| format!("reading the EKS CA: {e}"))?;
-        roots
-            .add(ca_der)
-            .map_err(|e| format!("trusting the EKS CA: {e}"))?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        der(ca_pem)?;
         Ok(ApiClient {
-            tls: Arc::new(cfg),
+            ca_pem: ca_pem.to_string(),
             server_name: server_name.map(str::to_string),
-            eks: Some((creds, region.to_string(), cluster.to_string())),
+            auth: Auth::Eks {
+                creds,
+                region: region.to_string(),
+                cluster: cluster.to_string(),
+            },
         })
     }
 
@@ -124,10 +104,30 @@ impl ApiClient {
         ApiClient::eks_with(ca_pem, server_name, creds, region, cluster)
     }
 
-    fn authorization(&self) -> Result<String, String> {
-        match &self.eks {
-            None => Ok(String::new()),
-            Some((creds, region, cluster)) => {
+    /// A `kube` client for `server` (with a fresh token for EKS).
+    fn connect(&self, server: &str) -> Result<kube::Client, String> {
+        let url = server
+            .parse()
+            .map_err(|e| format!("{server}: not a URL ({e})"))?;
+        let mut cfg = Config::new(url);
+        cfg.root_cert = Some(vec![der(&self.ca_pem)?]);
+        cfg.tls_server_name.clone_from(&self.server_name);
+        cfg.connect_timeout = Some(Duration::from_secs(5));
+        cfg.read_timeout = Some(Duration::from_secs(15));
+        cfg.default_retry = false;
+        let mut auth = AuthInfo::default();
+        match &self.auth {
+            Auth::Certificate { cert_pem, key_pem } => {
+                use base64::Engine as _;
+                let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+                auth.client_certificate_data = Some(b64(cert_pem));
+                auth.client_key_data = Some(secrecy::SecretString::from(b64(key_pem)));
+            }
+            Auth::Eks {
+                creds,
+                region,
+                cluster,
+            } => {
                 let url = crate::aws::token::presigned_url(
                     creds,
                     region,
@@ -135,185 +135,131 @@ impl ApiClient {
                     std::time::SystemTime::now(),
                 )
                 .map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "Authorization: Bearer {}\r\n",
-                    crate::aws::token::token(&url)
-                ))
+                auth.token = Some(secrecy::SecretString::from(crate::aws::token::token(
+                    &url,
+                )));
             }
         }
+        cfg.auth_info = auth;
+        kube::Client::try_from(cfg).map_err(|e| explain(server, &e))
     }
 }
 
-/// One GET; returns the status code and body.
-///
-/// # Errors
-/// Connection, TLS or protocol failures, as text.
-pub async fn get(server: &str, path: &str, client: &ApiClient) -> Result<(u16, String), String> {
-    request(server, "GET", path, None, client).await
+/// The DER of the first certificate of a PEM document.
+fn der(pem: &str) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map(|c| c.to_vec())
+        .map_err(|e| format!("reading the cluster's CA: {e}"))
 }
 
-/// One request with an optional JSON body; returns the status code and body.
-///
-/// # Errors
-/// Connection, TLS or protocol failures, as text.
-pub async fn request(
-    server: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    client: &ApiClient,
-) -> Result<(u16, String), String> {
-    let hostport = server
-        .strip_prefix("https://")
-        .ok_or_else(|| format!("{server}: not an https URL"))?
-        .trim_end_matches('/');
-    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "443"));
-    // kubeadm's API server certificate always names `kubernetes`, whatever address reaches it
-    // (public IP, private IP, a tunnel's 127.0.0.1): verify that name, against our CA only.
-    // EKS's names its endpoint.
-    let wanted = client.server_name.clone().unwrap_or_else(|| {
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string()
-    });
-    let name = ServerName::try_from(wanted.clone()).map_err(|e| format!("{wanted}: {e}"))?;
-    let auth = client.authorization()?;
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(format!("{host}:{port}")),
-    )
-    .await
-    .map_err(|_| format!("connecting to {hostport}: timed out"))?
-    .map_err(|e| format!("connecting to {hostport}: {e}"))?;
-    let mut tls = tokio_rustls::TlsConnector::from(client.tls.clone())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS with {hostport}: {e}"))?;
-    let payload = body.unwrap_or("");
-    let content = if body.is_some() {
-        format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            payload.len()
-        )
-    } else {
-        String::new()
-    };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nUser-Agent: provision\r\n{auth}{content}Connection: close\r\n\r\n{payload}"
-    );
-    tls.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(15), tls.read_to_end(&mut raw))
-        .await
-        .map_err(|_| "reading the answer: timed out".to_string())?;
-    // Servers may close without a TLS close_notify after `Connection: close`.
-    if let Err(e) = read
-        && raw.is_empty()
-    {
-        return Err(e.to_string());
+/// One line for a failed request: a TLS failure says so, an HTTP error gives its code.
+fn explain(server: &str, e: &kube::Error) -> String {
+    if let kube::Error::Api(s) = e {
+        return format!("HTTP {}: {}", s.code, s.message);
     }
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP header end")?;
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no HTTP status")?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_string()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut s: &str) -> Result<String, String> {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = s.split_once("\r\n").ok_or("bad chunk")?;
-        let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
-        if n == 0 {
-            return Ok(out);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut last = e.to_string();
+    while let Some(err) = source {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return format!("TLS with {server}: {tls}");
         }
-        out.push_str(rest.get(..n).ok_or("short chunk")?);
-        s = rest.get(n + 2..).ok_or("short chunk")?;
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return format!("TLS with {server}: {tls}");
+        }
+        last = err.to_string();
+        source = err.source();
     }
+    // The TLS stack's error is not always reachable through `source()`: say what it is by its
+    // message.
+    if last.contains("certificate") || last.contains("handshake") {
+        return format!("TLS with {server}: {last}");
+    }
+    format!("{server}: {last}")
 }
 
-/// Makes `token` a bootstrap token on the cluster at `server` (what `kubeadm token create`
-/// does), authenticated with an admin certificate from the cluster CA.
-///
-/// # Errors
-/// When the API server cannot be reached or refuses.
-pub async fn create_bootstrap_token(
-    server: &str,
-    ca: &Ca,
-    token: &str,
-    expiration: &str,
-) -> Result<(), String> {
-    let client = ApiClient::kubeadm(ca)?;
-    let body = crate::core::pki::bootstrap_token_secret(token, expiration).to_string();
-    match request(
-        server,
-        "POST",
-        "/api/v1/namespaces/kube-system/secrets",
-        Some(&body),
-        &client,
-    )
-    .await?
-    {
-        (201 | 200, _) => Ok(()),
-        (code, answer) => Err(format!(
-            "creating a bootstrap token: HTTP {code}: {}",
-            answer.chars().take(300).collect::<String>()
-        )),
-    }
-}
-
-/// Counts nodes whose Ready condition is True in a NodeList.
-pub fn ready_nodes(body: &str) -> Result<(usize, usize), String> {
-    let v: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("not a NodeList: {e}"))?;
-    let items = v["items"].as_array().ok_or("not a NodeList: no items")?;
-    let ready = items
+/// Counts the nodes whose Ready condition is True: (ready, registered).
+pub fn ready_nodes(nodes: &[Node]) -> (usize, usize) {
+    let ready = nodes
         .iter()
         .filter(|n| {
-            n["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
         .count();
-    Ok((ready, items.len()))
+    (ready, nodes.len())
 }
 
-/// Waits until `/readyz` answers `ok` and `want` nodes are Ready.
+/// One look at the cluster: ready when `/readyz` says `ok` and `want` nodes are Ready; else
+/// what it is now.
+///
+/// # Errors
+/// Never: every failure is a state to wait through (the API server is still starting).
+pub async fn look(server: &str, client: &ApiClient, want: usize) -> Seen<()> {
+    let kube = match client.connect(server) {
+        Ok(k) => k,
+        Err(e) => return Seen::Pending(e),
+    };
+    let readyz = http::Request::get("/readyz").body(Vec::new());
+    let readyz = match readyz {
+        Ok(r) => kube.request_text(r).await,
+        Err(e) => return Seen::Pending(e.to_string()),
+    };
+    match readyz {
+        Ok(body) if body.trim() == "ok" => {}
+        Ok(body) => return Seen::Pending(format!("/readyz: {}", body.trim())),
+        Err(e) => return Seen::Pending(format!("/readyz: {}", explain(server, &e))),
+    }
+    match Api::<Node>::all(kube).list(&ListParams::default()).await {
+        Ok(list) => match ready_nodes(&list.items) {
+            (ready, _) if ready >= want => Seen::Ready(()),
+            (ready, total) => Seen::Pending(format!(
+                "{ready} of {want} nodes Ready ({total} registered)"
+            )),
+        },
+        Err(e) => Seen::Pending(format!("listing nodes: {}", explain(server, &e))),
+    }
+}
+
+/// Waits until `/readyz` answers `ok` and `want` nodes are Ready, polling every `every` (at a
+/// fixed rate) and reporting each look.
 ///
 /// # Errors
 /// When the deadline passes; the message says what was last seen.
-pub async fn wait_cluster(
+pub async fn wait_cluster_with(
     server: &str,
-    ca: &Ca,
+    client: &ApiClient,
     want: usize,
     timeout: Duration,
+    every: Duration,
     events: &EventSink,
     start: Instant,
 ) -> Result<(), ProbeError> {
-    wait_cluster_every(server, ca, want, timeout, POLL_INTERVAL, events, start).await
+    let report = |now: &str| {
+        events(Event::Waiting {
+            what: format!("the cluster at {server}: {now}"),
+            elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    };
+    let what = format!("the cluster at {server}");
+    until_with(
+        &Tuning::default(),
+        every,
+        timeout,
+        &what,
+        "Ready",
+        &report,
+        || async { Ok(look(server, client, want).await) },
+    )
+    .await
+    .map_err(|e| ProbeError(e.to_string()))
 }
 
-/// [`wait_cluster`] with a chosen poll interval.
+/// [`wait_cluster_with`] for a kubeadm cluster.
 ///
 /// # Errors
 /// When the deadline passes; the message says what was last seen.
@@ -330,71 +276,82 @@ pub async fn wait_cluster_every(
     wait_cluster_with(server, &client, want, timeout, every, events, start).await
 }
 
-/// [`wait_cluster_every`] for any cluster.
+/// [`wait_cluster_every`] at [`POLL_INTERVAL`].
 ///
 /// # Errors
 /// When the deadline passes; the message says what was last seen.
-pub async fn wait_cluster_with(
+pub async fn wait_cluster(
     server: &str,
-    client: &ApiClient,
+    ca: &Ca,
     want: usize,
     timeout: Duration,
-    every: Duration,
     events: &EventSink,
     start: Instant,
 ) -> Result<(), ProbeError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match get(server, "/readyz", client).await {
-            Ok((200, body)) if body.trim() == "ok" => {
-                match get(server, "/api/v1/nodes", client).await {
-                    Ok((200, body)) => match ready_nodes(&body) {
-                        Ok((ready, _)) if ready >= want => return Ok(()),
-                        Ok((ready, total)) => {
-                            format!("{ready} of {want} nodes Ready ({total} registered)")
-                        }
-                        Err(e) => e,
-                    },
-                    Ok((code, _)) => format!("listing nodes: HTTP {code}"),
-                    Err(e) => e,
-                }
-            }
-            Ok((code, body)) => format!("/readyz: HTTP {code} {}", body.trim()),
-            Err(e) => e,
-        };
-        events(Event::Waiting {
-            what: format!("the cluster at {server}: {last}"),
-            elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
-        });
-        if Instant::now() + every > deadline {
-            return Err(ProbeError(format!(
-                "gave up after {} s: {last}",
-                timeout.as_secs()
-            )));
-        }
-        tokio::time::sleep(every).await;
-    }
+    wait_cluster_every(server, ca, want, timeout, POLL_INTERVAL, events, start).await
+}
+
+/// Makes `token` a bootstrap token on the cluster at `server` (what `kubeadm token create`
+/// does), authenticated with an admin certificate from the cluster CA.
+///
+/// # Errors
+/// When the API server cannot be reached or refuses.
+pub async fn create_bootstrap_token(
+    server: &str,
+    ca: &Ca,
+    token: &str,
+    expiration: &str,
+) -> Result<(), String> {
+    let client = ApiClient::kubeadm(ca)?.connect(server)?;
+    let secret: Secret =
+        serde_json::from_value(crate::core::pki::bootstrap_token_secret(token, expiration))
+            .map_err(|e| format!("the bootstrap token's Secret: {e}"))?;
+    Api::<Secret>::namespaced(client, "kube-system")
+        .create(&PostParams::default(), &secret)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("creating a bootstrap token: {}", explain(server, &e)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn counts_ready_nodes() {
-        let body = r#"{"items":[
-            {"status":{"conditions":[{"type":"Ready","status":"True"}]}},
-            {"status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"False"}]}},
-            {"status":{}}]}"#;
-        assert_eq!(ready_nodes(body).unwrap(), (1, 3));
-        assert!(ready_nodes("{}").is_err());
+        let nodes: Vec<Node> = serde_json::from_str(
+            r#"[
+            {"metadata":{"name":"a"},"status":{"conditions":[{"type":"Ready","status":"True"}]}},
+            {"metadata":{"name":"b"},"status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"False"}]}},
+            {"metadata":{"name":"c"},"status":{}}]"#,
+        )
+        .unwrap();
+        assert_eq!(ready_nodes(&nodes), (1, 3));
     }
 
-    #[test]
-    fn parses_chunked_and_plain_answers() {
-        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-        assert_eq!(parse_response(plain).unwrap(), (200, "ok".into()));
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n2\r\n\"}\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked).unwrap(), (200, "{\"a\"}".into()));
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_polls_at_its_interval_and_gives_up_at_its_deadline() {
+        // No server at all: every look is pending (connection refused), and the wait ends at its
+        // deadline, having reported each look.
+        let ca = crate::core::pki::generate_ca(time::OffsetDateTime::now_utc()).unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(0));
+        let s = seen.clone();
+        let events: EventSink = Arc::new(move |_| *s.lock().unwrap() += 1);
+        let start = tokio::time::Instant::now();
+        let err = wait_cluster_every(
+            "https://127.0.0.1:9",
+            &ca,
+            1,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            &events,
+            Instant::now(),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("after 60 s"), "{err}");
+        assert_eq!(start.elapsed(), Duration::from_secs(60), "polls at 0, 10, ... 60 s");
+        assert_eq!(*seen.lock().unwrap(), 6, "each look reported but the last");
     }
 }

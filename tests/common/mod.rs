@@ -17,12 +17,15 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 pub const REGION: &str = "us-east-1";
 
-/// The emulator's URL. The tests never fall back to real AWS: without the variable they fail
-/// and say how to start the emulator.
+/// The emulator's URL: the one `make test` started (PROVISION_EMULATOR_URL), else one this test
+/// process starts for itself (installing its venv when missing), which ends with the process.
+/// The tests never fall back to real AWS.
 pub fn emulator() -> String {
-    std::env::var("PROVISION_EMULATOR_URL").expect(
-        "needs the AWS emulator: run `make test` (or `localstack/start.sh` and `source localstack/env.sh`), which sets PROVISION_EMULATOR_URL",
-    )
+    if let Ok(url) = std::env::var("PROVISION_EMULATOR_URL") {
+        return url;
+    }
+    static OWN: std::sync::OnceLock<OwnEmulator> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| OwnEmulator::start(&[])).url.clone()
 }
 
 /// A cluster name no other test uses.
@@ -354,29 +357,41 @@ async fn serve(
                     }
                 };
                 rec.lock().unwrap().push(req.clone());
+                // Header names are case-insensitive (hyper sends them in lower case).
                 let authorized = client_cert
-                    || req
-                        .lines()
-                        .any(|l| l.starts_with("Authorization: Bearer k8s-aws-v1."));
+                    || req.lines().any(|l| {
+                        l.to_ascii_lowercase()
+                            .starts_with("authorization: bearer k8s-aws-v1.")
+                    });
+                // The path, without its query string.
+                let target = req.split(' ').take(2).collect::<Vec<_>>().join(" ");
+                let target = target.split('?').next().unwrap_or_default();
                 let (status, body) = if !authorized {
                     (
                         "401 Unauthorized",
                         r#"{"kind":"Status","code":401}"#.to_string(),
                     )
-                } else if req.starts_with("POST /api/v1/namespaces/kube-system/secrets ") {
-                    ("201 Created", r#"{"kind":"Secret"}"#.to_string())
+                } else if target == "POST /api/v1/namespaces/kube-system/secrets" {
+                    (
+                        "201 Created",
+                        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"bootstrap-token"}}"#
+                            .to_string(),
+                    )
                 } else {
                     ("200 OK", String::new())
                 };
                 let body = if !body.is_empty() {
                     body
-                } else if req.starts_with("GET /readyz ") {
+                } else if target == "GET /readyz" {
                     readyz.to_string()
-                } else if req.starts_with("GET /api/v1/nodes ") {
+                } else if target == "GET /api/v1/nodes" {
                     let items: Vec<String> = (0..total)
                         .map(|i| format!(r#"{{"metadata":{{"name":"n{i}"}},"status":{{"conditions":[{{"type":"Ready","status":"{}"}}]}}}}"#, if i < ready { "True" } else { "False" }))
                         .collect();
-                    format!(r#"{{"kind":"NodeList","items":[{}]}}"#, items.join(","))
+                    format!(
+                        r#"{{"apiVersion":"v1","kind":"NodeList","metadata":{{}},"items":[{}]}}"#,
+                        items.join(",")
+                    )
                 } else {
                     "not found".to_string()
                 };
@@ -401,13 +416,21 @@ pub struct OwnEmulator {
 }
 
 impl OwnEmulator {
+    // Blocks while the emulator starts (once per test process): before any test runs.
+    #[allow(clippy::disallowed_methods)]
     pub fn start(env: &[(&str, &str)]) -> OwnEmulator {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let python = root.join("localstack/.venv/bin/python");
-        assert!(
-            python.exists(),
-            "needs the emulator's venv: run `make deps` (localstack/install.sh)"
-        );
+        if !python.exists() {
+            let need = root.join("localstack/need.sh");
+            let out = Command::new(&need).output().unwrap();
+            assert!(
+                out.status.success(),
+                "the emulator's venv is missing and {} could not install it:\n{}",
+                need.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -416,6 +439,8 @@ impl OwnEmulator {
         let mut cmd = Command::new(python);
         cmd.arg(root.join("localstack/emulator.py"))
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            // It ends with this test process, however that ends.
+            .args(["--parent", &std::process::id().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in env {

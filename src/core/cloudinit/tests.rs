@@ -247,14 +247,7 @@ fn rendered_yaml_round_trips() {
     }
 }
 
-fn tool(name: &str) -> std::path::PathBuf {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    found.unwrap_or_else(|| {
-        panic!("`{name}` is not installed: run `make deps` (apt-get install {name})")
-    })
-}
+use crate::core::testing::tool;
 
 /// `cloud-init schema` accepts every rendered document.
 #[test]

@@ -1,0 +1,117 @@
+//! What a user sees when an endpoint answers with something that is not AWS (an HTML 404 from a
+//! proxy or the wrong host): one line naming the service, the operation, the HTTP status, the
+//! endpoint and what to check, in human and JSON output; never the SDK's Debug dump.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+
+use common::Cluster;
+
+/// Answers every request with an HTML 404, on a thread (the binary is a child process).
+fn html_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 65536];
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(200)));
+            let _ = s.read(&mut buf);
+            let body = "<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1><p>The requested URL was not found on this server.</p></body></html>";
+            let _ = write!(
+                s,
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// The error lines of a run's stderr (human output).
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("error:")).collect()
+}
+
+/// What a Debug dump of the SDK's error carries and a user must never see.
+fn assert_no_dump(text: &str) {
+    for internal in [
+        "SdkBody",
+        "HttpResponse",
+        "Headers {",
+        "extensions",
+        "ErrorMetadata",
+        "Unhandled",
+        "<html>",
+        "source:",
+    ] {
+        assert!(!text.contains(internal), "`{internal}` leaked:\n{text}");
+    }
+}
+
+const EKS: &str = "[eks.nodegroup]\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 2\ndesired = 1\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_eks_call_answered_with_html_is_one_line_naming_the_call_status_and_endpoint() {
+    let html = html_endpoint();
+    let cl = Cluster::eks("html", "", EKS);
+    for output in ["human", "json"] {
+        for command in ["plan", "up"] {
+            let out = cl
+                .command(&[command, "-f", cl.spec_arg()])
+                .args(["--output", output])
+                .env("AWS_ENDPOINT_URL_EKS", &html)
+                .output()
+                .unwrap();
+            let run = common::Run::from_output(out);
+            assert_eq!(run.code, Some(1), "{command} {output}: {}", run.stderr);
+            let lines = error_lines(&run.stderr);
+            assert_eq!(lines.len(), 1, "{command}: one error line:\n{}", run.stderr);
+            let line = lines[0];
+            for want in ["EKS DescribeCluster", "HTTP 404", &html, "check the endpoint"] {
+                assert!(line.contains(want), "{command}: `{want}` missing: {line}");
+            }
+            assert!(line.len() < 400, "{command}: one short line: {line}");
+            assert_no_dump(&run.stderr);
+            if output == "json" {
+                let summary = run.summary();
+                assert_eq!(summary["ok"], false);
+                let error = summary["error"].as_str().unwrap_or_default();
+                assert!(error.contains("HTTP 404") && !error.contains('\n'), "{error}");
+                assert_no_dump(&summary.to_string());
+            }
+        }
+    }
+    // Nothing was made: the failure came from discovery, before any change.
+    let c = common::sdk().await;
+    assert!(common::tagged(&c, &cl.name).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_service_answered_with_html_fails_up_and_down_in_one_line() {
+    let html = html_endpoint();
+    let cl = Cluster::new("html-all", 1, "");
+    for args in [
+        vec!["up", "-f", cl.spec_arg()],
+        vec!["down", "-f", cl.spec_arg()],
+        vec!["plan", "-f", cl.spec_arg()],
+    ] {
+        let out = cl
+            .command(&args)
+            .args(["--output", "human"])
+            .env("AWS_ENDPOINT_URL", &html)
+            .output()
+            .unwrap();
+        let run = common::Run::from_output(out);
+        assert_eq!(run.code, Some(1), "{args:?}: {}", run.stderr);
+        let lines = error_lines(&run.stderr);
+        assert_eq!(lines.len(), 1, "{args:?}:\n{}", run.stderr);
+        assert!(
+            lines[0].contains("HTTP 404") && lines[0].contains(&html),
+            "{args:?}: {}",
+            lines[0]
+        );
+        assert_no_dump(&run.stderr);
+    }
+}
