@@ -50,7 +50,8 @@ fn assert_no_dump(text: &str) {
     }
 }
 
-const EKS: &str = "[eks.nodegroup]\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 2\ndesired = 1\n";
+const EKS: &str =
+    "[eks.nodegroup]\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 2\ndesired = 1\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_eks_call_answered_with_html_is_one_line_naming_the_call_status_and_endpoint() {
@@ -69,7 +70,12 @@ async fn an_eks_call_answered_with_html_is_one_line_naming_the_call_status_and_e
             let lines = error_lines(&run.stderr);
             assert_eq!(lines.len(), 1, "{command}: one error line:\n{}", run.stderr);
             let line = lines[0];
-            for want in ["EKS DescribeCluster", "HTTP 404", &html, "check the endpoint"] {
+            for want in [
+                "EKS DescribeCluster",
+                "HTTP 404",
+                &html,
+                "check the endpoint",
+            ] {
                 assert!(line.contains(want), "{command}: `{want}` missing: {line}");
             }
             assert!(line.len() < 400, "{command}: one short line: {line}");
@@ -78,7 +84,10 @@ async fn an_eks_call_answered_with_html_is_one_line_naming_the_call_status_and_e
                 let summary = run.summary();
                 assert_eq!(summary["ok"], false);
                 let error = summary["error"].as_str().unwrap_or_default();
-                assert!(error.contains("HTTP 404") && !error.contains('\n'), "{error}");
+                assert!(
+                    error.contains("HTTP 404") && !error.contains('\n'),
+                    "{error}"
+                );
                 assert_no_dump(&summary.to_string());
             }
         }

@@ -135,9 +135,7 @@ impl ApiClient {
                     std::time::SystemTime::now(),
                 )
                 .map_err(|e| e.to_string())?;
-                auth.token = Some(secrecy::SecretString::from(crate::aws::token::token(
-                    &url,
-                )));
+                auth.token = Some(secrecy::SecretString::from(crate::aws::token::token(&url)));
             }
         }
         cfg.auth_info = auth;
@@ -351,7 +349,11 @@ mod tests {
         .await
         .unwrap_err();
         assert!(err.to_string().contains("after 60 s"), "{err}");
-        assert_eq!(start.elapsed(), Duration::from_secs(60), "polls at 0, 10, ... 60 s");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(60),
+            "polls at 0, 10, ... 60 s"
+        );
         assert_eq!(*seen.lock().unwrap(), 6, "each look reported but the last");
     }
 }
