@@ -7,12 +7,11 @@ use super::kind::{Apply, Cx, Scope, Tx};
 use super::retry::retry;
 use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
 use crate::core::kinds::elastic_ip::{ElasticIp, ObsAddress};
-use crate::core::kinds::{Change, Inputs, NoDrift, Output, Plan};
+use crate::core::kinds::{Change, Inputs, Kind, NoDrift, Output, Plan};
 
 impl Apply for ElasticIp {
     async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsAddress>, AwsError> {
-        // Only the NAT gateway has one.
-        if !scope.eks() {
+        if !scope.wants(Kind::ElasticIp) {
             return Ok(Vec::new());
         }
         let out = c

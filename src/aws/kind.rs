@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::{AwsError, Clients};
 use crate::core::events::{Event, EventSink, ResourceRecord};
-use crate::core::kinds::{Change, Inputs, Observed, Output, Plan};
+use crate::core::graph::Graph;
+use crate::core::kinds::{Change, Inputs, Kind, Observed, Output, Plan};
 use crate::core::spec::ClusterSpec;
 use crate::core::tags;
 
@@ -54,6 +55,8 @@ pub struct Scope<'a> {
     pub addons: bool,
     /// Read the bootstrap secret's content (`up` and `plan`: token ages, the CA).
     pub secret_content: bool,
+    /// The kinds the graph has (`up` and `plan`); `None` (`down`): every kind.
+    pub kinds: Option<std::collections::BTreeSet<Kind>>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -65,8 +68,8 @@ pub enum Flavor {
 }
 
 impl<'a> Scope<'a> {
-    /// What `up` and `plan` look for.
-    pub fn up(spec: &'a ClusterSpec) -> Scope<'a> {
+    /// What `up` and `plan` look for: the spec's flavour and the kinds of its graph.
+    pub fn up(spec: &'a ClusterSpec, graph: &Graph) -> Scope<'a> {
         Scope {
             cluster: &spec.name,
             region: &spec.region,
@@ -79,6 +82,7 @@ impl<'a> Scope<'a> {
             leftovers: false,
             addons: spec.addons.any(),
             secret_content: true,
+            kinds: Some(graph.nodes.iter().map(|n| n.desired.kind()).collect()),
             warnings: Mutex::new(Vec::new()),
         }
     }
@@ -93,6 +97,7 @@ impl<'a> Scope<'a> {
             leftovers: true,
             addons: true,
             secret_content: false,
+            kinds: None,
             warnings: Mutex::new(Vec::new()),
         }
     }
@@ -103,6 +108,13 @@ impl<'a> Scope<'a> {
 
     pub fn eks(&self) -> bool {
         self.flavor != Some(Flavor::Kubeadm)
+    }
+
+    /// Whether to look for resources of kind `k`: the graph has a node of it, or this is
+    /// `down`'s scope. (Kinds `up` may have to clean up after, such as instances of another
+    /// flavour, are looked for by flavour instead.)
+    pub fn wants(&self, k: Kind) -> bool {
+        self.kinds.as_ref().is_none_or(|kinds| kinds.contains(&k))
     }
 
     pub fn with_addons(&self) -> bool {

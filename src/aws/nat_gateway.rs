@@ -10,7 +10,7 @@ use super::poll::Seen;
 use super::retry::{Backoff, is_eventual_not_found, retry};
 use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
 use crate::core::kinds::nat_gateway::{Drift, NatGateway, ObsNat};
-use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
+use crate::core::kinds::{Action, Change, Inputs, Kind, Output, Plan};
 use crate::core::tags;
 
 /// Between two polls of a NAT gateway, which takes a minute or two to be made or deleted.
@@ -18,7 +18,7 @@ const NAT_POLL: Duration = Duration::from_secs(10);
 
 impl Apply for NatGateway {
     async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsNat>, AwsError> {
-        if !scope.eks() {
+        if !scope.wants(Kind::NatGateway) {
             return Ok(Vec::new());
         }
         let items: Vec<_> = c

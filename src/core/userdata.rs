@@ -28,6 +28,9 @@ pub struct MasterDoc {
     pub baseline: Option<serde_json::Value>,
     pub log_shipper: Option<LogShipper>,
     pub node_exporter: bool,
+    /// The nodes whose Elastic IPs the API server's certificate names (the control plane's
+    /// fixed public address).
+    pub addresses: Vec<String>,
 }
 
 /// With the logging add-on, the control plane installs Fluent Bit, pointed at the logging
@@ -77,6 +80,9 @@ pub enum UserDataError {
     /// An instance this one needs has no address yet.
     #[error("{node} has no private IP address yet")]
     NoAddress { node: String },
+    /// AWS gave an address that is not one.
+    #[error("{node}'s address `{address}` is not an IP address")]
+    BadAddress { node: String, address: String },
     #[error("hashing the cluster CA: {0}")]
     Ca(String),
 }
@@ -128,9 +134,21 @@ impl MasterDoc {
             }
             None => None,
         };
+        let public = self
+            .addresses
+            .iter()
+            .map(|id| {
+                let (_, ip) = inputs.address(id)?;
+                ip.parse().map_err(|_| UserDataError::BadAddress {
+                    node: id.clone(),
+                    address: ip.to_string(),
+                })
+            })
+            .collect::<Result<Vec<std::net::IpAddr>, UserDataError>>()?;
         let doc = cloudinit::master(
             &self.kubeadm,
             &MasterInput {
+                public_addresses: &public,
                 cluster: &self.cluster,
                 secret_parameter: &self.secret_parameter,
                 token: &b.token,

@@ -15,9 +15,10 @@ pub async fn plan_up(
     c: &Clients,
     spec: &ClusterSpec,
 ) -> Result<(Vec<Row>, Vec<String>), EngineError> {
-    let obs = aws::discover::observe(c, &Scope::up(spec)).await?;
+    let graph = graph::build(spec);
+    let obs = aws::discover::observe(c, &Scope::up(spec, &graph)).await?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let plan = crate::core::plan::plan(spec, &graph::build(spec), &obs, now);
+    let plan = crate::core::plan::plan(spec, &graph, &obs, now);
     Ok((plan.rows(), obs.warnings))
 }
 

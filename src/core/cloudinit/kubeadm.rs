@@ -16,6 +16,10 @@ pub struct MasterInput<'a> {
     /// With the logging add-on: the log shipper's manifests and the add-ons' SSM parameter
     /// (the Fluent Bit password is read from it at boot).
     pub log_shipper: Option<(&'a serde_json::Value, &'a str)>,
+    /// Fixed public addresses of the control plane (Elastic IPs): the API server's certificate
+    /// names them instead of whatever public address the instance has at boot, so that the
+    /// endpoint outlives a stop and start. Empty: the address at boot, if any.
+    pub public_addresses: &'a [std::net::IpAddr],
 }
 
 /// The boot-time fetch of the CA from SSM (python3 standard library: SigV4 with IMDSv2 role
@@ -214,7 +218,7 @@ pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
     files.push(File {
         path: "/usr/local/sbin/provision-init.sh".into(),
         permissions: "0755",
-        content: init_script(k),
+        content: init_script(k, input.public_addresses),
     });
     CloudConfig {
         files,
@@ -354,7 +358,25 @@ spec: {{}}
     )
 }
 
-fn init_script(k: &KubeadmSpec) -> String {
+/// The shell that sets `SANS`, the API server certificate's addresses.
+pub(super) fn sans_script(public: &[std::net::IpAddr]) -> String {
+    if public.is_empty() {
+        return r#"PUBLIC_IP=$(metadata public-ipv4 || true)
+SANS="\"${PRIVATE_IP}\""
+if [ -n "${PUBLIC_IP}" ]; then
+  SANS="${SANS}, \"${PUBLIC_IP}\""
+fi"#
+        .to_string();
+    }
+    let fixed: String = public.iter().map(|ip| format!(r#", \"{ip}\""#)).collect();
+    format!(
+        r#"# The control plane's fixed public address: the endpoint that survives a stop and start.
+SANS="\"${{PRIVATE_IP}}\"{fixed}""#
+    )
+}
+
+fn init_script(k: &KubeadmSpec, public: &[std::net::IpAddr]) -> String {
+    let sans = sans_script(public);
     let version = match k.version.patch {
         Some(p) => format!("VERSION=\"v1.{}.{}\"", k.version.minor, p),
         None => "VERSION=$(kubeadm version -o short)".to_string(),
@@ -404,11 +426,7 @@ metadata() {{
   curl -sf -H "X-aws-ec2-metadata-token: ${{IMDS_TOKEN}}" "${{IMDS}}/meta-data/$1"
 }}
 PRIVATE_IP=$(metadata local-ipv4)
-PUBLIC_IP=$(metadata public-ipv4 || true)
-SANS="\"${{PRIVATE_IP}}\""
-if [ -n "${{PUBLIC_IP}}" ]; then
-  SANS="${{SANS}}, \"${{PUBLIC_IP}}\""
-fi
+{sans}
 {version}
 
 install -d -m 0700 /run/kubeadm

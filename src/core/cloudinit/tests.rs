@@ -48,6 +48,7 @@ fn fixtures() -> Vec<(String, CloudConfig)> {
     let baseline = crate::core::manifests::baseline(&sec).unwrap();
     let shipper =
         crate::core::manifests::log_shipper("10.0.0.9", "cr.fluentbit.io/fluent/fluent-bit:4.2.0");
+    let eip: [std::net::IpAddr; 1] = ["198.51.100.7".parse().unwrap()];
     for cni in ["calico", "flannel"] {
         let k = kubeadm(cni);
         let m = master(
@@ -58,6 +59,7 @@ fn fixtures() -> Vec<(String, CloudConfig)> {
                 token: &token,
                 baseline: (cni == "calico").then_some(&baseline),
                 log_shipper: (cni == "calico").then_some((&shipper, "/provision/ci/addons")),
+                public_addresses: if cni == "calico" { &eip } else { &[] },
             },
         );
         let w = worker(
@@ -175,6 +177,7 @@ fn pod_cidr_reaches_the_cni_and_kubeadm() {
             token: "abcdef.0123456789abcdef",
             baseline: None,
             log_shipper: None,
+            public_addresses: &[],
         },
     );
     let text = m.render();
@@ -191,6 +194,7 @@ fn pod_cidr_reaches_the_cni_and_kubeadm() {
             token: "abcdef.0123456789abcdef",
             baseline: None,
             log_shipper: None,
+            public_addresses: &[],
         },
     );
     let text = m.render();
@@ -317,5 +321,36 @@ fn shellcheck_accepts_every_script() {
     assert_eq!(
         checked, 16,
         "prep + init/join for two CNIs and two roles, a worker with node_exporter, three add-ons, EKS node agents"
+    );
+}
+
+/// The API server certificate's addresses, as the boot script computes them.
+fn sans(public: &[std::net::IpAddr], imds_public: &str) -> String {
+    let script = format!(
+        "metadata() {{ [ -n \"{imds_public}\" ] && echo {imds_public}; }}\nPRIVATE_IP=10.0.0.5\n{}\necho \"$SANS\"",
+        super::kubeadm::sans_script(public)
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_fixed_public_address_replaces_the_one_at_boot_in_the_certificate() {
+    assert_eq!(sans(&[], ""), r#""10.0.0.5""#);
+    assert_eq!(sans(&[], "203.0.113.9"), r#""10.0.0.5", "203.0.113.9""#);
+    let eip: [std::net::IpAddr; 1] = ["198.51.100.7".parse().unwrap()];
+    assert_eq!(
+        sans(&eip, "203.0.113.9"),
+        r#""10.0.0.5", "198.51.100.7""#,
+        "the Elastic IP, not the address the instance booted with"
     );
 }

@@ -195,6 +195,7 @@ fn master(spec: &ClusterSpec, k: &KubeadmSpec, b: &mut Builder, net: &Net) {
                 baseline: crate::core::manifests::baseline(&spec.security),
                 log_shipper: log_shipper.clone(),
                 node_exporter: spec.addons.monitoring.is_some(),
+                addresses: Vec::new(),
             }),
         )),
         &deps,

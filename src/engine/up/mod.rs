@@ -169,11 +169,11 @@ async fn locked(
 ) -> Result<UpReport, EngineError> {
     let report = Report::new(events, Instant::now());
     report.phase("discover");
-    let obs = aws::discover::observe(&c, &Scope::up(&spec)).await?;
+    let graph = graph::build(&spec);
+    let obs = aws::discover::observe(&c, &Scope::up(&spec, &graph)).await?;
     for w in &obs.warnings {
         report.warning(w.clone());
     }
-    let graph = graph::build(&spec);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let plan = crate::core::plan::plan(&spec, &graph, &obs, now);
     let rows = plan.rows();
