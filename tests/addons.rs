@@ -3,8 +3,7 @@
 
 mod common;
 
-use base64::Engine as _;
-use common::{Cluster, sdk, tagged};
+use common::{Cluster, sdk, tagged, user_data};
 
 const ALL_ON: &str = r#"
 [addons]
@@ -20,24 +19,6 @@ group = "team-a-devs"
 role = "edit"
 namespaces = ["team-a"]
 "#;
-
-async fn user_data(c: &provision::aws::Clients, instance: &str) -> String {
-    let out = c
-        .ec2
-        .describe_instance_attribute()
-        .instance_id(instance)
-        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-        .send()
-        .await
-        .unwrap();
-    let b64 = out.user_data().and_then(|v| v.value()).unwrap_or_default();
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap(),
-    )
-    .unwrap()
-}
 
 /// (protocol, from, to, source) of a group's ingress rules, sources as CIDRs or group ids.
 async fn rules(c: &provision::aws::Clients, group: &str) -> Vec<(i32, String)> {

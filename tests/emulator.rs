@@ -8,8 +8,7 @@ use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 
 use aws_sdk_ec2::types::Filter;
-use base64::Engine as _;
-use common::{Cluster, sdk, tagged};
+use common::{Cluster, sdk, tagged, user_data};
 use provision::core::tags::CLUSTER_TAG;
 
 type Ec2Tag = aws_sdk_ec2::types::Tag;
@@ -17,24 +16,6 @@ type Ec2Tag = aws_sdk_ec2::types::Tag;
 fn has_tag(tags: &[Ec2Tag], key: &str, value: &str) -> bool {
     tags.iter()
         .any(|t| t.key() == Some(key) && t.value() == Some(value))
-}
-
-async fn user_data(c: &provision::aws::Clients, instance: &str) -> String {
-    let out = c
-        .ec2
-        .describe_instance_attribute()
-        .instance_id(instance)
-        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-        .send()
-        .await
-        .unwrap();
-    let b64 = out.user_data().and_then(|v| v.value()).unwrap_or_default();
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

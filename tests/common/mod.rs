@@ -226,7 +226,12 @@ impl Run {
 
     /// (resource id, action) of the summary's resources.
     pub fn actions(&self) -> Vec<(String, String)> {
-        self.summary()["resources"]
+        self.actions_of("resources")
+    }
+
+    /// (id, action) of the summary's list `field` (`resources`, or `plan`'s rows).
+    pub fn actions_of(&self, field: &str) -> Vec<(String, String)> {
+        self.summary()[field]
             .as_array()
             .unwrap()
             .iter()
@@ -243,6 +248,26 @@ impl Run {
 /// SDK clients on the emulator, for inspecting what the binary did.
 pub async fn sdk() -> provision::aws::Clients {
     provision::aws::clients_for_endpoint(REGION, &emulator()).await
+}
+
+/// An instance's user data, as launched.
+pub async fn user_data(c: &provision::aws::Clients, instance: &str) -> String {
+    use base64::Engine as _;
+    let out = c
+        .ec2
+        .describe_instance_attribute()
+        .instance_id(instance)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let b64 = out.user_data().and_then(|v| v.value()).unwrap_or_default();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// Everything tagged with the cluster.
