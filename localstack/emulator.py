@@ -474,6 +474,9 @@ import traceback  # noqa: E402
 
 from moto.ec2.models.instances import Instance, InstanceState  # noqa: E402
 from moto.ec2.models.nat_gateways import NatGatewayBackend  # noqa: E402
+from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend  # noqa: E402
+from moto.ec2.models.elastic_network_interfaces import NetworkInterface  # noqa: E402
+from moto.ec2.exceptions import EC2ClientError  # noqa: E402
 from moto.eks.models import EKSBackend  # noqa: E402
 
 # The `scaled` profile. Typical real durations, scaled to keep a full `up` and `down` in seconds:
@@ -645,6 +648,43 @@ def _create_nat_gateway(self, *args, **kwargs):  # type: ignore[no-untyped-def]
     return gateway
 
 
+# An Elastic IP stays with its network interface through a stop and start (moto drops it on stop
+# and hands out a random address on start).
+_moto_nic_stop = NetworkInterface.stop
+_moto_nic_start = NetworkInterface.start
+
+
+def _elastic_ip(nic: NetworkInterface):  # type: ignore[no-untyped-def]
+    return next((a for a in nic.ec2_backend.addresses if a.eni is nic), None)
+
+
+def _nic_stop(self: NetworkInterface) -> None:
+    if _elastic_ip(self) is None:
+        _moto_nic_stop(self)
+
+
+def _nic_start(self: NetworkInterface) -> None:
+    eip = _elastic_ip(self)
+    if eip is None:
+        _moto_nic_start(self)
+    else:
+        self.public_ip = eip.public_ip
+
+
+NetworkInterface.stop = _nic_stop
+NetworkInterface.start = _nic_start
+
+
+# AssociateAddress: AWS refuses an instance that is still pending (moto accepts any).
+_moto_associate_address = ElasticAddressBackend.associate_address
+
+
+def _associate_address(self, instance=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+    if instance is not None and instance.state_code == 0:
+        raise EC2ClientError("InvalidInstanceID", f"The pending instance '{instance.id}' is not in a valid state for this operation.")
+    return _moto_associate_address(self, instance, *args, **kwargs)
+
+
 # EKS clusters and node groups: CREATING, then ACTIVE; DeleteNodegroup leaves the node group
 # DELETING, then removes it (DeleteCluster and the add-ons: see delete_cluster, delete_addon above).
 # Patched on the backend, so the CreateX response already shows CREATING.
@@ -696,6 +736,7 @@ def _install_latency() -> None:
     # Each patch only when its duration is set: with none, moto runs as before.
     if LATENCY["EC2_BOOT"] > 0 or LATENCY["EC2_STATUS"] > 0:
         Instance.__init__ = _instance_init
+        ElasticAddressBackend.associate_address = _associate_address
     if LATENCY["EC2_STATUS"] > 0:
         Instance.instance_status = _initializing(_moto_instance_status)
         Instance.system_status = _initializing(_moto_system_status)

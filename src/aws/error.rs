@@ -41,6 +41,9 @@ pub enum Code {
     InvalidRouteTableIdNotFound,
     InvalidAssociationIdNotFound,
     InvalidInstanceIdNotFound,
+    /// An instance in a state the call does not accept (pending, for AssociateAddress).
+    InvalidInstanceId,
+    IncorrectInstanceState,
     InvalidAllocationIdNotFound,
     InvalidIpAddressInUse,
     NatGatewayNotFound,
@@ -103,6 +106,8 @@ codes! {
     InvalidRouteTableIdNotFound = "InvalidRouteTableID.NotFound",
     InvalidAssociationIdNotFound = "InvalidAssociationID.NotFound",
     InvalidInstanceIdNotFound = "InvalidInstanceID.NotFound",
+    InvalidInstanceId = "InvalidInstanceID",
+    IncorrectInstanceState = "IncorrectInstanceState",
     InvalidAllocationIdNotFound = "InvalidAllocationID.NotFound",
     InvalidIpAddressInUse = "InvalidIPAddress.InUse",
     NatGatewayNotFound = "NatGatewayNotFound",

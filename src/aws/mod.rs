@@ -23,6 +23,7 @@ pub mod token;
 // One module per kind, in the order of `core::kinds::with_kinds!`.
 pub mod access_entries;
 pub mod addon_secret;
+pub mod address_association;
 pub mod availability_zones;
 pub mod bootstrap_secret;
 pub mod eks_addons;

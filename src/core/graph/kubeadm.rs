@@ -7,7 +7,9 @@ use super::rules::{SgRole, rules};
 use super::{AMI, Builder, CA_ACCESS, CA_ACCESS_POLICY, JOIN_TOKEN, MASTER, NODE_PROFILE};
 use super::{NODE_ROLE, ROUTE_TABLE, SECRET, SG_CONTROL_PLANE, SG_NODES, VPC, sg_name, workers_id};
 use crate::core::kinds::Desired;
+use crate::core::kinds::address_association::AddressAssociation;
 use crate::core::kinds::bootstrap_secret::BootstrapSecret;
+use crate::core::kinds::elastic_ip::ElasticIp;
 use crate::core::kinds::iam_role::IamRole;
 use crate::core::kinds::image::Image;
 use crate::core::kinds::inline_policy::{Document, InlinePolicy};
@@ -159,10 +161,17 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
     }
 }
 
-/// The control plane, in the first public subnet.
+/// The control plane's Elastic IP, and its association with the control plane.
+pub const MASTER_EIP: &str = "master-eip";
+pub const MASTER_EIP_ASSOCIATION: &str = "master-eip-association";
+
+/// The control plane, in the first public subnet, with a fixed public address: an Elastic IP
+/// allocated first (the certificate names it), associated once the instance exists.
 fn master(spec: &ClusterSpec, k: &KubeadmSpec, b: &mut Builder, net: &Net) {
     let first = &net.public[0];
+    b.add(MASTER_EIP, Desired::ElasticIp(ElasticIp), &[]);
     let mut deps: Vec<&str> = vec![
+        MASTER_EIP,
         first,
         SG_NODES,
         SG_CONTROL_PLANE,
@@ -195,10 +204,18 @@ fn master(spec: &ClusterSpec, k: &KubeadmSpec, b: &mut Builder, net: &Net) {
                 baseline: crate::core::manifests::baseline(&spec.security),
                 log_shipper: log_shipper.clone(),
                 node_exporter: spec.addons.monitoring.is_some(),
-                addresses: Vec::new(),
+                addresses: vec![MASTER_EIP.into()],
             }),
         )),
         &deps,
+    );
+    b.add(
+        MASTER_EIP_ASSOCIATION,
+        Desired::AddressAssociation(AddressAssociation {
+            address: MASTER_EIP.into(),
+            instance: MASTER.into(),
+        }),
+        &[MASTER_EIP, MASTER],
     );
 }
 

@@ -233,14 +233,40 @@ fn graph_is_topologically_ordered_and_complete() {
             NODE_ROLE,
             NODE_PROFILE,
             SECRET,
+            "master-eip",
             SG_LINKS,
             MASTER,
+            "master-eip-association",
             CA_ACCESS,
             JOIN_TOKEN,
             "workers-0",
             "workers-1"
         ]
     );
+}
+
+#[test]
+fn the_control_plane_has_a_fixed_address_its_certificate_names() {
+    use crate::core::kinds::instances::Instances;
+    use crate::core::userdata::UserData;
+    let g = build(&demo_spec(2, 2));
+    let node = |id: &str| g.nodes.iter().find(|n| n.id == id).unwrap();
+    let master = node(MASTER);
+    assert!(
+        master.deps.iter().any(|d| d == "master-eip"),
+        "allocated first"
+    );
+    let Desired::Instances(Instances {
+        user_data: UserData::Master(doc),
+        ..
+    }) = &master.desired
+    else {
+        panic!("{:?}", master.desired)
+    };
+    assert_eq!(doc.addresses, ["master-eip"]);
+    let association = node("master-eip-association");
+    assert_eq!(association.deps, ["master-eip", MASTER]);
+    assert_eq!(node("master-eip").desired.kind(), Kind::ElasticIp);
 }
 
 #[test]

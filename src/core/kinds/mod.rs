@@ -12,6 +12,7 @@
 
 pub mod access_entries;
 pub mod addon_secret;
+pub mod address_association;
 pub mod availability_zones;
 pub mod bootstrap_secret;
 pub mod change;
@@ -63,6 +64,7 @@ macro_rules! with_kinds {
             BootstrapSecret bootstrap_secret secret,
             AddonSecret addon_secret addon_secrets,
             Instances instances instances,
+            AddressAssociation address_association associations,
             JoinToken join_token join_tokens,
             EksCluster eks_cluster eks,
             AccessEntries access_entries access,

@@ -247,6 +247,17 @@ fn observe_after(
                 }
             }
         }
+        Desired::AddressAssociation(a) => {
+            let instance = format!("i-{}-0", a.instance);
+            if let Some(address) = obs
+                .addresses
+                .iter_mut()
+                .find(|x| x.logical.as_deref() == Some(&a.address))
+            {
+                address.association_id = Some(format!("eipassoc-{}", a.instance));
+                address.instance_id = Some(instance);
+            }
+        }
         Desired::InlinePolicy(p) => {
             let arn = format!("{ACCOUNT_ROLE}{}", p.role_name);
             let instance = format!("i-{}-0", graph::MASTER);
