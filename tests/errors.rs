@@ -4,29 +4,15 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
-
 use common::Cluster;
 
 /// Answers every request with an HTML 404, on a thread (the binary is a child process).
 fn html_endpoint() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let mut buf = [0u8; 65536];
-            let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(200)));
-            let _ = s.read(&mut buf);
-            let body = "<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1><p>The requested URL was not found on this server.</p></body></html>";
-            let _ = write!(
-                s,
-                "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    url
+    let body = "<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1><p>The requested URL was not found on this server.</p></body></html>";
+    common::fixed_endpoint(format!(
+        "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ))
 }
 
 /// The error lines of a run's stderr (human output).

@@ -186,11 +186,9 @@ async fn a_lock_left_by_a_dead_run_is_taken_over_at_once() {
     ]);
     assert!(up.ok(), "{}", up.stderr);
     assert!(
-        up.events.iter().any(|e| e["event"] == "warning"
-            && e["message"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("process {} is gone", dead.pid))),
+        up.warnings()
+            .iter()
+            .any(|w| w.contains(&format!("process {} is gone", dead.pid))),
         "says whose lock it took over and why"
     );
     // A lock of another machine whose lease ended is taken over too.
@@ -203,10 +201,7 @@ async fn a_lock_left_by_a_dead_run_is_taken_over_at_once() {
     let down = cl.run(&["down", "--lock-timeout", "0", "-f", cl.spec_arg()]);
     assert!(down.ok(), "{}", down.stderr);
     assert!(
-        down.events
-            .iter()
-            .any(|e| e["event"] == "warning"
-                && e["message"].as_str().unwrap().contains("lease ended")),
+        down.warnings().iter().any(|w| w.contains("lease ended")),
         "{:?}",
         down.events
     );

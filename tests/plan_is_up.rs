@@ -4,6 +4,8 @@
 mod common;
 
 use common::{Cluster, REGION, Run, sdk, tagged};
+use provision::aws::Clients;
+use provision::core::kinds::Observed;
 use serde_json::Value;
 
 /// The rows a run's summary carries: `plan`'s, or those `up` executed (or refused).
@@ -97,41 +99,58 @@ fn refused_alike(cl: &Cluster) -> Vec<String> {
     refused
 }
 
-fn edit(cl: &Cluster, from: &str, to: &str) {
-    let spec = std::fs::read_to_string(&cl.spec).unwrap();
-    assert!(spec.contains(from), "{from} not in the spec");
-    std::fs::write(&cl.spec, spec.replace(from, to)).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn up_repairs_exactly_the_drift_plan_shows_on_a_kubeadm_cluster() {
     let cl = Cluster::new("drift", 2, "");
     cl.up();
     let c = sdk().await;
     let obs = tagged(&c, &cl.name).await;
-    let id_of = |logical: &str, all: Vec<(Option<String>, String)>| {
-        all.into_iter()
-            .find(|(l, _)| l.as_deref() == Some(logical))
-            .unwrap_or_else(|| panic!("no {logical}"))
-            .1
-    };
-    let vpc = obs.vpcs[0].id.clone();
-    let subnets: Vec<_> = obs
-        .subnets
-        .iter()
-        .map(|s| (s.logical.clone(), s.id.clone()))
-        .collect();
-    let subnet0 = id_of("subnet-0", subnets.clone());
-    let subnet1 = id_of("subnet-1", subnets);
-    let sgs: Vec<_> = obs
-        .security_groups
-        .iter()
-        .map(|s| (s.logical.clone(), s.id.clone()))
-        .collect();
-    let cp = id_of("sg-control-plane", sgs.clone());
-    let nodes = id_of("sg-nodes", sgs);
-    let ec2 = &c.ec2;
+    drift_the_network(&c, &obs).await;
+    drift_the_security_groups(&c, &obs).await;
+    let master = drift_iam_and_instances(&c, &cl, &obs).await;
 
+    let planned = plan_then_up(&cl);
+    assert_eq!(
+        changes(&planned),
+        [
+            ("vpc", "update"),
+            ("subnet-0", "update"),
+            ("route-table", "update"),
+            ("sg-control-plane", "update"),
+            ("node-instance-profile", "update"),
+            ("sg-links", "create"),
+            ("master", "update"),
+            ("ca-access", "update"),
+            ("workers-1", "create"),
+        ]
+        .map(|(i, a)| (i.to_string(), a.to_string())),
+        "every drift is planned, nothing else"
+    );
+    assert_eq!(drifts(&planned, "vpc"), ["enable DNS hostnames"]);
+    assert_eq!(drifts(&planned, "route-table").len(), 2, "{planned:?}");
+    assert_eq!(drifts(&planned, "master").len(), 1, "start it: {planned:?}");
+
+    let after = tagged(&c, &cl.name).await;
+    assert_eq!(
+        after.live_instances("master").next().unwrap().id,
+        master,
+        "the control plane was started, not replaced"
+    );
+    assert_eq!(
+        after.live_instances("workers-1").count(),
+        1,
+        "the lost worker is back"
+    );
+    cl.down();
+}
+
+/// DNS hostnames off, subnet-0 no longer mapping public addresses, the default route gone and
+/// subnet-1 no longer associated.
+async fn drift_the_network(c: &Clients, obs: &Observed) {
+    let vpc = obs.vpcs[0].id.clone();
+    let subnet0 = common::subnet(obs, "subnet-0").id.clone();
+    let subnet1 = common::subnet(obs, "subnet-1").id.clone();
+    let ec2 = &c.ec2;
     ec2.modify_vpc_attribute()
         .vpc_id(&vpc)
         .enable_dns_hostnames(
@@ -170,8 +189,14 @@ async fn up_repairs_exactly_the_drift_plan_shows_on_a_kubeadm_cluster() {
         .send()
         .await
         .unwrap();
-    // One of the control plane's own rules (the admins' 6443) and one link rule (the nodes'
-    // traffic to the control plane).
+}
+
+/// One of the control plane's own rules (the admins' 6443) and one link rule (the nodes'
+/// traffic to the control plane) revoked.
+async fn drift_the_security_groups(c: &Clients, obs: &Observed) {
+    let cp = common::security_group(obs, "sg-control-plane").id.clone();
+    let nodes = common::security_group(obs, "sg-nodes").id.clone();
+    let ec2 = &c.ec2;
     // Moto matches a revoked range with its description, as it was authorised.
     ec2.revoke_security_group_ingress()
         .group_id(&cp)
@@ -221,6 +246,11 @@ async fn up_repairs_exactly_the_drift_plan_shows_on_a_kubeadm_cluster() {
         .send()
         .await
         .unwrap();
+}
+
+/// The node role out of its profile, the CA policy widened, the control plane stopped and a
+/// worker terminated. Returns the control plane's instance id.
+async fn drift_iam_and_instances(c: &Clients, cl: &Cluster, obs: &Observed) -> String {
     let role = provision::core::tags::node_role_name(&cl.name, REGION);
     c.iam
         .remove_role_from_instance_profile()
@@ -238,51 +268,20 @@ async fn up_repairs_exactly_the_drift_plan_shows_on_a_kubeadm_cluster() {
         .await
         .unwrap();
     let master = obs.live_instances("master").next().unwrap().id.clone();
-    ec2.stop_instances()
+    c.ec2
+        .stop_instances()
         .instance_ids(&master)
         .send()
         .await
         .unwrap();
     let worker = obs.live_instances("workers-1").next().unwrap().id.clone();
-    ec2.terminate_instances()
+    c.ec2
+        .terminate_instances()
         .instance_ids(&worker)
         .send()
         .await
         .unwrap();
-
-    let planned = plan_then_up(&cl);
-    assert_eq!(
-        changes(&planned),
-        [
-            ("vpc", "update"),
-            ("subnet-0", "update"),
-            ("route-table", "update"),
-            ("sg-control-plane", "update"),
-            ("node-instance-profile", "update"),
-            ("sg-links", "create"),
-            ("master", "update"),
-            ("ca-access", "update"),
-            ("workers-1", "create"),
-        ]
-        .map(|(i, a)| (i.to_string(), a.to_string())),
-        "every drift is planned, nothing else"
-    );
-    assert_eq!(drifts(&planned, "vpc"), ["enable DNS hostnames"]);
-    assert_eq!(drifts(&planned, "route-table").len(), 2, "{planned:?}");
-    assert_eq!(drifts(&planned, "master").len(), 1, "start it: {planned:?}");
-
-    let after = tagged(&c, &cl.name).await;
-    assert_eq!(
-        after.live_instances("master").next().unwrap().id,
-        master,
-        "the control plane was started, not replaced"
-    );
-    assert_eq!(
-        after.live_instances("workers-1").count(),
-        1,
-        "the lost worker is back"
-    );
-    cl.down();
+    master
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -291,13 +290,7 @@ async fn refusals_are_the_same_in_plan_and_up_and_change_nothing() {
     let cl = Cluster::new("refuse", 1, "");
     let c = sdk().await;
     let role = provision::core::tags::node_role_name(&cl.name, REGION);
-    c.iam
-        .create_role()
-        .role_name(&role)
-        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
-        .send()
-        .await
-        .unwrap();
+    common::untagged_role(&c, &role).await;
     let parameter = provision::core::tags::secret_parameter_name(&cl.name);
     c.ssm
         .put_parameter()
@@ -318,15 +311,8 @@ async fn refusals_are_the_same_in_plan_and_up_and_change_nothing() {
     cl.up();
 
     // A new CIDR and a lost control plane at once: both refused, in one plan.
-    let obs = tagged(&c, &cl.name).await;
-    let master = obs.live_instances("master").next().unwrap().id.clone();
-    c.ec2
-        .terminate_instances()
-        .instance_ids(&master)
-        .send()
-        .await
-        .unwrap();
-    edit(&cl, "10.40.0.0/16", "10.41.0.0/16");
+    common::terminate_the_control_plane(&c, &cl.name).await;
+    cl.edit("10.40.0.0/16", "10.41.0.0/16");
     assert_eq!(
         refused_alike(&cl),
         ["vpc", "subnet-0", "subnet-1", "master"],
@@ -334,7 +320,7 @@ async fn refusals_are_the_same_in_plan_and_up_and_change_nothing() {
     );
 
     // The same name as an EKS cluster while the kubeadm instances run.
-    edit(&cl, "10.41.0.0/16", "10.40.0.0/16");
+    cl.edit("10.41.0.0/16", "10.40.0.0/16");
     let spec = std::fs::read_to_string(&cl.spec).unwrap();
     let kubeadm = spec.find("[kubeadm]").unwrap();
     std::fs::write(
@@ -426,26 +412,11 @@ async fn up_repairs_exactly_the_drift_plan_shows_on_an_eks_cluster() {
         "every drift is planned, nothing else"
     );
     assert_eq!(drifts(&planned, "addons"), ["install coredns"]);
-    let ng = c
-        .eks
-        .describe_nodegroup()
-        .cluster_name(&cl.name)
-        .nodegroup_name(&nodegroup)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        ng.nodegroup()
-            .unwrap()
-            .scaling_config()
-            .unwrap()
-            .desired_size(),
-        Some(2)
-    );
+    let ng = common::nodegroup_of(&c, &cl.name).await;
+    assert_eq!(ng.scaling_config().unwrap().desired_size(), Some(2));
 
     // A new instance type cannot be applied to a node group in place.
-    edit(
-        &cl,
+    cl.edit(
         r#"instance_types = ["t3.large"]"#,
         r#"instance_types = ["m6i.large"]"#,
     );

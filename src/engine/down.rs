@@ -130,7 +130,7 @@ async fn locked(
         let lost = lost.clone();
         async move {
             if lost.load(Ordering::SeqCst) {
-                return Err(super::up::lock_lost(&run.cluster));
+                return Err(super::lock::lost(&run.cluster));
             }
             run_step(&run, step).await
         }

@@ -384,3 +384,12 @@ pub async fn force_unlock(c: &Clients, cluster: &str) -> Result<Option<Holder>, 
     aws::lock::delete(c, &format!("{name}-takeover")).await?;
     Ok(Some(holder))
 }
+
+/// The error of a step not started because another run took the cluster lock over.
+pub(crate) fn lost(cluster: &str) -> crate::aws::AwsError {
+    crate::aws::AwsError::unexpected(
+        "starting a step of",
+        cluster,
+        "the cluster lock was lost (another run took it over, or it was removed): not started",
+    )
+}

@@ -1,5 +1,6 @@
-//! Helpers for the emulator tests: run the real binary against the emulator that
-//! `localstack/start.sh` started, and inspect the emulator with the SDK.
+//! Helpers for the integration tests: run the real binary against the emulator (the one
+//! `make test` started, or one of the test process's own), inspect what it did with the SDK
+//! (`aws`), and stand in for the endpoints it talks to (`endpoints`).
 
 #![allow(dead_code)]
 
@@ -7,13 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use std::sync::Arc;
-
-use provision::core::pki::Ca;
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+mod aws;
+mod endpoints;
+mod own_emulator;
+
+// Each test file uses some of them.
+#[allow(unused_imports)]
+pub use aws::*;
+#[allow(unused_imports)]
+pub use endpoints::*;
+#[allow(unused_imports)]
+pub use own_emulator::OwnEmulator;
 
 pub const REGION: &str = "us-east-1";
 
@@ -137,6 +144,38 @@ admin_cidrs = ["198.51.100.0/24"]
         assert!(r.ok(), "down failed:\n{}", r.stderr);
         r
     }
+
+    /// Replaces `from` (which must be there) by `to` in the spec.
+    pub fn edit(&self, from: &str, to: &str) {
+        let spec = std::fs::read_to_string(&self.spec).unwrap();
+        assert!(spec.contains(from), "{from} not in the spec");
+        std::fs::write(&self.spec, spec.replace(from, to)).unwrap();
+    }
+}
+
+/// The node group and access entry of the EKS tests' clusters (the `[eks]` table's body after
+/// its `version`).
+pub const EKS_NODEGROUP: &str = r#"
+[eks.nodegroup]
+instance_types = ["t3.large"]
+min = 1
+max = 3
+desired = 2
+labels = { "example.com/pool" = "default" }
+
+[[eks.access]]
+principal_arn = "arn:aws:iam::123456789012:role/platform-admins"
+policy = "edit"
+namespaces = ["team-a"]
+"#;
+
+/// An EKS cluster of version 1.35 with `EKS_NODEGROUP`; `network` is the `[network]` table's body.
+pub fn eks_cluster(prefix: &str, network: &str) -> Cluster {
+    Cluster::eks(
+        prefix,
+        network,
+        &format!("version = \"1.35\"\n{EKS_NODEGROUP}"),
+    )
 }
 
 pub fn env(cmd: &mut Command, kubeconfig: &Path) {
@@ -243,268 +282,57 @@ impl Run {
             })
             .collect()
     }
-}
 
-/// SDK clients on the emulator, for inspecting what the binary did.
-pub async fn sdk() -> provision::aws::Clients {
-    provision::aws::clients_for_endpoint(REGION, &emulator()).await
-}
+    /// The ids of the rows of the summary's plan whose action is `action`, in the plan's order.
+    pub fn plan_ids(&self, action: &str) -> Vec<String> {
+        self.actions_of("plan")
+            .into_iter()
+            .filter(|(_, a)| a == action)
+            .map(|(id, _)| id)
+            .collect()
+    }
 
-/// An instance's user data, as launched.
-pub async fn user_data(c: &provision::aws::Clients, instance: &str) -> String {
-    use base64::Engine as _;
-    let out = c
-        .ec2
-        .describe_instance_attribute()
-        .instance_id(instance)
-        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-        .send()
-        .await
-        .unwrap();
-    let b64 = out.user_data().and_then(|v| v.value()).unwrap_or_default();
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-/// Everything tagged with the cluster.
-pub async fn tagged(
-    c: &provision::aws::Clients,
-    cluster: &str,
-) -> provision::core::kinds::Observed {
-    let mut scope = provision::aws::kind::Scope::down(cluster, REGION);
-    scope.vpc_attributes = true;
-    provision::aws::discover::observe(c, &scope).await.unwrap()
-}
-
-/// A local stand-in for the Kubernetes API server: presents a certificate from `ca`, requires
-/// a client certificate from it, and serves /readyz, /api/v1/nodes and token creation.
-/// Serves /readyz and /api/v1/nodes (with `ready` of `total` nodes Ready) until dropped.
-pub async fn api_server(ca: &Ca, readyz: &'static str, ready: usize, total: usize) -> String {
-    api_server_recording(ca, readyz, ready, total).await.0
-}
-
-/// Like `api_server`, also recording every request (head and body).
-pub async fn api_server_recording(
-    ca: &Ca,
-    readyz: &'static str,
-    ready: usize,
-    total: usize,
-) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
-    serve(ca, readyz, ready, total, true).await
-}
-
-/// A stand-in for an EKS API server: no client certificate, but every request needs an
-/// `Authorization: Bearer k8s-aws-v1.…` header (401 without). Records every request.
-pub async fn api_server_bearer(
-    ca: &Ca,
-    ready: usize,
-    total: usize,
-) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
-    serve(ca, "ok", ready, total, false).await
-}
-
-async fn serve(
-    ca: &Ca,
-    readyz: &'static str,
-    ready: usize,
-    total: usize,
-    client_cert: bool,
-) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
-    let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let rec = recorded.clone();
-    let now = time::OffsetDateTime::now_utc();
-    let (cert, key) = ca
-        .server_cert(&["127.0.0.1".parse().unwrap()], now)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
-        .unwrap();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .unwrap();
-    let builder = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let builder = if client_cert {
-        builder.with_client_cert_verifier(verifier)
-    } else {
-        builder.with_no_client_auth()
-    };
-    let cfg = builder
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            let rec = rec.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut raw = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let req = loop {
-                    let n = tls.read(&mut chunk).await.unwrap_or(0);
-                    raw.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&raw).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= len || n == 0 {
-                            break text;
-                        }
-                    } else if n == 0 {
-                        break text;
-                    }
-                };
-                rec.lock().unwrap().push(req.clone());
-                // Header names are case-insensitive (hyper sends them in lower case).
-                let authorized = client_cert
-                    || req.lines().any(|l| {
-                        l.to_ascii_lowercase()
-                            .starts_with("authorization: bearer k8s-aws-v1.")
-                    });
-                // The path, without its query string.
-                let target = req.split(' ').take(2).collect::<Vec<_>>().join(" ");
-                let target = target.split('?').next().unwrap_or_default();
-                let (status, body) = if !authorized {
-                    (
-                        "401 Unauthorized",
-                        r#"{"kind":"Status","code":401}"#.to_string(),
-                    )
-                } else if target == "POST /api/v1/namespaces/kube-system/secrets" {
-                    (
-                        "201 Created",
-                        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"bootstrap-token"}}"#
-                            .to_string(),
-                    )
-                } else {
-                    ("200 OK", String::new())
-                };
-                let body = if !body.is_empty() {
-                    body
-                } else if target == "GET /readyz" {
-                    readyz.to_string()
-                } else if target == "GET /api/v1/nodes" {
-                    let items: Vec<String> = (0..total)
-                        .map(|i| format!(r#"{{"metadata":{{"name":"n{i}"}},"status":{{"conditions":[{{"type":"Ready","status":"{}"}}]}}}}"#, if i < ready { "True" } else { "False" }))
-                        .collect();
-                    format!(
-                        r#"{{"apiVersion":"v1","kind":"NodeList","metadata":{{}},"items":[{}]}}"#,
-                        items.join(",")
-                    )
-                } else {
-                    "not found".to_string()
-                };
-                // Chunked, as the API server answers lists.
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
-                    body.len()
-                );
-                let _ = tls.write_all(resp.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    (format!("https://{addr}"), recorded)
-}
-
-/// An emulator of a test's own (`localstack/emulator.py` on a free port) with a profile set by
-/// environment variables (faults, latency); stopped when dropped.
-pub struct OwnEmulator {
-    child: std::process::Child,
-    pub url: String,
-}
-
-impl OwnEmulator {
-    // Blocks while the emulator starts (once per test process): before any test runs.
-    #[allow(clippy::disallowed_methods)]
-    pub fn start(env: &[(&str, &str)]) -> OwnEmulator {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("localstack/.venv/bin/python");
-        if !python.exists() {
-            let need = root.join("localstack/need.sh");
-            let out = Command::new(&need).output().unwrap();
-            assert!(
-                out.status.success(),
-                "the emulator's venv is missing and {} could not install it:\n{}",
-                need.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+    /// The `aws_id` of every row of the summary's plan (empty where a row has none).
+    pub fn plan_aws_ids(&self) -> Vec<String> {
+        self.summary()["plan"]
+            .as_array()
             .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = Command::new(python);
-        cmd.arg(root.join("localstack/emulator.py"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            // It ends with this test process, however that ends.
-            .args(["--parent", &std::process::id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the emulator did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        OwnEmulator {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
+            .iter()
+            .map(|i| i["aws_id"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
-    /// `provision --output json ARGS` for `cl`, against this emulator.
-    pub fn command(&self, cl: &Cluster, args: &[&str]) -> Command {
-        let mut cmd = cl.command(args);
-        cmd.env("AWS_ENDPOINT_URL", &self.url);
-        cmd
+    /// The operations a `--trace-api-calls` run called, in order.
+    pub fn api_call_order(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e["event"] == "api_call")
+            .map(|e| e["operation"].as_str().unwrap().to_string())
+            .collect()
     }
 
-    pub fn run(&self, cl: &Cluster, args: &[&str]) -> Run {
-        Run::from_output(self.command(cl, args).output().unwrap())
-    }
-
-    pub async fn sdk(&self) -> provision::aws::Clients {
-        provision::aws::clients_for_endpoint(REGION, &self.url).await
+    /// The messages of the run's warnings.
+    pub fn warnings(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .filter(|e| e["event"] == "warning")
+            .filter_map(|e| e["message"].as_str())
+            .collect()
     }
 }
 
-impl Drop for OwnEmulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Where `op` is first in `calls` (of `Run::api_call_order`); panics naming the calls if absent.
+pub fn first_call(calls: &[String], op: &str) -> usize {
+    calls
+        .iter()
+        .position(|c| c == op)
+        .unwrap_or_else(|| panic!("no {op} in {calls:?}"))
+}
+
+/// Where `op` is last in `calls` (of `Run::api_call_order`); panics naming the calls if absent.
+pub fn last_call(calls: &[String], op: &str) -> usize {
+    calls
+        .iter()
+        .rposition(|c| c == op)
+        .unwrap_or_else(|| panic!("no {op} in {calls:?}"))
 }

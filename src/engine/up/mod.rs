@@ -129,15 +129,6 @@ pub async fn up(
     })
 }
 
-/// The error of a step not started because another run took the cluster lock over.
-pub(crate) fn lock_lost(cluster: &str) -> AwsError {
-    AwsError::unexpected(
-        "starting a step of",
-        cluster,
-        "the cluster lock was lost (another run took it over, or it was removed): not started",
-    )
-}
-
 /// What every node's task shares.
 pub(crate) struct Run {
     pub c: Clients,
@@ -230,7 +221,7 @@ async fn execute(
         let lost = lost.clone();
         async move {
             if lost.load(Ordering::SeqCst) {
-                return Err(lock_lost(&run.spec.name));
+                return Err(super::lock::lost(&run.spec.name));
             }
             let node = run
                 .plan
