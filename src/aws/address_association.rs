@@ -9,8 +9,10 @@ use super::{AwsError, Clients};
 use crate::core::kinds::address_association::{AddressAssociation, Drift};
 use crate::core::kinds::{Action, Change, Inputs, NoState, Output, Plan};
 
-/// How often AssociateAddress is tried again while the instance is not running yet.
-const EVERY: Duration = Duration::from_secs(5);
+/// How often AssociateAddress is tried again while the instance is not running yet: an instance
+/// runs 30-60 s after its launch, and nothing waits for the association but the end of `up`,
+/// which waits longer for the status checks.
+const EVERY: Duration = Duration::from_secs(10);
 
 impl Apply for AddressAssociation {
     async fn observe(_: &Clients, _: &Scope<'_>) -> Result<NoState, AwsError> {
@@ -62,7 +64,7 @@ impl Apply for AddressAssociation {
     }
 }
 
-/// AssociateAddress, tried again at a fixed rate while the instance is pending (AWS answers
+/// AssociateAddress, tried again every 10 s while the instance is pending (AWS answers
 /// InvalidInstanceID or IncorrectInstanceState until it runs) or not yet visible, for as long
 /// as `up` waits for instances.
 async fn associate(cx: &Cx<'_>, allocation: &str, instance: &str) -> Result<String, AwsError> {

@@ -161,6 +161,23 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
     }
 }
 
+/// The control plane's address, once it exists: the last node of the graph (`build` adds it after
+/// everything else), so that under a low `--concurrency` its wait for the control plane to run
+/// holds no slot a launch needs (the executor starts ready nodes in graph order).
+pub(crate) fn address(spec: &ClusterSpec, b: &mut Builder) {
+    if spec.kubeadm().is_none() {
+        return;
+    }
+    b.add(
+        MASTER_EIP_ASSOCIATION,
+        Desired::AddressAssociation(AddressAssociation {
+            address: MASTER_EIP.into(),
+            instance: MASTER.into(),
+        }),
+        &[MASTER_EIP, MASTER],
+    );
+}
+
 /// The control plane's Elastic IP, and its association with the control plane.
 pub const MASTER_EIP: &str = "master-eip";
 pub const MASTER_EIP_ASSOCIATION: &str = "master-eip-association";
@@ -208,14 +225,6 @@ fn master(spec: &ClusterSpec, k: &KubeadmSpec, b: &mut Builder, net: &Net) {
             }),
         )),
         &deps,
-    );
-    b.add(
-        MASTER_EIP_ASSOCIATION,
-        Desired::AddressAssociation(AddressAssociation {
-            address: MASTER_EIP.into(),
-            instance: MASTER.into(),
-        }),
-        &[MASTER_EIP, MASTER],
     );
 }
 

@@ -141,6 +141,7 @@ pub fn build(spec: &ClusterSpec) -> Graph {
         Flavor::Eks(_) => eks::nodes(spec, &mut b, &net),
     }
     addons::nodes(spec, &mut b, &net);
+    kubeadm::address(spec, &mut b);
     rules::link_groups(&mut b);
     Graph {
         nodes: topological(b.nodes),

@@ -236,11 +236,11 @@ fn graph_is_topologically_ordered_and_complete() {
             "master-eip",
             SG_LINKS,
             MASTER,
-            "master-eip-association",
             CA_ACCESS,
             JOIN_TOKEN,
             "workers-0",
-            "workers-1"
+            "workers-1",
+            "master-eip-association"
         ]
     );
 }
