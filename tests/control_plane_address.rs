@@ -114,3 +114,41 @@ async fn the_address_is_associated_once_the_instance_runs() {
     let down = emu.run(&cl, &["down", "-f", cl.spec_arg()]);
     assert!(down.ok(), "{}", down.stderr);
 }
+
+/// A run that stopped between the launch and the association (killed, or the address released
+/// by hand and made again): the next `up` associates the address and the endpoint it reports and
+/// writes is the address, not the public IP the instance had before it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_associated_by_a_later_run_is_the_endpoint_that_run_writes() {
+    let cl = Cluster::new("eip-resume", 1, "");
+    cl.up();
+    let c = sdk().await;
+    let obs = tagged(&c, &cl.name).await;
+    let eip = obs
+        .addresses
+        .iter()
+        .find(|a| a.logical.as_deref() == Some("master-eip"))
+        .expect("an Elastic IP tagged for the control plane")
+        .clone();
+    c.ec2
+        .disassociate_address()
+        .association_id(eip.association_id.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let (_, before) = master(&c, &cl.name).await;
+    assert_ne!(before.as_deref(), Some(eip.public_ip.as_str()));
+
+    let again = cl.up();
+    assert_eq!(again.calls("EC2", "AssociateAddress"), 1);
+    let endpoint = format!("https://{}:6443", eip.public_ip);
+    assert_eq!(again.summary()["api_endpoint"], endpoint.as_str());
+    assert_eq!(again.summary()["master_public_ip"], eip.public_ip.as_str());
+    assert!(
+        std::fs::read_to_string(cl.kubeconfig())
+            .unwrap()
+            .contains(&format!("server: {endpoint}")),
+        "the kubeconfig names the Elastic IP"
+    );
+    cl.down();
+}

@@ -109,7 +109,7 @@ fn launch<'a>(tags: &'a [(String, String)]) -> Launch<'a> {
         subnet: "subnet-1",
         security_groups: vec!["sg-1".into()],
         instance_profile: "provision-x-ue1-node",
-        user_data: "#cloud-config\n",
+        user_data: b"#cloud-config\n",
         key_name: None,
         volume_gb: 30,
         tags,

@@ -45,13 +45,14 @@ fn drifts(rows: &[Value], id: &str) -> Vec<String> {
 }
 
 /// Plans, then runs `up`, and checks that `up` executed what `plan` printed; then that a
-/// second plan keeps everything. Returns the rows.
+/// second plan keeps everything and a second `up` changes nothing. Returns the rows.
 fn plan_then_up(cl: &Cluster) -> Vec<Value> {
     let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
     assert!(plan.ok(), "{}", plan.stderr);
     let planned = rows(&plan);
     let up = cl.up();
-    assert_eq!(rows(&up), planned, "up executed the plan's rows");
+    assert_eq!(rows(&up), planned, "up's plan is the plan's");
+    executed_exactly(&up, &planned);
     let again = cl.run(&["plan", "-f", cl.spec_arg()]);
     assert!(again.ok(), "{}", again.stderr);
     assert_eq!(
@@ -59,7 +60,45 @@ fn plan_then_up(cl: &Cluster) -> Vec<Value> {
         Vec::<(String, String)>::new(),
         "after up the plan keeps everything"
     );
+    let idle = cl.up();
+    assert_eq!(
+        idle.mutating_calls(),
+        Vec::<String>::new(),
+        "and up, with nothing to do, changes nothing"
+    );
     planned
+}
+
+/// What `up` did, from its resources (what each kind's apply reported, not the plan): a
+/// create or update for every row that makes one and for no other row.
+fn executed_exactly(up: &Run, planned: &[Value]) {
+    let done = up.actions_of("resources");
+    let did = |id: &str, what: &[&str]| {
+        done.iter()
+            .any(|(i, a)| i == id && what.contains(&a.as_str()))
+    };
+    let mut wrong = Vec::new();
+    for r in planned {
+        let id = r["id"].as_str().unwrap();
+        let ok = match r["action"].as_str().unwrap() {
+            "create" => did(id, &["created"]),
+            "update" | "replace" => did(id, &["updated", "created"]),
+            _ => !did(id, &["created", "updated", "deleted"]),
+        };
+        if !ok {
+            wrong.push(format!("{id}: planned {}", r["action"]));
+        }
+    }
+    let ids: Vec<&str> = planned.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    for (id, a) in &done {
+        if !ids.contains(&id.as_str()) {
+            wrong.push(format!("{id}: {a} without a row"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "up did other than its plan: {wrong:?}\n{done:?}"
+    );
 }
 
 /// Plans and runs `up` on a state `up` refuses: both exit 1 with the same rows, and `up`

@@ -262,3 +262,43 @@ fn bad_arguments_exit_2() {
         Some(2)
     );
 }
+
+/// A spec whose control plane's user data would not fit EC2's 16 KB even compressed (150
+/// namespaces, 150 bindings each naming all of them) is refused by `validate`, `plan` and
+/// `up` with exit 2, at its `[security]` table, with the size, and before any AWS call.
+#[test]
+fn user_data_over_the_ec2_limit_is_refused_before_any_aws_call() {
+    let (listener, endpoint) = fake_aws();
+    let ns: Vec<String> = (0..150).map(|i| format!("\"team-{i:03}\"")).collect();
+    let ns = ns.join(", ");
+    let mut text = format!(
+        "name = \"big\"\nregion = \"us-east-1\"\nkind = \"kubeadm\"\n\n[network]\nvpc_cidr = \"10.0.0.0/16\"\n\
+         admin_cidrs = [\"203.0.113.0/24\"]\n\n[kubeadm]\ncni = \"calico\"\ninstance_type = \"t3.medium\"\n\
+         workers = 1\n\n[security]\nnamespaces = [{ns}]\n"
+    );
+    for i in 0..150 {
+        text.push_str(&format!(
+            "\n[[security.bindings]]\ngroup = \"g{i}\"\nrole = \"view\"\nnamespaces = [{ns}]\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.toml");
+    std::fs::write(&path, &text).unwrap();
+    let p = path.to_str().unwrap();
+    for cmd in ["validate", "plan", "up"] {
+        let out = provision(&[cmd, "-f", p], &endpoint);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{p}:14:1: security: the user data of `master` would be"
+            )) && stderr.contains("bytes compressed")
+                && stderr.contains("over EC2's limit of 16384"),
+            "{cmd}: {stderr}"
+        );
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("an AWS call was attempted: {other:?}"),
+    }
+}

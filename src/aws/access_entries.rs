@@ -1,5 +1,6 @@
 //! EKS access entries and their access policies.
 
+use crate::core::events::Progress;
 use std::collections::HashMap;
 
 use super::error::{Code, absent_if, api};
@@ -25,15 +26,19 @@ impl Apply for AccessEntries {
         let cluster = inputs.eks(&self.cluster)?.name.clone();
         apply_changes(cx.c, &cluster, &change.drifts, &cx.tags(id, false)).await?;
         let (action, detail) = match change.action {
-            Action::Keep => ("existing", format!("{} entr(ies)", self.entries.len())),
-            Action::Create if change.drifts.is_empty() => {
-                ("created", format!("{} entr(ies)", self.entries.len()))
-            }
+            Action::Keep => (
+                Progress::Existing,
+                format!("{} entr(ies)", self.entries.len()),
+            ),
+            Action::Create if change.drifts.is_empty() => (
+                Progress::Created,
+                format!("{} entr(ies)", self.entries.len()),
+            ),
             _ => (
                 if change.action == Action::Create {
-                    "created"
+                    Progress::Created
                 } else {
-                    "updated"
+                    Progress::Updated
                 },
                 change
                     .drifts
@@ -60,13 +65,18 @@ impl Apply for AccessEntries {
             .map(|p| p.principal.clone())
             .collect();
         for p in &ours {
-            tx.report
-                .resource("access-entry", Self::NAME, Some(p), "deleting", None);
+            tx.report.resource(
+                "access-entry",
+                Self::NAME,
+                Some(p),
+                Progress::Deleting,
+                None,
+            );
         }
         delete(tx.c, &e.name, &ours).await?;
         for p in &ours {
             tx.report
-                .resource("access-entry", Self::NAME, Some(p), "deleted", None);
+                .resource("access-entry", Self::NAME, Some(p), Progress::Deleted, None);
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::{AwsError, Clients, ssm};
+use crate::core::events::Progress;
 use crate::core::kinds::addon_secret::{
     AddonPasswords, AddonSecret, Drift, ObsAddonSecrets, ObsParameter,
 };
@@ -42,7 +43,7 @@ impl Apply for AddonSecret {
                     id,
                     Self::NAME,
                     None,
-                    "creating",
+                    Progress::Creating,
                     Some(self.parameter.clone()),
                 );
                 let pw = || {
@@ -64,13 +65,13 @@ impl Apply for AddonSecret {
                     &cx.tags(id, false),
                 )
                 .await?;
-                (Some(kept), "created")
+                (Some(kept), Progress::Created)
             }
             _ if change.drifts.contains(&Drift::Writer) => (
                 ssm::get_json::<AddonPasswords>(c, &self.parameter).await?,
-                "updated",
+                Progress::Updated,
             ),
-            _ => (None, "existing"),
+            _ => (None, Progress::Existing),
         };
         // The log writer's password alone, for the nodes: they never see the others.
         if change.action == Action::Create || change.drifts.contains(&Drift::Writer) {

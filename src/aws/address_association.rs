@@ -1,5 +1,7 @@
 //! Associating an Elastic IP with an instance (the kubeadm control plane's fixed address).
 
+use crate::core::events::Progress;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::error::{Code, api};
@@ -32,7 +34,7 @@ impl Apply for AddressAssociation {
                 id,
                 Self::NAME,
                 change.aws_id.as_deref(),
-                "existing",
+                Progress::Existing,
                 Some(ip.into()),
             );
             return Ok(Output::Nothing);
@@ -43,8 +45,8 @@ impl Apply for AddressAssociation {
             .map(|i| i.id.clone())
             .ok_or_else(|| AwsError::internal(format!("{} has no instance", self.instance)))?;
         let (doing, done) = match change.action {
-            Action::Update => ("updating", "updated"),
-            _ => ("creating", "created"),
+            Action::Update => (Progress::Updating, Progress::Updated),
+            _ => (Progress::Creating, Progress::Created),
         };
         cx.report.resource(id, Self::NAME, None, doing, None);
         let association = associate(cx, allocation, &instance).await?;
@@ -66,9 +68,11 @@ impl Apply for AddressAssociation {
 
 /// AssociateAddress, tried again every 10 s while the instance is pending (AWS answers
 /// InvalidInstanceID or IncorrectInstanceState until it runs) or not yet visible, for as long
-/// as `up` waits for instances.
+/// as `up` waits for instances; the same answers for an instance in any other state fail at once.
 async fn associate(cx: &Cx<'_>, allocation: &str, instance: &str) -> Result<String, AwsError> {
     let what = format!("{allocation} to {instance}");
+    let refused_running = AtomicBool::new(false);
+    let refused_running = &refused_running;
     until(
         &cx.c.tuning,
         EVERY,
@@ -90,12 +94,31 @@ async fn associate(cx: &Cx<'_>, allocation: &str, instance: &str) -> Result<Stri
                     o.association_id().unwrap_or_default().to_string(),
                 )),
                 Err(e) => match e.code() {
-                    Code::IncorrectInstanceState
-                    | Code::InvalidInstanceId
-                    | Code::InvalidInstanceIdNotFound => Ok(Seen::Pending(format!(
+                    // Not visible yet: EC2's eventual consistency after the launch.
+                    Code::InvalidInstanceIdNotFound => Ok(Seen::Pending(format!(
                         "not accepted yet ({})",
                         e.code().as_str()
                     ))),
+                    // Also what AWS answers for lasting conditions (an instance shutting down,
+                    // one with several interfaces): tried again while it is pending, and once
+                    // more if it runs now (it may have started since the refusal).
+                    Code::IncorrectInstanceState | Code::InvalidInstanceId => {
+                        let now =
+                            super::instance_waits::describe(cx.c, &[instance.to_string()]).await?;
+                        match now.first().map(|i| i.state.as_str()) {
+                            Some("pending") => Ok(Seen::Pending(format!(
+                                "not accepted while the instance is pending ({})",
+                                e.code().as_str()
+                            ))),
+                            Some("running") if !refused_running.swap(true, Ordering::Relaxed) => {
+                                Ok(Seen::Pending(format!(
+                                    "not accepted as the instance started ({})",
+                                    e.code().as_str()
+                                )))
+                            }
+                            _ => Err(e),
+                        }
+                    }
                     _ => Err(e),
                 },
             }

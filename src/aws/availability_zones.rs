@@ -1,5 +1,6 @@
 //! The availability zones the subnets go to (a lookup).
 
+use crate::core::events::Progress;
 use aws_sdk_ec2::types::Filter;
 
 use super::error::api;
@@ -25,14 +26,14 @@ impl Apply for AvailabilityZones {
                 id,
                 Self::NAME,
                 None,
-                "skipped",
+                Progress::Skipped,
                 Some("every subnet exists".into()),
             );
             return Ok(Output::Zones(Vec::new()));
         }
         let zones = lookup(cx.c, self.count, &self.instance_type).await?;
         cx.report
-            .resource(id, Self::NAME, None, "read", Some(zones.join(", ")));
+            .resource(id, Self::NAME, None, Progress::Read, Some(zones.join(", ")));
         Ok(Output::Zones(zones))
     }
 

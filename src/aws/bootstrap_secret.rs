@@ -2,6 +2,7 @@
 
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::{AwsError, Clients, ssm};
+use crate::core::events::Progress;
 use crate::core::kinds::bootstrap_secret::{Bootstrap, BootstrapSecret, ObsSecret};
 use crate::core::kinds::{Action, Change, Inputs, NoDrift, Output, Plan};
 use crate::core::pki;
@@ -48,15 +49,20 @@ impl Apply for BootstrapSecret {
                 .as_ref()
                 .and_then(|s| s.content.clone())
                 .ok_or_else(|| AwsError::internal("the bootstrap secret was read by discovery"))?;
-            cx.report
-                .resource(id, Self::NAME, Some(&self.parameter), "existing", None);
+            cx.report.resource(
+                id,
+                Self::NAME,
+                Some(&self.parameter),
+                Progress::Existing,
+                None,
+            );
             return Ok(Output::Bootstrap(stored));
         }
         cx.report.resource(
             id,
             Self::NAME,
             None,
-            "creating",
+            Progress::Creating,
             Some(self.parameter.clone()),
         );
         let now = time::OffsetDateTime::now_utc();
@@ -87,8 +93,13 @@ impl Apply for BootstrapSecret {
                 "the stored bootstrap token is malformed",
             ));
         }
-        cx.report
-            .resource(id, Self::NAME, Some(&self.parameter), "created", None);
+        cx.report.resource(
+            id,
+            Self::NAME,
+            Some(&self.parameter),
+            Progress::Created,
+            None,
+        );
         Ok(Output::Bootstrap(stored))
     }
 

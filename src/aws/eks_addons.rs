@@ -1,6 +1,7 @@
 //! EKS add-ons: installed with client request tokens (concurrently), polled every 10 s until
 //! ACTIVE (the SDK's waiter polls 10-120 s apart and gives up on DEGRADED).
 
+use crate::core::events::Progress;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -34,8 +35,13 @@ impl Apply for EksAddons {
     ) -> Result<Output, AwsError> {
         let list: Vec<&str> = self.names.iter().map(|(n, _)| n.as_str()).collect();
         if matches!(change.action, Action::Keep | Action::Warn) {
-            cx.report
-                .resource(id, Self::NAME, Some(&list.join(",")), "existing", None);
+            cx.report.resource(
+                id,
+                Self::NAME,
+                Some(&list.join(",")),
+                Progress::Existing,
+                None,
+            );
             return Ok(Output::Nothing);
         }
         let cluster = inputs.eks(&self.cluster)?.name.clone();
@@ -67,8 +73,13 @@ impl Apply for EksAddons {
         }
         if !install_now.is_empty() {
             let names: Vec<&str> = install_now.iter().map(|a| a.name.as_str()).collect();
-            cx.report
-                .resource(id, Self::NAME, None, "creating", Some(names.join(", ")));
+            cx.report.resource(
+                id,
+                Self::NAME,
+                None,
+                Progress::Creating,
+                Some(names.join(", ")),
+            );
         }
         let vpc = inputs.id(&self.vpc)?;
         install(cx.c, &cluster, vpc, &install_now, &cx.tags(id, false)).await?;
@@ -76,9 +87,9 @@ impl Apply for EksAddons {
             cx.report.warning(format!("add-on {d}"));
         }
         let action = if install_now.is_empty() {
-            "existing"
+            Progress::Existing
         } else {
-            "created"
+            Progress::Created
         };
         cx.report
             .resource(id, Self::NAME, Some(&list.join(",")), action, None);
@@ -92,12 +103,12 @@ impl Apply for EksAddons {
         let names: Vec<String> = e.addons.iter().map(|a| a.name.clone()).collect();
         for a in &names {
             tx.report
-                .resource("addon", Self::NAME, Some(a), "deleting", None);
+                .resource("addon", Self::NAME, Some(a), Progress::Deleting, None);
         }
         delete(tx.c, &e.name, &names, tx.limits.eks).await?;
         for a in &names {
             tx.report
-                .resource("addon", Self::NAME, Some(a), "deleted", None);
+                .resource("addon", Self::NAME, Some(a), Progress::Deleted, None);
         }
         Ok(())
     }

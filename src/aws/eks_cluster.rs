@@ -3,6 +3,7 @@
 //! Discovery also lists what EKS reports with it: add-ons, access entries, our node group and
 //! the cluster's own security group.
 
+use crate::core::events::Progress;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -58,7 +59,7 @@ impl Apply for EksCluster {
                     id,
                     Self::NAME,
                     Some(&self.name),
-                    "existing",
+                    Progress::Existing,
                     info.endpoint.clone(),
                 );
                 return Ok(Output::Eks(info));
@@ -69,11 +70,11 @@ impl Apply for EksCluster {
                         id,
                         Self::NAME,
                         Some(&self.name),
-                        "waiting",
+                        Progress::Waiting,
                         Some(status.clone()),
                     );
                 }
-                "existing"
+                Progress::Existing
             }
             _ => {
                 let mut subnets = Vec::new();
@@ -85,7 +86,7 @@ impl Apply for EksCluster {
                     id,
                     Self::NAME,
                     None,
-                    "creating",
+                    Progress::Creating,
                     Some(format!("Kubernetes {}", self.version)),
                 );
                 create(
@@ -106,7 +107,7 @@ impl Apply for EksCluster {
                     },
                 )
                 .await?;
-                "created"
+                Progress::Created
             }
         };
         let progress = |state: &str| {
@@ -157,7 +158,7 @@ impl Apply for EksCluster {
         }
         let logical = graph::EKS_CLUSTER;
         tx.report
-            .resource(logical, Self::NAME, Some(&e.name), "deleting", None);
+            .resource(logical, Self::NAME, Some(&e.name), Progress::Deleting, None);
         retry(
             c.tuning.dependency(),
             |err| *err.code() == Code::ResourceInUseException,
@@ -165,7 +166,7 @@ impl Apply for EksCluster {
         )
         .await?;
         tx.report
-            .resource(logical, Self::NAME, Some(&e.name), "deleted", None);
+            .resource(logical, Self::NAME, Some(&e.name), Progress::Deleted, None);
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Elastic IPs.
 
+use crate::core::events::Progress;
 use aws_sdk_ec2::types::ResourceType;
 
 use super::error::{Code, api, gone_is_fine};
@@ -7,7 +8,7 @@ use super::kind::{Apply, Cx, Scope, Tx};
 use super::retry::retry;
 use super::{AwsError, Clients, cluster_filter, logical, owned, tag_spec};
 use crate::core::kinds::elastic_ip::{ElasticIp, ObsAddress};
-use crate::core::kinds::{Change, Inputs, Kind, NoDrift, Output, Plan};
+use crate::core::kinds::{Action, Change, Inputs, Kind, NoDrift, Output, Plan};
 
 impl Apply for ElasticIp {
     async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsAddress>, AwsError> {
@@ -42,25 +43,29 @@ impl Apply for ElasticIp {
         change: &Change<NoDrift>,
         _inputs: &Inputs,
     ) -> Result<Output, AwsError> {
-        if let Some(a) = change
-            .aws_id
-            .as_ref()
-            .and_then(|_| crate::core::kinds::elastic_ip::find(cx.obs, id))
-        {
-            cx.report
-                .resource(id, Self::NAME, Some(&a.allocation_id), "existing", None);
+        if change.action != Action::Create {
+            let a = crate::core::kinds::elastic_ip::find(cx.obs, id)
+                .ok_or_else(|| AwsError::internal(format!("the plan's address {id} was found")))?;
+            cx.report.resource(
+                id,
+                Self::NAME,
+                Some(&a.allocation_id),
+                Progress::Existing,
+                None,
+            );
             return Ok(Output::Address {
                 allocation: a.allocation_id.clone(),
                 ip: a.public_ip.clone(),
             });
         }
-        cx.report.resource(id, Self::NAME, None, "creating", None);
+        cx.report
+            .resource(id, Self::NAME, None, Progress::Creating, None);
         let (allocation, ip) = allocate(cx.c, &cx.tags(id, false)).await?;
         cx.report.resource(
             id,
             Self::NAME,
             Some(&allocation),
-            "created",
+            Progress::Created,
             Some(ip.clone()),
         );
         Ok(Output::Address { allocation, ip })
@@ -73,7 +78,7 @@ impl Apply for ElasticIp {
                 logical,
                 Self::NAME,
                 Some(&a.allocation_id),
-                "deleting",
+                Progress::Deleting,
                 None,
             );
             // A NAT gateway's deletion frees its address a little after it reports deleted; an
@@ -84,8 +89,13 @@ impl Apply for ElasticIp {
                 || release(tx.c, &a.allocation_id),
             )
             .await?;
-            tx.report
-                .resource(logical, Self::NAME, Some(&a.allocation_id), "deleted", None);
+            tx.report.resource(
+                logical,
+                Self::NAME,
+                Some(&a.allocation_id),
+                Progress::Deleted,
+                None,
+            );
         }
         Ok(())
     }

@@ -202,6 +202,7 @@ pub enum AwsError {
         doing: String,
         resource: String,
         secs: u64,
+        #[source]
         last: Box<AwsError>,
     },
     /// A wait gave up or saw a failure state.

@@ -5,6 +5,7 @@ use super::error::{Code, absent_if, api, gone_is_fine};
 use super::kind::{Apply, Cx, Flavor, Scope, Tx};
 use super::retry::{Backoff, is_dependency_violation, is_eventual_not_found, retry};
 use super::{AwsError, Clients};
+use crate::core::events::Progress;
 use crate::core::graph;
 use crate::core::kinds::iam_role::{Drift, IamRole, ObsIam, managed_policy_arn};
 use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
@@ -38,10 +39,9 @@ impl Apply for IamRole {
         _inputs: &Inputs,
     ) -> Result<Output, AwsError> {
         let c = cx.c;
-        if let (Action::Update | Action::Keep, Some(r)) = (
-            change.action,
-            crate::core::kinds::iam_role::find(cx.obs, id),
-        ) {
+        if change.action != Action::Create {
+            let r = crate::core::kinds::iam_role::find(cx.obs, id)
+                .ok_or_else(|| AwsError::internal(format!("the plan's role {id} was found")))?;
             let arns: Vec<String> = change
                 .drifts
                 .iter()
@@ -49,10 +49,10 @@ impl Apply for IamRole {
                 .collect();
             attach(c, &self.name, &arns).await?;
             let (action, detail) = if arns.is_empty() {
-                ("existing", None)
+                (Progress::Existing, None)
             } else {
                 (
-                    "updated",
+                    Progress::Updated,
                     Some(format!("{} policy(ies) attached", arns.len())),
                 )
             };
@@ -63,8 +63,13 @@ impl Apply for IamRole {
                 arn: r.arn.clone(),
             });
         }
-        cx.report
-            .resource(id, Self::NAME, None, "creating", Some(self.name.clone()));
+        cx.report.resource(
+            id,
+            Self::NAME,
+            None,
+            Progress::Creating,
+            Some(self.name.clone()),
+        );
         let description = format!("provision {}: {id}", cx.spec.name);
         let arn = create(
             c,
@@ -82,7 +87,7 @@ impl Apply for IamRole {
         attach(c, &self.name, &arns).await?;
         let detail = (!self.policies.is_empty()).then(|| self.policies.join(", "));
         cx.report
-            .resource(id, Self::NAME, Some(&self.name), "created", detail);
+            .resource(id, Self::NAME, Some(&self.name), Progress::Created, detail);
         Ok(Output::Role {
             name: self.name.clone(),
             arn,

@@ -3,6 +3,7 @@
 use super::error::api;
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::{AwsError, Clients};
+use crate::core::events::Progress;
 use crate::core::kinds::image::{Image, ImageInfo};
 use crate::core::kinds::{Action, Change, Inputs, NoDrift, NoState, Output, Plan};
 use crate::core::spec::{AmiSource, Arch};
@@ -24,14 +25,14 @@ impl Apply for Image {
                 id,
                 Self::NAME,
                 None,
-                "skipped",
+                Progress::Skipped,
                 Some("every instance exists".into()),
             );
             return Ok(Output::Nothing);
         }
         let img = lookup(cx.c, &self.source, self.arch, self.field).await?;
         cx.report
-            .resource(id, Self::NAME, Some(&img.id), "read", None);
+            .resource(id, Self::NAME, Some(&img.id), Progress::Read, None);
         Ok(Output::Image(img))
     }
 

@@ -3,6 +3,7 @@
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::security_group::authorize;
 use super::{AwsError, Clients};
+use crate::core::events::Progress;
 use crate::core::graph::rules::Rule;
 use crate::core::kinds::ingress_rules::{Drift, IngressRules};
 use crate::core::kinds::{Action, Change, Inputs, NoState, Output, Plan};
@@ -34,7 +35,7 @@ impl Apply for IngressRules {
                     id,
                     Self::NAME,
                     None,
-                    "skipped",
+                    Progress::Skipped,
                     Some(format!(
                         "{target} does not exist (the cluster reports no security group)"
                     )),
@@ -56,9 +57,9 @@ impl Apply for IngressRules {
         )
         .await?;
         let action = match change.action {
-            Action::Create => "created",
-            _ if added > 0 => "updated",
-            _ => "existing",
+            Action::Create => Progress::Created,
+            _ if added > 0 => Progress::Updated,
+            _ => Progress::Existing,
         };
         cx.report.resource(
             id,

@@ -4,6 +4,7 @@ use super::error::{Code, absent_if, api};
 use super::kind::{Apply, Cx, Flavor, Scope, Tx};
 use super::retry::{Backoff, is_eventual_not_found, retry};
 use super::{AwsError, Clients};
+use crate::core::events::Progress;
 use crate::core::graph;
 use crate::core::kinds::inline_policy::{Drift, InlinePolicy, ObsPolicy};
 use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
@@ -44,15 +45,15 @@ impl Apply for InlinePolicy {
     ) -> Result<Output, AwsError> {
         if change.action == Action::Keep {
             cx.report
-                .resource(id, Self::NAME, Some(&self.name), "existing", None);
+                .resource(id, Self::NAME, Some(&self.name), Progress::Existing, None);
             return Ok(Output::Nothing);
         }
         let doc = self.render_from(inputs, &cx.spec.region)?;
         put(cx.c, &self.role_name, &self.name, &doc).await?;
         let action = if change.action == Action::Create {
-            "created"
+            Progress::Created
         } else {
-            "updated"
+            Progress::Updated
         };
         cx.report.resource(
             id,

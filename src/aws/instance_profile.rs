@@ -5,6 +5,7 @@ use super::iam_role::{iam_owned, iam_tags};
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::retry::{Backoff, is_eventual_not_found, retry};
 use super::{AwsError, Clients};
+use crate::core::events::Progress;
 use crate::core::graph;
 use crate::core::kinds::instance_profile::{Drift, InstanceProfile, ObsProfile};
 use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
@@ -51,20 +52,26 @@ impl Apply for InstanceProfile {
                     id,
                     Self::NAME,
                     Some(&self.name),
-                    "updated",
+                    Progress::Updated,
                     Some(format!("{role} added")),
                 );
             }
-            Action::Keep => cx
-                .report
-                .resource(id, Self::NAME, Some(&self.name), "existing", None),
-            _ => {
+            Action::Keep => {
                 cx.report
-                    .resource(id, Self::NAME, None, "creating", Some(self.name.clone()));
+                    .resource(id, Self::NAME, Some(&self.name), Progress::Existing, None)
+            }
+            _ => {
+                cx.report.resource(
+                    id,
+                    Self::NAME,
+                    None,
+                    Progress::Creating,
+                    Some(self.name.clone()),
+                );
                 create(cx.c, &self.name, &cx.tags(id, false)).await?;
                 add_role(cx.c, &self.name, role).await?;
                 cx.report
-                    .resource(id, Self::NAME, Some(&self.name), "created", None);
+                    .resource(id, Self::NAME, Some(&self.name), Progress::Created, None);
             }
         }
         Ok(Output::Id(self.name.clone()))

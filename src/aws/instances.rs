@@ -1,6 +1,7 @@
 //! EC2 instances of one role: launched in one call (tagged, IMDSv2 required, an encrypted root
 //! volume, user data assembled in `core`), stopped ones started again, terminated by `down`.
 
+use crate::core::events::Progress;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
     InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType, ResourceType,
@@ -80,12 +81,12 @@ impl Apply for Instances {
                     id,
                     Self::NAME,
                     Some(&i.id),
-                    "updated",
+                    Progress::Updated,
                     Some("started".into()),
                 );
             } else {
                 cx.report
-                    .resource(id, Self::NAME, Some(&i.id), "existing", None);
+                    .resource(id, Self::NAME, Some(&i.id), Progress::Existing, None);
             }
         }
         if launch_count > 0 {
@@ -93,8 +94,13 @@ impl Apply for Instances {
                 .launch(cx, id, launch_count, live.len(), inputs)
                 .await?;
             for i in &launched {
-                cx.report
-                    .resource(id, Self::NAME, Some(&i.id), "created", i.private_ip.clone());
+                cx.report.resource(
+                    id,
+                    Self::NAME,
+                    Some(&i.id),
+                    Progress::Created,
+                    i.private_ip.clone(),
+                );
             }
             live.extend(launched);
         }
@@ -112,12 +118,12 @@ impl Apply for Instances {
         let name = |i: &ObsInstance| i.logical.clone().unwrap_or_else(|| "(untracked)".into());
         for i in &live {
             tx.report
-                .resource(&name(i), Self::NAME, Some(&i.id), "deleting", None);
+                .resource(&name(i), Self::NAME, Some(&i.id), Progress::Deleting, None);
         }
         super::instance_waits::terminate(tx.c, &ids, tx.limits.instances).await?;
         for i in &live {
             tx.report
-                .resource(&name(i), Self::NAME, Some(&i.id), "deleted", None);
+                .resource(&name(i), Self::NAME, Some(&i.id), Progress::Deleted, None);
         }
         Ok(())
     }
@@ -141,6 +147,7 @@ impl Instances {
             .user_data
             .render(inputs)
             .map_err(|e| AwsError::unexpected("preparing the user data of", id, e.to_string()))?;
+        let user_data = crate::core::userdata::pack(&user_data);
         let image = inputs.image(&self.image)?;
         let subnet = inputs.id(&self.subnet)?;
         let groups: Vec<String> = self
@@ -163,7 +170,7 @@ impl Instances {
             id,
             Self::NAME,
             None,
-            "creating",
+            Progress::Creating,
             Some(format!("{count} x {} in {subnet}", self.instance_type)),
         );
         run(
@@ -230,7 +237,8 @@ pub struct Launch<'a> {
     pub subnet: &'a str,
     pub security_groups: Vec<String>,
     pub instance_profile: &'a str,
-    pub user_data: &'a str,
+    /// What EC2 is sent ([`crate::core::userdata::pack`]).
+    pub user_data: &'a [u8],
     pub key_name: Option<&'a str>,
     pub volume_gb: i32,
     pub tags: &'a [(String, String)],
@@ -243,7 +251,7 @@ pub struct Launch<'a> {
 /// # Errors
 /// The AWS error of RunInstances, or a deadline error if the profile never became usable.
 pub async fn run(c: &Clients, l: &Launch<'_>) -> Result<Vec<ObsInstance>, AwsError> {
-    let user_data = base64::engine::general_purpose::STANDARD.encode(l.user_data.as_bytes());
+    let user_data = base64::engine::general_purpose::STANDARD.encode(l.user_data);
     let metadata = InstanceMetadataOptionsRequest::builder()
         .http_tokens(HttpTokensState::Required)
         .http_put_response_hop_limit(1)

@@ -1,5 +1,6 @@
 //! The internet gateway.
 
+use crate::core::events::Progress;
 use aws_sdk_ec2::types::ResourceType;
 
 use super::error::{Code, api, gone_is_fine};
@@ -46,23 +47,24 @@ impl Apply for InternetGateway {
                     id,
                     Self::NAME,
                     Some(igw),
-                    "updated",
+                    Progress::Updated,
                     Some(format!("attached to {vpc}")),
                 );
             } else {
                 cx.report
-                    .resource(id, Self::NAME, Some(igw), "existing", None);
+                    .resource(id, Self::NAME, Some(igw), Progress::Existing, None);
             }
             return Ok(Output::Id(igw.clone()));
         }
-        cx.report.resource(id, Self::NAME, None, "creating", None);
+        cx.report
+            .resource(id, Self::NAME, None, Progress::Creating, None);
         let igw = create(cx.c, &cx.tags(id, true)).await?;
         attach(cx.c, &igw, vpc).await?;
         cx.report.resource(
             id,
             Self::NAME,
             Some(&igw),
-            "created",
+            Progress::Created,
             Some(format!("attached to {vpc}")),
         );
         Ok(Output::Id(igw))

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{AwsError, Clients};
-use crate::core::events::{Event, EventSink, ResourceRecord};
+use crate::core::events::{Event, EventSink, Progress, ResourceRecord};
 use crate::core::graph::Graph;
 use crate::core::kinds::{Change, Inputs, Kind, Observed, Output, Plan};
 use crate::core::spec::ClusterSpec;
@@ -209,10 +209,10 @@ impl Report {
         id: &str,
         kind: &str,
         aws_id: Option<&str>,
-        action: &str,
+        action: Progress,
         detail: Option<String>,
     ) {
-        if let (Some(aws), "created" | "updated" | "existing" | "deleted") = (aws_id, action) {
+        if let (Some(aws), true) = (aws_id, action.is_outcome()) {
             self.records
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -220,14 +220,14 @@ impl Report {
                     id: id.into(),
                     aws_id: aws.into(),
                     kind: kind.into(),
-                    action: action.into(),
+                    action,
                 });
         }
         (self.sink)(Event::Resource {
             id: id.into(),
             kind: kind.into(),
             aws_id: aws_id.map(str::to_string),
-            action: action.into(),
+            action,
             elapsed_ms: self.elapsed_ms(),
             detail,
         });
@@ -249,9 +249,9 @@ impl Report {
         F: Future<Output = Result<(), AwsError>>,
     {
         let id = id.unwrap_or("(untracked)");
-        self.resource(id, kind, Some(aws_id), "deleting", None);
+        self.resource(id, kind, Some(aws_id), Progress::Deleting, None);
         delete.await?;
-        self.resource(id, kind, Some(aws_id), "deleted", None);
+        self.resource(id, kind, Some(aws_id), Progress::Deleted, None);
         Ok(())
     }
 

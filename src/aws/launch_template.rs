@@ -2,6 +2,7 @@
 //! EKS's default template leaves open (IMDSv2 required, an encrypted root volume), as eksctl's
 //! templates do. No instance tags: the nodes belong to the node group, not to our discovery.
 
+use crate::core::events::Progress;
 use aws_sdk_ec2::types::{
     LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
     LaunchTemplateHttpTokensState, LaunchTemplateInstanceMetadataEndpointState,
@@ -45,11 +46,16 @@ impl Apply for LaunchTemplate {
     ) -> Result<Output, AwsError> {
         if let (Action::Keep, Some(t)) = (change.action, &change.aws_id) {
             cx.report
-                .resource(id, Self::NAME, Some(t), "existing", None);
+                .resource(id, Self::NAME, Some(t), Progress::Existing, None);
             return Ok(Output::Id(t.clone()));
         }
-        cx.report
-            .resource(id, Self::NAME, None, "creating", Some(self.name.clone()));
+        cx.report.resource(
+            id,
+            Self::NAME,
+            None,
+            Progress::Creating,
+            Some(self.name.clone()),
+        );
         // The nodes' agents for the add-ons: node_exporter, Fluent Bit.
         let user_data = self.agents.render(inputs).map_err(|e| {
             AwsError::unexpected("preparing the user data of", &self.name, e.to_string())
@@ -66,7 +72,7 @@ impl Apply for LaunchTemplate {
             id,
             Self::NAME,
             Some(&t),
-            "created",
+            Progress::Created,
             Some(format!(
                 "IMDSv2 required, {} GiB encrypted gp3",
                 self.disk_gb

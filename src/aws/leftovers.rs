@@ -4,6 +4,7 @@
 //! the cluster and the network, as eksctl does; none of them carries our tag, so they are found by
 //! the tags Kubernetes puts on them, and only inside our VPC and subnets.
 
+use crate::core::events::Progress;
 use aws_sdk_ec2::types::Filter;
 
 use super::error::{Code, api, gone_is_fine};
@@ -452,26 +453,26 @@ pub async fn sweep(tx: &Tx<'_>, l: &Leftovers) -> Result<(), AwsError> {
     let k8s = "(kubernetes)";
     let lbs = l.load_balancers.iter().map(|lb| async {
         tx.report
-            .resource(k8s, "load-balancer", Some(&lb.id), "deleting", None);
+            .resource(k8s, "load-balancer", Some(&lb.id), Progress::Deleting, None);
         delete_load_balancer(c, lb).await?;
         tx.report
-            .resource(k8s, "load-balancer", Some(&lb.id), "deleted", None);
+            .resource(k8s, "load-balancer", Some(&lb.id), Progress::Deleted, None);
         Ok::<_, AwsError>(())
     });
     futures::future::try_join_all(lbs).await?;
     let tgs = l.target_groups.iter().map(|tg| async {
         tx.report
-            .resource(k8s, "target-group", Some(tg), "deleting", None);
+            .resource(k8s, "target-group", Some(tg), Progress::Deleting, None);
         delete_target_group(c, tg).await?;
         tx.report
-            .resource(k8s, "target-group", Some(tg), "deleted", None);
+            .resource(k8s, "target-group", Some(tg), Progress::Deleted, None);
         Ok::<_, AwsError>(())
     });
     futures::future::try_join_all(tgs).await?;
     let vpcs: Vec<String> = tx.obs.vpcs.iter().map(|v| v.id.clone()).collect();
     for g in &l.security_groups {
         tx.report
-            .resource(k8s, "security-group", Some(g), "deleting", None);
+            .resource(k8s, "security-group", Some(g), Progress::Deleting, None);
         match delete_security_group(c, cluster, &vpcs, g).await {
             Err(e @ AwsError::Deadline { .. }) => {
                 let mut blockers: Vec<String> = super::interfaces::find(c, "group-id", g)
@@ -499,14 +500,14 @@ pub async fn sweep(tx: &Tx<'_>, l: &Leftovers) -> Result<(), AwsError> {
             r => r?,
         }
         tx.report
-            .resource(k8s, "security-group", Some(g), "deleted", None);
+            .resource(k8s, "security-group", Some(g), Progress::Deleted, None);
     }
     for n in &l.interfaces {
         tx.report
-            .resource(k8s, "network-interface", Some(n), "deleting", None);
+            .resource(k8s, "network-interface", Some(n), Progress::Deleting, None);
         delete_interface(c, n).await?;
         tx.report
-            .resource(k8s, "network-interface", Some(n), "deleted", None);
+            .resource(k8s, "network-interface", Some(n), Progress::Deleted, None);
     }
     Ok(())
 }

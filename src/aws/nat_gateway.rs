@@ -1,5 +1,6 @@
 //! NAT gateways, polled by provision (the SDK's waiters poll 15-120 s apart).
 
+use crate::core::events::Progress;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::ResourceType;
@@ -64,13 +65,18 @@ impl Apply for NatGateway {
                 wait_available(c, n).await?;
             }
             cx.report
-                .resource(id, Self::NAME, Some(n), "existing", None);
+                .resource(id, Self::NAME, Some(n), Progress::Existing, None);
             return Ok(Output::Id(n.clone()));
         }
         let sn = inputs.id(&self.subnet)?;
         let (eip, _) = inputs.address(&self.address)?;
-        cx.report
-            .resource(id, Self::NAME, None, "creating", Some(format!("in {sn}")));
+        cx.report.resource(
+            id,
+            Self::NAME,
+            None,
+            Progress::Creating,
+            Some(format!("in {sn}")),
+        );
         // Same subnet and address: a retried or resumed create returns the same gateway.
         let token = tags::client_token(&[&cx.spec.name, sn, eip]);
         let n = create(c, sn, eip, &token, &cx.tags(id, false)).await?;
@@ -78,7 +84,7 @@ impl Apply for NatGateway {
             id,
             Self::NAME,
             Some(&n),
-            "created",
+            Progress::Created,
             Some(format!("in {sn}")),
         );
         Ok(Output::Id(n))

@@ -2,6 +2,7 @@
 //! 15 s (the SDK's waiter polls 30-120 s apart). Scaling and labels change in one
 //! UpdateNodegroupConfig.
 
+use crate::core::events::Progress;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -52,8 +53,13 @@ impl Apply for Nodegroup {
                 s.min,
                 s.max
             );
-            cx.report
-                .resource(id, Self::NAME, None, "creating", Some(detail.clone()));
+            cx.report.resource(
+                id,
+                Self::NAME,
+                None,
+                Progress::Creating,
+                Some(detail.clone()),
+            );
             let vpc = inputs.id(&self.vpc)?;
             create(
                 c,
@@ -79,8 +85,13 @@ impl Apply for Nodegroup {
                 &progress,
             )
             .await?;
-            cx.report
-                .resource(id, Self::NAME, Some(&self.name), "created", Some(detail));
+            cx.report.resource(
+                id,
+                Self::NAME,
+                Some(&self.name),
+                Progress::Created,
+                Some(detail),
+            );
             return Ok(Output::Id(self.name.clone()));
         }
         let mut scale = None;
@@ -113,19 +124,24 @@ impl Apply for Nodegroup {
         }
         if detail.is_empty() {
             cx.report
-                .resource(id, Self::NAME, Some(&self.name), "existing", None);
+                .resource(id, Self::NAME, Some(&self.name), Progress::Existing, None);
         } else {
             let detail = detail.join(", ");
             cx.report.resource(
                 id,
                 Self::NAME,
                 Some(&self.name),
-                "updating",
+                Progress::Updating,
                 Some(detail.clone()),
             );
             update(c, &cluster, &self.name, scale, labels, cx.limits.eks).await?;
-            cx.report
-                .resource(id, Self::NAME, Some(&self.name), "updated", Some(detail));
+            cx.report.resource(
+                id,
+                Self::NAME,
+                Some(&self.name),
+                Progress::Updated,
+                Some(detail),
+            );
         }
         Ok(Output::Id(self.name.clone()))
     }
@@ -137,10 +153,10 @@ impl Apply for Nodegroup {
         if let Some(g) = e.nodegroup.as_ref().filter(|g| g.owned) {
             let logical = graph::NODEGROUP;
             tx.report
-                .resource(logical, Self::NAME, Some(&g.name), "deleting", None);
+                .resource(logical, Self::NAME, Some(&g.name), Progress::Deleting, None);
             delete(tx.c, &e.name, &g.name, tx.limits.eks).await?;
             tx.report
-                .resource(logical, Self::NAME, Some(&g.name), "deleted", None);
+                .resource(logical, Self::NAME, Some(&g.name), Progress::Deleted, None);
         }
         Ok(())
     }

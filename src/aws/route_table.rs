@@ -4,6 +4,7 @@ use super::error::{Code, api, gone_is_fine};
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::retry::{Backoff, is_eventual_not_found, retry};
 use super::{AwsError, Clients, list_tagged, logical, tag_spec};
+use crate::core::events::Progress;
 use crate::core::kinds::route_table::{Drift, ObsRouteTable, RouteTable};
 use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
 use aws_sdk_ec2::types::ResourceType;
@@ -65,7 +66,8 @@ impl Apply for RouteTable {
                     (rt.clone(), route, associate)
                 }
                 _ => {
-                    cx.report.resource(id, Self::NAME, None, "creating", None);
+                    cx.report
+                        .resource(id, Self::NAME, None, Progress::Creating, None);
                     let vpc = inputs.id(&self.vpc)?;
                     let rt = create(c, vpc, &cx.tags(id, true)).await?;
                     (rt, Some(None), self.subnets.clone())
@@ -92,9 +94,9 @@ impl Apply for RouteTable {
             changed.push(format!("{} association(s)", subnets.len()));
         }
         let action = match change.action {
-            Action::Create => "created",
-            _ if changed.is_empty() => "existing",
-            _ => "updated",
+            Action::Create => Progress::Created,
+            _ if changed.is_empty() => Progress::Existing,
+            _ => Progress::Updated,
         };
         cx.report.resource(
             id,

@@ -1,5 +1,6 @@
 //! Security groups and their ingress rules.
 
+use crate::core::events::Progress;
 use std::collections::HashMap;
 
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, UserIdGroupPair};
@@ -37,8 +38,13 @@ impl Apply for SecurityGroup {
                 change.drifts.iter().map(|Drift::Allow(r)| r).collect(),
             ),
             _ => {
-                cx.report
-                    .resource(id, Self::NAME, None, "creating", Some(self.name.clone()));
+                cx.report.resource(
+                    id,
+                    Self::NAME,
+                    None,
+                    Progress::Creating,
+                    Some(self.name.clone()),
+                );
                 let vpc = inputs.id(&self.vpc)?;
                 let kubernetes = self.role == SgRole::Nodes;
                 let sg = create(
@@ -57,9 +63,9 @@ impl Apply for SecurityGroup {
         authorize(cx.c, &sg, &missing, &groups).await?;
         let n = missing.len();
         let action = match change.action {
-            Action::Create => "created",
-            _ if n > 0 => "updated",
-            _ => "existing",
+            Action::Create => Progress::Created,
+            _ if n > 0 => Progress::Updated,
+            _ => Progress::Existing,
         };
         cx.report.resource(
             id,

@@ -1,5 +1,6 @@
 //! Subnets.
 
+use crate::core::events::Progress;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 
 use super::error::{Code, api, gone_is_fine};
@@ -39,12 +40,12 @@ impl Apply for Subnet {
                     id,
                     Self::NAME,
                     Some(sn),
-                    "updated",
+                    Progress::Updated,
                     Some("public IPs on launch".into()),
                 );
             } else {
                 cx.report
-                    .resource(id, Self::NAME, Some(sn), "existing", None);
+                    .resource(id, Self::NAME, Some(sn), Progress::Existing, None);
             }
             return Ok(Output::Id(sn.clone()));
         }
@@ -57,8 +58,13 @@ impl Apply for Subnet {
                 AwsError::unexpected("creating", id, "no availability zone for this subnet")
             })?;
         let detail = format!("{} in {az}", self.cidr);
-        cx.report
-            .resource(id, Self::NAME, None, "creating", Some(detail.clone()));
+        cx.report.resource(
+            id,
+            Self::NAME,
+            None,
+            Progress::Creating,
+            Some(detail.clone()),
+        );
         // What the AWS Load Balancer Controller and the cloud provider look for.
         let mut tags = cx.tags(id, true);
         let role = if self.public {
@@ -69,7 +75,7 @@ impl Apply for Subnet {
         tags.push((role.to_string(), "1".to_string()));
         let sn = create(cx.c, vpc, &self.cidr.to_string(), &az, self.public, &tags).await?;
         cx.report
-            .resource(id, Self::NAME, Some(&sn), "created", Some(detail));
+            .resource(id, Self::NAME, Some(&sn), Progress::Created, Some(detail));
         Ok(Output::Id(sn))
     }
 

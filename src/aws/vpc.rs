@@ -1,5 +1,6 @@
 //! The cluster's VPC.
 
+use crate::core::events::Progress;
 use aws_sdk_ec2::client::Waiters as _;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName, VpcState};
 use std::time::Duration;
@@ -49,12 +50,12 @@ impl Apply for Vpc {
                     id,
                     Self::NAME,
                     Some(vpc),
-                    "updated",
+                    Progress::Updated,
                     Some("DNS support and hostnames on".into()),
                 );
             } else {
                 cx.report
-                    .resource(id, Self::NAME, Some(vpc), "existing", None);
+                    .resource(id, Self::NAME, Some(vpc), Progress::Existing, None);
             }
             return Ok(Output::Id(vpc.clone()));
         }
@@ -62,12 +63,12 @@ impl Apply for Vpc {
             id,
             Self::NAME,
             None,
-            "creating",
+            Progress::Creating,
             Some(self.cidr.to_string()),
         );
         let vpc = create(c, &self.cidr.to_string(), &cx.tags(id, true)).await?;
         cx.report
-            .resource(id, Self::NAME, Some(&vpc), "created", None);
+            .resource(id, Self::NAME, Some(&vpc), Progress::Created, None);
         Ok(Output::Id(vpc))
     }
 

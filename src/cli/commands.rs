@@ -251,7 +251,7 @@ fn print_up(report: &UpReport, wait: WaitFor, calls: u64) {
     let created = report
         .resources
         .iter()
-        .filter(|r| r.action == "created")
+        .filter(|r| r.action == crate::core::events::Progress::Created)
         .count();
     println!(
         "cluster {} is up ({} resources, {created} created)",
@@ -352,7 +352,12 @@ pub(super) async fn down(edge: &Edge, a: DownArgs) -> Result<ExitCode, Failure> 
     let mut v = serde_json::to_value(&report).map_err(|e| Failure::Run(e.into()))?;
     v["event"] = "summary".into();
     v["command"] = "down".into();
-    let eks = report.resources.iter().any(|r| r.kind == "eks-cluster");
+    use crate::core::kinds::{Plan as _, eks_cluster::EksCluster, nodegroup::Nodegroup};
+    // What was deleted says what the cluster was (a resumed `down` may find only part of it).
+    let eks = report
+        .resources
+        .iter()
+        .any(|r| [EksCluster::NAME, Nodegroup::NAME].contains(&r.kind.as_str()));
     v["kind"] = if eks { "eks" } else { "kubeadm" }.into();
     v["ok"] = true.into();
     v["api_calls"] = edge.api_calls();

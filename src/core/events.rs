@@ -17,8 +17,7 @@ pub enum Event {
         id: String,
         kind: String,
         aws_id: Option<String>,
-        /// creating, created, existing, updated, deleting, deleted, failed
-        action: String,
+        action: Progress,
         elapsed_ms: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
@@ -47,6 +46,59 @@ pub struct ResourceRecord {
     pub id: String,
     pub aws_id: String,
     pub kind: String,
-    /// created, existing, updated or deleted
-    pub action: String,
+    /// Created, existing, updated or deleted.
+    pub action: Progress,
+}
+
+/// What happened to a resource, as events and the summary name it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Progress {
+    /// Looked up (an image, the zones): nothing to make.
+    Read,
+    Creating,
+    Created,
+    Updating,
+    Updated,
+    /// Found as wanted: nothing done.
+    Existing,
+    Deleting,
+    Deleted,
+    Skipped,
+    Started,
+    Waiting,
+    Failed,
+}
+
+impl Progress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Progress::Read => "read",
+            Progress::Creating => "creating",
+            Progress::Created => "created",
+            Progress::Updating => "updating",
+            Progress::Updated => "updated",
+            Progress::Existing => "existing",
+            Progress::Deleting => "deleting",
+            Progress::Deleted => "deleted",
+            Progress::Skipped => "skipped",
+            Progress::Started => "started",
+            Progress::Waiting => "waiting",
+            Progress::Failed => "failed",
+        }
+    }
+
+    /// An outcome the summary lists (not a step on the way).
+    pub fn is_outcome(self) -> bool {
+        matches!(
+            self,
+            Progress::Created | Progress::Updated | Progress::Existing | Progress::Deleted
+        )
+    }
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -127,6 +127,10 @@ mod tests {
         assert!(deps(k(EksCluster)).contains(&k(Nodegroup)));
         assert!(deps(k(IamRole)).contains(&k(EksCluster)));
         assert!(deps(k(ElasticIp)).contains(&k(NatGateway)));
+        // The control plane's address is released once its instance is gone, and before the
+        // internet gateway (AWS refuses to detach a gateway while a mapped address remains).
+        assert!(deps(k(ElasticIp)).contains(&k(Instances)));
+        assert!(deps(k(InternetGateway)).contains(&k(ElasticIp)));
         assert!(deps(Step::Interfaces).contains(&k(EksCluster)));
         let order = order();
         assert_eq!(order.len(), Step::all().len());

@@ -217,3 +217,292 @@ impl NodeAgentsDoc {
             .then(|| addons::mime(&addons::eks_node_agents(&agents).render())))
     }
 }
+
+/// What EC2 is sent for an instance: the document gzip-compressed as a whole. cloud-init
+/// decompresses gzip user data before reading it, and EC2's 16 KB limit
+/// ([`cloudinit::USER_DATA_LIMIT`]) counts these bytes, a fraction of the text.
+pub fn pack(text: &str) -> Vec<u8> {
+    cloudinit::gzip(text)
+}
+
+/// An instance whose user data would not fit EC2's limit, however its dependencies turn out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Oversize {
+    /// The instance node.
+    pub node: String,
+    /// The packed size, and the text's.
+    pub bytes: usize,
+    pub text_bytes: usize,
+}
+
+/// The instances of `graph` whose user data, rendered with the largest values their
+/// dependencies can give (addresses, token, CA hash), would be over EC2's limit once packed.
+/// Pure: `validate` and `plan` call it before any AWS call.
+pub fn oversize(graph: &super::graph::Graph) -> Vec<Oversize> {
+    graph
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.desired {
+            super::kinds::Desired::Instances(i) => {
+                let text = i.user_data.render(&worst_case_inputs(&i.user_data)).ok()?;
+                let bytes = pack(&text).len();
+                (bytes > cloudinit::USER_DATA_LIMIT).then(|| Oversize {
+                    node: n.id.clone(),
+                    bytes,
+                    text_bytes: text.len(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The longest values the document's dependencies can give: IPv4 addresses of 15 characters,
+/// a bootstrap token, a real CA (its hash is what workers get).
+fn worst_case_inputs(doc: &UserData) -> Inputs {
+    use super::kinds::instances::ObsInstance;
+    use super::kinds::output::Output;
+    use std::sync::Arc;
+    const IP: &str = "255.255.255.255";
+    let instance = || {
+        Output::Instances(vec![ObsInstance {
+            id: "i-0123456789abcdef0".into(),
+            logical: None,
+            state: "running".into(),
+            subnet_id: None,
+            private_ip: Some(IP.into()),
+            public_ip: Some(IP.into()),
+        }])
+    };
+    let bootstrap = || {
+        let ca = super::pki::generate_ca(time::OffsetDateTime::UNIX_EPOCH).unwrap_or_else(|_| {
+            super::pki::Ca {
+                cert_pem: String::new(),
+                key_pem: String::new(),
+            }
+        });
+        Output::Bootstrap(super::kinds::bootstrap_secret::Bootstrap {
+            version: 1,
+            cluster_id: "0".repeat(16),
+            ca_cert_pem: ca.cert_pem,
+            ca_key_pem: ca.key_pem,
+            token: "abcdef.0123456789abcdef".into(),
+            token_created: None,
+        })
+    };
+    let mut by_id: Vec<(String, Output)> = Vec::new();
+    match doc {
+        UserData::Master(m) => {
+            by_id.push((m.secret.clone(), bootstrap()));
+            if let Some(l) = &m.log_shipper {
+                by_id.push((l.logging.clone(), instance()));
+            }
+            for a in &m.addresses {
+                by_id.push((
+                    a.clone(),
+                    Output::Address {
+                        allocation: "eipalloc-0123456789abcdef0".into(),
+                        ip: IP.into(),
+                    },
+                ));
+            }
+        }
+        UserData::Worker(w) => {
+            by_id.push((w.secret.clone(), bootstrap()));
+            by_id.push((w.master.clone(), instance()));
+            by_id.push((
+                w.token.clone(),
+                Output::Token("abcdef.0123456789abcdef".into()),
+            ));
+        }
+        UserData::Addon(_) => {}
+    }
+    Inputs::new(by_id.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::graph;
+    use crate::core::kinds::Desired;
+
+    /// A kubeadm cluster with every add-on and a baseline of `namespaces` namespaces and
+    /// `bindings` bindings, each binding naming every namespace (the largest manifests).
+    fn spec_text(namespaces: usize, bindings: usize) -> String {
+        let ns: Vec<String> = (0..namespaces)
+            .map(|i| format!("\"team-{i:02}\""))
+            .collect();
+        let ns = ns.join(", ");
+        let mut s = format!(
+            "name = \"big\"\nregion = \"us-east-1\"\nkind = \"kubeadm\"\n\
+             [network]\nvpc_cidr = \"10.0.0.0/16\"\navailability_zones = 3\n\
+             admin_cidrs = [\"203.0.113.0/24\"]\n\
+             [kubeadm]\ncni = \"calico\"\ninstance_type = \"t3.medium\"\nworkers = 3\n\
+             [addons]\nmonitoring = true\nlogging = true\ntracing = true\n\
+             [security]\nnamespaces = [{ns}]\ndefault_deny_egress = true\n"
+        );
+        for i in 0..bindings {
+            s.push_str(&format!(
+                "[[security.bindings]]\ngroup = \"group-{i:02}-with-a-long-name\"\nrole = \"edit\"\nnamespaces = [{ns}]\n"
+            ));
+        }
+        s
+    }
+
+    /// Each instance of the graph: its id, its document with the worst-case inputs, packed.
+    fn packed(spec: &crate::core::spec::ClusterSpec) -> Vec<(String, String, Vec<u8>)> {
+        graph::build(spec)
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.desired {
+                Desired::Instances(i) => {
+                    let text = i
+                        .user_data
+                        .render(&worst_case_inputs(&i.user_data))
+                        .expect("renders");
+                    let bytes = pack(&text);
+                    Some((n.id.clone(), text, bytes))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The graph of `text`, with no size check (validation would refuse what is measured).
+    fn unchecked(text: &str) -> crate::core::spec::ClusterSpec {
+        let mut spec = crate::core::spec::parse("full.toml", &spec_text(0, 0))
+            .unwrap()
+            .0;
+        let big = toml::from_str::<toml::Value>(text).unwrap();
+        let sec = &big["security"];
+        spec.security.namespaces = sec["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        spec.security.default_deny_egress = true;
+        spec.security.bindings = (0..sec
+            .get("bindings")
+            .map_or(0, |b| b.as_array().unwrap().len()))
+            .map(|i| crate::core::spec::Binding {
+                subject: crate::core::spec::Subject::Group(format!(
+                    "group-{i:02}-with-a-long-name"
+                )),
+                role: crate::core::spec::BindingRole::Edit,
+                namespaces: spec.security.namespaces.clone(),
+            })
+            .collect();
+        spec
+    }
+
+    /// cloud-init itself (its user-data processor, run by the interpreter its own command
+    /// uses) reads the packed control plane document back as the cloud-config it was.
+    #[test]
+    fn packed_user_data_is_what_cloud_init_reads() {
+        let spec = crate::core::spec::parse("big.toml", &spec_text(2, 2))
+            .unwrap()
+            .0;
+        let (_, text, bytes) = packed(&spec)
+            .into_iter()
+            .find(|(id, ..)| id == "master")
+            .unwrap();
+        assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip magic");
+        let ci = crate::core::testing::tool("cloud-init");
+        let shebang = std::fs::read_to_string(&ci).unwrap();
+        let python = shebang
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("#!"))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("user-data");
+        std::fs::write(&blob, &bytes).unwrap();
+        let out = std::process::Command::new(python)
+            .arg("-c")
+            .arg(
+                "import sys\n\
+                 from cloudinit import helpers, user_data\n\
+                 msg = user_data.UserDataProcessor(helpers.Paths({})).process(open(sys.argv[1], 'rb').read())\n\
+                 parts = [p for p in msg.walk() if not p.is_multipart()]\n\
+                 assert [p.get_content_type() for p in parts] == ['text/cloud-config'], parts\n\
+                 sys.stdout.buffer.write(parts[0].get_payload(decode=True))\n",
+            )
+            .arg(&blob)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), text);
+    }
+
+    /// The control plane gets node_exporter with the monitoring add-on, as `up` launches it:
+    /// the size check measures what is really sent.
+    #[test]
+    fn the_measured_control_plane_document_has_every_part_up_sends() {
+        let spec = crate::core::spec::parse("big.toml", &spec_text(2, 2))
+            .unwrap()
+            .0;
+        let all = packed(&spec);
+        let (_, master, _) = all.iter().find(|(id, ..)| id == "master").unwrap();
+        for part in [
+            "node_exporter",
+            "fluent-bit",
+            "kubeadm init",
+            "255.255.255.255",
+        ] {
+            assert!(master.contains(part), "{part}");
+        }
+        let (_, worker, _) = all
+            .iter()
+            .find(|(id, ..)| id.starts_with("workers"))
+            .unwrap();
+        assert!(worker.contains("node_exporter") && worker.contains("sha256:"));
+    }
+
+    /// 30 namespaces and 30 bindings with every add-on: each document fits once packed, or
+    /// validation refuses the spec naming the document, its size and what to trim.
+    #[test]
+    fn thirty_namespaces_and_bindings_with_every_add_on_fit_or_are_refused() {
+        let mut refused = 0;
+        for (n, b) in [(19, 19), (30, 30), (150, 150)] {
+            let text = spec_text(n, b);
+            let over: Vec<(String, usize, usize)> = packed(&unchecked(&text))
+                .into_iter()
+                .map(|(id, t, bytes)| (id, bytes.len(), t.len()))
+                .filter(|(_, bytes, _)| *bytes > cloudinit::USER_DATA_LIMIT)
+                .collect();
+            match crate::core::spec::parse("big.toml", &text) {
+                Ok(_) => assert!(over.is_empty(), "{n}/{b}: accepted but {over:?}"),
+                Err(e) => {
+                    refused += 1;
+                    assert!(
+                        !over.is_empty(),
+                        "{n}/{b}: refused but everything fits: {e}"
+                    );
+                    for (id, bytes, text_bytes) in &over {
+                        let issue = e
+                            .issues
+                            .iter()
+                            .find(|i| i.message.contains(&format!("`{id}`")))
+                            .unwrap_or_else(|| panic!("{n}/{b}: {id} not named in {e}"));
+                        assert_eq!(issue.field, "security");
+                        assert!(issue.line > 1, "{issue}");
+                        assert!(
+                            issue.message.contains(&format!(
+                                "{bytes} bytes compressed ({text_bytes} as text)"
+                            )),
+                            "{issue}"
+                        );
+                    }
+                }
+            }
+        }
+        // The check can refuse: 150 namespaces and 150 bindings are 22,500 RoleBindings.
+        assert_eq!(refused, 1);
+    }
+}

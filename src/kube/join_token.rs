@@ -3,6 +3,7 @@
 
 use crate::aws::kind::{Apply, Cx, Scope, Tx};
 use crate::aws::{AwsError, Clients, ssm};
+use crate::core::events::Progress;
 use crate::core::graph;
 use crate::core::kinds::bootstrap_secret::Bootstrap;
 use crate::core::kinds::join_token::{Drift, JoinToken};
@@ -63,7 +64,7 @@ async fn mint(cx: &Cx<'_>, id: &str, b: &Bootstrap, server: &str) -> Result<Stri
         id,
         JoinToken::NAME,
         None,
-        "creating",
+        Progress::Creating,
         Some(format!("the stored token expired; minting one on {server}")),
     );
     super::probe::create_bootstrap_token(server, &b.ca(), &token, &expiration)
@@ -86,7 +87,12 @@ async fn mint(cx: &Cx<'_>, id: &str, b: &Bootstrap, server: &str) -> Result<Stri
         &updated,
     )
     .await?;
-    cx.report
-        .resource(graph::JOIN_TOKEN, JoinToken::NAME, None, "created", None);
+    cx.report.resource(
+        graph::JOIN_TOKEN,
+        JoinToken::NAME,
+        None,
+        Progress::Created,
+        None,
+    );
     Ok(token)
 }

@@ -19,12 +19,25 @@ pub async fn user_data(c: &provision::aws::Clients, instance: &str) -> String {
         .await
         .unwrap();
     let b64 = out.user_data().and_then(|v| v.value()).unwrap_or_default();
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap(),
-    )
-    .unwrap()
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    String::from_utf8(gunzip(&bytes)).unwrap()
+}
+
+/// The text of packed user data: instances get their document gzip-compressed (what
+/// cloud-init decompresses at boot). Fails on anything else, so a test sees it if it changes.
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    assert!(
+        bytes.starts_with(&[0x1f, 0x8b]),
+        "user data is gzip-compressed"
+    );
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
 }
 
 /// Whether EC2 `tags` hold `key` with `value`.

@@ -178,7 +178,9 @@ systemctl enable --now kubelet
 /// The master's user data.
 pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
     let mut files = common_files(k);
-    // Compressed: the script is a third of the 16 KB user-data budget as text.
+    // Compressed each on its own (`gz+b64`) though the whole document is compressed again at
+    // launch: the manifests repeat over more than gzip's 32 KB window, and compressed alone they
+    // are a tenth of that (30 namespaces and 30 bindings: 9.8 KB sent, against 13.2 KB).
     let mut gz_files = vec![File {
         path: FETCH_CA_PATH.into(),
         permissions: "0700",

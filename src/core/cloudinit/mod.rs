@@ -16,7 +16,8 @@ pub use kubeadm::{
     with_node_exporter, worker,
 };
 
-/// EC2 limits user data to 16 KB before base64.
+/// EC2 limits user data to 16 KB before base64: what counts is what is sent, which for an
+/// instance is the gzip-compressed document ([`crate::core::userdata::pack`]).
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
 /// Pinned CNI releases (see kubeadm-bootstrap.md §4).
 pub const CALICO_VERSION: &str = "v3.32.0";
@@ -47,15 +48,19 @@ pub struct CloudConfig {
     pub runcmd: Vec<Vec<String>>,
 }
 
-/// gzip, then base64: cloud-init's `gz+b64` encoding.
-pub fn gz_b64(text: &str) -> String {
-    use base64::Engine as _;
+/// gzip at the best compression.
+pub fn gzip(text: &str) -> Vec<u8> {
     use std::io::Write as _;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     // Writing to a Vec cannot fail.
     let _ = enc.write_all(text.as_bytes());
-    let bytes = enc.finish().unwrap_or_default();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    enc.finish().unwrap_or_default()
+}
+
+/// gzip, then base64: cloud-init's `gz+b64` encoding.
+pub fn gz_b64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(gzip(text))
 }
 
 impl CloudConfig {

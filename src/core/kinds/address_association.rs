@@ -39,10 +39,18 @@ impl Plan for AddressAssociation {
     type Drift = Drift;
 
     fn diff(&self, _id: &str, cx: &Context<'_>) -> Change<Drift> {
-        let Some(a) = find(cx.obs, &self.address) else {
-            return Change::create();
-        };
         let ours = cx.obs.live_instances(&self.instance).next().map(|i| &i.id);
+        let Some(a) = find(cx.obs, &self.address) else {
+            return match ours {
+                // An instance launched before its address (an older release, or the address
+                // released by hand): its certificate does not name the new address.
+                Some(i) => Change::create().warn(format!(
+                    "{i} was launched before this address: its API server certificate does not \
+                     name it (kubectl checks the name `kubernetes`, which it has)"
+                )),
+                None => Change::create(),
+            };
+        };
         match (&a.instance_id, &a.association_id) {
             (Some(on), Some(association)) if Some(on) == ours => {
                 Change::keep(Some(association.clone()))
@@ -50,6 +58,13 @@ impl Plan for AddressAssociation {
             (Some(on), Some(association)) => {
                 Change::update(association, vec![Drift::Move { from: on.clone() }])
             }
+            // Associated with something that is not an instance (a network interface).
+            (None, Some(association)) => Change::update(
+                association,
+                vec![Drift::Move {
+                    from: "a network interface".into(),
+                }],
+            ),
             _ => Change::create(),
         }
     }
@@ -68,6 +83,13 @@ mod tests {
     use crate::core::kinds::instances::ObsInstance;
 
     fn check(address: Option<(Option<&str>, Option<&str>)>, master: Option<&str>) -> Action {
+        change(address, master).action
+    }
+
+    fn change(
+        address: Option<(Option<&str>, Option<&str>)>,
+        master: Option<&str>,
+    ) -> Change<Drift> {
         let spec = crate::core::spec::parse(
             "t.toml",
             "name = \"a\"\nregion = \"us-east-1\"\nkind = \"kubeadm\"\n[network]\nvpc_cidr = \"10.0.0.0/16\"\nadmin_cidrs = [\"203.0.113.0/24\"]\n[kubeadm]\ncni = \"calico\"\ninstance_type = \"t3.medium\"\nworkers = 1\n",
@@ -106,7 +128,6 @@ mod tests {
             instance: "master".into(),
         }
         .diff("master-eip-association", &cx)
-        .action
     }
 
     #[test]
@@ -124,6 +145,30 @@ mod tests {
         assert_eq!(
             check(Some((Some("i-9"), Some("eipassoc-9"))), Some("i-1")),
             Action::Update
+        );
+    }
+
+    #[test]
+    fn an_address_made_after_its_instance_is_a_create_that_says_the_certificate_lacks_it() {
+        let c = change(None, Some("i-1"));
+        assert_eq!(c.action, Action::Create);
+        assert!(
+            c.warnings[0].contains("i-1") && c.warnings[0].contains("certificate"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(change(None, None).warnings.is_empty());
+    }
+
+    #[test]
+    fn an_address_on_a_network_interface_is_moved_not_created() {
+        let c = change(Some((None, Some("eipassoc-7"))), Some("i-1"));
+        assert_eq!(c.action, Action::Update);
+        assert_eq!(
+            c.drifts,
+            [Drift::Move {
+                from: "a network interface".into()
+            }]
         );
     }
 }

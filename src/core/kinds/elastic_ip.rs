@@ -1,4 +1,4 @@
-//! An Elastic IP (for the NAT gateway), tagged like everything else.
+//! An Elastic IP (the NAT gateway's, the kubeadm control plane's), tagged like everything else.
 
 use super::{Change, Context, Doomed, Kind, NoDrift, Observed, Plan};
 use crate::core::latency::{Cost, Profile};

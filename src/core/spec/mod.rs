@@ -55,9 +55,36 @@ pub fn parse(file: &str, text: &str) -> Result<(ClusterSpec, Vec<SpecWarning>), 
             return Err(SpecError { issues: v.issues });
         }
     };
+    // Where a refusal of user data that would not fit points: what makes documents big.
+    let (fit_span, fit_field) = match (&raw.security, &raw.addons) {
+        (Some(s), _) => (s.span(), "security"),
+        (None, Some(a)) => (a.span(), "addons"),
+        (None, None) => (raw.kind.span(), "kind"),
+    };
     let spec = v.validate(raw);
     match spec {
-        Some(spec) if v.issues.is_empty() => Ok((spec, v.warnings)),
+        Some(spec) if v.issues.is_empty() => {
+            for o in crate::core::userdata::oversize(&crate::core::graph::build(&spec)) {
+                v.push(
+                    fit_span.clone(),
+                    fit_field,
+                    format!(
+                        "the user data of `{}` would be {} bytes compressed ({} as text), over \
+                         EC2's limit of {}: name fewer namespaces or bindings, or turn an \
+                         add-on off",
+                        o.node,
+                        o.bytes,
+                        o.text_bytes,
+                        crate::core::cloudinit::USER_DATA_LIMIT
+                    ),
+                );
+            }
+            if v.issues.is_empty() {
+                Ok((spec, v.warnings))
+            } else {
+                Err(SpecError { issues: v.issues })
+            }
+        }
         _ => Err(SpecError { issues: v.issues }),
     }
 }

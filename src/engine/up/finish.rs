@@ -161,8 +161,14 @@ async fn kubeadm(
         _ => return Err(aws::AwsError::internal("the bootstrap secret was loaded").into()),
     };
     let ca = bootstrap.ca();
-    let endpoint_ip = master
-        .public_ip
+    // The Elastic IP, once associated (its node is the graph's last): the instance's public
+    // address as described before the association may already be gone.
+    let address = match outputs.get(graph::MASTER_EIP).map(|o| o.as_ref()) {
+        Some(Output::Address { ip, .. }) => Some(ip.clone()),
+        _ => None,
+    };
+    let master_public_ip = address.or_else(|| master.public_ip.clone());
+    let endpoint_ip = master_public_ip
         .clone()
         .or_else(|| master.private_ip.clone());
     let api_endpoint = endpoint_ip.as_ref().map(|ip| format!("https://{ip}:6443"));
@@ -187,7 +193,7 @@ async fn kubeadm(
         )
         .await?;
     }
-    report.master_public_ip = master.public_ip.clone();
+    report.master_public_ip = master_public_ip;
     report.master_private_ip = master.private_ip.clone();
     report.api_endpoint = api_endpoint;
     report.addons = addon_reports(instances, &running);

@@ -8,6 +8,7 @@
 
 mod finish;
 
+use crate::core::events::Progress;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -248,7 +249,7 @@ async fn execute(
                     .find(|n| n.id == id)
                     .map_or("node", |n| n.item.kind().as_str());
                 run.report
-                    .resource(&id, kind, None, "failed", Some(e.to_string()));
+                    .resource(&id, kind, None, Progress::Failed, Some(e.to_string()));
                 failures.push(format!("  {id}: {e}"));
             }
             Outcome::Skipped(dep) => {
