@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, and only what is missing: the Debian packages
-# (python3-venv, shellcheck, cloud-init, curl, openssl) and the emulator's venv (install.sh).
+# (python3-venv, shellcheck, cloud-init, curl, openssl, prometheus for promtool) and the emulator's venv (install.sh).
 # Idempotent, and safe to run from several test processes at once (one installs, the others
 # wait for it on a lock). `make demo`, `make test` and a plain `cargo test` run it.
 set -euo pipefail
@@ -11,8 +11,10 @@ flock 9
 
 missing=()
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
-for tool in shellcheck cloud-init curl openssl; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+# The Debian package of each tool, where its name differs (promtool ships with prometheus).
+declare -A package=([promtool]=prometheus)
+for tool in shellcheck cloud-init curl openssl promtool; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("${package[$tool]:-$tool}")
 done
 
 if ((${#missing[@]})); then

@@ -23,6 +23,9 @@ const SETUP_PATH: &str = "/usr/local/sbin/provision-addon.sh";
 #[derive(Debug, Clone)]
 pub struct AddonInput<'a> {
     pub cluster: &'a str,
+    /// Where Prometheus's EC2 discovery looks (without it, it asks instance metadata, and
+    /// promtool refuses the file).
+    pub region: &'a str,
     /// The add-ons' SSM parameter (passwords).
     pub parameter: &'a str,
 }
@@ -46,7 +49,7 @@ fn version<'a>(s: &'a AddonSpec, name: &str) -> &'a str {
 
 /// The Prometheus configuration: itself, and node_exporter on every running instance tagged
 /// with the cluster (nodes and add-ons), labelled with the instance's logical id.
-pub fn prometheus_config(cluster: &str) -> String {
+pub fn prometheus_config(cluster: &str, region: &str) -> String {
     format!(
         r#"global:
   scrape_interval: 30s
@@ -59,7 +62,8 @@ scrape_configs:
       - targets: ["localhost:9090"]
   - job_name: node
     ec2_sd_configs:
-      - port: 9100
+      - region: "{region}"
+        port: 9100
         refresh_interval: 60s
         filters:
           - name: "tag:{CLUSTER_TAG}"
@@ -76,7 +80,8 @@ scrape_configs:
   # EKS managed nodes belong to their node group, which tags them eks:cluster-name.
   - job_name: eks-node
     ec2_sd_configs:
-      - port: 9100
+      - region: "{region}"
+        port: 9100
         refresh_interval: 60s
         filters:
           - name: "tag:eks:cluster-name"
@@ -228,7 +233,7 @@ pub fn cloud_config(addon: Addon, spec: &AddonSpec, input: &AddonInput<'_>) -> C
             files.push(File {
                 path: format!("{ETC}/prometheus.yml"),
                 permissions: "0644",
-                content: prometheus_config(input.cluster),
+                content: prometheus_config(input.cluster, input.region),
             });
             files.push(File {
                 path: format!("{ETC}/grafana/provisioning/datasources/prometheus.yaml"),
@@ -567,6 +572,7 @@ pub(crate) mod tests {
                         s,
                         &AddonInput {
                             cluster: "obs",
+                            region: "eu-west-1",
                             parameter: "/provision/obs/addons",
                         },
                     ),
@@ -614,11 +620,16 @@ pub(crate) mod tests {
 
     #[test]
     fn prometheus_discovers_the_clusters_instances_by_tag() {
-        let text = prometheus_config("obs");
+        let text = prometheus_config("obs", "eu-west-1");
         let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
         let node = &v["scrape_configs"][1];
         assert_eq!(node["job_name"], "node");
         let sd = &node["ec2_sd_configs"][0];
+        assert_eq!(sd["region"], "eu-west-1");
+        assert_eq!(
+            v["scrape_configs"][2]["ec2_sd_configs"][0]["region"],
+            "eu-west-1"
+        );
         assert_eq!(sd["port"], 9100);
         assert_eq!(sd["filters"][0]["name"], "tag:provision:cluster");
         assert_eq!(sd["filters"][0]["values"][0], "obs");
@@ -697,5 +708,38 @@ pub(crate) mod tests {
             )
         );
         assert_eq!(u[1].1, "http://10.0.0.9:4317");
+    }
+
+    /// promtool (Prometheus's own checker) accepts the configuration; without the region it
+    /// refuses it (EC2 discovery cannot find one off an instance).
+    #[test]
+    fn promtool_accepts_the_prometheus_configuration() {
+        let promtool = crate::core::testing::tool("promtool");
+        let dir = tempfile::tempdir().unwrap();
+        let check = |text: &str| {
+            let path = dir.path().join("prometheus.yml");
+            std::fs::write(&path, text).unwrap();
+            std::process::Command::new(&promtool)
+                .args(["check", "config", "--syntax-only"])
+                .arg(&path)
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env_remove("AWS_REGION")
+                .env_remove("AWS_DEFAULT_REGION")
+                .output()
+                .unwrap()
+        };
+        let good = prometheus_config("obs", "eu-west-1");
+        let out = check(&good);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = check(&good.replace(
+            "      - region: \"eu-west-1\"\n        port",
+            "      - port",
+        ));
+        assert!(!out.status.success(), "refused without a region");
     }
 }

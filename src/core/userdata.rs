@@ -61,6 +61,7 @@ pub struct AddonDoc {
     pub addon: Addon,
     pub spec: AddonSpec,
     pub cluster: String,
+    pub region: String,
     /// The add-ons' parameter (passwords).
     pub parameter: String,
 }
@@ -112,6 +113,7 @@ impl UserData {
                 &a.spec,
                 &AddonInput {
                     cluster: &a.cluster,
+                    region: &a.region,
                     parameter: &a.parameter,
                 },
             )

@@ -20,7 +20,7 @@ pub use kubeadm::{
 /// instance is the gzip-compressed document ([`crate::core::userdata::pack`]).
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
 /// Pinned CNI releases (see kubeadm-bootstrap.md §4).
-pub const CALICO_VERSION: &str = "v3.32.0";
+pub const CALICO_VERSION: &str = "v3.32.2";
 pub const FLANNEL_VERSION: &str = "v0.28.9";
 /// Bootstrap tokens expire: long enough for slow boots and a resumed `up`, short enough to limit
 /// what a token read from a worker's user data is worth.

@@ -174,6 +174,7 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
                     addon: a,
                     spec: s.clone(),
                     cluster: spec.name.clone(),
+                    region: spec.region.clone(),
                     parameter: parameter.clone(),
                 }),
             }),

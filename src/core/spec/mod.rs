@@ -12,7 +12,7 @@ pub const UBUNTU_2404_SSM_ARM64: &str =
 
 /// The Kubernetes minors this release knows how to bootstrap (kubeadm config `v1beta4`).
 pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 31..=37;
-pub const DEFAULT_KUBERNETES_VERSION: &str = "1.36";
+pub const DEFAULT_KUBERNETES_VERSION: &str = "1.37";
 pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
 
 mod addons;

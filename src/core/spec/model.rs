@@ -276,8 +276,8 @@ impl AccessPolicy {
 }
 
 /// EKS versions this release accepts (standard and extended support around late 2026).
-pub const EKS_MINORS: std::ops::RangeInclusive<u32> = 30..=36;
-pub const DEFAULT_EKS_VERSION: &str = "1.35";
+pub const EKS_MINORS: std::ops::RangeInclusive<u32> = 32..=36;
+pub const DEFAULT_EKS_VERSION: &str = "1.36";
 /// The add-ons a new EKS cluster gets unless the spec lists its own.
 pub const DEFAULT_EKS_ADDONS: [&str; 5] = [
     "vpc-cni",
