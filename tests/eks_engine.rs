@@ -29,7 +29,7 @@ async fn eks_up_builds_the_cluster_and_a_second_up_changes_nothing_and_down_leav
         .expect("the endpoint is reported");
     assert!(endpoint.starts_with("https://"), "{endpoint}");
 
-    let region_short = "ue1";
+    let region_short = "use1";
     let cluster_role = format!("provision-{}-{region_short}-cluster", cl.name);
     let node_role = tags::node_role_name(&cl.name, "us-east-1");
     let csi_role = format!("provision-{}-{region_short}-ebs-csi", cl.name);

@@ -108,7 +108,7 @@ fn launch<'a>(tags: &'a [(String, String)]) -> Launch<'a> {
         instance_type: "t3.medium",
         subnet: "subnet-1",
         security_groups: vec!["sg-1".into()],
-        instance_profile: "provision-x-ue1-node",
+        instance_profile: "provision-x-use1-node",
         user_data: b"#cloud-config\n",
         key_name: None,
         volume_gb: 30,
@@ -124,7 +124,7 @@ fn field<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn a_new_instance_profile_is_retried_until_ec2_sees_it() {
     let (url, seen) = fake_ec2(vec![
-        error("InvalidParameterValue", "Value (provision-x-ue1-node) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name"),
+        error("InvalidParameterValue", "Value (provision-x-use1-node) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name"),
         launched("i-0aaa"),
     ])
     .await;

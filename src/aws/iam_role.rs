@@ -9,7 +9,7 @@ use crate::core::events::Progress;
 use crate::core::graph;
 use crate::core::kinds::iam_role::{Drift, IamRole, ObsIam, managed_policy_arn};
 use crate::core::kinds::{Action, Change, Inputs, Output, Plan};
-use crate::core::tags::{CLUSTER_TAG, node_role_name, role_name};
+use crate::core::tags::{CLUSTER_TAG, REGION_TAG, node_role_name, role_name};
 
 impl Apply for IamRole {
     async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsIam>, AwsError> {
@@ -150,10 +150,30 @@ pub(crate) fn iam_tags(tags: &[(String, String)]) -> Vec<aws_sdk_iam::types::Tag
         .collect()
 }
 
-/// Whether an IAM tag list carries our cluster tag.
-pub(crate) fn iam_owned(tags: &[aws_sdk_iam::types::Tag], cluster: &str) -> bool {
-    tags.iter()
-        .any(|t| t.key() == CLUSTER_TAG && t.value() == cluster)
+/// Whose an IAM object is, from its tags: (ours, the other region it names). Ours when it
+/// carries our cluster tag and no region tag but this region's (objects made before the region
+/// tag have none: their names were this region's). IAM is global; this is the one place that
+/// tells a cluster from its namesake in another region.
+pub(crate) fn iam_owner(
+    tags: &[aws_sdk_iam::types::Tag],
+    cluster: &str,
+    region: &str,
+) -> (bool, Option<String>) {
+    let ours = tags
+        .iter()
+        .any(|t| t.key() == CLUSTER_TAG && t.value() == cluster);
+    let other = tags
+        .iter()
+        .find(|t| t.key() == REGION_TAG && t.value() != region)
+        .map(|t| t.value().to_string());
+    (ours && other.is_none(), other.filter(|_| ours))
+}
+
+/// The tags of an IAM object: the resource's, and the region's.
+pub(crate) fn iam_tags_in(tags: &[(String, String)], region: &str) -> Vec<aws_sdk_iam::types::Tag> {
+    let mut all = tags.to_vec();
+    all.push((REGION_TAG.to_string(), region.to_string()));
+    iam_tags(&all)
 }
 
 /// # Errors
@@ -167,12 +187,16 @@ pub async fn get(c: &Clients, name: &str, cluster: &str) -> Result<Option<ObsIam
         .await
         .map_err(api("reading IAM role", name));
     Ok(absent_if(r, Code::NoSuchEntity)?.and_then(|out| {
-        out.role().map(|r| ObsIam {
-            logical: String::new(),
-            policies: None,
-            name: r.role_name().into(),
-            arn: r.arn().into(),
-            owned: iam_owned(r.tags(), cluster),
+        out.role().map(|r| {
+            let owner = iam_owner(r.tags(), cluster, &c.region);
+            ObsIam {
+                logical: String::new(),
+                policies: None,
+                name: r.role_name().into(),
+                arn: r.arn().into(),
+                owned: owner.0,
+                other_region: owner.1,
+            }
         })
     }))
 }
@@ -205,7 +229,7 @@ pub async fn create(
         .path("/provision/")
         .assume_role_policy_document(trust.to_string())
         .description(description)
-        .set_tags(Some(iam_tags(tags)))
+        .set_tags(Some(iam_tags_in(tags, &c.region)))
         .send()
         .await
         .map_err(api("creating IAM role", name))?;

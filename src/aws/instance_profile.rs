@@ -1,7 +1,7 @@
 //! Instance profiles.
 
 use super::error::{Code, absent_if, api, gone_is_fine};
-use super::iam_role::{iam_owned, iam_tags};
+use super::iam_role::{iam_owner, iam_tags_in};
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::retry::{Backoff, is_eventual_not_found, retry};
 use super::{AwsError, Clients};
@@ -98,16 +98,20 @@ pub async fn get(c: &Clients, name: &str, cluster: &str) -> Result<Option<ObsPro
         .await
         .map_err(api("reading instance profile", name));
     Ok(absent_if(r, Code::NoSuchEntity)?.and_then(|out| {
-        out.instance_profile().map(|p| ObsProfile {
-            logical: String::new(),
-            name: p.instance_profile_name().into(),
-            arn: p.arn().into(),
-            roles: p
-                .roles()
-                .iter()
-                .map(|r| r.role_name().to_string())
-                .collect(),
-            owned: iam_owned(p.tags(), cluster),
+        out.instance_profile().map(|p| {
+            let owner = iam_owner(p.tags(), cluster, &c.region);
+            ObsProfile {
+                logical: String::new(),
+                name: p.instance_profile_name().into(),
+                arn: p.arn().into(),
+                roles: p
+                    .roles()
+                    .iter()
+                    .map(|r| r.role_name().to_string())
+                    .collect(),
+                owned: owner.0,
+                other_region: owner.1,
+            }
         })
     }))
 }
@@ -121,7 +125,7 @@ pub async fn create(c: &Clients, name: &str, tags: &[(String, String)]) -> Resul
         .create_instance_profile()
         .instance_profile_name(name)
         .path("/provision/")
-        .set_tags(Some(iam_tags(tags)))
+        .set_tags(Some(iam_tags_in(tags, &c.region)))
         .send()
         .await
         .map_err(api("creating instance profile", name))?;

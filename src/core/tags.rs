@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 pub const CLUSTER_TAG: &str = "provision:cluster";
 pub const RESOURCE_TAG: &str = "provision:resource";
+/// On IAM objects, which are global to the account: the region of the cluster that owns them
+/// (a cluster of the same name in another region must neither adopt nor delete them).
+pub const REGION_TAG: &str = "provision:region";
 /// Marks what the Kubernetes AWS integrations (cloud provider, load balancer controller) look for.
 pub fn kubernetes_cluster_tag(cluster: &str) -> String {
     format!("kubernetes.io/cluster/{cluster}")
@@ -36,16 +39,51 @@ pub fn node_role_name(cluster: &str, region: &str) -> String {
 }
 
 /// IAM names are global to the account, so they carry the region as well as the cluster name;
-/// `suffix` (at most 8 characters) says what the role is for.
+/// `suffix` (at most 8 characters) says what the role is for. The region is written the way
+/// AWS writes it in availability zone ids ([`region_code`]), which tells every region apart;
+/// a name that would pass IAM's 64 characters (a 40-character cluster name in a region whose
+/// code is longer than 5) takes a hash of the region instead.
 pub fn role_name(cluster: &str, region: &str, suffix: &str) -> String {
+    let name = format!("provision-{cluster}-{}-{suffix}", region_code(region));
+    if name.len() <= 64 {
+        return name;
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(region.as_bytes());
+    let hash: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
+    format!("provision-{cluster}-{}-{suffix}", &hash[..5])
+}
+
+/// A region as availability zone ids name it: `us-east-1` is `use1`, `ap-southeast-1` is
+/// `apse1`, `ap-south-1` is `aps1`, `us-gov-west-1` is `usgw1`: the area, then each part's
+/// compass abbreviation (or the part itself: `us-isob-east-1` is `usisobe1`), then the number.
+pub fn region_code(region: &str) -> String {
     let parts: Vec<&str> = region.split('-').collect();
-    let (last, rest) = parts.split_last().unwrap_or((&"", &[]));
-    let short: String = rest
-        .iter()
-        .filter_map(|p| p.chars().next())
-        .collect::<String>()
-        + last;
-    format!("provision-{cluster}-{short}-{suffix}")
+    let Some((number, rest)) = parts.split_last() else {
+        return region.to_string();
+    };
+    let Some((area, middle)) = rest.split_first() else {
+        return region.to_string();
+    };
+    let mut out = (*area).to_string();
+    for p in middle {
+        out.push_str(match *p {
+            "north" => "n",
+            "south" => "s",
+            "east" => "e",
+            "west" => "w",
+            "central" => "c",
+            "northeast" => "ne",
+            "northwest" => "nw",
+            "southeast" => "se",
+            "southwest" => "sw",
+            // GovCloud, as AWS writes it (usgw1).
+            "gov" => "g",
+            other => other,
+        });
+    }
+    out.push_str(number);
+    out
 }
 
 /// The tag the AWS Load Balancer Controller puts on what it creates.
@@ -90,19 +128,102 @@ mod tests {
     fn role_name_fits_iam_limit_for_longest_cluster_name() {
         let name = "a".repeat(40);
         let role = node_role_name(&name, "ap-southeast-5");
-        assert_eq!(role, format!("provision-{name}-as5-node"));
+        assert_eq!(role, format!("provision-{name}-apse5-node"));
         assert!(role.len() <= 64, "{}", role.len());
         assert_eq!(
             node_role_name("demo", "us-east-1"),
-            "provision-demo-ue1-node"
+            "provision-demo-use1-node"
         );
         assert_eq!(
             node_role_name("demo", "us-gov-west-1"),
-            "provision-demo-ugw1-node"
+            "provision-demo-usgw1-node"
         );
-        let longest = role_name(&name, "ap-southeast-5", "ebs-csi");
-        assert!(longest.len() <= 64, "{longest}");
-        assert!(role_name(&name, "ap-southeast-5", "cluster").len() <= 64);
+        for region in REGIONS {
+            for suffix in ["node", "cluster", "ebs-csi", "addons"] {
+                let longest = role_name(&name, region, suffix);
+                assert!(longest.len() <= 64, "{longest}");
+            }
+        }
+        // A code too long for a 40-character name: a hash of the region, still unique.
+        let odd = role_name(&name, "eu-isoe-northwest-12", "ebs-csi");
+        assert!(odd.len() <= 64, "{odd}");
+        assert_ne!(odd, role_name(&name, "eu-isoe-northwest-13", "ebs-csi"));
+    }
+
+    /// Every region AWS has announced (commercial, China, GovCloud, ISO), November 2026.
+    const REGIONS: &[&str] = &[
+        "af-south-1",
+        "ap-east-1",
+        "ap-east-2",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ap-south-1",
+        "ap-south-2",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ap-southeast-3",
+        "ap-southeast-4",
+        "ap-southeast-5",
+        "ap-southeast-6",
+        "ap-southeast-7",
+        "ca-central-1",
+        "ca-west-1",
+        "eu-central-1",
+        "eu-central-2",
+        "eu-north-1",
+        "eu-south-1",
+        "eu-south-2",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "il-central-1",
+        "me-central-1",
+        "me-south-1",
+        "mx-central-1",
+        "sa-east-1",
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "cn-north-1",
+        "cn-northwest-1",
+        "us-gov-east-1",
+        "us-gov-west-1",
+        "us-iso-east-1",
+        "us-iso-west-1",
+        "us-isob-east-1",
+        "eu-isoe-west-1",
+        "us-isof-south-1",
+        "us-isof-east-1",
+        "eusc-de-east-1",
+    ];
+
+    /// The pairs that shared a name when the region was shortened to its initials (`as1` was
+    /// ap-south-1, ap-southeast-1 and af-south-1) now have names of their own; so has every
+    /// region.
+    #[test]
+    fn no_two_regions_share_a_role_name() {
+        for (a, b) in [
+            ("ap-south-1", "ap-southeast-1"),
+            ("ap-south-1", "af-south-1"),
+            ("ap-southeast-1", "af-south-1"),
+            ("ap-south-2", "ap-southeast-2"),
+            ("cn-north-1", "cn-northwest-1"),
+            ("me-central-1", "mx-central-1"),
+        ] {
+            assert_ne!(node_role_name("x", a), node_role_name("x", b), "{a} {b}");
+        }
+        for r in REGIONS {
+            assert!(crate::core::spec::is_region(r), "{r} is a region");
+        }
+        assert!(!crate::core::spec::is_region("zz-nowhere-1"));
+        let mut seen = std::collections::HashMap::new();
+        for r in REGIONS {
+            if let Some(other) = seen.insert(region_code(r), *r) {
+                panic!("{r} and {other} are both {}", region_code(r));
+            }
+        }
     }
 
     #[test]

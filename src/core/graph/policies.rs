@@ -92,7 +92,7 @@ mod tests {
     #[test]
     fn the_control_plane_read_is_scoped_to_the_parameter_and_the_instance() {
         let doc = instance_reads(
-            "arn:aws:iam::123456789012:role/provision/provision-demo-ue1-node",
+            "arn:aws:iam::123456789012:role/provision/provision-demo-use1-node",
             "us-east-1",
             &["/provision/demo/bootstrap"],
             "i-0abc",

@@ -5,7 +5,7 @@ use std::fmt;
 use super::{Kind, Observed};
 use crate::core::graph::Graph;
 use crate::core::spec::ClusterSpec;
-use crate::core::tags::CLUSTER_TAG;
+use crate::core::tags::{CLUSTER_TAG, REGION_TAG};
 
 /// What the diff of a node sees: the spec, the whole desired graph, what AWS reported and the
 /// time (unix seconds; token ages depend on it).
@@ -64,6 +64,12 @@ pub enum Refusal {
         name: String,
         cluster: String,
     },
+    /// A global (IAM) object of ours, but the same cluster name's in another region.
+    OtherRegion {
+        what: &'static str,
+        name: String,
+        region: String,
+    },
     /// AWS cannot make the change in place.
     Immutable { what: String },
     /// The resource is in a state nothing can continue from.
@@ -97,6 +103,10 @@ impl fmt::Display for Refusal {
             } => write!(
                 f,
                 "{what} {name} exists without the tag {CLUSTER_TAG}={cluster}: refusing to adopt it (it belongs to someone else; remove it or choose another cluster name)"
+            ),
+            Refusal::OtherRegion { what, name, region } => write!(
+                f,
+                "{what} {name} belongs to the cluster of this name in {region} (its tag {REGION_TAG}): refusing to adopt it; choose another cluster name, or work on that region's cluster"
             ),
             Refusal::Immutable { what } => write!(f, "{what}: {IMMUTABLE}"),
             Refusal::State { what, state } => write!(f, "{what} is {state}: {IMMUTABLE}"),

@@ -24,8 +24,11 @@ pub struct ObsIam {
     pub logical: String,
     pub name: String,
     pub arn: String,
-    /// Carries our cluster tag. An untagged role of the same name is someone else's.
+    /// Carries our cluster tag and no other region's. An untagged role of the same name is
+    /// someone else's.
     pub owned: bool,
+    /// The region its tags name, when it is not ours: the same cluster name's in that region.
+    pub other_region: Option<String>,
     /// Attached managed policy ARNs, when they were looked up.
     pub policies: Option<Vec<String>>,
 }
@@ -59,6 +62,16 @@ impl Plan for IamRole {
         let Some(r) = find(cx.obs, id) else {
             return Change::create();
         };
+        if let Some(region) = &r.other_region {
+            return Change::refuse(
+                Some(r.name.clone()),
+                Refusal::OtherRegion {
+                    what: "IAM role",
+                    name: r.name.clone(),
+                    region: region.clone(),
+                },
+            );
+        }
         if !r.owned {
             return Change::refuse(
                 Some(r.name.clone()),

@@ -21,7 +21,10 @@ pub struct ObsProfile {
     pub name: String,
     pub arn: String,
     pub roles: Vec<String>,
+    /// Carries our cluster tag and no other region's.
     pub owned: bool,
+    /// The region its tags name, when it is not ours.
+    pub other_region: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +50,16 @@ impl Plan for InstanceProfile {
         let Some(p) = find(cx.obs, id) else {
             return Change::create();
         };
+        if let Some(region) = &p.other_region {
+            return Change::refuse(
+                Some(p.name.clone()),
+                Refusal::OtherRegion {
+                    what: "instance profile",
+                    name: p.name.clone(),
+                    region: region.clone(),
+                },
+            );
+        }
         if !p.owned {
             return Change::refuse(
                 Some(p.name.clone()),

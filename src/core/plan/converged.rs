@@ -146,6 +146,7 @@ fn observe_node(
             name: r.name.clone(),
             arn: format!("{ACCOUNT_ROLE}{}", r.name),
             owned: true,
+            other_region: None,
             policies: Some(
                 r.policies
                     .iter()
@@ -159,6 +160,7 @@ fn observe_node(
             arn: format!("arn:aws:iam::123456789012:instance-profile/{}", p.name),
             roles: vec![p.role_name.clone()],
             owned: true,
+            other_region: None,
         }),
         Desired::BootstrapSecret(s) => {
             obs.secret = Some(ObsSecret {

@@ -91,8 +91,24 @@ pub fn is_region(s: &str) -> bool {
         && rest
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && rest[0].len() == 2
+        // Two letters, or the sovereign cloud's `eusc`.
+        && (2..=4).contains(&rest[0].len())
+        // Every AWS region's name ends in a compass direction and a number.
+        && rest.last().is_some_and(|d| COMPASS.contains(d))
 }
+
+/// The directions AWS region names use.
+pub const COMPASS: &[&str] = &[
+    "north",
+    "south",
+    "east",
+    "west",
+    "central",
+    "northeast",
+    "northwest",
+    "southeast",
+    "southwest",
+];
 
 pub(crate) fn is_ami_id(s: &str) -> bool {
     s.strip_prefix("ami-").is_some_and(|h| {
