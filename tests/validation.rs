@@ -302,3 +302,41 @@ fn user_data_over_the_ec2_limit_is_refused_before_any_aws_call() {
         other => panic!("an AWS call was attempted: {other:?}"),
     }
 }
+
+/// A kubeconfig `up` could not write at its end (a device, a directory, a read-only file, not a
+/// kubeconfig) is refused with exit 2 before any AWS call, and left as it was.
+#[test]
+fn an_unwritable_kubeconfig_is_refused_before_any_aws_call() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (listener, endpoint) = fake_aws();
+    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("ro");
+    std::fs::write(&ro, "apiVersion: v1\n").unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, "clusters: [unclosed").unwrap();
+    let dir_path = dir.path().display().to_string();
+    for (path, why) in [
+        ("/dev/null", "not a regular file"),
+        (dir_path.as_str(), "is a directory"),
+        (ro.to_str().unwrap(), "read-only"),
+        (garbage.to_str().unwrap(), "not valid YAML"),
+    ] {
+        let out = provision(
+            &["up", "-f", spec.to_str().unwrap(), "--kubeconfig", path],
+            &endpoint,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{path}: {stderr}");
+        assert!(
+            stderr.contains("--kubeconfig") && stderr.contains(why),
+            "{path}: {stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&ro).unwrap(), "apiVersion: v1\n");
+    match listener.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("an AWS call was attempted: {other:?}"),
+    }
+}

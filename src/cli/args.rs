@@ -139,4 +139,11 @@ pub(crate) struct DownArgs {
     /// Seconds to wait while another `up` or `down` of the cluster holds its lock (0: fail at once).
     #[arg(long, default_value_t = 1800)]
     pub lock_timeout: u64,
+    /// Kubeconfig to take the cluster's context, cluster and user out of (default: first of
+    /// $KUBECONFIG, else ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Leave the kubeconfig alone.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub no_kubeconfig: bool,
 }

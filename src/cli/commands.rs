@@ -208,6 +208,11 @@ pub(super) async fn up(edge: &Edge, a: UpArgs) -> Result<ExitCode, Failure> {
                 })?,
         )
     };
+    // Read and checked before anything changes on AWS: what the write at the end would refuse.
+    if let Some(p) = &kubeconfig {
+        crate::engine::kubeconfig::check(p)
+            .map_err(|e| Failure::Usage(format!("--kubeconfig: {e}")))?;
+    }
     let c = edge.clients(&spec.region).await;
     let opts = UpOptions {
         wait: a.wait,
@@ -316,8 +321,16 @@ pub(super) async fn unlock(edge: &Edge, a: UnlockArgs) -> Result<ExitCode, Failu
 pub(super) async fn down(edge: &Edge, a: DownArgs) -> Result<ExitCode, Failure> {
     let out = &edge.out;
     let (name, region) = target(a.file.as_deref(), a.name, a.region, out)?;
+    let kubeconfig = if a.no_kubeconfig {
+        None
+    } else {
+        a.kubeconfig
+            .clone()
+            .or_else(crate::engine::kubeconfig::default_path)
+    };
     let c = edge.clients(&region).await;
     let opts = DownOptions {
+        kubeconfig,
         cluster: name.clone(),
         concurrency: usize::from(a.concurrency),
         instance_timeout: Duration::from_secs(a.instance_timeout),
@@ -347,6 +360,9 @@ pub(super) async fn down(edge: &Edge, a: DownArgs) -> Result<ExitCode, Failure> 
                 report.resources.len(),
                 edge.calls.total()
             );
+        }
+        if let Some(k) = &report.kubeconfig {
+            println!("  its context, cluster and user are gone from {k}");
         }
     }
     let mut v = serde_json::to_value(&report).map_err(|e| Failure::Run(e.into()))?;

@@ -27,6 +27,8 @@ pub struct DownOptions {
     pub eks_timeout: Duration,
     /// How long to wait for another `up` or `down` of the cluster to finish.
     pub lock_timeout: Duration,
+    /// The kubeconfig to take the cluster's entries out of.
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// What `down` reports.
@@ -37,6 +39,8 @@ pub struct DownReport {
     pub resources: Vec<ResourceRecord>,
     /// The cluster lock this run held.
     pub lock: Option<super::lock::LockReport>,
+    /// The kubeconfig the cluster's entries were taken out of.
+    pub kubeconfig: Option<String>,
 }
 
 /// Deletes everything the cluster owns.
@@ -64,10 +68,21 @@ pub async fn down(
     let result = locked(c, opts, events.clone(), lock.lost()).await;
     let report = lock.report();
     lock.release(&events).await;
-    result.map(|r| DownReport {
-        lock: Some(report),
-        ..r
-    })
+    let mut result = result?;
+    result.lock = Some(report);
+    // The cluster's context, cluster and user (for kubeadm a one-year admin key of a CA that
+    // is gone) go too, as eksctl's delete does; a kubeconfig that cannot be changed is said,
+    // not a failure of `down`.
+    if let Some(path) = &opts.kubeconfig {
+        match super::kubeconfig::forget(path, &opts.cluster) {
+            Ok(true) => result.kubeconfig = Some(path.display().to_string()),
+            Ok(false) => {}
+            Err(e) => events(Event::Warning {
+                message: format!("the cluster is gone, but its kubeconfig entries stay: {e}"),
+            }),
+        }
+    }
+    Ok(result)
 }
 
 /// What every step's task shares.
@@ -170,21 +185,38 @@ async fn locked(
         region,
         resources: records,
         lock: None,
+        kubeconfig: None,
     })
 }
 
 /// Roles, profiles and an EKS cluster of our names that are not ours are left alone: say so.
 fn warn_foreign(obs: &Observed, cluster: &str, events: &EventSink) {
+    for (what, name, region) in obs
+        .roles
+        .iter()
+        .filter_map(|r| Some(("IAM role", &r.name, r.other_region.as_ref()?)))
+        .chain(
+            obs.profiles
+                .iter()
+                .filter_map(|p| Some(("instance profile", &p.name, p.other_region.as_ref()?))),
+        )
+    {
+        events(Event::Warning {
+            message: format!(
+                "{what} {name} belongs to the cluster of this name in {region}: left alone"
+            ),
+        });
+    }
     let mut foreign: Vec<(&str, &String)> = obs
         .roles
         .iter()
-        .filter(|r| !r.owned)
+        .filter(|r| !r.owned && r.other_region.is_none())
         .map(|r| ("IAM role", &r.name))
         .collect();
     foreign.extend(
         obs.profiles
             .iter()
-            .filter(|p| !p.owned)
+            .filter(|p| !p.owned && p.other_region.is_none())
             .map(|p| ("instance profile", &p.name)),
     );
     foreign.extend(

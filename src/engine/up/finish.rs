@@ -173,7 +173,8 @@ async fn kubeadm(
         .or_else(|| master.private_ip.clone());
     let api_endpoint = endpoint_ip.as_ref().map(|ip| format!("https://{ip}:6443"));
     if let (Some(path), Some(server)) = (&opts.kubeconfig, &api_endpoint) {
-        super::super::kubeconfig::write(path, &run.spec.name, server, &ca)?;
+        super::super::kubeconfig::write(path, &run.spec.name, server, &ca)
+            .map_err(|e| kept(e, &run.spec.name))?;
         report.kubeconfig = Some(path.display().to_string());
     }
     if opts.wait == WaitFor::Cluster {
@@ -215,7 +216,20 @@ async fn eks(
     let endpoint = cluster.endpoint.clone();
     if let (Some(path), Some(server)) = (&opts.kubeconfig, &endpoint) {
         let ca = cluster.ca_data.clone().unwrap_or_default();
-        super::super::kubeconfig::write_exec(path, &run.spec.name, server, &ca, &run.spec.region)?;
+        let (command, warning) = super::super::kubeconfig::exec_command();
+        if let Some(message) = warning {
+            (run.report.sink())(crate::core::events::Event::Warning { message });
+        }
+        super::super::kubeconfig::write_exec(
+            path,
+            &run.spec.name,
+            server,
+            &ca,
+            &run.spec.region,
+            &command,
+            super::super::kubeconfig::profile().as_deref(),
+        )
+        .map_err(|e| kept(e, &run.spec.name))?;
         report.kubeconfig = Some(path.display().to_string());
     }
     if opts.wait == WaitFor::Cluster {
@@ -272,4 +286,18 @@ async fn eks(
     }
     report.api_endpoint = endpoint;
     Ok(report)
+}
+
+/// A kubeconfig that could not be written at the end of a run: the cluster stays, and the
+/// message says how to get its kubeconfig.
+fn kept(e: EngineError, cluster: &str) -> EngineError {
+    match e {
+        EngineError::Kubeconfig { path, message } => EngineError::Kubeconfig {
+            path,
+            message: format!(
+                "{message}; cluster {cluster} is up and kept: run `provision up` again with a writable --kubeconfig to write it (nothing else changes)"
+            ),
+        },
+        other => other,
+    }
 }
