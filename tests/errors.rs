@@ -110,3 +110,49 @@ async fn every_service_answered_with_html_fails_up_and_down_in_one_line() {
         assert_no_dump(&run.stderr);
     }
 }
+
+/// A refused connection and a name that does not resolve: one line each, naming the call and
+/// the cause the operating system gave.
+#[test]
+fn unreachable_endpoints_fail_in_one_line_naming_the_cause() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let cl = Cluster::new("unreach", 1, "");
+    for (endpoint, cause) in [
+        (closed.as_str(), "Connection refused"),
+        ("http://nonexistent.invalid", "lookup"),
+    ] {
+        let out = cl
+            .command(&["plan", "-f", cl.spec_arg()])
+            .args(["--output", "human"])
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .output()
+            .unwrap();
+        let run = common::Run::from_output(out);
+        assert_eq!(run.code, Some(1), "{endpoint}: {}", run.stderr);
+        let lines = error_lines(&run.stderr);
+        assert_eq!(lines.len(), 1, "{endpoint}:\n{}", run.stderr);
+        assert!(
+            lines[0].contains("could not reach") && lines[0].contains(cause),
+            "{endpoint}: {}",
+            lines[0]
+        );
+        assert_no_dump(&run.stderr);
+    }
+}
+
+/// An instance type no zone offers fails on the read-only lookup, before anything is made.
+#[test]
+fn an_instance_type_no_zone_offers_fails_before_anything_is_made() {
+    let cl = Cluster::new("zz9", 1, "");
+    cl.edit(
+        "instance_type = \"t3.medium\"",
+        "instance_type = \"zz9.large\"",
+    );
+    let run = cl.run(&["up", "-f", cl.spec_arg()]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("zz9.large"), "{}", run.stderr);
+    assert_eq!(run.mutating_calls(), Vec::<String>::new(), "{}", run.stderr);
+}

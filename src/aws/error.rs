@@ -38,6 +38,8 @@ pub enum Code {
     InvalidGroupNotFound,
     InvalidInternetGatewayIdNotFound,
     GatewayNotAttached,
+    /// An attach or association that is already there (a retried call whose first one took).
+    ResourceAlreadyAssociated,
     InvalidRouteTableIdNotFound,
     InvalidAssociationIdNotFound,
     InvalidInstanceIdNotFound,
@@ -103,6 +105,7 @@ codes! {
     InvalidGroupNotFound = "InvalidGroup.NotFound",
     InvalidInternetGatewayIdNotFound = "InvalidInternetGatewayID.NotFound",
     GatewayNotAttached = "Gateway.NotAttached",
+    ResourceAlreadyAssociated = "Resource.AlreadyAssociated",
     InvalidRouteTableIdNotFound = "InvalidRouteTableID.NotFound",
     InvalidAssociationIdNotFound = "InvalidAssociationID.NotFound",
     InvalidInstanceIdNotFound = "InvalidInstanceID.NotFound",
@@ -361,7 +364,7 @@ where
             SdkError::TimeoutError(_) => Some("timed out".to_string()),
             SdkError::DispatchFailure(d) => Some(
                 d.as_connector_error()
-                    .map(one_line)
+                    .map(|c| with_cause(c))
                     .unwrap_or_else(|| "the request could not be sent".to_string()),
             ),
             _ => None,
@@ -405,6 +408,22 @@ where
                 message: format!("{call} could not be made (an internal error: please file a bug)"),
             },
         }
+    }
+}
+
+/// An error's message and, when it has one, its root cause (`io error: Connection refused (os
+/// error 111)`, `dns error: failed to lookup address information: …`), on one line.
+fn with_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let top = one_line(&e);
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let root = one_line(&cur);
+    if root == top || top.contains(&root) {
+        top
+    } else {
+        one_line_str(&format!("{top}: {root}"))
     }
 }
 

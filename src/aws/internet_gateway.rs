@@ -103,7 +103,7 @@ pub async fn create(c: &Clients, tags: &[(String, String)]) -> Result<String, Aw
 /// # Errors
 /// The AWS error of the failing call.
 pub async fn attach(c: &Clients, igw: &str, vpc: &str) -> Result<(), AwsError> {
-    retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+    let r = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
         c.ec2
             .attach_internet_gateway()
             .internet_gateway_id(igw)
@@ -112,8 +112,16 @@ pub async fn attach(c: &Clients, igw: &str, vpc: &str) -> Result<(), AwsError> {
             .await
             .map_err(api("attaching", &format!("{igw} to {vpc}")))
     })
-    .await?;
-    Ok(())
+    .await;
+    match r {
+        Ok(_) => Ok(()),
+        // An attach the SDK sent again after a lost answer: the first one took (AWS names the
+        // VPC the gateway is attached to; another VPC is a real conflict).
+        Err(e) if *e.code() == Code::ResourceAlreadyAssociated && e.message().contains(vpc) => {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Detaches the gateway from every VPC, then deletes it.

@@ -107,7 +107,10 @@ async fn build(
         .with_max_backoff(Duration::from_secs(20));
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(10))
-        .operation_attempt_timeout(Duration::from_secs(60))
+        // An endpoint that accepts and never answers: each attempt gives up after 30 s, and the
+        // call (with its retries) after 2 minutes, with the error naming the call.
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_secs(120))
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))

@@ -142,9 +142,28 @@ pub fn build(spec: &ClusterSpec) -> Graph {
     }
     addons::nodes(spec, &mut b, &net);
     kubeadm::address(spec, &mut b);
+    lookups_first(&mut b);
     rules::link_groups(&mut b);
     Graph {
         nodes: topological(b.nodes),
+    }
+}
+
+/// Read-only lookups (the zones that offer the instance type, the images) come before anything
+/// is made: a plausible wrong value (an instance type no zone offers, an image that does not
+/// exist) fails before the first create, not after the network and the roles exist. Every node
+/// without dependencies waits for them; the rest wait through those.
+fn lookups_first(b: &mut Builder) {
+    let lookups: Vec<String> = b
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.kind(), Kind::AvailabilityZones | Kind::Image))
+        .map(|n| n.id.clone())
+        .collect();
+    for n in &mut b.nodes {
+        if n.deps.is_empty() && !lookups.contains(&n.id) {
+            n.deps.extend(lookups.iter().cloned());
+        }
     }
 }
 
