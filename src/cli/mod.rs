@@ -26,6 +26,8 @@ pub(crate) enum Failure {
     Usage(String),
     /// Exit 1.
     Run(anyhow::Error),
+    /// Stopped by a signal: 130 or 143.
+    Signal(u8, String),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -36,7 +38,12 @@ impl From<anyhow::Error> for Failure {
 
 impl From<crate::engine::EngineError> for Failure {
     fn from(e: crate::engine::EngineError) -> Self {
-        Failure::Run(e.into())
+        match e {
+            crate::engine::EngineError::Interrupted(s) => {
+                Failure::Signal(s.exit_code(), e.to_string())
+            }
+            e => Failure::Run(e.into()),
+        }
     }
 }
 
@@ -110,6 +117,10 @@ pub fn main() -> ExitCode {
             tracing::debug!(error = ?e, "the error's whole chain");
             eprintln!("error: {e}");
             ExitCode::from(1)
+        }
+        Err(Failure::Signal(code, m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(code)
         }
     }
 }

@@ -65,7 +65,10 @@ pub async fn down(
         &events,
     )
     .await?;
-    let result = locked(c, opts, events.clone(), lock.lost()).await;
+    let result = tokio::select! {
+        r = locked(c, opts, events.clone(), lock.lost()) => r,
+        s = super::signals::interrupted() => Err(EngineError::Interrupted(s)),
+    };
     let report = lock.report();
     lock.release(&events).await;
     let mut result = result?;

@@ -14,6 +14,7 @@ pub mod kubeconfig;
 pub mod lock;
 pub mod plan;
 pub(crate) mod registry;
+pub mod signals;
 pub mod up;
 
 pub use events::{Event, EventSink, ResourceRecord};
@@ -43,6 +44,9 @@ pub enum EngineError {
     Pki(#[from] crate::core::pki::PkiError),
     #[error("writing the kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
+    /// SIGINT or SIGTERM: the steps in flight were stopped and the lock released.
+    #[error("stopped by {}: the steps in flight were stopped and the cluster lock released; what was made is tagged: run the same command again to continue", .0.name())]
+    Interrupted(signals::Signal),
     #[error("waiting for the cluster: {0}")]
     Probe(#[from] crate::kube::ProbeError),
 }

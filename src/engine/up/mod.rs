@@ -121,7 +121,10 @@ pub async fn up(
             return Err(e.into());
         }
     }
-    let result = locked(c, spec, opts, events.clone(), lock.lost()).await;
+    let result = tokio::select! {
+        r = locked(c, spec, opts, events.clone(), lock.lost()) => r,
+        s = super::signals::interrupted() => Err(EngineError::Interrupted(s)),
+    };
     let report = lock.report();
     lock.release(&events).await;
     result.map(|r| UpReport {

@@ -1,0 +1,81 @@
+//! SIGINT and SIGTERM in the middle of `up`: exit 130 and 143, the cluster lock released at
+//! once (a cancelled CI job blocks nobody), and the next `up` continues from what was made.
+
+mod common;
+
+use std::io::BufRead as _;
+use std::process::Stdio;
+
+use common::{Cluster, OwnEmulator};
+
+/// Starts `up`, waits for its first instance launch (so that steps are in flight), sends
+/// `signal`, and returns the exit code and stderr.
+fn interrupted_up(emu: &OwnEmulator, cl: &Cluster, signal: &str) -> (Option<i32>, String) {
+    let mut child = emu
+        .command(cl, &["up", "-f", cl.spec_arg(), "--wait", "running"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.contains("\"kind\":\"instance\"") && line.contains("\"creating\"") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_stops_up_releases_the_lock_and_the_next_up_continues() {
+    // Instances stay pending for 3 s: the run is mid-flight when the signal comes.
+    let emu = OwnEmulator::start(&[("PROVISION_EMULATOR_EC2_BOOT", "3")]);
+    let c = emu.sdk().await;
+    for (signal, code) in [("-TERM", 143), ("-INT", 130)] {
+        let cl = Cluster::new("sig", 1, "");
+        let (got, stderr) = interrupted_up(&emu, &cl, signal);
+        assert_eq!(got, Some(code), "{signal}: {stderr}");
+        assert!(
+            stderr.contains("lock released") && stderr.contains("run the same command again"),
+            "{signal}: {stderr}"
+        );
+        let lock = c
+            .ssm
+            .get_parameter()
+            .name(format!("/provision/{}/lock", cl.name))
+            .send()
+            .await;
+        assert!(lock.is_err(), "{signal}: the lock is gone: {lock:?}");
+        // The next run neither waits for a lock nor makes anything twice.
+        let again = emu.run(
+            &cl,
+            &[
+                "up",
+                "-f",
+                cl.spec_arg(),
+                "--wait",
+                "running",
+                "--lock-timeout",
+                "0",
+            ],
+        );
+        assert!(again.ok(), "{signal}: {}", again.stderr);
+        assert_eq!(
+            again.summary()["lock"]["waited_ms"].as_u64().unwrap_or(0) < 1000,
+            true
+        );
+        let down = emu.run(&cl, &["down", "-f", cl.spec_arg()]);
+        assert!(down.ok(), "{}", down.stderr);
+    }
+}
