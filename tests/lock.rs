@@ -261,3 +261,39 @@ async fn a_takeover_claimed_by_another_run_is_waited_for_and_a_dead_claim_cleare
     assert_eq!(provision::aws::lock::read(&c, &lock).await.unwrap(), None);
     assert!(tagged(&c, &cl.name).await.is_empty());
 }
+
+/// A parameter at the lock's name without the cluster's tag, even one that looks like a lock
+/// left by a dead run, is someone else's: `up` neither waits for it nor takes it over nor
+/// deletes it, and says how to remove it (not `provision unlock`, which refuses it too).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untagged_lock_parameter_is_neither_taken_over_nor_deleted() {
+    let cl = Cluster::new("untagged-lock", 1, "");
+    let c = sdk().await;
+    let name = provision::aws::lock::parameter_name(&cl.name);
+    c.ssm
+        .put_parameter()
+        .name(&name)
+        .value(serde_json::to_string(&dead_holder()).unwrap())
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let up = cl.run(&["up", "--lock-timeout", "0", "-f", cl.spec_arg()]);
+    assert_eq!(up.code, Some(1), "{}", up.stderr);
+    assert!(
+        up.stderr.contains("not this cluster's lock")
+            && up.stderr.contains("aws ssm delete-parameter"),
+        "{}",
+        up.stderr
+    );
+    assert!(!up.stderr.contains("provision unlock"), "{}", up.stderr);
+    assert!(
+        provision::aws::lock::read(&c, &name)
+            .await
+            .unwrap()
+            .is_some(),
+        "left alone"
+    );
+    assert!(tagged(&c, &cl.name).await.is_empty(), "nothing made");
+    c.ssm.delete_parameter().name(&name).send().await.unwrap();
+}

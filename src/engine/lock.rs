@@ -130,6 +130,7 @@ pub async fn acquire(
     let mut delay = c.tuning.scaled(Duration::from_secs(1));
     let mut announced = String::new();
     let mut warned = String::new();
+    let mut checked = String::new();
     let mut creates = 0;
     'take: loop {
         refresh(&mut holder);
@@ -145,6 +146,18 @@ pub async fn acquire(
                 tokio::time::sleep(c.tuning.scaled(Duration::from_millis(200))).await;
                 continue 'take;
             };
+            // Waited for, taken over or removed only when it is this cluster's: a parameter of
+            // that name without our tag is someone else's, whatever it holds.
+            if checked != current {
+                if aws::ssm::owner_tag(c, &name).await?.flatten().as_deref() != Some(cluster) {
+                    return Err(EngineError::Lock(format!(
+                        "{name} exists without the tag {}={cluster}: it is not this cluster's lock, so provision neither waits for it nor removes it; \
+                         if nothing uses it, delete it (aws ssm delete-parameter --name {name} --region {region}) and run again",
+                        crate::core::tags::CLUSTER_TAG
+                    )));
+                }
+                checked.clone_from(&current);
+            }
             let other: Holder = serde_json::from_str(&current).map_err(|e| {
                 EngineError::Lock(format!(
                     "{name} exists but is not a provision lock ({e}); remove it if nothing uses it"
@@ -276,7 +289,12 @@ struct Shared {
     released: bool,
 }
 
-/// Extends the lease every `RENEW_SECS` while the run lasts, reading the record first: when it
+/// How often a run looks whether its lock is still its own: a `provision unlock` (or a takeover)
+/// during a run stops it within this time, before a second run can get far.
+const LOOK_EVERY: Duration = Duration::from_secs(15);
+
+/// Looks at the record every [`LOOK_EVERY`] and extends the lease every `RENEW_SECS` while the
+/// run lasts: when it
 /// is no longer ours (a run that took over after this one was suspended past its lease, or a
 /// `provision unlock`), this run warns, stops renewing and marks the lock lost, which makes the
 /// engine stop starting new steps. Renewal and release exclude each other, so a renewal never
@@ -288,15 +306,16 @@ async fn renew(
     lost: Arc<AtomicBool>,
     events: EventSink,
 ) {
-    let every = Duration::from_secs(u64::try_from(RENEW_SECS).unwrap_or(120));
+    let renew_every = Duration::from_secs(u64::try_from(RENEW_SECS).unwrap_or(120));
+    let mut renewed_at = Instant::now();
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(LOOK_EVERY).await;
         let mut s = shared.lock().await;
         if s.released {
             return;
         }
         let Ok(current) = read_json::<Holder>(&c, &name).await else {
-            continue; // try again at the next renewal; the lease has room
+            continue; // try again at the next look; the lease has room
         };
         if current.as_ref().is_none_or(|h| h.id != s.holder.id) {
             lost.store(true, Ordering::SeqCst);
@@ -307,6 +326,10 @@ async fn renew(
             });
             return;
         }
+        if renewed_at.elapsed() < renew_every {
+            continue;
+        }
+        renewed_at = Instant::now();
         let mut renewed = s.holder.clone();
         renewed.expires = now_unix() + LEASE_SECS;
         if aws::lock::replace(&c, &name, &encode(&renewed))
