@@ -421,21 +421,39 @@ async fn down_removes_everything_and_spares_foreign_resources() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn down_after_a_partial_up_removes_what_was_made() {
-    // An AMI id of the right form that does not exist: the network, IAM and secret are made,
-    // then the AMI lookup fails and no instance is launched.
-    let cl = Cluster::new("partial", 2, "ami = \"ami-0123456789abcdef0\"");
-    let up = cl.run(&["up", "-f", cl.spec_arg()]);
+    // An AMI id of the right form that does not exist fails on the lookup, before anything is
+    // made, naming the field.
+    let bad = Cluster::new("bad-ami", 2, "ami = \"ami-0123456789abcdef0\"");
+    let up = bad.run(&["up", "-f", bad.spec_arg()]);
     assert_eq!(up.code, Some(1), "{}", up.stderr);
     assert!(
         up.stderr.contains("kubeadm.ami"),
         "the error names the field: {}",
         up.stderr
     );
-    assert!(up.stderr.contains("re-run `provision up`"), "{}", up.stderr);
+    assert_eq!(up.mutating_calls(), Vec::<String>::new(), "nothing made");
+
+    // A run killed (SIGKILL: no chance to clean up) once the network exists: down removes
+    // what it made.
+    let cl = Cluster::new("partial", 2, "");
+    let mut child = cl
+        .command(&["up", "-f", cl.spec_arg()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in std::io::BufRead::lines(stdout) {
+        let line = line.unwrap();
+        if line.contains("\"kind\":\"vpc\"") && line.contains("\"created\"") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
     let c = sdk().await;
     let obs = tagged(&c, &cl.name).await;
-    assert_eq!(obs.vpcs.len(), 1, "the network was made before the failure");
-    assert!(obs.instances.is_empty());
+    assert_eq!(obs.vpcs.len(), 1, "the network was made before the kill");
+    cl.run(&["unlock", "-f", cl.spec_arg()]);
     cl.down();
     assert!(tagged(&c, &cl.name).await.is_empty());
 }

@@ -229,6 +229,10 @@ pub async fn install(
             if name == "vpc-cni" {
                 req = req.configuration_values(r#"{"enableNetworkPolicy":"true"}"#);
             }
+            // Volumes carry the cluster's name, so `down` finds them after the cluster is gone.
+            if name == "aws-ebs-csi-driver" {
+                req = req.configuration_values(super::volumes::addon_configuration(cluster));
+            }
             if let Some((sa, role)) = &a.pod_identity {
                 let assoc = aws_sdk_eks::types::AddonPodIdentityAssociations::builder()
                     .service_account(sa)

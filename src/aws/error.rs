@@ -54,6 +54,8 @@ pub enum Code {
     InvalidNetworkInterfaceInUse,
     LoadBalancerNotFound,
     TargetGroupNotFound,
+    VolumeInUse,
+    InvalidVolumeNotFound,
     /// A code provision does not act on.
     Other(Box<str>),
 }
@@ -119,6 +121,8 @@ codes! {
     InvalidNetworkInterfaceInUse = "InvalidNetworkInterface.InUse",
     LoadBalancerNotFound = "LoadBalancerNotFound",
     TargetGroupNotFound = "TargetGroupNotFound",
+    VolumeInUse = "VolumeInUse",
+    InvalidVolumeNotFound = "InvalidVolume.NotFound",
 }
 
 impl std::fmt::Display for Code {

@@ -19,6 +19,7 @@ pub mod poll;
 pub mod retry;
 pub mod ssm;
 pub mod token;
+pub mod volumes;
 
 // One module per kind, in the order of `core::kinds::with_kinds!`.
 pub mod access_entries;

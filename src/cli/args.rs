@@ -146,4 +146,9 @@ pub(crate) struct DownArgs {
     /// Leave the kubeconfig alone.
     #[arg(long, conflicts_with = "kubeconfig")]
     pub no_kubeconfig: bool,
+    /// Also delete the EBS volumes the cluster's CSI driver made for persistent volume claims
+    /// (kept by default: they hold data). Works after the cluster is gone, with --name and
+    /// --region.
+    #[arg(long)]
+    pub delete_volumes: bool,
 }

@@ -331,6 +331,7 @@ pub(super) async fn down(edge: &Edge, a: DownArgs) -> Result<ExitCode, Failure> 
     let c = edge.clients(&region).await;
     let opts = DownOptions {
         kubeconfig,
+        delete_volumes: a.delete_volumes,
         cluster: name.clone(),
         concurrency: usize::from(a.concurrency),
         instance_timeout: Duration::from_secs(a.instance_timeout),

@@ -20,6 +20,29 @@ pub struct Leftovers {
     pub security_groups: Vec<String>,
     /// `available` network interfaces in our subnets that the VPC CNI made.
     pub interfaces: Vec<String>,
+    /// EBS volumes the cluster's CSI driver made for persistent volume claims: data, which
+    /// `down` keeps unless told to delete them (not in [`Leftovers::is_empty`] nor
+    /// [`Leftovers::doomed`]).
+    pub volumes: Vec<ObsVolume>,
+}
+
+/// A volume of the cluster's EBS CSI driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsVolume {
+    pub id: String,
+    pub size_gb: i32,
+    /// `NAMESPACE/NAME` of the claim it was made for, from its tags.
+    pub claim: Option<String>,
+}
+
+impl ObsVolume {
+    /// `vol-… (10 GiB, claim team-a/data)`.
+    pub fn describe(&self) -> String {
+        match &self.claim {
+            Some(c) => format!("{} ({} GiB, claim {c})", self.id, self.size_gb),
+            None => format!("{} ({} GiB)", self.id, self.size_gb),
+        }
+    }
 }
 
 impl Leftovers {

@@ -16,6 +16,9 @@ pub enum Step {
     /// A second look once the nodes and the cluster are gone: `available` interfaces the VPC CNI
     /// left in our subnets, and load balancers made after the first look.
     Interfaces,
+    /// The EBS volumes the CSI driver made for claims, with `down --delete-volumes` only: once
+    /// the nodes they were attached to are gone.
+    Volumes,
     /// Every resource of one kind.
     Kind(Kind),
 }
@@ -26,6 +29,11 @@ impl Step {
         match self {
             Step::Kubernetes => &[],
             Step::Interfaces => &[Step::Kind(Kind::EksCluster), Step::Kind(Kind::Instances)],
+            Step::Volumes => &[
+                Step::Kind(Kind::Nodegroup),
+                Step::Kind(Kind::EksCluster),
+                Step::Kind(Kind::Instances),
+            ],
             Step::Kind(k) => k.delete_after(),
         }
     }
@@ -34,13 +42,14 @@ impl Step {
         match self {
             Step::Kubernetes => "kubernetes-load-balancers".to_string(),
             Step::Interfaces => "network-interfaces".to_string(),
+            Step::Volumes => "ebs-volumes".to_string(),
             Step::Kind(k) => format!("{}s", k.as_str()),
         }
     }
 
     /// Every step there is.
     pub fn all() -> Vec<Step> {
-        let mut out = vec![Step::Kubernetes, Step::Interfaces];
+        let mut out = vec![Step::Kubernetes, Step::Interfaces, Step::Volumes];
         out.extend(Kind::ALL.iter().map(|k| Step::Kind(*k)));
         out
     }

@@ -14,7 +14,6 @@ use super::events::{Event, EventSink, ResourceRecord};
 use crate::aws::kind::{Limits, Report, Scope, Tx};
 use crate::aws::{self, AwsError, Clients};
 use crate::core::kinds::Observed;
-use crate::core::tags;
 use crate::core::teardown::{self, Step};
 
 /// Options of `down`.
@@ -29,6 +28,8 @@ pub struct DownOptions {
     pub lock_timeout: Duration,
     /// The kubeconfig to take the cluster's entries out of.
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// Also delete the EBS volumes the cluster's CSI driver made for claims.
+    pub delete_volumes: bool,
 }
 
 /// What `down` reports.
@@ -122,8 +123,12 @@ async fn locked(
     for w in &obs.warnings {
         report.warning(w.clone());
     }
-    warn_foreign(&obs, &opts.cluster, &events);
-    let doomed = crate::core::plan::destroy(&obs);
+    for row in crate::core::plan::kept(&obs, &opts.cluster, &region, opts.delete_volumes) {
+        for w in row.warnings {
+            report.warning(w);
+        }
+    }
+    let doomed = crate::core::plan::destroy(&obs, opts.delete_volumes);
     // The second sweep of what Kubernetes made runs whenever there was an EKS cluster.
     let eks = obs.eks.as_ref().is_some_and(|e| e.owned);
     let steps: Vec<(Step, Vec<Step>)> = teardown::order()
@@ -192,52 +197,6 @@ async fn locked(
     })
 }
 
-/// Roles, profiles and an EKS cluster of our names that are not ours are left alone: say so.
-fn warn_foreign(obs: &Observed, cluster: &str, events: &EventSink) {
-    for (what, name, region) in obs
-        .roles
-        .iter()
-        .filter_map(|r| Some(("IAM role", &r.name, r.other_region.as_ref()?)))
-        .chain(
-            obs.profiles
-                .iter()
-                .filter_map(|p| Some(("instance profile", &p.name, p.other_region.as_ref()?))),
-        )
-    {
-        events(Event::Warning {
-            message: format!(
-                "{what} {name} belongs to the cluster of this name in {region}: left alone"
-            ),
-        });
-    }
-    let mut foreign: Vec<(&str, &String)> = obs
-        .roles
-        .iter()
-        .filter(|r| !r.owned && r.other_region.is_none())
-        .map(|r| ("IAM role", &r.name))
-        .collect();
-    foreign.extend(
-        obs.profiles
-            .iter()
-            .filter(|p| !p.owned && p.other_region.is_none())
-            .map(|p| ("instance profile", &p.name)),
-    );
-    foreign.extend(
-        obs.eks
-            .as_ref()
-            .filter(|e| !e.owned)
-            .map(|e| ("EKS cluster", &e.name)),
-    );
-    for (what, name) in foreign {
-        events(Event::Warning {
-            message: format!(
-                "{what} {name} is not tagged {}={cluster}: left alone",
-                tags::CLUSTER_TAG
-            ),
-        });
-    }
-}
-
 async fn run_step(run: &Run, step: Step) -> Result<(), AwsError> {
     let tx = run.tx();
     match step {
@@ -264,6 +223,7 @@ async fn run_step(run: &Run, step: Step) -> Result<(), AwsError> {
                 Err(e) => Err(e),
             }
         }
+        Step::Volumes => aws::volumes::delete(&tx, &run.obs.leftovers.volumes).await,
         Step::Kind(k) => super::registry::delete(k, &tx).await,
     }
 }

@@ -28,9 +28,11 @@ pub async fn plan_up(
 /// When discovery fails.
 pub async fn plan_down(c: &Clients, cluster: &str) -> Result<(Vec<Row>, Vec<String>), EngineError> {
     let obs = aws::discover::observe(c, &Scope::down(cluster, &c.region)).await?;
-    let rows = crate::core::plan::destroy(&obs)
+    let mut rows: Vec<Row> = crate::core::plan::destroy(&obs, false)
         .into_iter()
         .map(|(_, d)| d.row())
         .collect();
+    // What `down` leaves, with the warnings it prints.
+    rows.extend(crate::core::plan::kept(&obs, cluster, &c.region, false));
     Ok((rows, obs.warnings))
 }

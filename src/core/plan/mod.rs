@@ -139,14 +139,80 @@ pub fn plan(spec: &ClusterSpec, graph: &Graph, obs: &Observed, now: i64) -> Plan
     Plan { loose, nodes }
 }
 
-/// Everything `down` deletes, with its step, in the order `down` deletes it.
-pub fn destroy(obs: &Observed) -> Vec<(Step, Doomed)> {
+/// Everything `down` deletes, with its step, in the order `down` deletes it: the CSI driver's
+/// volumes only with `delete_volumes`.
+pub fn destroy(obs: &Observed, delete_volumes: bool) -> Vec<(Step, Doomed)> {
     let mut out: Vec<(Step, Doomed)> = obs.leftovers.doomed();
+    if delete_volumes {
+        for v in &obs.leftovers.volumes {
+            out.push((
+                Step::Volumes,
+                Doomed::new("volume", Some("(kubernetes)"), &v.id),
+            ));
+        }
+    }
     for k in super::kinds::Kind::ALL {
         out.extend(k.doomed(obs).into_iter().map(|d| (Step::Kind(*k), d)));
     }
     let order: Vec<Step> = teardown::order().into_iter().map(|(s, _)| s).collect();
     out.sort_by_key(|(s, _)| order.iter().position(|o| o == s));
+    out
+}
+
+/// What `down` leaves, as `plan --destroy` lists it and `down` warns of it: the CSI driver's
+/// volumes (data: kept unless `delete_volumes`), and IAM objects and an EKS cluster of our
+/// names that are not ours. One row each, `keep`, with the reason as its warning.
+pub fn kept(obs: &Observed, cluster: &str, region: &str, delete_volumes: bool) -> Vec<Row> {
+    let row = |kind: &'static str, aws_id: &str, warning: String| Row {
+        id: "(left alone)".into(),
+        kind,
+        action: Action::Keep,
+        aws_id: Some(aws_id.to_string()),
+        changes: Vec::new(),
+        reason: None,
+        warnings: vec![warning],
+    };
+    let mut out = Vec::new();
+    if !delete_volumes {
+        for v in &obs.leftovers.volumes {
+            out.push(row(
+                "volume",
+                &v.id,
+                format!(
+                    "EBS volume {} of a persistent volume claim is kept (it holds data and bills until deleted): `provision down --name {cluster} --region {region} --delete-volumes` deletes it, also once the cluster is gone",
+                    v.describe()
+                ),
+            ));
+        }
+    }
+    let not_ours = |what: &str, name: &str, other_region: Option<&String>| match other_region {
+        Some(r) => format!("{what} {name} belongs to the cluster of this name in {r}: left alone"),
+        None => format!(
+            "{what} {name} is not tagged {}={cluster}: left alone",
+            super::tags::CLUSTER_TAG
+        ),
+    };
+    for r in obs.roles.iter().filter(|r| !r.owned) {
+        out.push(row(
+            "iam-role",
+            &r.name,
+            not_ours("IAM role", &r.name, r.other_region.as_ref()),
+        ));
+    }
+    for p in obs.profiles.iter().filter(|p| !p.owned) {
+        out.push(row(
+            "instance-profile",
+            &p.name,
+            not_ours("instance profile", &p.name, p.other_region.as_ref()),
+        ));
+    }
+    if let Some(e) = obs.eks.as_ref().filter(|e| !e.owned) {
+        out.push(row(
+            "eks-cluster",
+            &e.name,
+            not_ours("EKS cluster", &e.name, None),
+        ));
+    }
     out
 }
 

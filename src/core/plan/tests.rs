@@ -271,7 +271,7 @@ fn destroy_lists_what_kubernetes_made_first_and_the_secret_last() {
             id: "arn:lb".into(),
             classic: false,
         });
-    let items = destroy(&obs);
+    let items = destroy(&obs, false);
     assert_eq!(
         items.first().map(|(_, d)| d.aws_id.as_str()),
         Some("arn:lb")
@@ -287,7 +287,7 @@ fn destroy_lists_what_kubernetes_made_first_and_the_secret_last() {
     // Someone else's role of our name is not ours to delete.
     role(&mut obs, graph::ADDONS_ROLE).owned = false;
     assert!(
-        !destroy(&obs)
+        !destroy(&obs, false)
             .iter()
             .any(|(_, d)| d.id == graph::ADDONS_ROLE)
     );
@@ -300,7 +300,10 @@ fn destroy_lists_the_eks_objects_only_when_the_cluster_is_ours() {
     let spec = eks_full();
     let mut obs = converged(&spec);
     let kinds = |obs: &Observed| -> Vec<&'static str> {
-        destroy(obs).into_iter().map(|(_, d)| d.kind).collect()
+        destroy(obs, false)
+            .into_iter()
+            .map(|(_, d)| d.kind)
+            .collect()
     };
     for k in [
         "eks-cluster",
