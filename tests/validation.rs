@@ -340,3 +340,47 @@ fn an_unwritable_kubeconfig_is_refused_before_any_aws_call() {
         other => panic!("an AWS call was attempted: {other:?}"),
     }
 }
+
+/// Control characters and ANSI escapes in a spec reach the terminal escaped, never raw.
+#[test]
+fn control_characters_in_a_spec_are_escaped_on_the_terminal() {
+    let (_l, endpoint) = fake_aws();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ansi.toml");
+    std::fs::write(
+        &path,
+        "name = \"x\\u001b[31mred\"\nregion = \"us-east-1\\u0007\"\nkind = \"kubeadm\"\n[network]\nvpc_cidr = \"10.0.0.0/16\"\nadmin_cidrs = [\"1.2.3.4/32\"]\n[kubeadm]\ncni = \"calico\"\ninstance_type = \"t3.medium\"\nworkers = 1\n",
+    )
+    .unwrap();
+    let out = provision(&["validate", "-f", path.to_str().unwrap()], &endpoint);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains("x\\u{1b}[31mred"), "{stderr}");
+}
+
+/// CIDRs that together are the whole internet get the warning 0.0.0.0/0 gets.
+#[test]
+fn admin_cidrs_that_cover_everything_warn_like_the_whole_internet() {
+    let (_l, endpoint) = fake_aws();
+    let spec =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml"))
+            .unwrap();
+    let start = spec.find("\nadmin_cidrs").unwrap() + 1;
+    let end = start + spec[start..].find('\n').unwrap();
+    let spec = format!(
+        "{}admin_cidrs = [\"0.0.0.0/1\", \"128.0.0.0/1\"]{}",
+        &spec[..start],
+        &spec[end..]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("halves.toml");
+    std::fs::write(&path, spec).unwrap();
+    let out = provision(&["validate", "-f", path.to_str().unwrap()], &endpoint);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("whole internet"), "{stderr}");
+}

@@ -108,18 +108,18 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(Failure::Usage(m)) => {
-            eprintln!("error: {m}");
+            eprintln!("error: {}", printer::terminal_safe(&m));
             ExitCode::from(2)
         }
         // Our own message only: it names what we were doing, to which resource, and AWS's
         // code; the SDK's error behind it (kept as the source) is for debug logs.
         Err(Failure::Run(e)) => {
             tracing::debug!(error = ?e, "the error's whole chain");
-            eprintln!("error: {e}");
+            eprintln!("error: {}", printer::terminal_safe(&e.to_string()));
             ExitCode::from(1)
         }
         Err(Failure::Signal(code, m)) => {
-            eprintln!("error: {m}");
+            eprintln!("error: {}", printer::terminal_safe(&m));
             ExitCode::from(code)
         }
     }

@@ -23,8 +23,8 @@ impl Printer {
             }
             return;
         }
-        match e {
-            Event::Phase { phase } => eprintln!("==> {phase}"),
+        let line = match e {
+            Event::Phase { phase } => format!("==> {phase}"),
             Event::Resource {
                 id,
                 kind,
@@ -37,18 +37,19 @@ impl Printer {
                     .as_ref()
                     .map(|d| format!(" ({d})"))
                     .unwrap_or_default();
-                eprintln!(
+                format!(
                     "  {:>7.1}s  {action:<9} {kind:<17} {id:<22} {}{detail}",
                     *elapsed_ms as f64 / 1000.0,
                     aws_id.as_deref().unwrap_or("")
-                );
+                )
             }
             Event::Waiting { what, elapsed_ms } => {
-                eprintln!("  {:>7.1}s  waiting   {what}", *elapsed_ms as f64 / 1000.0)
+                format!("  {:>7.1}s  waiting   {what}", *elapsed_ms as f64 / 1000.0)
             }
-            Event::Warning { message } => eprintln!("warning: {message}"),
-            Event::ApiCall { service, operation } => eprintln!("  api {service}:{operation}"),
-        }
+            Event::Warning { message } => format!("warning: {message}"),
+            Event::ApiCall { service, operation } => format!("  api {service}:{operation}"),
+        };
+        eprintln!("{}", terminal_safe(&line));
     }
 
     pub fn spec_error(&self, e: &SpecError) {
@@ -68,5 +69,33 @@ impl Printer {
         if self.json {
             self.json_line(&v);
         }
+    }
+}
+
+/// `text` with control characters (an ANSI escape, a bell, a carriage return from a spec or an
+/// AWS answer) written as escapes, so that what reaches a terminal cannot drive it. Line breaks
+/// and tabs stay.
+pub(crate) fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let keep = !c.is_control() || c == '\n' || c == '\t';
+            let escaped: Vec<char> = if keep {
+                vec![c]
+            } else {
+                c.escape_default().collect()
+            };
+            escaped
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped_and_line_breaks_kept() {
+        assert_eq!(
+            super::terminal_safe("a\u{1b}[31mred\u{7}\r\nnext\tcol"),
+            "a\\u{1b}[31mred\\u{7}\\r\nnext\tcol"
+        );
     }
 }

@@ -79,6 +79,21 @@ impl Ipv4Net {
     }
 }
 
+/// Whether the blocks together cover every IPv4 address (`0.0.0.0/0`, or `0.0.0.0/1` with
+/// `128.0.0.0/1`, …): the whole internet, however it is written.
+pub fn cover_everything(nets: &[Ipv4Net]) -> bool {
+    let mut spans: Vec<(u64, u64)> = nets.iter().map(|n| (u64::from(n.addr), n.end())).collect();
+    spans.sort_unstable();
+    let mut reached = 0u64;
+    for (start, end) in spans {
+        if start > reached {
+            return false;
+        }
+        reached = reached.max(end);
+    }
+    reached >= 1u64 << 32
+}
+
 fn mask(prefix: u8) -> u32 {
     if prefix == 0 {
         0
@@ -166,5 +181,13 @@ mod tests {
         assert!(net("10.0.0.0/16").contains_net(&net("10.0.16.0/20")));
         assert!(!net("10.0.16.0/20").contains_net(&net("10.0.0.0/16")));
         assert!(net("0.0.0.0/0").is_anywhere());
+        assert!(cover_everything(&[net("0.0.0.0/1"), net("128.0.0.0/1")]));
+        assert!(cover_everything(&[
+            net("128.0.0.0/2"),
+            net("0.0.0.0/1"),
+            net("192.0.0.0/2")
+        ]));
+        assert!(!cover_everything(&[net("0.0.0.0/1"), net("128.0.0.0/2")]));
+        assert!(!cover_everything(&[]));
     }
 }

@@ -8,7 +8,6 @@ use super::lexical::{check_instance_type, is_dns_label, is_label_key, is_princip
 use super::model::*;
 use super::raw::*;
 use super::validate::Validator;
-use crate::core::cidr::Ipv4Net;
 
 impl Validator<'_> {
     pub(super) fn eks(&mut self, e: &RawEks, net: Option<&NetworkSpec>) -> Option<EksSpec> {
@@ -36,7 +35,7 @@ impl Validator<'_> {
             .endpoint_private_access
             .as_ref()
             .is_none_or(|b| *b.get_ref());
-        let world_open = net.is_some_and(|n| n.admin_cidrs.iter().any(Ipv4Net::is_anywhere));
+        let world_open = net.is_some_and(|n| crate::core::cidr::cover_everything(&n.admin_cidrs));
         if let Some(p) = e.endpoint_private_access.as_ref().filter(|_| !private)
             && public
             && !world_open
@@ -55,7 +54,7 @@ impl Validator<'_> {
                 "the API endpoint must be public, private or both".into(),
             );
         }
-        if public && net.is_some_and(|n| n.admin_cidrs.iter().any(Ipv4Net::is_anywhere)) {
+        if public && net.is_some_and(|n| crate::core::cidr::cover_everything(&n.admin_cidrs)) {
             self.warn(
                 "eks.endpoint_public_access",
                 "the public API endpoint will accept 0.0.0.0/0 (network.admin_cidrs)",

@@ -72,7 +72,9 @@ impl Validator<'_> {
                     "ssh = true needs kubeadm.key_name (the image has no password login)",
                 );
             }
-            if *s.get_ref() && net.is_some_and(|n| n.admin_cidrs.iter().any(Ipv4Net::is_anywhere)) {
+            if *s.get_ref()
+                && net.is_some_and(|n| crate::core::cidr::cover_everything(&n.admin_cidrs))
+            {
                 self.warn(
                     "kubeadm.ssh",
                     "SSH (22) will be open to 0.0.0.0/0 because network.admin_cidrs contains it",

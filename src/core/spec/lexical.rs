@@ -229,6 +229,8 @@ pub(crate) fn field_for_parse_error(text: &str, offset: usize, message: &str) ->
     let key = named.or(key_here);
     match (table.is_empty(), key) {
         (true, Some(k)) => k,
+        // An unknown table's own header: serde names the table itself.
+        (false, Some(k)) if table == k || table.ends_with(&format!(".{k}")) => table,
         (false, Some(k)) => format!("{table}.{k}"),
         (false, None) => table,
         (true, None) => "(document)".to_string(),

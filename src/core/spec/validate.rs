@@ -284,6 +284,12 @@ impl Validator<'_> {
                 }
             }
         }
+        if !admin.iter().any(Ipv4Net::is_anywhere) && crate::core::cidr::cover_everything(&admin) {
+            self.warn(
+                "network.admin_cidrs",
+                "together these CIDRs are every IPv4 address: they open the Kubernetes API (and SSH, if enabled) to the whole internet, as 0.0.0.0/0 would",
+            );
+        }
         let mut public: Vec<Ipv4Net> = subnets?;
         let private_cidrs = public.split_off(azs);
         Some(NetworkSpec {
