@@ -156,3 +156,39 @@ fn an_instance_type_no_zone_offers_fails_before_anything_is_made() {
     assert!(run.stderr.contains("zz9.large"), "{}", run.stderr);
     assert_eq!(run.mutating_calls(), Vec::<String>::new(), "{}", run.stderr);
 }
+
+/// An endpoint that accepts and never answers: the run says which call it is waiting for while
+/// it waits, and gives up within the calls' bound (four attempts' time) in one line.
+#[test]
+fn a_silent_endpoint_is_named_while_waited_for_and_the_wait_is_bounded() {
+    let silent = common::silent_endpoint();
+    let cl = Cluster::new("silent", 1, "");
+    let start = std::time::Instant::now();
+    let out = cl
+        .command(&["plan", "-f", cl.spec_arg()])
+        .env("AWS_ENDPOINT_URL", &silent)
+        .env("PROVISION_CALL_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let run = common::Run::from_output(out);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(took.as_secs() < 30, "bounded: {took:?}");
+    let waiting: Vec<&serde_json::Value> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "waiting")
+        .collect();
+    assert!(
+        waiting.iter().any(|e| {
+            let what = e["what"].as_str().unwrap_or_default();
+            what.contains("an answer from EC2") && what.contains(&silent)
+        }),
+        "{:?}",
+        run.events
+    );
+    let lines = error_lines(&run.stderr);
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(lines[0].contains("timed out"), "{}", lines[0]);
+    assert_no_dump(&run.stderr);
+}

@@ -3,14 +3,16 @@
 //! the call it answers (service, operation, endpoint), so that an answer that is not AWS's can
 //! be reported in one line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -54,6 +56,17 @@ pub struct CallCounter {
 struct Log {
     operations: BTreeMap<String, BTreeMap<String, u64>>,
     attempts: u64,
+    /// Attempts sent and not answered yet, by a number of their own.
+    in_flight: HashMap<u64, (CallInfo, Instant)>,
+    next: u64,
+}
+
+/// The number of an attempt in flight (in its config bag, from transmit to its end).
+#[derive(Debug, Clone, Copy)]
+struct AttemptId(u64);
+
+impl Storable for AttemptId {
+    type Storer = StoreReplace<Self>;
 }
 
 impl std::fmt::Debug for CallCounter {
@@ -95,6 +108,19 @@ impl CallCounter {
     /// HTTP attempts, retries included.
     pub fn attempts(&self) -> u64 {
         self.log().attempts
+    }
+
+    /// The attempts sent more than `after` ago and not answered yet: (number, call, how long).
+    pub fn unanswered(&self, after: Duration) -> Vec<(u64, CallInfo, Duration)> {
+        let mut out: Vec<(u64, CallInfo, Duration)> = self
+            .log()
+            .in_flight
+            .iter()
+            .filter(|(_, (_, since))| since.elapsed() >= after)
+            .map(|(id, (info, since))| (*id, info.clone(), since.elapsed()))
+            .collect();
+        out.sort_by_key(|(id, ..)| *id);
+        out
     }
 }
 
@@ -146,11 +172,33 @@ impl Intercept for CallCounter {
             .load::<Metadata>()
             .map(|m| (m.service().to_string(), m.name().to_string()))
             .unwrap_or_default();
-        cfg.interceptor_state().store_put(CallInfo {
+        let info = CallInfo {
             service,
             operation,
             endpoint: endpoint_of(ctx.request().uri()),
-        });
+        };
+        let id = {
+            let mut log = self.log();
+            log.next += 1;
+            let id = log.next;
+            log.in_flight.insert(id, (info.clone(), Instant::now()));
+            id
+        };
+        cfg.interceptor_state().store_put(AttemptId(id));
+        cfg.interceptor_state().store_put(info);
+        Ok(())
+    }
+
+    // After every attempt, answered or not (a timeout, a refused connection).
+    fn read_after_attempt(
+        &self,
+        _ctx: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(AttemptId(id)) = cfg.load::<AttemptId>().copied() {
+            self.log().in_flight.remove(&id);
+        }
         Ok(())
     }
 

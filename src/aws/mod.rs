@@ -110,8 +110,8 @@ async fn build(
         .connect_timeout(Duration::from_secs(10))
         // An endpoint that accepts and never answers: each attempt gives up after 30 s, and the
         // call (with its retries) after 2 minutes, with the error naming the call.
-        .operation_attempt_timeout(Duration::from_secs(30))
-        .operation_timeout(Duration::from_secs(120))
+        .operation_attempt_timeout(tuning.call_timeout)
+        .operation_timeout(tuning.call_timeout * 4)
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))

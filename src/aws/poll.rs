@@ -18,6 +18,9 @@ pub struct Tuning {
     pub time_scale: f64,
     /// How long teardown retries DependencyViolation (`PROVISION_DEPENDENCY_TIMEOUT`).
     pub dependency_timeout: Duration,
+    /// How long one attempt of a call may take before it is abandoned (and retried);
+    /// a call with its retries gets four times this (`PROVISION_CALL_TIMEOUT`).
+    pub call_timeout: Duration,
 }
 
 impl Default for Tuning {
@@ -25,6 +28,7 @@ impl Default for Tuning {
         Tuning {
             time_scale: 1.0,
             dependency_timeout: Duration::from_secs(300),
+            call_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -42,6 +46,10 @@ impl Tuning {
             dependency_timeout: var("PROVISION_DEPENDENCY_TIMEOUT")
                 .and_then(|s| s.parse::<u64>().ok())
                 .map_or(d.dependency_timeout, Duration::from_secs),
+            call_timeout: var("PROVISION_CALL_TIMEOUT")
+                .and_then(|s| s.parse::<u64>().ok())
+                .filter(|s| *s > 0)
+                .map_or(d.call_timeout, Duration::from_secs),
         }
     }
 

@@ -11,6 +11,7 @@ mod printer;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -148,14 +149,55 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         sink,
         tuning: Tuning::from_env(|k| std::env::var(k).ok()),
     };
-    match cli.command {
+    let watch = tokio::spawn(unanswered_calls(
+        edge.calls.clone(),
+        edge.sink.clone(),
+        edge.tuning.call_timeout,
+    ));
+    let result = dispatch(&edge, cli.command).await;
+    watch.abort();
+    result
+}
+
+/// Says which call is waiting for an answer, 5 s after it was sent (or half the attempt's
+/// time, when that is shorter) and every 15 s after that:
+/// an endpoint that accepts and never answers is named while it happens, not only when the
+/// call's time is up.
+async fn unanswered_calls(calls: CallCounter, sink: EventSink, attempt_timeout: Duration) {
+    let mut said: std::collections::HashMap<u64, Duration> = std::collections::HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = Duration::from_secs(5).min(attempt_timeout / 2);
+        for (id, info, age) in calls.unanswered(after) {
+            if said
+                .get(&id)
+                .is_none_or(|last| age >= *last + Duration::from_secs(15))
+            {
+                sink(Event::Waiting {
+                    what: format!(
+                        "an answer from {} {} at {} (an attempt is given up after {} s)",
+                        info.service.to_uppercase(),
+                        info.operation,
+                        info.endpoint,
+                        attempt_timeout.as_secs()
+                    ),
+                    elapsed_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                });
+                said.insert(id, age);
+            }
+        }
+    }
+}
+
+async fn dispatch(edge: &Edge, command: Command) -> Result<ExitCode, Failure> {
+    match command {
         Command::Token(a) => commands::token(a).await,
-        Command::Passwords(a) => commands::passwords(&edge, a).await,
-        Command::Validate(a) => commands::validate(&edge, a),
-        Command::Plan(a) => commands::plan(&edge, a).await,
-        Command::Up(a) => commands::up(&edge, a).await,
-        Command::Unlock(a) => commands::unlock(&edge, a).await,
-        Command::Down(a) => commands::down(&edge, a).await,
+        Command::Passwords(a) => commands::passwords(edge, a).await,
+        Command::Validate(a) => commands::validate(edge, a),
+        Command::Plan(a) => commands::plan(edge, a).await,
+        Command::Up(a) => commands::up(edge, a).await,
+        Command::Unlock(a) => commands::unlock(edge, a).await,
+        Command::Down(a) => commands::down(edge, a).await,
     }
 }
 

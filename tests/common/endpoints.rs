@@ -26,6 +26,20 @@ pub fn fixed_endpoint(response: String) -> String {
     url
 }
 
+/// An endpoint that accepts connections and never answers (each connection is held open).
+pub fn silent_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(s) = stream else { return };
+            held.push(s);
+        }
+    });
+    url
+}
+
 /// A local stand-in for the Kubernetes API server: presents a certificate from `ca`, requires
 /// a client certificate from it, and serves /readyz, /api/v1/nodes and token creation.
 /// Serves /readyz and /api/v1/nodes (with `ready` of `total` nodes Ready) until dropped.
