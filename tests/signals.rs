@@ -56,7 +56,12 @@ async fn a_signal_stops_up_releases_the_lock_and_the_next_up_continues() {
             .name(format!("/provision/{}/lock", cl.name))
             .send()
             .await;
-        assert!(lock.is_err(), "{signal}: the lock is gone: {lock:?}");
+        let gone = lock
+            .as_ref()
+            .err()
+            .and_then(|e| e.as_service_error())
+            .is_some_and(|e| e.is_parameter_not_found());
+        assert!(gone, "{signal}: the lock is gone: {lock:?}");
         // The next run neither waits for a lock nor makes anything twice.
         let again = emu.run(
             &cl,
@@ -75,4 +80,44 @@ async fn a_signal_stops_up_releases_the_lock_and_the_next_up_continues() {
         let down = emu.run(&cl, &["down", "-f", cl.spec_arg()]);
         assert!(down.ok(), "{}", down.stderr);
     }
+}
+
+/// A signal while `up` waits for another run's lock: it stops at once with 143, and the other
+/// run's lock is left exactly as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_while_waiting_for_the_lock_leaves_the_others_lock_alone() {
+    let cl = Cluster::new("sig-wait", 1, "");
+    let c = common::sdk().await;
+    // This test process holds the lock: a live local holder, waited for.
+    let me = std::process::id();
+    let h = common::holder(me, common::start_of(me));
+    common::put_lock(&c, &cl.name, &h).await;
+    let mut child = cl
+        .command(&["up", "-f", cl.spec_arg(), "--lock-timeout", "600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().contains("the cluster lock, held by") {
+            break;
+        }
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = provision::aws::lock::parameter_name(&cl.name);
+    let still = provision::aws::lock::read(&c, &name).await.unwrap();
+    assert_eq!(still, Some(serde_json::to_string(&h).unwrap()), "untouched");
+    c.ssm.delete_parameter().name(&name).send().await.unwrap();
 }

@@ -6,11 +6,28 @@ mod common;
 
 use common::{Cluster, REGION, sdk};
 
-/// A volume as the EBS CSI driver makes it for `cluster`'s claim `ns/name`.
-async fn csi_volume(c: &provision::aws::Clients, cluster: &str, claim: &str, gb: i32) -> String {
+/// A volume as the EBS CSI driver makes it for `cluster`'s claim `ns/name`, with provision's
+/// ownership tag when `ours` (the driver's configuration that `up` sets).
+async fn csi_volume(
+    c: &provision::aws::Clients,
+    cluster: &str,
+    claim: &str,
+    gb: i32,
+    ours: bool,
+) -> String {
     use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
     let (ns, name) = claim.split_once('/').unwrap();
     let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    let mut tags = vec![
+        tag("ebs.csi.aws.com/cluster", "true"),
+        tag(&format!("kubernetes.io/cluster/{cluster}"), "owned"),
+        tag("CSIVolumeName", "pvc-0123"),
+        tag("kubernetes.io/created-for/pvc/namespace", ns),
+        tag("kubernetes.io/created-for/pvc/name", name),
+    ];
+    if ours {
+        tags.push(tag("provision:cluster", cluster));
+    }
     c.ec2
         .create_volume()
         .availability_zone(format!("{REGION}a"))
@@ -18,11 +35,7 @@ async fn csi_volume(c: &provision::aws::Clients, cluster: &str, claim: &str, gb:
         .tag_specifications(
             TagSpecification::builder()
                 .resource_type(ResourceType::Volume)
-                .tags(tag("ebs.csi.aws.com/cluster", "true"))
-                .tags(tag(&format!("kubernetes.io/cluster/{cluster}"), "owned"))
-                .tags(tag("CSIVolumeName", "pvc-0123"))
-                .tags(tag("kubernetes.io/created-for/pvc/namespace", ns))
-                .tags(tag("kubernetes.io/created-for/pvc/name", name))
+                .set_tags(Some(tags))
                 .build(),
         )
         .send()
@@ -48,8 +61,10 @@ async fn claim_volumes_are_listed_kept_by_down_and_deleted_only_when_asked() {
     let other = Cluster::new("vols-other", 1, "");
     let c = sdk().await;
     cl.up();
-    let ours = csi_volume(&c, &cl.name, "team-a/data", 10).await;
-    let theirs = csi_volume(&c, &other.name, "team-b/data", 20).await;
+    let ours = csi_volume(&c, &cl.name, "team-a/data", 10, true).await;
+    let theirs = csi_volume(&c, &other.name, "team-b/data", 20, true).await;
+    // The same cluster name's, made by another tool: the driver's tags, not ours.
+    let namesake = csi_volume(&c, &cl.name, "team-c/data", 30, false).await;
 
     let plan = cl.run(&["plan", "--destroy", "-f", cl.spec_arg()]);
     assert!(plan.ok(), "{}", plan.stderr);
@@ -66,7 +81,10 @@ async fn claim_volumes_are_listed_kept_by_down_and_deleted_only_when_asked() {
             && why.contains("--delete-volumes"),
         "{why}"
     );
-    assert!(rows.iter().all(|r| r["aws_id"] != theirs.as_str()));
+    assert!(
+        rows.iter()
+            .all(|r| r["aws_id"] != theirs.as_str() && r["aws_id"] != namesake.as_str())
+    );
 
     let down = cl.down();
     assert!(
@@ -94,10 +112,11 @@ async fn claim_volumes_are_listed_kept_by_down_and_deleted_only_when_asked() {
         exists(&c, &theirs).await,
         "another cluster's volume is never touched"
     );
-    c.ec2
-        .delete_volume()
-        .volume_id(&theirs)
-        .send()
-        .await
-        .unwrap();
+    assert!(
+        exists(&c, &namesake).await,
+        "nor a same-named cluster's volume another tool made"
+    );
+    for v in [&theirs, &namesake] {
+        c.ec2.delete_volume().volume_id(v).send().await.unwrap();
+    }
 }

@@ -31,11 +31,13 @@ impl Storable for CallInfo {
     type Storer = StoreReplace<Self>;
 }
 
-/// `https://ec2.us-east-1.amazonaws.com/?Action=…` → `https://ec2.us-east-1.amazonaws.com`.
+/// `https://ec2.us-east-1.amazonaws.com/?Action=…` → `https://ec2.us-east-1.amazonaws.com`
+/// (without any `user:password@`).
 fn endpoint_of(uri: &str) -> String {
     match uri.split_once("://") {
         Some((scheme, rest)) => {
             let host = rest.split(['/', '?']).next().unwrap_or(rest);
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
             format!("{scheme}://{host}")
         }
         None => uri.split(['/', '?']).next().unwrap_or(uri).to_string(),
@@ -111,9 +113,13 @@ impl CallCounter {
     }
 
     /// The attempts sent more than `after` ago and not answered yet: (number, call, how long).
-    pub fn unanswered(&self, after: Duration) -> Vec<(u64, CallInfo, Duration)> {
-        let mut out: Vec<(u64, CallInfo, Duration)> = self
-            .log()
+    /// Attempts older than `forget` are dropped: a call cancelled from outside (a sibling's
+    /// failure, a signal) never reports its end.
+    pub fn unanswered(&self, after: Duration, forget: Duration) -> Vec<(u64, CallInfo, Duration)> {
+        let mut log = self.log();
+        log.in_flight
+            .retain(|_, (_, since)| since.elapsed() < forget);
+        let mut out: Vec<(u64, CallInfo, Duration)> = log
             .in_flight
             .iter()
             .filter(|(_, (_, since))| since.elapsed() >= after)
@@ -226,6 +232,10 @@ mod tests {
         assert_eq!(
             super::endpoint_of("http://127.0.0.1:4566/?Action=DescribeVpcs"),
             "http://127.0.0.1:4566"
+        );
+        assert_eq!(
+            super::endpoint_of("https://user:secret@proxy.example:8443/x"),
+            "https://proxy.example:8443"
         );
     }
 }

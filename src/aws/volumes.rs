@@ -1,9 +1,10 @@
 //! The EBS volumes a cluster's CSI driver made for persistent volume claims. They outlive the
 //! cluster (`down` keeps them, names each, and deletes them only with `--delete-volumes`, also
-//! once everything else is gone). They are found by the tag the driver puts on every volume
-//! when it knows the cluster's name (`--k8s-tag-cluster-id`, which `up` sets through the
-//! add-on's configuration), together with the driver's own `ebs.csi.aws.com/cluster` tag: a
-//! volume of another cluster, or one the driver did not make, is never touched.
+//! once everything else is gone). `up` configures the driver (through the add-on's
+//! configuration) to put our ownership tag, `provision:cluster = NAME`, on every volume it
+//! makes, besides `kubernetes.io/cluster/NAME` (`k8sTagClusterId`). Volumes are found by both,
+//! with the driver's own `ebs.csi.aws.com/cluster`: a volume of another cluster, even a
+//! same-named one another tool made, or one the driver did not make, is never touched.
 
 use aws_sdk_ec2::types::Filter;
 
@@ -12,7 +13,7 @@ use super::kind::Tx;
 use super::retry::retry;
 use super::{AwsError, Clients, tag_value};
 use crate::core::observed::ObsVolume;
-use crate::core::tags::kubernetes_cluster_tag;
+use crate::core::tags::{CLUSTER_TAG, kubernetes_cluster_tag};
 
 /// The tag the EBS CSI driver puts on every volume it makes.
 pub const CSI_TAG: &str = "ebs.csi.aws.com/cluster";
@@ -21,7 +22,11 @@ const CLAIM_NAME: &str = "kubernetes.io/created-for/pvc/name";
 
 /// The add-on configuration that makes the driver tag its volumes with the cluster's name.
 pub fn addon_configuration(cluster: &str) -> String {
-    serde_json::json!({"controller": {"k8sTagClusterId": cluster}}).to_string()
+    serde_json::json!({"controller": {
+        "k8sTagClusterId": cluster,
+        "extraVolumeTags": {CLUSTER_TAG: cluster},
+    }})
+    .to_string()
 }
 
 /// The cluster's CSI volumes (one DescribeVolumes, by tag).
@@ -42,6 +47,12 @@ pub async fn find(c: &Clients, cluster: &str) -> Result<Vec<ObsVolume>, AwsError
             Filter::builder()
                 .name(format!("tag:{CSI_TAG}"))
                 .values("true")
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{CLUSTER_TAG}"))
+                .values(cluster)
                 .build(),
         )
         .send()

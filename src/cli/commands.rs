@@ -122,13 +122,14 @@ fn print_rows(rows: &[Row]) {
         } else {
             format!("  ({})", notes.join("; "))
         };
-        println!(
+        let line = format!(
             "{sign} {:<22} {:<17} {:<8} {}{notes}",
             r.id,
             r.kind,
             r.action.as_str(),
             r.aws_id.clone().unwrap_or_default()
         );
+        println!("{}", super::printer::terminal_safe(&line));
     }
     let count = |a: Action| rows.iter().filter(|r| r.action == a).count();
     let mut line = format!(

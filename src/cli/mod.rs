@@ -40,8 +40,8 @@ impl From<anyhow::Error> for Failure {
 impl From<crate::engine::EngineError> for Failure {
     fn from(e: crate::engine::EngineError) -> Self {
         match e {
-            crate::engine::EngineError::Interrupted(s) => {
-                Failure::Signal(s.exit_code(), e.to_string())
+            crate::engine::EngineError::Interrupted { signal, .. } => {
+                Failure::Signal(signal.exit_code(), e.to_string())
             }
             e => Failure::Run(e.into()),
         }
@@ -168,7 +168,8 @@ async fn unanswered_calls(calls: CallCounter, sink: EventSink, attempt_timeout: 
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let after = Duration::from_secs(5).min(attempt_timeout / 2);
-        for (id, info, age) in calls.unanswered(after) {
+        // An attempt cannot outlive its timeout: anything older was cancelled from outside.
+        for (id, info, age) in calls.unanswered(after, attempt_timeout + Duration::from_secs(5)) {
             if said
                 .get(&id)
                 .is_none_or(|last| age >= *last + Duration::from_secs(15))

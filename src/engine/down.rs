@@ -57,27 +57,41 @@ pub async fn down(
     // Held from before discovery to after the last deletion: see `engine::lock`. The lock's
     // parameter is the last thing `down` removes.
     let region = c.region.clone();
-    let lock = super::lock::acquire(
-        &c,
-        &opts.cluster,
-        &region,
-        "down",
-        opts.lock_timeout,
-        &events,
-    )
-    .await?;
+    // Signals are received from before the lock is taken (see `up`).
+    let mut signals = super::signals::listen();
+    let lock = tokio::select! {
+        l = super::lock::acquire(
+            &c,
+            &opts.cluster,
+            &region,
+            "down",
+            opts.lock_timeout,
+            &events,
+        ) => l?,
+        signal = signals.recv() => return Err(EngineError::Interrupted { signal, released: true }),
+    };
     let result = tokio::select! {
         r = locked(c, opts, events.clone(), lock.lost()) => r,
-        s = super::signals::interrupted() => Err(EngineError::Interrupted(s)),
+        signal = signals.recv() => Err(EngineError::Interrupted { signal, released: true }),
     };
     let report = lock.report();
-    lock.release(&events).await;
-    let mut result = result?;
+    let released = lock.release(&events).await;
+    let mut result = match result {
+        Err(EngineError::Interrupted { signal, .. }) => {
+            return Err(EngineError::Interrupted { signal, released });
+        }
+        r => r?,
+    };
     result.lock = Some(report);
     // The cluster's context, cluster and user (for kubeadm a one-year admin key of a CA that
-    // is gone) go too, as eksctl's delete does; a kubeconfig that cannot be changed is said,
-    // not a failure of `down`.
-    if let Some(path) = &opts.kubeconfig {
+    // is gone) go too, as eksctl's delete does, when this run deleted the cluster (a `down` in
+    // the wrong region, which finds nothing, leaves a live cluster's entries alone); a
+    // kubeconfig that cannot be changed is said, not a failure of `down`.
+    if let Some(path) = opts
+        .kubeconfig
+        .as_ref()
+        .filter(|_| !result.resources.is_empty())
+    {
         match super::kubeconfig::forget(path, &opts.cluster) {
             Ok(true) => result.kubeconfig = Some(path.display().to_string()),
             Ok(false) => {}

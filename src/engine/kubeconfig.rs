@@ -225,7 +225,9 @@ fn change(
         .unwrap_or(Path::new("."))
         .to_path_buf();
     std::fs::create_dir_all(&dir).map_err(|e| error(path, e.to_string()))?;
-    let _lock = Lock::take(path, &real)?;
+    // Checked before the lock is made: no `/dev/null.lock`.
+    existing(path, &real)?;
+    let _lock = Lock::take(path)?;
     let text = existing(path, &real)?;
     let Some(new) = f(text.as_deref()).map_err(|e| error(path, e.to_string()))? else {
         return Ok(());
@@ -262,8 +264,9 @@ fn change(
 struct Lock(PathBuf);
 
 impl Lock {
-    fn take(path: &Path, real: &Path) -> Result<Lock, EngineError> {
-        let mut name = real.as_os_str().to_owned();
+    /// `PATH.lock` on the path as given, symlink or not: the file client-go locks.
+    fn take(path: &Path) -> Result<Lock, EngineError> {
+        let mut name = path.as_os_str().to_owned();
         name.push(".lock");
         let lock = PathBuf::from(name);
         let start = Instant::now();

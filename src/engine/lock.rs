@@ -149,7 +149,12 @@ pub async fn acquire(
             // Waited for, taken over or removed only when it is this cluster's: a parameter of
             // that name without our tag is someone else's, whatever it holds.
             if checked != current {
-                if aws::ssm::owner_tag(c, &name).await?.flatten().as_deref() != Some(cluster) {
+                let owner = match aws::ssm::owner_tag(c, &name).await? {
+                    // Released between the read and this look: create again.
+                    None => continue 'take,
+                    Some(owner) => owner,
+                };
+                if owner.as_deref() != Some(cluster) {
                     return Err(EngineError::Lock(format!(
                         "{name} exists without the tag {}={cluster}: it is not this cluster's lock, so provision neither waits for it nor removes it; \
                          if nothing uses it, delete it (aws ssm delete-parameter --name {name} --region {region}) and run again",
@@ -363,14 +368,15 @@ impl Lock {
 
     /// Stops renewing and deletes the record, unless it is no longer ours. While the lease
     /// has not run out nobody else can have taken the lock over, so no read is needed first.
-    pub async fn release(self, events: &EventSink) {
+    /// Deletes the lock if it is still ours. `false` when the delete failed (said as a warning).
+    pub async fn release(self, events: &EventSink) -> bool {
         let mut s = self.shared.lock().await;
         s.released = true;
         let lost = self.lost.load(Ordering::SeqCst);
         if lost || s.holder.expires <= now_unix() {
             let current: Option<Holder> = read_json(&self.c, &self.name).await.ok().flatten();
             if current.is_none_or(|h| h.id != s.holder.id) {
-                return;
+                return true;
             }
         }
         if let Err(e) = aws::lock::delete(&self.c, &self.name).await {
@@ -379,7 +385,9 @@ impl Lock {
                     "could not release the cluster lock ({e}); the next run takes it over once this process is gone (at once on this machine, else when its lease ends), or run `provision unlock`"
                 ),
             });
+            return false;
         }
+        true
     }
 }
 

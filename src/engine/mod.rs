@@ -44,9 +44,12 @@ pub enum EngineError {
     Pki(#[from] crate::core::pki::PkiError),
     #[error("writing the kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
-    /// SIGINT or SIGTERM: the steps in flight were stopped and the lock released.
-    #[error("stopped by {}: the steps in flight were stopped and the cluster lock released; what was made is tagged: run the same command again to continue", .0.name())]
-    Interrupted(signals::Signal),
+    /// SIGINT or SIGTERM: the steps in flight were stopped; the lock released unless said.
+    #[error("stopped by {}: the steps in flight were stopped{}; what was made is tagged: run the same command again to continue", .signal.name(), if *.released { " and the cluster lock released" } else { " (the cluster lock could not be released: see the warning)" })]
+    Interrupted {
+        signal: signals::Signal,
+        released: bool,
+    },
     #[error("waiting for the cluster: {0}")]
     Probe(#[from] crate::kube::ProbeError),
 }

@@ -29,16 +29,36 @@ impl Signal {
     }
 }
 
-/// Resolves at the first SIGINT or SIGTERM (never, if they cannot be listened for).
-pub async fn interrupted() -> Signal {
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => Signal::Interrupt,
-        _ = term.recv() => Signal::Terminate,
+/// SIGINT and SIGTERM, listened for from the moment it is made (from then on they no longer
+/// end the process by themselves: the run must receive them).
+pub struct Listener {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+/// Starts listening (before the lock is taken, so that no signal can end the run while it
+/// holds the lock without releasing it).
+pub fn listen() -> Listener {
+    Listener {
+        int: signal(SignalKind::interrupt()).ok(),
+        term: signal(SignalKind::terminate()).ok(),
+    }
+}
+
+impl Listener {
+    /// The next SIGINT or SIGTERM (never, if they could not be listened for).
+    pub async fn recv(&mut self) -> Signal {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = next(&mut self.int) => Signal::Interrupt,
+            () = next(&mut self.term) => Signal::Terminate,
+        }
     }
 }

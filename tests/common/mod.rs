@@ -12,6 +12,7 @@ use serde_json::Value;
 
 mod aws;
 mod endpoints;
+mod lock;
 mod own_emulator;
 
 // Each test file uses some of them.
@@ -19,6 +20,8 @@ mod own_emulator;
 pub use aws::*;
 #[allow(unused_imports)]
 pub use endpoints::*;
+#[allow(unused_imports)]
+pub use lock::*;
 #[allow(unused_imports)]
 pub use own_emulator::OwnEmulator;
 

@@ -111,10 +111,12 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
             message: e.info(),
         })?;
         match ev {
-            Event::Scalar(text, style, anchor, _) => b.done(
+            // A tagged scalar (`!!str 0x1F`) is a string whatever it looks like: written
+            // quoted, so that it stays one without its tag.
+            Event::Scalar(text, style, anchor, tag) => b.done(
                 Node::Scalar {
                     text: text.into_owned(),
-                    plain: style == ScalarStyle::Plain,
+                    plain: style == ScalarStyle::Plain && tag.is_none(),
                 },
                 anchor,
             ),
@@ -241,12 +243,34 @@ fn seq(items: &[Node], indent: usize, out: &mut String) {
 /// A scalar or an empty collection on one line.
 fn inline(node: &Node) -> String {
     match node {
-        Node::Scalar { text, plain: true } if !text.contains('\n') => text.clone(),
-        // A JSON string is a YAML double-quoted scalar.
-        Node::Scalar { text, .. } => serde_json::to_string(text).unwrap_or_default(),
+        Node::Scalar { text, plain: true } if text.chars().all(printable) => text.clone(),
+        Node::Scalar { text, .. } => double_quoted(text),
         Node::Map(_) => "{}".into(),
         Node::Seq(_) => "[]".into(),
     }
+}
+
+/// What YAML lets stand as itself in a scalar, and no reader takes for a line break.
+fn printable(c: char) -> bool {
+    !c.is_control() && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{85}')
+}
+
+/// A YAML double-quoted scalar: every character that is not printable as an escape.
+fn double_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if !printable(c) => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Whether `s`, written plain, reads back as the string `s` (not a number, boolean or null,
@@ -258,7 +282,7 @@ fn plain_is_string(s: &str) -> bool {
         && !s.contains(": ")
         && !s.contains(" #")
         && !s.ends_with(':')
-        && !s.chars().any(|c| c.is_control())
+        && s.chars().all(printable)
         && first.is_some_and(|c| c.is_ascii_alphabetic() || c == '/' || c == '_')
         && !matches!(
             s.to_ascii_lowercase().as_str(),
@@ -311,6 +335,22 @@ mod tests {
         ] {
             assert_eq!(plain_is_string(s), plain, "{s}");
         }
+    }
+
+    #[test]
+    fn what_is_not_printable_is_escaped_and_tagged_strings_stay_strings() {
+        let node = Node::Map(vec![(
+            Node::string("k"),
+            Node::string("a\u{7f}b\u{2028}c\"d\\e\nf"),
+        )]);
+        let out = render(&node);
+        assert_eq!(out, "k: \"a\\u007fb\\u2028c\\\"d\\\\e\\nf\"\n");
+        assert_eq!(
+            parse(&out).unwrap().unwrap().get("k").unwrap().text(),
+            node.get("k").unwrap().text()
+        );
+        let tagged = parse("token: !!str 0x1F\n").unwrap().unwrap();
+        assert_eq!(render(&tagged), "token: \"0x1F\"\n");
     }
 
     #[test]

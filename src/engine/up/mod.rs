@@ -97,36 +97,65 @@ pub async fn up(
     opts: &UpOptions,
     events: EventSink,
 ) -> Result<UpReport, EngineError> {
+    // Signals are received from before the lock is taken: none ends the run while it holds the
+    // lock without releasing it.
+    let mut signals = super::signals::listen();
     // Held from before discovery to after the last change: see `engine::lock`. Who we are is
     // asked at the same time (one round trip fewer before anything else can start) and said
     // before any change is made.
-    let (who, lock) = tokio::join!(
-        aws::whoami(&c),
-        super::lock::acquire(
-            &c,
-            &spec.name,
-            &spec.region,
-            "up",
-            opts.lock_timeout,
-            &events,
-        )
+    let who = tokio::spawn({
+        let c = c.clone();
+        async move { aws::whoami(&c).await }
+    });
+    let acquire = super::lock::acquire(
+        &c,
+        &spec.name,
+        &spec.region,
+        "up",
+        opts.lock_timeout,
+        &events,
     );
-    let lock = lock?;
+    let lock = tokio::select! {
+        l = acquire => l,
+        signal = signals.recv() => Err(EngineError::Interrupted { signal, released: true }),
+    };
+    let lock = match lock {
+        Ok(l) => l,
+        Err(e) => {
+            who.abort();
+            return Err(e);
+        }
+    };
+    let who = tokio::select! {
+        w = who => w.unwrap_or_else(|e| Err(aws::AwsError::internal(e))).map_err(EngineError::from),
+        signal = signals.recv() => Err(EngineError::Interrupted { signal, released: true }),
+    };
     match who {
         Ok((account, arn)) => events(crate::core::events::Event::Phase {
             phase: format!("account {account} ({arn}), region {}", spec.region),
         }),
         Err(e) => {
-            lock.release(&events).await;
-            return Err(e.into());
+            let released = lock.release(&events).await;
+            return Err(match e {
+                EngineError::Interrupted { signal, .. } => {
+                    EngineError::Interrupted { signal, released }
+                }
+                e => e,
+            });
         }
     }
     let result = tokio::select! {
         r = locked(c, spec, opts, events.clone(), lock.lost()) => r,
-        s = super::signals::interrupted() => Err(EngineError::Interrupted(s)),
+        signal = signals.recv() => Err(EngineError::Interrupted { signal, released: true }),
     };
     let report = lock.report();
-    lock.release(&events).await;
+    let released = lock.release(&events).await;
+    let result = match result {
+        Err(EngineError::Interrupted { signal, .. }) => {
+            Err(EngineError::Interrupted { signal, released })
+        }
+        r => r,
+    };
     result.map(|r| UpReport {
         lock: Some(report),
         ..r
