@@ -24,10 +24,22 @@ macro_rules! observe_all {
             if scope.leftovers {
                 let vpcs: Vec<String> = obs.vpcs.iter().map(|v| v.id.clone()).collect();
                 let subnets: Vec<String> = obs.subnets.iter().map(|s| s.id.clone()).collect();
-                match super::leftovers::find(c, scope.cluster, &vpcs, &subnets).await {
+                // The claim volumes outlive the VPC: looked for even when nothing else is left.
+                let (found, volumes) = tokio::join!(
+                    super::leftovers::find(c, scope.cluster, &vpcs, &subnets),
+                    super::volumes::find(c, scope.cluster),
+                );
+                match found {
                     Ok(l) => obs.leftovers = l,
                     Err(e) if e.code().is_access_denied() => scope.warn(format!(
                         "could not look for load balancers Kubernetes made in the VPC ({e}); if there are any, the VPC's deletion will name them"
+                    )),
+                    Err(e) => return Err(e),
+                }
+                match volumes {
+                    Ok(v) => obs.leftovers.volumes = v,
+                    Err(e) if e.code().is_access_denied() => scope.warn(format!(
+                        "could not look for the EBS volumes of the cluster's claims ({e}); any there are stay"
                     )),
                     Err(e) => return Err(e),
                 }

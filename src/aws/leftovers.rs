@@ -41,20 +41,15 @@ pub async fn find(
     vpcs: &[String],
     subnets: &[String],
 ) -> Result<Leftovers, AwsError> {
-    // Volumes outlive the VPC: looked for by tag even when nothing else is left.
     if vpcs.is_empty() {
-        return Ok(Leftovers {
-            volumes: super::volumes::find(c, cluster).await?,
-            ..Leftovers::default()
-        });
+        return Ok(Leftovers::default());
     }
-    let (v2, classic, target_groups, security_groups, interfaces, volumes) = tokio::try_join!(
+    let (v2, classic, target_groups, security_groups, interfaces) = tokio::try_join!(
         elbv2_load_balancers(c, cluster, vpcs),
         classic_load_balancers(c, cluster, vpcs),
         target_groups(c, cluster, vpcs),
         security_groups(c, cluster, vpcs),
         interfaces(c, cluster, subnets),
-        super::volumes::find(c, cluster),
     )?;
     let mut load_balancers = v2;
     load_balancers.extend(classic);
@@ -63,7 +58,7 @@ pub async fn find(
         target_groups,
         security_groups,
         interfaces,
-        volumes,
+        volumes: Vec::new(),
     })
 }
 
