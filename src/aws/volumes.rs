@@ -1,8 +1,8 @@
 //! The EBS volumes a cluster's CSI driver made for persistent volume claims. They outlive the
 //! cluster (`down` keeps them, names each, and deletes them only with `--delete-volumes`, also
 //! once everything else is gone). `up` configures the driver (through the add-on's
-//! configuration) to put our ownership tag, `provision:cluster = NAME`, on every volume it
-//! makes, besides `kubernetes.io/cluster/NAME` (`k8sTagClusterId`). Volumes are found by both,
+//! configuration, `extraVolumeTags`) to put our ownership tag, `provision:cluster = NAME`, and
+//! `kubernetes.io/cluster/NAME = owned` on every volume it makes. Volumes are found by both,
 //! with the driver's own `ebs.csi.aws.com/cluster`: a volume of another cluster, even a
 //! same-named one another tool made, or one the driver did not make, is never touched.
 
@@ -21,11 +21,14 @@ const CLAIM_NAMESPACE: &str = "kubernetes.io/created-for/pvc/namespace";
 const CLAIM_NAME: &str = "kubernetes.io/created-for/pvc/name";
 
 /// The add-on configuration that makes the driver tag its volumes with the cluster's name.
+/// `controller.extraVolumeTags` is in the add-on's configuration schema (as
+/// DescribeAddonConfiguration shows it); whether the driver's other Helm values, such as
+/// `k8sTagClusterId`, are accepted there is not known here, so both tags go through it.
 pub fn addon_configuration(cluster: &str) -> String {
-    serde_json::json!({"controller": {
-        "k8sTagClusterId": cluster,
-        "extraVolumeTags": {CLUSTER_TAG: cluster},
-    }})
+    serde_json::json!({"controller": {"extraVolumeTags": {
+        CLUSTER_TAG: cluster,
+        kubernetes_cluster_tag(cluster): "owned",
+    }}})
     .to_string()
 }
 
@@ -111,4 +114,17 @@ pub async fn delete(tx: &Tx<'_>, volumes: &[ObsVolume]) -> Result<(), AwsError> 
     });
     futures::future::try_join_all(deletes).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_add_on_tags_volumes_with_our_tag_and_the_clusters() {
+        let v: serde_json::Value =
+            serde_json::from_str(&super::addon_configuration("demo")).unwrap();
+        let tags = &v["controller"]["extraVolumeTags"];
+        assert_eq!(tags["provision:cluster"], "demo");
+        assert_eq!(tags["kubernetes.io/cluster/demo"], "owned");
+        assert_eq!(v["controller"].as_object().unwrap().len(), 1);
+    }
 }
