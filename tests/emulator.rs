@@ -436,18 +436,10 @@ async fn down_after_a_partial_up_removes_what_was_made() {
     // A run killed (SIGKILL: no chance to clean up) once the network exists: down removes
     // what it made.
     let cl = Cluster::new("partial", 2, "");
-    let mut child = cl
-        .command(&["up", "-f", cl.spec_arg()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    for line in std::io::BufRead::lines(stdout) {
-        let line = line.unwrap();
-        if line.contains("\"kind\":\"vpc\"") && line.contains("\"created\"") {
-            break;
-        }
-    }
+    let mut child = common::spawn_until(
+        &mut cl.command(&["up", "-f", cl.spec_arg()]),
+        &["\"kind\":\"vpc\"", "\"created\""],
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let c = sdk().await;

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::BufRead as _;
 use std::process::Stdio;
 
 use common::{Cluster, OwnEmulator};
@@ -11,25 +10,12 @@ use common::{Cluster, OwnEmulator};
 /// Starts `up`, waits for its first instance launch (so that steps are in flight), sends
 /// `signal`, and returns the exit code and stderr.
 fn interrupted_up(emu: &OwnEmulator, cl: &Cluster, signal: &str) -> (Option<i32>, String) {
-    let mut child = emu
-        .command(cl, &["up", "-f", cl.spec_arg(), "--wait", "running"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if line.contains("\"kind\":\"instance\"") && line.contains("\"creating\"") {
-            break;
-        }
-    }
-    let pid = child.id().to_string();
-    let sent = std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    let child = common::spawn_until(
+        emu.command(cl, &["up", "-f", cl.spec_arg(), "--wait", "running"])
+            .stderr(Stdio::piped()),
+        &["\"kind\":\"instance\"", "\"creating\""],
+    );
+    common::send_signal(&child, signal);
     let out = child.wait_with_output().unwrap();
     (
         out.status.code(),
@@ -92,23 +78,12 @@ async fn a_signal_while_waiting_for_the_lock_leaves_the_others_lock_alone() {
     let me = std::process::id();
     let h = common::holder(me, common::start_of(me));
     common::put_lock(&c, &cl.name, &h).await;
-    let mut child = cl
-        .command(&["up", "-f", cl.spec_arg(), "--lock-timeout", "600"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    for line in stdout.lines() {
-        if line.unwrap().contains("the cluster lock, held by") {
-            break;
-        }
-    }
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    let child = common::spawn_until(
+        cl.command(&["up", "-f", cl.spec_arg(), "--lock-timeout", "600"])
+            .stderr(Stdio::piped()),
+        &["the cluster lock, held by"],
+    );
+    common::send_signal(&child, "-TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),

@@ -76,12 +76,7 @@ pub async fn down(
     };
     let report = lock.report();
     let released = lock.release(&events).await;
-    let mut result = match result {
-        Err(EngineError::Interrupted { signal, .. }) => {
-            return Err(EngineError::Interrupted { signal, released });
-        }
-        r => r?,
-    };
+    let mut result = result.map_err(|e| e.after_release(released))?;
     result.lock = Some(report);
     // The cluster's context, cluster and user (for kubeadm a one-year admin key of a CA that
     // is gone) go too, as eksctl's delete does, when this run deleted the cluster (a `down` in

@@ -54,6 +54,18 @@ pub enum EngineError {
     Probe(#[from] crate::kube::ProbeError),
 }
 
+impl EngineError {
+    /// An interruption, saying whether the lock was then released; any other error as it is.
+    pub(crate) fn after_release(self, released: bool) -> EngineError {
+        match self {
+            EngineError::Interrupted { signal, .. } => {
+                EngineError::Interrupted { signal, released }
+            }
+            e => e,
+        }
+    }
+}
+
 /// The refusals of a plan, one line each.
 fn refusals(rows: &[Row]) -> String {
     let lines: Vec<String> = rows

@@ -339,3 +339,28 @@ pub fn last_call(calls: &[String], op: &str) -> usize {
         .rposition(|c| c == op)
         .unwrap_or_else(|| panic!("no {op} in {calls:?}"))
 }
+
+/// Starts `cmd` with its stdout piped and reads its JSON lines until one holds every one of
+/// `marks`: the run is then mid-flight (the child still runs). Fails if the run ends first.
+pub fn spawn_until(cmd: &mut Command, marks: &[&str]) -> std::process::Child {
+    use std::io::BufRead as _;
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if marks.iter().all(|m| line.contains(m)) {
+            return child;
+        }
+    }
+    let _ = child.wait();
+    panic!("the run ended before a line with {marks:?}");
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) to `child`.
+pub fn send_signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}

@@ -136,12 +136,7 @@ pub async fn up(
         }),
         Err(e) => {
             let released = lock.release(&events).await;
-            return Err(match e {
-                EngineError::Interrupted { signal, .. } => {
-                    EngineError::Interrupted { signal, released }
-                }
-                e => e,
-            });
+            return Err(e.after_release(released));
         }
     }
     let result = tokio::select! {
@@ -150,16 +145,12 @@ pub async fn up(
     };
     let report = lock.report();
     let released = lock.release(&events).await;
-    let result = match result {
-        Err(EngineError::Interrupted { signal, .. }) => {
-            Err(EngineError::Interrupted { signal, released })
-        }
-        r => r,
-    };
-    result.map(|r| UpReport {
-        lock: Some(report),
-        ..r
-    })
+    result
+        .map_err(|e| e.after_release(released))
+        .map(|r| UpReport {
+            lock: Some(report),
+            ..r
+        })
 }
 
 /// What every node's task shares.
