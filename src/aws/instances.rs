@@ -187,7 +187,18 @@ impl Instances {
                 user_data: &user_data,
                 key_name: self.key_name.as_deref(),
                 volume_gb: self.volume_gb,
-                tags: &cx.tags(id, self.kubernetes_owned),
+                tags: &{
+                    let mut t = cx.tags(id, self.kubernetes_owned);
+                    // What `status` says a node was launched for (add-on instances run no
+                    // Kubernetes).
+                    if let (true, Some(k)) = (self.kubernetes_owned, cx.spec.kubeadm()) {
+                        t.push((
+                            crate::core::stamp::VERSION_TAG.to_string(),
+                            k.version.to_string(),
+                        ));
+                    }
+                    t
+                },
                 client_token,
             },
         )

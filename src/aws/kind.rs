@@ -158,12 +158,17 @@ pub struct Cx<'a> {
     pub obs: &'a Observed,
     pub report: &'a Report,
     pub limits: &'a Limits,
+    /// Who runs `up`, when, and the cluster's expiry: on everything it creates.
+    pub stamp: &'a crate::core::stamp::RunStamp,
 }
 
 impl Cx<'_> {
-    /// The tags of node `id`'s resources (`kubernetes`: also `kubernetes.io/cluster/NAME`).
+    /// The tags of node `id`'s resources (`kubernetes`: also `kubernetes.io/cluster/NAME`),
+    /// with this run's stamp.
     pub fn tags(&self, id: &str, kubernetes: bool) -> Vec<(String, String)> {
-        tags::tags_for(&self.spec.name, id, kubernetes, &self.spec.tags)
+        let mut t = tags::tags_for(&self.spec.name, id, kubernetes, &self.spec.tags);
+        t.extend(self.stamp.tags());
+        t
     }
 }
 

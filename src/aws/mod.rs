@@ -16,6 +16,7 @@ pub mod kind;
 pub mod leftovers;
 pub mod lock;
 pub mod poll;
+pub mod retag;
 pub mod retry;
 pub mod ssm;
 pub mod token;
@@ -220,6 +221,14 @@ pub(crate) fn tag_value<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> O
 /// The logical id (`provision:resource`) in an EC2 tag list.
 pub(crate) fn logical(tags: &[aws_sdk_ec2::types::Tag]) -> Option<String> {
     tag_value(tags, crate::core::tags::RESOURCE_TAG).map(str::to_string)
+}
+
+/// What an EC2 resource's stamp tags say (who made it, when, the cluster's expiry).
+pub(crate) fn stamp_of(tags: &[aws_sdk_ec2::types::Tag]) -> crate::core::stamp::Stamp {
+    crate::core::stamp::Stamp::from_tags(
+        tags.iter()
+            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+    )
 }
 
 /// Whether an EC2 tag list carries our cluster tag. The tag filter already asked for it; this

@@ -167,6 +167,7 @@ pub(crate) fn observed(n: EksNodegroup, cluster: &str) -> ObsNodegroup {
     ObsNodegroup {
         owned: n.tags.get(CLUSTER_TAG).map(String::as_str) == Some(cluster),
         name: n.name,
+        arn: n.arn,
         status: n.status,
         min: n.min.unwrap_or_default().max(0) as u32,
         max: n.max.unwrap_or_default().max(0) as u32,
@@ -182,6 +183,7 @@ pub(crate) fn observed(n: EksNodegroup, cluster: &str) -> ObsNodegroup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EksNodegroup {
     pub name: String,
+    pub arn: String,
     pub status: String,
     pub min: Option<i32>,
     pub max: Option<i32>,
@@ -197,6 +199,7 @@ pub struct EksNodegroup {
 fn nodegroup_of(n: &aws_sdk_eks::types::Nodegroup) -> EksNodegroup {
     EksNodegroup {
         name: n.nodegroup_name().unwrap_or_default().into(),
+        arn: n.nodegroup_arn().unwrap_or_default().into(),
         status: n
             .status()
             .map(|s| s.as_str().to_string())

@@ -21,6 +21,7 @@ impl Apply for Vpc {
                 cidr: v.cidr_block().unwrap_or_default().into(),
                 dns_support: None,
                 dns_hostnames: None,
+                stamp: super::stamp_of(v.tags()),
             })
             .collect();
         if scope.vpc_attributes {

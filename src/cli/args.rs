@@ -107,12 +107,24 @@ pub(crate) struct UpArgs {
     /// Seconds to wait while another `up` or `down` of the cluster holds its lock (0: fail at once).
     #[arg(long, default_value_t = 1800)]
     pub lock_timeout: u64,
+    /// The cluster expires this long from now (4h, 90m, 2d): tags everything it owns with
+    /// provision:expires-at, replacing an earlier expiry; `provision gc` deletes it after that.
+    #[arg(long, value_name = "DURATION", value_parser = ttl_arg)]
+    pub ttl: Option<i64>,
+}
+
+/// `--ttl`: a duration, checked as the spec's `ttl` is.
+fn ttl_arg(s: &str) -> Result<i64, String> {
+    crate::core::stamp::parse_ttl(s)
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct PlanArgs {
     #[command(flatten)]
     pub spec: SpecArg,
+    /// What `up --ttl DURATION` would do.
+    #[arg(long, value_name = "DURATION", value_parser = ttl_arg, conflicts_with = "destroy")]
+    pub ttl: Option<i64>,
     /// Show what `down` would delete.
     #[arg(long)]
     pub destroy: bool,

@@ -101,6 +101,16 @@ pub(super) fn validate(edge: &Edge, a: SpecArg) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--ttl` replaces the spec's `ttl`, counted from now.
+fn with_ttl(spec: &mut spec::ClusterSpec, ttl: Option<i64>) {
+    if let Some(seconds) = ttl {
+        spec.ttl = Some(crate::core::stamp::Ttl {
+            seconds,
+            from_now: true,
+        });
+    }
+}
+
 /// Prints a plan's rows for people: one line each, then the counts.
 fn print_rows(rows: &[Row]) {
     for r in rows {
@@ -151,7 +161,8 @@ fn print_rows(rows: &[Row]) {
 
 pub(super) async fn plan(edge: &Edge, a: PlanArgs) -> Result<ExitCode, Failure> {
     let out = &edge.out;
-    let spec = load_spec(&a.spec.file, out)?;
+    let mut spec = load_spec(&a.spec.file, out)?;
+    with_ttl(&mut spec, a.ttl);
     let c = edge.clients(&spec.region).await;
     let command = if a.destroy { "plan-destroy" } else { "plan" };
     let planned = if a.destroy {
@@ -189,7 +200,8 @@ pub(super) async fn plan(edge: &Edge, a: PlanArgs) -> Result<ExitCode, Failure> 
 
 pub(super) async fn up(edge: &Edge, a: UpArgs) -> Result<ExitCode, Failure> {
     let out = &edge.out;
-    let spec = load_spec(&a.spec.file, out)?;
+    let mut spec = load_spec(&a.spec.file, out)?;
+    with_ttl(&mut spec, a.ttl);
     if let Some(url) = &a.api_server
         && (!url.starts_with("https://") || url.len() <= "https://".len())
     {
@@ -299,6 +311,9 @@ fn print_up(report: &UpReport, wait: WaitFor, calls: u64) {
         println!(
             "  the nodes bootstrap themselves; `kubectl get nodes` shows them Ready in a few minutes (or use --wait cluster)"
         );
+    }
+    if let Some(e) = &report.expires_at {
+        println!("  expires         {e} (then `provision gc` deletes it; `up --ttl` extends it)");
     }
     println!("  API calls       {calls}");
 }

@@ -17,6 +17,7 @@ pub mod observed;
 pub mod pki;
 pub mod plan;
 pub mod spec;
+pub mod stamp;
 pub mod tags;
 pub mod teardown;
 #[cfg(test)]

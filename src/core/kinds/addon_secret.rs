@@ -61,6 +61,7 @@ impl fmt::Display for Drift {
 
 impl Plan for AddonSecret {
     const NAME: &'static str = "addon-secret";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::SsmParameter);
     const DELETE_AFTER: &'static [Step] = &[Step::Kind(Kind::Vpc), Step::Kind(Kind::IamRole)];
     type Observed = ObsAddonSecrets;
     type Drift = Drift;

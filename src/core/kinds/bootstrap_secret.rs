@@ -63,6 +63,7 @@ pub struct ObsSecret {
 
 impl Plan for BootstrapSecret {
     const NAME: &'static str = "secret";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::SsmParameter);
     const DELETE_AFTER: &'static [Step] = &[
         Step::Kind(Kind::Vpc),
         Step::Kind(Kind::IamRole),

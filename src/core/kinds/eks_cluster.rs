@@ -98,6 +98,7 @@ impl fmt::Display for Drift {
 
 impl Plan for EksCluster {
     const NAME: &'static str = "eks-cluster";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::Eks);
     const DELETE_AFTER: &'static [Step] = &[
         Step::Kind(Kind::Nodegroup),
         Step::Kind(Kind::EksAddons),

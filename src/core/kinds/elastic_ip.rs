@@ -19,6 +19,7 @@ pub struct ObsAddress {
 
 impl Plan for ElasticIp {
     const NAME: &'static str = "elastic-ip";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::Ec2);
     const DELETE_AFTER: &'static [Step] =
         &[Step::Kind(Kind::NatGateway), Step::Kind(Kind::Instances)];
     type Observed = Vec<ObsAddress>;

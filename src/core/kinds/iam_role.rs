@@ -49,6 +49,7 @@ impl fmt::Display for Drift {
 
 impl Plan for IamRole {
     const NAME: &'static str = "iam-role";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::IamRole);
     const DELETE_AFTER: &'static [Step] = &[
         Step::Kind(Kind::InstanceProfile),
         Step::Kind(Kind::EksCluster),

@@ -42,6 +42,7 @@ impl fmt::Display for Drift {
 
 impl Plan for InstanceProfile {
     const NAME: &'static str = "instance-profile";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::InstanceProfile);
     const DELETE_AFTER: &'static [Step] = &[Step::Kind(Kind::Instances)];
     type Observed = Vec<ObsProfile>;
     type Drift = Drift;

@@ -100,6 +100,7 @@ impl fmt::Display for Drift {
 
 impl Plan for Instances {
     const NAME: &'static str = "instance";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::Ec2);
     const DELETE_AFTER: &'static [Step] = &[Step::Kubernetes];
     type Observed = Vec<ObsInstance>;
     type Drift = Drift;

@@ -34,6 +34,7 @@ impl fmt::Display for Drift {
 
 impl Plan for InternetGateway {
     const NAME: &'static str = "internet-gateway";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::Ec2);
     const DELETE_AFTER: &'static [Step] = &[
         Step::Kind(Kind::Instances),
         Step::Kind(Kind::EksCluster),

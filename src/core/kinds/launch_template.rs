@@ -22,6 +22,7 @@ pub struct ObsTemplate {
 
 impl Plan for LaunchTemplate {
     const NAME: &'static str = "launch-template";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::Ec2);
     const DELETE_AFTER: &'static [Step] = &[Step::Kind(Kind::Nodegroup)];
     type Observed = Vec<ObsTemplate>;
     type Drift = NoDrift;

@@ -82,6 +82,9 @@ pub trait Plan: Sized {
     const NAME: &'static str;
     /// The teardown steps that must finish before this kind's resources are deleted.
     const DELETE_AFTER: &'static [Step] = &[];
+    /// How the kind's resources take a tag after creation (`up --ttl` moving the expiry);
+    /// `None`: they carry none, or only the tags they were created with.
+    const TAGS: Option<TagFamily> = None;
     /// What AWS reported of this kind: its field of [`Observed`].
     type Observed: Default + Clone + std::fmt::Debug + PartialEq;
     /// One thing `up` changes on an existing resource of this kind.
@@ -99,6 +102,21 @@ pub trait Plan: Sized {
     fn cost(&self, p: &Profile) -> Cost {
         Cost::same(p.call)
     }
+}
+
+/// How a resource is tagged after creation: the API, and what names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TagFamily {
+    /// EC2 CreateTags by resource id (one call for many).
+    Ec2,
+    /// IAM TagRole by role name.
+    IamRole,
+    /// IAM TagInstanceProfile by profile name.
+    InstanceProfile,
+    /// SSM AddTagsToResource by parameter name.
+    SsmParameter,
+    /// EKS TagResource by ARN.
+    Eks,
 }
 
 /// A kind that observes nothing of its own (lookups, and kinds whose state AWS reports with
@@ -138,6 +156,13 @@ macro_rules! define_kinds {
             pub fn delete_after(self) -> &'static [Step] {
                 match self {
                     $(Kind::$K => <$m::$K as Plan>::DELETE_AFTER,)*
+                }
+            }
+
+            /// How this kind's resources take a tag after creation.
+            pub fn tags(self) -> Option<TagFamily> {
+                match self {
+                    $(Kind::$K => <$m::$K as Plan>::TAGS,)*
                 }
             }
 

@@ -47,6 +47,7 @@ impl fmt::Display for Drift {
 
 impl Plan for NatGateway {
     const NAME: &'static str = "nat-gateway";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::Ec2);
     const DELETE_AFTER: &'static [Step] = &[Step::Kubernetes];
     type Observed = Vec<ObsNat>;
     type Drift = Drift;

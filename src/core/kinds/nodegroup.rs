@@ -24,6 +24,7 @@ pub struct Nodegroup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObsNodegroup {
     pub name: String,
+    pub arn: String,
     pub status: String,
     pub min: u32,
     pub max: u32,
@@ -67,6 +68,7 @@ impl fmt::Display for Drift {
 
 impl Plan for Nodegroup {
     const NAME: &'static str = "nodegroup";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::Eks);
     const DELETE_AFTER: &'static [Step] = &[Step::Kubernetes];
     // EKS reports it with the cluster.
     type Observed = NoState;

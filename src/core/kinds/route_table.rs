@@ -47,6 +47,7 @@ impl fmt::Display for Drift {
 
 impl Plan for RouteTable {
     const NAME: &'static str = "route-table";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::Ec2);
     const DELETE_AFTER: &'static [Step] = &[Step::Kind(Kind::EksCluster)];
     type Observed = Vec<ObsRouteTable>;
     type Drift = Drift;

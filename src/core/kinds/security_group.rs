@@ -52,6 +52,7 @@ impl fmt::Display for Drift {
 
 impl Plan for SecurityGroup {
     const NAME: &'static str = "security-group";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::Ec2);
     const DELETE_AFTER: &'static [Step] = &[
         Step::Kind(Kind::Instances),
         Step::Kind(Kind::EksCluster),

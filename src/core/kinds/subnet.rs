@@ -46,6 +46,7 @@ impl fmt::Display for Drift {
 
 impl Plan for Subnet {
     const NAME: &'static str = "subnet";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::Ec2);
     const DELETE_AFTER: &'static [Step] = &[
         Step::Kind(Kind::Instances),
         Step::Kind(Kind::RouteTable),

@@ -20,6 +20,8 @@ pub struct ObsVpc {
     /// Read only when asked (`up` and `plan`; `down` does not need them).
     pub dns_support: Option<bool>,
     pub dns_hostnames: Option<bool>,
+    /// Who made it, when, and the cluster's expiry: the VPC's tags speak for the cluster.
+    pub stamp: crate::core::stamp::Stamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,7 @@ impl fmt::Display for Drift {
 
 impl Plan for Vpc {
     const NAME: &'static str = "vpc";
+    const TAGS: Option<super::TagFamily> = Some(super::TagFamily::Ec2);
     const DELETE_AFTER: &'static [Step] = &[
         Step::Kind(Kind::SecurityGroup),
         Step::Kind(Kind::RouteTable),

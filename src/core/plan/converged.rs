@@ -88,6 +88,7 @@ fn observe_node(
             cidr: v.cidr.to_string(),
             dns_support: Some(true),
             dns_hostnames: Some(true),
+            stamp: Default::default(),
         }),
         Desired::Subnet(s) => obs.subnets.push(ObsSubnet {
             id: aws(id),
@@ -296,6 +297,7 @@ fn observe_after(
             let s = &ng.spec;
             obs.eks.as_mut().unwrap().nodegroup = Some(ObsNodegroup {
                 name: ng.name.clone(),
+                arn: format!("arn:aws:eks:::nodegroup/{}", ng.name),
                 status: "ACTIVE".into(),
                 min: s.min,
                 max: s.max,

@@ -63,6 +63,10 @@ pub struct Plan {
     pub loose: Vec<Loose>,
     /// In the graph's (topological) order.
     pub nodes: Vec<Planned>,
+    /// The cluster's expiry after this run: what the resources it creates are tagged with.
+    pub expires_at: Option<i64>,
+    /// Moving the expiry on what already exists: done after every node.
+    pub retag: Option<expiry::Retag>,
 }
 
 impl Plan {
@@ -72,6 +76,7 @@ impl Plan {
             .iter()
             .map(Loose::row)
             .chain(self.nodes.iter().map(|n| n.item.row(&n.id)))
+            .chain(self.retag.iter().map(expiry::Retag::row))
             .collect()
     }
 
@@ -136,7 +141,13 @@ pub fn plan(spec: &ClusterSpec, graph: &Graph, obs: &Observed, now: i64) -> Plan
             item: n.desired.plan(&n.id, &cx),
         })
         .collect();
-    Plan { loose, nodes }
+    let (expires_at, retag) = expiry::plan(spec, &seen, now);
+    Plan {
+        loose,
+        nodes,
+        expires_at,
+        retag,
+    }
 }
 
 /// Everything `down` deletes, with its step, in the order `down` deletes it: the CSI driver's
@@ -215,6 +226,8 @@ pub fn kept(obs: &Observed, cluster: &str, region: &str, delete_volumes: bool) -
     }
     out
 }
+
+pub mod expiry;
 
 #[cfg(test)]
 mod cases;

@@ -130,6 +130,7 @@ fn spare_vpcs_are_the_empty_duplicates() {
         cidr: "10.0.0.0/16".into(),
         dns_support: None,
         dns_hostnames: None,
+        stamp: Default::default(),
     };
     let mut obs = Observed {
         vpcs: vec![vpc("vpc-b"), vpc("vpc-a")],

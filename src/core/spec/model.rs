@@ -18,6 +18,8 @@ pub struct ClusterSpec {
     pub security: SecuritySpec,
     /// User tags added to every resource, after (and never overriding) the ownership tags.
     pub tags: BTreeMap<String, String>,
+    /// How long the cluster lives (`ttl = "4h"`, or `up --ttl`): see [`crate::core::stamp`].
+    pub ttl: Option<crate::core::stamp::Ttl>,
 }
 
 /// The observability add-ons: each its own instance in the cluster's VPC.

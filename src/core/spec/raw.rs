@@ -21,6 +21,7 @@ pub(super) struct RawSpec {
     pub(super) security: Option<Spanned<RawSecurity>>,
     #[serde(default)]
     pub(super) tags: BTreeMap<String, Spanned<String>>,
+    pub(super) ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

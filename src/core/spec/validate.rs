@@ -74,6 +74,19 @@ impl Validator<'_> {
             ),
         }
         let tags = self.tags(&raw.tags);
+        let ttl = raw
+            .ttl
+            .as_ref()
+            .and_then(|t| match crate::core::stamp::parse_ttl(t.get_ref()) {
+                Ok(seconds) => Some(crate::core::stamp::Ttl {
+                    seconds,
+                    from_now: false,
+                }),
+                Err(m) => {
+                    self.err(t, "ttl", m);
+                    None
+                }
+            });
         let network = self.network(raw.network.get_ref());
         let eks = match (&raw.eks, raw.kind.get_ref().as_str()) {
             (Some(e), "eks") => self.eks(e.get_ref(), network.as_ref()),
@@ -177,6 +190,7 @@ impl Validator<'_> {
             addons,
             security,
             tags,
+            ttl,
         })
     }
 

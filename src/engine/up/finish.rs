@@ -37,6 +37,7 @@ pub(super) async fn finish(
             .then(|| tags::addons_parameter_name(&run.spec.name)),
         resources: Vec::new(),
         plan: Vec::new(),
+        expires_at: run.plan.expires_at.map(crate::core::lock::unix_utc),
         lock: None,
     };
     let mut report = if run.spec.eks().is_some() {

@@ -73,6 +73,8 @@ pub struct UpReport {
     pub plan: Vec<Row>,
     /// The cluster lock this run held.
     pub lock: Option<super::lock::LockReport>,
+    /// When `provision gc` may delete the cluster (`provision:expires-at`).
+    pub expires_at: Option<String>,
 }
 
 /// One add-on instance in the summary.
@@ -130,17 +132,20 @@ pub async fn up(
         w = who => w.unwrap_or_else(|e| Err(aws::AwsError::internal(e))).map_err(EngineError::from),
         signal = signals.recv() => Err(EngineError::Interrupted { signal, released: true }),
     };
-    match who {
-        Ok((account, arn)) => events(crate::core::events::Event::Phase {
-            phase: format!("account {account} ({arn}), region {}", spec.region),
-        }),
+    let caller = match who {
+        Ok((account, arn)) => {
+            events(crate::core::events::Event::Phase {
+                phase: format!("account {account} ({arn}), region {}", spec.region),
+            });
+            arn
+        }
         Err(e) => {
             let released = lock.release(&events).await;
             return Err(e.after_release(released));
         }
-    }
+    };
     let result = tokio::select! {
-        r = locked(c, spec, opts, events.clone(), lock.lost()) => r,
+        r = locked(c, spec, caller, opts, events.clone(), lock.lost()) => r,
         signal = signals.recv() => Err(EngineError::Interrupted { signal, released: true }),
     };
     let report = lock.report();
@@ -161,6 +166,7 @@ pub(crate) struct Run {
     pub plan: Plan,
     pub report: Report,
     pub limits: Limits,
+    pub stamp: crate::core::stamp::RunStamp,
 }
 
 impl Run {
@@ -171,6 +177,7 @@ impl Run {
             obs: &self.obs,
             report: &self.report,
             limits: &self.limits,
+            stamp: &self.stamp,
         }
     }
 }
@@ -178,6 +185,7 @@ impl Run {
 async fn locked(
     c: Clients,
     spec: ClusterSpec,
+    caller: String,
     opts: &UpOptions,
     events: EventSink,
     lost: Arc<AtomicBool>,
@@ -208,11 +216,17 @@ async fn locked(
             aws::vpc::delete(&c, id).await?;
         }
     }
+    let stamp = crate::core::stamp::RunStamp {
+        by: caller,
+        at: now,
+        expires_at: plan.expires_at,
+    };
     let run = Arc::new(Run {
         c,
         spec,
         obs,
         plan,
+        stamp,
         report,
         limits: Limits {
             instances: opts.instance_timeout,
@@ -222,6 +236,17 @@ async fn locked(
     });
     run.report.phase("apply");
     let outputs = execute(&run, opts.concurrency, lost).await?;
+    if let Some(r) = &run.plan.retag {
+        aws::retag::retag(&run.c, r).await?;
+        let row = r.row();
+        run.report.resource(
+            &row.id,
+            row.kind,
+            None,
+            Progress::Updated,
+            row.changes.first().cloned(),
+        );
+    }
     let mut up = finish::finish(&run, opts, &outputs).await?;
     up.plan = rows;
     Ok(up)

@@ -1,0 +1,122 @@
+//! Moving the cluster's expiry on what exists (`up --ttl` on a running cluster): one call per
+//! IAM object, parameter and EKS resource, all at once, then one EC2 CreateTags for the EC2
+//! resources, the VPC last in its own (it is what `list` and `gc` read).
+
+use futures::future::try_join_all;
+
+use super::error::api;
+use super::{AwsError, Clients};
+use crate::core::kinds::TagFamily;
+use crate::core::plan::expiry::Retag;
+
+/// Tags every target of `r` with the new expiry.
+///
+/// # Errors
+/// The first call that failed, naming its resource.
+pub async fn retag(c: &Clients, r: &Retag) -> Result<(), AwsError> {
+    let (key, value) = r.tag();
+    let others = r
+        .targets
+        .iter()
+        .filter(|t| t.family != TagFamily::Ec2)
+        .map(|t| one(c, t.family, &t.id, &key, &value));
+    try_join_all(others).await?;
+    let ec2: Vec<&str> = r
+        .targets
+        .iter()
+        .filter(|t| t.family == TagFamily::Ec2)
+        .map(|t| t.id.as_str())
+        .collect();
+    // The plan puts the VPC last.
+    if let Some((last, rest)) = ec2.split_last() {
+        for chunk in rest.chunks(1000) {
+            ec2_tags(c, chunk, &key, &value).await?;
+        }
+        ec2_tags(c, &[last], &key, &value).await?;
+    }
+    Ok(())
+}
+
+async fn ec2_tags(c: &Clients, ids: &[&str], key: &str, value: &str) -> Result<(), AwsError> {
+    c.ec2
+        .create_tags()
+        .set_resources(Some(ids.iter().map(|s| s.to_string()).collect()))
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(api("tagging", &ids.join(",")))?;
+    Ok(())
+}
+
+async fn one(
+    c: &Clients,
+    family: TagFamily,
+    id: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), AwsError> {
+    match family {
+        TagFamily::Ec2 => ec2_tags(c, &[id], key, value).await,
+        TagFamily::IamRole => {
+            let tag = aws_sdk_iam::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .map_err(AwsError::internal)?;
+            c.iam
+                .tag_role()
+                .role_name(id)
+                .tags(tag)
+                .send()
+                .await
+                .map_err(api("tagging IAM role", id))?;
+            Ok(())
+        }
+        TagFamily::InstanceProfile => {
+            let tag = aws_sdk_iam::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .map_err(AwsError::internal)?;
+            c.iam
+                .tag_instance_profile()
+                .instance_profile_name(id)
+                .tags(tag)
+                .send()
+                .await
+                .map_err(api("tagging instance profile", id))?;
+            Ok(())
+        }
+        TagFamily::SsmParameter => {
+            let tag = aws_sdk_ssm::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .map_err(AwsError::internal)?;
+            c.ssm
+                .add_tags_to_resource()
+                .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+                .resource_id(id)
+                .tags(tag)
+                .send()
+                .await
+                .map_err(api("tagging SSM parameter", id))?;
+            Ok(())
+        }
+        TagFamily::Eks => {
+            c.eks
+                .tag_resource()
+                .resource_arn(id)
+                .tags(key, value)
+                .send()
+                .await
+                .map_err(api("tagging", id))?;
+            Ok(())
+        }
+    }
+}

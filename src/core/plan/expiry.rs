@@ -1,0 +1,93 @@
+//! The cluster's expiry as a change of the plan: what `up` sets `provision:expires-at` to,
+//! and which existing resources it retags (what it creates carries the tag from its create
+//! call).
+
+use crate::core::kinds::{Action, Kind, Observed, Row, TagFamily};
+use crate::core::lock::unix_utc;
+use crate::core::spec::ClusterSpec;
+use crate::core::stamp;
+
+/// One existing resource to retag.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Target {
+    pub family: TagFamily,
+    /// What the family's API names it by: an EC2 id, an IAM or parameter name, an EKS ARN.
+    pub id: String,
+}
+
+/// Moving the cluster's expiry on what already exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retag {
+    /// The expiry the VPC's tags had.
+    pub from: Option<i64>,
+    pub to: i64,
+    /// EC2 targets come last, the VPC at the very end: until it is retagged, a resumed `up`
+    /// sees the old expiry and retags everything again.
+    pub targets: Vec<Target>,
+}
+
+impl Retag {
+    pub fn row(&self) -> Row {
+        Row {
+            id: "(cluster)".into(),
+            kind: "expiry",
+            action: Action::Update,
+            aws_id: None,
+            changes: vec![format!(
+                "{} {} -> {} on {} existing resource(s)",
+                stamp::EXPIRES_AT_TAG,
+                self.from.map_or("(none)".to_string(), unix_utc),
+                unix_utc(self.to),
+                self.targets.len()
+            )],
+            reason: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The tag it puts on every target.
+    pub fn tag(&self) -> (String, String) {
+        (stamp::EXPIRES_AT_TAG.to_string(), unix_utc(self.to))
+    }
+}
+
+/// The expiry the cluster has: its VPC's.
+pub fn observed(obs: &Observed) -> Option<i64> {
+    obs.vpcs.iter().find_map(|v| v.stamp.expires_at)
+}
+
+/// The expiry after this `up` (see [`stamp::expiry`]), and the retag of what exists when that
+/// differs from what the VPC says.
+pub fn plan(spec: &ClusterSpec, obs: &Observed, now: i64) -> (Option<i64>, Option<Retag>) {
+    let from = observed(obs);
+    let to = stamp::expiry(spec.ttl, from, now);
+    let Some(to) = to.filter(|t| Some(*t) != from) else {
+        return (to, None);
+    };
+    let mut targets: Vec<Target> = Vec::new();
+    for k in Kind::ALL {
+        let Some(family) = k.tags() else { continue };
+        for d in k.doomed(obs) {
+            let id = match (family, k) {
+                (TagFamily::Eks, Kind::EksCluster) => obs.eks.as_ref().map(|e| e.arn.clone()),
+                (TagFamily::Eks, _) => obs
+                    .eks
+                    .as_ref()
+                    .and_then(|e| e.nodegroup.as_ref())
+                    .filter(|g| g.name == d.aws_id)
+                    .map(|g| g.arn.clone()),
+                _ => Some(d.aws_id),
+            };
+            if let Some(id) = id.filter(|i| !i.is_empty()) {
+                targets.push(Target { family, id });
+            }
+        }
+    }
+    if targets.is_empty() {
+        return (Some(to), None);
+    }
+    let vpcs: Vec<String> = obs.vpcs.iter().map(|v| v.id.clone()).collect();
+    // Non-EC2 first, then EC2 with the VPC last (a stable sort keeps the kinds' order).
+    targets.sort_by_key(|t| (t.family == TagFamily::Ec2, vpcs.contains(&t.id)));
+    (Some(to), Some(Retag { from, to, targets }))
+}

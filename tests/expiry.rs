@@ -1,0 +1,217 @@
+//! Expiring clusters: `ttl` in the spec and `up --ttl` tag everything a cluster owns with
+//! `provision:expires-at` (and who made it, and when); `up --ttl` moves the expiry on what
+//! exists; `provision gc` deletes the expired clusters of ours and nothing else.
+
+mod common;
+
+use common::{Cluster, REGION, sdk};
+use provision::core::stamp::{self, parse_utc};
+
+fn now() -> i64 {
+    common::now()
+}
+
+/// The value of `key` among EC2 tags.
+fn ec2_tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// The expiry on every resource of the cluster that takes tags: VPC, subnets, instances, the
+/// node role and instance profile, the bootstrap secret.
+async fn expiries(c: &provision::aws::Clients, cluster: &str) -> Vec<(String, Option<String>)> {
+    let obs = common::tagged(c, cluster).await;
+    let mut out = Vec::new();
+    let vpcs = c
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(obs.vpcs[0].id.clone())
+        .send()
+        .await
+        .unwrap();
+    for v in vpcs.vpcs() {
+        out.push((
+            v.vpc_id().unwrap().to_string(),
+            ec2_tag(v.tags(), stamp::EXPIRES_AT_TAG).map(str::to_string),
+        ));
+    }
+    let subnets = c
+        .ec2
+        .describe_subnets()
+        .set_subnet_ids(Some(obs.subnets.iter().map(|s| s.id.clone()).collect()))
+        .send()
+        .await
+        .unwrap();
+    for s in subnets.subnets() {
+        out.push((
+            s.subnet_id().unwrap().to_string(),
+            ec2_tag(s.tags(), stamp::EXPIRES_AT_TAG).map(str::to_string),
+        ));
+    }
+    let ids: Vec<String> = obs
+        .instances
+        .iter()
+        .filter(|i| i.is_live())
+        .map(|i| i.id.clone())
+        .collect();
+    let res = c
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids))
+        .send()
+        .await
+        .unwrap();
+    for i in res.reservations().iter().flat_map(|r| r.instances()) {
+        out.push((
+            i.instance_id().unwrap().to_string(),
+            ec2_tag(i.tags(), stamp::EXPIRES_AT_TAG).map(str::to_string),
+        ));
+    }
+    for r in obs.roles.iter().filter(|r| r.owned) {
+        let role = c.iam.get_role().role_name(&r.name).send().await.unwrap();
+        let tag = role
+            .role()
+            .unwrap()
+            .tags()
+            .iter()
+            .find(|t| t.key() == stamp::EXPIRES_AT_TAG)
+            .map(|t| t.value().to_string());
+        out.push((r.name.clone(), tag));
+    }
+    for p in obs.profiles.iter().filter(|p| p.owned) {
+        let got = c
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(&p.name)
+            .send()
+            .await
+            .unwrap();
+        let tag = got
+            .instance_profile()
+            .unwrap()
+            .tags()
+            .iter()
+            .find(|t| t.key() == stamp::EXPIRES_AT_TAG)
+            .map(|t| t.value().to_string());
+        out.push((p.name.clone(), tag));
+    }
+    let secret = provision::core::tags::secret_parameter_name(cluster);
+    let tags = c
+        .ssm
+        .list_tags_for_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+        .resource_id(&secret)
+        .send()
+        .await
+        .unwrap();
+    let tag = tags
+        .tag_list()
+        .iter()
+        .find(|t| t.key() == stamp::EXPIRES_AT_TAG)
+        .map(|t| t.value().to_string());
+    out.push((secret, tag));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ttl_tags_everything_and_up_ttl_moves_it_on_what_exists() {
+    let cl = Cluster::new("ttl", 1, "");
+    cl.edit("kind = \"kubeadm\"\n", "kind = \"kubeadm\"\nttl = \"4h\"\n");
+    let before = now();
+    let up = cl.up();
+    let expires = parse_utc(up.summary()["expires_at"].as_str().unwrap()).unwrap();
+    assert!(
+        (before + 4 * 3600..=now() + 4 * 3600).contains(&expires),
+        "expiry {expires} is not 4h after the run"
+    );
+    let c = sdk().await;
+    let first = expiries(&c, &cl.name).await;
+    assert!(first.len() >= 8, "{first:?}");
+    for (id, e) in &first {
+        assert_eq!(
+            e.as_deref().and_then(parse_utc),
+            Some(expires),
+            "{id} lacks the expiry"
+        );
+    }
+    // Who and when, on the VPC (what `list` reads) and an instance.
+    let obs = common::tagged(&c, &cl.name).await;
+    let vpc = &obs.vpcs[0].stamp;
+    assert!(
+        vpc.created_by
+            .as_deref()
+            .is_some_and(|a| a.starts_with("arn:aws:")),
+        "{vpc:?}"
+    );
+    assert!(
+        vpc.created_at
+            .is_some_and(|t| (before - 1..=now()).contains(&t)),
+        "{vpc:?}"
+    );
+    let res = c
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:provision:cluster")
+                .values(&cl.name)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let master = res
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find(|i| ec2_tag(i.tags(), "provision:resource") == Some("master"))
+        .unwrap();
+    assert!(ec2_tag(master.tags(), stamp::CREATED_BY_TAG).is_some());
+    assert!(ec2_tag(master.tags(), stamp::VERSION_TAG).is_some_and(|v| v.starts_with("1.")));
+
+    // The spec's TTL keeps the expiry: nothing to do on a second run.
+    let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
+    assert_eq!(plan.code, Some(0), "{}", plan.stderr);
+    assert!(
+        plan.plan_ids("update").is_empty(),
+        "{:?}",
+        plan.summary()["plan"]
+    );
+
+    // `up --ttl 8h` moves it on everything that exists, and says so in its plan.
+    let plan = cl.run(&["plan", "-f", cl.spec_arg(), "--ttl", "8h"]);
+    assert_eq!(plan.plan_ids("update"), vec!["(cluster)".to_string()]);
+    let before = now();
+    let up = cl.run(&["up", "-f", cl.spec_arg(), "--ttl", "8h"]);
+    assert!(up.ok(), "{}", up.stderr);
+    assert_eq!(up.plan_ids("update"), vec!["(cluster)".to_string()]);
+    let moved = parse_utc(up.summary()["expires_at"].as_str().unwrap()).unwrap();
+    assert!((before + 8 * 3600..=now() + 8 * 3600).contains(&moved));
+    let second = expiries(&c, &cl.name).await;
+    assert_eq!(second.len(), first.len());
+    for (id, e) in &second {
+        assert_eq!(
+            e.as_deref().and_then(parse_utc),
+            Some(moved),
+            "{id} kept the old expiry"
+        );
+    }
+    // Only tagging calls: nothing else changed.
+    let mutating = up.mutating_calls();
+    assert!(!mutating.is_empty());
+    assert!(mutating.iter().all(|m| m.contains("Tag")), "{mutating:?}");
+    let again = cl.run(&["plan", "-f", cl.spec_arg()]);
+    assert!(again.plan_ids("update").is_empty());
+    cl.down();
+}
+
+#[test]
+fn a_bad_ttl_is_refused_before_any_call() {
+    let cl = Cluster::new("ttlbad", 1, "");
+    let r = cl.run(&["up", "-f", cl.spec_arg(), "--ttl", "forever"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("--ttl"), "{}", r.stderr);
+    assert!(r.stderr.contains("not a duration"), "{}", r.stderr);
+    let _ = REGION;
+}
