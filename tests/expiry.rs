@@ -215,3 +215,206 @@ fn a_bad_ttl_is_refused_before_any_call() {
     assert!(r.stderr.contains("not a duration"), "{}", r.stderr);
     let _ = REGION;
 }
+
+/// Sets `provision:expires-at` on a VPC (the clock moved on, as far as `gc` can tell).
+async fn expire_vpc(c: &provision::aws::Clients, vpc: &str, at: i64) {
+    c.ec2
+        .create_tags()
+        .resources(vpc)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(stamp::EXPIRES_AT_TAG)
+                .value(provision::core::lock::unix_utc(at))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A VPC that looks like an expired cluster of ours but lacks `provision:cluster`.
+async fn look_alike(c: &provision::aws::Clients, name: &str) -> String {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    c.ec2
+        .create_vpc()
+        .cidr_block("10.99.0.0/16")
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Vpc)
+                .tags(tag("Name", &format!("{name}-vpc")))
+                .tags(tag("provision:resource", "vpc"))
+                .tags(tag("provision:cluster-of", name))
+                .tags(tag(stamp::EXPIRES_AT_TAG, "2020-01-01T00:00:00Z"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .vpc_id()
+        .unwrap()
+        .to_string()
+}
+
+async fn vpc_exists(c: &provision::aws::Clients, id: &str) -> bool {
+    c.ec2
+        .describe_vpcs()
+        .vpc_ids(id)
+        .send()
+        .await
+        .is_ok_and(|o| !o.vpcs().is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_deletes_exactly_the_expired_cluster() {
+    // A region of its own: no other test's cluster is in the survey.
+    const GC_REGION: &str = "eu-west-3";
+    let c = provision::aws::clients_for_endpoint(GC_REGION, &common::emulator()).await;
+    let make = |prefix: &str, ttl: Option<&str>| {
+        let cl = Cluster::new(prefix, 1, "");
+        cl.edit(
+            &format!("region = \"{REGION}\""),
+            &format!("region = \"{GC_REGION}\""),
+        );
+        if let Some(t) = ttl {
+            cl.edit(
+                "kind = \"kubeadm\"\n",
+                &format!("kind = \"kubeadm\"\nttl = \"{t}\"\n"),
+            );
+        }
+        cl
+    };
+    let expired = make("gcold", Some("1h"));
+    let young = make("gcyoung", Some("4h"));
+    let forever = make("gcnone", None);
+    for cl in [&expired, &young, &forever] {
+        let r = cl.run(&[
+            "up",
+            "-f",
+            cl.spec_arg(),
+            "--no-kubeconfig",
+            "--wait",
+            "running",
+        ]);
+        assert!(r.ok(), "{}", r.stderr);
+    }
+    let vpc_of = |obs: &provision::core::kinds::Observed| obs.vpcs[0].id.clone();
+    let mut scope = provision::aws::kind::Scope::down(&expired.name, GC_REGION);
+    scope.vpc_attributes = false;
+    let old_vpc = vpc_of(&provision::aws::discover::observe(&c, &scope).await.unwrap());
+    expire_vpc(&c, &old_vpc, now() - 60).await;
+    let foreign = look_alike(&c, &expired.name).await;
+
+    // `list` shows all three with their expiry.
+    let list = young.run(&["list", "--region", GC_REGION]);
+    assert_eq!(list.code, Some(0), "{}", list.stderr);
+    let rows = list.summary()["clusters"].as_array().unwrap().clone();
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).cloned();
+    assert_eq!(row(&expired.name).unwrap()["expired"], true);
+    assert_eq!(row(&young.name).unwrap()["expired"], false);
+    assert!(row(&young.name).unwrap()["expires_at"].is_string());
+    assert!(row(&forever.name).unwrap()["expires_at"].is_null());
+    assert_eq!(row(&forever.name).unwrap()["nodes"], 2);
+    assert_eq!(row(&forever.name).unwrap()["kind"], "kubeadm");
+    assert!(
+        row(&forever.name).unwrap()["created_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:")
+    );
+    assert_eq!(rows.len(), 3, "{rows:?}");
+
+    // --dry-run names it and changes nothing.
+    let dry = young.run(&["gc", "--region", GC_REGION, "--dry-run"]);
+    assert_eq!(dry.code, Some(0), "{}", dry.stderr);
+    let names: Vec<&str> = dry.summary()["expired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [expired.name.as_str()]);
+    assert!(
+        dry.mutating_calls().is_empty(),
+        "{:?}",
+        dry.mutating_calls()
+    );
+    assert!(vpc_exists(&c, &old_vpc).await);
+
+    let gc = young.run(&["gc", "--region", GC_REGION]);
+    assert_eq!(gc.code, Some(0), "{}", gc.stderr);
+    let out = &gc.summary()["expired"][0];
+    assert_eq!(out["name"], expired.name.as_str());
+    assert_eq!(out["result"], "deleted");
+    assert!(out["resources_deleted"].as_u64().unwrap() > 5);
+    assert!(
+        !vpc_exists(&c, &old_vpc).await,
+        "the expired cluster's VPC is still there"
+    );
+    assert!(common::tagged(&c, &expired.name).await.is_empty());
+    // The others, and the look-alike, are untouched.
+    assert!(
+        vpc_exists(&c, &foreign).await,
+        "gc deleted a VPC without our cluster tag"
+    );
+    let list = young.run(&["list", "--region", GC_REGION]);
+    let left: Vec<&str> = list.summary()["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    let mut want = vec![young.name.as_str(), forever.name.as_str()];
+    want.sort();
+    assert_eq!(left, want);
+    for cl in [&young, &forever] {
+        let r = cl.run(&["down", "-f", cl.spec_arg(), "--no-kubeconfig"]);
+        assert!(r.ok(), "{}", r.stderr);
+    }
+    c.ec2.delete_vpc().vpc_id(&foreign).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_leaves_a_cluster_whose_expiry_moved_after_the_survey() {
+    // The re-check under the lock, through `down`'s option: the cluster is no longer expired.
+    let cl = Cluster::new("gcmoved", 1, "");
+    cl.edit("kind = \"kubeadm\"\n", "kind = \"kubeadm\"\nttl = \"4h\"\n");
+    let r = cl.run(&[
+        "up",
+        "-f",
+        cl.spec_arg(),
+        "--no-kubeconfig",
+        "--wait",
+        "running",
+    ]);
+    assert!(r.ok(), "{}", r.stderr);
+    let c = sdk().await;
+    let opts = provision::engine::down::DownOptions {
+        cluster: cl.name.clone(),
+        concurrency: 4,
+        instance_timeout: std::time::Duration::from_secs(60),
+        eks_timeout: std::time::Duration::from_secs(60),
+        lock_timeout: std::time::Duration::from_secs(10),
+        kubeconfig: None,
+        delete_volumes: false,
+        only_expired_at: Some(now()),
+    };
+    let e = provision::engine::down::down(c.clone(), &opts, std::sync::Arc::new(|_| {}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            provision::engine::EngineError::NotExpired {
+                expires_at: Some(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("left alone"), "{e}");
+    assert!(!common::tagged(&c, &cl.name).await.is_empty());
+    cl.down();
+}

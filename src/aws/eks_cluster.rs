@@ -199,6 +199,9 @@ async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Option<ObsEks>, AwsEr
         access_entries: Vec::new(),
         cluster_sg: None,
         nodegroup: None,
+        stamp: crate::core::stamp::Stamp::from_tags(
+            e.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ),
     };
     // Add-ons, access entries and node groups exist only on a cluster that has become ACTIVE;
     // while it is CREATING, `up` waits and then makes them.

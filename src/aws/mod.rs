@@ -12,6 +12,7 @@
 pub mod calls;
 pub mod discover;
 pub mod error;
+pub mod inventory;
 pub mod kind;
 pub mod leftovers;
 pub mod lock;

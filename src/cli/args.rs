@@ -45,6 +45,51 @@ pub(crate) enum Command {
     Passwords(SpecArg),
     /// Remove the cluster lock whoever holds it (after a run was killed on another machine).
     Unlock(UnlockArgs),
+    /// List the clusters of provision in the account: name, kind, version, nodes, age, who
+    /// made them, expiry.
+    List(RegionsArgs),
+    /// Delete every cluster whose expiry (`ttl`, `up --ttl`) has passed; never one without.
+    Gc(GcArgs),
+}
+
+/// Which regions `list` and `gc` look in.
+#[derive(Debug, Args)]
+pub(crate) struct RegionsArgs {
+    /// A region to look in (repeatable).
+    #[arg(
+        long = "region",
+        value_name = "REGION",
+        required_unless_present = "all_regions"
+    )]
+    pub regions: Vec<String>,
+    /// Every region enabled for the account (DescribeRegions), all at once.
+    #[arg(long, conflicts_with = "regions")]
+    pub all_regions: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    #[command(flatten)]
+    pub regions: RegionsArgs,
+    /// Only say which clusters have expired; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How many clusters are deleted at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub clusters_at_once: u16,
+    /// How many resources of one cluster are deleted at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Seconds to wait for instances to terminate.
+    #[arg(long, default_value_t = 900)]
+    pub instance_timeout: u64,
+    /// Seconds to wait for an EKS node group, and then the cluster, to be deleted.
+    #[arg(long, default_value_t = 1800)]
+    pub eks_timeout: u64,
+    /// Seconds to wait for a cluster's lock (an `up` or `down` running on it); the expiry is
+    /// read again once the lock is held.
+    #[arg(long, default_value_t = 300)]
+    pub lock_timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -348,6 +348,7 @@ pub(super) async fn down(edge: &Edge, a: DownArgs) -> Result<ExitCode, Failure> 
     let opts = DownOptions {
         kubeconfig,
         delete_volumes: a.delete_volumes,
+        only_expired_at: None,
         cluster: name.clone(),
         concurrency: usize::from(a.concurrency),
         instance_timeout: Duration::from_secs(a.instance_timeout),

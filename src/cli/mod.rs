@@ -6,6 +6,7 @@
 
 mod args;
 mod commands;
+mod operate;
 mod printer;
 
 use std::path::Path;
@@ -199,6 +200,8 @@ async fn dispatch(edge: &Edge, command: Command) -> Result<ExitCode, Failure> {
         Command::Up(a) => commands::up(edge, a).await,
         Command::Unlock(a) => commands::unlock(edge, a).await,
         Command::Down(a) => commands::down(edge, a).await,
+        Command::List(a) => operate::list(edge, a).await,
+        Command::Gc(a) => operate::gc(edge, a).await,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cidr;
 pub mod cloudinit;
 pub mod events;
 pub mod graph;
+pub mod inventory;
 pub mod kinds;
 pub mod kubeconfig;
 pub mod latency;

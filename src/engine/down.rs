@@ -30,6 +30,9 @@ pub struct DownOptions {
     pub kubeconfig: Option<std::path::PathBuf>,
     /// Also delete the EBS volumes the cluster's CSI driver made for claims.
     pub delete_volumes: bool,
+    /// `gc`: delete only if the cluster's expiry, read again under the lock, is at or before
+    /// this time (unix seconds): an `up --ttl` since the survey keeps the cluster.
+    pub only_expired_at: Option<i64>,
 }
 
 /// What `down` reports.
@@ -131,6 +134,15 @@ async fn locked(
     let obs = aws::discover::observe(&c, &Scope::down(&opts.cluster, &region)).await?;
     for w in &obs.warnings {
         report.warning(w.clone());
+    }
+    if let Some(now) = opts.only_expired_at {
+        let expires_at = crate::core::plan::expiry::observed(&obs);
+        if !crate::core::stamp::expired(expires_at, now) {
+            return Err(EngineError::NotExpired {
+                cluster: opts.cluster.clone(),
+                expires_at,
+            });
+        }
     }
     for row in crate::core::plan::kept(&obs, &opts.cluster, &region, opts.delete_volumes) {
         for w in row.warnings {

@@ -10,7 +10,9 @@
 pub mod dag;
 pub mod down;
 pub mod events;
+pub mod gc;
 pub mod kubeconfig;
+pub mod list;
 pub mod lock;
 pub mod plan;
 pub(crate) mod registry;
@@ -52,6 +54,12 @@ pub enum EngineError {
     },
     #[error("waiting for the cluster: {0}")]
     Probe(#[from] crate::kube::ProbeError),
+    /// `gc` found the cluster's expiry moved (or gone) once it held the lock: nothing deleted.
+    #[error("{cluster} is not expired any more ({}): left alone", match .expires_at { Some(e) => format!("it expires {}", crate::core::lock::unix_utc(*e)), None => "it has no expiry".into() })]
+    NotExpired {
+        cluster: String,
+        expires_at: Option<i64>,
+    },
 }
 
 impl EngineError {

@@ -60,6 +60,8 @@ pub struct ObsEks {
     pub cluster_sg: Option<ObsSg>,
     /// Our node group, by its name.
     pub nodegroup: Option<super::nodegroup::ObsNodegroup>,
+    /// Who made it, when, the cluster's expiry.
+    pub stamp: crate::core::stamp::Stamp,
 }
 
 impl ObsEks {

@@ -220,6 +220,7 @@ fn observe_node(
                     rules: Vec::new(),
                 }),
                 nodegroup: None,
+                stamp: Default::default(),
             })
         }
         _ => {}

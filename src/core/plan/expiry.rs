@@ -51,9 +51,17 @@ impl Retag {
     }
 }
 
-/// The expiry the cluster has: its VPC's.
+/// The expiry the cluster has: its VPC's (or, with no VPC left, its EKS cluster's).
 pub fn observed(obs: &Observed) -> Option<i64> {
-    obs.vpcs.iter().find_map(|v| v.stamp.expires_at)
+    obs.vpcs
+        .iter()
+        .find_map(|v| v.stamp.expires_at)
+        .or_else(|| {
+            obs.eks
+                .as_ref()
+                .filter(|e| e.owned)
+                .and_then(|e| e.stamp.expires_at)
+        })
 }
 
 /// The expiry after this `up` (see [`stamp::expiry`]), and the retag of what exists when that
