@@ -50,6 +50,32 @@ pub(crate) enum Command {
     List(RegionsArgs),
     /// Delete every cluster whose expiry (`ttl`, `up --ttl`) has passed; never one without.
     Gc(GcArgs),
+    /// Write (or refresh) the cluster's kubeconfig context; changes nothing on AWS.
+    Kubeconfig(KubeconfigArgs),
+}
+
+/// `-f SPEC`, or `--name` and `--region`.
+#[derive(Debug, Args)]
+pub(crate) struct TargetArgs {
+    /// The cluster spec; or give --name and --region.
+    #[arg(short = 'f', long = "file", conflicts_with_all = ["name", "region"], required_unless_present_all = ["name", "region"])]
+    pub file: Option<PathBuf>,
+    #[arg(long, requires = "region")]
+    pub name: Option<String>,
+    #[arg(long, requires = "name")]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KubeconfigArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Kubeconfig to merge into (default: first of $KUBECONFIG, else ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Write the kubeconfig to stdout instead (kubeadm: it holds a fresh admin key).
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub print: bool,
 }
 
 /// Which regions `list` and `gc` look in.

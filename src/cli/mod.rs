@@ -202,6 +202,7 @@ async fn dispatch(edge: &Edge, command: Command) -> Result<ExitCode, Failure> {
         Command::Down(a) => commands::down(edge, a).await,
         Command::List(a) => operate::list(edge, a).await,
         Command::Gc(a) => operate::gc(edge, a).await,
+        Command::Kubeconfig(a) => operate::kubeconfig(edge, a).await,
     }
 }
 

@@ -205,3 +205,86 @@ pub(super) async fn gc(edge: &Edge, a: GcArgs) -> Result<ExitCode, Failure> {
         ExitCode::from(1)
     })
 }
+
+pub(super) async fn kubeconfig(
+    edge: &Edge,
+    a: super::args::KubeconfigArgs,
+) -> Result<ExitCode, Failure> {
+    use crate::core::access::Access;
+    use crate::engine::kubeconfig as kc;
+    let t = a.target;
+    let (name, region) = super::target(t.file.as_deref(), t.name, t.region, &edge.out)?;
+    let path = if a.print {
+        None
+    } else {
+        let p = a
+            .kubeconfig
+            .clone()
+            .or_else(kc::default_path)
+            .ok_or_else(|| Failure::Usage("no kubeconfig path: set --kubeconfig or HOME".into()))?;
+        kc::check(&p).map_err(|e| Failure::Usage(format!("--kubeconfig: {e}")))?;
+        Some(p)
+    };
+    let c = edge.clients(&region).await;
+    let obs = crate::engine::inspect::observe(&c, &name).await?;
+    let access = crate::core::access::access(&name, &obs)
+        .map_err(|m| Failure::Run(anyhow::anyhow!("{m}")))?;
+    let (command, warning) = kc::exec_command();
+    let profile = kc::profile();
+    let text = match (&access, &path) {
+        (Access::Kubeadm { server, ca }, Some(p)) => {
+            kc::write(p, &name, server, ca)?;
+            None
+        }
+        (Access::Kubeadm { server, ca }, None) => Some(kc::render(&name, server, ca)?),
+        (Access::Eks { server, ca_base64 }, p) => {
+            if let Some(message) = warning.filter(|_| p.is_some()) {
+                edge.out.event(&crate::engine::Event::Warning { message });
+            }
+            match p {
+                Some(p) => {
+                    kc::write_exec(
+                        p,
+                        &name,
+                        server,
+                        ca_base64,
+                        &region,
+                        &command,
+                        profile.as_deref(),
+                    )?;
+                    None
+                }
+                None => Some(kc::render_exec(
+                    &name,
+                    server,
+                    ca_base64,
+                    &region,
+                    &command,
+                    profile.as_deref(),
+                )?),
+            }
+        }
+    };
+    let kind = match access {
+        Access::Kubeadm { .. } => "kubeadm",
+        Access::Eks { .. } => "eks",
+    };
+    if !edge.out.json {
+        match (&text, &path) {
+            (Some(t), _) => print!("{t}"),
+            (None, Some(p)) => println!(
+                "context {name} ({kind}, {}) written to {} (mode 0600)",
+                access.server(),
+                p.display()
+            ),
+            (None, None) => {}
+        }
+    }
+    edge.out.summary(serde_json::json!({
+        "event": "summary", "command": "kubeconfig", "ok": true, "cluster": name,
+        "region": region, "kind": kind, "server": access.server(),
+        "kubeconfig": path.as_ref().map(|p| p.display().to_string()),
+        "context": name, "text": text, "api_calls": edge.api_calls(),
+    }));
+    Ok(ExitCode::SUCCESS)
+}

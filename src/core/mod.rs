@@ -3,6 +3,7 @@
 //! Architecture invariant: nothing in `core` depends on the AWS SDK, tokio, the file system or
 //! the clock. Callers pass in what the outside world said (`Observed`) and the current time.
 
+pub mod access;
 pub mod addons;
 pub mod cidr;
 pub mod cloudinit;

@@ -98,12 +98,34 @@ pub fn check(path: &Path) -> Result<(), EngineError> {
 /// # Errors
 /// When the file cannot be read, parsed or written.
 pub fn write(path: &Path, cluster: &str, server: &str, ca: &Ca) -> Result<(), EngineError> {
+    with_admin(cluster, server, ca, |entry| {
+        change(path, |text| merge(text, entry).map(Some))
+    })
+}
+
+/// A kubeconfig of its own for the cluster, with a fresh admin client certificate
+/// (`provision kubeconfig --print`).
+///
+/// # Errors
+/// When the certificate cannot be signed.
+pub fn render(cluster: &str, server: &str, ca: &Ca) -> Result<String, EngineError> {
+    with_admin(cluster, server, ca, |entry| {
+        merge(None, entry).map_err(|e| error(Path::new("-"), e.to_string()))
+    })
+}
+
+fn with_admin<T>(
+    cluster: &str,
+    server: &str,
+    ca: &Ca,
+    f: impl FnOnce(&Entry<'_>) -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
     let (cert, key) = ca.client_cert(
         "provision-admin",
         "kubeadm:cluster-admins",
         time::OffsetDateTime::now_utc(),
     )?;
-    let entry = Entry {
+    f(&Entry {
         cluster,
         server,
         ca: CaData::Pem(&ca.cert_pem),
@@ -112,8 +134,7 @@ pub fn write(path: &Path, cluster: &str, server: &str, ca: &Ca) -> Result<(), En
             key_pem: &key,
         },
         tls_server_name: Some(crate::core::kubeconfig::API_SERVER_NAME),
-    };
-    change(path, |text| merge(text, &entry).map(Some))
+    })
 }
 
 /// The command kubectl runs for tokens: `provision` when the `provision` on `PATH` is the
@@ -165,10 +186,38 @@ pub fn write_exec(
     command: &str,
     profile: Option<&str>,
 ) -> Result<(), EngineError> {
+    let entry = exec_entry(cluster, server, ca_base64, region, command, profile);
+    change(path, |text| merge(text, &entry).map(Some))
+}
+
+/// A kubeconfig of its own for an EKS cluster (`provision kubeconfig --print`).
+///
+/// # Errors
+/// Never in practice: the text is made from nothing.
+pub fn render_exec(
+    cluster: &str,
+    server: &str,
+    ca_base64: &str,
+    region: &str,
+    command: &str,
+    profile: Option<&str>,
+) -> Result<String, EngineError> {
+    let entry = exec_entry(cluster, server, ca_base64, region, command, profile);
+    merge(None, &entry).map_err(|e| error(Path::new("-"), e.to_string()))
+}
+
+fn exec_entry<'a>(
+    cluster: &'a str,
+    server: &'a str,
+    ca_base64: &'a str,
+    region: &str,
+    command: &'a str,
+    profile: Option<&str>,
+) -> Entry<'a> {
     let env = profile
         .map(|p| vec![("AWS_PROFILE".to_string(), p.to_string())])
         .unwrap_or_default();
-    let entry = Entry {
+    Entry {
         cluster,
         server,
         ca: CaData::Base64(ca_base64),
@@ -184,8 +233,7 @@ pub fn write_exec(
             env,
         },
         tls_server_name: None,
-    };
-    change(path, |text| merge(text, &entry).map(Some))
+    }
 }
 
 /// The AWS profile this run signs with, when one is named (`AWS_PROFILE`): kubectl, started

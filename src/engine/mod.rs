@@ -11,6 +11,7 @@ pub mod dag;
 pub mod down;
 pub mod events;
 pub mod gc;
+pub mod inspect;
 pub mod kubeconfig;
 pub mod list;
 pub mod lock;
