@@ -207,7 +207,7 @@ async fn check_instances(c: &Clients, cl: &Cluster, obs: &Observed) {
             "no private key in any user data"
         );
         if logical == "master" {
-            assert!(ud.contains("kind: InitConfiguration") && ud.contains("provision-fetch-ca.py"));
+            assert!(ud.contains("kind: InitConfiguration") && ud.contains("provision-node.py"));
             check_ca_access(c, cl, &role.name, i.instance_id().unwrap()).await;
         } else {
             assert!(ud.contains("kind: JoinConfiguration") && ud.contains("caCertHashes"));

@@ -7,51 +7,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 
 use provision::core::cloudinit;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-/// IMDSv2: a session token from PUT /latest/api/token, required on every GET.
-async fn fake_imds() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let n = tcp.read(&mut buf).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]).to_lowercase();
-                let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
-                let (status, body) = if req.starts_with("put /latest/api/token")
-                    && req.contains("x-aws-ec2-metadata-token-ttl-seconds")
-                {
-                    ("200 OK", "imds-session".to_string())
-                } else if !req.contains("x-aws-ec2-metadata-token: imds-session") {
-                    ("401 Unauthorized", String::new())
-                } else {
-                    match path.as_str() {
-                        "/latest/meta-data/placement/region" => ("200 OK", "us-east-1".into()),
-                        "/latest/meta-data/iam/security-credentials/" => ("200 OK", "node-role".into()),
-                        "/latest/meta-data/iam/security-credentials/node-role" => {
-                            ("200 OK", r#"{"Code":"Success","AccessKeyId":"test","SecretAccessKey":"test","Token":"session"}"#.into())
-                        }
-                        _ => ("404 Not Found", String::new()),
-                    }
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tcp.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    url
-}
 
 fn script(parameter: &str) -> String {
-    cloudinit::FETCH_CA_SCRIPT.replace("__PARAMETER__", parameter)
+    cloudinit::NODE_SCRIPT.replace("__PARAMETER__", parameter)
 }
 
 fn run(script_text: &str, imds: &str, pki: &std::path::Path) -> std::process::Output {
@@ -83,7 +41,7 @@ async fn the_control_plane_fetches_the_ca_with_its_role() {
         .send()
         .await
         .unwrap();
-    let imds = fake_imds().await;
+    let imds = common::fake_imds("i-0fetch").await;
     let pki = tempfile::tempdir().unwrap();
 
     let out = run(&script(&name), &imds, pki.path());
@@ -115,7 +73,7 @@ async fn the_control_plane_fetches_the_ca_with_its_role() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_secret_fails_after_retrying_and_says_why() {
-    let imds = fake_imds().await;
+    let imds = common::fake_imds("i-0fetch").await;
     let pki = tempfile::tempdir().unwrap();
     let name = format!("/provision/{}/bootstrap", common::unique("nofetch"));
     let out = run(&script(&name), &imds, pki.path());
@@ -144,7 +102,7 @@ async fn the_add_ons_fetch_their_passwords_into_an_env_file() {
         .send()
         .await
         .unwrap();
-    let imds = fake_imds().await;
+    let imds = common::fake_imds("i-0fetch").await;
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path().join("etc").join("secrets.env");
     let text = script(&name).replace("__OUTPUT__", env.to_str().unwrap());

@@ -115,6 +115,11 @@ impl Apply for BootstrapSecret {
                 )
                 .await?;
         }
+        for r in &tx.obs.reports {
+            tx.report
+                .deleting(Some("node-report"), Self::NAME, r, ssm::delete(tx.c, r))
+                .await?;
+        }
         Ok(())
     }
 }

@@ -13,12 +13,24 @@ macro_rules! observe_all {
         /// # Errors
         /// The first Describe that fails.
         pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsError> {
-            let ($($field,)*) = tokio::try_join!(
-                $(<crate::core::kinds::$m::$K as Apply>::observe(c, scope),)*
-            )?;
+            let kinds = async {
+                tokio::try_join!(
+                    $(<crate::core::kinds::$m::$K as Apply>::observe(c, scope),)*
+                )
+            };
+            // The nodes' boot reports: `down` deletes them with the bootstrap secret.
+            let reports = async {
+                if scope.kubeadm() && scope.kinds.is_none() {
+                    super::node_reports::owned(c, scope.cluster).await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            let (($($field,)*), reports) = tokio::try_join!(kinds, reports)?;
             let mut obs = Observed {
                 $($field,)*
                 leftovers: Default::default(),
+                reports,
                 warnings: Vec::new(),
             };
             if scope.leftovers {

@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod kind;
 pub mod leftovers;
 pub mod lock;
+pub mod node_reports;
 pub mod poll;
 pub mod retag;
 pub mod retry;

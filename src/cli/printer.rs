@@ -47,6 +47,22 @@ impl Printer {
                 format!("  {:>7.1}s  waiting   {what}", *elapsed_ms as f64 / 1000.0)
             }
             Event::Warning { message } => format!("warning: {message}"),
+            Event::Node {
+                node,
+                instance,
+                phase,
+                state,
+                in_phase,
+                elapsed_ms,
+            } => format!(
+                "  {:>7.1}s  node      {node:<10} {instance:<20} {phase:<13} {} {in_phase}",
+                *elapsed_ms as f64 / 1000.0,
+                match state {
+                    crate::core::progress::State::Running => "running",
+                    crate::core::progress::State::Failed => "FAILED",
+                    crate::core::progress::State::Done => "done",
+                },
+            ),
             Event::ApiCall { service, operation } => format!("  api {service}:{operation}"),
         };
         eprintln!("{}", terminal_safe(&line));

@@ -223,7 +223,7 @@ pub fn cloud_config(addon: Addon, spec: &AddonSpec, input: &AddonInput<'_>) -> C
     let mut files = vec![File {
         path: FETCH_PATH.into(),
         permissions: "0700",
-        content: super::cloudinit::FETCH_CA_SCRIPT
+        content: super::cloudinit::NODE_SCRIPT
             .replace("__PARAMETER__", input.parameter)
             .replace("__OUTPUT__", SECRETS_ENV),
     }];
@@ -369,7 +369,7 @@ pub fn eks_node_agents(agents: &NodeAgents<'_>) -> CloudConfig {
         gz_files.push(File {
             path: FETCH_PATH.into(),
             permissions: "0700",
-            content: super::cloudinit::FETCH_CA_SCRIPT.replace("__PARAMETER__", log.parameter),
+            content: super::cloudinit::NODE_SCRIPT.replace("__PARAMETER__", log.parameter),
         });
         files.push(File {
             path: "/etc/provision/fluent-bit.conf".into(),
@@ -673,10 +673,11 @@ pub(crate) mod tests {
         {
             let text = cc.render();
             assert!(!text.contains(":latest"), "{name}");
+            // What EC2 receives: the document packed.
+            let packed = crate::core::userdata::pack(&text).len();
             assert!(
-                text.len() <= super::super::cloudinit::USER_DATA_LIMIT,
-                "{name}: {}",
-                text.len()
+                packed <= super::super::cloudinit::USER_DATA_LIMIT,
+                "{name}: {packed}"
             );
             // Passwords come from the env file at boot; only variable names are here, and no
             // command line carries one.

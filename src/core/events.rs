@@ -30,6 +30,17 @@ pub enum Event {
     Warning {
         message: String,
     },
+    /// A kubeadm node reported a new boot phase (or a failure) through SSM.
+    Node {
+        /// Its node in the graph (`master`, `workers-0`).
+        node: String,
+        instance: String,
+        phase: String,
+        state: crate::core::progress::State,
+        /// Time in the phase, as the node's clock says.
+        in_phase: String,
+        elapsed_ms: u64,
+    },
     /// One AWS API operation (only with `--trace-api-calls`).
     ApiCall {
         service: String,

@@ -18,6 +18,7 @@ pub mod manifests;
 pub mod observed;
 pub mod pki;
 pub mod plan;
+pub mod progress;
 pub mod spec;
 pub mod stamp;
 pub mod tags;

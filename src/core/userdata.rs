@@ -48,6 +48,8 @@ pub struct LogShipper {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerDoc {
     pub kubeadm: KubeadmSpec,
+    /// The cluster's name (where the node reports its boot).
+    pub cluster: String,
     /// The nodes of the control plane, the join token and the bootstrap secret.
     pub master: String,
     pub token: String,
@@ -179,6 +181,7 @@ impl WorkerDoc {
         let doc = cloudinit::worker(
             &self.kubeadm,
             &WorkerInput {
+                cluster: &self.cluster,
                 master_private_ip: &master,
                 token,
                 ca_hash: &hash,

@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod kubeconfig;
 pub mod list;
 pub mod lock;
+pub mod nodes;
 pub mod plan;
 pub(crate) mod registry;
 pub mod signals;
@@ -55,6 +56,9 @@ pub enum EngineError {
     },
     #[error("waiting for the cluster: {0}")]
     Probe(#[from] crate::kube::ProbeError),
+    /// A node reported a failed boot step: the wait ends at once.
+    #[error("{0}")]
+    NodeFailed(String),
     /// `gc` found the cluster's expiry moved (or gone) once it held the lock: nothing deleted.
     #[error("{cluster} is not expired any more ({}): left alone", match .expires_at { Some(e) => format!("it expires {}", crate::core::lock::unix_utc(*e)), None => "it has no expiry".into() })]
     NotExpired {

@@ -192,3 +192,49 @@ async fn serve(
     });
     (format!("https://{addr}"), recorded)
 }
+
+/// IMDSv2 for an instance of the emulator's account: a session token from PUT
+/// /latest/api/token, required on every GET; the region, the identity document, role
+/// credentials. What the node script (`provision-node.py`) asks for.
+pub async fn fake_imds(instance: &str) -> String {
+    let instance = instance.to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let instance = instance.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = tcp.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (status, body) = if req.starts_with("put /latest/api/token")
+                    && req.contains("x-aws-ec2-metadata-token-ttl-seconds")
+                {
+                    ("200 OK", "imds-session".to_string())
+                } else if !req.contains("x-aws-ec2-metadata-token: imds-session") {
+                    ("401 Unauthorized", String::new())
+                } else {
+                    match path.as_str() {
+                        "/latest/meta-data/placement/region" => ("200 OK", "us-east-1".into()),
+                        "/latest/dynamic/instance-identity/document" => ("200 OK", format!(r#"{{"region":"us-east-1","instanceId":"{instance}","accountId":"123456789012"}}"#)),
+                        "/latest/meta-data/iam/security-credentials/" => ("200 OK", "node-role".into()),
+                        "/latest/meta-data/iam/security-credentials/node-role" => {
+                            ("200 OK", r#"{"Code":"Success","AccessKeyId":"test","SecretAccessKey":"test","Token":"session"}"#.into())
+                        }
+                        _ => ("404 Not Found", String::new()),
+                    }
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    url
+}

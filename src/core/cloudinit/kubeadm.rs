@@ -24,8 +24,8 @@ pub struct MasterInput<'a> {
 
 /// The boot-time fetch of the CA from SSM (python3 standard library: SigV4 with IMDSv2 role
 /// credentials), so that no private key is in any user data.
-pub const FETCH_CA_SCRIPT: &str = include_str!("../assets/fetch-ca.py");
-pub(super) const FETCH_CA_PATH: &str = "/usr/local/sbin/provision-fetch-ca.py";
+pub const NODE_SCRIPT: &str = include_str!("../assets/node.py");
+pub(super) const NODE_SCRIPT_PATH: &str = "/usr/local/sbin/provision-node.py";
 /// The security baseline's manifests on the control plane.
 pub const BASELINE_PATH: &str = "/etc/provision/baseline.json";
 /// The log shipper's manifests, and how the control plane gets its password.
@@ -66,6 +66,7 @@ exit 1
 /// What a worker needs besides the spec.
 #[derive(Debug, Clone)]
 pub struct WorkerInput<'a> {
+    pub cluster: &'a str,
     pub master_private_ip: &'a str,
     pub token: &'a str,
     pub ca_hash: &'a str,
@@ -74,9 +75,32 @@ pub struct WorkerInput<'a> {
 const PREP_PATH: &str = "/usr/local/sbin/provision-node-prep.sh";
 
 /// cloud-init runs `runcmd` entries as one `sh` script without `-e`: chain the steps so that a
-/// failed preparation stops the node instead of running `kubeadm` on a half-prepared host.
-fn chain(steps: &[&str]) -> Vec<String> {
-    vec!["/bin/bash".into(), "-c".into(), steps.join(" && ")]
+/// failed preparation stops the node instead of running `kubeadm` on a half-prepared host. Each
+/// step runs under its phase (`provision-node.py step PHASE CMD`), which the node reports to
+/// SSM with, on failure, the command and its last lines; the chain ends with `done`.
+fn chain(steps: &[(&str, &str)]) -> Vec<String> {
+    let mut parts: Vec<String> = steps
+        .iter()
+        .map(|(phase, cmd)| format!("{NODE_SCRIPT_PATH} step {phase} {cmd}"))
+        .collect();
+    parts.push(format!("{NODE_SCRIPT_PATH} done"));
+    vec!["/bin/bash".into(), "-c".into(), parts.join(" && ")]
+}
+
+/// The node script, set up to report under the cluster's nodes path (and, on the control
+/// plane, to fetch the CA from `parameter`).
+fn node_script(cluster: &str, parameter: Option<&str>) -> File {
+    let mut content = NODE_SCRIPT
+        .replace("__NODES__", &crate::core::progress::nodes_path(cluster))
+        .replace("__CLUSTER__", cluster);
+    if let Some(p) = parameter {
+        content = content.replace("__PARAMETER__", p);
+    }
+    File {
+        path: NODE_SCRIPT_PATH.into(),
+        permissions: "0700",
+        content,
+    }
 }
 
 fn common_files(k: &KubeadmSpec) -> Vec<File> {
@@ -181,11 +205,7 @@ pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
     // Compressed each on its own (`gz+b64`) though the whole document is compressed again at
     // launch: the manifests repeat over more than gzip's 32 KB window, and compressed alone they
     // are a tenth of that (30 namespaces and 30 bindings: 9.8 KB sent, against 13.2 KB).
-    let mut gz_files = vec![File {
-        path: FETCH_CA_PATH.into(),
-        permissions: "0700",
-        content: FETCH_CA_SCRIPT.replace("__PARAMETER__", input.secret_parameter),
-    }];
+    let mut gz_files = vec![node_script(input.cluster, Some(input.secret_parameter))];
     files.push(File {
         path: "/etc/provision/kubeadm.yaml.in".into(),
         permissions: "0600",
@@ -226,9 +246,9 @@ pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
         files,
         gz_files,
         runcmd: vec![chain(&[
-            PREP_PATH,
-            FETCH_CA_PATH,
-            "/usr/local/sbin/provision-init.sh",
+            ("prepare", PREP_PATH),
+            ("fetch-ca", NODE_SCRIPT_PATH),
+            ("kubeadm-init", "/usr/local/sbin/provision-init.sh"),
         ])],
     }
 }
@@ -291,8 +311,11 @@ exit 1
     });
     CloudConfig {
         files,
-        gz_files: Vec::new(),
-        runcmd: vec![chain(&[PREP_PATH, "/usr/local/sbin/provision-join.sh"])],
+        gz_files: vec![node_script(input.cluster, None)],
+        runcmd: vec![chain(&[
+            ("prepare", PREP_PATH),
+            ("kubeadm-join", "/usr/local/sbin/provision-join.sh"),
+        ])],
     }
 }
 
@@ -400,7 +423,7 @@ retry kubectl apply -f /run/kube-flannel.yml"#,
     };
     let baseline = BASELINE_PATH;
     let shipper = LOG_SHIPPER_PATH;
-    let fetch = FETCH_CA_PATH;
+    let fetch = NODE_SCRIPT_PATH;
     let addons_parameter = ADDONS_PARAMETER_PATH;
     let addons_env = ADDONS_ENV_PATH;
     let logging_ns = crate::core::manifests::LOGGING_NAMESPACE;
@@ -444,6 +467,7 @@ fi
 export KUBECONFIG=/etc/kubernetes/admin.conf
 retry kubectl get --raw /readyz >/dev/null
 
+{fetch} phase cni
 {cni}
 
 # The security baseline: namespaces, NetworkPolicies, RoleBindings (JSON is YAML to kubectl).

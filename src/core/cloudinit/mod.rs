@@ -12,7 +12,7 @@ mod kubeadm;
 mod tests;
 
 pub use kubeadm::{
-    BASELINE_PATH, FETCH_CA_SCRIPT, LOG_SHIPPER_PATH, MasterInput, WorkerInput, master,
+    BASELINE_PATH, LOG_SHIPPER_PATH, MasterInput, NODE_SCRIPT, WorkerInput, master,
     with_node_exporter, worker,
 };
 
@@ -116,7 +116,7 @@ impl CloudConfig {
 pub(crate) fn run_fetch_script_python(body: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fetch_ca.py");
-    std::fs::write(&path, FETCH_CA_SCRIPT.replace("__PARAMETER__", "/p")).unwrap();
+    std::fs::write(&path, NODE_SCRIPT.replace("__PARAMETER__", "/p")).unwrap();
     let program = format!(
         "import importlib.util\nspec = importlib.util.spec_from_file_location(\"f\", {:?})\nm = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(m)\n{body}",
         path.display().to_string()

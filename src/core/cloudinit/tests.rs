@@ -1,6 +1,6 @@
 //! The user data's tests: cloud-init's schema, shellcheck, the size limit, the contents.
 
-use super::kubeadm::FETCH_CA_PATH;
+use super::kubeadm::NODE_SCRIPT_PATH;
 use super::*;
 use crate::core::spec::{self, KubeadmSpec};
 use std::process::Command;
@@ -65,6 +65,7 @@ fn fixtures() -> Vec<(String, CloudConfig)> {
         let w = worker(
             &k,
             &WorkerInput {
+                cluster: "ci",
                 master_private_ip: "10.0.0.10",
                 token: &token,
                 ca_hash: &hash,
@@ -80,8 +81,9 @@ fn fixtures() -> Vec<(String, CloudConfig)> {
 
 #[test]
 fn user_data_fits_the_ec2_limit() {
+    // What EC2 receives: the document gzipped (`userdata::pack`), which cloud-init unpacks.
     for (name, cc) in fixtures() {
-        let n = cc.render().len();
+        let n = crate::core::userdata::pack(&cc.render()).len();
         assert!(n <= USER_DATA_LIMIT, "{name}: {n} bytes");
     }
 }
@@ -102,7 +104,7 @@ fn no_user_data_holds_a_private_key() {
                 .files
                 .iter()
                 .chain(&cc.gz_files)
-                .find(|f| f.path == FETCH_CA_PATH)
+                .find(|f| f.path == NODE_SCRIPT_PATH)
                 .expect("fetch script");
             assert!(
                 fetch
@@ -111,7 +113,7 @@ fn no_user_data_holds_a_private_key() {
             );
             assert_eq!(fetch.permissions, "0700");
             assert!(cc.runcmd[0][2].contains(&format!(
-                "{FETCH_CA_PATH} && /usr/local/sbin/provision-init.sh"
+                "{NODE_SCRIPT_PATH} step fetch-ca {NODE_SCRIPT_PATH} && {NODE_SCRIPT_PATH} step kubeadm-init /usr/local/sbin/provision-init.sh"
             )));
         }
     }

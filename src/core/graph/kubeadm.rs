@@ -5,6 +5,7 @@ use super::addons::addon_sg_id;
 use super::network::Net;
 use super::rules::{SgRole, rules};
 use super::{AMI, Builder, CA_ACCESS, CA_ACCESS_POLICY, JOIN_TOKEN, MASTER, NODE_PROFILE};
+use super::{NODE_REPORTS, NODE_REPORTS_POLICY};
 use super::{NODE_ROLE, ROUTE_TABLE, SECRET, SG_CONTROL_PLANE, SG_NODES, VPC, sg_name, workers_id};
 use crate::core::kinds::Desired;
 use crate::core::kinds::address_association::AddressAssociation;
@@ -107,7 +108,7 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
         CA_ACCESS,
         Desired::InlinePolicy(InlinePolicy {
             role: NODE_ROLE.into(),
-            role_name: role,
+            role_name: role.clone(),
             name: CA_ACCESS_POLICY.into(),
             document: Document::InstanceReads {
                 parameters,
@@ -115,6 +116,21 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
             },
         }),
         &[NODE_ROLE, MASTER],
+    );
+    // Put with the role, long before a node reports (its first report comes after minutes of
+    // preparation; a report that cannot be written is said on the console, never fatal).
+    b.add(
+        NODE_REPORTS,
+        Desired::InlinePolicy(InlinePolicy {
+            role: NODE_ROLE.into(),
+            role_name: role.clone(),
+            name: NODE_REPORTS_POLICY.into(),
+            document: Document::NodeReports {
+                path: crate::core::progress::nodes_path(&spec.name),
+                cluster: spec.name.clone(),
+            },
+        }),
+        &[NODE_ROLE],
     );
     b.add(
         JOIN_TOKEN,
@@ -140,6 +156,7 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
                 (Role::Workers, count),
                 &[SG_NODES],
                 UserData::Worker(WorkerDoc {
+                    cluster: spec.name.clone(),
                     kubeadm: k.clone(),
                     master: MASTER.into(),
                     token: JOIN_TOKEN.into(),

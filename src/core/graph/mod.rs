@@ -59,6 +59,8 @@ pub const SECRET: &str = "bootstrap-secret";
 pub const MASTER: &str = "master";
 pub const JOIN_TOKEN: &str = "join-token";
 pub const CA_ACCESS: &str = "ca-access";
+/// The node role's permission to write the nodes' boot reports.
+pub const NODE_REPORTS: &str = "node-reports";
 pub const PRIVATE_ROUTE_TABLE: &str = "private-route-table";
 pub const NAT_EIP: &str = "nat-eip";
 pub const NAT_GATEWAY: &str = "nat-gateway";
@@ -82,6 +84,7 @@ pub const ADDONS_ACCESS_POLICY: &str = "provision-addons-access";
 pub const ADDONS_SECRET: &str = "addons-secret";
 /// The node role's inline policy that lets the control plane read the bootstrap secret.
 pub const CA_ACCESS_POLICY: &str = "provision-ca-access";
+pub const NODE_REPORTS_POLICY: &str = "provision-node-reports";
 /// Rules between two of our security groups, authorized once both exist.
 pub const SG_LINKS: &str = "sg-links";
 /// The EKS cluster's security group (EKS makes it; its id is known once the cluster exists).

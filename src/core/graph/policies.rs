@@ -42,6 +42,45 @@ pub fn instance_reads(
     Some(doc.to_string())
 }
 
+/// The node role's boot reports (`core::progress`): an instance may create a parameter under
+/// `path` only tagged with its own ARN (`ec2:SourceInstanceARN`) and the cluster's, and
+/// overwrite only a parameter tagged with its own ARN, so no node can change another's report.
+/// `None` if `role_arn` is not an IAM role ARN.
+pub fn node_reports(role_arn: &str, region: &str, path: &str, cluster: &str) -> Option<String> {
+    let (partition, account) = role_arn_parts(role_arn)?;
+    let resource = format!("arn:{partition}:ssm:{region}:{account}:parameter{path}/*");
+    let doc = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "NodesCreateOnlyTheirOwnReport",
+                "Effect": "Allow",
+                "Action": ["ssm:PutParameter", "ssm:AddTagsToResource"],
+                "Resource": resource,
+                "Condition": {
+                    "StringEquals": {
+                        "aws:RequestTag/provision:instance": "${ec2:SourceInstanceARN}",
+                        "aws:RequestTag/provision:cluster": cluster,
+                    },
+                    "ForAllValues:StringEquals": {
+                        "aws:TagKeys": ["provision:cluster", "provision:instance"],
+                    },
+                },
+            },
+            {
+                "Sid": "NodesOverwriteOnlyTheirOwnReport",
+                "Effect": "Allow",
+                "Action": "ssm:PutParameter",
+                "Resource": resource,
+                "Condition": {
+                    "StringEquals": {"aws:ResourceTag/provision:instance": "${ec2:SourceInstanceARN}"},
+                },
+            },
+        ],
+    });
+    Some(doc.to_string())
+}
+
 /// The add-on role's inline policy: `ec2:DescribeInstances` (and zones) for Prometheus's EC2
 /// discovery, which IAM cannot narrow to resources, and `ssm:GetParameter` on the add-ons'
 /// passwords only. `None` if `role_arn` is not an IAM role ARN.

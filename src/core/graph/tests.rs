@@ -237,6 +237,7 @@ fn graph_is_topologically_ordered_and_complete() {
             NODE_PROFILE,
             SECRET,
             "master-eip",
+            "node-reports",
             SG_LINKS,
             MASTER,
             CA_ACCESS,

@@ -111,6 +111,11 @@ impl Plan for BootstrapSecret {
             .iter()
             .filter(|s| s.owned)
             .map(|s| Doomed::new(Self::NAME, Some(crate::core::graph::SECRET), &s.name))
+            .chain(
+                obs.reports
+                    .iter()
+                    .map(|r| Doomed::new(Self::NAME, Some("node-report"), r)),
+            )
             .collect()
     }
 

@@ -31,6 +31,8 @@ pub enum Document {
     Addons { parameter: String },
     /// The log writer's password (the EKS nodes' Fluent Bit).
     LogWriter { parameter: String },
+    /// The kubeadm nodes' boot reports under `path`, each only its own.
+    NodeReports { path: String, cluster: String },
 }
 
 /// An inline policy as IAM reports it (decoded).
@@ -111,6 +113,9 @@ impl InlinePolicy {
             }
             Document::Addons { parameter } => policies::addons_access(role_arn, region, parameter),
             Document::LogWriter { parameter } => policies::log_writer(role_arn, region, parameter),
+            Document::NodeReports { path, cluster } => {
+                policies::node_reports(role_arn, region, path, cluster)
+            }
         }
     }
 
@@ -154,6 +159,9 @@ impl InlinePolicy {
                 format!("ec2:DescribeInstances, ssm:GetParameter on {parameter}")
             }
             Document::LogWriter { parameter } => format!("ssm:GetParameter on {parameter}"),
+            Document::NodeReports { path, .. } => {
+                format!("ssm:PutParameter on {path}/*, each instance only its own report")
+            }
         }
     }
 }

@@ -233,6 +233,9 @@ macro_rules! define_kinds {
             /// What Kubernetes controllers made in the VPC (looked up by `down` and
             /// `plan --destroy`).
             pub leftovers: Leftovers,
+            /// The kubeadm nodes' boot reports carrying the cluster tag (parameter names),
+            /// deleted with the bootstrap secret.
+            pub reports: Vec<String>,
             /// Lookups that could not be made, for the user to see.
             pub warnings: Vec<String>,
         }

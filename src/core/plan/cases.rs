@@ -191,7 +191,15 @@ pub(super) const CASES: &[Case] = &[
     Case {
         what: "CA policy names an old instance",
         spec: demo,
-        change: |o| o.policies[0].document = o.policies[0].document.replace("i-master-0", "i-old"),
+        change: |o| {
+            for p in o
+                .policies
+                .iter_mut()
+                .filter(|p| p.name == graph::CA_ACCESS_POLICY)
+            {
+                p.document = p.document.replace("i-master-0", "i-old");
+            }
+        },
         id: "ca-access",
         action: Action::Update,
         says: "scope it to the current control plane",

@@ -185,15 +185,36 @@ async fn kubeadm(
             .or_else(|| api_endpoint.clone())
             .ok_or_else(|| ProbeError("the master has no IP address".into()))?;
         let want = 1 + run.spec.kubeadm().map_or(0, |k| k.workers as usize);
-        crate::kube::probe::wait_cluster(
-            &server,
-            &ca,
-            want,
-            opts.cluster_timeout,
-            run.report.sink(),
-            run.report.start(),
-        )
-        .await?;
+        // Each node's boot phase as it reports it; the first failure ends the wait.
+        let nodes: std::collections::BTreeMap<String, String> = instances
+            .iter()
+            .filter(|(_, role, _)| !matches!(role, Role::Addon(_)))
+            .map(|(id, _, i)| (i.id.clone(), id.clone()))
+            .collect();
+        tokio::select! {
+            r = crate::kube::probe::wait_cluster(
+                &server,
+                &ca,
+                want,
+                opts.cluster_timeout,
+                run.report.sink(),
+                run.report.start(),
+            ) => r?,
+            e = crate::engine::nodes::watch(
+                &run.c,
+                &run.spec.name,
+                &nodes,
+                run.report.sink(),
+                run.report.start(),
+            ) => {
+                return Err(match e {
+                    EngineError::NodeFailed(m) => EngineError::NodeFailed(format!(
+                        "{m}\nthe cluster is kept: fix the cause and run `provision up` again (a node that failed is not replaced by itself), or `provision down`"
+                    )),
+                    e => e,
+                });
+            }
+        }
     }
     report.master_public_ip = master_public_ip;
     report.master_private_ip = master.private_ip.clone();

@@ -1,5 +1,14 @@
 #!/usr/bin/env python3
-"""Fetches the cluster CA from the SSM parameter with this instance's role, rendered by provision.
+"""A node's helper, rendered by provision: fetches the cluster CA (or another secret) from SSM,
+and reports the boot's phases to SSM so that `provision up --wait cluster` and `provision status`
+can say where each node is, and which command failed, without SSH.
+
+Reports (`step PHASE CMD...`, `phase PHASE`, `done`) go to the parameter
+NODES/INSTANCE-ID as JSON. The node role's policy lets an instance create a report only tagged
+with its own ARN, and overwrite only a report so tagged. A report that cannot be written is said
+on the console and never stops the boot.
+
+Fetching the CA:
 
 The CA key is never in user data: the control plane reads it at boot through IMDSv2 role
 credentials and a SigV4-signed SSM GetParameter call (python3 standard library only, so no AWS
@@ -13,7 +22,9 @@ import hashlib
 import hmac
 import json
 import os
+import collections
 import shlex
+import subprocess
 import sys
 import time
 import urllib.error
@@ -21,6 +32,12 @@ import urllib.parse
 import urllib.request
 
 PARAMETER = "__PARAMETER__"
+# Where this cluster's nodes report, and the cluster's name (the report's tag).
+NODES = "__NODES__"
+CLUSTER = "__CLUSTER__"
+# The phase in progress, for a failure inside a step that moved on (init's CNI).
+PHASE_FILE = os.environ.get("PROVISION_PHASE_FILE", "/run/provision-phase")
+BOOT_FILE = os.environ.get("PROVISION_BOOT_FILE", "/var/lib/provision/boot")
 # Unset (the placeholder stays): write the CA for kubeadm. Set: write every string of the
 # secret as a shell-quoted NAME=value line to this file (0600), for the add-on instances.
 OUTPUT = "__OUTPUT__"
@@ -59,24 +76,119 @@ def authorization(method, host, path, query, headers, body, creds, region, servi
     return f"AWS4-HMAC-SHA256 Credential={creds['AccessKeyId']}/{scope}, SignedHeaders={signed}, Signature={signature}"
 
 
-def get_parameter(region, creds):
+def ssm(region, creds, target, payload):
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     endpoint = os.environ.get("PROVISION_SSM_ENDPOINT", f"https://ssm.{region}.{suffix}")
     host = urllib.parse.urlparse(endpoint).netloc
-    body = json.dumps({"Name": PARAMETER, "WithDecryption": True}).encode()
+    body = json.dumps(payload).encode()
     amz_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     headers = {
         "Content-Type": "application/x-amz-json-1.1",
         "Host": host,
         "X-Amz-Date": amz_date,
-        "X-Amz-Target": "AmazonSSM.GetParameter",
+        "X-Amz-Target": "AmazonSSM." + target,
     }
     if creds.get("Token"):
         headers["X-Amz-Security-Token"] = creds["Token"]
     headers["Authorization"] = authorization("POST", host, "/", "", headers, body, creds, region, "ssm", amz_date)
     req = urllib.request.Request(endpoint + "/", data=body, headers=headers, method="POST")
     with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())["Parameter"]["Value"]
+        return json.loads(r.read())
+
+
+def get_parameter(region, creds):
+    return ssm(region, creds, "GetParameter", {"Name": PARAMETER, "WithDecryption": True})["Parameter"]["Value"]
+
+
+def identity():
+    """(region, credentials, instance id, instance ARN) from IMDSv2."""
+    token = imds("api/token", method="PUT")
+    doc = json.loads(imds("dynamic/instance-identity/document", token))
+    role = imds("meta-data/iam/security-credentials/", token).split("\n")[0]
+    creds = json.loads(imds("meta-data/iam/security-credentials/" + role, token))
+    region, iid = doc["region"], doc["instanceId"]
+    partition = "aws-cn" if region.startswith("cn-") else ("aws-us-gov" if region.startswith("us-gov-") else "aws")
+    return region, creds, iid, f"arn:{partition}:ec2:{region}:{doc['accountId']}:instance/{iid}"
+
+
+def report(phase, state, **extra):
+    """Writes this node's report; says on the console when it cannot, and never fails."""
+    now = int(time.time())
+    try:
+        with open(BOOT_FILE) as f:
+            boot = int(f.read().strip())
+    except (OSError, ValueError):
+        boot = now
+        try:
+            os.makedirs(os.path.dirname(BOOT_FILE), mode=0o755, exist_ok=True)
+            write(BOOT_FILE, f"{boot}\n", 0o644)
+        except OSError:
+            pass
+    if state == "running":
+        try:
+            write(PHASE_FILE, f"{phase} {now}\n", 0o644)
+        except OSError:
+            pass
+    started = now
+    try:
+        with open(PHASE_FILE) as f:
+            current, since = f.read().split()
+            if current == phase:
+                started = int(since)
+    except (OSError, ValueError):
+        pass
+    last = ""
+    for attempt in range(3):
+        try:
+            region, creds, iid, arn = identity()
+            doc = {"instance": iid, "phase": phase, "state": state, "started": started, "boot": boot}
+            doc.update(extra)
+            name = f"{NODES}/{iid}"
+            value = json.dumps(doc)
+            tags = [{"Key": "provision:cluster", "Value": CLUSTER}, {"Key": "provision:instance", "Value": arn}]
+            try:
+                ssm(region, creds, "PutParameter", {"Name": name, "Value": value, "Type": "String", "Tags": tags})
+            except urllib.error.HTTPError as e:
+                if "ParameterAlreadyExists" not in e.headers.get("x-amzn-ErrorType", "") + e.read().decode(errors="replace"):
+                    raise
+                ssm(region, creds, "PutParameter", {"Name": name, "Value": value, "Type": "String", "Overwrite": True})
+            return
+        except urllib.error.HTTPError as e:
+            last = f"HTTP {e.code} {e.headers.get('x-amzn-ErrorType', '')}"
+        except (urllib.error.URLError, OSError, KeyError, ValueError) as e:
+            last = type(e).__name__
+        time.sleep(2 * (attempt + 1))
+    print(f"provision: could not report phase {phase} ({state}): {last}", file=sys.stderr)
+
+
+def current_phase(default):
+    try:
+        with open(PHASE_FILE) as f:
+            return f.read().split()[0]
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def step(phase, argv):
+    """Runs one boot step under its phase: its output goes to the console as before, and on
+    failure the report names the command, its exit code and its last lines."""
+    report(phase, "running")
+    tail = collections.deque(maxlen=25)
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as e:
+        code, tail = 127, [f"{argv[0]}: {e}"]
+    else:
+        for line in proc.stdout:
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+            tail.append(line.decode(errors="replace").rstrip())
+        code = proc.wait()
+    if code != 0:
+        # SSM's standard parameters hold 4 KB: the last lines, cut from the front.
+        output = "\n".join(tail)[-2500:]
+        report(current_phase(phase), "failed", command=" ".join(shlex.quote(a) for a in argv), exit_code=code, output=output)
+    return code
 
 
 def write(path, content, mode):
@@ -88,7 +200,15 @@ def write(path, content, mode):
 
 def main():
     global PARAMETER, OUTPUT
-    # `provision-fetch-ca.py PARAMETER OUTPUT`: the same script fetches another secret into an
+    if len(sys.argv) >= 4 and sys.argv[1] == "step":
+        return step(sys.argv[2], sys.argv[3:])
+    if len(sys.argv) == 3 and sys.argv[1] == "phase":
+        report(sys.argv[2], "running")
+        return 0
+    if len(sys.argv) == 2 and sys.argv[1] == "done":
+        report("ready", "done")
+        return 0
+    # `provision-node.py PARAMETER OUTPUT`: the same script fetches another secret into an
     # env file (the control plane reads the log shipper's password this way).
     if len(sys.argv) == 3:
         PARAMETER, OUTPUT = sys.argv[1], sys.argv[2]
