@@ -141,3 +141,195 @@ fn kubeconfig_refuses_bad_input_before_any_call() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("directory"), "{}", r.stderr);
 }
+
+async fn cluster_ca(c: &provision::aws::Clients, cluster: &str) -> provision::core::pki::Ca {
+    let b: provision::core::kinds::bootstrap_secret::Bootstrap =
+        provision::aws::ssm::get_json(c, &provision::core::tags::secret_parameter_name(cluster))
+            .await
+            .unwrap()
+            .unwrap();
+    b.ca()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_reports_every_part_and_says_what_is_degraded() {
+    let cl = Cluster::new("status", 1, "");
+    cl.edit("kind = \"kubeadm\"\n", "kind = \"kubeadm\"\nttl = \"2h\"\n");
+    let r = cl.run(&[
+        "up",
+        "-f",
+        cl.spec_arg(),
+        "--no-kubeconfig",
+        "--wait",
+        "running",
+    ]);
+    assert!(r.ok(), "{}", r.stderr);
+    let c = sdk().await;
+    let ca = cluster_ca(&c, &cl.name).await;
+
+    // Healthy: every part present and running, the API's two nodes Ready.
+    let api = common::api_server(&ca, "ok", 2, 2).await;
+    let st = cl.run(&["status", "-f", cl.spec_arg(), "--api-server", &api]);
+    assert_eq!(
+        st.code,
+        Some(0),
+        "{}\n{:?}",
+        st.stderr,
+        st.summary()["problems"]
+    );
+    let s = st.summary();
+    assert_eq!(s["healthy"], true);
+    assert_eq!(s["kind"], "kubeadm");
+    assert!(s["expires_at"].is_string());
+    assert!(s["created_by"].as_str().unwrap().starts_with("arn:aws:"));
+    assert_eq!(s["nodes"].as_array().unwrap().len(), 2);
+    let parts = s["parts"].as_array().unwrap();
+    let kinds: Vec<&str> = parts.iter().map(|p| p["kind"].as_str().unwrap()).collect();
+    for k in [
+        "vpc",
+        "subnet",
+        "security-group",
+        "instance",
+        "iam-role",
+        "secret",
+        "elastic-ip",
+    ] {
+        assert!(kinds.contains(&k), "no {k} in {kinds:?}");
+    }
+    let master = parts.iter().find(|p| p["id"] == "master").unwrap();
+    assert_eq!(master["state"], "running");
+    assert!(
+        master["detail"]
+            .as_str()
+            .unwrap()
+            .contains("launched for 1."),
+        "{master}"
+    );
+    assert!(st.mutating_calls().is_empty(), "{:?}", st.mutating_calls());
+    assert_eq!(st.calls("SSM", "PutParameter"), 0, "status takes no lock");
+
+    // The API says a node is NotReady: degraded, exit 1, one line saying which.
+    let api = common::api_server(&ca, "ok", 1, 2).await;
+    let st = cl.run(&["status", "-f", cl.spec_arg(), "--api-server", &api]);
+    assert_eq!(st.code, Some(1));
+    assert!(
+        st.summary()["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("1 of 2 nodes NotReady")
+    );
+
+    // A node reported a failed boot step; a worker is stopped; the spec wants one more worker.
+    let obs = common::tagged(&c, &cl.name).await;
+    let worker = obs
+        .instances
+        .iter()
+        .find(|i| i.logical.as_deref() == Some("workers-0"))
+        .unwrap()
+        .id
+        .clone();
+    let master_id = obs
+        .instances
+        .iter()
+        .find(|i| i.logical.as_deref() == Some("master"))
+        .unwrap()
+        .id
+        .clone();
+    let report = serde_json::json!({"instance": master_id, "phase": "cni", "state": "failed", "started": 1, "command": "/usr/local/sbin/provision-init.sh", "exit_code": 1, "output": "calico: timeout"});
+    c.ssm
+        .put_parameter()
+        .name(format!(
+            "{}/{master_id}",
+            provision::core::progress::nodes_path(&cl.name)
+        ))
+        .value(report.to_string())
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .tags(
+            aws_sdk_ssm::types::Tag::builder()
+                .key("provision:cluster")
+                .value(&cl.name)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.ec2
+        .stop_instances()
+        .instance_ids(&worker)
+        .send()
+        .await
+        .unwrap();
+    cl.edit("workers = 1", "workers = 2");
+    let st = cl.run(&["status", "-f", cl.spec_arg(), "--api-server", &api]);
+    assert_eq!(st.code, Some(1));
+    let problems = st.summary()["problems"].to_string();
+    for want in [
+        "failed in phase cni",
+        "(workers-0) is stopped",
+        "missing: instance",
+    ] {
+        assert!(problems.contains(want), "no {want} in {problems}");
+    }
+    let master = st.summary()["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "master")
+        .cloned()
+        .unwrap();
+    assert!(
+        master["detail"]
+            .as_str()
+            .unwrap()
+            .contains("boot: cni FAILED"),
+        "{master}"
+    );
+    // Human output: the verdict first.
+    let human = std::process::Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args([
+            "status",
+            "--name",
+            &cl.name,
+            "--region",
+            REGION,
+            "--api-server",
+            &api,
+        ])
+        .envs(
+            cl.command(&[])
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(human.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "cluster {} (kubeadm, {REGION}): DEGRADED",
+            cl.name
+        )),
+        "{text}"
+    );
+    cl.edit("workers = 2", "workers = 1");
+    cl.down();
+    // Gone: exit 1, saying so.
+    let st = cl.run(&["status", "-f", cl.spec_arg()]);
+    assert_eq!(st.code, Some(1));
+    assert!(
+        st.summary()["problems"]
+            .to_string()
+            .contains("no such cluster")
+    );
+}
+
+#[test]
+fn status_refuses_bad_input_before_any_call() {
+    let cl = Cluster::new("statusbad", 1, "");
+    let r = cl.run(&["status", "--name", "ok", "--region", "nowhere"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    let r = cl.run(&["status", "-f", cl.spec_arg(), "--api-server", "http://x"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("--api-server"));
+}

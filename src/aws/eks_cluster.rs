@@ -202,6 +202,8 @@ async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Option<ObsEks>, AwsEr
         stamp: crate::core::stamp::Stamp::from_tags(
             e.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         ),
+        platform_version: e.platform_version.clone(),
+        health: e.health.clone(),
     };
     // Add-ons, access entries and node groups exist only on a cluster that has become ACTIVE;
     // while it is CREATING, `up` waits and then makes them.
@@ -268,6 +270,9 @@ pub struct Described {
     /// The security group EKS made for the cluster (the managed nodes are in it).
     pub cluster_sg: Option<String>,
     pub tags: HashMap<String, String>,
+    pub platform_version: Option<String>,
+    /// EKS's health issues (`CODE: message`).
+    pub health: Vec<String>,
 }
 
 impl Described {
@@ -302,6 +307,22 @@ fn described(c: &aws_sdk_eks::types::Cluster) -> Described {
             .and_then(|v| v.cluster_security_group_id())
             .map(str::to_string),
         tags: c.tags().cloned().unwrap_or_default(),
+        platform_version: c.platform_version().map(str::to_string),
+        health: c
+            .health()
+            .map(|h| {
+                h.issues()
+                    .iter()
+                    .map(|i| {
+                        format!(
+                            "{}: {}",
+                            i.code().map_or("issue", |c| c.as_str()),
+                            i.message().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

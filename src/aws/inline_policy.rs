@@ -17,6 +17,7 @@ impl Apply for InlinePolicy {
         let mut wanted: Vec<(String, &str)> = Vec::new();
         if scope.kubeadm() {
             wanted.push((node.clone(), graph::CA_ACCESS_POLICY));
+            wanted.push((node.clone(), graph::NODE_REPORTS_POLICY));
         }
         if scope.with_addons() {
             wanted.push((addons, graph::ADDONS_ACCESS_POLICY));

@@ -351,3 +351,45 @@ pub async fn terminate(c: &Clients, ids: &[String], max: Duration) -> Result<(),
     .await?;
     Ok(())
 }
+
+/// The EC2 status checks of `ids` at this moment, by id: `ok` when both the instance and the
+/// system check pass, else the worse of the two (`impaired`, `initializing`,
+/// `insufficient-data`, `not-applicable` for an instance that is not running).
+///
+/// # Errors
+/// The AWS error of a call.
+pub async fn status_checks(
+    c: &Clients,
+    ids: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, AwsError> {
+    use aws_sdk_ec2::types::SummaryStatus;
+    let mut out = std::collections::BTreeMap::new();
+    for b in ids.chunks(INSTANCE_BATCH) {
+        let res = c
+            .ec2
+            .describe_instance_status()
+            .set_instance_ids(Some(b.to_vec()))
+            .include_all_instances(true)
+            .send()
+            .await
+            .map_err(api("reading the status checks of", &b.join(", ")))?;
+        for s in res.instance_statuses() {
+            let of =
+                |x: Option<&SummaryStatus>| x.map_or("not-applicable", |v| v.as_str()).to_string();
+            let inst = of(s.instance_status().and_then(|x| x.status()));
+            let sys = of(s.system_status().and_then(|x| x.status()));
+            let rank = |v: &str| match v {
+                "impaired" => 0,
+                "insufficient-data" => 1,
+                "initializing" => 2,
+                "not-applicable" => 3,
+                _ => 4,
+            };
+            let worse = if rank(&sys) < rank(&inst) { sys } else { inst };
+            if let Some(id) = s.instance_id() {
+                out.insert(id.to_string(), worse);
+            }
+        }
+    }
+    Ok(out)
+}

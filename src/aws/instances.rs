@@ -234,6 +234,7 @@ pub(crate) fn observed(i: &aws_sdk_ec2::types::Instance) -> ObsInstance {
         subnet_id: i.subnet_id().map(str::to_string),
         private_ip: i.private_ip_address().map(str::to_string),
         public_ip: i.public_ip_address().map(str::to_string),
+        version: super::tag_value(i.tags(), crate::core::stamp::VERSION_TAG).map(str::to_string),
     }
 }
 

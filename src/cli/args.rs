@@ -52,6 +52,17 @@ pub(crate) enum Command {
     Gc(GcArgs),
     /// Write (or refresh) the cluster's kubeconfig context; changes nothing on AWS.
     Kubeconfig(KubeconfigArgs),
+    /// Every part of the cluster found by tag, with its state; exit 0 healthy, 1 degraded.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Ask the Kubernetes API through this URL (an SSH tunnel or VPN) instead of its endpoint.
+    #[arg(long, value_name = "URL")]
+    pub api_server: Option<String>,
 }
 
 /// `-f SPEC`, or `--name` and `--region`.

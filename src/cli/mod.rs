@@ -203,6 +203,7 @@ async fn dispatch(edge: &Edge, command: Command) -> Result<ExitCode, Failure> {
         Command::List(a) => operate::list(edge, a).await,
         Command::Gc(a) => operate::gc(edge, a).await,
         Command::Kubeconfig(a) => operate::kubeconfig(edge, a).await,
+        Command::Status(a) => operate::status(edge, a).await,
     }
 }
 

@@ -288,3 +288,91 @@ pub(super) async fn kubeconfig(
     }));
     Ok(ExitCode::SUCCESS)
 }
+
+pub(super) async fn status(edge: &Edge, a: super::args::StatusArgs) -> Result<ExitCode, Failure> {
+    if let Some(url) = &a.api_server
+        && (!url.starts_with("https://") || url.len() <= "https://".len())
+    {
+        return Err(Failure::Usage(format!(
+            "--api-server: `{url}` is not an https:// URL"
+        )));
+    }
+    let t = a.target;
+    let spec = match &t.file {
+        Some(f) => Some(super::load_spec(f, &edge.out)?),
+        None => None,
+    };
+    let (name, region) = match &spec {
+        Some(s) => (s.name.clone(), s.region.clone()),
+        None => super::target(None, t.name, t.region, &edge.out)?,
+    };
+    let c = edge.clients(&region).await;
+    let st =
+        crate::engine::status::status(&c, &name, spec.as_ref(), a.api_server.as_deref()).await?;
+    if !edge.out.json {
+        print_status(&st);
+    }
+    let mut v = serde_json::to_value(&st).map_err(|e| Failure::Run(e.into()))?;
+    v["event"] = "summary".into();
+    v["command"] = "status".into();
+    v["ok"] = true.into();
+    v["api_calls"] = edge.api_calls();
+    edge.out.summary(v);
+    Ok(if st.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_status(st: &crate::core::status::Status) {
+    let say = |s: String| println!("{}", terminal_safe(&s));
+    say(format!(
+        "cluster {} ({}, {}): {}",
+        st.cluster,
+        st.kind,
+        st.region,
+        if st.healthy { "healthy" } else { "DEGRADED" }
+    ));
+    if let Some(by) = &st.created_by {
+        say(format!(
+            "  made by {by} at {}",
+            st.created_at.as_deref().unwrap_or("-")
+        ));
+    }
+    if let Some(e) = &st.expires_at {
+        say(format!(
+            "  expires {e} (`provision gc` deletes it after that)"
+        ));
+    }
+    if let Some(l) = &st.lock {
+        say(format!("  locked by {l}"));
+    }
+    for p in &st.parts {
+        say(format!(
+            "  {:<17} {:<24} {:<24} {:<10} {}",
+            p.kind,
+            p.id,
+            p.aws_id,
+            p.state,
+            p.detail.as_deref().unwrap_or("")
+        ));
+    }
+    match (&st.nodes, &st.api_unreachable) {
+        (Some(nodes), _) => {
+            let ready = nodes.iter().filter(|n| n.ready).count();
+            say(format!(
+                "  nodes (from the API): {ready} Ready of {}",
+                nodes.len()
+            ));
+            for n in nodes.iter().filter(|n| !n.ready) {
+                say(format!("    {} NotReady", n.name));
+            }
+        }
+        (None, Some(why)) => say(format!("  nodes: the API server could not be asked: {why}")),
+        (None, None) => {}
+    }
+    for p in &st.problems {
+        say(format!("  problem: {p}"));
+    }
+}

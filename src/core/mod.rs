@@ -21,6 +21,7 @@ pub mod plan;
 pub mod progress;
 pub mod spec;
 pub mod stamp;
+pub mod status;
 pub mod tags;
 pub mod teardown;
 #[cfg(test)]

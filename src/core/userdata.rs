@@ -277,6 +277,7 @@ fn worst_case_inputs(doc: &UserData) -> Inputs {
             subnet_id: None,
             private_ip: Some(IP.into()),
             public_ip: Some(IP.into()),
+            version: None,
         }])
     };
     let bootstrap = || {

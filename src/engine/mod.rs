@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod plan;
 pub(crate) mod registry;
 pub mod signals;
+pub mod status;
 pub mod up;
 
 pub use events::{Event, EventSink, ResourceRecord};

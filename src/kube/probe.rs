@@ -178,6 +178,26 @@ fn explain(server: &str, e: &kube::Error) -> String {
     format!("{server}: {last}")
 }
 
+/// The cluster's nodes now: (name, Ready), for `status`.
+///
+/// # Errors
+/// One line saying why the API server could not be asked.
+pub async fn nodes(server: &str, client: &ApiClient) -> Result<Vec<(String, bool)>, String> {
+    let kube = client.connect(server)?;
+    let list = Api::<Node>::all(kube)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing nodes: {}", explain(server, &e)))?;
+    Ok(list
+        .items
+        .iter()
+        .map(|n| {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            (name, ready_nodes(std::slice::from_ref(n)).0 == 1)
+        })
+        .collect())
+}
+
 /// Counts the nodes whose Ready condition is True: (ready, registered).
 pub fn ready_nodes(nodes: &[Node]) -> (usize, usize) {
     let ready = nodes

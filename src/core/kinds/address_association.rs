@@ -115,6 +115,7 @@ mod tests {
                 subnet_id: None,
                 private_ip: None,
                 public_ip: None,
+                version: None,
             });
         }
         let cx = Context {

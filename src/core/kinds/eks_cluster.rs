@@ -62,6 +62,9 @@ pub struct ObsEks {
     pub nodegroup: Option<super::nodegroup::ObsNodegroup>,
     /// Who made it, when, the cluster's expiry.
     pub stamp: crate::core::stamp::Stamp,
+    pub platform_version: Option<String>,
+    /// EKS's health issues (`CODE: message`).
+    pub health: Vec<String>,
 }
 
 impl ObsEks {

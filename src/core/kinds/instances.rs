@@ -59,6 +59,8 @@ pub struct ObsInstance {
     pub subnet_id: Option<String>,
     pub private_ip: Option<String>,
     pub public_ip: Option<String>,
+    /// The Kubernetes version it was launched for (its tag; kubeadm nodes).
+    pub version: Option<String>,
 }
 
 impl ObsInstance {

@@ -396,6 +396,7 @@ pub(super) const CASES: &[Case] = &[
                 subnet_id: None,
                 private_ip: None,
                 public_ip: None,
+                version: None,
             })
         },
         id: "workers-0",
@@ -546,6 +547,7 @@ pub(super) const CASES: &[Case] = &[
                 subnet_id: None,
                 private_ip: None,
                 public_ip: None,
+                version: None,
             })
         },
         id: "master",

@@ -199,6 +199,7 @@ fn observe_node(
                     subnet_id: Some(aws(&i.subnet)),
                     private_ip: Some(format!("10.0.0.{}", 10 + k)),
                     public_ip: Some(format!("203.0.113.{}", 10 + k)),
+                    version: None,
                 })
             }
         }
@@ -221,6 +222,8 @@ fn observe_node(
                 }),
                 nodegroup: None,
                 stamp: Default::default(),
+                platform_version: None,
+                health: Vec::new(),
             })
         }
         _ => {}

@@ -1,0 +1,376 @@
+//! `provision status`: every part of a cluster found by tag with its state, and whether the
+//! cluster is healthy, decided here from what was seen (discovery, status checks, the nodes'
+//! boot reports, the lock, the API server's nodes, and the plan's missing parts when a spec
+//! was given).
+
+use std::collections::BTreeMap;
+
+use super::kinds::{Kind, Observed};
+use super::progress::{NodeReport, State};
+
+/// What `status` looked at.
+#[derive(Debug)]
+pub struct Seen<'a> {
+    pub cluster: &'a str,
+    pub region: &'a str,
+    pub obs: &'a Observed,
+    /// EC2 status checks by instance id.
+    pub checks: &'a BTreeMap<String, String>,
+    /// The nodes' boot reports by instance id.
+    pub reports: &'a BTreeMap<String, NodeReport>,
+    /// Who holds the lock, for people.
+    pub lock: Option<String>,
+    /// The API server's nodes (name, Ready), or why it could not be asked; `None`: not asked.
+    pub api: Option<Result<Vec<(String, bool)>, String>>,
+    /// `kind id` of what `up` would create (with a spec).
+    pub missing: Vec<String>,
+    pub now: i64,
+}
+
+/// One part of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Part {
+    pub kind: &'static str,
+    /// Its logical id (`master`, `workers-0`, `vpc`).
+    pub id: String,
+    pub aws_id: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A node as the API server lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiNode {
+    pub name: String,
+    pub ready: bool,
+}
+
+/// The cluster's state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    pub cluster: String,
+    pub region: String,
+    pub kind: &'static str,
+    pub healthy: bool,
+    /// Why it is not healthy, one line each.
+    pub problems: Vec<String>,
+    pub parts: Vec<Part>,
+    pub nodes: Option<Vec<ApiNode>>,
+    /// Why the API server could not be asked (not a problem: it may be closed to this host).
+    pub api_unreachable: Option<String>,
+    pub lock: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+fn instance_detail(
+    i: &super::kinds::instances::ObsInstance,
+    check: Option<&String>,
+    report: Option<&NodeReport>,
+    now: i64,
+) -> String {
+    let mut d = vec![format!(
+        "status checks {}",
+        check.map_or("-", String::as_str)
+    )];
+    if let Some(v) = &i.version {
+        d.push(format!("launched for {v}"));
+    }
+    if let Some(ip) = i.public_ip.as_ref().or(i.private_ip.as_ref()) {
+        d.push(ip.clone());
+    }
+    if let Some(r) = report {
+        let state = match r.state {
+            State::Running => "running",
+            State::Failed => "FAILED",
+            State::Done => "done",
+        };
+        d.push(format!("boot: {} {state} {}", r.phase, r.elapsed(now)));
+    }
+    d.join(", ")
+}
+
+/// The cluster's status from what was seen.
+pub fn status(s: &Seen<'_>) -> Status {
+    let obs = s.obs;
+    let eks = obs.eks.as_ref().filter(|e| e.owned);
+    let mut problems = Vec::new();
+    let mut parts = Vec::new();
+    for k in Kind::ALL {
+        for d in k.doomed(obs) {
+            let mut part = Part {
+                kind: d.kind,
+                id: d.id.clone(),
+                aws_id: d.aws_id.clone(),
+                state: "present".into(),
+                detail: None,
+            };
+            match k {
+                Kind::Instances => {
+                    if let Some(i) = obs.instances.iter().find(|i| i.id == d.aws_id) {
+                        part.state = i.state.clone();
+                        let check = s.checks.get(&i.id);
+                        let report = s.reports.get(&i.id);
+                        let mut detail = instance_detail(i, check, report, s.now);
+                        if let Some(a) = super::spec::Addon::ALL
+                            .into_iter()
+                            .find(|a| a.as_str() == d.id)
+                        {
+                            for (what, url) in super::addons::urls(
+                                a,
+                                i.public_ip.as_deref(),
+                                i.private_ip.as_deref(),
+                            ) {
+                                detail += &format!(", {what} {url}");
+                            }
+                        }
+                        part.detail = Some(detail);
+                        if i.state != "running" {
+                            problems.push(format!("instance {} ({}) is {}", i.id, d.id, i.state));
+                        } else if check.is_some_and(|c| c == "impaired") {
+                            problems.push(format!(
+                                "instance {} ({}) fails its EC2 status checks",
+                                i.id, d.id
+                            ));
+                        }
+                        if let Some(f) = report.and_then(|r| r.failure(&d.id)) {
+                            problems.push(f.lines().next().unwrap_or_default().to_string());
+                        }
+                    }
+                }
+                Kind::EksCluster => {
+                    if let Some(e) = eks {
+                        part.state = e.status.clone();
+                        let mut detail = format!(
+                            "version {}, platform {}",
+                            e.version,
+                            e.platform_version.as_deref().unwrap_or("-")
+                        );
+                        if !e.health.is_empty() {
+                            detail += &format!(", health: {}", e.health.join("; "));
+                            problems.push(format!(
+                                "EKS cluster {}: {}",
+                                e.name,
+                                e.health.join("; ")
+                            ));
+                        }
+                        if e.status != "ACTIVE" {
+                            problems.push(format!("EKS cluster {} is {}", e.name, e.status));
+                        }
+                        part.detail = Some(detail);
+                    }
+                }
+                Kind::Nodegroup => {
+                    if let Some(g) = eks.and_then(|e| e.nodegroup.as_ref()) {
+                        part.state = g.status.clone();
+                        let mut detail = format!(
+                            "min {} desired {} max {}, {}{}",
+                            g.min,
+                            g.desired,
+                            g.max,
+                            g.instance_types.join(","),
+                            if g.spot { " (spot)" } else { "" }
+                        );
+                        if !g.issues.is_empty() {
+                            detail += &format!(", health: {}", g.issues.join("; "));
+                            problems.push(format!(
+                                "node group {}: {}",
+                                g.name,
+                                g.issues.join("; ")
+                            ));
+                        }
+                        if g.status != "ACTIVE" {
+                            problems.push(format!("node group {} is {}", g.name, g.status));
+                        }
+                        part.detail = Some(detail);
+                    }
+                }
+                _ => {}
+            }
+            parts.push(part);
+        }
+    }
+    if parts.is_empty() {
+        problems.push(format!(
+            "nothing tagged {}={} in {}: no such cluster here",
+            super::tags::CLUSTER_TAG,
+            s.cluster,
+            s.region
+        ));
+    } else if eks.is_none()
+        && !obs
+            .instances
+            .iter()
+            .any(|i| i.is_live() && i.logical.as_deref() == Some(super::graph::MASTER))
+    {
+        problems.push(
+            "no control plane: neither an EKS cluster nor a kubeadm control plane instance".into(),
+        );
+    }
+    for m in &s.missing {
+        problems.push(format!("missing: {m} (`provision up` makes it)"));
+    }
+    let (nodes, api_unreachable) = match &s.api {
+        Some(Ok(list)) => {
+            let not_ready: Vec<&str> = list
+                .iter()
+                .filter(|(_, r)| !r)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if !not_ready.is_empty() {
+                problems.push(format!(
+                    "{} of {} nodes NotReady: {}",
+                    not_ready.len(),
+                    list.len(),
+                    not_ready.join(", ")
+                ));
+            }
+            (
+                Some(
+                    list.iter()
+                        .map(|(name, ready)| ApiNode {
+                            name: name.clone(),
+                            ready: *ready,
+                        })
+                        .collect(),
+                ),
+                None,
+            )
+        }
+        Some(Err(e)) => (None, Some(e.clone())),
+        None => (None, None),
+    };
+    let stamp = obs
+        .vpcs
+        .first()
+        .map(|v| v.stamp.clone())
+        .or_else(|| eks.map(|e| e.stamp.clone()))
+        .unwrap_or_default();
+    let utc = super::lock::unix_utc;
+    Status {
+        cluster: s.cluster.to_string(),
+        region: s.region.to_string(),
+        kind: if eks.is_some() { "eks" } else { "kubeadm" },
+        healthy: problems.is_empty(),
+        problems,
+        parts,
+        nodes,
+        api_unreachable,
+        lock: s.lock.clone(),
+        created_by: stamp.created_by,
+        created_at: stamp.created_at.map(utc),
+        expires_at: super::plan::expiry::observed(obs).map(utc),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::kinds::instances::ObsInstance;
+
+    fn instance(id: &str, logical: &str, state: &str) -> ObsInstance {
+        ObsInstance {
+            id: id.into(),
+            logical: Some(logical.into()),
+            state: state.into(),
+            subnet_id: None,
+            private_ip: Some("10.0.0.5".into()),
+            public_ip: None,
+            version: Some("1.36.2".into()),
+        }
+    }
+
+    fn seen<'a>(
+        obs: &'a Observed,
+        checks: &'a BTreeMap<String, String>,
+        reports: &'a BTreeMap<String, NodeReport>,
+    ) -> Seen<'a> {
+        Seen {
+            cluster: "c",
+            region: "us-east-1",
+            obs,
+            checks,
+            reports,
+            lock: None,
+            api: None,
+            missing: Vec::new(),
+            now: 200,
+        }
+    }
+
+    #[test]
+    fn a_running_cluster_with_passing_checks_is_healthy() {
+        let obs = Observed {
+            instances: vec![
+                instance("i-1", "master", "running"),
+                instance("i-2", "workers-0", "running"),
+            ],
+            ..Observed::default()
+        };
+        let checks: BTreeMap<String, String> =
+            [("i-1".into(), "ok".into()), ("i-2".into(), "ok".into())].into();
+        let st = status(&seen(&obs, &checks, &BTreeMap::new()));
+        assert!(st.healthy, "{:?}", st.problems);
+        assert_eq!(st.parts.len(), 2);
+        assert!(
+            st.parts[0]
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("launched for 1.36.2")
+        );
+    }
+
+    #[test]
+    fn stopped_impaired_failed_notready_and_missing_parts_are_problems() {
+        let obs = Observed {
+            instances: vec![
+                instance("i-1", "master", "running"),
+                instance("i-2", "workers-0", "stopped"),
+                instance("i-3", "workers-1", "running"),
+            ],
+            ..Observed::default()
+        };
+        let checks: BTreeMap<String, String> = [("i-3".into(), "impaired".into())].into();
+        let failed = NodeReport {
+            instance: "i-1".into(),
+            phase: "kubeadm-init".into(),
+            state: State::Failed,
+            started: 100,
+            boot: None,
+            command: Some("init.sh".into()),
+            exit_code: Some(2),
+            output: Some("boom".into()),
+        };
+        let reports: BTreeMap<String, NodeReport> = [("i-1".into(), failed)].into();
+        let mut s = seen(&obs, &checks, &reports);
+        s.api = Some(Ok(vec![("a".into(), true), ("b".into(), false)]));
+        s.missing = vec!["instance workers-2".into()];
+        let st = status(&s);
+        assert!(!st.healthy);
+        let all = st.problems.join("\n");
+        for want in [
+            "i-2 (workers-0) is stopped",
+            "i-3 (workers-1) fails its EC2 status checks",
+            "failed in phase kubeadm-init",
+            "1 of 2 nodes NotReady: b",
+            "missing: instance workers-2",
+        ] {
+            assert!(all.contains(want), "no {want} in {all}");
+        }
+    }
+
+    #[test]
+    fn nothing_found_is_a_problem_and_an_unreachable_api_is_not() {
+        let obs = Observed::default();
+        let (checks, reports) = (BTreeMap::new(), BTreeMap::new());
+        let mut s = seen(&obs, &checks, &reports);
+        s.api = Some(Err("timed out".into()));
+        let st = status(&s);
+        assert_eq!(st.problems.len(), 1, "{:?}", st.problems);
+        assert!(st.problems[0].contains("no such cluster"));
+        assert_eq!(st.api_unreachable.as_deref(), Some("timed out"));
+    }
+}
