@@ -92,8 +92,12 @@ pub fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PROVISION_LOG")
                 // The SDK's credential chain warns with a Debug dump of every provider it tried;
-                // a run without credentials fails with our own one-line error instead.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,aws_config=error")),
+                // a run without credentials fails with our own one-line error instead. The
+                // Kubernetes client logs every failed connection as an error: `status` and the
+                // waits say themselves, in one line, why the API server could not be asked.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,aws_config=error,kube_client=off")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -350,7 +350,7 @@ fn print_status(st: &crate::core::status::Status) {
     }
     for p in &st.parts {
         say(format!(
-            "  {:<17} {:<24} {:<24} {:<10} {}",
+            "  {:<17} {:<22} {:<30} {:<10} {}",
             p.kind,
             p.id,
             p.aws_id,
