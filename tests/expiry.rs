@@ -376,9 +376,25 @@ async fn gc_deletes_exactly_the_expired_cluster() {
     c.ec2.delete_vpc().vpc_id(&foreign).send().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn gc_leaves_a_cluster_whose_expiry_moved_after_the_survey() {
-    // The re-check under the lock, through `down`'s option: the cluster is no longer expired.
+#[test]
+fn gc_leaves_a_cluster_whose_expiry_moved_after_the_survey() {
+    // Discovery and a whole `down` run in this process: with the stack the binary's main
+    // thread has (a test thread's 2 MiB is too small for them in a debug build).
+    std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(|| {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(gc_leaves_a_cluster_whose_expiry_moved())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+async fn gc_leaves_a_cluster_whose_expiry_moved() {
+    // gc surveyed an expired cluster; an `up --ttl` moved its expiry before gc's `down` took
+    // the lock: the expiry read again under the lock keeps the cluster.
     let cl = Cluster::new("gcmoved", 1, "");
     cl.edit("kind = \"kubeadm\"\n", "kind = \"kubeadm\"\nttl = \"4h\"\n");
     let r = cl.run(&[
@@ -391,6 +407,25 @@ async fn gc_leaves_a_cluster_whose_expiry_moved_after_the_survey() {
     ]);
     assert!(r.ok(), "{}", r.stderr);
     let c = sdk().await;
+    let vpc = common::tagged(&c, &cl.name).await.vpcs[0].id.clone();
+    expire_vpc(&c, &vpc, now() - 60).await;
+    let survey = now();
+    let obs = common::tagged(&c, &cl.name).await;
+    assert!(
+        stamp::expired(provision::core::plan::expiry::latest(&obs), survey),
+        "expired at the survey"
+    );
+    let r = cl.run(&[
+        "up",
+        "-f",
+        cl.spec_arg(),
+        "--no-kubeconfig",
+        "--wait",
+        "running",
+        "--ttl",
+        "2h",
+    ]);
+    assert!(r.ok(), "{}", r.stderr);
     let opts = provision::engine::down::DownOptions {
         cluster: cl.name.clone(),
         concurrency: 4,
@@ -399,11 +434,15 @@ async fn gc_leaves_a_cluster_whose_expiry_moved_after_the_survey() {
         lock_timeout: std::time::Duration::from_secs(10),
         kubeconfig: None,
         delete_volumes: false,
-        only_expired_at: Some(now()),
+        only_expired_at: Some(survey),
     };
-    let e = provision::engine::down::down(c.clone(), &opts, std::sync::Arc::new(|_| {}))
-        .await
-        .unwrap_err();
+    let e = Box::pin(provision::engine::down::down(
+        c.clone(),
+        &opts,
+        std::sync::Arc::new(|_| {}),
+    ))
+    .await
+    .unwrap_err();
     assert!(
         matches!(
             e,
@@ -416,5 +455,16 @@ async fn gc_leaves_a_cluster_whose_expiry_moved_after_the_survey() {
     );
     assert!(e.to_string().contains("left alone"), "{e}");
     assert!(!common::tagged(&c, &cl.name).await.is_empty());
-    cl.down();
+    // And with the expiry passed at the time given, it goes.
+    let opts = provision::engine::down::DownOptions {
+        only_expired_at: Some(now() + 3 * 3600),
+        ..opts
+    };
+    let deleted = provision::engine::down::down(c.clone(), &opts, std::sync::Arc::new(|_| {}))
+        .await
+        .unwrap()
+        .resources
+        .len();
+    assert!(deleted > 5);
+    assert!(common::tagged(&c, &cl.name).await.is_empty());
 }

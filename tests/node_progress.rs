@@ -91,6 +91,32 @@ async fn up_shows_each_phase_and_a_failed_step_ends_the_wait_at_once() {
     let worker_imds = common::fake_imds(&worker).await;
     let worker_script = node_script(&cl.name);
 
+    // A failure the worker reported before this run (an earlier boot): said, not the end.
+    let old = serde_json::json!({"instance": worker, "phase": "kubeadm-join", "state": "failed", "started": 1000, "command": "join.sh", "exit_code": 1, "output": "old"});
+    c.ssm
+        .put_parameter()
+        .name(format!(
+            "{}/{worker}",
+            provision::core::progress::nodes_path(&cl.name)
+        ))
+        .value(old.to_string())
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .tags(
+            aws_sdk_ssm::types::Tag::builder()
+                .key("provision:cluster")
+                .value(&cl.name)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "an old failure ended the wait"
+    );
+
     // The worker prepares; the master prepares, then its init fails.
     let out = node(&worker_script, &worker_imds, &["step", "prepare", "true"]);
     assert!(
@@ -146,10 +172,19 @@ async fn up_shows_each_phase_and_a_failed_step_ends_the_wait_at_once() {
         "exited 3",
         "error: port 6443 is in use",
         "[init] pulling images",
-        "console",
+        "the console's last lines:",
     ] {
         assert!(stderr.contains(want), "no `{want}` in:\n{stderr}");
     }
+    // The old failure was said as a warning.
+    assert!(
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("\"warning\"") && l.contains("reported before this run")),
+        "no warning about the old failure"
+    );
     // Each change was said as it happened, in order, per node.
     let events: Vec<serde_json::Value> = lines
         .lock()
@@ -206,25 +241,29 @@ async fn up_shows_each_phase_and_a_failed_step_ends_the_wait_at_once() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_node_cannot_report_under_another_instances_name_and_a_report_never_fails_a_step() {
-    // What the reader does with a report whose name and content disagree, and a node that
-    // cannot reach SSM: the step still runs and keeps its exit code.
+#[test]
+fn a_report_that_cannot_be_written_never_changes_a_steps_exit_code() {
+    // A node that cannot reach IMDS (or SSM): the step still runs, keeps its exit code, and the
+    // console says the report could not be written.
     let cl = common::unique("noreport");
     let script = node_script(&cl);
     let out = Command::new("python3")
         .arg(script.path().join("node.py"))
-        .args(["step", "prepare", "sh", "-c", "exit 0"])
+        .args(["step", "prepare", "sh", "-c", "echo ran; exit 7"])
         .env("PROVISION_IMDS", "http://127.0.0.1:9")
         .env("PROVISION_PHASE_FILE", script.path().join("phase"))
         .env("PROVISION_BOOT_FILE", script.path().join("boot"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("could not report phase prepare"));
-    let v = serde_json::json!({"instance": "i-1", "phase": "ready", "state": "done", "started": 1});
+    assert_eq!(out.status.code(), Some(7));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ran"));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        provision::core::progress::NodeReport::parse("/provision/x/nodes/i-2", &v.to_string())
-            .is_none()
+        err.contains("could not report phase prepare (running)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("could not report phase prepare (failed)"),
+        "{err}"
     );
 }

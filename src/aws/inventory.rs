@@ -3,7 +3,7 @@
 //! DescribeCluster per cluster (EKS has no tag filter), and the EKS clusters' managed nodes.
 
 use aws_sdk_ec2::types::Filter;
-use futures::future::try_join_all;
+use futures::StreamExt as _;
 
 use super::error::api;
 use super::{AwsError, Clients, stamp_of, tag_value};
@@ -134,17 +134,27 @@ async fn eks_clusters(c: &Clients) -> Result<Vec<SeenEks>, AwsError> {
         .try_collect()
         .await
         .map_err(api("listing", &format!("the EKS clusters of {}", c.region)))?;
-    let described = try_join_all(names.iter().map(|n| async move {
-        let out = c
-            .eks
-            .describe_cluster()
-            .name(n)
-            .send()
-            .await
-            .map_err(api("describing EKS cluster", n))?;
-        Ok::<_, AwsError>(out.cluster().cloned())
-    }))
-    .await?;
+    // At most 8 at once; a cluster deleted between the list and its describe is skipped.
+    let described: Vec<Option<aws_sdk_eks::types::Cluster>> =
+        futures::stream::iter(names.iter().map(|n| async move {
+            match c
+                .eks
+                .describe_cluster()
+                .name(n)
+                .send()
+                .await
+                .map_err(api("describing EKS cluster", n))
+            {
+                Ok(out) => Ok(out.cluster().cloned()),
+                Err(e) if *e.code() == super::error::Code::ResourceNotFoundException => Ok(None),
+                Err(e) => Err(e),
+            }
+        }))
+        .buffer_unordered(8)
+        .collect::<Vec<Result<_, AwsError>>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     Ok(described
         .into_iter()
         .flatten()

@@ -1,6 +1,6 @@
-//! Moving the cluster's expiry on what exists (`up --ttl` on a running cluster): one call per
-//! IAM object, parameter and EKS resource, all at once, then one EC2 CreateTags for the EC2
-//! resources, the VPC last in its own (it is what `list` and `gc` read).
+//! Moving the cluster's expiry on what exists (`up --ttl` on a running cluster): the VPC first
+//! in its own call (it is what `list` and `gc` read), then one call per IAM object, parameter
+//! and EKS resource, all at once, and one EC2 CreateTags for the other EC2 resources.
 
 use futures::future::try_join_all;
 
@@ -15,24 +15,26 @@ use crate::core::plan::expiry::Retag;
 /// The first call that failed, naming its resource.
 pub async fn retag(c: &Clients, r: &Retag) -> Result<(), AwsError> {
     let (key, value) = r.tag();
-    let others = r
-        .targets
+    // The plan puts the VPC first: tagged alone, before anything else.
+    let mut rest = r.targets.as_slice();
+    if let Some((first, tail)) = rest.split_first()
+        && first.family == TagFamily::Ec2
+    {
+        ec2_tags(c, &[first.id.as_str()], &key, &value).await?;
+        rest = tail;
+    }
+    let others = rest
         .iter()
         .filter(|t| t.family != TagFamily::Ec2)
         .map(|t| one(c, t.family, &t.id, &key, &value));
     try_join_all(others).await?;
-    let ec2: Vec<&str> = r
-        .targets
+    let ec2: Vec<&str> = rest
         .iter()
         .filter(|t| t.family == TagFamily::Ec2)
         .map(|t| t.id.as_str())
         .collect();
-    // The plan puts the VPC last.
-    if let Some((last, rest)) = ec2.split_last() {
-        for chunk in rest.chunks(1000) {
-            ec2_tags(c, chunk, &key, &value).await?;
-        }
-        ec2_tags(c, &[last], &key, &value).await?;
+    for chunk in ec2.chunks(1000) {
+        ec2_tags(c, chunk, &key, &value).await?;
     }
     Ok(())
 }

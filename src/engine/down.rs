@@ -136,7 +136,7 @@ async fn locked(
         report.warning(w.clone());
     }
     if let Some(now) = opts.only_expired_at {
-        let expires_at = crate::core::plan::expiry::observed(&obs);
+        let expires_at = crate::core::plan::expiry::latest(&obs);
         if !crate::core::stamp::expired(expires_at, now) {
             return Err(EngineError::NotExpired {
                 cluster: opts.cluster.clone(),

@@ -17,7 +17,9 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Says every change of the nodes' reports; returns only when a node reports a failure.
+/// Says every change of the nodes' reports; returns only when a node reports a failure of a
+/// step that started after `since` (unix seconds, less a minute for clocks): a failure left
+/// from an earlier boot (a node fixed by hand, a re-run) is said once and does not end the wait.
 /// `nodes`: instance id -> node name.
 pub async fn watch(
     c: &Clients,
@@ -25,6 +27,7 @@ pub async fn watch(
     nodes: &BTreeMap<String, String>,
     sink: &EventSink,
     start: Instant,
+    since: i64,
 ) -> EngineError {
     let mut seen: BTreeMap<String, NodeReport> = BTreeMap::new();
     let mut warned = false;
@@ -48,10 +51,20 @@ pub async fn watch(
         };
         for r in progress::changes(&seen, &reports) {
             sink(event(r, nodes, start));
+            if r.state == progress::State::Failed && r.started < since - 60 {
+                let node = nodes.get(&r.instance).map_or("a node", String::as_str);
+                let first = r.failure(node).unwrap_or_default();
+                sink(Event::Warning {
+                    message: format!(
+                        "{} (reported before this run: waiting for the cluster all the same)",
+                        first.lines().next().unwrap_or_default()
+                    ),
+                });
+            }
         }
         if let Some(failed) = reports
             .values()
-            .find(|r| r.state == progress::State::Failed)
+            .find(|r| r.state == progress::State::Failed && r.started >= since - 60)
         {
             return failure(c, failed, nodes).await;
         }

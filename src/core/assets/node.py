@@ -113,6 +113,23 @@ def identity():
 
 def report(phase, state, **extra):
     """Writes this node's report; says on the console when it cannot, and never fails."""
+    try:
+        _report(phase, state, **extra)
+    except Exception as e:  # noqa: BLE001 - a report must never stop a boot step
+        print(f"provision: could not report phase {phase} ({state}): {type(e).__name__}", file=sys.stderr)
+
+
+def _value(doc):
+    """The report as JSON within SSM's 4 KB for a standard parameter: the output is cut from
+    the front until it fits."""
+    while True:
+        value = json.dumps(doc, ensure_ascii=False)
+        if len(value.encode()) <= 4000 or not doc.get("output"):
+            return value
+        doc["output"] = doc["output"][len(doc["output"]) // 4 + 1:]
+
+
+def _report(phase, state, **extra):
     now = int(time.time())
     try:
         with open(BOOT_FILE) as f:
@@ -138,13 +155,15 @@ def report(phase, state, **extra):
     except (OSError, ValueError):
         pass
     last = ""
-    for attempt in range(3):
+    # A phase change is tried once (the next one says more); a failure and the end, three times.
+    attempts = 1 if state == "running" else 3
+    for attempt in range(attempts):
         try:
             region, creds, iid, arn = identity()
             doc = {"instance": iid, "phase": phase, "state": state, "started": started, "boot": boot}
             doc.update(extra)
             name = f"{NODES}/{iid}"
-            value = json.dumps(doc)
+            value = _value(doc)
             tags = [{"Key": "provision:cluster", "Value": CLUSTER}, {"Key": "provision:instance", "Value": arn}]
             try:
                 ssm(region, creds, "PutParameter", {"Name": name, "Value": value, "Type": "String", "Tags": tags})
@@ -155,9 +174,10 @@ def report(phase, state, **extra):
             return
         except urllib.error.HTTPError as e:
             last = f"HTTP {e.code} {e.headers.get('x-amzn-ErrorType', '')}"
-        except (urllib.error.URLError, OSError, KeyError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - said below, never raised
             last = type(e).__name__
-        time.sleep(2 * (attempt + 1))
+        if attempt + 1 < attempts:
+            time.sleep(2 * (attempt + 1))
     print(f"provision: could not report phase {phase} ({state}): {last}", file=sys.stderr)
 
 
@@ -185,8 +205,8 @@ def step(phase, argv):
             tail.append(line.decode(errors="replace").rstrip())
         code = proc.wait()
     if code != 0:
-        # SSM's standard parameters hold 4 KB: the last lines, cut from the front.
-        output = "\n".join(tail)[-2500:]
+        # SSM's standard parameters hold 4 KB: the last lines (cut further by `_value`).
+        output = "\n".join(tail)[-3000:]
         report(current_phase(phase), "failed", command=" ".join(shlex.quote(a) for a in argv), exit_code=code, output=output)
     return code
 

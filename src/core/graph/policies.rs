@@ -55,13 +55,30 @@ pub fn node_reports(role_arn: &str, region: &str, path: &str, cluster: &str) -> 
             {
                 "Sid": "NodesCreateOnlyTheirOwnReport",
                 "Effect": "Allow",
-                "Action": ["ssm:PutParameter", "ssm:AddTagsToResource"],
+                "Action": "ssm:PutParameter",
                 "Resource": resource,
                 "Condition": {
                     "StringEquals": {
                         "aws:RequestTag/provision:instance": "${ec2:SourceInstanceARN}",
                         "aws:RequestTag/provision:cluster": cluster,
                     },
+                    "ForAllValues:StringEquals": {
+                        "aws:TagKeys": ["provision:cluster", "provision:instance"],
+                    },
+                },
+            },
+            {
+                // PutParameter with tags also needs AddTagsToResource: only on a parameter
+                // that has no instance tag yet (its creation), never to retag another's.
+                "Sid": "NodesTagOnlyTheirNewReport",
+                "Effect": "Allow",
+                "Action": "ssm:AddTagsToResource",
+                "Resource": resource,
+                "Condition": {
+                    "StringEquals": {
+                        "aws:RequestTag/provision:instance": "${ec2:SourceInstanceARN}",
+                    },
+                    "Null": {"aws:ResourceTag/provision:instance": "true"},
                     "ForAllValues:StringEquals": {
                         "aws:TagKeys": ["provision:cluster", "provision:instance"],
                     },
@@ -127,6 +144,46 @@ pub fn log_writer(role_arn: &str, region: &str, parameter: &str) -> Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_may_write_only_its_own_report_under_the_clusters_path() {
+        let doc = node_reports(
+            "arn:aws:iam::123456789012:role/provision-c-use1-node",
+            "us-east-1",
+            "/provision/c/nodes",
+            "c",
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        let st = v["Statement"].as_array().unwrap();
+        assert_eq!(st.len(), 3);
+        for s in st {
+            assert_eq!(
+                s["Resource"],
+                "arn:aws:ssm:us-east-1:123456789012:parameter/provision/c/nodes/*"
+            );
+            assert_ne!(s["Action"], "ssm:*");
+        }
+        let by = |sid: &str| st.iter().find(|s| s["Sid"] == sid).unwrap();
+        let create = by("NodesCreateOnlyTheirOwnReport");
+        assert_eq!(
+            create["Condition"]["StringEquals"]["aws:RequestTag/provision:instance"],
+            "${ec2:SourceInstanceARN}"
+        );
+        let tag = by("NodesTagOnlyTheirNewReport");
+        assert_eq!(tag["Action"], "ssm:AddTagsToResource");
+        assert_eq!(
+            tag["Condition"]["Null"]["aws:ResourceTag/provision:instance"],
+            "true"
+        );
+        let overwrite = by("NodesOverwriteOnlyTheirOwnReport");
+        assert_eq!(overwrite["Action"], "ssm:PutParameter");
+        assert_eq!(
+            overwrite["Condition"]["StringEquals"]["aws:ResourceTag/provision:instance"],
+            "${ec2:SourceInstanceARN}"
+        );
+        assert!(node_reports("not-an-arn", "us-east-1", "/p", "c").is_none());
+    }
 
     #[test]
     fn the_control_plane_read_is_scoped_to_the_parameter_and_the_instance() {

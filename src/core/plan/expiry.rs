@@ -21,8 +21,8 @@ pub struct Retag {
     /// The expiry the VPC's tags had.
     pub from: Option<i64>,
     pub to: i64,
-    /// EC2 targets come last, the VPC at the very end: until it is retagged, a resumed `up`
-    /// sees the old expiry and retags everything again.
+    /// The VPC first (what `list`, `gc` and the plan read): once it has the new expiry no
+    /// `gc` deletes the cluster for the old one, even if the run stops before the rest.
     pub targets: Vec<Target>,
 }
 
@@ -49,6 +49,22 @@ impl Retag {
     pub fn tag(&self) -> (String, String) {
         (stamp::EXPIRES_AT_TAG.to_string(), unix_utc(self.to))
     }
+}
+
+/// The latest expiry the cluster's VPC and EKS cluster carry: what `gc` reads again under the
+/// lock (an expiry moved on either keeps the cluster).
+pub fn latest(obs: &Observed) -> Option<i64> {
+    obs.vpcs
+        .iter()
+        .map(|v| v.stamp.expires_at)
+        .chain(
+            obs.eks
+                .iter()
+                .filter(|e| e.owned)
+                .map(|e| e.stamp.expires_at),
+        )
+        .flatten()
+        .max()
 }
 
 /// The expiry the cluster has: its VPC's (or, with no VPC left, its EKS cluster's).
@@ -95,7 +111,7 @@ pub fn plan(spec: &ClusterSpec, obs: &Observed, now: i64) -> (Option<i64>, Optio
         return (Some(to), None);
     }
     let vpcs: Vec<String> = obs.vpcs.iter().map(|v| v.id.clone()).collect();
-    // Non-EC2 first, then EC2 with the VPC last (a stable sort keeps the kinds' order).
-    targets.sort_by_key(|t| (t.family == TagFamily::Ec2, vpcs.contains(&t.id)));
+    // The VPC first, then the rest (a stable sort keeps the kinds' order).
+    targets.sort_by_key(|t| !vpcs.contains(&t.id));
     (Some(to), Some(Retag { from, to, targets }))
 }

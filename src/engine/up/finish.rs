@@ -206,6 +206,7 @@ async fn kubeadm(
                 &nodes,
                 run.report.sink(),
                 run.report.start(),
+                run.stamp.at,
             ) => {
                 return Err(match e {
                     EngineError::NodeFailed(m) => EngineError::NodeFailed(format!(

@@ -235,7 +235,8 @@ async fn locked(
         },
     });
     run.report.phase("apply");
-    let outputs = execute(&run, opts.concurrency, lost).await?;
+    // Before the nodes: it touches only what exists, and an `up --ttl` whose nodes fail still
+    // moves the expiry (what it asked for).
     if let Some(r) = &run.plan.retag {
         aws::retag::retag(&run.c, r).await?;
         let row = r.row();
@@ -247,6 +248,7 @@ async fn locked(
             row.changes.first().cloned(),
         );
     }
+    let outputs = execute(&run, opts.concurrency, lost).await?;
     let mut up = finish::finish(&run, opts, &outputs).await?;
     up.plan = rows;
     Ok(up)
