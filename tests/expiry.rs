@@ -11,13 +11,6 @@ fn now() -> i64 {
     common::now()
 }
 
-/// The value of `key` among EC2 tags.
-fn ec2_tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
-    tags.iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value())
-}
-
 /// The expiry on every resource of the cluster that takes tags: VPC, subnets, instances, the
 /// node role and instance profile, the bootstrap secret.
 async fn expiries(c: &provision::aws::Clients, cluster: &str) -> Vec<(String, Option<String>)> {
@@ -33,7 +26,7 @@ async fn expiries(c: &provision::aws::Clients, cluster: &str) -> Vec<(String, Op
     for v in vpcs.vpcs() {
         out.push((
             v.vpc_id().unwrap().to_string(),
-            ec2_tag(v.tags(), stamp::EXPIRES_AT_TAG).map(str::to_string),
+            common::tag_value(v.tags(), stamp::EXPIRES_AT_TAG).map(str::to_string),
         ));
     }
     let subnets = c
@@ -46,7 +39,7 @@ async fn expiries(c: &provision::aws::Clients, cluster: &str) -> Vec<(String, Op
     for s in subnets.subnets() {
         out.push((
             s.subnet_id().unwrap().to_string(),
-            ec2_tag(s.tags(), stamp::EXPIRES_AT_TAG).map(str::to_string),
+            common::tag_value(s.tags(), stamp::EXPIRES_AT_TAG).map(str::to_string),
         ));
     }
     let ids: Vec<String> = obs
@@ -65,7 +58,7 @@ async fn expiries(c: &provision::aws::Clients, cluster: &str) -> Vec<(String, Op
     for i in res.reservations().iter().flat_map(|r| r.instances()) {
         out.push((
             i.instance_id().unwrap().to_string(),
-            ec2_tag(i.tags(), stamp::EXPIRES_AT_TAG).map(str::to_string),
+            common::tag_value(i.tags(), stamp::EXPIRES_AT_TAG).map(str::to_string),
         ));
     }
     for r in obs.roles.iter().filter(|r| r.owned) {
@@ -117,7 +110,7 @@ async fn expiries(c: &provision::aws::Clients, cluster: &str) -> Vec<(String, Op
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ttl_tags_everything_and_up_ttl_moves_it_on_what_exists() {
     let cl = Cluster::new("ttl", 1, "");
-    cl.edit("kind = \"kubeadm\"\n", "kind = \"kubeadm\"\nttl = \"4h\"\n");
+    cl.with_ttl("4h");
     let before = now();
     let up = cl.up();
     let expires = parse_utc(up.summary()["expires_at"].as_str().unwrap()).unwrap();
@@ -165,10 +158,12 @@ async fn a_ttl_tags_everything_and_up_ttl_moves_it_on_what_exists() {
         .reservations()
         .iter()
         .flat_map(|r| r.instances())
-        .find(|i| ec2_tag(i.tags(), "provision:resource") == Some("master"))
+        .find(|i| common::tag_value(i.tags(), "provision:resource") == Some("master"))
         .unwrap();
-    assert!(ec2_tag(master.tags(), stamp::CREATED_BY_TAG).is_some());
-    assert!(ec2_tag(master.tags(), stamp::VERSION_TAG).is_some_and(|v| v.starts_with("1.")));
+    assert!(common::tag_value(master.tags(), stamp::CREATED_BY_TAG).is_some());
+    assert!(
+        common::tag_value(master.tags(), stamp::VERSION_TAG).is_some_and(|v| v.starts_with("1."))
+    );
 
     // The spec's TTL keeps the expiry: nothing to do on a second run.
     let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
@@ -279,10 +274,7 @@ async fn gc_deletes_exactly_the_expired_cluster() {
             &format!("region = \"{GC_REGION}\""),
         );
         if let Some(t) = ttl {
-            cl.edit(
-                "kind = \"kubeadm\"\n",
-                &format!("kind = \"kubeadm\"\nttl = \"{t}\"\n"),
-            );
+            cl.with_ttl(t);
         }
         cl
     };
@@ -290,15 +282,7 @@ async fn gc_deletes_exactly_the_expired_cluster() {
     let young = make("gcyoung", Some("4h"));
     let forever = make("gcnone", None);
     for cl in [&expired, &young, &forever] {
-        let r = cl.run(&[
-            "up",
-            "-f",
-            cl.spec_arg(),
-            "--no-kubeconfig",
-            "--wait",
-            "running",
-        ]);
-        assert!(r.ok(), "{}", r.stderr);
+        cl.up_running();
     }
     let vpc_of = |obs: &provision::core::kinds::Observed| obs.vpcs[0].id.clone();
     let mut scope = provision::aws::kind::Scope::down(&expired.name, GC_REGION);
@@ -396,16 +380,8 @@ async fn gc_leaves_a_cluster_whose_expiry_moved() {
     // gc surveyed an expired cluster; an `up --ttl` moved its expiry before gc's `down` took
     // the lock: the expiry read again under the lock keeps the cluster.
     let cl = Cluster::new("gcmoved", 1, "");
-    cl.edit("kind = \"kubeadm\"\n", "kind = \"kubeadm\"\nttl = \"4h\"\n");
-    let r = cl.run(&[
-        "up",
-        "-f",
-        cl.spec_arg(),
-        "--no-kubeconfig",
-        "--wait",
-        "running",
-    ]);
-    assert!(r.ok(), "{}", r.stderr);
+    cl.with_ttl("4h");
+    cl.up_running();
     let c = sdk().await;
     let vpc = common::tagged(&c, &cl.name).await.vpcs[0].id.clone();
     expire_vpc(&c, &vpc, now() - 60).await;

@@ -93,24 +93,7 @@ async fn up_shows_each_phase_and_a_failed_step_ends_the_wait_at_once() {
 
     // A failure the worker reported before this run (an earlier boot): said, not the end.
     let old = serde_json::json!({"instance": worker, "phase": "kubeadm-join", "state": "failed", "started": 1000, "command": "join.sh", "exit_code": 1, "output": "old"});
-    c.ssm
-        .put_parameter()
-        .name(format!(
-            "{}/{worker}",
-            provision::core::progress::nodes_path(&cl.name)
-        ))
-        .value(old.to_string())
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .tags(
-            aws_sdk_ssm::types::Tag::builder()
-                .key("provision:cluster")
-                .value(&cl.name)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::put_report(&c, &cl.name, &worker, &old).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         child.try_wait().unwrap().is_none(),

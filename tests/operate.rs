@@ -19,15 +19,7 @@ fn b64(s: &serde_json::Value) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn kubeconfig_signs_a_new_admin_certificate_with_the_clusters_ca_and_changes_nothing() {
     let cl = Cluster::new("kcfg", 1, "");
-    let r = cl.run(&[
-        "up",
-        "-f",
-        cl.spec_arg(),
-        "--no-kubeconfig",
-        "--wait",
-        "running",
-    ]);
-    assert!(r.ok(), "{}", r.stderr);
+    let r = cl.up_running();
     let endpoint = r.summary()["api_endpoint"].as_str().unwrap().to_string();
     let path = cl.dir.path().join("exported");
     let k = cl.run(&[
@@ -154,16 +146,8 @@ async fn cluster_ca(c: &provision::aws::Clients, cluster: &str) -> provision::co
 #[tokio::test(flavor = "multi_thread")]
 async fn status_reports_every_part_and_says_what_is_degraded() {
     let cl = Cluster::new("status", 1, "");
-    cl.edit("kind = \"kubeadm\"\n", "kind = \"kubeadm\"\nttl = \"2h\"\n");
-    let r = cl.run(&[
-        "up",
-        "-f",
-        cl.spec_arg(),
-        "--no-kubeconfig",
-        "--wait",
-        "running",
-    ]);
-    assert!(r.ok(), "{}", r.stderr);
+    cl.with_ttl("2h");
+    cl.up_running();
     let c = sdk().await;
     let ca = cluster_ca(&c, &cl.name).await;
 
@@ -236,24 +220,7 @@ async fn status_reports_every_part_and_says_what_is_degraded() {
         .id
         .clone();
     let report = serde_json::json!({"instance": master_id, "phase": "cni", "state": "failed", "started": 1, "command": "/usr/local/sbin/provision-init.sh", "exit_code": 1, "output": "calico: timeout"});
-    c.ssm
-        .put_parameter()
-        .name(format!(
-            "{}/{master_id}",
-            provision::core::progress::nodes_path(&cl.name)
-        ))
-        .value(report.to_string())
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .tags(
-            aws_sdk_ssm::types::Tag::builder()
-                .key("provision:cluster")
-                .value(&cl.name)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::put_report(&c, &cl.name, &master_id, &report).await;
     c.ec2
         .stop_instances()
         .instance_ids(&worker)

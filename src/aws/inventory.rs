@@ -66,7 +66,12 @@ pub async fn survey(c: &Clients) -> Result<Survey, AwsError> {
     })
 }
 
-async fn instances(c: &Clients, f: Filter, region: &str) -> Result<Vec<SeenInstance>, AwsError> {
+/// The live instances matching `f` (one paginated DescribeInstances).
+async fn live(
+    c: &Clients,
+    f: Filter,
+    what: &str,
+) -> Result<Vec<aws_sdk_ec2::types::Instance>, AwsError> {
     let res: Vec<_> = c
         .ec2
         .describe_instances()
@@ -77,10 +82,14 @@ async fn instances(c: &Clients, f: Filter, region: &str) -> Result<Vec<SeenInsta
         .send()
         .try_collect()
         .await
-        .map_err(api("listing", &format!("the instances of {region}")))?;
-    Ok(res
+        .map_err(api("listing", what))?;
+    Ok(res.iter().flat_map(|r| r.instances()).cloned().collect())
+}
+
+async fn instances(c: &Clients, f: Filter, region: &str) -> Result<Vec<SeenInstance>, AwsError> {
+    let found = live(c, f, &format!("the instances of {region}")).await?;
+    Ok(found
         .iter()
-        .flat_map(|r| r.instances())
         .filter_map(|i| {
             Some(SeenInstance {
                 cluster: tag_value(i.tags(), CLUSTER_TAG)?.to_string(),
@@ -97,20 +106,14 @@ async fn instances_of_eks(
     names: &[&str],
     region: &str,
 ) -> Result<Vec<SeenInstance>, AwsError> {
-    let res: Vec<_> = c
-        .ec2
-        .describe_instances()
-        .filters(filter("tag:eks:cluster-name", names))
-        .filters(filter("instance-state-name", &LIVE))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(api("listing", &format!("the EKS nodes of {region}")))?;
-    Ok(res
+    let found = live(
+        c,
+        filter("tag:eks:cluster-name", names),
+        &format!("the EKS nodes of {region}"),
+    )
+    .await?;
+    Ok(found
         .iter()
-        .flat_map(|r| r.instances())
         // Ours already counted by their cluster tag.
         .filter(|i| tag_value(i.tags(), CLUSTER_TAG).is_none())
         .filter_map(|i| {

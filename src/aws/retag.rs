@@ -62,63 +62,45 @@ async fn one(
     key: &str,
     value: &str,
 ) -> Result<(), AwsError> {
+    let tag = [(key.to_string(), value.to_string())];
     match family {
         TagFamily::Ec2 => ec2_tags(c, &[id], key, value).await,
-        TagFamily::IamRole => {
-            let tag = aws_sdk_iam::types::Tag::builder()
-                .key(key)
-                .value(value)
-                .build()
-                .map_err(AwsError::internal)?;
-            c.iam
-                .tag_role()
-                .role_name(id)
-                .tags(tag)
-                .send()
-                .await
-                .map_err(api("tagging IAM role", id))?;
-            Ok(())
-        }
-        TagFamily::InstanceProfile => {
-            let tag = aws_sdk_iam::types::Tag::builder()
-                .key(key)
-                .value(value)
-                .build()
-                .map_err(AwsError::internal)?;
-            c.iam
-                .tag_instance_profile()
-                .instance_profile_name(id)
-                .tags(tag)
-                .send()
-                .await
-                .map_err(api("tagging instance profile", id))?;
-            Ok(())
-        }
-        TagFamily::SsmParameter => {
-            let tag = aws_sdk_ssm::types::Tag::builder()
-                .key(key)
-                .value(value)
-                .build()
-                .map_err(AwsError::internal)?;
-            c.ssm
-                .add_tags_to_resource()
-                .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
-                .resource_id(id)
-                .tags(tag)
-                .send()
-                .await
-                .map_err(api("tagging SSM parameter", id))?;
-            Ok(())
-        }
-        TagFamily::Eks => {
-            c.eks
-                .tag_resource()
-                .resource_arn(id)
-                .tags(key, value)
-                .send()
-                .await
-                .map_err(api("tagging", id))?;
-            Ok(())
-        }
+        TagFamily::IamRole => c
+            .iam
+            .tag_role()
+            .role_name(id)
+            .set_tags(Some(super::iam_role::iam_tags(&tag)))
+            .send()
+            .await
+            .map(drop)
+            .map_err(api("tagging IAM role", id)),
+        TagFamily::InstanceProfile => c
+            .iam
+            .tag_instance_profile()
+            .instance_profile_name(id)
+            .set_tags(Some(super::iam_role::iam_tags(&tag)))
+            .send()
+            .await
+            .map(drop)
+            .map_err(api("tagging instance profile", id)),
+        TagFamily::SsmParameter => c
+            .ssm
+            .add_tags_to_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id(id)
+            .set_tags(Some(super::ssm::tags(&tag)))
+            .send()
+            .await
+            .map(drop)
+            .map_err(api("tagging SSM parameter", id)),
+        TagFamily::Eks => c
+            .eks
+            .tag_resource()
+            .resource_arn(id)
+            .tags(key, value)
+            .send()
+            .await
+            .map(drop)
+            .map_err(api("tagging", id)),
     }
 }

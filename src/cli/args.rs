@@ -71,6 +71,7 @@ pub(crate) struct TargetArgs {
     /// The cluster spec; or give --name and --region.
     #[arg(short = 'f', long = "file", conflicts_with_all = ["name", "region"], required_unless_present_all = ["name", "region"])]
     pub file: Option<PathBuf>,
+    /// Cluster name (with --region, no spec needed: the tags are enough).
     #[arg(long, requires = "region")]
     pub name: Option<String>,
     #[arg(long, requires = "name")]
@@ -131,13 +132,8 @@ pub(crate) struct GcArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct UnlockArgs {
-    /// The cluster spec; or give --name and --region.
-    #[arg(short = 'f', long = "file", conflicts_with_all = ["name", "region"], required_unless_present_all = ["name", "region"])]
-    pub file: Option<PathBuf>,
-    #[arg(long, requires = "region")]
-    pub name: Option<String>,
-    #[arg(long, requires = "name")]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -214,14 +210,8 @@ pub(crate) struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct DownArgs {
-    /// The cluster spec; or give --name and --region.
-    #[arg(short = 'f', long = "file", conflicts_with_all = ["name", "region"], required_unless_present_all = ["name", "region"])]
-    pub file: Option<PathBuf>,
-    /// Cluster name (with --region, no spec needed: the tags are enough).
-    #[arg(long, requires = "region")]
-    pub name: Option<String>,
-    #[arg(long, requires = "name")]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
     /// Seconds to wait for instances to terminate.

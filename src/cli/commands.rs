@@ -319,7 +319,8 @@ fn print_up(report: &UpReport, wait: WaitFor, calls: u64) {
 }
 
 pub(super) async fn unlock(edge: &Edge, a: UnlockArgs) -> Result<ExitCode, Failure> {
-    let (name, region) = target(a.file.as_deref(), a.name, a.region, &edge.out)?;
+    let t = a.target;
+    let (name, region) = target(t.file.as_deref(), t.name, t.region, &edge.out)?;
     let c = edge.clients(&region).await;
     let removed = crate::engine::lock::force_unlock(&c, &name).await?;
     match &removed {
@@ -336,7 +337,8 @@ pub(super) async fn unlock(edge: &Edge, a: UnlockArgs) -> Result<ExitCode, Failu
 
 pub(super) async fn down(edge: &Edge, a: DownArgs) -> Result<ExitCode, Failure> {
     let out = &edge.out;
-    let (name, region) = target(a.file.as_deref(), a.name, a.region, out)?;
+    let t = a.target;
+    let (name, region) = target(t.file.as_deref(), t.name, t.region, out)?;
     let kubeconfig = if a.no_kubeconfig {
         None
     } else {

@@ -46,6 +46,40 @@ pub fn has_tag(tags: &[aws_sdk_ec2::types::Tag], key: &str, value: &str) -> bool
         .any(|t| t.key() == Some(key) && t.value() == Some(value))
 }
 
+/// The value of `key` among EC2 tags.
+pub fn tag_value<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// Writes a node's boot report (`core::progress`) as the node would, tagged with the cluster.
+pub async fn put_report(
+    c: &provision::aws::Clients,
+    cluster: &str,
+    instance: &str,
+    report: &serde_json::Value,
+) {
+    c.ssm
+        .put_parameter()
+        .name(format!(
+            "{}/{instance}",
+            provision::core::progress::nodes_path(cluster)
+        ))
+        .value(report.to_string())
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .tags(
+            aws_sdk_ssm::types::Tag::builder()
+                .key("provision:cluster")
+                .value(cluster)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 /// A VPC of nobody's (no tags), for checking that a run leaves it alone. Returns its id.
 pub async fn untagged_vpc(c: &provision::aws::Clients, cidr: &str) -> String {
     c.ec2

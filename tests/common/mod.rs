@@ -148,6 +148,28 @@ admin_cidrs = ["198.51.100.0/24"]
         r
     }
 
+    /// `up` without a kubeconfig, waiting only for the instances to run; must succeed.
+    pub fn up_running(&self) -> Run {
+        let r = self.run(&[
+            "up",
+            "-f",
+            self.spec_arg(),
+            "--no-kubeconfig",
+            "--wait",
+            "running",
+        ]);
+        assert!(r.ok(), "up failed:\n{}", r.stderr);
+        r
+    }
+
+    /// Gives the kubeadm spec a `ttl`.
+    pub fn with_ttl(&self, ttl: &str) {
+        self.edit(
+            "kind = \"kubeadm\"\n",
+            &format!("kind = \"kubeadm\"\nttl = \"{ttl}\"\n"),
+        );
+    }
+
     /// Replaces `from` (which must be there) by `to` in the spec.
     pub fn edit(&self, from: &str, to: &str) {
         let spec = std::fs::read_to_string(&self.spec).unwrap();
