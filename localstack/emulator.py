@@ -101,6 +101,8 @@ from moto.eks.models import CLUSTER_NOT_READY_MSG, validate_safe_to_delete  # no
 from moto.eks.responses import EKSResponse  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
 
+import eks_updates  # noqa: E402  (beside this file)
+
 for _path in [
     "{0}/clusters/(?P<name>[^/]+)/addons$",
     "{0}/clusters/(?P<name>[^/]+)/addons/(?P<addonName>[^/]+)$",
@@ -146,7 +148,7 @@ def create_addon(self: EKSResponse) -> ActionResult:
         "addonName": name,
         "clusterName": key[2],
         "status": "CREATING" if seconds > 0 else "ACTIVE",
-        "addonVersion": self._get_param("addonVersion") or "v1.0.0-eksbuild.1",
+        "addonVersion": _addon_version(self, name, cluster),
         "addonArn": f"{cluster.arn.replace(':cluster/', ':addon/')}/{name}",
         "configurationValues": self._get_param("configurationValues") or "",
         "podIdentityAssociations": [
@@ -157,6 +159,14 @@ def create_addon(self: EKSResponse) -> ActionResult:
     if seconds > 0:
         _later(seconds, _promote(addons[name], "status", "CREATING", "ACTIVE"))
     return ActionResult({"addon": addons[name]})
+
+
+def _addon_version(self: EKSResponse, name: str, cluster) -> str:  # type: ignore[no-untyped-def]
+    asked = self._get_param("addonVersion")
+    if asked:
+        eks_updates.check_version(name, asked, cluster.version)
+        return asked
+    return eks_updates.default_version(name, cluster.version) or "v1.0.0-eksbuild.1"
 
 
 def describe_addon(self: EKSResponse) -> ActionResult:
@@ -303,6 +313,7 @@ def _cluster_gone(ec2, key: tuple, cluster) -> None:  # type: ignore[no-untyped-
             pass
     _ADDONS.pop(key, None)
     _ACCESS.pop(key, None)
+    eks_updates.forget(key)
 
 
 def delete_cluster(self: EKSResponse):  # type: ignore[no-untyped-def]
@@ -494,6 +505,9 @@ LATENCY_SCALED = {
     "EKS_NODEGROUP": 3.5,  # CreateNodegroup to ACTIVE: ~3.5 min, 1/60
     "EKS_ADDON": 0.5,  # CreateAddon to ACTIVE: ~30 s (vpc-cni, kube-proxy), 1/60
     "EKS_DELETE": 4.0,  # DeleteNodegroup / DeleteCluster until gone: ~4 min, 1/60
+    "EKS_CLUSTER_UPDATE": 8.0,  # UpdateClusterVersion to Successful: ~8 min, 1/60
+    "EKS_NODEGROUP_UPDATE": 1.0,  # UpdateNodegroupVersion: ~1 min to start (new launch template version)...
+    "EKS_NODEGROUP_UPDATE_BATCH": 3.0,  # ...then ~3 min per batch of maxUnavailable nodes replaced, 1/60
     "NAT": 1.5,  # CreateNatGateway to available: ~1.5 min, 1/60
 }
 # The values in force; all zero (moto's own behaviour) unless _install_latency() sets them.
@@ -785,6 +799,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.parent:
         _exit_with(args.parent)
+    # Version upgrades (eks_updates.py); LATENCY is filled in place by _install_latency().
+    eks_updates.install(cluster=_cluster, addons=_ADDONS, latency=LATENCY, later=_later)
     # Latency first, so that its middleware ends up outermost: faulted calls take time too.
     _install_latency()
     _install_faults()

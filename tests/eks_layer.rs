@@ -240,6 +240,7 @@ async fn make_nodegroup(c: &Clients, name: &str, node_arn: &str, subnets: &[Stri
         spot: false,
         disk_size: 20,
         labels: Default::default(),
+        max_unavailable: None,
     };
     let ng = nodegroup::NodegroupInput {
         cluster: name,

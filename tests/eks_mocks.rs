@@ -237,6 +237,7 @@ async fn missing_addons_are_installed_and_waited_for() {
             "ebs-csi-controller-sa".into(),
             "arn:aws:iam::123456789012:role/csi".into(),
         )),
+        version: None,
     });
     eks_addons::install(&c, "demo", "vpc-1", &want, &[])
         .await
@@ -591,8 +592,10 @@ async fn a_degraded_node_group_can_still_be_scaled() {
         &c,
         "demo",
         "demo-nodes",
-        Some((1, 3, 3)),
-        (Default::default(), Vec::new()),
+        nodegroup::ConfigChange {
+            scaling: Some((1, 3, 3)),
+            ..Default::default()
+        },
         Duration::from_secs(600),
     )
     .await

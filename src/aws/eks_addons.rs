@@ -65,10 +65,30 @@ impl Apply for EksAddons {
                     install_now.push(AddonWant {
                         name: name.clone(),
                         pod_identity,
+                        version: self.pins.get(name).cloned(),
                     });
                     waits.push((name, false));
                 }
                 Drift::AwaitActive { name, .. } => waits.push((name, true)),
+                Drift::Pin { name, to, .. } => {
+                    cx.report.resource(
+                        id,
+                        Self::NAME,
+                        Some(name),
+                        Progress::Updating,
+                        Some(d.to_string()),
+                    );
+                    cx.c.eks
+                        .update_addon()
+                        .cluster_name(&cluster)
+                        .addon_name(name)
+                        .addon_version(to)
+                        .resolve_conflicts(aws_sdk_eks::types::ResolveConflicts::Preserve)
+                        .send()
+                        .await
+                        .map_err(api("updating add-on", &format!("{name} on {cluster}")))?;
+                    waits.push((name, true));
+                }
             }
         }
         if !install_now.is_empty() {
@@ -129,15 +149,23 @@ pub async fn observe(c: &Clients, cluster: &str, status: bool) -> Result<Vec<Obs
         .map_err(api("listing the add-ons of", cluster))?;
     let with_status = status;
     futures::future::try_join_all(out.addons().iter().map(|name| async move {
-        let (status, issues) = if with_status {
-            self::status(&describe(c, cluster, name, "describing").await?)
+        let (status, issues, version) = if with_status {
+            let d = describe(c, cluster, name, "describing").await?;
+            let (status, issues) = self::status(&d);
+            let version = d
+                .addon()
+                .and_then(|a| a.addon_version())
+                .unwrap_or_default()
+                .to_string();
+            (status, issues, version)
         } else {
-            (String::new(), Vec::new())
+            (String::new(), Vec::new(), String::new())
         };
         Ok::<_, AwsError>(ObsAddon {
             name: name.clone(),
             status,
             issues,
+            version,
         })
     }))
     .await
@@ -186,6 +214,8 @@ pub struct AddonWant {
     pub name: String,
     /// (service account, role ARN)
     pub pod_identity: Option<(String, String)>,
+    /// Its pinned version; `None`: EKS's default for the cluster's version.
+    pub version: Option<String>,
 }
 
 impl AddonWant {
@@ -193,6 +223,7 @@ impl AddonWant {
         AddonWant {
             name: name.to_string(),
             pod_identity: None,
+            version: None,
         }
     }
 }
@@ -226,6 +257,9 @@ pub async fn install(
                 .client_request_token(crate::core::tags::client_token(&[
                     cluster, token_seed, name,
                 ]));
+            if let Some(v) = &a.version {
+                req = req.addon_version(v);
+            }
             if name == "vpc-cni" {
                 req = req.configuration_values(r#"{"enableNetworkPolicy":"true"}"#);
             }

@@ -204,6 +204,7 @@ async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Option<ObsEks>, AwsEr
         ),
         platform_version: e.platform_version.clone(),
         health: e.health.clone(),
+        upgrade: Default::default(),
     };
     // Add-ons, access entries and node groups exist only on a cluster that has become ACTIVE;
     // while it is CREATING, `up` waits and then makes them.
@@ -226,6 +227,9 @@ async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Option<ObsEks>, AwsEr
     obs.access_entries = entries;
     obs.cluster_sg = cluster_sg;
     obs.nodegroup = ng.map(|n| super::nodegroup::observed(n, cluster));
+    if let Some((version, force)) = scope.eks_version {
+        super::eks_upgrade::observe(c, &mut obs, version, force).await?;
+    }
     Ok(Some(obs))
 }
 

@@ -57,6 +57,8 @@ pub struct Scope<'a> {
     pub secret_content: bool,
     /// The kinds the graph has (`up` and `plan`); `None` (`down`): every kind.
     pub kinds: Option<std::collections::BTreeSet<Kind>>,
+    /// The EKS version the spec asks for, and `up --force` (what an upgrade must look up).
+    pub eks_version: Option<(&'a str, bool)>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -83,6 +85,7 @@ impl<'a> Scope<'a> {
             addons: spec.addons.any(),
             secret_content: true,
             kinds: Some(graph.nodes.iter().map(|n| n.desired.kind()).collect()),
+            eks_version: spec.eks().map(|e| (e.version.as_str(), e.skip_insights)),
             warnings: Mutex::new(Vec::new()),
         }
     }
@@ -98,6 +101,7 @@ impl<'a> Scope<'a> {
             addons: true,
             secret_content: false,
             kinds: None,
+            eks_version: None,
             warnings: Mutex::new(Vec::new()),
         }
     }

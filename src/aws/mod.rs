@@ -32,6 +32,7 @@ pub mod availability_zones;
 pub mod bootstrap_secret;
 pub mod eks_addons;
 pub mod eks_cluster;
+pub mod eks_upgrade;
 pub mod elastic_ip;
 pub mod iam_role;
 pub mod image;

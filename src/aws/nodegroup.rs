@@ -17,7 +17,7 @@ use super::{AwsError, Clients};
 use crate::core::graph;
 use crate::core::kinds::nodegroup::{Drift, Nodegroup, ObsNodegroup};
 use crate::core::kinds::{Action, Change, Inputs, NoState, Output, Plan};
-use crate::core::spec::{Arch, NodegroupSpec};
+use crate::core::spec::{Arch, MaxUnavailable, NodegroupSpec};
 use crate::core::tags::{self, CLUSTER_TAG};
 
 impl Apply for Nodegroup {
@@ -95,6 +95,7 @@ impl Apply for Nodegroup {
             return Ok(Output::Id(self.name.clone()));
         }
         let mut scale = None;
+        let mut config = None;
         let mut labels = (Default::default(), Vec::new());
         let mut detail = Vec::new();
         for d in &change.drifts {
@@ -120,6 +121,10 @@ impl Apply for Nodegroup {
                     labels = (set.clone(), remove.clone());
                     detail.push(d.to_string());
                 }
+                Drift::UpdateConfig { to, .. } => {
+                    config = Some(*to);
+                    detail.push(d.to_string());
+                }
             }
         }
         if detail.is_empty() {
@@ -134,7 +139,12 @@ impl Apply for Nodegroup {
                 Progress::Updating,
                 Some(detail.clone()),
             );
-            update(c, &cluster, &self.name, scale, labels, cx.limits.eks).await?;
+            let change = ConfigChange {
+                scaling: scale,
+                labels,
+                update_config: config,
+            };
+            update(c, &cluster, &self.name, change, cx.limits.eks).await?;
             cx.report.resource(
                 id,
                 Self::NAME,
@@ -176,6 +186,9 @@ pub(crate) fn observed(n: EksNodegroup, cluster: &str) -> ObsNodegroup {
         spot: n.spot,
         labels: n.labels.into_iter().collect(),
         issues: n.issues,
+        version: n.version,
+        release_version: n.release_version,
+        max_unavailable: n.max_unavailable,
     }
 }
 
@@ -194,6 +207,9 @@ pub struct EksNodegroup {
     pub spot: bool,
     pub labels: HashMap<String, String>,
     pub tags: HashMap<String, String>,
+    pub version: String,
+    pub release_version: String,
+    pub max_unavailable: Option<MaxUnavailable>,
 }
 
 fn nodegroup_of(n: &aws_sdk_eks::types::Nodegroup) -> EksNodegroup {
@@ -226,6 +242,16 @@ fn nodegroup_of(n: &aws_sdk_eks::types::Nodegroup) -> EksNodegroup {
         spot: n.capacity_type() == Some(&CapacityTypes::Spot),
         labels: n.labels().cloned().unwrap_or_default(),
         tags: n.tags().cloned().unwrap_or_default(),
+        version: n.version().unwrap_or_default().to_string(),
+        release_version: n.release_version().unwrap_or_default().to_string(),
+        max_unavailable: n.update_config().and_then(|u| {
+            let n = |v: i32| u32::try_from(v).ok();
+            match (u.max_unavailable(), u.max_unavailable_percentage()) {
+                (Some(c), _) => n(c).map(MaxUnavailable::Count),
+                (None, Some(p)) => n(p).map(MaxUnavailable::Percent),
+                (None, None) => None,
+            }
+        }),
     }
 }
 
@@ -292,6 +318,10 @@ pub async fn create(c: &Clients, i: &NodegroupInput<'_>) -> Result<EksNodegroup,
                             .build(),
                     ),
                     None => req.disk_size(i32::try_from(g.disk_size).unwrap_or(20)),
+                };
+                let req = match g.max_unavailable {
+                    Some(u) => req.update_config(super::eks_upgrade::update_config_of(u)),
+                    None => req,
                 };
                 req.set_subnets(Some(i.subnet_ids.clone()))
                     .set_instance_types(Some(g.instance_types.clone()))
@@ -400,8 +430,18 @@ pub async fn wait_active_with(
     .await
 }
 
-/// Changes the node group's scaling (min, max, desired) and labels (to add or update, keys to
-/// remove) in one UpdateNodegroupConfig, and waits until the update is applied.
+/// What one UpdateNodegroupConfig changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// (min, max, desired)
+    pub scaling: Option<(u32, u32, u32)>,
+    /// (labels to add or update, keys to remove)
+    pub labels: (std::collections::BTreeMap<String, String>, Vec<String>),
+    pub update_config: Option<MaxUnavailable>,
+}
+
+/// Changes the node group's scaling, labels and updateConfig in one UpdateNodegroupConfig, and
+/// waits until the update is applied.
 ///
 /// # Errors
 /// The AWS error of the call, or the node group failing.
@@ -409,10 +449,14 @@ pub async fn update(
     c: &Clients,
     cluster: &str,
     name: &str,
-    scaling: Option<(u32, u32, u32)>,
-    labels: (std::collections::BTreeMap<String, String>, Vec<String>),
+    change: ConfigChange,
     timeout: Duration,
 ) -> Result<(), AwsError> {
+    let ConfigChange {
+        scaling,
+        labels,
+        update_config,
+    } = change;
     let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
     let mut req = c
         .eks
@@ -427,6 +471,9 @@ pub async fn update(
                 .desired_size(to_i32(desired))
                 .build(),
         );
+    }
+    if let Some(u) = update_config {
+        req = req.update_config(super::eks_upgrade::update_config_of(u));
     }
     let (add, remove) = labels;
     if !add.is_empty() || !remove.is_empty() {

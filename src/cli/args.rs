@@ -189,6 +189,10 @@ pub(crate) struct UpArgs {
     /// provision:expires-at, replacing an earlier expiry; `provision gc` deletes it after that.
     #[arg(long, value_name = "DURATION", value_parser = ttl_arg)]
     pub ttl: Option<i64>,
+    /// Upgrade the EKS version even when EKS's upgrade insights report ERROR (an update in
+    /// progress, a downgrade or an incompatible add-on pin are still refused).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `--ttl`: a duration, checked as the spec's `ttl` is.
@@ -203,6 +207,9 @@ pub(crate) struct PlanArgs {
     /// What `up --ttl DURATION` would do.
     #[arg(long, value_name = "DURATION", value_parser = ttl_arg, conflicts_with = "destroy")]
     pub ttl: Option<i64>,
+    /// What `up --force` would do.
+    #[arg(long, conflicts_with = "destroy")]
+    pub force: bool,
     /// Show what `down` would delete.
     #[arg(long)]
     pub destroy: bool,

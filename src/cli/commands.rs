@@ -101,6 +101,13 @@ pub(super) fn validate(edge: &Edge, a: SpecArg) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--force` skips EKS's upgrade insights.
+fn with_force(spec: &mut spec::ClusterSpec, force: bool) {
+    if let spec::Flavor::Eks(e) = &mut spec.flavor {
+        e.skip_insights = force;
+    }
+}
+
 /// `--ttl` replaces the spec's `ttl`, counted from now.
 fn with_ttl(spec: &mut spec::ClusterSpec, ttl: Option<i64>) {
     if let Some(seconds) = ttl {
@@ -163,6 +170,7 @@ pub(super) async fn plan(edge: &Edge, a: PlanArgs) -> Result<ExitCode, Failure> 
     let out = &edge.out;
     let mut spec = load_spec(&a.spec.file, out)?;
     with_ttl(&mut spec, a.ttl);
+    with_force(&mut spec, a.force);
     let c = edge.clients(&spec.region).await;
     let command = if a.destroy { "plan-destroy" } else { "plan" };
     let planned = if a.destroy {
@@ -202,6 +210,7 @@ pub(super) async fn up(edge: &Edge, a: UpArgs) -> Result<ExitCode, Failure> {
     let out = &edge.out;
     let mut spec = load_spec(&a.spec.file, out)?;
     with_ttl(&mut spec, a.ttl);
+    with_force(&mut spec, a.force);
     if let Some(url) = &a.api_server
         && (!url.starts_with("https://") || url.len() <= "https://".len())
     {

@@ -6,6 +6,7 @@ use super::network::Net;
 use super::rules::{SgRole, rules};
 use super::{
     ACCESS_ENTRIES, ADDONS, ADDONS_BASE, Builder, CLUSTER_ROLE, EBS_CSI_ROLE, EKS_CLUSTER,
+    EKS_UPGRADE,
 };
 use super::{NODE_LOG_ACCESS, NODE_LOG_POLICY, NODE_ROLE, NODE_TEMPLATE, NODEGROUP};
 use super::{PRIVATE_ROUTE_TABLE, ROUTE_TABLE, SG_CONTROL_PLANE, VPC, sg_name};
@@ -13,6 +14,7 @@ use crate::core::kinds::Desired;
 use crate::core::kinds::access_entries::AccessEntries;
 use crate::core::kinds::eks_addons::EksAddons;
 use crate::core::kinds::eks_cluster::EksCluster;
+use crate::core::kinds::eks_upgrade::EksUpgrade;
 use crate::core::kinds::iam_role::IamRole;
 use crate::core::kinds::inline_policy::{Document, InlinePolicy};
 use crate::core::kinds::launch_template::LaunchTemplate;
@@ -109,6 +111,19 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
         &deps,
     );
     b.add(
+        EKS_UPGRADE,
+        Desired::EksUpgrade(EksUpgrade {
+            cluster: EKS_CLUSTER.into(),
+            name: spec.name.clone(),
+            version: e.version.clone(),
+            addons: e.addons.clone(),
+            pins: e.addon_versions.clone(),
+            nodegroups: vec![(nodegroup_name(&spec.name), e.nodegroup.max_unavailable)],
+            force: e.skip_insights,
+        }),
+        &[EKS_CLUSTER],
+    );
+    b.add(
         ACCESS_ENTRIES,
         Desired::AccessEntries(AccessEntries {
             cluster: EKS_CLUSTER.into(),
@@ -130,15 +145,16 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
             cluster: EKS_CLUSTER.into(),
             vpc: VPC.into(),
             names,
+            pins: e.addon_versions.clone(),
         })
     };
     let has_base = !base.is_empty();
     if has_base {
-        b.add(ADDONS_BASE, addons(base), &[EKS_CLUSTER, VPC]);
+        b.add(ADDONS_BASE, addons(base), &[EKS_CLUSTER, EKS_UPGRADE, VPC]);
     }
     nodegroup(spec, b, net, has_base);
     if !rest.is_empty() {
-        let mut deps = vec![NODEGROUP, EKS_CLUSTER, VPC];
+        let mut deps = vec![NODEGROUP, EKS_CLUSTER, EKS_UPGRADE, VPC];
         if csi {
             deps.push(EBS_CSI_ROLE);
         }
@@ -171,7 +187,7 @@ fn nodegroup(spec: &ClusterSpec, b: &mut Builder, net: &Net, has_base: bool) {
         &template_deps,
     );
     let subnets = net.for_nodes().to_vec();
-    let mut deps: Vec<&str> = vec![EKS_CLUSTER, NODE_ROLE, NODE_TEMPLATE, VPC];
+    let mut deps: Vec<&str> = vec![EKS_CLUSTER, EKS_UPGRADE, NODE_ROLE, NODE_TEMPLATE, VPC];
     deps.extend(subnets.iter().map(String::as_str));
     if spec.addons.logging.is_some() {
         b.add(

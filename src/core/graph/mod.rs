@@ -67,6 +67,9 @@ pub const NAT_GATEWAY: &str = "nat-gateway";
 pub const CLUSTER_ROLE: &str = "cluster-role";
 pub const EBS_CSI_ROLE: &str = "ebs-csi-role";
 pub const EKS_CLUSTER: &str = "eks-cluster";
+/// The EKS version upgrade (control plane, add-ons, node groups), before anything else runs on
+/// the cluster.
+pub const EKS_UPGRADE: &str = "eks-upgrade";
 pub const ACCESS_ENTRIES: &str = "access-entries";
 /// Add-ons the nodes need to become Ready (the pod network, kube-proxy, pod identity): installed
 /// before the node group, as terraform-aws-eks's `before_compute` does.

@@ -59,6 +59,7 @@ fn eks_graph_shares_the_network_and_orders_addons_around_the_node_group() {
             NODE_ROLE,
             EBS_CSI_ROLE,
             EKS_CLUSTER,
+            EKS_UPGRADE,
             ACCESS_ENTRIES,
             ADDONS_BASE,
             NODE_TEMPLATE,
@@ -77,6 +78,10 @@ fn eks_graph_shares_the_network_and_orders_addons_around_the_node_group() {
         !waits_for(&g, EKS_CLUSTER, NODE_ROLE),
         "the node role is not on the cluster's path"
     );
+    // An upgrade goes before anything that runs on the cluster, which is then at the new version.
+    for id in [ADDONS_BASE, NODEGROUP, ADDONS] {
+        assert!(waits_for(&g, id, EKS_UPGRADE), "{id}");
+    }
     // The pod network before the nodes, CoreDNS and the CSI controller after them.
     assert!(waits_for(&g, NODEGROUP, ADDONS_BASE));
     assert!(waits_for(&g, ADDONS, NODEGROUP));

@@ -88,6 +88,32 @@ pub enum Refusal {
     Stopping { node: String, instance: String },
     /// The stored bootstrap secret cannot be used.
     BadSecret { parameter: String, why: String },
+    /// The spec asks for a lower version than runs.
+    Downgrade {
+        what: String,
+        from: String,
+        to: String,
+    },
+    /// An update EKS is running that is not a step of this upgrade.
+    UpdateInProgress {
+        what: String,
+        id: String,
+        kind: String,
+    },
+    /// EKS's upgrade insights report ERROR (`name (reason): recommendation` each).
+    Insights {
+        cluster: String,
+        insights: Vec<String>,
+    },
+    /// An add-on is pinned to a version the minor it goes to cannot run.
+    AddonPin {
+        name: String,
+        version: String,
+        minor: String,
+        compatible: Vec<String>,
+    },
+    /// EKS has no version of an add-on for a minor.
+    AddonUnavailable { name: String, minor: String },
 }
 
 /// What a change AWS cannot make in place asks the user to do.
@@ -135,6 +161,37 @@ impl fmt::Display for Refusal {
             Refusal::BadSecret { parameter, why } => write!(
                 f,
                 "the bootstrap secret {parameter} cannot be used: {why}; run `provision down` to remove the cluster"
+            ),
+            Refusal::Downgrade { what, from, to } => write!(
+                f,
+                "{what} runs Kubernetes {from}, the spec says {to}: EKS cannot downgrade; set the version to {from} or later"
+            ),
+            Refusal::UpdateInProgress { what, id, kind } => write!(
+                f,
+                "{what} has an update in progress that is not a step of this upgrade ({kind} {id}): wait until it ends (aws eks describe-update --update-id {id}), then re-run"
+            ),
+            Refusal::Insights { cluster, insights } => write!(
+                f,
+                "EKS's upgrade insights for {cluster} report ERROR: {}; fix what they name, or run `provision up --force` to upgrade anyway",
+                insights.join("; ")
+            ),
+            Refusal::AddonPin {
+                name,
+                version,
+                minor,
+                compatible,
+            } => write!(
+                f,
+                "add-on {name} is pinned to {version}, which Kubernetes {minor} cannot run (its versions for {minor}: {}): change the pin in [eks] addons",
+                if compatible.is_empty() {
+                    "none".to_string()
+                } else {
+                    compatible.join(", ")
+                }
+            ),
+            Refusal::AddonUnavailable { name, minor } => write!(
+                f,
+                "EKS has no version of the add-on {name} for Kubernetes {minor}: remove it from [eks] addons or choose another version"
             ),
         }
     }

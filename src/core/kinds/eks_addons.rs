@@ -5,6 +5,7 @@
 use std::fmt;
 
 use super::eks_cluster::listed;
+use super::eks_upgrade::pending;
 use super::{Change, Context, Doomed, Kind, NoState, Observed, Plan, Refusal};
 use crate::core::latency::{Cost, Profile};
 use crate::core::teardown::Step;
@@ -16,6 +17,8 @@ pub struct EksAddons {
     pub vpc: String,
     /// Each add-on with the node of the role its pods assume (EKS Pod Identity), if any.
     pub names: Vec<(String, Option<String>)>,
+    /// The add-ons pinned to a version.
+    pub pins: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +27,12 @@ pub enum Drift {
     Install(String),
     /// It is being created or updated: wait until it is ACTIVE.
     AwaitActive { name: String, status: String },
+    /// UpdateAddon to its pinned version (an upgrade moves the pins itself).
+    Pin {
+        name: String,
+        from: String,
+        to: String,
+    },
 }
 
 impl fmt::Display for Drift {
@@ -33,6 +42,7 @@ impl fmt::Display for Drift {
             Drift::AwaitActive { name, status } => {
                 write!(f, "wait until {name} is ACTIVE (now {status})")
             }
+            Drift::Pin { name, from, to } => write!(f, "{name} {from} -> {to} (pinned)"),
         }
     }
 }
@@ -57,10 +67,24 @@ impl Plan for EksAddons {
         };
         let mut drifts = Vec::new();
         let mut warnings = Vec::new();
+        let upgrading = pending(cx.spec.eks().map_or("", |s| s.version.as_str()), e);
         for (name, _) in &self.names {
             match e.addons.iter().find(|a| &a.name == name) {
                 None => drifts.push(Drift::Install(name.clone())),
                 Some(a) => match a.status.as_str() {
+                    "ACTIVE" | "DEGRADED"
+                        if !upgrading
+                            && self
+                                .pins
+                                .get(name)
+                                .is_some_and(|p| !a.version.is_empty() && p != &a.version) =>
+                    {
+                        drifts.push(Drift::Pin {
+                            name: name.clone(),
+                            from: a.version.clone(),
+                            to: self.pins[name].clone(),
+                        });
+                    }
                     "ACTIVE" => {}
                     // Reported, not waited for: its pods lack nodes, for example.
                     "DEGRADED" => warnings.push(format!(

@@ -29,6 +29,8 @@ pub struct ObsAddon {
     pub status: String,
     /// EKS's health issues (why it is DEGRADED or failed).
     pub issues: Vec<String>,
+    /// Its version (`v1.19.2-eksbuild.1`); empty when not described (`down`).
+    pub version: String,
 }
 
 /// An EKS access entry as observed: its principal, whether we made it, its access policies.
@@ -65,6 +67,8 @@ pub struct ObsEks {
     pub platform_version: Option<String>,
     /// EKS's health issues (`CODE: message`).
     pub health: Vec<String>,
+    /// Updates in progress, and what an upgrade reads (see [`super::eks_upgrade`]).
+    pub upgrade: super::eks_upgrade::ObsUpgrade,
 }
 
 impl ObsEks {
@@ -142,15 +146,8 @@ impl Plan for EksCluster {
                 );
             }
         };
-        let change = Change::update(&e.name, drifts);
-        if !e.version.is_empty() && e.version != self.version {
-            change.warn(format!(
-                "runs Kubernetes {}, the spec says {}: up does not upgrade clusters",
-                e.version, self.version
-            ))
-        } else {
-            change
-        }
+        // A version below the spec's is the upgrade's (`eks_upgrade`).
+        Change::update(&e.name, drifts)
     }
 
     fn doomed(obs: &Observed) -> Vec<Doomed> {

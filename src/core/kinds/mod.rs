@@ -18,6 +18,7 @@ pub mod bootstrap_secret;
 pub mod change;
 pub mod eks_addons;
 pub mod eks_cluster;
+pub mod eks_upgrade;
 pub mod elastic_ip;
 pub mod iam_role;
 pub mod image;
@@ -67,6 +68,7 @@ macro_rules! with_kinds {
             AddressAssociation address_association associations,
             JoinToken join_token join_tokens,
             EksCluster eks_cluster eks,
+            EksUpgrade eks_upgrade eks_upgrade,
             AccessEntries access_entries access,
             EksAddons eks_addons eks_addons,
             LaunchTemplate launch_template launch_templates,

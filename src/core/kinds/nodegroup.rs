@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::{Change, Context, Doomed, NoState, Observed, Plan, Refusal};
 use crate::core::latency::{Cost, Profile};
-use crate::core::spec::NodegroupSpec;
+use crate::core::spec::{MaxUnavailable, NodegroupSpec};
 use crate::core::teardown::Step;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,11 @@ pub struct ObsNodegroup {
     pub labels: BTreeMap<String, String>,
     /// EKS's health issues (why it is DEGRADED).
     pub issues: Vec<String>,
+    /// Its Kubernetes version (`1.35`) and AMI release.
+    pub version: String,
+    pub release_version: String,
+    /// Its updateConfig; `None`: EKS's default (one node).
+    pub max_unavailable: Option<MaxUnavailable>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +55,12 @@ pub enum Drift {
         set: BTreeMap<String, String>,
         remove: Vec<String>,
     },
+    /// How many nodes an update may take down at once (an upgrade sets it before its version
+    /// update instead).
+    UpdateConfig {
+        from: Option<MaxUnavailable>,
+        to: MaxUnavailable,
+    },
 }
 
 impl fmt::Display for Drift {
@@ -62,6 +73,10 @@ impl fmt::Display for Drift {
                 from.0, from.1, from.2, to.0, to.1, to.2
             ),
             Drift::Labels { set, remove } => write!(f, "labels: set {set:?}, remove {remove:?}"),
+            Drift::UpdateConfig { from, to } => match from {
+                Some(from) => write!(f, "at most {from} -> {to} unavailable in updates"),
+                None => write!(f, "at most {to} unavailable in updates"),
+            },
         }
     }
 }
@@ -144,6 +159,22 @@ impl Plan for Nodegroup {
         let (set, remove) = label_changes(&s.labels, &g.labels);
         if !set.is_empty() || !remove.is_empty() {
             drifts.push(Drift::Labels { set, remove });
+        }
+        let upgrading = cx
+            .obs
+            .eks
+            .as_ref()
+            .zip(cx.spec.eks())
+            .is_some_and(|(e, want)| super::eks_upgrade::pending(&want.version, e));
+        if let Some(to) = s
+            .max_unavailable
+            .filter(|to| g.max_unavailable != Some(*to))
+            && !upgrading
+        {
+            drifts.push(Drift::UpdateConfig {
+                from: g.max_unavailable,
+                to,
+            });
         }
         let change = Change::update(&g.name, drifts);
         match warning {

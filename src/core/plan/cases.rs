@@ -7,6 +7,7 @@ use crate::core::graph;
 use crate::core::graph::tests::{demo_spec, eks_spec};
 use crate::core::kinds::Observed;
 use crate::core::kinds::eks_cluster::{ObsAccessEntry, ObsEks};
+use crate::core::kinds::eks_upgrade::{ObsInsight, ObsUpdate, Target};
 use crate::core::kinds::iam_role::ObsIam;
 use crate::core::kinds::instances::ObsInstance;
 use crate::core::kinds::nodegroup::ObsNodegroup;
@@ -71,6 +72,15 @@ fn sg<'a>(obs: &'a mut Observed, id: &str) -> &'a mut ObsSg {
 
 pub(super) fn eks(obs: &mut Observed) -> &mut ObsEks {
     obs.eks.as_mut().unwrap()
+}
+
+/// The cluster and its node group at `version`.
+fn at_version(obs: &mut Observed, version: &str) {
+    let e = eks(obs);
+    e.version = version.into();
+    if let Some(g) = e.nodegroup.as_mut() {
+        g.version = version.into();
+    }
 }
 
 fn nodegroup(obs: &mut Observed) -> &mut ObsNodegroup {
@@ -432,15 +442,62 @@ pub(super) const CASES: &[Case] = &[
         also: &[],
     },
     Case {
-        what: "cluster on another version",
+        what: "cluster a minor below the spec",
         spec: || eks_spec(""),
-        change: |o| eks(o).version = "1.33".into(),
-        id: "eks-cluster",
-        action: Action::Warn,
-        says: "does not upgrade",
+        change: |o| at_version(o, "1.35"),
+        id: "eks-upgrade",
+        action: Action::Update,
+        says: "control plane 1.35 -> 1.36",
         also: &[],
     },
     // Refusals: `up` changes nothing.
+    Case {
+        what: "cluster above the spec's version",
+        spec: || eks_spec(""),
+        change: |o| at_version(o, "1.37"),
+        id: "eks-upgrade",
+        action: Action::Refuse,
+        says: "EKS cannot downgrade",
+        also: &[],
+    },
+    Case {
+        what: "upgrade insights in ERROR",
+        spec: || eks_spec(""),
+        change: |o| {
+            at_version(o, "1.35");
+            eks(o).upgrade.insights = Some(vec![ObsInsight {
+                id: "i-1".into(),
+                name: "Deprecated APIs removed in Kubernetes v1.36".into(),
+                reason: "deprecated API usage detected".into(),
+                recommendation: "update the manifests to the v1 API".into(),
+            }]);
+        },
+        id: "eks-upgrade",
+        action: Action::Refuse,
+        says: "Deprecated APIs removed in Kubernetes v1.36 (deprecated API usage detected): update the manifests",
+        also: &[],
+    },
+    Case {
+        what: "another update in progress before an upgrade",
+        spec: || eks_spec(""),
+        change: |o| {
+            at_version(o, "1.35");
+            let e = eks(o);
+            e.status = "UPDATING".into();
+            e.upgrade.updates = vec![ObsUpdate {
+                id: "u-1".into(),
+                target: Target::Cluster,
+                kind: "EndpointAccessUpdate".into(),
+                status: "InProgress".into(),
+                to: None,
+                errors: vec![],
+            }];
+        },
+        id: "eks-upgrade",
+        action: Action::Refuse,
+        says: "not a step of this upgrade (EndpointAccessUpdate u-1)",
+        also: &["eks-cluster"],
+    },
     Case {
         what: "VPC CIDR changed",
         spec: demo,

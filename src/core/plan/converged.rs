@@ -224,6 +224,7 @@ fn observe_node(
                 stamp: Default::default(),
                 platform_version: None,
                 health: Vec::new(),
+                upgrade: Default::default(),
             })
         }
         _ => {}
@@ -280,6 +281,7 @@ fn observe_after(
                 name: n.clone(),
                 status: "ACTIVE".into(),
                 issues: vec![],
+                version: a.pins.get(n).cloned().unwrap_or_default(),
             }));
         }
         Desired::AccessEntries(a) => {
@@ -299,7 +301,8 @@ fn observe_after(
         }
         Desired::Nodegroup(ng) => {
             let s = &ng.spec;
-            obs.eks.as_mut().unwrap().nodegroup = Some(ObsNodegroup {
+            let e = obs.eks.as_mut().unwrap();
+            e.nodegroup = Some(ObsNodegroup {
                 name: ng.name.clone(),
                 arn: format!("arn:aws:eks:::nodegroup/{}", ng.name),
                 status: "ACTIVE".into(),
@@ -311,6 +314,9 @@ fn observe_after(
                 spot: s.spot,
                 labels: s.labels.clone(),
                 issues: vec![],
+                version: e.version.clone(),
+                release_version: format!("{}.0-20261201", e.version),
+                max_unavailable: s.max_unavailable,
             });
         }
         _ => {}

@@ -121,12 +121,16 @@ impl Validator<'_> {
                 });
             }
         }
+        let mut addon_versions = BTreeMap::new();
         let addons = match &e.addons {
             None => DEFAULT_EKS_ADDONS.iter().map(|a| a.to_string()).collect(),
             Some(list) => {
                 let mut out: Vec<String> = Vec::new();
                 for a in list.get_ref() {
-                    let name = a.get_ref();
+                    let (name, version) = match a.get_ref() {
+                        RawEksAddon::Name(n) => (n, None),
+                        RawEksAddon::Pinned(p) => (&p.name, Some(&p.version)),
+                    };
                     if !is_dns_label(name) {
                         self.err(
                             a,
@@ -137,6 +141,13 @@ impl Validator<'_> {
                         self.err(a, "eks.addons", format!("`{name}` is listed twice"));
                     } else {
                         out.push(name.clone());
+                    }
+                    if let Some(v) = version {
+                        if is_addon_version(v) {
+                            addon_versions.insert(name.clone(), v.clone());
+                        } else {
+                            self.err(a, "eks.addons", format!("`{v}` (add-on {name}) is not an EKS add-on version, such as \"v1.19.2-eksbuild.1\""));
+                        }
                     }
                 }
                 out
@@ -149,6 +160,8 @@ impl Validator<'_> {
             nodegroup: nodegroup?,
             access,
             addons,
+            addon_versions,
+            skip_insights: false,
         })
     }
 
@@ -232,6 +245,43 @@ impl Validator<'_> {
             }
             labels.insert(k.clone(), val.clone());
         }
+        let max_unavailable = match (&g.max_unavailable, &g.max_unavailable_percent) {
+            (Some(_), Some(p)) => {
+                self.err(
+                    p,
+                    "eks.nodegroup.max_unavailable_percent",
+                    "set max_unavailable or max_unavailable_percent, not both",
+                );
+                None
+            }
+            (Some(n), None) => {
+                let v = *n.get_ref();
+                if !(1..=100).contains(&v) {
+                    self.err(
+                        n,
+                        "eks.nodegroup.max_unavailable",
+                        format!("{v}: 1 to 100 nodes"),
+                    );
+                }
+                u32::try_from(v.clamp(1, 100))
+                    .ok()
+                    .map(MaxUnavailable::Count)
+            }
+            (None, Some(p)) => {
+                let v = *p.get_ref();
+                if !(1..=100).contains(&v) {
+                    self.err(
+                        p,
+                        "eks.nodegroup.max_unavailable_percent",
+                        format!("{v}%: 1 to 100"),
+                    );
+                }
+                u32::try_from(v.clamp(1, 100))
+                    .ok()
+                    .map(MaxUnavailable::Percent)
+            }
+            (None, None) => None,
+        };
         let ok = (0..=1000).contains(&min)
             && (1..=1000).contains(&max)
             && (min..=max).contains(&desired);
@@ -244,6 +294,24 @@ impl Validator<'_> {
             spot,
             disk_size: u32::try_from(disk).ok()?,
             labels,
+            max_unavailable,
         })
     }
+}
+
+/// An EKS add-on version: `v` then dotted numbers, then an optional `-suffix`
+/// (`v1.19.2-eksbuild.1`).
+fn is_addon_version(v: &str) -> bool {
+    let Some(rest) = v.strip_prefix('v') else {
+        return false;
+    };
+    let (numbers, suffix) = rest.split_once('-').unwrap_or((rest, ""));
+    !numbers.is_empty()
+        && numbers
+            .split('.')
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        && v.len() <= 100
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }

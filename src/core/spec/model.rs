@@ -234,6 +234,10 @@ pub struct EksSpec {
     pub nodegroup: NodegroupSpec,
     pub access: Vec<AccessEntry>,
     pub addons: Vec<String>,
+    /// The add-ons pinned to a version (`{ name, version }` entries of `addons`).
+    pub addon_versions: BTreeMap<String, String>,
+    /// `up --force`: upgrade even when EKS's upgrade insights report ERROR.
+    pub skip_insights: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +250,25 @@ pub struct NodegroupSpec {
     pub spot: bool,
     pub disk_size: u32,
     pub labels: BTreeMap<String, String>,
+    /// How many nodes a version update may replace at once (EKS's updateConfig); `None`:
+    /// EKS's default (one node), not managed.
+    pub max_unavailable: Option<MaxUnavailable>,
+}
+
+/// EKS's updateConfig: at most this many nodes, or this percentage, unavailable at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxUnavailable {
+    Count(u32),
+    Percent(u32),
+}
+
+impl std::fmt::Display for MaxUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxUnavailable::Count(n) => write!(f, "{n} node(s)"),
+            MaxUnavailable::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// An EKS access entry: a principal and an access policy, cluster-wide or for namespaces.

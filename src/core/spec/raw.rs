@@ -106,7 +106,22 @@ pub(super) struct RawEks {
     pub(super) nodegroup: Spanned<RawNodegroup>,
     #[serde(default)]
     pub(super) access: Vec<Spanned<RawAccess>>,
-    pub(super) addons: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) addons: Option<Spanned<Vec<Spanned<RawEksAddon>>>>,
+}
+
+/// An `[eks] addons` entry: a name, or `{ name, version }` to pin the add-on's version.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawEksAddon {
+    Name(String),
+    Pinned(RawPinnedAddon),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPinnedAddon {
+    pub(super) name: String,
+    pub(super) version: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +135,8 @@ pub(super) struct RawNodegroup {
     pub(super) disk_size: Option<Spanned<i64>>,
     #[serde(default)]
     pub(super) labels: BTreeMap<String, Spanned<String>>,
+    pub(super) max_unavailable: Option<Spanned<i64>>,
+    pub(super) max_unavailable_percent: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
