@@ -65,22 +65,39 @@ impl Apply for EksUpgrade {
     }
 }
 
-/// Runs one step and waits until EKS reports its update Successful.
+/// Reports one step, runs it, reports it done.
 async fn step(cx: &Cx<'_>, id: &str, cluster: &str, d: &Drift) -> Result<(), AwsError> {
-    let c = cx.c;
     let detail = d.to_string();
-    cx.report.resource(
-        id,
-        EksUpgrade::NAME,
-        Some(cluster),
-        Progress::Updating,
-        Some(detail.clone()),
-    );
+    let report = |p: Progress| {
+        cx.report
+            .resource(id, EksUpgrade::NAME, Some(cluster), p, Some(detail.clone()));
+    };
+    report(Progress::Updating);
+    let progress = |state: &str| cx.report.waiting(format!("{cluster}: {detail}: {state}"));
+    run_step(cx.c, cluster, d, cx.limits.eks, &progress).await?;
+    report(Progress::Updated);
+    Ok(())
+}
+
+/// Runs one step and waits (at most `max`) until EKS reports its update Successful.
+///
+/// # Errors
+/// The AWS error of the call; the update Failed or Cancelled, with EKS's errors; the timeout.
+pub async fn run_step(
+    c: &Clients,
+    cluster: &str,
+    d: &Drift,
+    max: Duration,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), AwsError> {
+    let follow = |target: Target, update: String| async move {
+        wait_update(c, cluster, &target, &update, max, progress).await
+    };
     match d {
         Drift::Follow {
             id: update, target, ..
         } => {
-            follow(cx, cluster, target, update).await?;
+            follow(target.clone(), update.clone()).await?;
         }
         Drift::ControlPlane { to, .. } => {
             let r = c
@@ -92,7 +109,7 @@ async fn step(cx: &Cx<'_>, id: &str, cluster: &str, d: &Drift) -> Result<(), Aws
                 .await
                 .map_err(api("upgrading the control plane of", cluster));
             let update = started(c, cluster, &Target::Cluster, to, r.map(|o| o.update)).await?;
-            follow(cx, cluster, &Target::Cluster, &update).await?;
+            follow(Target::Cluster, update).await?;
         }
         Drift::Addon { name, to, .. } => {
             let r = c
@@ -108,7 +125,7 @@ async fn step(cx: &Cx<'_>, id: &str, cluster: &str, d: &Drift) -> Result<(), Aws
                 .map_err(api("updating add-on", &format!("{name} on {cluster}")));
             let target = Target::Addon(name.clone());
             let update = started(c, cluster, &target, to, r.map(|o| o.update)).await?;
-            follow(cx, cluster, &target, &update).await?;
+            follow(target, update).await?;
         }
         Drift::Nodegroup {
             name,
@@ -128,7 +145,7 @@ async fn step(cx: &Cx<'_>, id: &str, cluster: &str, d: &Drift) -> Result<(), Aws
                     .await
                     .map_err(api("setting the update configuration of node group", name))?;
                 if let Some(update) = r.update.and_then(|u| u.id) {
-                    follow(cx, cluster, &target, &update).await?;
+                    follow(target.clone(), update).await?;
                 }
             }
             let r = c
@@ -141,16 +158,9 @@ async fn step(cx: &Cx<'_>, id: &str, cluster: &str, d: &Drift) -> Result<(), Aws
                 .await
                 .map_err(api("upgrading node group", name));
             let update = started(c, cluster, &target, to, r.map(|o| o.update)).await?;
-            follow(cx, cluster, &target, &update).await?;
+            follow(target, update).await?;
         }
     }
-    cx.report.resource(
-        id,
-        EksUpgrade::NAME,
-        Some(cluster),
-        Progress::Updated,
-        Some(detail),
-    );
     Ok(())
 }
 
@@ -195,22 +205,31 @@ async fn started(
     }
 }
 
-/// Polls the update until Successful; Failed or Cancelled is an error naming EKS's errors.
-async fn follow(cx: &Cx<'_>, cluster: &str, target: &Target, update: &str) -> Result<(), AwsError> {
-    let c = cx.c;
+/// Polls the update (add-ons every 10 s, the rest every 15 s) until Successful; Failed or
+/// Cancelled is an error naming EKS's errors.
+///
+/// # Errors
+/// The update failing, DescribeUpdate failing, or the timeout.
+pub async fn wait_update(
+    c: &Clients,
+    cluster: &str,
+    target: &Target,
+    update: &str,
+    max: Duration,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), AwsError> {
     let what = format!("the update {update} of {target} on {cluster}");
     let interval = match target {
         Target::Addon(_) => ADDON_POLL,
         _ => POLL_INTERVAL,
     };
-    let progress = |state: &str| cx.report.waiting(format!("{what}: {state}"));
     super::poll::until_with(
         &c.tuning,
         interval,
-        cx.limits.eks,
+        max,
         &what,
         "Successful",
-        &progress,
+        progress,
         || async {
             let u = describe(c, cluster, target, update).await?;
             Ok(match u.status.as_str() {
@@ -326,7 +345,7 @@ async fn in_progress(
 /// What an upgrade's diff reads, added to the observed cluster: the updates in progress of
 /// what is UPDATING, and, when an upgrade to `target` is due, the add-on catalog of the minors
 /// on the way and the insights in ERROR.
-pub(crate) async fn observe(
+pub async fn observe(
     c: &Clients,
     e: &mut ObsEks,
     target: &str,
