@@ -2,32 +2,22 @@
 //! CREATING → ACTIVE waiter, a FAILED cluster, the IAM-propagation retry of CreateCluster,
 //! add-ons and access entries (the emulator answers 404 for both).
 
+mod common;
+
 use std::time::Duration;
 
 use aws_sdk_eks::Client;
-use aws_sdk_eks::config::{AsyncSleep, Sleep};
 use aws_sdk_eks::operation::create_cluster::{CreateClusterError, CreateClusterOutput};
 use aws_sdk_eks::operation::describe_addon::DescribeAddonOutput;
 use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
 use aws_sdk_eks::types::{AccessScopeType, Addon, AddonStatus, Cluster, ClusterStatus};
-use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use aws_smithy_mocks::{RuleMode, mock};
 use provision::aws::{access_entries, eks_addons, eks_cluster, nodegroup};
 use provision::core::spec::{AccessEntry, AccessPolicy};
 
-/// Waiters and SDK back-off sleep for no time at all.
-#[derive(Debug)]
-struct NoSleep;
-impl AsyncSleep for NoSleep {
-    fn sleep(&self, _: Duration) -> Sleep {
-        Sleep::new(async {})
-    }
-}
-
-/// Clients whose EKS client answers from `rules`; the other services point nowhere.
+/// Clients whose EKS client answers from `rules`.
 async fn clients(rules: &[&aws_smithy_mocks::Rule], mode: RuleMode) -> provision::aws::Clients {
-    let mut c = provision::aws::clients_for_endpoint("us-east-1", "http://127.0.0.1:9").await;
-    c.eks = mock_client!(aws_sdk_eks, mode, rules, |b| b.sleep_impl(NoSleep));
-    c
+    common::eks_mocked(rules, mode).await
 }
 
 fn cluster(status: ClusterStatus) -> Cluster {

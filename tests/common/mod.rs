@@ -13,6 +13,7 @@ use serde_json::Value;
 mod aws;
 mod endpoints;
 mod lock;
+mod mocks;
 mod own_emulator;
 
 // Each test file uses some of them.
@@ -22,6 +23,8 @@ pub use aws::*;
 pub use endpoints::*;
 #[allow(unused_imports)]
 pub use lock::*;
+#[allow(unused_imports)]
+pub use mocks::*;
 #[allow(unused_imports)]
 pub use own_emulator::OwnEmulator;
 
