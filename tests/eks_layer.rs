@@ -232,6 +232,7 @@ async fn grant_access(c: &Clients, name: &str, active: &EksInfo, tags: &Tags) {
 /// The node group `workers`, waited for until active.
 async fn make_nodegroup(c: &Clients, name: &str, node_arn: &str, subnets: &[String], tags: &Tags) {
     let spec = NodegroupSpec {
+        name: "workers".into(),
         instance_types: vec!["t3.large".into()],
         arch: Arch::Amd64,
         min: 1,
@@ -241,6 +242,8 @@ async fn make_nodegroup(c: &Clients, name: &str, node_arn: &str, subnets: &[Stri
         disk_size: 20,
         labels: Default::default(),
         max_unavailable: None,
+        taints: vec![],
+        public: true,
     };
     let ng = nodegroup::NodegroupInput {
         cluster: name,

@@ -201,7 +201,7 @@ fn observed(version: &str) -> ObsEks {
         addons: vec![],
         access_entries: vec![],
         cluster_sg: None,
-        nodegroup: None,
+        nodegroups: vec![],
         stamp: Default::default(),
         platform_version: None,
         health: vec![],

@@ -198,7 +198,7 @@ async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Option<ObsEks>, AwsEr
         addons: Vec::new(),
         access_entries: Vec::new(),
         cluster_sg: None,
-        nodegroup: None,
+        nodegroups: Vec::new(),
         stamp: crate::core::stamp::Stamp::from_tags(
             e.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         ),
@@ -211,11 +211,10 @@ async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Option<ObsEks>, AwsEr
     if !obs.listed() {
         return Ok(Some(obs));
     }
-    let ng_name = graph::nodegroup_name(cluster);
-    let (addons, entries, ng, cluster_sg) = tokio::try_join!(
+    let (addons, entries, groups, cluster_sg) = tokio::try_join!(
         super::eks_addons::observe(c, cluster, scope.flavor.is_some()),
         super::access_entries::observe(c, cluster, cluster),
-        super::nodegroup::describe(c, cluster, &ng_name),
+        super::nodegroup::describe_all(c, cluster),
         async {
             match &e.cluster_sg {
                 Some(id) => super::security_group::by_id(c, id).await,
@@ -226,7 +225,10 @@ async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Option<ObsEks>, AwsEr
     obs.addons = addons;
     obs.access_entries = entries;
     obs.cluster_sg = cluster_sg;
-    obs.nodegroup = ng.map(|n| super::nodegroup::observed(n, cluster));
+    obs.nodegroups = groups
+        .into_iter()
+        .map(|n| super::nodegroup::observed(n, cluster))
+        .collect();
     if let Some((version, force)) = scope.eks_version {
         super::eks_upgrade::observe(c, &mut obs, version, force).await?;
     }

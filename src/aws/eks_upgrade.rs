@@ -363,7 +363,7 @@ pub async fn observe(
             .map(|a| Target::Addon(a.name.clone())),
     );
     updating.extend(
-        e.nodegroup
+        e.nodegroups
             .iter()
             .filter(|g| g.owned && g.status == "UPDATING")
             .map(|g| Target::Nodegroup(g.name.clone())),

@@ -44,6 +44,7 @@ pub mod internet_gateway;
 pub mod launch_template;
 pub mod nat_gateway;
 pub mod nodegroup;
+pub mod nodegroup_retire;
 pub mod route_table;
 pub mod security_group;
 pub mod subnet;

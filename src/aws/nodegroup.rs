@@ -16,8 +16,8 @@ use super::retry::{Backoff, is_iam_propagation, retry};
 use super::{AwsError, Clients};
 use crate::core::graph;
 use crate::core::kinds::nodegroup::{Drift, Nodegroup, ObsNodegroup};
-use crate::core::kinds::{Action, Change, Inputs, NoState, Output, Plan};
-use crate::core::spec::{Arch, MaxUnavailable, NodegroupSpec};
+use crate::core::kinds::{Change, Inputs, NoState, Output, Plan};
+use crate::core::spec::{Arch, MaxUnavailable, NodegroupSpec, Taint};
 use crate::core::tags::{self, CLUSTER_TAG};
 
 impl Apply for Nodegroup {
@@ -39,7 +39,7 @@ impl Apply for Nodegroup {
             cx.report
                 .waiting(format!("EKS node group {}: {state}", self.name));
         };
-        if change.action == Action::Create {
+        if let Some(Drift::New { name, replaces }) = change.drifts.first() {
             let subnet_ids: Vec<String> = self
                 .subnets
                 .iter()
@@ -53,6 +53,11 @@ impl Apply for Nodegroup {
                 s.min,
                 s.max
             );
+            let detail = if replaces.is_empty() {
+                detail
+            } else {
+                format!("{detail}, replacing {}", replaces.join(", "))
+            };
             cx.report.resource(
                 id,
                 Self::NAME,
@@ -65,37 +70,34 @@ impl Apply for Nodegroup {
                 c,
                 &NodegroupInput {
                     cluster: &cluster,
-                    name: &self.name,
+                    name,
                     spec: s,
                     node_role_arn: inputs.role(&self.role)?.1,
                     subnet_ids,
                     launch_template: Some(inputs.id(&self.template)?.to_string()),
                     tags: &cx.tags(id, false),
-                    client_token: tags::client_token(&[&cluster, &self.name, vpc]),
+                    client_token: tags::client_token(&[&cluster, name, vpc]),
                 },
             )
             .await?;
             wait_active_with(
                 c,
                 &cluster,
-                &self.name,
+                name,
                 POLL_INTERVAL,
                 cx.limits.eks,
                 false,
                 &progress,
             )
             .await?;
-            cx.report.resource(
-                id,
-                Self::NAME,
-                Some(&self.name),
-                Progress::Created,
-                Some(detail),
-            );
-            return Ok(Output::Id(self.name.clone()));
+            cx.report
+                .resource(id, Self::NAME, Some(name), Progress::Created, Some(detail));
+            return Ok(Output::Id(name.clone()));
         }
+        let name = change.aws_id.clone().unwrap_or_else(|| self.name.clone());
         let mut scale = None;
         let mut config = None;
+        let mut taints = (Vec::new(), Vec::new());
         let mut labels = (Default::default(), Vec::new());
         let mut detail = Vec::new();
         for d in &change.drifts {
@@ -105,7 +107,7 @@ impl Apply for Nodegroup {
                     wait_active_with(
                         c,
                         &cluster,
-                        &self.name,
+                        &name,
                         POLL_INTERVAL,
                         cx.limits.eks,
                         true,
@@ -125,49 +127,56 @@ impl Apply for Nodegroup {
                     config = Some(*to);
                     detail.push(d.to_string());
                 }
+                Drift::Taints { set, remove } => {
+                    taints = (set.clone(), remove.clone());
+                    detail.push(d.to_string());
+                }
+                Drift::New { .. } => {
+                    return Err(AwsError::internal(
+                        "a new node group among an update's drifts",
+                    ));
+                }
             }
         }
         if detail.is_empty() {
             cx.report
-                .resource(id, Self::NAME, Some(&self.name), Progress::Existing, None);
+                .resource(id, Self::NAME, Some(&name), Progress::Existing, None);
         } else {
             let detail = detail.join(", ");
             cx.report.resource(
                 id,
                 Self::NAME,
-                Some(&self.name),
+                Some(&name),
                 Progress::Updating,
                 Some(detail.clone()),
             );
             let change = ConfigChange {
                 scaling: scale,
                 labels,
+                taints,
                 update_config: config,
             };
-            update(c, &cluster, &self.name, change, cx.limits.eks).await?;
-            cx.report.resource(
-                id,
-                Self::NAME,
-                Some(&self.name),
-                Progress::Updated,
-                Some(detail),
-            );
+            update(c, &cluster, &name, change, cx.limits.eks).await?;
+            cx.report
+                .resource(id, Self::NAME, Some(&name), Progress::Updated, Some(detail));
         }
-        Ok(Output::Id(self.name.clone()))
+        Ok(Output::Id(name.clone()))
     }
 
     async fn delete(tx: &Tx<'_>) -> Result<(), AwsError> {
         let Some(e) = tx.obs.eks.as_ref().filter(|e| e.owned) else {
             return Ok(());
         };
-        if let Some(g) = e.nodegroup.as_ref().filter(|g| g.owned) {
-            let logical = graph::NODEGROUP;
+        let groups = e.nodegroups.iter().filter(|g| g.owned).map(|g| async move {
+            let logical = g.logical.as_deref().unwrap_or(graph::NODEGROUP);
             tx.report
                 .resource(logical, Self::NAME, Some(&g.name), Progress::Deleting, None);
             delete(tx.c, &e.name, &g.name, tx.limits.eks).await?;
             tx.report
                 .resource(logical, Self::NAME, Some(&g.name), Progress::Deleted, None);
-        }
+            Ok::<_, AwsError>(())
+        });
+        futures::future::try_join_all(groups).await?;
         Ok(())
     }
 }
@@ -176,6 +185,7 @@ impl Apply for Nodegroup {
 pub(crate) fn observed(n: EksNodegroup, cluster: &str) -> ObsNodegroup {
     ObsNodegroup {
         owned: n.tags.get(CLUSTER_TAG).map(String::as_str) == Some(cluster),
+        logical: n.tags.get(tags::RESOURCE_TAG).cloned(),
         name: n.name,
         arn: n.arn,
         status: n.status,
@@ -189,6 +199,7 @@ pub(crate) fn observed(n: EksNodegroup, cluster: &str) -> ObsNodegroup {
         version: n.version,
         release_version: n.release_version,
         max_unavailable: n.max_unavailable,
+        taints: n.taints,
     }
 }
 
@@ -210,6 +221,7 @@ pub struct EksNodegroup {
     pub version: String,
     pub release_version: String,
     pub max_unavailable: Option<MaxUnavailable>,
+    pub taints: Vec<Taint>,
 }
 
 fn nodegroup_of(n: &aws_sdk_eks::types::Nodegroup) -> EksNodegroup {
@@ -252,7 +264,28 @@ fn nodegroup_of(n: &aws_sdk_eks::types::Nodegroup) -> EksNodegroup {
                 (None, None) => None,
             }
         }),
+        taints: n
+            .taints()
+            .iter()
+            .map(|t| Taint {
+                key: t.key().unwrap_or_default().to_string(),
+                value: t.value().map(str::to_string),
+                effect: t
+                    .effect()
+                    .map(|e| e.as_str().to_string())
+                    .unwrap_or_default(),
+            })
+            .collect(),
     }
+}
+
+/// EKS's form of a taint.
+fn taint_of(t: &Taint) -> aws_sdk_eks::types::Taint {
+    aws_sdk_eks::types::Taint::builder()
+        .key(&t.key)
+        .set_value(t.value.clone())
+        .effect(aws_sdk_eks::types::TaintEffect::from(t.effect.as_str()))
+        .build()
 }
 
 /// Everything CreateNodegroup needs.
@@ -329,6 +362,9 @@ pub async fn create(c: &Clients, i: &NodegroupInput<'_>) -> Result<EksNodegroup,
                     .capacity_type(capacity.clone())
                     .node_role(i.node_role_arn)
                     .set_labels(Some(labels.clone()))
+                    .set_taints(
+                        (!g.taints.is_empty()).then(|| g.taints.iter().map(taint_of).collect()),
+                    )
                     .set_tags(Some(tags.clone()))
                     .client_request_token(&token)
                     .send()
@@ -354,6 +390,33 @@ pub async fn create(c: &Clients, i: &NodegroupInput<'_>) -> Result<EksNodegroup,
         return send(super::eks_cluster::fresh_token(&i.client_token)).await;
     }
     Ok(n)
+}
+
+/// Every node group of the cluster (ListNodegroups, then DescribeNodegroup of each, at once).
+///
+/// # Errors
+/// The AWS error of a call.
+pub async fn describe_all(c: &Clients, cluster: &str) -> Result<Vec<EksNodegroup>, AwsError> {
+    let mut names = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .eks
+            .list_nodegroups()
+            .cluster_name(cluster)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(api("listing the node groups of", cluster))?;
+        names.extend(page.nodegroups.unwrap_or_default());
+        token = page.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    let found =
+        futures::future::try_join_all(names.iter().map(|n| describe(c, cluster, n))).await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// # Errors
@@ -437,6 +500,8 @@ pub struct ConfigChange {
     pub scaling: Option<(u32, u32, u32)>,
     /// (labels to add or update, keys to remove)
     pub labels: (std::collections::BTreeMap<String, String>, Vec<String>),
+    /// (taints to add or update, taints to remove)
+    pub taints: (Vec<Taint>, Vec<Taint>),
     pub update_config: Option<MaxUnavailable>,
 }
 
@@ -455,6 +520,7 @@ pub async fn update(
     let ConfigChange {
         scaling,
         labels,
+        taints,
         update_config,
     } = change;
     let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
@@ -474,6 +540,19 @@ pub async fn update(
     }
     if let Some(u) = update_config {
         req = req.update_config(super::eks_upgrade::update_config_of(u));
+    }
+    let (set, unset) = taints;
+    if !set.is_empty() || !unset.is_empty() {
+        req = req.taints(
+            aws_sdk_eks::types::UpdateTaintsPayload::builder()
+                .set_add_or_update_taints(
+                    (!set.is_empty()).then(|| set.iter().map(taint_of).collect()),
+                )
+                .set_remove_taints(
+                    (!unset.is_empty()).then(|| unset.iter().map(taint_of).collect()),
+                )
+                .build(),
+        );
     }
     let (add, remove) = labels;
     if !add.is_empty() || !remove.is_empty() {

@@ -88,8 +88,13 @@ pub(super) fn validate(edge: &Edge, a: SpecArg) -> Result<ExitCode, Failure> {
         let nodes = match &spec.flavor {
             spec::Flavor::Kubeadm(k) => format!("{} workers", k.workers),
             spec::Flavor::Eks(e) => format!(
-                "EKS {}, node group {}/{}/{} (min/max/desired)",
-                e.version, e.nodegroup.min, e.nodegroup.max, e.nodegroup.desired
+                "EKS {}, node groups {} (min/max/desired)",
+                e.version,
+                e.nodegroups
+                    .iter()
+                    .map(|g| format!("{} {}/{}/{}", g.name, g.min, g.max, g.desired))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         println!(

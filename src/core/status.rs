@@ -163,10 +163,15 @@ pub fn status(s: &Seen<'_>) -> Status {
                     }
                 }
                 Kind::Nodegroup => {
-                    if let Some(g) = eks.and_then(|e| e.nodegroup.as_ref()) {
+                    if let Some(g) = eks
+                        .into_iter()
+                        .flat_map(|e| e.nodegroups.iter())
+                        .find(|g| g.name == d.aws_id)
+                    {
                         part.state = g.status.clone();
                         let mut detail = format!(
-                            "min {} desired {} max {}, {}{}",
+                            "Kubernetes {}, min {} desired {} max {}, {}{}",
+                            g.version,
                             g.min,
                             g.desired,
                             g.max,

@@ -8,7 +8,9 @@ use super::{
     ACCESS_ENTRIES, ADDONS, ADDONS_BASE, Builder, CLUSTER_ROLE, EBS_CSI_ROLE, EKS_CLUSTER,
     EKS_UPGRADE,
 };
-use super::{NODE_LOG_ACCESS, NODE_LOG_POLICY, NODE_ROLE, NODE_TEMPLATE, NODEGROUP};
+use super::{
+    NODE_LOG_ACCESS, NODE_LOG_POLICY, NODE_ROLE, NODE_TEMPLATE, NODEGROUP, NODEGROUP_RETIRE,
+};
 use super::{PRIVATE_ROUTE_TABLE, ROUTE_TABLE, SG_CONTROL_PLANE, VPC, sg_name};
 use crate::core::kinds::Desired;
 use crate::core::kinds::access_entries::AccessEntries;
@@ -19,8 +21,9 @@ use crate::core::kinds::iam_role::IamRole;
 use crate::core::kinds::inline_policy::{Document, InlinePolicy};
 use crate::core::kinds::launch_template::LaunchTemplate;
 use crate::core::kinds::nodegroup::Nodegroup;
+use crate::core::kinds::nodegroup_retire::NodegroupRetire;
 use crate::core::kinds::security_group::SecurityGroup;
-use crate::core::spec::{Addon, ClusterSpec};
+use crate::core::spec::{Addon, ClusterSpec, DEFAULT_NODEGROUP};
 use crate::core::tags;
 use crate::core::userdata::{LogShipper, NodeAgentsDoc};
 
@@ -40,9 +43,11 @@ pub fn before_compute(addon: &str) -> bool {
     matches!(addon, "vpc-cni" | "kube-proxy" | "eks-pod-identity-agent")
 }
 
-/// The EKS managed node group's name.
-pub fn nodegroup_name(cluster: &str) -> String {
-    format!("{cluster}-nodes")
+/// The EKS name of the spec's node group `name` (its first generation: a blue/green
+/// replacement adds a suffix, see `kinds::nodegroup::replacement_name`). The one
+/// `[eks.nodegroup]` is `CLUSTER-nodes`.
+pub fn nodegroup_name(cluster: &str, name: &str) -> String {
+    format!("{cluster}-{name}")
 }
 
 pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
@@ -118,7 +123,11 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
             version: e.version.clone(),
             addons: e.addons.clone(),
             pins: e.addon_versions.clone(),
-            nodegroups: vec![(nodegroup_name(&spec.name), e.nodegroup.max_unavailable)],
+            nodegroups: e
+                .nodegroups
+                .iter()
+                .map(|g| (nodegroup_id(&g.name), g.max_unavailable))
+                .collect(),
             force: e.skip_insights,
         }),
         &[EKS_CLUSTER],
@@ -152,9 +161,10 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
     if has_base {
         b.add(ADDONS_BASE, addons(base), &[EKS_CLUSTER, EKS_UPGRADE, VPC]);
     }
-    nodegroup(spec, b, net, has_base);
+    let groups = nodegroups(spec, b, net, has_base);
     if !rest.is_empty() {
-        let mut deps = vec![NODEGROUP, EKS_CLUSTER, EKS_UPGRADE, VPC];
+        let mut deps = vec![EKS_CLUSTER, EKS_UPGRADE, VPC];
+        deps.extend(groups.iter().map(String::as_str));
         if csi {
             deps.push(EBS_CSI_ROLE);
         }
@@ -162,10 +172,30 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
     }
 }
 
-/// Our launch template, the nodes' read of the log writer's password, and the node group.
-fn nodegroup(spec: &ClusterSpec, b: &mut Builder, net: &Net, has_base: bool) {
+/// The graph node of the spec's node group `name` (`nodes`, the one `[eks.nodegroup]`, keeps
+/// the id it always had).
+pub fn nodegroup_id(name: &str) -> String {
+    if name == DEFAULT_NODEGROUP {
+        NODEGROUP.to_string()
+    } else {
+        format!("{NODEGROUP}-{name}")
+    }
+}
+
+/// The graph node of the launch template of the spec's node group `name`.
+pub fn template_id(name: &str) -> String {
+    if name == DEFAULT_NODEGROUP {
+        NODE_TEMPLATE.to_string()
+    } else {
+        format!("{NODE_TEMPLATE}-{name}")
+    }
+}
+
+/// The nodes' read of the log writer's password, then per node group its launch template and
+/// the group; then the retirement of the groups the spec no longer has.
+fn nodegroups(spec: &ClusterSpec, b: &mut Builder, net: &Net, has_base: bool) -> Vec<String> {
     let Some(e) = spec.eks() else {
-        return;
+        return Vec::new();
     };
     // The nodes' user data names the logging instance's address.
     let logging = spec.addons.logging.as_ref().map(|l| LogShipper {
@@ -174,21 +204,7 @@ fn nodegroup(spec: &ClusterSpec, b: &mut Builder, net: &Net, has_base: bool) {
         parameter: tags::log_writer_parameter_name(&spec.name),
     });
     let template_deps: Vec<&str> = logging.iter().map(|l| l.logging.as_str()).collect();
-    b.add(
-        NODE_TEMPLATE,
-        Desired::LaunchTemplate(LaunchTemplate {
-            name: format!("provision-{}-nodes", spec.name),
-            disk_gb: e.nodegroup.disk_size,
-            agents: NodeAgentsDoc {
-                node_exporter: spec.addons.monitoring.is_some(),
-                logging: logging.clone(),
-            },
-        }),
-        &template_deps,
-    );
-    let subnets = net.for_nodes().to_vec();
-    let mut deps: Vec<&str> = vec![EKS_CLUSTER, EKS_UPGRADE, NODE_ROLE, NODE_TEMPLATE, VPC];
-    deps.extend(subnets.iter().map(String::as_str));
+    let mut common: Vec<&str> = vec![EKS_CLUSTER, EKS_UPGRADE, NODE_ROLE, VPC];
     if spec.addons.logging.is_some() {
         b.add(
             NODE_LOG_ACCESS,
@@ -202,25 +218,68 @@ fn nodegroup(spec: &ClusterSpec, b: &mut Builder, net: &Net, has_base: bool) {
             }),
             &[NODE_ROLE],
         );
-        deps.push(NODE_LOG_ACCESS);
+        common.push(NODE_LOG_ACCESS);
     }
     if has_base {
-        deps.push(ADDONS_BASE);
+        common.push(ADDONS_BASE);
     }
-    if !net.private.is_empty() {
-        deps.push(PRIVATE_ROUTE_TABLE);
+    let mut ids = Vec::new();
+    for g in &e.nodegroups {
+        let template = template_id(&g.name);
+        b.add(
+            &template,
+            Desired::LaunchTemplate(LaunchTemplate {
+                name: format!("provision-{}-{}", spec.name, g.name),
+                disk_gb: g.disk_size,
+                agents: NodeAgentsDoc {
+                    node_exporter: spec.addons.monitoring.is_some(),
+                    logging: logging.clone(),
+                },
+            }),
+            &template_deps,
+        );
+        let subnets = if g.public { &net.public } else { &net.private };
+        let mut deps = common.clone();
+        deps.push(&template);
+        deps.extend(subnets.iter().map(String::as_str));
+        if !g.public {
+            deps.push(PRIVATE_ROUTE_TABLE);
+        }
+        let id = nodegroup_id(&g.name);
+        b.add(
+            &id,
+            Desired::Nodegroup(Nodegroup {
+                name: nodegroup_name(&spec.name, &g.name),
+                spec: g.clone(),
+                cluster: EKS_CLUSTER.into(),
+                role: NODE_ROLE.into(),
+                template: template.clone(),
+                vpc: VPC.into(),
+                subnets: subnets.clone(),
+            }),
+            &deps,
+        );
+        ids.push(id);
     }
+    let mut deps: Vec<&str> = vec![EKS_CLUSTER];
+    deps.extend(ids.iter().map(String::as_str));
     b.add(
-        NODEGROUP,
-        Desired::Nodegroup(Nodegroup {
-            name: nodegroup_name(&spec.name),
-            spec: e.nodegroup.clone(),
+        NODEGROUP_RETIRE,
+        Desired::NodegroupRetire(NodegroupRetire {
             cluster: EKS_CLUSTER.into(),
-            role: NODE_ROLE.into(),
-            template: NODE_TEMPLATE.into(),
-            vpc: VPC.into(),
-            subnets: subnets.clone(),
+            groups: e
+                .nodegroups
+                .iter()
+                .map(|g| {
+                    (
+                        nodegroup_id(&g.name),
+                        nodegroup_name(&spec.name, &g.name),
+                        g.clone(),
+                    )
+                })
+                .collect(),
         }),
         &deps,
     );
+    ids
 }

@@ -21,7 +21,7 @@ use super::spec::{ClusterSpec, Flavor};
 pub use addons::{addon_ami_id, addon_ports, addon_sg_id};
 pub use eks::{
     EBS_CSI_POLICIES, EBS_CSI_SERVICE_ACCOUNT, EKS_CLUSTER_POLICIES, EKS_NODE_POLICIES,
-    before_compute, nodegroup_name,
+    before_compute, nodegroup_id, nodegroup_name, template_id,
 };
 pub use kubeadm::{MASTER_EIP, MASTER_EIP_ASSOCIATION, worker_split};
 pub use rules::{NODE_EXPORTER_PORT, Protocol, Rule, SgRole, Source};
@@ -78,6 +78,8 @@ pub const ADDONS_BASE: &str = "addons-base";
 /// ACTIVE once nodes exist.
 pub const ADDONS: &str = "addons";
 pub const NODEGROUP: &str = "nodegroup";
+/// Deletes the node groups the spec no longer has, once its own are ACTIVE.
+pub const NODEGROUP_RETIRE: &str = "nodegroup-retire";
 pub const NODE_TEMPLATE: &str = "node-launch-template";
 pub const ADDONS_ROLE: &str = "addons-role";
 pub const ADDONS_PROFILE: &str = "addons-instance-profile";

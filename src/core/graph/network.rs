@@ -20,17 +20,6 @@ pub(crate) struct Net {
     pub private: Vec<String>,
 }
 
-impl Net {
-    /// Where nodes go: the private subnets when there are, else the public ones.
-    pub fn for_nodes(&self) -> &[String] {
-        if self.private.is_empty() {
-            &self.public
-        } else {
-            &self.private
-        }
-    }
-}
-
 pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder) -> Net {
     let n = &spec.network;
     b.add(

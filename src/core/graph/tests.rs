@@ -64,6 +64,7 @@ fn eks_graph_shares_the_network_and_orders_addons_around_the_node_group() {
             ADDONS_BASE,
             NODE_TEMPLATE,
             NODEGROUP,
+            NODEGROUP_RETIRE,
             ADDONS
         ]
     );
@@ -158,6 +159,60 @@ fn private_subnets_route_through_one_nat_gateway_and_host_the_nodes() {
     assert!(waits_for(&g, EKS_CLUSTER, "private-subnet-1"));
     match &g.get("private-subnet-0").unwrap().desired {
         Desired::Subnet(s) => assert!(!s.public),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn several_node_groups_each_get_a_template_their_subnets_and_are_retired_after_all() {
+    let text = "name = \"e\"\nregion = \"us-east-1\"\nkind = \"eks\"\n[network]\nvpc_cidr = \"10.0.0.0/16\"\nadmin_cidrs = [\"203.0.113.0/24\"]\nprivate_subnets = true\n[[eks.nodegroups]]\nname = \"web\"\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 3\ndesired = 2\n[[eks.nodegroups]]\nname = \"edge\"\ninstance_types = [\"m7g.large\"]\nmin = 0\nmax = 2\ndesired = 1\ndisk_size = 50\nsubnets = \"public\"\ntaints = [{ key = \"edge\", effect = \"NO_SCHEDULE\" }]\n";
+    let spec = spec::parse("t.toml", text).unwrap().0;
+    let g = build(&spec);
+    for (group, name, template, disk, subnets) in [
+        (
+            "nodegroup-web",
+            "e-web",
+            "node-launch-template-web",
+            20,
+            ["private-subnet-0", "private-subnet-1"],
+        ),
+        (
+            "nodegroup-edge",
+            "e-edge",
+            "node-launch-template-edge",
+            50,
+            ["subnet-0", "subnet-1"],
+        ),
+    ] {
+        match &g.get(group).unwrap().desired {
+            Desired::Nodegroup(n) => {
+                assert_eq!(n.name, name);
+                assert_eq!(n.subnets, subnets);
+                assert_eq!(n.template, template);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &g.get(template).unwrap().desired {
+            Desired::LaunchTemplate(t) => {
+                assert_eq!(t.name, format!("provision-e-{}", &name[2..]));
+                assert_eq!(t.disk_gb, disk);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(waits_for(&g, group, EKS_UPGRADE));
+        assert!(waits_for(&g, NODEGROUP_RETIRE, group), "{group}");
+        assert!(waits_for(&g, ADDONS, group), "CoreDNS needs nodes: {group}");
+    }
+    assert!(waits_for(&g, "nodegroup-web", PRIVATE_ROUTE_TABLE));
+    assert!(!waits_for(&g, "nodegroup-edge", PRIVATE_ROUTE_TABLE));
+    match &g.get(EKS_UPGRADE).unwrap().desired {
+        Desired::EksUpgrade(u) => assert_eq!(
+            u.nodegroups,
+            [
+                ("nodegroup-web".to_string(), None),
+                ("nodegroup-edge".to_string(), None)
+            ]
+        ),
         other => panic!("{other:?}"),
     }
 }

@@ -60,8 +60,8 @@ pub struct ObsEks {
     pub access_entries: Vec<ObsAccessEntry>,
     /// The security group EKS made for the cluster, with its rules.
     pub cluster_sg: Option<ObsSg>,
-    /// Our node group, by its name.
-    pub nodegroup: Option<super::nodegroup::ObsNodegroup>,
+    /// The cluster's node groups (ours carry our cluster tag).
+    pub nodegroups: Vec<super::nodegroup::ObsNodegroup>,
     /// Who made it, when, the cluster's expiry.
     pub stamp: crate::core::stamp::Stamp,
     pub platform_version: Option<String>,

@@ -25,7 +25,8 @@ pub struct EksUpgrade {
     /// The managed add-ons of the spec, and those pinned to a version.
     pub addons: Vec<String>,
     pub pins: BTreeMap<String, String>,
-    /// The node groups (their EKS names) with the updateConfig the spec asks for.
+    /// The spec's node groups (their nodes' ids) with the updateConfig each asks for. Every
+    /// group of ours is upgraded (EKS upgrades no control plane past a group below it).
     pub nodegroups: Vec<(String, Option<MaxUnavailable>)>,
     /// `up --force`: go ahead although upgrade insights report ERROR.
     pub force: bool,
@@ -235,9 +236,7 @@ pub fn pending(target: &str, e: &ObsEks) -> bool {
         return false;
     };
     cur < want
-        || e.nodegroup
-            .iter()
-            .any(|g| minor(&g.version).is_some_and(|v| v < cur))
+        || ours(e).any(|g| minor(&g.version).is_some_and(|v| v < cur))
         || e.upgrade
             .updates
             .iter()
@@ -296,10 +295,7 @@ pub fn steps(want: &EksUpgrade, e: &ObsEks) -> Result<Vec<Drift>, Refusal> {
             .filter(|a| want.addons.contains(&a.name) && !a.version.is_empty())
             .map(|a| (a.name.clone(), a.version.clone()))
             .collect(),
-        nodegroups: e
-            .nodegroup
-            .iter()
-            .filter(|g| want.nodegroups.iter().any(|(n, _)| n == &g.name))
+        nodegroups: ours(e)
             .filter_map(|g| Some((g.name.clone(), minor(&g.version)?)))
             .collect(),
     };
@@ -449,7 +445,13 @@ impl Steps<'_> {
                 self.addons.insert(name, to);
             }
         }
-        for (name, config) in &self.want.nodegroups {
+        let names: Vec<String> = self.nodegroups.keys().cloned().collect();
+        for name in &names {
+            let observed = ours(self.e).find(|g| &g.name == name);
+            let config = observed
+                .and_then(|g| g.logical.as_ref())
+                .and_then(|l| self.want.nodegroups.iter().find(|(id, _)| id == l))
+                .and_then(|(_, c)| *c);
             if self.followed.contains(&Target::Nodegroup(name.clone())) {
                 self.followed
                     .retain(|t| t != &Target::Nodegroup(name.clone()));
@@ -460,12 +462,7 @@ impl Steps<'_> {
                 continue;
             };
             if have < m {
-                let observed = self
-                    .e
-                    .nodegroup
-                    .as_ref()
-                    .filter(|g| &g.name == name)
-                    .and_then(|g| g.max_unavailable);
+                let observed = observed.and_then(|g| g.max_unavailable);
                 let first = !self
                     .steps
                     .iter()
@@ -483,6 +480,13 @@ impl Steps<'_> {
         self.followed.retain(|t| !matches!(t, Target::Addon(_)));
         Ok(())
     }
+}
+
+/// Our node groups that are not being deleted.
+fn ours(e: &ObsEks) -> impl Iterator<Item = &super::nodegroup::ObsNodegroup> {
+    e.nodegroups
+        .iter()
+        .filter(|g| g.owned && !matches!(g.status.as_str(), "DELETING" | "DELETE_FAILED"))
 }
 
 /// Orders EKS add-on versions (`v1.19.2-eksbuild.1`) by their numbers.

@@ -47,8 +47,9 @@ fn cluster(version: &str, nodegroup: &str, addons: &str) -> ObsEks {
             .collect(),
         access_entries: vec![],
         cluster_sg: None,
-        nodegroup: Some(ObsNodegroup {
+        nodegroups: vec![ObsNodegroup {
             name: "c-nodes".into(),
+            logical: Some("nodegroup".into()),
             arn: String::new(),
             status: "ACTIVE".into(),
             min: 1,
@@ -62,7 +63,8 @@ fn cluster(version: &str, nodegroup: &str, addons: &str) -> ObsEks {
             version: nodegroup.into(),
             release_version: String::new(),
             max_unavailable: None,
-        }),
+            taints: vec![],
+        }],
         stamp: Default::default(),
         platform_version: None,
         health: vec![],
@@ -81,7 +83,7 @@ fn want(version: &str) -> EksUpgrade {
         version: version.into(),
         addons: vec!["vpc-cni".into(), "coredns".into()],
         pins: BTreeMap::new(),
-        nodegroups: vec![("c-nodes".into(), None)],
+        nodegroups: vec![("nodegroup".into(), None)],
         force: false,
     }
 }
@@ -173,7 +175,7 @@ fn a_run_killed_after_the_control_plane_catches_up_the_add_ons_and_node_groups()
 #[test]
 fn a_node_group_update_in_progress_is_followed() {
     let mut e = cluster("1.35", "1.34", "v1.35.0-eksbuild.1");
-    e.nodegroup.as_mut().unwrap().status = "UPDATING".into();
+    e.nodegroups[0].status = "UPDATING".into();
     e.upgrade.updates = vec![ObsUpdate {
         id: "u-2".into(),
         target: Target::Nodegroup("c-nodes".into()),

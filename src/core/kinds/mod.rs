@@ -31,6 +31,7 @@ pub mod join_token;
 pub mod launch_template;
 pub mod nat_gateway;
 pub mod nodegroup;
+pub mod nodegroup_retire;
 pub mod output;
 pub mod route_table;
 pub mod security_group;
@@ -73,6 +74,7 @@ macro_rules! with_kinds {
             EksAddons eks_addons eks_addons,
             LaunchTemplate launch_template launch_templates,
             Nodegroup nodegroup nodegroup,
+            NodegroupRetire nodegroup_retire nodegroup_retire,
         }
     };
 }

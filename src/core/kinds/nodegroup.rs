@@ -1,16 +1,24 @@
-//! The EKS managed node group (Amazon Linux 2023, through our launch template). Scaling and
-//! labels change in place; instance types and capacity type cannot.
+//! An EKS managed node group of the spec (Amazon Linux 2023, through our launch template).
+//! Scaling, labels, taints and the updateConfig change in place; what EKS cannot change in place
+//! (instance types, capacity type) makes a new group beside the old one (blue/green): the old
+//! one is deleted once the new one is ACTIVE, by [`super::nodegroup_retire`].
+//!
+//! A group belongs to the spec's group whose node it was made for (its `provision:resource`
+//! tag); [`current`] says which of them serves it. That one function decides for the diff of
+//! both kinds.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::eks_cluster::ObsEks;
 use super::{Change, Context, Doomed, NoState, Observed, Plan, Refusal};
 use crate::core::latency::{Cost, Profile};
-use crate::core::spec::{MaxUnavailable, NodegroupSpec};
+use crate::core::spec::{MaxUnavailable, NodegroupSpec, Taint};
 use crate::core::teardown::Step;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nodegroup {
+    /// The EKS name of its first generation (`CLUSTER-NAME`); a replacement adds a suffix.
     pub name: String,
     pub spec: NodegroupSpec,
     /// The nodes of the cluster, the node role, the launch template, the VPC and the subnets.
@@ -24,6 +32,8 @@ pub struct Nodegroup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObsNodegroup {
     pub name: String,
+    /// The node it was made for (its `provision:resource` tag).
+    pub logical: Option<String>,
     pub arn: String,
     pub status: String,
     pub min: u32,
@@ -40,12 +50,21 @@ pub struct ObsNodegroup {
     pub release_version: String,
     /// Its updateConfig; `None`: EKS's default (one node).
     pub max_unavailable: Option<MaxUnavailable>,
+    pub taints: Vec<Taint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drift {
+    /// Make the group `name` (a new one beside `replaces`, which cannot become what the spec
+    /// asks), and wait until it is ACTIVE.
+    New {
+        name: String,
+        replaces: Vec<String>,
+    },
     /// It is being created or updated: wait until it is ACTIVE (or DEGRADED).
-    AwaitActive { status: String },
+    AwaitActive {
+        status: String,
+    },
     /// (min, max, desired)
     Scale {
         from: (u32, u32, u32),
@@ -54,6 +73,10 @@ pub enum Drift {
     Labels {
         set: BTreeMap<String, String>,
         remove: Vec<String>,
+    },
+    Taints {
+        set: Vec<Taint>,
+        remove: Vec<Taint>,
     },
     /// How many nodes an update may take down at once (an upgrade sets it before its version
     /// update instead).
@@ -66,7 +89,19 @@ pub enum Drift {
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Drift::New { name, replaces } if replaces.is_empty() => write!(f, "create {name}"),
+            Drift::New { name, replaces } => write!(
+                f,
+                "create {name} in place of {} (deleted once {name} is ACTIVE)",
+                replaces.join(", ")
+            ),
             Drift::AwaitActive { status } => write!(f, "wait until ACTIVE (now {status})"),
+            Drift::Taints { set, remove } => write!(
+                f,
+                "taints: set [{}], remove [{}]",
+                set.iter().map(show_taint).collect::<Vec<_>>().join(", "),
+                remove.iter().map(show_taint).collect::<Vec<_>>().join(", ")
+            ),
             Drift::Scale { from, to } => write!(
                 f,
                 "scale min/max/desired {}/{}/{} to {}/{}/{}",
@@ -89,42 +124,33 @@ impl Plan for Nodegroup {
     type Observed = NoState;
     type Drift = Drift;
 
-    fn diff(&self, _id: &str, cx: &Context<'_>) -> Change<Drift> {
-        let Some(g) = observed(cx.obs) else {
-            return Change::create();
+    fn diff(&self, id: &str, cx: &Context<'_>) -> Change<Drift> {
+        let Some(e) = cx.obs.eks.as_ref() else {
+            return self.new_group(Vec::new());
         };
-        let aws_id = Some(g.name.clone());
-        if !g.owned {
+        if let Some(other) = e
+            .nodegroups
+            .iter()
+            .find(|g| g.name == self.name && !g.owned)
+        {
             return Change::refuse(
-                aws_id,
+                Some(other.name.clone()),
                 Refusal::NotOurs {
                     what: "EKS node group",
-                    name: g.name.clone(),
+                    name: other.name.clone(),
                     cluster: cx.spec.name.clone(),
                 },
             );
         }
-        let s = &self.spec;
-        let capacity = |spot: bool| if spot { "SPOT" } else { "ON_DEMAND" };
-        let sorted = |v: &[String]| {
-            let mut v = v.to_vec();
-            v.sort();
-            v
+        let Some(g) = current(e, id, &self.name, &self.spec) else {
+            let old = of_node(e, id, &self.name)
+                .into_iter()
+                .map(|g| g.name.clone())
+                .collect();
+            return self.new_group(old);
         };
-        if sorted(&g.instance_types) != sorted(&s.instance_types) || g.spot != s.spot {
-            return Change::refuse(
-                aws_id,
-                Refusal::Immutable {
-                    what: format!(
-                        "the node group runs {} ({}), the spec says {} ({})",
-                        g.instance_types.join("/"),
-                        capacity(g.spot),
-                        s.instance_types.join("/"),
-                        capacity(s.spot)
-                    ),
-                },
-            );
-        }
+        let aws_id = Some(g.name.clone());
+        let s = &self.spec;
         let mut drifts = Vec::new();
         let mut warning = None;
         match g.status.as_str() {
@@ -160,6 +186,26 @@ impl Plan for Nodegroup {
         if !set.is_empty() || !remove.is_empty() {
             drifts.push(Drift::Labels { set, remove });
         }
+        let set: Vec<Taint> = s
+            .taints
+            .iter()
+            .filter(|t| !g.taints.contains(t))
+            .cloned()
+            .collect();
+        // EKS knows a taint by its key and effect: one whose value changes is set again.
+        let remove: Vec<Taint> = g
+            .taints
+            .iter()
+            .filter(|t| {
+                !s.taints
+                    .iter()
+                    .any(|w| w.key == t.key && w.effect == t.effect)
+            })
+            .cloned()
+            .collect();
+        if !set.is_empty() || !remove.is_empty() {
+            drifts.push(Drift::Taints { set, remove });
+        }
         let upgrading = cx
             .obs
             .eks
@@ -187,9 +233,9 @@ impl Plan for Nodegroup {
         obs.eks
             .iter()
             .filter(|e| e.owned)
-            .filter_map(|e| e.nodegroup.as_ref())
+            .flat_map(|e| e.nodegroups.iter())
             .filter(|g| g.owned)
-            .map(|g| Doomed::new(Self::NAME, Some(crate::core::graph::NODEGROUP), &g.name))
+            .map(|g| Doomed::new(Self::NAME, g.logical.as_deref(), &g.name))
             .collect()
     }
 
@@ -199,9 +245,87 @@ impl Plan for Nodegroup {
     }
 }
 
-/// The node group as EKS reported it with the cluster.
-pub fn observed(obs: &Observed) -> Option<&ObsNodegroup> {
-    obs.eks.as_ref().and_then(|e| e.nodegroup.as_ref())
+impl Nodegroup {
+    /// A new group: the first of its node (its plain name), or one beside those that cannot
+    /// become what the spec asks (the name with a suffix of what differs).
+    fn new_group(&self, replaces: Vec<String>) -> Change<Drift> {
+        let name = if replaces.iter().any(|n| n == &self.name) {
+            replacement_name(&self.name, &self.spec)
+        } else {
+            self.name.clone()
+        };
+        let change = if replaces.is_empty() {
+            Change::create()
+        } else {
+            Change::replace(&replaces.join(","))
+        };
+        Change {
+            drifts: vec![Drift::New { name, replaces }],
+            ..change
+        }
+    }
+}
+
+/// The groups made for node `id` of the graph (by their tag; one without it by its name).
+pub fn of_node<'a>(e: &'a ObsEks, id: &str, name: &str) -> Vec<&'a ObsNodegroup> {
+    e.nodegroups
+        .iter()
+        .filter(|g| {
+            g.owned
+                && match &g.logical {
+                    Some(l) => l == id,
+                    None => g.name == name,
+                }
+        })
+        .collect()
+}
+
+/// Whether a group runs what the spec asks that EKS cannot change in place.
+pub fn fits(g: &ObsNodegroup, s: &NodegroupSpec) -> bool {
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    sorted(&g.instance_types) == sorted(&s.instance_types) && g.spot == s.spot
+}
+
+/// The group that serves node `id` (`name`: its first generation's EKS name): of those made
+/// for it, one that fits the spec, the newest generation first (a replacement that was made
+/// but whose old group is not deleted yet).
+pub fn current<'a>(
+    e: &'a ObsEks,
+    id: &str,
+    name: &str,
+    s: &NodegroupSpec,
+) -> Option<&'a ObsNodegroup> {
+    let mut fitting: Vec<&ObsNodegroup> = of_node(e, id, name)
+        .into_iter()
+        .filter(|g| fits(g, s) && !matches!(g.status.as_str(), "DELETING" | "DELETE_FAILED"))
+        .collect();
+    fitting.sort_by_key(|g| g.name != replacement_name(name, s));
+    fitting.into_iter().next()
+}
+
+/// The EKS name of a group that replaces `name`: a suffix from what EKS cannot change in
+/// place, so a resumed `up` finds the same one.
+pub fn replacement_name(name: &str, s: &NodegroupSpec) -> String {
+    let mut types = s.instance_types.clone();
+    types.sort();
+    let token = crate::core::tags::client_token(&[
+        &types.join(","),
+        if s.spot { "SPOT" } else { "ON_DEMAND" },
+        &s.disk_size.to_string(),
+    ]);
+    let hex = token.trim_start_matches("provision-");
+    format!("{name}-{}", &hex[..6])
+}
+
+fn show_taint(t: &Taint) -> String {
+    match &t.value {
+        Some(v) => format!("{}={v}:{}", t.key, t.effect),
+        None => format!("{}:{}", t.key, t.effect),
+    }
 }
 
 /// The label changes that bring `have` to `want`: (labels to add or update, keys to remove).

@@ -30,7 +30,7 @@ pub(super) fn eks_full() -> ClusterSpec {
             policy: crate::core::spec::AccessPolicy::Admin,
             namespaces: vec![],
         });
-        e.nodegroup.labels.insert("tier".into(), "web".into());
+        e.nodegroups[0].labels.insert("tier".into(), "web".into());
     }
     spec
 }
@@ -78,13 +78,13 @@ pub(super) fn eks(obs: &mut Observed) -> &mut ObsEks {
 fn at_version(obs: &mut Observed, version: &str) {
     let e = eks(obs);
     e.version = version.into();
-    if let Some(g) = e.nodegroup.as_mut() {
+    for g in &mut e.nodegroups {
         g.version = version.into();
     }
 }
 
 fn nodegroup(obs: &mut Observed) -> &mut ObsNodegroup {
-    eks(obs).nodegroup.as_mut().unwrap()
+    &mut eks(obs).nodegroups[0]
 }
 
 pub(super) const CASES: &[Case] = &[
@@ -301,7 +301,7 @@ pub(super) const CASES: &[Case] = &[
             e.status = "CREATING".into();
             e.addons.clear();
             e.access_entries.clear();
-            e.nodegroup = None;
+            e.nodegroups.clear();
         },
         id: "eks-cluster",
         action: Action::Update,
@@ -640,12 +640,73 @@ pub(super) const CASES: &[Case] = &[
         also: &[],
     },
     Case {
-        what: "node group instance type changed",
+        what: "node group instance type changed: blue/green",
         spec: || eks_spec(""),
         change: |o| nodegroup(o).instance_types = vec!["m5.large".into()],
         id: "nodegroup",
+        action: Action::Replace,
+        says: "in place of e-nodes (deleted once e-nodes-",
+        also: &["nodegroup-retire"],
+    },
+    Case {
+        what: "node group capacity type changed: the old one retired",
+        spec: || eks_spec(""),
+        change: |o| nodegroup(o).spot = true,
+        id: "nodegroup-retire",
+        action: Action::Delete,
+        says: "delete e-nodes (replaced by e-nodes-",
+        also: &["nodegroup"],
+    },
+    Case {
+        what: "a replacement made, its old group not deleted yet",
+        spec: || eks_spec(""),
+        change: |o| {
+            let mut old = nodegroup(o).clone();
+            nodegroup(o).name = "e-nodes-new".into();
+            old.instance_types = vec!["m5.large".into()];
+            eks(o).nodegroups.push(old);
+        },
+        id: "nodegroup-retire",
+        action: Action::Delete,
+        says: "delete e-nodes (replaced by e-nodes-new)",
+        also: &[],
+    },
+    Case {
+        what: "a node group removed from the spec",
+        spec: || eks_spec(""),
+        change: |o| {
+            let mut gone = nodegroup(o).clone();
+            gone.name = "e-batch".into();
+            gone.logical = Some("nodegroup-batch".into());
+            eks(o).nodegroups.push(gone);
+        },
+        id: "nodegroup-retire",
+        action: Action::Delete,
+        says: "delete e-batch (no longer in the spec)",
+        also: &[],
+    },
+    Case {
+        what: "a taint added by hand",
+        spec: || eks_spec(""),
+        change: |o| {
+            nodegroup(o).taints.push(crate::core::spec::Taint {
+                key: "dedicated".into(),
+                value: Some("gpu".into()),
+                effect: "NO_SCHEDULE".into(),
+            })
+        },
+        id: "nodegroup",
+        action: Action::Update,
+        says: "remove [dedicated=gpu:NO_SCHEDULE]",
+        also: &[],
+    },
+    Case {
+        what: "someone else's node group of our name",
+        spec: || eks_spec(""),
+        change: |o| nodegroup(o).owned = false,
+        id: "nodegroup",
         action: Action::Refuse,
-        says: "cannot be changed in place",
+        says: "refusing to adopt it",
         also: &[],
     },
     Case {

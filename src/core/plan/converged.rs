@@ -65,7 +65,7 @@ pub(super) fn converged(spec: &ClusterSpec) -> Observed {
     // What needs other nodes first: rules between groups, policies naming instances, what EKS
     // reports with the cluster.
     for n in &g.nodes {
-        observe_after(&mut obs, &n.desired, &groups, &spec.region);
+        observe_after(&mut obs, &n.id, &n.desired, &groups, &spec.region);
     }
     obs
 }
@@ -220,7 +220,7 @@ fn observe_node(
                     vpc_id: aws(graph::VPC),
                     rules: Vec::new(),
                 }),
-                nodegroup: None,
+                nodegroups: Vec::new(),
                 stamp: Default::default(),
                 platform_version: None,
                 health: Vec::new(),
@@ -234,6 +234,7 @@ fn observe_node(
 /// What AWS reports that names other nodes' resources.
 fn observe_after(
     obs: &mut Observed,
+    id: &str,
     desired: &Desired,
     groups: &std::collections::HashMap<String, String>,
     region: &str,
@@ -302,8 +303,9 @@ fn observe_after(
         Desired::Nodegroup(ng) => {
             let s = &ng.spec;
             let e = obs.eks.as_mut().unwrap();
-            e.nodegroup = Some(ObsNodegroup {
+            e.nodegroups.push(ObsNodegroup {
                 name: ng.name.clone(),
+                logical: Some(id.to_string()),
                 arn: format!("arn:aws:eks:::nodegroup/{}", ng.name),
                 status: "ACTIVE".into(),
                 min: s.min,
@@ -317,6 +319,7 @@ fn observe_after(
                 version: e.version.clone(),
                 release_version: format!("{}.0-20261201", e.version),
                 max_unavailable: s.max_unavailable,
+                taints: s.taints.clone(),
             });
         }
         _ => {}

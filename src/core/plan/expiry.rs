@@ -97,8 +97,7 @@ pub fn plan(spec: &ClusterSpec, obs: &Observed, now: i64) -> (Option<i64>, Optio
                 (TagFamily::Eks, _) => obs
                     .eks
                     .as_ref()
-                    .and_then(|e| e.nodegroup.as_ref())
-                    .filter(|g| g.name == d.aws_id)
+                    .and_then(|e| e.nodegroups.iter().find(|g| g.name == d.aws_id))
                     .map(|g| g.arn.clone()),
                 _ => Some(d.aws_id),
             };

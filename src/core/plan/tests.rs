@@ -40,7 +40,7 @@ fn an_empty_account_means_create_everything_and_read_the_lookups() {
                 // New workers join with the token the new control plane makes.
                 "join-token" => Action::Read,
                 // A new EKS cluster is made at the spec's version: nothing to upgrade.
-                "eks-upgrade" => Action::Keep,
+                "eks-upgrade" | "nodegroup-retire" => Action::Keep,
                 _ => Action::Create,
             };
             assert_eq!(r.action, want, "{} {}", r.id, r.kind);

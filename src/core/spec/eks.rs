@@ -10,7 +10,12 @@ use super::raw::*;
 use super::validate::Validator;
 
 impl Validator<'_> {
-    pub(super) fn eks(&mut self, e: &RawEks, net: Option<&NetworkSpec>) -> Option<EksSpec> {
+    pub(super) fn eks(
+        &mut self,
+        e: &RawEks,
+        at: std::ops::Range<usize>,
+        net: Option<&NetworkSpec>,
+    ) -> Option<EksSpec> {
         let version = match &e.version {
             None => Some(DEFAULT_EKS_VERSION.to_string()),
             Some(v) => {
@@ -60,7 +65,7 @@ impl Validator<'_> {
                 "the public API endpoint will accept 0.0.0.0/0 (network.admin_cidrs)",
             );
         }
-        let nodegroup = self.nodegroup(&e.nodegroup);
+        let nodegroups = self.nodegroups(e, at, net);
         let mut access = Vec::new();
         let mut principals = Vec::new();
         for (i, a) in e.access.iter().enumerate() {
@@ -157,7 +162,7 @@ impl Validator<'_> {
             version: version?,
             endpoint_public_access: public,
             endpoint_private_access: private,
-            nodegroup: nodegroup?,
+            nodegroups: nodegroups?,
             access,
             addons,
             addon_versions,
@@ -165,13 +170,90 @@ impl Validator<'_> {
         })
     }
 
-    pub(super) fn nodegroup(&mut self, ng: &Spanned<RawNodegroup>) -> Option<NodegroupSpec> {
+    /// `[[eks.nodegroups]]`, or the one `[eks.nodegroup]` (named `nodes`).
+    fn nodegroups(
+        &mut self,
+        e: &RawEks,
+        at: std::ops::Range<usize>,
+        net: Option<&NetworkSpec>,
+    ) -> Option<Vec<NodegroupSpec>> {
+        let private = net.is_some_and(|n| !n.private_subnet_cidrs.is_empty());
+        match (&e.nodegroup, &e.nodegroups) {
+            (Some(_), Some(many)) => {
+                self.err(
+                    many,
+                    "eks.nodegroups",
+                    "use [eks.nodegroup] (one group) or [[eks.nodegroups]], not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.push(at, "eks.nodegroups", "a node group is needed: [[eks.nodegroups]] with a name (or one [eks.nodegroup])".into());
+                None
+            }
+            (Some(one), None) => {
+                if let Some(n) = &one.get_ref().name {
+                    self.err(n, "eks.nodegroup.name", format!("the one [eks.nodegroup] is named `{DEFAULT_NODEGROUP}`; name groups in [[eks.nodegroups]]"));
+                }
+                Some(vec![self.nodegroup(
+                    one,
+                    "eks.nodegroup",
+                    DEFAULT_NODEGROUP,
+                    private,
+                )?])
+            }
+            (None, Some(many)) => {
+                if many.get_ref().is_empty() || many.get_ref().len() > 30 {
+                    self.err(many, "eks.nodegroups", "1 to 30 node groups");
+                }
+                let mut out: Vec<NodegroupSpec> = Vec::new();
+                let mut ok = true;
+                for (i, g) in many.get_ref().iter().enumerate() {
+                    let field = format!("eks.nodegroups[{i}]");
+                    let name = match &g.get_ref().name {
+                        None => {
+                            self.err(g, &format!("{field}.name"), "each node group needs a name");
+                            ok = false;
+                            continue;
+                        }
+                        Some(n) => n,
+                    };
+                    let text = name.get_ref();
+                    if !is_nodegroup_name(text) {
+                        self.err(name, &format!("{field}.name"), format!("`{text}` is not a node group name: 1 to 20 of a-z, 0-9 and -, starting with a letter"));
+                        ok = false;
+                    } else if out.iter().any(|o| &o.name == text) {
+                        self.err(
+                            name,
+                            &format!("{field}.name"),
+                            format!("`{text}` is used twice"),
+                        );
+                        ok = false;
+                    }
+                    match self.nodegroup(g, &field, text, private) {
+                        Some(spec) => out.push(spec),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(out)
+            }
+        }
+    }
+
+    pub(super) fn nodegroup(
+        &mut self,
+        ng: &Spanned<RawNodegroup>,
+        field: &str,
+        name: &str,
+        private: bool,
+    ) -> Option<NodegroupSpec> {
+        let f = |x: &str| format!("{field}.{x}");
         let g = ng.get_ref();
         let types = g.instance_types.get_ref();
         if types.is_empty() || types.len() > 20 {
             self.err(
                 &g.instance_types,
-                "eks.nodegroup.instance_types",
+                &f("instance_types"),
                 "1 to 20 instance types",
             );
         }
@@ -179,23 +261,23 @@ impl Validator<'_> {
         for t in types {
             match check_instance_type(t.get_ref()) {
                 Ok(a) if arch.is_some_and(|b| b != a) => {
-                    self.err(t, "eks.nodegroup.instance_types", "a node group's instance types must share one architecture (x86_64 or arm64)");
+                    self.err(t, &f("instance_types"), "a node group's instance types must share one architecture (x86_64 or arm64)");
                 }
                 Ok(a) => arch = Some(a),
-                Err(m) => self.err(t, "eks.nodegroup.instance_types", m),
+                Err(m) => self.err(t, &f("instance_types"), m),
             }
         }
         let (min, max, desired) = (*g.min.get_ref(), *g.max.get_ref(), *g.desired.get_ref());
         if !(0..=1000).contains(&min) {
-            self.err(&g.min, "eks.nodegroup.min", format!("{min}: 0 to 1000"));
+            self.err(&g.min, &f("min"), format!("{min}: 0 to 1000"));
         }
         if !(1..=1000).contains(&max) {
-            self.err(&g.max, "eks.nodegroup.max", format!("{max}: 1 to 1000"));
+            self.err(&g.max, &f("max"), format!("{max}: 1 to 1000"));
         }
         if desired < min || desired > max {
             self.err(
                 &g.desired,
-                "eks.nodegroup.desired",
+                &f("desired"),
                 format!("{desired} is not between min ({min}) and max ({max})"),
             );
         }
@@ -206,7 +288,7 @@ impl Validator<'_> {
                 let c = g.capacity_type.as_ref().expect("some");
                 self.err(
                     c,
-                    "eks.nodegroup.capacity_type",
+                    &f("capacity_type"),
                     format!("`{other}`: expected \"ON_DEMAND\" or \"SPOT\""),
                 );
                 false
@@ -217,11 +299,7 @@ impl Validator<'_> {
             Some(d) => {
                 let v = *d.get_ref();
                 if !(20..=16384).contains(&v) {
-                    self.err(
-                        d,
-                        "eks.nodegroup.disk_size",
-                        format!("{v} GiB: 20 to 16384"),
-                    );
+                    self.err(d, &f("disk_size"), format!("{v} GiB: 20 to 16384"));
                 }
                 v.clamp(20, 16384)
             }
@@ -231,7 +309,7 @@ impl Validator<'_> {
             if !is_label_key(k) {
                 self.err(
                     v,
-                    &format!("eks.nodegroup.labels.{k}"),
+                    &f(&format!("labels.{k}")),
                     format!("`{k}` is not a Kubernetes label key"),
                 );
             }
@@ -241,7 +319,7 @@ impl Validator<'_> {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             {
-                self.err(v, &format!("eks.nodegroup.labels.{k}"), format!("`{val}` is not a Kubernetes label value (63 characters of A-Z a-z 0-9 - _ .)"));
+                self.err(v, &f(&format!("labels.{k}")), format!("`{val}` is not a Kubernetes label value (63 characters of A-Z a-z 0-9 - _ .)"));
             }
             labels.insert(k.clone(), val.clone());
         }
@@ -249,7 +327,7 @@ impl Validator<'_> {
             (Some(_), Some(p)) => {
                 self.err(
                     p,
-                    "eks.nodegroup.max_unavailable_percent",
+                    &f("max_unavailable_percent"),
                     "set max_unavailable or max_unavailable_percent, not both",
                 );
                 None
@@ -257,11 +335,7 @@ impl Validator<'_> {
             (Some(n), None) => {
                 let v = *n.get_ref();
                 if !(1..=100).contains(&v) {
-                    self.err(
-                        n,
-                        "eks.nodegroup.max_unavailable",
-                        format!("{v}: 1 to 100 nodes"),
-                    );
+                    self.err(n, &f("max_unavailable"), format!("{v}: 1 to 100 nodes"));
                 }
                 u32::try_from(v.clamp(1, 100))
                     .ok()
@@ -270,11 +344,7 @@ impl Validator<'_> {
             (None, Some(p)) => {
                 let v = *p.get_ref();
                 if !(1..=100).contains(&v) {
-                    self.err(
-                        p,
-                        "eks.nodegroup.max_unavailable_percent",
-                        format!("{v}%: 1 to 100"),
-                    );
+                    self.err(p, &f("max_unavailable_percent"), format!("{v}%: 1 to 100"));
                 }
                 u32::try_from(v.clamp(1, 100))
                     .ok()
@@ -282,10 +352,74 @@ impl Validator<'_> {
             }
             (None, None) => None,
         };
+        let mut taints = Vec::new();
+        for (i, t) in g.taints.iter().enumerate() {
+            let raw = t.get_ref();
+            let at = f(&format!("taints[{i}]"));
+            if !is_label_key(&raw.key) {
+                self.err(
+                    t,
+                    &format!("{at}.key"),
+                    format!("`{}` is not a Kubernetes taint key", raw.key),
+                );
+            }
+            if let Some(v) = &raw.value
+                && (v.len() > 63
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+            {
+                self.err(
+                    t,
+                    &format!("{at}.value"),
+                    format!("`{v}` is not a taint value (63 characters of A-Z a-z 0-9 - _ .)"),
+                );
+            }
+            if !["NO_SCHEDULE", "NO_EXECUTE", "PREFER_NO_SCHEDULE"].contains(&raw.effect.as_str()) {
+                self.err(
+                    t,
+                    &format!("{at}.effect"),
+                    format!(
+                        "`{}`: expected \"NO_SCHEDULE\", \"NO_EXECUTE\" or \"PREFER_NO_SCHEDULE\"",
+                        raw.effect
+                    ),
+                );
+            }
+            taints.push(Taint {
+                key: raw.key.clone(),
+                value: raw.value.clone(),
+                effect: raw.effect.clone(),
+            });
+        }
+        if g.taints.len() > 50 {
+            self.push(ng.span(), &f("taints"), "at most 50 taints".into());
+        }
+        let public = match g.subnets.as_ref().map(|s| (s, s.get_ref().as_str())) {
+            None => !private,
+            Some((_, "public")) => true,
+            Some((_, "private")) if private => false,
+            Some((s, "private")) => {
+                self.err(
+                    s,
+                    &f("subnets"),
+                    "the network has no private subnets (set network.private_subnets = true)",
+                );
+                false
+            }
+            Some((s, other)) => {
+                self.err(
+                    s,
+                    &f("subnets"),
+                    format!("`{other}`: expected \"public\" or \"private\""),
+                );
+                false
+            }
+        };
         let ok = (0..=1000).contains(&min)
             && (1..=1000).contains(&max)
             && (min..=max).contains(&desired);
         Some(NodegroupSpec {
+            name: name.to_string(),
             instance_types: types.iter().map(|t| t.get_ref().clone()).collect(),
             arch: arch?,
             min: u32::try_from(min).ok().filter(|_| ok)?,
@@ -295,6 +429,8 @@ impl Validator<'_> {
             disk_size: u32::try_from(disk).ok()?,
             labels,
             max_unavailable,
+            taints,
+            public,
         })
     }
 }
@@ -314,4 +450,13 @@ fn is_addon_version(v: &str) -> bool {
         && suffix
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// A node group's name in the spec: 1 to 20 of a-z, 0-9 and `-`, starting with a letter.
+fn is_nodegroup_name(n: &str) -> bool {
+    (1..=20).contains(&n.len())
+        && n.starts_with(|c: char| c.is_ascii_lowercase())
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !n.ends_with('-')
 }

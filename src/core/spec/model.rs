@@ -190,9 +190,9 @@ impl ClusterSpec {
         match &self.flavor {
             Flavor::Kubeadm(k) => &k.instance_type,
             Flavor::Eks(e) => e
-                .nodegroup
-                .instance_types
+                .nodegroups
                 .first()
+                .and_then(|g| g.instance_types.first())
                 .map_or("", String::as_str),
         }
     }
@@ -231,7 +231,9 @@ pub struct EksSpec {
     pub version: String,
     pub endpoint_public_access: bool,
     pub endpoint_private_access: bool,
-    pub nodegroup: NodegroupSpec,
+    /// The managed node groups (`[[eks.nodegroups]]`, or the one `[eks.nodegroup]`, named
+    /// `nodes`).
+    pub nodegroups: Vec<NodegroupSpec>,
     pub access: Vec<AccessEntry>,
     pub addons: Vec<String>,
     /// The add-ons pinned to a version (`{ name, version }` entries of `addons`).
@@ -242,6 +244,8 @@ pub struct EksSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodegroupSpec {
+    /// Its name in the spec; EKS's is `CLUSTER-NAME` (see `graph::nodegroup_name`).
+    pub name: String,
     pub instance_types: Vec<String>,
     pub arch: Arch,
     pub min: u32,
@@ -253,6 +257,21 @@ pub struct NodegroupSpec {
     /// How many nodes a version update may replace at once (EKS's updateConfig); `None`:
     /// EKS's default (one node), not managed.
     pub max_unavailable: Option<MaxUnavailable>,
+    pub taints: Vec<Taint>,
+    /// In the public subnets (`subnets = "public"`); by default the private ones when there are.
+    pub public: bool,
+}
+
+/// The name of the one `[eks.nodegroup]`.
+pub const DEFAULT_NODEGROUP: &str = "nodes";
+
+/// A Kubernetes taint on a node group's nodes, with EKS's effect names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Taint {
+    pub key: String,
+    pub value: Option<String>,
+    /// `NO_SCHEDULE`, `NO_EXECUTE` or `PREFER_NO_SCHEDULE`.
+    pub effect: String,
 }
 
 /// EKS's updateConfig: at most this many nodes, or this percentage, unavailable at once.

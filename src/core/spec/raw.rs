@@ -103,7 +103,8 @@ pub(super) struct RawEks {
     pub(super) version: Option<Spanned<String>>,
     pub(super) endpoint_public_access: Option<Spanned<bool>>,
     pub(super) endpoint_private_access: Option<Spanned<bool>>,
-    pub(super) nodegroup: Spanned<RawNodegroup>,
+    pub(super) nodegroup: Option<Spanned<RawNodegroup>>,
+    pub(super) nodegroups: Option<Spanned<Vec<Spanned<RawNodegroup>>>>,
     #[serde(default)]
     pub(super) access: Vec<Spanned<RawAccess>>,
     pub(super) addons: Option<Spanned<Vec<Spanned<RawEksAddon>>>>,
@@ -127,6 +128,7 @@ pub(super) struct RawPinnedAddon {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNodegroup {
+    pub(super) name: Option<Spanned<String>>,
     pub(super) instance_types: Spanned<Vec<Spanned<String>>>,
     pub(super) min: Spanned<i64>,
     pub(super) max: Spanned<i64>,
@@ -137,6 +139,17 @@ pub(super) struct RawNodegroup {
     pub(super) labels: BTreeMap<String, Spanned<String>>,
     pub(super) max_unavailable: Option<Spanned<i64>>,
     pub(super) max_unavailable_percent: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(super) taints: Vec<Spanned<RawTaint>>,
+    pub(super) subnets: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTaint {
+    pub(super) key: String,
+    pub(super) value: Option<String>,
+    pub(super) effect: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -83,10 +83,15 @@ fn a_good_eks_spec_validates_with_defaults() {
     assert_eq!(e.version, "1.35");
     assert!(e.endpoint_public_access && e.endpoint_private_access);
     assert_eq!(
-        (e.nodegroup.min, e.nodegroup.max, e.nodegroup.desired),
+        (
+            e.nodegroups[0].min,
+            e.nodegroups[0].max,
+            e.nodegroups[0].desired
+        ),
         (1, 3, 2)
     );
-    assert!(e.nodegroup.spot);
+    assert!(e.nodegroups[0].spot);
+    assert_eq!(e.nodegroups[0].name, "nodes");
     assert_eq!(e.addons, DEFAULT_EKS_ADDONS.map(String::from));
     assert_eq!(e.access.len(), 2);
     assert_eq!(e.access[1].namespaces, ["team-a", "team-b"]);

@@ -1,0 +1,94 @@
+//! The node groups `up` deletes: those of a group removed from the spec, and the old generation
+//! of one replaced blue/green. The node runs after every group of the spec is ACTIVE, so the
+//! workloads move by EKS's own drain onto groups that are ready for them.
+
+use std::fmt;
+
+use super::nodegroup::current;
+use super::{Change, Context, Plan};
+use crate::core::spec::NodegroupSpec;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodegroupRetire {
+    /// The cluster's node.
+    pub cluster: String,
+    /// The spec's groups: (node id, first generation's EKS name, spec).
+    pub groups: Vec<(String, String, NodegroupSpec)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drift {
+    /// DeleteNodegroup, then wait until it is gone.
+    Delete { name: String, why: Why },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// Its group is no longer in the spec.
+    Removed,
+    /// A new generation of its group replaces it.
+    Replaced { by: String },
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::Delete {
+                name,
+                why: Why::Removed,
+            } => write!(f, "delete {name} (no longer in the spec)"),
+            Drift::Delete {
+                name,
+                why: Why::Replaced { by },
+            } => write!(f, "delete {name} (replaced by {by})"),
+        }
+    }
+}
+
+impl Plan for NodegroupRetire {
+    const NAME: &'static str = "nodegroup-retire";
+    // What it deletes, the node group kind deletes on `down`.
+    type Observed = super::NoState;
+    type Drift = Drift;
+
+    fn diff(&self, _id: &str, cx: &Context<'_>) -> Change<Drift> {
+        let Some(e) = super::eks_cluster::listed(cx.obs) else {
+            return Change::keep(None);
+        };
+        let mut drifts = Vec::new();
+        for g in e.nodegroups.iter().filter(|g| g.owned) {
+            let mine = self.groups.iter().find(|(id, name, _)| match &g.logical {
+                Some(l) => l == id,
+                None => &g.name == name,
+            });
+            let why = match mine {
+                None => Why::Removed,
+                Some((id, name, spec)) => {
+                    let by = current(e, id, name, spec).map_or_else(
+                        || super::nodegroup::replacement_name(name, spec),
+                        |c| c.name.clone(),
+                    );
+                    if by == g.name {
+                        continue;
+                    }
+                    Why::Replaced { by }
+                }
+            };
+            drifts.push(Drift::Delete {
+                name: g.name.clone(),
+                why,
+            });
+        }
+        if drifts.is_empty() {
+            return Change::keep(None);
+        }
+        let names: Vec<String> = drifts
+            .iter()
+            .map(|Drift::Delete { name, .. }| name.clone())
+            .collect();
+        Change {
+            action: super::Action::Delete,
+            ..Change::update(&names.join(","), drifts)
+        }
+    }
+}
