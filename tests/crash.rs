@@ -97,7 +97,7 @@ async fn census(emu: &OwnEmulator, cluster: &str) -> BTreeMap<String, usize> {
     put("eks clusters", usize::from(o.eks.is_some()));
     put(
         "node groups",
-        usize::from(o.eks.as_ref().is_some_and(|e| e.nodegroup.is_some())),
+        o.eks.as_ref().map_or(0, |e| e.nodegroups.len()),
     );
     put("launch templates", o.launch_templates.len());
     for i in o.instances.iter().filter(|i| i.is_live()) {

@@ -454,11 +454,67 @@ async fn up_repairs_exactly_the_drift_plan_shows_on_an_eks_cluster() {
     let ng = common::nodegroup_of(&c, &cl.name).await;
     assert_eq!(ng.scaling_config().unwrap().desired_size(), Some(2));
 
-    // A new instance type cannot be applied to a node group in place.
+    // A new instance type cannot be applied to a node group in place: a new group is made
+    // beside it (blue/green), and the old one deleted once the new one is ACTIVE.
     cl.edit(
         r#"instance_types = ["t3.large"]"#,
         r#"instance_types = ["m6i.large"]"#,
     );
-    assert_eq!(refused_alike(&cl), ["nodegroup"]);
+    let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
+    assert!(plan.ok(), "{}", plan.stderr);
+    assert_eq!(
+        changes(&plan.summary()["plan"].as_array().unwrap().clone()),
+        [("nodegroup", "replace"), ("nodegroup-retire", "delete")]
+            .map(|(i, a)| (i.to_string(), a.to_string())),
+    );
+    let up = cl.up();
+    let events: Vec<(String, String)> = up
+        .events
+        .iter()
+        .filter(|e| e["event"] == "resource")
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap_or_default().to_string(),
+                e["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let created = events
+        .iter()
+        .position(|e| *e == ("nodegroup".to_string(), "created".to_string()))
+        .unwrap_or_else(|| panic!("{events:?}"));
+    let deleting = events
+        .iter()
+        .position(|e| *e == ("nodegroup-retire".to_string(), "deleting".to_string()))
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert!(
+        created < deleting,
+        "the old group goes after the new one is ACTIVE: {events:?}"
+    );
+    let groups = c
+        .eks
+        .list_nodegroups()
+        .cluster_name(&cl.name)
+        .send()
+        .await
+        .unwrap()
+        .nodegroups
+        .unwrap_or_default();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert!(
+        groups[0].starts_with(&format!("{nodegroup}-")),
+        "{groups:?}"
+    );
+    let new = c
+        .eks
+        .describe_nodegroup()
+        .cluster_name(&cl.name)
+        .nodegroup_name(&groups[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(new.nodegroup().unwrap().instance_types(), ["m6i.large"]);
+    let idle = cl.up();
+    assert_eq!(idle.mutating_calls(), Vec::<String>::new());
     cl.down();
 }

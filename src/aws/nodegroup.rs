@@ -200,6 +200,7 @@ pub(crate) fn observed(n: EksNodegroup, cluster: &str) -> ObsNodegroup {
         release_version: n.release_version,
         max_unavailable: n.max_unavailable,
         taints: n.taints,
+        launch_template: n.launch_template,
     }
 }
 
@@ -222,6 +223,7 @@ pub struct EksNodegroup {
     pub release_version: String,
     pub max_unavailable: Option<MaxUnavailable>,
     pub taints: Vec<Taint>,
+    pub launch_template: Option<String>,
 }
 
 fn nodegroup_of(n: &aws_sdk_eks::types::Nodegroup) -> EksNodegroup {
@@ -264,6 +266,7 @@ fn nodegroup_of(n: &aws_sdk_eks::types::Nodegroup) -> EksNodegroup {
                 (None, None) => None,
             }
         }),
+        launch_template: n.launch_template().and_then(|t| t.id()).map(str::to_string),
         taints: n
             .taints()
             .iter()

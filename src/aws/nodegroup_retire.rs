@@ -25,10 +25,13 @@ impl Apply for NodegroupRetire {
             return Ok(Output::Nothing);
         }
         let cluster = inputs.eks(&self.cluster)?.name.clone();
-        let deletes = change.drifts.iter().map(|d| {
+        let groups = change.drifts.iter().filter_map(|d| match d {
+            Drift::Delete { name, .. } => Some((d, name)),
+            Drift::Template { .. } => None,
+        });
+        let deletes = groups.map(|(d, name)| {
             let cluster = &cluster;
             async move {
-                let Drift::Delete { name, .. } = d;
                 cx.report.resource(
                     id,
                     Self::NAME,
@@ -43,6 +46,21 @@ impl Apply for NodegroupRetire {
             }
         });
         futures::future::try_join_all(deletes).await?;
+        // A template goes once no group uses it.
+        for d in &change.drifts {
+            if let Drift::Template { id: template, .. } = d {
+                cx.report.resource(
+                    id,
+                    Self::NAME,
+                    Some(template),
+                    Progress::Deleting,
+                    Some(d.to_string()),
+                );
+                super::launch_template::delete(cx.c, template).await?;
+                cx.report
+                    .resource(id, Self::NAME, Some(template), Progress::Deleted, None);
+            }
+        }
         Ok(Output::Nothing)
     }
 

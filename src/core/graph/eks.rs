@@ -23,7 +23,7 @@ use crate::core::kinds::launch_template::LaunchTemplate;
 use crate::core::kinds::nodegroup::Nodegroup;
 use crate::core::kinds::nodegroup_retire::NodegroupRetire;
 use crate::core::kinds::security_group::SecurityGroup;
-use crate::core::spec::{Addon, ClusterSpec, DEFAULT_NODEGROUP};
+use crate::core::spec::{Addon, ClusterSpec, DEFAULT_DISK_GB, DEFAULT_NODEGROUP};
 use crate::core::tags;
 use crate::core::userdata::{LogShipper, NodeAgentsDoc};
 
@@ -182,12 +182,28 @@ pub fn nodegroup_id(name: &str) -> String {
     }
 }
 
-/// The graph node of the launch template of the spec's node group `name`.
-pub fn template_id(name: &str) -> String {
-    if name == DEFAULT_NODEGROUP {
+/// The graph node of the launch template of the spec's node group `name` with a root volume
+/// of `disk` GiB: a new size is a new template, and a new group (EKS cannot change a group's
+/// template to another in place).
+pub fn template_id(name: &str, disk: u32) -> String {
+    let base = if name == DEFAULT_NODEGROUP {
         NODE_TEMPLATE.to_string()
     } else {
         format!("{NODE_TEMPLATE}-{name}")
+    };
+    if disk == DEFAULT_DISK_GB {
+        base
+    } else {
+        format!("{base}-{disk}gb")
+    }
+}
+
+/// The launch template's name for `template_id(name, disk)`.
+fn template_name(cluster: &str, name: &str, disk: u32) -> String {
+    if disk == DEFAULT_DISK_GB {
+        format!("provision-{cluster}-{name}")
+    } else {
+        format!("provision-{cluster}-{name}-{disk}gb")
     }
 }
 
@@ -225,11 +241,11 @@ fn nodegroups(spec: &ClusterSpec, b: &mut Builder, net: &Net, has_base: bool) ->
     }
     let mut ids = Vec::new();
     for g in &e.nodegroups {
-        let template = template_id(&g.name);
+        let template = template_id(&g.name, g.disk_size);
         b.add(
             &template,
             Desired::LaunchTemplate(LaunchTemplate {
-                name: format!("provision-{}-{}", spec.name, g.name),
+                name: template_name(&spec.name, &g.name, g.disk_size),
                 disk_gb: g.disk_size,
                 agents: NodeAgentsDoc {
                     node_exporter: spec.addons.monitoring.is_some(),
@@ -275,8 +291,14 @@ fn nodegroups(spec: &ClusterSpec, b: &mut Builder, net: &Net, has_base: bool) ->
                         nodegroup_id(&g.name),
                         nodegroup_name(&spec.name, &g.name),
                         g.clone(),
+                        template_id(&g.name, g.disk_size),
                     )
                 })
+                .collect(),
+            templates: e
+                .nodegroups
+                .iter()
+                .map(|g| template_id(&g.name, g.disk_size))
                 .collect(),
         }),
         &deps,

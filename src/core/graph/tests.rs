@@ -179,7 +179,7 @@ fn several_node_groups_each_get_a_template_their_subnets_and_are_retired_after_a
         (
             "nodegroup-edge",
             "e-edge",
-            "node-launch-template-edge",
+            "node-launch-template-edge-50gb",
             50,
             ["subnet-0", "subnet-1"],
         ),
@@ -194,7 +194,12 @@ fn several_node_groups_each_get_a_template_their_subnets_and_are_retired_after_a
         }
         match &g.get(template).unwrap().desired {
             Desired::LaunchTemplate(t) => {
-                assert_eq!(t.name, format!("provision-e-{}", &name[2..]));
+                let size = if disk == 20 {
+                    String::new()
+                } else {
+                    format!("-{disk}gb")
+                };
+                assert_eq!(t.name, format!("provision-e-{}{size}", &name[2..]));
                 assert_eq!(t.disk_gb, disk);
             }
             other => panic!("{other:?}"),

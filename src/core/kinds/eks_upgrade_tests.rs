@@ -64,6 +64,7 @@ fn cluster(version: &str, nodegroup: &str, addons: &str) -> ObsEks {
             release_version: String::new(),
             max_unavailable: None,
             taints: vec![],
+            launch_template: None,
         }],
         stamp: Default::default(),
         platform_version: None,

@@ -51,6 +51,8 @@ pub struct ObsNodegroup {
     /// Its updateConfig; `None`: EKS's default (one node).
     pub max_unavailable: Option<MaxUnavailable>,
     pub taints: Vec<Taint>,
+    /// The id of its launch template (`None`: made without one).
+    pub launch_template: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +144,8 @@ impl Plan for Nodegroup {
                 },
             );
         }
-        let Some(g) = current(e, id, &self.name, &self.spec) else {
+        let want = Wanted::new(cx.obs, id, &self.name, &self.spec, &self.template);
+        let Some(g) = current(e, &want) else {
             let old = of_node(e, id, &self.name)
                 .into_iter()
                 .map(|g| g.name.clone())
@@ -280,30 +283,59 @@ pub fn of_node<'a>(e: &'a ObsEks, id: &str, name: &str) -> Vec<&'a ObsNodegroup>
         .collect()
 }
 
-/// Whether a group runs what the spec asks that EKS cannot change in place.
-pub fn fits(g: &ObsNodegroup, s: &NodegroupSpec) -> bool {
+/// What a group must run to serve a node of the spec: the node's id, its first generation's
+/// EKS name, the spec, and the AWS id of its launch template (`None`: not made yet).
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub spec: &'a NodegroupSpec,
+    pub template: Option<&'a str>,
+}
+
+impl<'a> Wanted<'a> {
+    /// `template`: the graph node of its launch template, looked up in what was observed.
+    pub fn new(
+        obs: &'a Observed,
+        id: &'a str,
+        name: &'a str,
+        spec: &'a NodegroupSpec,
+        template: &str,
+    ) -> Wanted<'a> {
+        Wanted {
+            id,
+            name,
+            spec,
+            template: obs
+                .launch_templates
+                .iter()
+                .find(|t| t.logical.as_deref() == Some(template))
+                .map(|t| t.id.as_str()),
+        }
+    }
+}
+
+/// Whether a group runs what the spec asks that EKS cannot change in place: its instance
+/// types, capacity type, and launch template (whose name carries the disk size).
+pub fn fits(g: &ObsNodegroup, w: &Wanted<'_>) -> bool {
     let sorted = |v: &[String]| {
         let mut v = v.to_vec();
         v.sort();
         v
     };
-    sorted(&g.instance_types) == sorted(&s.instance_types) && g.spot == s.spot
+    sorted(&g.instance_types) == sorted(&w.spec.instance_types)
+        && g.spot == w.spec.spot
+        && (g.launch_template.is_none() || g.launch_template.as_deref() == w.template)
 }
 
-/// The group that serves node `id` (`name`: its first generation's EKS name): of those made
-/// for it, one that fits the spec, the newest generation first (a replacement that was made
-/// but whose old group is not deleted yet).
-pub fn current<'a>(
-    e: &'a ObsEks,
-    id: &str,
-    name: &str,
-    s: &NodegroupSpec,
-) -> Option<&'a ObsNodegroup> {
-    let mut fitting: Vec<&ObsNodegroup> = of_node(e, id, name)
+/// The group that serves the node: of those made for it, one that fits the spec, the newest
+/// generation first (a replacement made, its old group not deleted yet).
+pub fn current<'a>(e: &'a ObsEks, w: &Wanted<'_>) -> Option<&'a ObsNodegroup> {
+    let mut fitting: Vec<&ObsNodegroup> = of_node(e, w.id, w.name)
         .into_iter()
-        .filter(|g| fits(g, s) && !matches!(g.status.as_str(), "DELETING" | "DELETE_FAILED"))
+        .filter(|g| fits(g, w) && !matches!(g.status.as_str(), "DELETING" | "DELETE_FAILED"))
         .collect();
-    fitting.sort_by_key(|g| g.name != replacement_name(name, s));
+    fitting.sort_by_key(|g| g.name != replacement_name(w.name, w.spec));
     fitting.into_iter().next()
 }
 

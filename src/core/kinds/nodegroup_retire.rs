@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::nodegroup::current;
+use super::nodegroup::{Wanted, current};
 use super::{Change, Context, Plan};
 use crate::core::spec::NodegroupSpec;
 
@@ -12,14 +12,20 @@ use crate::core::spec::NodegroupSpec;
 pub struct NodegroupRetire {
     /// The cluster's node.
     pub cluster: String,
-    /// The spec's groups: (node id, first generation's EKS name, spec).
-    pub groups: Vec<(String, String, NodegroupSpec)>,
+    /// The spec's groups: (node id, first generation's EKS name, spec, its launch template's
+    /// node).
+    pub groups: Vec<(String, String, NodegroupSpec, String)>,
+    /// The nodes of the spec's groups' launch templates; another node group template of ours
+    /// goes with its group.
+    pub templates: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drift {
     /// DeleteNodegroup, then wait until it is gone.
     Delete { name: String, why: Why },
+    /// DeleteLaunchTemplate of a group no longer in the spec (after its groups are gone).
+    Template { id: String, logical: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +47,12 @@ impl fmt::Display for Drift {
                 name,
                 why: Why::Replaced { by },
             } => write!(f, "delete {name} (replaced by {by})"),
+            Drift::Template { id, logical } => {
+                write!(
+                    f,
+                    "delete launch template {id} ({logical}, no longer in the spec)"
+                )
+            }
         }
     }
 }
@@ -57,14 +69,15 @@ impl Plan for NodegroupRetire {
         };
         let mut drifts = Vec::new();
         for g in e.nodegroups.iter().filter(|g| g.owned) {
-            let mine = self.groups.iter().find(|(id, name, _)| match &g.logical {
+            let mine = self.groups.iter().find(|(id, name, ..)| match &g.logical {
                 Some(l) => l == id,
                 None => &g.name == name,
             });
             let why = match mine {
                 None => Why::Removed,
-                Some((id, name, spec)) => {
-                    let by = current(e, id, name, spec).map_or_else(
+                Some((id, name, spec, template)) => {
+                    let want = Wanted::new(cx.obs, id, name, spec, template);
+                    let by = current(e, &want).map_or_else(
                         || super::nodegroup::replacement_name(name, spec),
                         |c| c.name.clone(),
                     );
@@ -79,12 +92,25 @@ impl Plan for NodegroupRetire {
                 why,
             });
         }
+        for t in &cx.obs.launch_templates {
+            if let Some(logical) = t.logical.as_ref().filter(|l| {
+                l.starts_with(crate::core::graph::NODE_TEMPLATE) && !self.templates.contains(l)
+            }) {
+                drifts.push(Drift::Template {
+                    id: t.id.clone(),
+                    logical: logical.clone(),
+                });
+            }
+        }
         if drifts.is_empty() {
             return Change::keep(None);
         }
         let names: Vec<String> = drifts
             .iter()
-            .map(|Drift::Delete { name, .. }| name.clone())
+            .map(|d| match d {
+                Drift::Delete { name, .. } => name.clone(),
+                Drift::Template { id, .. } => id.clone(),
+            })
             .collect();
         Change {
             action: super::Action::Delete,

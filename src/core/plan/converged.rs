@@ -320,6 +320,7 @@ fn observe_after(
                 release_version: format!("{}.0-20261201", e.version),
                 max_unavailable: s.max_unavailable,
                 taints: s.taints.clone(),
+                launch_template: Some(aws(&ng.template)),
             });
         }
         _ => {}

@@ -295,7 +295,7 @@ impl Validator<'_> {
             }
         };
         let disk = match &g.disk_size {
-            None => 20,
+            None => i64::from(DEFAULT_DISK_GB),
             Some(d) => {
                 let v = *d.get_ref();
                 if !(20..=16384).contains(&v) {

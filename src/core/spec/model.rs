@@ -262,6 +262,9 @@ pub struct NodegroupSpec {
     pub public: bool,
 }
 
+/// A node group's root volume unless `disk_size` says otherwise (GiB).
+pub const DEFAULT_DISK_GB: u32 = 20;
+
 /// The name of the one `[eks.nodegroup]`.
 pub const DEFAULT_NODEGROUP: &str = "nodes";
 
