@@ -26,6 +26,9 @@ const PROFILE: &[(&str, &str)] = &[
     ("PROVISION_EMULATOR_EKS_ADDON", "0.2"),
     ("PROVISION_EMULATOR_EKS_DELETE", "0.3"),
     ("PROVISION_EMULATOR_NAT", "0.3"),
+    ("PROVISION_EMULATOR_EKS_CLUSTER_UPDATE", "1.0"),
+    ("PROVISION_EMULATOR_EKS_NODEGROUP_UPDATE", "0.2"),
+    ("PROVISION_EMULATOR_EKS_NODEGROUP_UPDATE_BATCH", "0.3"),
 ];
 const TIME_SCALE: &str = "0.02";
 
@@ -136,13 +139,9 @@ enum Moment {
     Event(usize),
 }
 
-/// Returns how many of the wanted resources the killed run had made.
-async fn kill_and_resume(
-    emu: &OwnEmulator,
-    cl: &Cluster,
-    at: Moment,
-    want: &BTreeMap<String, usize>,
-) -> Result<usize, String> {
+/// Starts `up` and kills it (SIGKILL: no clean-up of any kind) at `at`; whether it had
+/// finished by then.
+fn kill_at(emu: &OwnEmulator, cl: &Cluster, at: Moment) -> bool {
     use std::io::BufRead as _;
     let mut child = command(emu, cl, &["up", "-f", cl.spec_arg()])
         .stdout(std::process::Stdio::piped())
@@ -154,7 +153,7 @@ async fn kill_and_resume(
         Moment::After(t) => {
             // Keep the pipe drained so the run never blocks on it.
             std::thread::spawn(move || std::io::copy(&mut { stdout }, &mut std::io::sink()));
-            tokio::time::sleep(t).await;
+            std::thread::sleep(t);
         }
         Moment::Event(k) => {
             let mut seen = 0;
@@ -169,8 +168,19 @@ async fn kill_and_resume(
         }
     }
     let finished = child.try_wait().unwrap().is_some();
-    child.kill().ok(); // SIGKILL: no clean-up of any kind
+    child.kill().ok();
     child.wait().unwrap();
+    finished
+}
+
+/// Returns how many of the wanted resources the killed run had made.
+async fn kill_and_resume(
+    emu: &OwnEmulator,
+    cl: &Cluster,
+    at: Moment,
+    want: &BTreeMap<String, usize>,
+) -> Result<usize, String> {
+    let finished = kill_at(emu, cl, at);
     let made: usize = census(emu, &cl.name).await.values().sum();
     let again = run(emu, cl, &["up", "-f", cl.spec_arg()]);
     if !again.ok() {
@@ -278,4 +288,230 @@ async fn eks_up_killed_at_random_moments_converges_and_tears_down() {
         )
     })
     .await;
+}
+
+/// The upgrade's cluster: EKS 1.33 with two node groups (and the default add-ons).
+fn upgrade_cluster(i: usize) -> Cluster {
+    Cluster::eks(
+        &format!("crash-u{i}"),
+        "availability_zones = 2",
+        "version = \"1.33\"\n[[eks.nodegroups]]\nname = \"web\"\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 3\ndesired = 2\n[[eks.nodegroups]]\nname = \"batch\"\ninstance_types = [\"m7g.large\"]\nmin = 0\nmax = 2\ndesired = 1\n",
+    )
+}
+
+/// 1.35 everywhere (control plane, both node groups, each add-on at 1.35's default), with
+/// exactly one update per step as EKS lists them: two of the control plane, two per node group,
+/// two per add-on.
+async fn upgraded(emu: &OwnEmulator, cluster: &str) -> Result<(), String> {
+    let c = emu.sdk().await;
+    let mut wrong = Vec::new();
+    let k = common::eks_cluster_of(&c, cluster).await;
+    if k.version() != Some("1.35") {
+        wrong.push(format!("the control plane runs {:?}", k.version()));
+    }
+    let updates = |nodegroup: Option<String>, addon: Option<String>| {
+        let c = &c;
+        async move {
+            c.eks
+                .list_updates()
+                .name(cluster)
+                .set_nodegroup_name(nodegroup)
+                .set_addon_name(addon)
+                .send()
+                .await
+                .unwrap()
+                .update_ids()
+                .len()
+        }
+    };
+    let n = updates(None, None).await;
+    if n != 2 {
+        wrong.push(format!("{n} control plane updates"));
+    }
+    for g in ["web", "batch"] {
+        let name = format!("{cluster}-{g}");
+        let group = c
+            .eks
+            .describe_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(&name)
+            .send()
+            .await
+            .map_err(|e| format!("{name}: {e:?}"))?;
+        let v = group
+            .nodegroup()
+            .and_then(|n| n.version())
+            .unwrap_or_default();
+        if v != "1.35" {
+            wrong.push(format!("{name} runs {v}"));
+        }
+        let n = updates(Some(name.clone()), None).await;
+        if n != 2 {
+            wrong.push(format!("{n} updates of {name}"));
+        }
+    }
+    let addons = c
+        .eks
+        .list_addons()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .unwrap()
+        .addons
+        .unwrap_or_default();
+    for a in &addons {
+        let have = c
+            .eks
+            .describe_addon()
+            .cluster_name(cluster)
+            .addon_name(a)
+            .send()
+            .await
+            .unwrap()
+            .addon
+            .and_then(|x| x.addon_version)
+            .unwrap_or_default();
+        let catalog = c
+            .eks
+            .describe_addon_versions()
+            .kubernetes_version("1.35")
+            .addon_name(a)
+            .send()
+            .await
+            .unwrap();
+        let default = catalog
+            .addons()
+            .iter()
+            .flat_map(|x| x.addon_versions())
+            .find(|v| v.compatibilities().iter().any(|c| c.default_version()))
+            .and_then(|v| v.addon_version())
+            .unwrap_or_default()
+            .to_string();
+        if have != default {
+            wrong.push(format!("{a} runs {have}, not 1.35's {default}"));
+        }
+        let n = updates(None, Some(a.clone())).await;
+        if n != 2 {
+            wrong.push(format!("{n} updates of {a}"));
+        }
+    }
+    if addons.len() != provision::core::spec::DEFAULT_EKS_ADDONS.len() {
+        wrong.push(format!("add-ons {addons:?}"));
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("; "))
+    }
+}
+
+/// One point: a cluster at 1.33, its upgrade to 1.35 killed at `at`, resumed, checked, torn
+/// down.
+fn upgrade_point(
+    emu: &OwnEmulator,
+    rt: &tokio::runtime::Runtime,
+    i: usize,
+    at: Moment,
+) -> Result<(), String> {
+    let cl = upgrade_cluster(i);
+    let up = run(emu, &cl, &["up", "-f", cl.spec_arg()]);
+    if !up.ok() {
+        return Err(format!("up at 1.33 failed:\n{}", up.stderr));
+    }
+    cl.edit("version = \"1.33\"", "version = \"1.35\"");
+    let finished = kill_at(emu, &cl, at);
+    let again = run(emu, &cl, &["up", "-f", cl.spec_arg()]);
+    if !again.ok() {
+        return Err(format!("resumed up failed:\n{}", again.stderr));
+    }
+    rt.block_on(upgraded(emu, &cl.name)).map_err(|e| {
+        format!(
+            "after the resumed up (the killed run {}): {e}",
+            if finished {
+                "had finished"
+            } else {
+                "was killed"
+            }
+        )
+    })?;
+    let third = run(emu, &cl, &["up", "-f", cl.spec_arg()]);
+    if !third.ok() || !third.mutating_calls().is_empty() {
+        return Err(format!(
+            "a third up changed something: {:?}\n{}",
+            third.mutating_calls(),
+            third.stderr
+        ));
+    }
+    let down = run(emu, &cl, &["down", "-f", cl.spec_arg()]);
+    if !down.ok() {
+        return Err(format!("down failed:\n{}", down.stderr));
+    }
+    rt.block_on(nothing_left(emu, &cl.name))
+}
+
+#[test]
+fn eks_upgrade_killed_at_random_moments_resumes_with_one_update_per_step() {
+    let emu = OwnEmulator::start(PROFILE);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let points = env_u64("PROVISION_CRASH_POINTS", 20);
+    let seed = env_u64("PROVISION_CRASH_SEED", 1);
+    // The reference: one uninterrupted upgrade, its duration and its resource events.
+    let reference = upgrade_cluster(0);
+    assert!(run(&emu, &reference, &["up", "-f", reference.spec_arg()]).ok());
+    reference.edit("version = \"1.33\"", "version = \"1.35\"");
+    let t0 = Instant::now();
+    let up = run(&emu, &reference, &["up", "-f", reference.spec_arg()]);
+    let full = t0.elapsed();
+    assert!(up.ok(), "reference upgrade failed:\n{}", up.stderr);
+    rt.block_on(upgraded(&emu, &reference.name)).unwrap();
+    let events = up
+        .events
+        .iter()
+        .filter(|e| e["event"] == "resource")
+        .count();
+    assert!(run(&emu, &reference, &["down", "-f", reference.spec_arg()]).ok());
+
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let moments: Vec<Moment> = (1..=points)
+        .map(|i| {
+            let u = rng.unit();
+            if i % 2 == 1 {
+                Moment::After(full.mul_f64(u))
+            } else {
+                Moment::Event(1 + (u * events as f64) as usize)
+            }
+        })
+        .collect();
+    // Four points at a time: each mostly waits for the emulator's clock.
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for lane in 0..4 {
+            let (emu, moments, failures) = (&emu, &moments, &failures);
+            s.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                for (i, at) in moments.iter().enumerate().skip(lane).step_by(4) {
+                    if let Err(e) = upgrade_point(emu, &rt, i + 1, *at) {
+                        failures.lock().unwrap().push(format!(
+                            "seed {seed}, point {}: killed {at:?} (a full upgrade: {} ms, {events} resource events): {e}",
+                            i + 1,
+                            full.as_millis()
+                        ));
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

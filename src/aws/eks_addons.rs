@@ -149,29 +149,41 @@ pub async fn observe(c: &Clients, cluster: &str, status: bool) -> Result<Vec<Obs
         .map_err(api("listing the add-ons of", cluster))?;
     let with_status = status;
     futures::future::try_join_all(out.addons().iter().map(|name| async move {
-        let (status, issues, version) = if with_status {
-            let d = describe(c, cluster, name, "describing").await?;
-            let (status, issues) = self::status(&d);
-            let version = d
-                .addon()
-                .and_then(|a| a.addon_version())
-                .unwrap_or_default()
-                .to_string();
-            (status, issues, version)
+        if with_status {
+            observe_one(c, cluster, name).await
         } else {
-            (String::new(), Vec::new(), String::new())
-        };
-        Ok::<_, AwsError>(ObsAddon {
-            name: name.clone(),
-            status,
-            issues,
-            version,
-        })
+            Ok::<_, AwsError>(ObsAddon {
+                name: name.clone(),
+                status: String::new(),
+                issues: Vec::new(),
+                version: String::new(),
+            })
+        }
     }))
     .await
 }
 
 /// DescribeAddon, its error saying what we were `doing` to the add-on.
+/// One add-on as DescribeAddon reports it: status, health issues, version.
+///
+/// # Errors
+/// The AWS error of DescribeAddon.
+pub async fn observe_one(c: &Clients, cluster: &str, name: &str) -> Result<ObsAddon, AwsError> {
+    let d = describe(c, cluster, name, "describing").await?;
+    let (status, issues) = self::status(&d);
+    let version = d
+        .addon()
+        .and_then(|a| a.addon_version())
+        .unwrap_or_default()
+        .to_string();
+    Ok(ObsAddon {
+        name: name.to_string(),
+        status,
+        issues,
+        version,
+    })
+}
+
 async fn describe(
     c: &Clients,
     cluster: &str,

@@ -108,6 +108,15 @@ pub async fn run_step(
                 .send()
                 .await
                 .map_err(api("upgrading the control plane of", cluster));
+            // An update that ended between discovery and now: the control plane is there.
+            if let Err(e) = &r
+                && *e.code() == Code::InvalidParameterException
+                && super::eks_cluster::describe(c, cluster)
+                    .await?
+                    .is_some_and(|k| k.version.as_deref() == Some(to.as_str()))
+            {
+                return Ok(());
+            }
             let update = started(c, cluster, &Target::Cluster, to, r.map(|o| o.update)).await?;
             follow(Target::Cluster, update).await?;
         }
@@ -370,6 +379,17 @@ pub async fn observe(
     );
     let found =
         futures::future::try_join_all(updating.iter().map(|t| in_progress(c, &cluster, t))).await?;
+    // What was UPDATING but has no update in progress any more finished between the two
+    // lookups: describe it again, so the plan starts from where it is now.
+    let done: Vec<&Target> = updating
+        .iter()
+        .zip(&found)
+        .filter(|(_, f)| f.is_empty())
+        .map(|(t, _)| t)
+        .collect();
+    for t in done {
+        refresh(c, e, t).await?;
+    }
     e.upgrade.updates = found.into_iter().flatten().collect();
     let want = lookups(target, force, e);
     let names: Vec<String> = e.addons.iter().map(|a| a.name.clone()).collect();
@@ -390,6 +410,35 @@ pub async fn observe(
         // Upgrading blind is the user's call to make with --force; an unreadable insight
         // list (an older region, a missing permission) is said, not fatal.
         Some(Err(err)) => e.upgrade.insights_unread = Some(err.to_string()),
+    }
+    Ok(())
+}
+
+/// Describes again what an update just finished on.
+async fn refresh(c: &Clients, e: &mut ObsEks, t: &Target) -> Result<(), AwsError> {
+    let cluster = e.name.clone();
+    match t {
+        Target::Cluster => {
+            if let Some(k) = super::eks_cluster::describe(c, &cluster).await? {
+                e.status = k.status;
+                e.version = k.version.unwrap_or_default();
+                e.platform_version = k.platform_version;
+            }
+        }
+        Target::Addon(name) => {
+            let now = super::eks_addons::observe_one(c, &cluster, name).await?;
+            if let Some(a) = e.addons.iter_mut().find(|a| &a.name == name) {
+                *a = now;
+            }
+        }
+        Target::Nodegroup(name) => {
+            if let Some(now) = super::nodegroup::describe(c, &cluster, name).await? {
+                let now = super::nodegroup::observed(now, &cluster);
+                if let Some(g) = e.nodegroups.iter_mut().find(|g| &g.name == name) {
+                    *g = now;
+                }
+            }
+        }
     }
     Ok(())
 }

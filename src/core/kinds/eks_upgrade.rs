@@ -237,10 +237,9 @@ pub fn pending(target: &str, e: &ObsEks) -> bool {
     };
     cur < want
         || ours(e).any(|g| minor(&g.version).is_some_and(|v| v < cur))
-        || e.upgrade
-            .updates
-            .iter()
-            .any(|u| u.status == "InProgress" && u.kind != "ConfigUpdate")
+        || e.upgrade.updates.iter().any(|u| {
+            u.status == "InProgress" && ["VersionUpdate", "AddonUpdate"].contains(&u.kind.as_str())
+        })
 }
 
 /// What discovery must look up for the upgrade's diff: the add-on catalog of these minors, and
@@ -313,7 +312,12 @@ pub fn steps(want: &EksUpgrade, e: &ObsEks) -> Result<Vec<Drift>, Refusal> {
                     && u.to.as_deref() == Some(version_of(cur0 + 1).as_str())
             }
             Target::Addon(a) => u.kind == "AddonUpdate" && plan.addons.contains_key(a),
-            Target::Nodegroup(n) => u.kind == "VersionUpdate" && plan.nodegroups.contains_key(n),
+            // A configuration update of ours (the updateConfig before a version update, a
+            // scale) is waited for, then the version update made.
+            Target::Nodegroup(n) => {
+                ["VersionUpdate", "ConfigUpdate"].contains(&u.kind.as_str())
+                    && plan.nodegroups.contains_key(n)
+            }
         };
         if !ours {
             return Err(Refusal::UpdateInProgress {
@@ -321,6 +325,9 @@ pub fn steps(want: &EksUpgrade, e: &ObsEks) -> Result<Vec<Drift>, Refusal> {
                 id: u.id.clone(),
                 kind: u.kind.clone(),
             });
+        }
+        if u.kind == "ConfigUpdate" {
+            continue;
         }
         match &u.target {
             Target::Cluster => cur = cur0 + 1,

@@ -192,12 +192,32 @@ fn a_node_group_update_in_progress_is_followed() {
 }
 
 #[test]
+fn a_node_group_configuration_update_is_waited_for_then_its_version_updated() {
+    let mut e = cluster("1.35", "1.34", "v1.35.0-eksbuild.1");
+    e.upgrade.updates = vec![ObsUpdate {
+        id: "u-4".into(),
+        target: Target::Nodegroup("c-nodes".into()),
+        kind: "ConfigUpdate".into(),
+        status: "InProgress".into(),
+        to: None,
+        errors: vec![],
+    }];
+    assert_eq!(
+        shown(&steps(&want("1.35"), &e).unwrap()),
+        [
+            "follow the update u-4 of node group c-nodes in progress",
+            "node group c-nodes 1.34 -> 1.35"
+        ]
+    );
+}
+
+#[test]
 fn an_update_that_is_not_a_step_is_refused_naming_it() {
     let mut e = cluster("1.34", "1.34", "v1.34.0-eksbuild.1");
     e.upgrade.updates = vec![ObsUpdate {
         id: "u-3".into(),
-        target: Target::Nodegroup("c-nodes".into()),
-        kind: "ConfigUpdate".into(),
+        target: Target::Cluster,
+        kind: "EndpointAccessUpdate".into(),
         status: "InProgress".into(),
         to: None,
         errors: vec![],
@@ -205,11 +225,14 @@ fn an_update_that_is_not_a_step_is_refused_naming_it() {
     let why = steps(&want("1.35"), &e).unwrap_err();
     assert!(
         why.to_string()
-            .contains("node group c-nodes has an update in progress"),
+            .contains("the control plane has an update in progress"),
         "{why}"
     );
-    assert!(why.to_string().contains("ConfigUpdate u-3"), "{why}");
-    // Without an upgrade to make, a scaling update in progress is the node group's to wait for.
+    assert!(
+        why.to_string().contains("EndpointAccessUpdate u-3"),
+        "{why}"
+    );
+    // Without an upgrade to make, an update in progress is the cluster diff's to wait for.
     assert_eq!(steps(&want("1.34"), &e), Ok(vec![]));
 }
 
