@@ -140,7 +140,9 @@ enum Moment {
 }
 
 /// Starts `up` and kills it (SIGKILL: no clean-up of any kind) at `at`; whether it had
-/// finished by then.
+/// finished by then. Blocking, like the reads of the event branch: the upgrade test runs it on
+/// plain threads, and the tests of `up` have nothing else running meanwhile.
+#[allow(clippy::disallowed_methods)]
 fn kill_at(emu: &OwnEmulator, cl: &Cluster, at: Moment) -> bool {
     use std::io::BufRead as _;
     let mut child = command(emu, cl, &["up", "-f", cl.spec_arg()])
