@@ -25,6 +25,11 @@ pub struct Profile {
     pub eks_nodegroup: f64,
     pub eks_addon: f64,
     pub nat: f64,
+    /// UpdateClusterVersion until Successful.
+    pub eks_cluster_update: f64,
+    /// UpdateNodegroupVersion: its start, then each batch of `maxUnavailable` nodes.
+    pub eks_nodegroup_update: f64,
+    pub eks_nodegroup_update_batch: f64,
     /// How far `up` waits for instances.
     pub wait: InstanceWait,
 }
@@ -39,6 +44,9 @@ impl Profile {
         eks_nodegroup: 3.5,
         eks_addon: 0.5,
         nat: 1.5,
+        eks_cluster_update: 8.0,
+        eks_nodegroup_update: 1.0,
+        eks_nodegroup_update_batch: 3.0,
         wait: InstanceWait::Status,
     };
 
@@ -56,6 +64,9 @@ impl Profile {
                 eks_nodegroup: 0.0,
                 eks_addon: 0.0,
                 nat: 0.0,
+                eks_cluster_update: 0.0,
+                eks_nodegroup_update: 0.0,
+                eks_nodegroup_update_batch: 0.0,
                 wait: InstanceWait::Status,
             }
         };
@@ -72,6 +83,12 @@ impl Profile {
             eks_nodegroup: get("EKS_NODEGROUP", base.eks_nodegroup),
             eks_addon: get("EKS_ADDON", base.eks_addon),
             nat: get("NAT", base.nat),
+            eks_cluster_update: get("EKS_CLUSTER_UPDATE", base.eks_cluster_update),
+            eks_nodegroup_update: get("EKS_NODEGROUP_UPDATE", base.eks_nodegroup_update),
+            eks_nodegroup_update_batch: get(
+                "EKS_NODEGROUP_UPDATE_BATCH",
+                base.eks_nodegroup_update_batch,
+            ),
             wait: base.wait,
         }
     }
@@ -143,6 +160,30 @@ pub fn critical_path(graph: &Graph, p: &Profile, wait: InstanceWait) -> (f64, Ve
     (end + FIXED_CALLS * p.call, chain)
 }
 
+/// Calls an EKS upgrade's `up` makes one after another outside its steps: the lock (with the
+/// identity alongside), discovery's four rounds (DescribeCluster; the lists of add-ons, node
+/// groups and access entries; each one's Describe; the add-on catalog and the insights), and
+/// the lock's release.
+pub const UPGRADE_FIXED_CALLS: f64 = 6.0;
+
+/// The yardstick of an EKS upgrade by `minors` minors under `p`: per minor, the control plane's
+/// update, then the add-ons' (at once), then the node groups' (at once, so the slowest; each
+/// `(desired, nodes per batch)`), each step its Update call, EKS's duration and the
+/// DescribeUpdate that sees it Successful; plus [`UPGRADE_FIXED_CALLS`].
+pub fn upgrade_path(p: &Profile, minors: u32, groups: &[(u32, u32)], addons: bool) -> f64 {
+    let step = |secs: f64| 2.0 * p.call + secs;
+    let slowest = groups
+        .iter()
+        .map(|&(desired, batch)| {
+            let batches = desired.div_ceil(batch.max(1));
+            step(p.eks_nodegroup_update + f64::from(batches) * p.eks_nodegroup_update_batch)
+        })
+        .fold(0.0, f64::max);
+    let addons = if addons { step(p.eks_addon) } else { 0.0 };
+    f64::from(minors) * (step(p.eks_cluster_update) + addons + slowest)
+        + UPGRADE_FIXED_CALLS * p.call
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +191,19 @@ mod tests {
     fn graph(toml: &str) -> Graph {
         let (spec, _) = crate::core::spec::parse("t.toml", toml).unwrap();
         crate::core::graph::build(&spec)
+    }
+
+    #[test]
+    fn an_upgrade_path_is_per_minor_the_control_plane_then_the_add_ons_then_the_slowest_group() {
+        let p = Profile::SCALED;
+        // Two minors; groups of 2 nodes one at a time (1 + 2 x 3 s) and 4 nodes 4 at a time.
+        let secs = upgrade_path(&p, 2, &[(2, 1), (4, 4)], true);
+        let per_minor = (0.1 + 8.0) + (0.1 + 0.5) + (0.1 + 7.0);
+        assert!(
+            (secs - (2.0 * per_minor + 6.0 * 0.05)).abs() < 1e-9,
+            "{secs}"
+        );
+        assert!(upgrade_path(&p, 1, &[], false) < 8.5);
     }
 
     #[test]
