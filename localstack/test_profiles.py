@@ -330,6 +330,64 @@ def test_scaled(emu: Emulator) -> None:
     del vpc
 
 
+def test_upgrades(emu: Emulator) -> None:
+    print(f"-- version upgrades: EKS_CLUSTER_UPDATE=1, EKS_NODEGROUP_UPDATE=0.3 + 0.4 per batch, EKS_ADDON=0.5 ({emu.name})", flush=True)
+    eks = emu.client("eks")
+    _, subnets = network(emu)
+    arn = role(emu, "upg-role")
+    eks.create_cluster(name="upg", version="1.33", roleArn=arn, resourcesVpcConfig={"subnetIds": subnets})
+    watch(lambda: eks.describe_cluster(name="upg")["cluster"]["status"], "ACTIVE", time.monotonic())
+    eks.create_nodegroup(clusterName="upg", nodegroupName="ng", subnets=subnets, nodeRole=arn,
+                         scalingConfig={"minSize": 1, "maxSize": 4, "desiredSize": 3}, updateConfig={"maxUnavailable": 2})
+    watch(lambda: eks.describe_nodegroup(clusterName="upg", nodegroupName="ng")["nodegroup"]["status"], "ACTIVE", time.monotonic())
+    g = eks.describe_nodegroup(clusterName="upg", nodegroupName="ng")["nodegroup"]
+    check(g["version"] == "1.33" and g.get("updateConfig") == {"maxUnavailable": 2},
+          "a node group gets the cluster's version and keeps its updateConfig", (g["version"], g.get("updateConfig")))
+    eks.create_addon(clusterName="upg", addonName="vpc-cni")
+    watch(lambda: eks.describe_addon(clusterName="upg", addonName="vpc-cni")["addon"]["status"], "ACTIVE", time.monotonic())
+    check(eks.describe_addon(clusterName="upg", addonName="vpc-cni")["addon"]["addonVersion"] == "v1.19.0-eksbuild.1",
+          "CreateAddon without a version installs the minor's default")
+    check(error_code(lambda: eks.update_cluster_version(name="upg", version="1.35")) == "InvalidParameterException",
+          "UpdateClusterVersion by two minors refused")
+    t = time.monotonic()
+    u = eks.update_cluster_version(name="upg", version="1.34")["update"]
+    check(u["status"] == "InProgress" and u["type"] == "VersionUpdate", "UpdateClusterVersion answers an InProgress VersionUpdate")
+    check(error_code(lambda: eks.update_cluster_version(name="upg", version="1.34")) == "ResourceInUseException",
+          "a second UpdateClusterVersion while UPDATING: ResourceInUseException")
+    check(eks.list_updates(name="upg")["updateIds"] == [u["id"]], "ListUpdates lists it")
+    check_transition("update InProgress -> Successful after EKS_CLUSTER_UPDATE (1 s)",
+                     watch(lambda: eks.describe_update(name="upg", updateId=u["id"])["update"]["status"], "Successful", t),
+                     ["InProgress", "Successful"], 1.0)
+    c = eks.describe_cluster(name="upg")["cluster"]
+    check(c["version"] == "1.34" and c["status"] == "ACTIVE", "then the cluster is ACTIVE at 1.34", (c["version"], c["status"]))
+    check(error_code(lambda: eks.update_cluster_version(name="upg", version="1.35")) == "InvalidRequestException",
+          "UpdateClusterVersion refused while a node group is a minor behind")
+    versions = eks.describe_addon_versions(kubernetesVersion="1.34", addonName="vpc-cni")["addons"][0]["addonVersions"]
+    default = [v["addonVersion"] for v in versions if v["compatibilities"][0]["defaultVersion"]]
+    check(default == ["v1.20.0-eksbuild.1"] and len(versions) == 3, "DescribeAddonVersions: 1.34 runs three vpc-cni versions, 1.34's the default",
+          [v["addonVersion"] for v in versions])
+    check(error_code(lambda: eks.update_addon(clusterName="upg", addonName="vpc-cni", addonVersion="v1.16.0-eksbuild.1")) == "InvalidParameterException",
+          "UpdateAddon to a version the minor cannot run refused")
+    t = time.monotonic()
+    ua = eks.update_addon(clusterName="upg", addonName="vpc-cni", addonVersion="v1.20.0-eksbuild.1", resolveConflicts="PRESERVE")["update"]
+    check_transition("add-on update Successful after EKS_ADDON (0.5 s)",
+                     watch(lambda: eks.describe_update(name="upg", updateId=ua["id"], addonName="vpc-cni")["update"]["status"], "Successful", t),
+                     ["InProgress", "Successful"], 0.5)
+    t = time.monotonic()
+    un = eks.update_nodegroup_version(clusterName="upg", nodegroupName="ng")["update"]
+    check(eks.list_updates(name="upg", nodegroupName="ng")["updateIds"] == [un["id"]], "ListUpdates of the node group lists its update")
+    check_transition("node group update: 0.3 s + 2 batches of 2 nodes x 0.4 s",
+                     watch(lambda: eks.describe_update(name="upg", updateId=un["id"], nodegroupName="ng")["update"]["status"], "Successful", t),
+                     ["InProgress", "Successful"], 1.1)
+    g = eks.describe_nodegroup(clusterName="upg", nodegroupName="ng")["nodegroup"]
+    check(g["version"] == "1.34" and g["releaseVersion"].startswith("1.34") and g["status"] == "ACTIVE",
+          "then the node group runs 1.34's release", (g["version"], g["releaseVersion"], g["status"]))
+    insights = eks.list_insights(clusterName="upg", filter={"categories": ["UPGRADE_READINESS"], "statuses": ["ERROR"]})["insights"]
+    passing = eks.list_insights(clusterName="upg")["insights"]
+    check(insights == [] and len(passing) == 3 and all(i["insightStatus"]["status"] == "PASSING" for i in passing),
+          "ListInsights: three PASSING insights, none in ERROR")
+
+
 def test_off(emu: Emulator) -> None:
     print(f"-- no PROVISION_EMULATOR_* variables: everything immediate ({emu.name})", flush=True)
     ec2, eks = emu.client("ec2"), emu.client("eks")
@@ -356,6 +414,10 @@ def test_off(emu: Emulator) -> None:
     check(eks.list_nodegroups(clusterName="off")["nodegroups"] == [], "node group gone at once")
     eks.delete_cluster(name="off")
     check(eks.list_clusters()["clusters"] == [], "cluster gone at once")
+    up = eks.create_cluster(name="off2", version="1.34", roleArn=arn, resourcesVpcConfig={"subnetIds": subnets})["cluster"]
+    u = eks.update_cluster_version(name=up["name"], version="1.35")["update"]
+    check(u["status"] == "Successful" and eks.describe_cluster(name="off2")["cluster"]["version"] == "1.35",
+          "a version update is Successful at once")
     check("latency profile" not in emu.logtext(), "no latency profile announced in the log")
     del vpc
 
@@ -370,6 +432,9 @@ def main() -> int:
         Emulator("call-ms", {"PROVISION_EMULATOR_CALL_MS": "200"}),
         Emulator("scaled", {"PROVISION_EMULATOR_PROFILE": "scaled", "PROVISION_EMULATOR_EKS_CLUSTER": "1", "PROVISION_EMULATOR_IAM_DELAY": "1"}),
         Emulator("off", {}),
+        Emulator("upgrades", {"PROVISION_EMULATOR_EKS_CLUSTER": "0.3", "PROVISION_EMULATOR_EKS_NODEGROUP": "0.3",
+                              "PROVISION_EMULATOR_EKS_ADDON": "0.5", "PROVISION_EMULATOR_EKS_CLUSTER_UPDATE": "1",
+                              "PROVISION_EMULATOR_EKS_NODEGROUP_UPDATE": "0.3", "PROVISION_EMULATOR_EKS_NODEGROUP_UPDATE_BATCH": "0.4"}),
     ]
     bogus = subprocess.run([sys.executable, EMULATOR, "--port", "1"], env=dict(os.environ, PROVISION_EMULATOR_PROFILE="bogus"),
                            capture_output=True, text=True, timeout=60)
@@ -377,7 +442,7 @@ def main() -> int:
         for emu in emulators:
             emu.wait_ready()
         check(bogus.returncode != 0 and "unknown" in bogus.stderr, "an unknown PROVISION_EMULATOR_PROFILE stops the emulator", bogus.stderr.strip())
-        for test, emu in zip([test_timed, test_call_latency, test_scaled, test_off], emulators):
+        for test, emu in zip([test_timed, test_call_latency, test_scaled, test_off, test_upgrades], emulators):
             try:
                 test(emu)
             except Exception as e:  # noqa: BLE001 - report and go on with the other emulators
