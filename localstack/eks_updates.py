@@ -183,12 +183,30 @@ _moto_update_nodegroup_config = EKSResponse.update_nodegroup_config
 
 
 def update_nodegroup_config(self: EKSResponse) -> ActionResult:
-    # moto's answers with an update it does not keep: keep it, so DescribeUpdate finds it.
-    result = _moto_update_nodegroup_config(self)
+    # moto's applies the change at once and answers with an update it does not keep: keep it, so
+    # DescribeUpdate finds it, and (with the latency profile) leave the group UPDATING and the
+    # update InProgress for EKS_NODEGROUP_UPDATE, refusing another update meanwhile, as EKS does.
     key, _ = _SHARED["cluster"](self)
+    name = self._get_param("nodegroupName")
+    group = self.eks_backend.describe_nodegroup(key[2], name)
+    if group.status not in ("ACTIVE", "DEGRADED"):
+        raise _in_use(key[2], f"Nodegroup {name} is {group.status}: an update is in progress")
+    result = _moto_update_nodegroup_config(self)
     update = result.result.get("update") if isinstance(result.result, dict) else None
     if isinstance(update, dict):
-        _UPDATES.setdefault(key, {})[update["id"]] = (("nodegroup", self._get_param("nodegroupName")), update)
+        _UPDATES.setdefault(key, {})[update["id"]] = (("nodegroup", name), update)
+        seconds = _SHARED["latency"]["EKS_NODEGROUP_UPDATE"]
+        if seconds > 0:
+            before = group.status
+            group.status, update["status"] = "UPDATING", "InProgress"
+
+            def done() -> None:
+                if group.status == "UPDATING":
+                    group.status = before
+                if update["status"] == "InProgress":
+                    update["status"] = "Successful"
+
+            _SHARED["later"](seconds, done)
     return result
 
 

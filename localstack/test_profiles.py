@@ -382,6 +382,13 @@ def test_upgrades(emu: Emulator) -> None:
     g = eks.describe_nodegroup(clusterName="upg", nodegroupName="ng")["nodegroup"]
     check(g["version"] == "1.34" and g["releaseVersion"].startswith("1.34") and g["status"] == "ACTIVE",
           "then the node group runs 1.34's release", (g["version"], g["releaseVersion"], g["status"]))
+    t = time.monotonic()
+    uc = eks.update_nodegroup_config(clusterName="upg", nodegroupName="ng", scalingConfig={"minSize": 1, "maxSize": 4, "desiredSize": 2})["update"]
+    check(uc["status"] == "InProgress" and error_code(lambda: eks.update_nodegroup_version(clusterName="upg", nodegroupName="ng"))
+          == "ResourceInUseException", "UpdateNodegroupConfig leaves the group UPDATING: another update is refused")
+    check_transition("config update Successful after EKS_NODEGROUP_UPDATE (0.3 s)",
+                     watch(lambda: eks.describe_update(name="upg", updateId=uc["id"], nodegroupName="ng")["update"]["status"], "Successful", t),
+                     ["InProgress", "Successful"], 0.3)
     insights = eks.list_insights(clusterName="upg", filter={"categories": ["UPGRADE_READINESS"], "statuses": ["ERROR"]})["insights"]
     passing = eks.list_insights(clusterName="upg")["insights"]
     check(insights == [] and len(passing) == 3 and all(i["insightStatus"]["status"] == "PASSING" for i in passing),

@@ -297,13 +297,20 @@ fn upgrade_cluster(i: usize) -> Cluster {
     Cluster::eks(
         &format!("crash-u{i}"),
         "availability_zones = 2",
-        "version = \"1.33\"\n[[eks.nodegroups]]\nname = \"web\"\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 3\ndesired = 2\n[[eks.nodegroups]]\nname = \"batch\"\ninstance_types = [\"m7g.large\"]\nmin = 0\nmax = 2\ndesired = 1\n",
+        "version = \"1.33\"\n[[eks.nodegroups]]\nname = \"web\"\ninstance_types = [\"t3.large\"]\nmin = 1\nmax = 3\ndesired = 2\nmax_unavailable = 1\n[[eks.nodegroups]]\nname = \"batch\"\ninstance_types = [\"m7g.large\"]\nmin = 0\nmax = 2\ndesired = 1\n",
     )
 }
 
+/// The upgrade: 1.35, and two web nodes replaced at a time (an UpdateNodegroupConfig before
+/// its first version update).
+fn to_1_35(cl: &Cluster) {
+    cl.edit("version = \"1.33\"", "version = \"1.35\"");
+    cl.edit("max_unavailable = 1", "max_unavailable = 2");
+}
+
 /// 1.35 everywhere (control plane, both node groups, each add-on at 1.35's default), with
-/// exactly one update per step as EKS lists them: two of the control plane, two per node group,
-/// two per add-on.
+/// exactly one update per step as EKS lists them: two of the control plane, two version updates
+/// per node group (and web's one updateConfig change), two per add-on.
 async fn upgraded(emu: &OwnEmulator, cluster: &str) -> Result<(), String> {
     let c = emu.sdk().await;
     let mut wrong = Vec::new();
@@ -330,7 +337,7 @@ async fn upgraded(emu: &OwnEmulator, cluster: &str) -> Result<(), String> {
     if n != 2 {
         wrong.push(format!("{n} control plane updates"));
     }
-    for g in ["web", "batch"] {
+    for (g, configs) in [("web", 1), ("batch", 0)] {
         let name = format!("{cluster}-{g}");
         let group = c
             .eks
@@ -347,9 +354,38 @@ async fn upgraded(emu: &OwnEmulator, cluster: &str) -> Result<(), String> {
         if v != "1.35" {
             wrong.push(format!("{name} runs {v}"));
         }
-        let n = updates(Some(name.clone()), None).await;
-        if n != 2 {
-            wrong.push(format!("{n} updates of {name}"));
+        let ids = c
+            .eks
+            .list_updates()
+            .name(cluster)
+            .nodegroup_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .update_ids
+            .unwrap_or_default();
+        let mut kinds = Vec::new();
+        for id in &ids {
+            let u = c
+                .eks
+                .describe_update()
+                .name(cluster)
+                .nodegroup_name(&name)
+                .update_id(id)
+                .send()
+                .await
+                .unwrap();
+            kinds.push(
+                u.update
+                    .and_then(|u| u.r#type)
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+        // Two version updates, and the one updateConfig change the spec made with the upgrade.
+        if count("VersionUpdate") != 2 || count("ConfigUpdate") != configs {
+            wrong.push(format!("updates of {name}: {kinds:?}"));
         }
     }
     let addons = c
@@ -420,7 +456,7 @@ fn upgrade_point(
     if !up.ok() {
         return Err(format!("up at 1.33 failed:\n{}", up.stderr));
     }
-    cl.edit("version = \"1.33\"", "version = \"1.35\"");
+    to_1_35(&cl);
     let finished = kill_at(emu, &cl, at);
     let again = run(emu, &cl, &["up", "-f", cl.spec_arg()]);
     if !again.ok() {
@@ -463,7 +499,7 @@ fn eks_upgrade_killed_at_random_moments_resumes_with_one_update_per_step() {
     // The reference: one uninterrupted upgrade, its duration and its resource events.
     let reference = upgrade_cluster(0);
     assert!(run(&emu, &reference, &["up", "-f", reference.spec_arg()]).ok());
-    reference.edit("version = \"1.33\"", "version = \"1.35\"");
+    to_1_35(&reference);
     let t0 = Instant::now();
     let up = run(&emu, &reference, &["up", "-f", reference.spec_arg()]);
     let full = t0.elapsed();

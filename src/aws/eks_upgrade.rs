@@ -53,7 +53,23 @@ impl Apply for EksUpgrade {
                 p => rest.iter().take_while(|d| d.phase() == p).count(),
             };
             let (now, later) = rest.split_at(n);
-            futures::future::try_join_all(now.iter().map(|d| step(cx, id, &cluster, d))).await?;
+            // Different add-ons or node groups at once; one's own steps (an update followed,
+            // then its version update) one after the other.
+            let mut by_target: Vec<(Target, Vec<&Drift>)> = Vec::new();
+            for d in now {
+                match by_target.iter_mut().find(|(t, _)| *t == d.target()) {
+                    Some((_, steps)) => steps.push(d),
+                    None => by_target.push((d.target(), vec![d])),
+                }
+            }
+            let cluster = cluster.as_str();
+            futures::future::try_join_all(by_target.into_iter().map(|(_, steps)| async move {
+                for d in steps {
+                    step(cx, id, cluster, d).await?;
+                }
+                Ok::<_, AwsError>(())
+            }))
+            .await?;
             rest = later;
         }
         Ok(Output::Nothing)

@@ -76,7 +76,16 @@ impl Apply for Nodegroup {
                     subnet_ids,
                     launch_template: Some(inputs.id(&self.template)?.to_string()),
                     tags: &cx.tags(id, false),
-                    client_token: tags::client_token(&[&cluster, name, vpc]),
+                    // What EKS cannot change in place is in it: a name used again (after a
+                    // replacement and back) is a new group, not the old one's answer.
+                    client_token: tags::client_token(&[
+                        &cluster,
+                        name,
+                        vpc,
+                        &s.instance_types.join(","),
+                        if s.spot { "SPOT" } else { "ON_DEMAND" },
+                        &s.disk_size.to_string(),
+                    ]),
                 },
             )
             .await?;
@@ -102,15 +111,15 @@ impl Apply for Nodegroup {
         let mut detail = Vec::new();
         for d in &change.drifts {
             match d {
-                Drift::AwaitActive { .. } => {
-                    // One that exists may be DEGRADED.
+                Drift::AwaitActive { replaces, .. } => {
+                    // One that exists may be DEGRADED; a replacement must be ACTIVE.
                     wait_active_with(
                         c,
                         &cluster,
                         &name,
                         POLL_INTERVAL,
                         cx.limits.eks,
-                        true,
+                        !replaces,
                         &progress,
                     )
                     .await?;
@@ -201,6 +210,7 @@ pub(crate) fn observed(n: EksNodegroup, cluster: &str) -> ObsNodegroup {
         max_unavailable: n.max_unavailable,
         taints: n.taints,
         launch_template: n.launch_template,
+        subnets: n.subnets,
     }
 }
 
@@ -224,6 +234,7 @@ pub struct EksNodegroup {
     pub max_unavailable: Option<MaxUnavailable>,
     pub taints: Vec<Taint>,
     pub launch_template: Option<String>,
+    pub subnets: Vec<String>,
 }
 
 fn nodegroup_of(n: &aws_sdk_eks::types::Nodegroup) -> EksNodegroup {
@@ -266,6 +277,7 @@ fn nodegroup_of(n: &aws_sdk_eks::types::Nodegroup) -> EksNodegroup {
                 (None, None) => None,
             }
         }),
+        subnets: n.subnets().to_vec(),
         launch_template: n.launch_template().and_then(|t| t.id()).map(str::to_string),
         taints: n
             .taints()

@@ -292,6 +292,7 @@ fn nodegroups(spec: &ClusterSpec, b: &mut Builder, net: &Net, has_base: bool) ->
                         nodegroup_name(&spec.name, &g.name),
                         g.clone(),
                         template_id(&g.name, g.disk_size),
+                        if g.public { &net.public } else { &net.private }.clone(),
                     )
                 })
                 .collect(),

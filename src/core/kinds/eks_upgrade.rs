@@ -134,6 +134,16 @@ pub enum Phase {
 }
 
 impl Drift {
+    /// What the step updates.
+    pub fn target(&self) -> Target {
+        match self {
+            Drift::Follow { target, .. } => target.clone(),
+            Drift::ControlPlane { .. } => Target::Cluster,
+            Drift::Addon { name, .. } => Target::Addon(name.clone()),
+            Drift::Nodegroup { name, .. } => Target::Nodegroup(name.clone()),
+        }
+    }
+
     pub fn phase(&self) -> Phase {
         match self {
             Drift::ControlPlane { .. }
@@ -230,16 +240,19 @@ fn version_of(minor: u32) -> String {
 }
 
 /// Whether an upgrade toward `target` is not finished: the control plane is below it, a node
-/// group is below the control plane, or a version update is in progress.
+/// group is below the control plane, or a version update of either is in progress.
 pub fn pending(target: &str, e: &ObsEks) -> bool {
     let (Some(cur), Some(want)) = (minor(&e.version), minor(target)) else {
         return false;
     };
     cur < want
         || ours(e).any(|g| minor(&g.version).is_some_and(|v| v < cur))
-        || e.upgrade.updates.iter().any(|u| {
-            u.status == "InProgress" && ["VersionUpdate", "AddonUpdate"].contains(&u.kind.as_str())
-        })
+        // A version update of the control plane or one of our node groups (an add-on's update
+        // alone, such as a pin's, is the add-ons' to wait for).
+        || e.upgrade
+            .updates
+            .iter()
+            .any(|u| u.status == "InProgress" && u.kind == "VersionUpdate")
 }
 
 /// What discovery must look up for the upgrade's diff: the add-on catalog of these minors, and
@@ -292,9 +305,11 @@ pub fn steps(want: &EksUpgrade, e: &ObsEks) -> Result<Vec<Drift>, Refusal> {
             .addons
             .iter()
             .filter(|a| want.addons.contains(&a.name) && !a.version.is_empty())
+            // One being created is the add-ons node's to wait for, at the version it gets.
+            .filter(|a| matches!(a.status.as_str(), "ACTIVE" | "DEGRADED" | "UPDATING"))
             .map(|a| (a.name.clone(), a.version.clone()))
             .collect(),
-        nodegroups: ours(e)
+        nodegroups: updatable(e)
             .filter_map(|g| Some((g.name.clone(), minor(&g.version)?)))
             .collect(),
     };
@@ -326,7 +341,11 @@ pub fn steps(want: &EksUpgrade, e: &ObsEks) -> Result<Vec<Drift>, Refusal> {
                 kind: u.kind.clone(),
             });
         }
-        if u.kind == "ConfigUpdate" {
+        // A configuration update, or an AMI update within the old minor, is waited for; the
+        // version update still follows it.
+        let below = matches!(&u.target, Target::Nodegroup(_))
+            && u.to.as_deref().and_then(minor) != Some(cur0);
+        if u.kind == "ConfigUpdate" || below {
             continue;
         }
         match &u.target {
@@ -494,6 +513,11 @@ fn ours(e: &ObsEks) -> impl Iterator<Item = &super::nodegroup::ObsNodegroup> {
     e.nodegroups
         .iter()
         .filter(|g| g.owned && !matches!(g.status.as_str(), "DELETING" | "DELETE_FAILED"))
+}
+
+/// Our node groups an update can start on (one being created gets the cluster's version).
+fn updatable(e: &ObsEks) -> impl Iterator<Item = &super::nodegroup::ObsNodegroup> {
+    ours(e).filter(|g| matches!(g.status.as_str(), "ACTIVE" | "DEGRADED" | "UPDATING"))
 }
 
 /// Orders EKS add-on versions (`v1.19.2-eksbuild.1`) by their numbers.

@@ -65,6 +65,7 @@ fn cluster(version: &str, nodegroup: &str, addons: &str) -> ObsEks {
             max_unavailable: None,
             taints: vec![],
             launch_template: None,
+            subnets: vec![],
         }],
         stamp: Default::default(),
         platform_version: None,

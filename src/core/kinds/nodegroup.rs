@@ -1,6 +1,6 @@
 //! An EKS managed node group of the spec (Amazon Linux 2023, through our launch template).
 //! Scaling, labels, taints and the updateConfig change in place; what EKS cannot change in place
-//! (instance types, capacity type) makes a new group beside the old one (blue/green): the old
+//! (instance types, capacity type, disk, subnets) makes a new group beside the old one (blue/green): the old
 //! one is deleted once the new one is ACTIVE, by [`super::nodegroup_retire`].
 //!
 //! A group belongs to the spec's group whose node it was made for (its `provision:resource`
@@ -53,6 +53,7 @@ pub struct ObsNodegroup {
     pub taints: Vec<Taint>,
     /// The id of its launch template (`None`: made without one).
     pub launch_template: Option<String>,
+    pub subnets: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +64,11 @@ pub enum Drift {
         name: String,
         replaces: Vec<String>,
     },
-    /// It is being created or updated: wait until it is ACTIVE (or DEGRADED).
+    /// It is being created or updated: wait until it is ACTIVE (or DEGRADED, unless it
+    /// `replaces` other groups: those are deleted after it, so it must be ACTIVE).
     AwaitActive {
         status: String,
+        replaces: bool,
     },
     /// (min, max, desired)
     Scale {
@@ -97,7 +100,7 @@ impl fmt::Display for Drift {
                 "create {name} in place of {} (deleted once {name} is ACTIVE)",
                 replaces.join(", ")
             ),
-            Drift::AwaitActive { status } => write!(f, "wait until ACTIVE (now {status})"),
+            Drift::AwaitActive { status, .. } => write!(f, "wait until ACTIVE (now {status})"),
             Drift::Taints { set, remove } => write!(
                 f,
                 "taints: set [{}], remove [{}]",
@@ -144,7 +147,14 @@ impl Plan for Nodegroup {
                 },
             );
         }
-        let want = Wanted::new(cx.obs, id, &self.name, &self.spec, &self.template);
+        let want = Wanted::new(
+            cx.obs,
+            id,
+            &self.name,
+            &self.spec,
+            &self.template,
+            &self.subnets,
+        );
         let Some(g) = current(e, &want) else {
             let old = of_node(e, id, &self.name)
                 .into_iter()
@@ -160,6 +170,7 @@ impl Plan for Nodegroup {
             "ACTIVE" => {}
             "CREATING" | "UPDATING" => drifts.push(Drift::AwaitActive {
                 status: g.status.clone(),
+                replaces: of_node(e, id, &self.name).len() > 1,
             }),
             // Degraded capacity (Spot reclaimed, nodes not joining) is reported, not refused.
             "DEGRADED" => {
@@ -285,23 +296,36 @@ pub fn of_node<'a>(e: &'a ObsEks, id: &str, name: &str) -> Vec<&'a ObsNodegroup>
 
 /// What a group must run to serve a node of the spec: the node's id, its first generation's
 /// EKS name, the spec, and the AWS id of its launch template (`None`: not made yet).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Wanted<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub spec: &'a NodegroupSpec,
     pub template: Option<&'a str>,
+    /// The AWS ids of its subnets, sorted (`None`: not all made yet).
+    pub subnets: Option<Vec<&'a str>>,
 }
 
 impl<'a> Wanted<'a> {
-    /// `template`: the graph node of its launch template, looked up in what was observed.
+    /// `template` and `subnets`: the graph nodes of its launch template and subnets, looked up
+    /// in what was observed.
     pub fn new(
         obs: &'a Observed,
         id: &'a str,
         name: &'a str,
         spec: &'a NodegroupSpec,
         template: &str,
+        subnets: &[String],
     ) -> Wanted<'a> {
+        let ids: Option<Vec<&str>> = subnets
+            .iter()
+            .map(|s| {
+                obs.subnets
+                    .iter()
+                    .find(|o| o.logical.as_deref() == Some(s.as_str()))
+                    .map(|o| o.id.as_str())
+            })
+            .collect();
         Wanted {
             id,
             name,
@@ -311,12 +335,16 @@ impl<'a> Wanted<'a> {
                 .iter()
                 .find(|t| t.logical.as_deref() == Some(template))
                 .map(|t| t.id.as_str()),
+            subnets: ids.map(|mut v| {
+                v.sort_unstable();
+                v
+            }),
         }
     }
 }
 
 /// Whether a group runs what the spec asks that EKS cannot change in place: its instance
-/// types, capacity type, and launch template (whose name carries the disk size).
+/// types, capacity type, launch template (whose name carries the disk size) and subnets.
 pub fn fits(g: &ObsNodegroup, w: &Wanted<'_>) -> bool {
     let sorted = |v: &[String]| {
         let mut v = v.to_vec();
@@ -326,6 +354,12 @@ pub fn fits(g: &ObsNodegroup, w: &Wanted<'_>) -> bool {
     sorted(&g.instance_types) == sorted(&w.spec.instance_types)
         && g.spot == w.spec.spot
         && (g.launch_template.is_none() || g.launch_template.as_deref() == w.template)
+        && (g.subnets.is_empty()
+            || w.subnets.as_ref().is_some_and(|want| {
+                let mut have: Vec<&str> = g.subnets.iter().map(String::as_str).collect();
+                have.sort_unstable();
+                &have == want
+            }))
 }
 
 /// The group that serves the node: of those made for it, one that fits the spec, the newest

@@ -13,8 +13,8 @@ pub struct NodegroupRetire {
     /// The cluster's node.
     pub cluster: String,
     /// The spec's groups: (node id, first generation's EKS name, spec, its launch template's
-    /// node).
-    pub groups: Vec<(String, String, NodegroupSpec, String)>,
+    /// node, its subnets' nodes).
+    pub groups: Vec<(String, String, NodegroupSpec, String, Vec<String>)>,
     /// The nodes of the spec's groups' launch templates; another node group template of ours
     /// goes with its group.
     pub templates: Vec<String>,
@@ -68,6 +68,7 @@ impl Plan for NodegroupRetire {
             return Change::keep(None);
         };
         let mut drifts = Vec::new();
+        let mut warnings = Vec::new();
         for g in e.nodegroups.iter().filter(|g| g.owned) {
             let mine = self.groups.iter().find(|(id, name, ..)| match &g.logical {
                 Some(l) => l == id,
@@ -75,9 +76,24 @@ impl Plan for NodegroupRetire {
             });
             let why = match mine {
                 None => Why::Removed,
-                Some((id, name, spec, template)) => {
-                    let want = Wanted::new(cx.obs, id, name, spec, template);
-                    let by = current(e, &want).map_or_else(
+                Some((id, name, spec, template, subnets)) => {
+                    let want = Wanted::new(cx.obs, id, name, spec, template, subnets);
+                    let now = current(e, &want);
+                    if now.is_some_and(|c| c.name == g.name) {
+                        continue;
+                    }
+                    if let Some(c) = now.filter(|c| !ready_or_coming(&c.status)) {
+                        // Its replacement cannot take the workloads: keep it.
+                        warnings.push(format!(
+                            "keeping {}: its replacement {} is {} ({})",
+                            g.name,
+                            c.name,
+                            c.status,
+                            c.issues.join("; ")
+                        ));
+                        continue;
+                    }
+                    let by = now.map_or_else(
                         || super::nodegroup::replacement_name(name, spec),
                         |c| c.name.clone(),
                     );
@@ -103,7 +119,7 @@ impl Plan for NodegroupRetire {
             }
         }
         if drifts.is_empty() {
-            return Change::keep(None);
+            return warnings.into_iter().fold(Change::keep(None), Change::warn);
         }
         let names: Vec<String> = drifts
             .iter()
@@ -112,9 +128,16 @@ impl Plan for NodegroupRetire {
                 Drift::Template { id, .. } => id.clone(),
             })
             .collect();
-        Change {
+        let change = Change {
             action: super::Action::Delete,
             ..Change::update(&names.join(","), drifts)
-        }
+        };
+        warnings.into_iter().fold(change, Change::warn)
     }
+}
+
+/// A replacement that is, or will be once `up` waits for it, ACTIVE (the node group's diff waits
+/// for a replacement to be ACTIVE, not DEGRADED, before this node runs).
+fn ready_or_coming(status: &str) -> bool {
+    matches!(status, "ACTIVE" | "CREATING" | "UPDATING")
 }

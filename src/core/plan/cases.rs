@@ -672,6 +672,22 @@ pub(super) const CASES: &[Case] = &[
         also: &[],
     },
     Case {
+        what: "a DEGRADED replacement: the old group is kept",
+        spec: || eks_spec(""),
+        change: |o| {
+            let mut old = nodegroup(o).clone();
+            nodegroup(o).name = "e-nodes-new".into();
+            nodegroup(o).status = "DEGRADED".into();
+            nodegroup(o).issues = vec!["AsgInstanceLaunchFailures: no Spot capacity".into()];
+            old.instance_types = vec!["m5.large".into()];
+            eks(o).nodegroups.push(old);
+        },
+        id: "nodegroup-retire",
+        action: Action::Warn,
+        says: "keeping e-nodes: its replacement e-nodes-new is DEGRADED",
+        also: &["nodegroup"],
+    },
+    Case {
         what: "a node group removed from the spec",
         spec: || eks_spec(""),
         change: |o| {

@@ -321,6 +321,7 @@ fn observe_after(
                 max_unavailable: s.max_unavailable,
                 taints: s.taints.clone(),
                 launch_template: Some(aws(&ng.template)),
+                subnets: ng.subnets.iter().map(|s| aws(s)).collect(),
             });
         }
         _ => {}

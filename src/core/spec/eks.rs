@@ -14,6 +14,7 @@ impl Validator<'_> {
         &mut self,
         e: &RawEks,
         at: std::ops::Range<usize>,
+        cluster: &str,
         net: Option<&NetworkSpec>,
     ) -> Option<EksSpec> {
         let version = match &e.version {
@@ -65,7 +66,7 @@ impl Validator<'_> {
                 "the public API endpoint will accept 0.0.0.0/0 (network.admin_cidrs)",
             );
         }
-        let nodegroups = self.nodegroups(e, at, net);
+        let nodegroups = self.nodegroups(e, at, cluster, net);
         let mut access = Vec::new();
         let mut principals = Vec::new();
         for (i, a) in e.access.iter().enumerate() {
@@ -175,6 +176,7 @@ impl Validator<'_> {
         &mut self,
         e: &RawEks,
         at: std::ops::Range<usize>,
+        cluster: &str,
         net: Option<&NetworkSpec>,
     ) -> Option<Vec<NodegroupSpec>> {
         let private = net.is_some_and(|n| !n.private_subnet_cidrs.is_empty());
@@ -220,7 +222,11 @@ impl Validator<'_> {
                     };
                     let text = name.get_ref();
                     if !is_nodegroup_name(text) {
-                        self.err(name, &format!("{field}.name"), format!("`{text}` is not a node group name: 1 to 20 of a-z, 0-9 and -, starting with a letter"));
+                        self.err(name, &format!("{field}.name"), format!("`{text}` is not a node group name: 1 to 20 of a-z, 0-9 and -, starting with a letter, not ending in -NUMBERgb"));
+                        ok = false;
+                    } else if cluster.len() + text.len() + REPLACEMENT_SUFFIX > 63 {
+                        // EKS names it CLUSTER-NAME, and a blue/green replacement adds a suffix.
+                        self.err(name, &format!("{field}.name"), format!("`{text}` is too long for this cluster's name: EKS names the group `{cluster}-{text}` plus a 7-character suffix when it is replaced, at most 63 characters"));
                         ok = false;
                     } else if out.iter().any(|o| &o.name == text) {
                         self.err(
@@ -452,9 +458,18 @@ fn is_addon_version(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-/// A node group's name in the spec: 1 to 20 of a-z, 0-9 and `-`, starting with a letter.
+/// What `CLUSTER-NAME` may grow by: `-` between them and a replacement's `-xxxxxx`.
+const REPLACEMENT_SUFFIX: usize = 8;
+
+/// A node group's name in the spec: 1 to 20 of a-z, 0-9 and `-`, starting with a letter, and
+/// not ending like a launch template's disk size (`-50gb`).
 fn is_nodegroup_name(n: &str) -> bool {
-    (1..=20).contains(&n.len())
+    let disk_like = n
+        .strip_suffix("gb")
+        .and_then(|r| r.rsplit_once('-'))
+        .is_some_and(|(_, d)| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+    !disk_like
+        && (1..=20).contains(&n.len())
         && n.starts_with(|c: char| c.is_ascii_lowercase())
         && n.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

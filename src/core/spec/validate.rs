@@ -89,7 +89,9 @@ impl Validator<'_> {
             });
         let network = self.network(raw.network.get_ref());
         let eks = match (&raw.eks, raw.kind.get_ref().as_str()) {
-            (Some(e), "eks") => self.eks(e.get_ref(), e.span(), network.as_ref()),
+            (Some(e), "eks") => {
+                self.eks(e.get_ref(), e.span(), raw.name.get_ref(), network.as_ref())
+            }
             (Some(e), _) => {
                 self.err(e, "eks", "the [eks] table goes with kind = \"eks\"");
                 None
