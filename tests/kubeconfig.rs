@@ -129,6 +129,32 @@ fn concurrent_writers_lose_no_context() {
     assert_eq!(left, ["config"]);
 }
 
+/// A lock left by a provision killed while writing (SIGKILL: no clean-up) is taken over, not
+/// waited for until the lock's 30 s deadline.
+#[test]
+fn a_lock_left_by_a_killed_provision_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    std::fs::write(&path, OTHER).unwrap();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(
+        dir.path().join("config.lock"),
+        format!("provision {pid} 12345\n"),
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    exec(&path, "demo").unwrap();
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(contexts(&path).contains(&"demo".to_string()));
+    assert!(!dir.path().join("config.lock").exists(), "and released");
+}
+
 #[test]
 fn forget_takes_out_only_the_clusters_entries() {
     let dir = tempfile::tempdir().unwrap();

@@ -308,8 +308,30 @@ fn change(
     Ok(())
 }
 
-/// `FILE.lock`, made with `O_EXCL` (what kubectl and client-go take), removed on drop.
+/// `FILE.lock`, made with `O_EXCL` (what kubectl and client-go take), removed on drop. Ours
+/// holds `provision PID START` (the process's start time), so that one left by a provision
+/// killed while writing is recognised and removed; kubectl's (empty) is waited for.
 struct Lock(PathBuf);
+
+/// What our lock file says of its writer.
+fn holder() -> String {
+    let pid = std::process::id();
+    format!(
+        "provision {pid} {}\n",
+        super::lock::start_of(pid).unwrap_or_default()
+    )
+}
+
+/// Whether `content` is a lock of a provision process that no longer runs.
+fn stale(content: &str) -> bool {
+    let mut words = content.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some("provision"), Some(pid), Some(start)) => pid
+            .parse::<u32>()
+            .is_ok_and(|pid| super::lock::start_of(pid).as_deref() != Some(start)),
+        _ => false,
+    }
+}
 
 impl Lock {
     /// `PATH.lock` on the path as given, symlink or not: the file client-go locks.
@@ -325,8 +347,18 @@ impl Lock {
                 .mode(0o600)
                 .open(&lock)
             {
-                Ok(_) => return Ok(Lock(lock)),
+                Ok(mut f) => {
+                    // Best effort: an unreadable holder only means kubectl's rules (wait).
+                    let _ = f.write_all(holder().as_bytes());
+                    return Ok(Lock(lock));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let content = std::fs::read_to_string(&lock).unwrap_or_default();
+                    if stale(&content) {
+                        // Its writer was killed (SIGKILL leaves no clean-up): take it over.
+                        let _ = std::fs::remove_file(&lock);
+                        continue;
+                    }
                     if start.elapsed() > LOCK_WAIT {
                         return Err(error(
                             path,

@@ -58,7 +58,7 @@ fn read_trimmed(path: &str) -> String {
 }
 
 /// The start time of `pid` (field 22 of `/proc/PID/stat`), if such a process exists.
-fn start_of(pid: u32) -> Option<String> {
+pub(crate) fn start_of(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
