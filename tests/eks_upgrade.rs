@@ -202,8 +202,27 @@ async fn a_pin_the_target_minor_cannot_run_refuses_the_upgrade_naming_it() {
     let pin = cl.up();
     assert_eq!(pin.calls("EKS", "UpdateAddon"), 1);
     assert_eq!(
+        pin.calls("EKS", "DescribeAddonVersions"),
+        1,
+        "the pin checked against 1.33's versions"
+    );
+    assert_eq!(
         addon_version(&c, &cl.name, "coredns").await,
         "v1.12.0-eksbuild.1"
+    );
+    // Back down is refused: EKS does not downgrade add-ons.
+    cl.edit("v1.12.0-eksbuild.1", "v1.11.0-eksbuild.1");
+    let back = cl.run(&["up", "-f", cl.spec_arg()]);
+    assert!(!back.ok());
+    assert!(
+        back.stderr.contains("EKS cannot downgrade an add-on"),
+        "{}",
+        back.stderr
+    );
+    assert!(
+        back.mutating_calls().is_empty(),
+        "{:?}",
+        back.mutating_calls()
     );
     cl.down();
 }

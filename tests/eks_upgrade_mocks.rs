@@ -262,7 +262,7 @@ async fn insights_in_error_refuse_the_upgrade_naming_each_and_its_recommendation
     };
 
     let mut e = observed("1.34");
-    eks_upgrade::observe(&c, &mut e, "1.35", false)
+    eks_upgrade::observe(&c, &mut e, "1.35", false, &Default::default())
         .await
         .unwrap();
     let why = steps(&want, &e).unwrap_err();
@@ -277,7 +277,7 @@ async fn insights_in_error_refuse_the_upgrade_naming_each_and_its_recommendation
 
     // --force: the insights are not read, and the upgrade goes ahead.
     let mut forced = observed("1.34");
-    eks_upgrade::observe(&c, &mut forced, "1.35", true)
+    eks_upgrade::observe(&c, &mut forced, "1.35", true, &Default::default())
         .await
         .unwrap();
     assert_eq!(list.num_calls(), 1, "no ListInsights under --force");

@@ -229,8 +229,8 @@ async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Option<ObsEks>, AwsEr
         .into_iter()
         .map(|n| super::nodegroup::observed(n, cluster))
         .collect();
-    if let Some((version, force)) = scope.eks_version {
-        super::eks_upgrade::observe(c, &mut obs, version, force).await?;
+    if let Some((version, force, pins)) = scope.eks_version {
+        super::eks_upgrade::observe(c, &mut obs, version, force, pins).await?;
     }
     Ok(Some(obs))
 }

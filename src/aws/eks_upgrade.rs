@@ -375,6 +375,7 @@ pub async fn observe(
     e: &mut ObsEks,
     target: &str,
     force: bool,
+    pins: &BTreeMap<String, String>,
 ) -> Result<(), AwsError> {
     let cluster = e.name.clone();
     let mut updating = Vec::new();
@@ -407,7 +408,7 @@ pub async fn observe(
         refresh(c, e, t).await?;
     }
     e.upgrade.updates = found.into_iter().flatten().collect();
-    let want = lookups(target, force, e);
+    let want = lookups(target, force, pins, e);
     let names: Vec<String> = e.addons.iter().map(|a| a.name.clone()).collect();
     let (catalog, insights) = tokio::join!(
         futures::future::try_join_all(want.minors.iter().map(|m| catalog(c, *m, &names))),

@@ -57,8 +57,13 @@ pub struct Scope<'a> {
     pub secret_content: bool,
     /// The kinds the graph has (`up` and `plan`); `None` (`down`): every kind.
     pub kinds: Option<std::collections::BTreeSet<Kind>>,
-    /// The EKS version the spec asks for, and `up --force` (what an upgrade must look up).
-    pub eks_version: Option<(&'a str, bool)>,
+    /// The EKS version the spec asks for, `up --force`, and the pinned add-ons (what an upgrade
+    /// or a pin must look up).
+    pub eks_version: Option<(
+        &'a str,
+        bool,
+        &'a std::collections::BTreeMap<String, String>,
+    )>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -85,7 +90,9 @@ impl<'a> Scope<'a> {
             addons: spec.addons.any(),
             secret_content: true,
             kinds: Some(graph.nodes.iter().map(|n| n.desired.kind()).collect()),
-            eks_version: spec.eks().map(|e| (e.version.as_str(), e.skip_insights)),
+            eks_version: spec
+                .eks()
+                .map(|e| (e.version.as_str(), e.skip_insights, &e.addon_versions)),
             warnings: Mutex::new(Vec::new()),
         }
     }

@@ -114,6 +114,12 @@ pub enum Refusal {
     },
     /// EKS has no version of an add-on for a minor.
     AddonUnavailable { name: String, minor: String },
+    /// An add-on pinned below the version it runs.
+    AddonDowngrade {
+        name: String,
+        from: String,
+        to: String,
+    },
 }
 
 /// What a change AWS cannot make in place asks the user to do.
@@ -188,6 +194,10 @@ impl fmt::Display for Refusal {
                 } else {
                     compatible.join(", ")
                 }
+            ),
+            Refusal::AddonDowngrade { name, from, to } => write!(
+                f,
+                "add-on {name} runs {from}, the spec pins {to}: EKS cannot downgrade an add-on; pin {from} or later"
             ),
             Refusal::AddonUnavailable { name, minor } => write!(
                 f,

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::eks_cluster::listed;
-use super::eks_upgrade::pending;
+use super::eks_upgrade::{pending, pin_refusal};
 use super::{Change, Context, Doomed, Kind, NoState, Observed, Plan, Refusal};
 use crate::core::latency::{Cost, Profile};
 use crate::core::teardown::Step;
@@ -79,10 +79,14 @@ impl Plan for EksAddons {
                                 .get(name)
                                 .is_some_and(|p| !a.version.is_empty() && p != &a.version) =>
                     {
+                        let pin = &self.pins[name];
+                        if let Some(why) = pin_refusal(e, name, &a.version, pin) {
+                            return Change::refuse(Some(e.name.clone()), why);
+                        }
                         drifts.push(Drift::Pin {
                             name: name.clone(),
                             from: a.version.clone(),
-                            to: self.pins[name].clone(),
+                            to: pin.clone(),
                         });
                     }
                     "ACTIVE" => {}

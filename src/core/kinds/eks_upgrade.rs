@@ -263,13 +263,25 @@ pub struct Lookups {
     pub insights: bool,
 }
 
-/// What to look up for an upgrade to `target` (`force`: not the insights).
-pub fn lookups(target: &str, force: bool, e: &ObsEks) -> Lookups {
+/// What to look up for an upgrade to `target` (`force`: not the insights), or, without one,
+/// for add-ons whose `pins` differ from what runs (the catalog of the running minor).
+pub fn lookups(target: &str, force: bool, pins: &BTreeMap<String, String>, e: &ObsEks) -> Lookups {
     let (Some(cur), Some(want)) = (minor(&e.version), minor(target)) else {
         return Lookups::default();
     };
     if !pending(target, e) || want < cur {
-        return Lookups::default();
+        let moved = e
+            .addons
+            .iter()
+            .any(|a| !a.version.is_empty() && pins.get(&a.name).is_some_and(|p| p != &a.version));
+        return Lookups {
+            minors: if moved && want >= cur {
+                vec![cur]
+            } else {
+                vec![]
+            },
+            insights: false,
+        };
     }
     Lookups {
         minors: (cur..=want).collect(),
@@ -434,6 +446,13 @@ impl Steps<'_> {
                 });
             };
             let to = match self.want.pins.get(&name) {
+                Some(pin) if compare(pin, &have) == std::cmp::Ordering::Less => {
+                    return Err(Refusal::AddonDowngrade {
+                        name,
+                        from: have,
+                        to: pin.clone(),
+                    });
+                }
                 Some(pin) if versions.compatible.contains(pin) => pin.clone(),
                 Some(pin) => {
                     return Err(Refusal::AddonPin {
@@ -518,6 +537,26 @@ fn ours(e: &ObsEks) -> impl Iterator<Item = &super::nodegroup::ObsNodegroup> {
 /// Our node groups an update can start on (one being created gets the cluster's version).
 fn updatable(e: &ObsEks) -> impl Iterator<Item = &super::nodegroup::ObsNodegroup> {
     ours(e).filter(|g| matches!(g.status.as_str(), "ACTIVE" | "DEGRADED" | "UPDATING"))
+}
+
+/// Why the add-on `name` cannot go to its `pin` outside an upgrade: below what runs, or not a
+/// version the running minor runs (when the catalog was read).
+pub fn pin_refusal(e: &ObsEks, name: &str, have: &str, pin: &str) -> Option<Refusal> {
+    if compare(pin, have) == std::cmp::Ordering::Less {
+        return Some(Refusal::AddonDowngrade {
+            name: name.to_string(),
+            from: have.to_string(),
+            to: pin.to_string(),
+        });
+    }
+    let cur = minor(&e.version)?;
+    let versions = e.upgrade.catalog.get(&cur)?.get(name)?;
+    (!versions.compatible.iter().any(|v| v == pin)).then(|| Refusal::AddonPin {
+        name: name.to_string(),
+        version: pin.to_string(),
+        minor: version_of(cur),
+        compatible: versions.compatible.clone(),
+    })
 }
 
 /// Orders EKS add-on versions (`v1.19.2-eksbuild.1`) by their numbers.

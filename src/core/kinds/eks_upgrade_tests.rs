@@ -121,7 +121,10 @@ fn a_converged_cluster_has_nothing_to_do() {
     let e = cluster("1.35", "1.35", "v1.33.0-eksbuild.1");
     assert_eq!(steps(&want("1.35"), &e), Ok(vec![]));
     // An old add-on is not moved outside an upgrade (the default of a minor changes over time).
-    assert_eq!(lookups("1.35", false, &e), Lookups::default());
+    assert_eq!(
+        lookups("1.35", false, &BTreeMap::new(), &e),
+        Lookups::default()
+    );
 }
 
 #[test]
@@ -258,8 +261,8 @@ fn insights_in_error_refuse_unless_forced() {
         ..want("1.35")
     };
     assert_eq!(steps(&forced, &e).unwrap().len(), 4);
-    assert!(!lookups("1.35", true, &e).insights);
-    assert!(lookups("1.35", false, &e).insights);
+    assert!(!lookups("1.35", true, &BTreeMap::new(), &e).insights);
+    assert!(lookups("1.35", false, &BTreeMap::new(), &e).insights);
 }
 
 #[test]
@@ -270,8 +273,10 @@ fn a_pin_is_kept_when_compatible_and_refused_naming_it_when_not() {
     let s = shown(&steps(&w, &e).unwrap());
     assert!(!s.iter().any(|s| s.contains("coredns")), "{s:?}");
     assert!(s.iter().any(|s| s.contains("vpc-cni")), "{s:?}");
+    // Pinned to 1.33's, which 1.34 still runs and 1.35 does not.
+    let old = cluster("1.34", "1.34", "v1.33.0-eksbuild.1");
     w.pins.insert("coredns".into(), "v1.33.0-eksbuild.1".into());
-    let why = steps(&w, &e).unwrap_err();
+    let why = steps(&w, &old).unwrap_err();
     assert!(
         why.to_string()
             .contains("coredns is pinned to v1.33.0-eksbuild.1, which Kubernetes 1.35 cannot run"),
@@ -318,7 +323,7 @@ fn the_update_config_is_set_before_the_first_version_update_only() {
 fn the_catalog_and_insights_are_looked_up_only_for_a_pending_upgrade() {
     let e = cluster("1.33", "1.33", "v1.33.0-eksbuild.1");
     assert_eq!(
-        lookups("1.35", false, &e),
+        lookups("1.35", false, &BTreeMap::new(), &e),
         Lookups {
             minors: vec![33, 34, 35],
             insights: true
@@ -326,7 +331,7 @@ fn the_catalog_and_insights_are_looked_up_only_for_a_pending_upgrade() {
     );
     let behind = cluster("1.35", "1.34", "v1.35.0-eksbuild.1");
     assert_eq!(
-        lookups("1.35", false, &behind),
+        lookups("1.35", false, &BTreeMap::new(), &behind),
         Lookups {
             minors: vec![35],
             insights: false
@@ -345,4 +350,40 @@ fn add_on_versions_order_by_their_numbers() {
     assert_eq!(compare("v1.19.2-eksbuild.1", "v1.19.2-eksbuild.1"), Equal);
     assert_eq!(minor("1.35"), Some(35));
     assert_eq!(minor("v1.35"), None);
+}
+
+#[test]
+fn a_pin_below_what_runs_is_refused_in_and_outside_an_upgrade() {
+    let e = cluster("1.34", "1.34", "v1.34.0-eksbuild.1");
+    let mut w = want("1.35");
+    w.pins.insert("coredns".into(), "v1.33.0-eksbuild.1".into());
+    let why = steps(&w, &e).unwrap_err();
+    assert!(matches!(why, Refusal::AddonDowngrade { .. }), "{why:?}");
+    assert!(
+        why.to_string().contains("EKS cannot downgrade an add-on"),
+        "{why}"
+    );
+    // Outside an upgrade: the running minor's catalog is read, and the pin checked against it.
+    let mut pins = BTreeMap::new();
+    pins.insert("coredns".to_string(), "v1.36.0-eksbuild.1".to_string());
+    assert_eq!(
+        lookups("1.34", false, &pins, &e),
+        Lookups {
+            minors: vec![34],
+            insights: false
+        }
+    );
+    assert_eq!(
+        pin_refusal(&e, "coredns", "v1.34.0-eksbuild.1", "v1.35.0-eksbuild.1"),
+        None
+    );
+    let far = pin_refusal(&e, "coredns", "v1.34.0-eksbuild.1", "v1.36.0-eksbuild.1").unwrap();
+    assert!(
+        far.to_string().contains("which Kubernetes 1.34 cannot run"),
+        "{far}"
+    );
+    assert!(matches!(
+        pin_refusal(&e, "coredns", "v1.34.0-eksbuild.1", "v1.33.0-eksbuild.1"),
+        Some(Refusal::AddonDowngrade { .. })
+    ));
 }
