@@ -78,15 +78,7 @@ impl Apply for EksAddons {
                         Progress::Updating,
                         Some(d.to_string()),
                     );
-                    cx.c.eks
-                        .update_addon()
-                        .cluster_name(&cluster)
-                        .addon_name(name)
-                        .addon_version(to)
-                        .resolve_conflicts(aws_sdk_eks::types::ResolveConflicts::Preserve)
-                        .send()
-                        .await
-                        .map_err(api("updating add-on", &format!("{name} on {cluster}")))?;
+                    update(cx.c, &cluster, name, to).await?;
                     waits.push((name, true));
                 }
             }
@@ -164,6 +156,30 @@ pub async fn observe(c: &Clients, cluster: &str, status: bool) -> Result<Vec<Obs
 }
 
 /// DescribeAddon, its error saying what we were `doing` to the add-on.
+/// UpdateAddon to `version`, keeping what someone changed in its resources (ours set no
+/// conflicting fields); the update EKS started, if it says.
+///
+/// # Errors
+/// The AWS error of UpdateAddon.
+pub async fn update(
+    c: &Clients,
+    cluster: &str,
+    name: &str,
+    version: &str,
+) -> Result<Option<aws_sdk_eks::types::Update>, AwsError> {
+    let out = c
+        .eks
+        .update_addon()
+        .cluster_name(cluster)
+        .addon_name(name)
+        .addon_version(version)
+        .resolve_conflicts(aws_sdk_eks::types::ResolveConflicts::Preserve)
+        .send()
+        .await
+        .map_err(api("updating add-on", &format!("{name} on {cluster}")))?;
+    Ok(out.update)
+}
+
 /// One add-on as DescribeAddon reports it: status, health issues, version.
 ///
 /// # Errors

@@ -8,9 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_eks::types::{
-    Category, InsightStatusValue, InsightsFilter, NodegroupUpdateConfig, ResolveConflicts,
-};
+use aws_sdk_eks::types::{Category, InsightStatusValue, InsightsFilter, NodegroupUpdateConfig};
 
 use super::eks_cluster::POLL_INTERVAL;
 use super::error::{Code, api};
@@ -137,19 +135,9 @@ pub async fn run_step(
             follow(Target::Cluster, update).await?;
         }
         Drift::Addon { name, to, .. } => {
-            let r = c
-                .eks
-                .update_addon()
-                .cluster_name(cluster)
-                .addon_name(name)
-                .addon_version(to)
-                // Keep what someone changed in its resources; ours set no conflicting fields.
-                .resolve_conflicts(ResolveConflicts::Preserve)
-                .send()
-                .await
-                .map_err(api("updating add-on", &format!("{name} on {cluster}")));
+            let r = super::eks_addons::update(c, cluster, name, to).await;
             let target = Target::Addon(name.clone());
-            let update = started(c, cluster, &target, to, r.map(|o| o.update)).await?;
+            let update = started(c, cluster, &target, to, r).await?;
             follow(target, update).await?;
         }
         Drift::Nodegroup {
