@@ -201,6 +201,12 @@ async fn a_pin_the_target_minor_cannot_run_refuses_the_upgrade_naming_it() {
     cl.edit("v1.11.0-eksbuild.1", "v1.12.0-eksbuild.1");
     let pin = cl.up();
     assert_eq!(pin.calls("EKS", "UpdateAddon"), 1);
+    assert!(
+        pin.actions()
+            .contains(&("addons".to_string(), "updated".to_string())),
+        "{:?}",
+        pin.actions()
+    );
     assert_eq!(
         pin.calls("EKS", "DescribeAddonVersions"),
         1,

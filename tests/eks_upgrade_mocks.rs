@@ -297,3 +297,46 @@ async fn insights_in_error_refuse_the_upgrade_naming_each_and_its_recommendation
         }]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_update_not_visible_yet_is_asked_for_again() {
+    use aws_sdk_eks::operation::describe_update::DescribeUpdateError;
+    use aws_sdk_eks::types::error::ResourceNotFoundException;
+    let start = mock!(Client::update_cluster_version).then_output(|| {
+        UpdateClusterVersionOutput::builder()
+            .update(update("u-new", UpdateStatus::InProgress, "1.34"))
+            .build()
+    });
+    let describe = mock!(Client::describe_update)
+        .sequence()
+        .error(|| {
+            DescribeUpdateError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .message("No update found for ID: u-new")
+                    .meta(
+                        aws_sdk_eks::error::ErrorMetadata::builder()
+                            .code("ResourceNotFoundException")
+                            .message("No update found for ID: u-new")
+                            .build(),
+                    )
+                    .build(),
+            )
+        })
+        .times(2)
+        .output(|| described(update("u-new", UpdateStatus::Successful, "1.34")))
+        .build();
+    let c = common::eks_mocked(&[&start, &describe], RuleMode::MatchAny).await;
+    eks_upgrade::run_step(
+        &c,
+        "demo",
+        &Drift::ControlPlane {
+            from: "1.33".into(),
+            to: "1.34".into(),
+        },
+        Duration::from_secs(3600),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(describe.num_calls(), 3, "two NotFound, then Successful");
+}

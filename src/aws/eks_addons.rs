@@ -98,10 +98,11 @@ impl Apply for EksAddons {
         for d in wait_active(cx.c, &cluster, &waits, ADDON_TIMEOUT).await? {
             cx.report.warning(format!("add-on {d}"));
         }
-        let action = if install_now.is_empty() {
-            Progress::Existing
-        } else {
-            Progress::Created
+        let pinned = change.drifts.iter().any(|d| matches!(d, Drift::Pin { .. }));
+        let action = match (install_now.is_empty(), pinned) {
+            (false, _) => Progress::Created,
+            (true, true) => Progress::Updated,
+            (true, false) => Progress::Existing,
         };
         cx.report
             .resource(id, Self::NAME, Some(&list.join(",")), action, None);

@@ -14,6 +14,7 @@ use super::eks_cluster::POLL_INTERVAL;
 use super::error::{Code, api};
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::poll::Seen;
+use super::retry::{Backoff, retry};
 use super::{AwsError, Clients};
 use crate::core::events::Progress;
 use crate::core::kinds::eks_cluster::ObsEks;
@@ -244,7 +245,13 @@ pub async fn wait_update(
         "Successful",
         progress,
         || async {
-            let u = describe(c, cluster, target, update).await?;
+            // The id was just given: a NotFound for it is EKS not showing it everywhere yet.
+            let u = retry(
+                Backoff::EVENTUAL,
+                |e| *e.code() == Code::ResourceNotFoundException,
+                || describe(c, cluster, target, update),
+            )
+            .await?;
             Ok(match u.status.as_str() {
                 "Successful" => Seen::Ready(()),
                 "Failed" | "Cancelled" => Seen::Failed(format!(
