@@ -114,6 +114,7 @@ fn launch<'a>(tags: &'a [(String, String)]) -> Launch<'a> {
         volume_gb: 30,
         tags,
         client_token: "abc123-master".into(),
+        spot: false,
     }
 }
 
@@ -155,6 +156,39 @@ async fn a_new_instance_profile_is_retried_until_ec2_sees_it() {
         field(f, "TagSpecification.1.Tag.1.Key"),
         Some("provision:cluster")
     );
+}
+
+#[tokio::test]
+async fn a_spot_pool_asks_for_one_time_spot_instances_and_others_do_not() {
+    let (url, seen) = fake_ec2(vec![launched("i-0ccc"), launched("i-0ddd")]).await;
+    let c = provision::aws::clients_for_endpoint("us-east-1", &url).await;
+    let tags = vec![];
+    let spot = Launch {
+        spot: true,
+        ..launch(&tags)
+    };
+    run(&c, &spot).await.unwrap();
+    run(&c, &launch(&tags)).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        field(&seen[0], "InstanceMarketOptions.MarketType"),
+        Some("spot")
+    );
+    assert_eq!(
+        field(
+            &seen[0],
+            "InstanceMarketOptions.SpotOptions.SpotInstanceType"
+        ),
+        Some("one-time")
+    );
+    assert_eq!(
+        field(
+            &seen[0],
+            "InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior"
+        ),
+        Some("terminate")
+    );
+    assert_eq!(field(&seen[1], "InstanceMarketOptions.MarketType"), None);
 }
 
 #[tokio::test]

@@ -32,6 +32,7 @@ macro_rules! observe_all {
                 leftovers: Default::default(),
                 reports,
                 warnings: Vec::new(),
+                api: None,
             };
             if scope.leftovers {
                 let vpcs: Vec<String> = obs.vpcs.iter().map(|v| v.id.clone()).collect();

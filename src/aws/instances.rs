@@ -131,8 +131,8 @@ impl Apply for Instances {
 
 impl Instances {
     /// Launches `count` instances (there are `have`) with the user data the node's
-    /// dependencies complete.
-    async fn launch(
+    /// dependencies complete; `id` is their logical id.
+    pub(crate) async fn launch(
         &self,
         cx: &Cx<'_>,
         id: &str,
@@ -197,9 +197,11 @@ impl Instances {
                             k.version.to_string(),
                         ));
                     }
+                    t.extend(self.tags.iter().cloned());
                     t
                 },
                 client_token,
+                spot: self.spot,
             },
         )
         .await
@@ -235,6 +237,10 @@ pub(crate) fn observed(i: &aws_sdk_ec2::types::Instance) -> ObsInstance {
         private_ip: i.private_ip_address().map(str::to_string),
         public_ip: i.public_ip_address().map(str::to_string),
         version: super::tag_value(i.tags(), crate::core::stamp::VERSION_TAG).map(str::to_string),
+        launch_hash: super::tag_value(i.tags(), crate::core::stamp::LAUNCH_HASH_TAG)
+            .map(str::to_string),
+        instance_type: i.instance_type().map(|t| t.as_str().to_string()),
+        launched_at: i.launch_time().map(aws_smithy_types::DateTime::secs),
     }
 }
 
@@ -256,6 +262,8 @@ pub struct Launch<'a> {
     pub tags: &'a [(String, String)],
     /// Makes a retried or resumed launch return the same instances instead of new ones.
     pub client_token: String,
+    /// A one-time Spot request, terminated when interrupted.
+    pub spot: bool,
 }
 
 /// Launches `count` instances in one call, retrying while a new instance profile propagates.
@@ -308,6 +316,7 @@ pub async fn run(c: &Clients, l: &Launch<'_>) -> Result<Vec<ObsInstance>, AwsErr
                         .tag_specifications(tag_spec(ResourceType::Instance, l.tags))
                         .tag_specifications(tag_spec(ResourceType::Volume, l.tags))
                         .client_token(&token)
+                        .set_instance_market_options(l.spot.then(spot_options))
                         .send()
                         .await
                         .map_err(api("launching", what))
@@ -330,11 +339,47 @@ pub async fn run(c: &Clients, l: &Launch<'_>) -> Result<Vec<ObsInstance>, AwsErr
     Ok(out.instances().iter().map(observed).collect())
 }
 
+/// A one-time Spot request whose instance is terminated when EC2 takes it back (a worker; its
+/// pool launches another on the next `up`).
+fn spot_options() -> aws_sdk_ec2::types::InstanceMarketOptionsRequest {
+    use aws_sdk_ec2::types::{
+        InstanceInterruptionBehavior, InstanceMarketOptionsRequest, MarketType, SpotInstanceType,
+        SpotMarketOptions,
+    };
+    InstanceMarketOptionsRequest::builder()
+        .market_type(MarketType::Spot)
+        .spot_options(
+            SpotMarketOptions::builder()
+                .spot_instance_type(SpotInstanceType::OneTime)
+                .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                .build(),
+        )
+        .build()
+}
+
 /// RunInstances refuses a client token whose instances are terminated: they are not coming
 /// back. (IdempotentParameterMismatch is not retried: the first launch may be alive and not yet
 /// visible, and a fresh token would duplicate it.)
 pub fn is_spent_client_token(e: &AwsError) -> bool {
     *e.code() == Code::IdempotentInstanceTerminated
+}
+
+/// Terminates instances without waiting for them to be gone (a removed worker: once
+/// `shutting-down` it no longer counts).
+///
+/// # Errors
+/// The AWS error of the call.
+pub async fn terminate_now(c: &Clients, ids: &[String]) -> Result<(), AwsError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    c.ec2
+        .terminate_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .map_err(api("terminating", &ids.join(", ")))?;
+    Ok(())
 }
 
 /// Starts stopped instances (one call).

@@ -160,6 +160,10 @@ pub struct Limits {
     /// Reach the API server through this URL (a tunnel or VPN) instead of the control plane's
     /// public address.
     pub api_server: Option<String>,
+    /// A node's pods to leave it (PodDisruptionBudgets allowing).
+    pub drain: Duration,
+    /// New workers to register and be Ready.
+    pub nodes: Duration,
 }
 
 /// What `apply` works with: the clients, the spec, what discovery saw, the run's report.

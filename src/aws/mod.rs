@@ -49,6 +49,7 @@ pub mod route_table;
 pub mod security_group;
 pub mod subnet;
 pub mod vpc;
+pub mod worker_pool;
 
 // What the kinds share.
 pub mod instance_waits;

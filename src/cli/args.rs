@@ -176,9 +176,14 @@ pub(crate) struct UpArgs {
     /// for minting join tokens. The kubeconfig keeps the public endpoint.
     #[arg(long, value_name = "URL")]
     pub api_server: Option<String>,
-    /// Seconds to wait for the cluster with --wait cluster.
+    /// Seconds to wait for the cluster with --wait cluster, and for new workers to be Ready
+    /// before the nodes they replace are drained.
     #[arg(long, default_value_t = 1800)]
     pub cluster_timeout: u64,
+    /// Seconds a node's pods may take to leave it when it is drained (PodDisruptionBudgets are
+    /// honoured; after this the run fails naming the pods that stayed).
+    #[arg(long, default_value_t = 900)]
+    pub drain_timeout: u64,
     /// Seconds to wait for an EKS cluster, and then its node group, to become ACTIVE.
     #[arg(long, default_value_t = 1800)]
     pub eks_timeout: u64,
@@ -213,6 +218,10 @@ pub(crate) struct PlanArgs {
     /// Show what `down` would delete.
     #[arg(long)]
     pub destroy: bool,
+    /// Ask the Kubernetes API through this URL (as `up --api-server`) whether nodes to drain
+    /// can be drained.
+    #[arg(long, value_name = "URL", conflicts_with = "destroy")]
+    pub api_server: Option<String>,
 }
 
 #[derive(Debug, Args)]

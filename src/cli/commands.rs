@@ -86,7 +86,7 @@ pub(super) fn validate(edge: &Edge, a: SpecArg) -> Result<ExitCode, Failure> {
     out.summary(serde_json::json!({"event": "summary", "command": "validate", "cluster": spec.name, "kind": spec.kind(), "valid": true}));
     if !out.json {
         let nodes = match &spec.flavor {
-            spec::Flavor::Kubeadm(k) => format!("{} workers", k.workers),
+            spec::Flavor::Kubeadm(k) => format!("{} workers", k.workers()),
             spec::Flavor::Eks(e) => format!(
                 "EKS {}, node groups {} (min/max/desired)",
                 e.version,
@@ -181,7 +181,7 @@ pub(super) async fn plan(edge: &Edge, a: PlanArgs) -> Result<ExitCode, Failure> 
     let planned = if a.destroy {
         crate::engine::plan::plan_down(&c, &spec.name).await
     } else {
-        crate::engine::plan::plan_up(&c, &spec).await
+        crate::engine::plan::plan_up(&c, &spec, a.api_server.as_deref()).await
     };
     let (rows, warnings) = match planned {
         Ok(p) => p,
@@ -250,6 +250,7 @@ pub(super) async fn up(edge: &Edge, a: UpArgs) -> Result<ExitCode, Failure> {
         eks_timeout: Duration::from_secs(a.eks_timeout),
         lock_timeout: Duration::from_secs(a.lock_timeout),
         api_server: a.api_server.clone(),
+        drain_timeout: Duration::from_secs(a.drain_timeout),
     };
     let (name, kind) = (spec.name.clone(), spec.kind());
     let report = match crate::engine::up::up(c, spec, &opts, edge.sink.clone()).await {

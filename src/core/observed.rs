@@ -1,6 +1,14 @@
 //! What Kubernetes controllers made in the cluster's VPC: not a kind of ours (nothing `up`
 //! makes), found by `down` and `plan --destroy` through the tags the controllers set.
 
+/// Whether the API server answered, asked only when the plan must drain nodes (so that a run
+/// that cannot reach it refuses before changing anything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiReach {
+    Reachable { server: String },
+    Unreachable { server: String, why: String },
+}
+
 /// A load balancer a Kubernetes controller made in our VPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObsLoadBalancer {

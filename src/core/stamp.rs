@@ -13,6 +13,10 @@ pub const CREATED_AT_TAG: &str = "provision:created-at";
 pub const EXPIRES_AT_TAG: &str = "provision:expires-at";
 /// On kubeadm instances: the Kubernetes version they were launched for.
 pub const VERSION_TAG: &str = "provision:kubernetes-version";
+/// What a worker was launched with, hashed (`kinds::worker_pool::launch_hash`).
+pub const LAUNCH_HASH_TAG: &str = "provision:launch-hash";
+/// The worker pool an instance belongs to.
+pub const POOL_TAG: &str = "provision:pool";
 
 /// The shortest and longest TTL accepted.
 pub const TTL_MIN: i64 = 60;

@@ -284,6 +284,7 @@ mod tests {
             private_ip: Some("10.0.0.5".into()),
             public_ip: None,
             version: Some("1.36.2".into()),
+            ..Default::default()
         }
     }
 

@@ -55,6 +55,9 @@ pub struct WorkerDoc {
     pub token: String,
     pub secret: String,
     pub node_exporter: bool,
+    /// The pool's labels and taints, set when the node registers.
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub taints: Vec<crate::core::spec::Taint>,
 }
 
 /// An add-on instance.
@@ -185,6 +188,8 @@ impl WorkerDoc {
                 master_private_ip: &master,
                 token,
                 ca_hash: &hash,
+                labels: &self.labels,
+                taints: &self.taints,
             },
         );
         Ok(if self.node_exporter {
@@ -247,17 +252,20 @@ pub fn oversize(graph: &super::graph::Graph) -> Vec<Oversize> {
     graph
         .nodes
         .iter()
-        .filter_map(|n| match &n.desired {
-            super::kinds::Desired::Instances(i) => {
-                let text = i.user_data.render(&worst_case_inputs(&i.user_data)).ok()?;
-                let bytes = pack(&text).len();
-                (bytes > cloudinit::USER_DATA_LIMIT).then(|| Oversize {
-                    node: n.id.clone(),
-                    bytes,
-                    text_bytes: text.len(),
-                })
-            }
-            _ => None,
+        .filter_map(|n| {
+            let i = match &n.desired {
+                super::kinds::Desired::Instances(i) => i,
+                // Every zone of a pool boots the same document.
+                super::kinds::Desired::WorkerPool(p) => &p.zones.first()?.1,
+                _ => return None,
+            };
+            let text = i.user_data.render(&worst_case_inputs(&i.user_data)).ok()?;
+            let bytes = pack(&text).len();
+            (bytes > cloudinit::USER_DATA_LIMIT).then(|| Oversize {
+                node: n.id.clone(),
+                bytes,
+                text_bytes: text.len(),
+            })
         })
         .collect()
 }
@@ -278,6 +286,7 @@ fn worst_case_inputs(doc: &UserData) -> Inputs {
             private_ip: Some(IP.into()),
             public_ip: Some(IP.into()),
             version: None,
+            ..Default::default()
         }])
     };
     let bootstrap = || {
@@ -361,15 +370,17 @@ mod tests {
             .nodes
             .iter()
             .filter_map(|n| match &n.desired {
-                Desired::Instances(i) => {
-                    let text = i
-                        .user_data
-                        .render(&worst_case_inputs(&i.user_data))
-                        .expect("renders");
-                    let bytes = pack(&text);
-                    Some((n.id.clone(), text, bytes))
-                }
+                Desired::Instances(i) => Some((n.id.clone(), i)),
+                Desired::WorkerPool(p) => Some((n.id.clone(), &p.zones.first()?.1)),
                 _ => None,
+            })
+            .map(|(id, i)| {
+                let text = i
+                    .user_data
+                    .render(&worst_case_inputs(&i.user_data))
+                    .expect("renders");
+                let bytes = pack(&text);
+                (id, text, bytes)
             })
             .collect()
     }
@@ -463,10 +474,7 @@ mod tests {
         ] {
             assert!(master.contains(part), "{part}");
         }
-        let (_, worker, _) = all
-            .iter()
-            .find(|(id, ..)| id.starts_with("workers"))
-            .unwrap();
+        let (_, worker, _) = all.iter().find(|(id, ..)| id == "workers").unwrap();
         assert!(worker.contains("node_exporter") && worker.contains("sha256:"));
     }
 

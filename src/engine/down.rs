@@ -165,6 +165,8 @@ async fn locked(
             instances: opts.instance_timeout,
             eks: opts.eks_timeout,
             api_server: None,
+            drain: opts.instance_timeout,
+            nodes: opts.instance_timeout,
         },
     });
     run.report.phase("delete");

@@ -1,6 +1,7 @@
 //! The Kubernetes API: the readiness probe of `--wait cluster` and the bootstrap tokens of the
 //! join-token kind.
 
+pub mod drain;
 pub mod join_token;
 pub mod probe;
 

@@ -105,7 +105,7 @@ impl ApiClient {
     }
 
     /// A `kube` client for `server` (with a fresh token for EKS).
-    fn connect(&self, server: &str) -> Result<kube::Client, String> {
+    pub(crate) fn connect(&self, server: &str) -> Result<kube::Client, String> {
         let url = server
             .parse()
             .map_err(|e| format!("{server}: not a URL ({e})"))?;
@@ -307,6 +307,22 @@ pub async fn wait_cluster(
     start: Instant,
 ) -> Result<(), ProbeError> {
     wait_cluster_every(server, ca, want, timeout, POLL_INTERVAL, events, start).await
+}
+
+/// Whether the API server at `server` answers an admin of `ca` (one GET of /readyz).
+///
+/// # Errors
+/// Why not, in one line.
+pub async fn reachable(server: &str, ca: &Ca) -> Result<(), String> {
+    let client = ApiClient::kubeadm(ca)?.connect(server)?;
+    let req = http::Request::get("/readyz")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    client
+        .request_text(req)
+        .await
+        .map(|_| ())
+        .map_err(|e| explain(server, &e))
 }
 
 /// Makes `token` a bootstrap token on the cluster at `server` (what `kubeadm token create`

@@ -70,6 +70,9 @@ pub struct WorkerInput<'a> {
     pub master_private_ip: &'a str,
     pub token: &'a str,
     pub ca_hash: &'a str,
+    /// The pool's node labels (the kubelet's `--node-labels`) and taints.
+    pub labels: &'a std::collections::BTreeMap<String, String>,
+    pub taints: &'a [crate::core::spec::Taint],
 }
 
 const PREP_PATH: &str = "/usr/local/sbin/provision-node-prep.sh";
@@ -253,6 +256,34 @@ pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
     }
 }
 
+/// A pool's labels and taints in JoinConfiguration's nodeRegistration (indented under it),
+/// every value quoted: label values and taint parts are validated, `"` cannot occur.
+fn registration(
+    labels: &std::collections::BTreeMap<String, String>,
+    taints: &[crate::core::spec::Taint],
+) -> String {
+    let mut out = String::new();
+    if !labels.is_empty() {
+        let list: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!(
+            "  kubeletExtraArgs:\n    - name: node-labels\n      value: \"{}\"\n",
+            list.join(",")
+        ));
+    }
+    if !taints.is_empty() {
+        out.push_str("  taints:\n");
+        for t in taints {
+            out.push_str(&format!("    - key: \"{}\"\n", t.key));
+            if let Some(v) = &t.value {
+                out.push_str(&format!("      value: \"{v}\"\n"));
+            }
+            let effect = crate::core::spec::kubernetes_effect(&t.effect).unwrap_or("NoSchedule");
+            out.push_str(&format!("      effect: {effect}\n"));
+        }
+    }
+    out
+}
+
 /// A worker's user data.
 pub fn worker(k: &KubeadmSpec, input: &WorkerInput<'_>) -> CloudConfig {
     let mut files = common_files(k);
@@ -273,10 +304,11 @@ timeouts:
   tlsBootstrap: 10m0s
 nodeRegistration:
   criSocket: unix:///var/run/containerd/containerd.sock
-"#,
+{registration}"#,
             ip = input.master_private_ip,
             token = input.token,
             hash = input.ca_hash,
+            registration = registration(input.labels, input.taints),
         ),
     });
     files.push(File {

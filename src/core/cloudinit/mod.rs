@@ -24,6 +24,10 @@ pub const CALICO_VERSION: &str = "v3.32.2";
 pub const FLANNEL_VERSION: &str = "v0.28.9";
 /// Bootstrap tokens expire: long enough for slow boots and a resumed `up`, short enough to limit
 /// what a token read from a worker's user data is worth.
+/// The version of what a worker boots with: a change that should replace running workers
+/// (their bootstrap differs in a way that matters) raises it (`worker_pool::launch_hash`).
+pub const WORKER_DOCUMENT_VERSION: u32 = 1;
+
 pub const TOKEN_TTL: &str = "4h0m0s";
 const _: () = assert!(
     super::pki::TOKEN_TTL_SECS == 4 * 3600,

@@ -62,6 +62,12 @@ fn fixtures() -> Vec<(String, CloudConfig)> {
                 public_addresses: if cni == "calico" { &eip } else { &[] },
             },
         );
+        // The calico worker is a pool's, with labels and taints.
+        let (labels, taints) = if cni == "calico" {
+            pool_labels_and_taints()
+        } else {
+            Default::default()
+        };
         let w = worker(
             &k,
             &WorkerInput {
@@ -69,6 +75,8 @@ fn fixtures() -> Vec<(String, CloudConfig)> {
                 master_private_ip: "10.0.0.10",
                 token: &token,
                 ca_hash: &hash,
+                labels: &labels,
+                taints: &taints,
             },
         );
         out.push((format!("master-{cni}"), m));
@@ -355,4 +363,56 @@ fn a_fixed_public_address_replaces_the_one_at_boot_in_the_certificate() {
         r#""10.0.0.5", "198.51.100.7""#,
         "the Elastic IP, not the address the instance booted with"
     );
+}
+
+fn pool_labels_and_taints() -> (
+    std::collections::BTreeMap<String, String>,
+    Vec<crate::core::spec::Taint>,
+) {
+    let labels = [("team", "data"), ("example.com/gpu", "true")]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+    let taints = vec![
+        crate::core::spec::Taint {
+            key: "dedicated".into(),
+            value: Some("gpu".into()),
+            effect: "NO_SCHEDULE".into(),
+        },
+        crate::core::spec::Taint {
+            key: "example.com/spot".into(),
+            value: None,
+            effect: "PREFER_NO_SCHEDULE".into(),
+        },
+    ];
+    (labels, taints)
+}
+
+#[test]
+fn a_pools_labels_and_taints_are_in_its_join_configuration() {
+    let docs = fixtures();
+    let (_, w) = docs.iter().find(|(n, _)| n == "worker-calico").unwrap();
+    let file = w
+        .files
+        .iter()
+        .find(|f| f.path == "/etc/provision/kubeadm-join.yaml")
+        .unwrap();
+    let doc: serde_json::Value = serde_saphyr::from_str(&file.content).unwrap();
+    let reg = &doc["nodeRegistration"];
+    assert_eq!(reg["kubeletExtraArgs"][0]["name"], "node-labels");
+    assert_eq!(
+        reg["kubeletExtraArgs"][0]["value"],
+        "example.com/gpu=true,team=data"
+    );
+    assert_eq!(reg["taints"][0]["key"], "dedicated");
+    assert_eq!(reg["taints"][0]["value"], "gpu");
+    assert_eq!(reg["taints"][0]["effect"], "NoSchedule");
+    assert_eq!(reg["taints"][1]["effect"], "PreferNoSchedule");
+    assert!(reg["taints"][1].get("value").is_none());
+    let (_, plain) = docs.iter().find(|(n, _)| n == "worker-flannel").unwrap();
+    let plain = plain
+        .files
+        .iter()
+        .find(|f| f.path == "/etc/provision/kubeadm-join.yaml")
+        .unwrap();
+    assert!(!plain.content.contains("taints") && !plain.content.contains("node-labels"));
 }

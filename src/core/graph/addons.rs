@@ -170,6 +170,8 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
                 key_name: None,
                 token_scope: TokenScope::Vpc(VPC.into()),
                 kubernetes_owned: false,
+                spot: false,
+                tags: Vec::new(),
                 user_data: UserData::Addon(AddonDoc {
                     addon: a,
                     spec: s.clone(),

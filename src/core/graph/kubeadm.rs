@@ -6,7 +6,8 @@ use super::network::Net;
 use super::rules::{SgRole, rules};
 use super::{AMI, Builder, CA_ACCESS, CA_ACCESS_POLICY, JOIN_TOKEN, MASTER, NODE_PROFILE};
 use super::{NODE_REPORTS, NODE_REPORTS_POLICY};
-use super::{NODE_ROLE, ROUTE_TABLE, SECRET, SG_CONTROL_PLANE, SG_NODES, VPC, sg_name, workers_id};
+use super::{NODE_ROLE, ROUTE_TABLE, SECRET, SG_CONTROL_PLANE, SG_NODES, VPC, sg_name};
+use super::{pool_id, pool_zone_id};
 use crate::core::kinds::Desired;
 use crate::core::kinds::address_association::AddressAssociation;
 use crate::core::kinds::bootstrap_secret::BootstrapSecret;
@@ -18,7 +19,9 @@ use crate::core::kinds::instance_profile::InstanceProfile;
 use crate::core::kinds::instances::{Instances, Role, TokenScope};
 use crate::core::kinds::join_token::JoinToken;
 use crate::core::kinds::security_group::SecurityGroup;
-use crate::core::spec::{Addon, ClusterSpec, KubeadmSpec};
+use crate::core::kinds::worker_pool::{WorkerPool, launch_hash};
+use crate::core::spec::{Addon, ClusterSpec, KubeadmSpec, PoolSpec};
+use crate::core::stamp::{LAUNCH_HASH_TAG, POOL_TAG};
 use crate::core::tags;
 use crate::core::userdata::{LogShipper, MasterDoc, UserData, WorkerDoc};
 
@@ -140,42 +143,70 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
         }),
         &[SECRET, MASTER],
     );
-    for (i, count) in worker_split(k.workers, net.public.len())
-        .into_iter()
-        .enumerate()
-    {
-        if count == 0 {
-            continue;
-        }
-        let subnet = &net.public[i];
-        b.add(
-            &workers_id(i),
-            Desired::Instances(launch(
-                k,
-                subnet,
-                (Role::Workers, count),
-                &[SG_NODES],
-                UserData::Worker(WorkerDoc {
-                    cluster: spec.name.clone(),
-                    kubeadm: k.clone(),
-                    master: MASTER.into(),
-                    token: JOIN_TOKEN.into(),
-                    secret: SECRET.into(),
-                    node_exporter: spec.addons.monitoring.is_some(),
-                }),
-            )),
-            &[
-                subnet,
-                SG_NODES,
-                NODE_PROFILE,
-                AMI,
-                SECRET,
-                ROUTE_TABLE,
-                MASTER,
-                JOIN_TOKEN,
-            ],
-        );
+    for pool in &k.pools {
+        worker_pool(spec, k, pool, b, net);
     }
+}
+
+/// A pool's node: one launch per zone of its subnets, the count spread round-robin.
+fn worker_pool(spec: &ClusterSpec, k: &KubeadmSpec, pool: &PoolSpec, b: &mut Builder, net: &Net) {
+    let subnets: Vec<&String> = pool
+        .zones
+        .iter()
+        .filter_map(|z| net.public.get(*z))
+        .collect();
+    let doc = UserData::Worker(WorkerDoc {
+        cluster: spec.name.clone(),
+        kubeadm: k.clone(),
+        master: MASTER.into(),
+        token: JOIN_TOKEN.into(),
+        secret: SECRET.into(),
+        node_exporter: spec.addons.monitoring.is_some(),
+        labels: pool.labels.clone(),
+        taints: pool.taints.clone(),
+    });
+    let hash = launch_hash(k, pool);
+    let zones = pool
+        .zones
+        .iter()
+        .zip(worker_split(pool.count, subnets.len()))
+        .filter_map(|(z, count)| {
+            let subnet = net.public.get(*z)?;
+            let mut launch = launch(k, subnet, (Role::Workers, count), &[SG_NODES], doc.clone());
+            launch.instance_type = pool.instance_type.clone();
+            launch.spot = pool.spot;
+            launch.tags = vec![
+                (POOL_TAG.to_string(), pool.name.clone()),
+                (LAUNCH_HASH_TAG.to_string(), hash.clone()),
+            ];
+            Some((pool_zone_id(&pool.name, *z), launch))
+        })
+        .collect();
+    let mut deps: Vec<&str> = subnets.iter().map(|s| s.as_str()).collect();
+    deps.extend([
+        SG_NODES,
+        NODE_PROFILE,
+        AMI,
+        SECRET,
+        ROUTE_TABLE,
+        MASTER,
+        JOIN_TOKEN,
+    ]);
+    b.add(
+        &pool_id(&pool.name),
+        Desired::WorkerPool(WorkerPool {
+            name: pool.name.clone(),
+            zones,
+            launch_hash: hash,
+            instance_type: pool.instance_type.clone(),
+            version: k.version.to_string(),
+            max_surge: pool.max_surge,
+            max_unavailable: pool.max_unavailable,
+            master: MASTER.into(),
+            secret: SECRET.into(),
+        }),
+        &deps,
+    );
 }
 
 /// The control plane's address, once it exists: the last node of the graph (`build` adds it after
@@ -266,6 +297,8 @@ fn launch(
         key_name: k.key_name.clone(),
         token_scope: TokenScope::ClusterId(SECRET.into()),
         kubernetes_owned: true,
+        spot: false,
+        tags: Vec::new(),
         user_data,
     }
 }

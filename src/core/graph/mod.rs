@@ -108,14 +108,28 @@ pub fn private_subnet_id(i: usize) -> String {
     format!("private-subnet-{i}")
 }
 
-pub fn workers_id(i: usize) -> String {
-    format!("workers-{i}")
+/// A worker pool's node: `workers` for the default pool (`kubeadm.workers`), else
+/// `workers-NAME`.
+pub fn pool_id(name: &str) -> String {
+    if name == crate::core::spec::DEFAULT_POOL {
+        name.to_string()
+    } else {
+        format!("workers-{name}")
+    }
 }
 
-/// Whether a logical id is one of [`workers_id`]'s.
+/// The logical id of a pool's instances in the public subnet `zone` (`workers-0`,
+/// `workers-gpu-1`): what their tag says.
+pub fn pool_zone_id(pool: &str, zone: usize) -> String {
+    format!("{}-{zone}", pool_id(pool))
+}
+
+/// Whether a logical id is a worker's (of any pool).
 pub fn is_workers_id(id: &str) -> bool {
-    id.strip_prefix("workers-")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    id.starts_with("workers-")
+        && id
+            .rsplit_once('-')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Collects nodes while a graph is built.

@@ -116,6 +116,7 @@ mod tests {
                 private_ip: None,
                 public_ip: None,
                 version: None,
+                ..Default::default()
             });
         }
         let cx = Context {

@@ -114,6 +114,12 @@ pub enum Refusal {
     },
     /// EKS has no version of an add-on for a minor.
     AddonUnavailable { name: String, minor: String },
+    /// Nodes must be drained but the API server does not answer.
+    ApiUnreachable {
+        pool: String,
+        server: String,
+        why: String,
+    },
     /// An add-on pinned below the version it runs.
     AddonDowngrade {
         name: String,
@@ -198,6 +204,10 @@ impl fmt::Display for Refusal {
             Refusal::AddonDowngrade { name, from, to } => write!(
                 f,
                 "add-on {name} runs {from}, the spec pins {to}: EKS cannot downgrade an add-on; pin {from} or later"
+            ),
+            Refusal::ApiUnreachable { pool, server, why } => write!(
+                f,
+                "worker pool {pool} has nodes to drain, which needs the API server, but {server} does not answer ({why}): run from an address in network.admin_cidrs, or give --api-server URL (a tunnel); nothing was changed"
             ),
             Refusal::AddonUnavailable { name, minor } => write!(
                 f,

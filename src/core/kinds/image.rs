@@ -29,7 +29,11 @@ impl Plan for Image {
     fn diff(&self, id: &str, cx: &Context<'_>) -> Change<NoDrift> {
         let needed = cx.graph.nodes.iter().any(|n| {
             n.deps.iter().any(|d| d == id)
-                && matches!(&n.desired, Desired::Instances(i) if i.needs_launch(&n.id, cx.obs))
+                && match &n.desired {
+                    Desired::Instances(i) => i.needs_launch(&n.id, cx.obs),
+                    Desired::WorkerPool(p) => p.needs_launch(&n.id, cx),
+                    _ => false,
+                }
         });
         if needed {
             Change::read()

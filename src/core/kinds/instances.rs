@@ -39,6 +39,10 @@ pub struct Instances {
     pub token_scope: TokenScope,
     /// Whether the Kubernetes cloud integrations own them (`kubernetes.io/cluster/NAME`).
     pub kubernetes_owned: bool,
+    /// A Spot instance (a one-time request, terminated on interruption).
+    pub spot: bool,
+    /// Tags beyond the cluster's (a worker's pool and launch hash).
+    pub tags: Vec<(String, String)>,
     pub user_data: UserData,
 }
 
@@ -51,7 +55,7 @@ pub enum TokenScope {
     Vpc(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObsInstance {
     pub id: String,
     pub logical: Option<String>,
@@ -61,6 +65,11 @@ pub struct ObsInstance {
     pub public_ip: Option<String>,
     /// The Kubernetes version it was launched for (its tag; kubeadm nodes).
     pub version: Option<String>,
+    /// The hash of what a worker was launched with (its tag; see `worker_pool::launch_hash`).
+    pub launch_hash: Option<String>,
+    pub instance_type: Option<String>,
+    /// Seconds since the epoch.
+    pub launched_at: Option<i64>,
 }
 
 impl ObsInstance {

@@ -37,9 +37,7 @@ impl Plan for JoinToken {
 
     fn diff(&self, _id: &str, cx: &Context<'_>) -> Change<Drift> {
         let workers_missing = cx.graph.nodes.iter().any(|n| match &n.desired {
-            Desired::Instances(i) if i.role == super::instances::Role::Workers => {
-                i.needs_launch(&n.id, cx.obs)
-            }
+            Desired::WorkerPool(p) => p.needs_launch(&n.id, cx),
             _ => false,
         });
         if !workers_missing {

@@ -37,6 +37,7 @@ pub mod route_table;
 pub mod security_group;
 pub mod subnet;
 pub mod vpc;
+pub mod worker_pool;
 
 pub use change::{Action, Change, Context, Doomed, Refusal, Row};
 pub use output::{Inputs, Missing, Output};
@@ -66,6 +67,7 @@ macro_rules! with_kinds {
             BootstrapSecret bootstrap_secret secret,
             AddonSecret addon_secret addon_secrets,
             Instances instances instances,
+            WorkerPool worker_pool pools,
             AddressAssociation address_association associations,
             JoinToken join_token join_tokens,
             EksCluster eks_cluster eks,
@@ -242,6 +244,8 @@ macro_rules! define_kinds {
             pub reports: Vec<String>,
             /// Lookups that could not be made, for the user to see.
             pub warnings: Vec<String>,
+            /// Whether the API server answers (asked only when the plan drains nodes).
+            pub api: Option<super::observed::ApiReach>,
         }
     };
 }

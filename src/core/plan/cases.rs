@@ -241,9 +241,9 @@ pub(super) const CASES: &[Case] = &[
                 .take(1)
                 .for_each(|i| i.state = "terminated".into())
         },
-        id: "workers-0",
+        id: "workers",
         action: Action::Update,
-        says: "launch 1 more (have 1, want 2)",
+        says: "launch 1 in workers-0 (have 1, want 2)",
         also: &["ami", "join-token"],
     },
     Case {
@@ -262,7 +262,7 @@ pub(super) const CASES: &[Case] = &[
         id: "join-token",
         action: Action::Create,
         says: "mint a new one",
-        also: &["workers-0", "ami"],
+        also: &["workers", "ami"],
     },
     Case {
         what: "workers missing with a fresh token",
@@ -271,7 +271,7 @@ pub(super) const CASES: &[Case] = &[
         id: "join-token",
         action: Action::Read,
         says: "",
-        also: &["workers-0", "ami"],
+        also: &["workers", "ami"],
     },
     Case {
         what: "a subnet to make",
@@ -291,7 +291,7 @@ pub(super) const CASES: &[Case] = &[
         id: "ami",
         action: Action::Read,
         says: "",
-        also: &["workers-1", "join-token"],
+        also: &["workers", "join-token"],
     },
     Case {
         what: "cluster still creating",
@@ -394,25 +394,75 @@ pub(super) const CASES: &[Case] = &[
         says: "",
         also: &["private-route-table"],
     },
-    // Warnings: nothing to do, something to say.
     Case {
-        what: "more workers than the spec",
+        what: "more workers than the spec: the newest is drained",
         spec: demo,
         change: |o| {
             o.instances.push(ObsInstance {
                 id: "i-extra".into(),
                 logical: Some("workers-0".into()),
                 state: "running".into(),
-                subnet_id: None,
-                private_ip: None,
-                public_ip: None,
-                version: None,
+                launched_at: Some(NOW),
+                ..Default::default()
             })
         },
-        id: "workers-0",
-        action: Action::Warn,
-        says: "scale-in is not done by up",
+        id: "workers",
+        action: Action::Update,
+        says: "drain and remove i-extra (workers-0: scale-in, newest first)",
         also: &[],
+    },
+    Case {
+        what: "a worker launched with another instance type",
+        spec: demo,
+        change: |o| {
+            live(o, "workers-1").for_each(|i| i.instance_type = Some("t3.small".into()));
+        },
+        id: "workers",
+        action: Action::Update,
+        says: "replace i-workers-1-0 (workers-1: instance type t3.small → t3.medium)",
+        also: &["ami", "join-token"],
+    },
+    Case {
+        what: "a worker launched with another document",
+        spec: demo,
+        change: |o| {
+            live(o, "workers-1").for_each(|i| i.launch_hash = Some("0123456789ab".into()));
+        },
+        id: "workers",
+        action: Action::Update,
+        says: "replace i-workers-1-0 (workers-1: launched with another image",
+        also: &["ami", "join-token"],
+    },
+    Case {
+        what: "a replacement a stopped run launched: the old node goes",
+        spec: demo,
+        change: |o| {
+            live(o, "workers-1").for_each(|i| i.version = Some("1.36.1".into()));
+            let mut new = live(o, "workers-1").next().unwrap().clone();
+            new.id = "i-new".into();
+            new.version = None;
+            new.launched_at = Some(NOW);
+            o.instances.push(new);
+        },
+        id: "workers",
+        action: Action::Update,
+        says: "drain and remove i-workers-1-0 (workers-1: its replacement runs)",
+        also: &[],
+    },
+    Case {
+        what: "nodes to drain without an API server",
+        spec: demo,
+        change: |o| {
+            live(o, "workers-1").for_each(|i| i.instance_type = Some("t3.small".into()));
+            o.api = Some(crate::core::observed::ApiReach::Unreachable {
+                server: "https://203.0.113.10:6443".into(),
+                why: "connection refused".into(),
+            });
+        },
+        id: "workers",
+        action: Action::Refuse,
+        says: "does not answer (connection refused)",
+        also: &["ami", "join-token"],
     },
     Case {
         what: "node group degraded",
@@ -588,7 +638,7 @@ pub(super) const CASES: &[Case] = &[
         what: "an instance stopping",
         spec: demo,
         change: |o| live(o, "workers-1").for_each(|i| i.state = "stopping".into()),
-        id: "workers-1",
+        id: "workers",
         action: Action::Refuse,
         says: "is stopping",
         also: &[],
@@ -605,6 +655,7 @@ pub(super) const CASES: &[Case] = &[
                 private_ip: None,
                 public_ip: None,
                 version: None,
+                ..Default::default()
             })
         },
         id: "master",

@@ -200,7 +200,26 @@ fn observe_node(
                     private_ip: Some(format!("10.0.0.{}", 10 + k)),
                     public_ip: Some(format!("203.0.113.{}", 10 + k)),
                     version: None,
+                    ..Default::default()
                 })
+            }
+        }
+        Desired::WorkerPool(p) => {
+            for (logical, z) in &p.zones {
+                for k in 0..z.count {
+                    obs.instances.push(ObsInstance {
+                        id: format!("i-{logical}-{k}"),
+                        logical: some(logical),
+                        state: "running".into(),
+                        subnet_id: Some(aws(&z.subnet)),
+                        private_ip: Some(format!("10.0.1.{}", 10 + k)),
+                        public_ip: None,
+                        version: Some(p.version.clone()),
+                        launch_hash: Some(p.launch_hash.clone()),
+                        instance_type: Some(p.instance_type.clone()),
+                        launched_at: Some(NOW - 3600 + i64::from(k)),
+                    })
+                }
             }
         }
         Desired::EksCluster(e) => {

@@ -70,6 +70,18 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether it takes nodes out, through the API server: then whether that answers is asked
+    /// before the plan is final ([`Observed::api`]).
+    pub fn drains(&self) -> bool {
+        self.nodes.iter().any(|n| match &n.item {
+            super::kinds::Item::WorkerPool(_, change) => change
+                .drifts
+                .iter()
+                .any(super::kinds::worker_pool::Drift::drains),
+            _ => false,
+        })
+    }
+
     /// The plan as `plan` prints it and `up` reports it.
     pub fn rows(&self) -> Vec<Row> {
         self.loose

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use toml::Spanned;
 
-use super::lexical::{check_instance_type, is_dns_label, is_label_key, is_principal_arn};
+use super::lexical::{check_instance_type, is_dns_label, is_principal_arn};
 use super::model::*;
 use super::raw::*;
 use super::validate::Validator;
@@ -310,25 +310,9 @@ impl Validator<'_> {
                 v.clamp(20, 16384)
             }
         };
-        let mut labels = BTreeMap::new();
-        for (k, v) in &g.labels {
-            if !is_label_key(k) {
-                self.err(
-                    v,
-                    &f(&format!("labels.{k}")),
-                    format!("`{k}` is not a Kubernetes label key"),
-                );
-            }
-            let val = v.get_ref();
-            if val.len() > 63
-                || !val
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            {
-                self.err(v, &f(&format!("labels.{k}")), format!("`{val}` is not a Kubernetes label value (63 characters of A-Z a-z 0-9 - _ .)"));
-            }
-            labels.insert(k.clone(), val.clone());
-        }
+        let labels = self
+            .node_labels(&g.labels, field, false)
+            .unwrap_or_default();
         let max_unavailable = match (&g.max_unavailable, &g.max_unavailable_percent) {
             (Some(_), Some(p)) => {
                 self.err(
@@ -358,48 +342,9 @@ impl Validator<'_> {
             }
             (None, None) => None,
         };
-        let mut taints = Vec::new();
-        for (i, t) in g.taints.iter().enumerate() {
-            let raw = t.get_ref();
-            let at = f(&format!("taints[{i}]"));
-            if !is_label_key(&raw.key) {
-                self.err(
-                    t,
-                    &format!("{at}.key"),
-                    format!("`{}` is not a Kubernetes taint key", raw.key),
-                );
-            }
-            if let Some(v) = &raw.value
-                && (v.len() > 63
-                    || !v
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
-            {
-                self.err(
-                    t,
-                    &format!("{at}.value"),
-                    format!("`{v}` is not a taint value (63 characters of A-Z a-z 0-9 - _ .)"),
-                );
-            }
-            if !["NO_SCHEDULE", "NO_EXECUTE", "PREFER_NO_SCHEDULE"].contains(&raw.effect.as_str()) {
-                self.err(
-                    t,
-                    &format!("{at}.effect"),
-                    format!(
-                        "`{}`: expected \"NO_SCHEDULE\", \"NO_EXECUTE\" or \"PREFER_NO_SCHEDULE\"",
-                        raw.effect
-                    ),
-                );
-            }
-            taints.push(Taint {
-                key: raw.key.clone(),
-                value: raw.value.clone(),
-                effect: raw.effect.clone(),
-            });
-        }
-        if g.taints.len() > 50 {
-            self.push(ng.span(), &f("taints"), "at most 50 taints".into());
-        }
+        let taints = self
+            .node_taints(&g.taints, ng.span(), field)
+            .unwrap_or_default();
         let public = match g.subnets.as_ref().map(|s| (s, s.get_ref().as_str())) {
             None => !private,
             Some((_, "public")) => true,

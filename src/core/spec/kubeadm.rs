@@ -13,6 +13,7 @@ impl Validator<'_> {
     pub(super) fn kubeadm(
         &mut self,
         k: &RawKubeadm,
+        at: std::ops::Range<usize>,
         net: Option<&NetworkSpec>,
     ) -> Option<KubeadmSpec> {
         let version = match &k.kubernetes_version {
@@ -47,10 +48,6 @@ impl Validator<'_> {
                 None
             }
         };
-        let workers = *k.workers.get_ref();
-        if !(1..=1000).contains(&workers) {
-            self.err(&k.workers, "kubeadm.workers", format!("{workers} workers: a kubeadm cluster needs 1 to 1000 workers (the control plane is tainted against workloads)"));
-        }
         let ami = self.ami(k, arch);
         let key_name = k.key_name.as_ref().map(|s| s.get_ref().clone());
         if let Some(kn) = &k.key_name {
@@ -82,6 +79,12 @@ impl Validator<'_> {
             }
         }
         let service_cidr: Ipv4Net = DEFAULT_SERVICE_CIDR.parse().expect("constant parses");
+        // Unknown when the network is invalid (already an error): no index is refused for it.
+        let zones = net.map_or(64, |n| n.subnet_cidrs.len());
+        let pools = self.pools(k, at, arch, zones);
+        let workers = pools
+            .as_ref()
+            .map_or(0, |p| p.iter().map(|p| i64::from(p.count)).sum());
         let pod_cidr = self.pod_network(k, cni, workers, service_cidr, net);
         let root = match &k.root_volume_gb {
             None => 30,
@@ -102,9 +105,7 @@ impl Validator<'_> {
             cni: cni?,
             instance_type: itype,
             arch: arch?,
-            workers: u32::try_from(workers)
-                .ok()
-                .filter(|w| (1..=1000).contains(w))?,
+            pools: pools?,
             ami: ami?,
             key_name,
             ssh,

@@ -21,6 +21,7 @@ mod error;
 mod kubeadm;
 mod lexical;
 mod model;
+mod pools;
 mod raw;
 #[cfg(test)]
 mod tests;

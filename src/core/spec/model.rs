@@ -214,14 +214,21 @@ pub struct KubeadmSpec {
     pub cni: Cni,
     pub instance_type: String,
     pub arch: Arch,
-    /// At least one.
-    pub workers: u32,
+    /// At least one pool; the one of `kubeadm.workers` is [`DEFAULT_POOL`].
+    pub pools: Vec<PoolSpec>,
     pub ami: AmiSource,
     pub key_name: Option<String>,
     pub ssh: bool,
     pub pod_cidr: Ipv4Net,
     pub service_cidr: Ipv4Net,
     pub root_volume_gb: i32,
+}
+
+impl KubeadmSpec {
+    /// How many workers all pools want.
+    pub fn workers(&self) -> u32 {
+        self.pools.iter().map(|p| p.count).sum()
+    }
 }
 
 /// The `[eks]` table.
@@ -276,6 +283,38 @@ pub struct Taint {
     /// `NO_SCHEDULE`, `NO_EXECUTE` or `PREFER_NO_SCHEDULE`.
     pub effect: String,
 }
+
+/// A taint effect as Kubernetes spells it (`NoSchedule`), from EKS's name (`NO_SCHEDULE`).
+pub fn kubernetes_effect(eks: &str) -> Option<&'static str> {
+    match eks {
+        "NO_SCHEDULE" => Some("NoSchedule"),
+        "NO_EXECUTE" => Some("NoExecute"),
+        "PREFER_NO_SCHEDULE" => Some("PreferNoSchedule"),
+        _ => None,
+    }
+}
+
+/// A worker pool of a kubeadm cluster (`[[kubeadm.pools]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub name: String,
+    pub instance_type: String,
+    pub count: u32,
+    /// Set by the kubelet when it registers (`--node-labels`).
+    pub labels: BTreeMap<String, String>,
+    /// Set by `kubeadm join` (JoinConfiguration's nodeRegistration.taints).
+    pub taints: Vec<Taint>,
+    pub spot: bool,
+    /// Indexes of the public subnets it spreads over (all by default).
+    pub zones: Vec<usize>,
+    /// A rolling replacement launches at most this many nodes beyond `count`...
+    pub max_surge: u32,
+    /// ...and takes at most this many out of service before their replacements are Ready.
+    pub max_unavailable: u32,
+}
+
+/// The pool `kubeadm.workers` makes; its instances keep the ids `workers-N`.
+pub const DEFAULT_POOL: &str = "workers";
 
 /// EKS's updateConfig: at most this many nodes, or this percentage, unavailable at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -146,6 +146,22 @@ pub(super) struct RawNodegroup {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawPool {
+    pub(super) name: Spanned<String>,
+    pub(super) instance_type: Option<Spanned<String>>,
+    pub(super) count: Spanned<i64>,
+    #[serde(default)]
+    pub(super) labels: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub(super) taints: Vec<Spanned<RawTaint>>,
+    pub(super) spot: Option<Spanned<bool>>,
+    pub(super) subnets: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub(super) max_surge: Option<Spanned<i64>>,
+    pub(super) max_unavailable: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawTaint {
     pub(super) key: String,
     pub(super) value: Option<String>,
@@ -176,7 +192,9 @@ pub(super) struct RawKubeadm {
     pub(super) kubernetes_version: Option<Spanned<String>>,
     pub(super) cni: Spanned<String>,
     pub(super) instance_type: Spanned<String>,
-    pub(super) workers: Spanned<i64>,
+    pub(super) workers: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(super) pools: Vec<Spanned<RawPool>>,
     pub(super) ami: Option<Spanned<String>>,
     pub(super) key_name: Option<Spanned<String>>,
     pub(super) ssh: Option<Spanned<bool>>,

@@ -114,7 +114,7 @@ impl Validator<'_> {
             );
         }
         let kubeadm = match &raw.kubeadm {
-            Some(k) => self.kubeadm(k.get_ref(), network.as_ref()),
+            Some(k) => self.kubeadm(k.get_ref(), k.span(), network.as_ref()),
             None => {
                 if raw.kind.get_ref() == "kubeadm" {
                     self.push(

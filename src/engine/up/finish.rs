@@ -60,11 +60,13 @@ fn instances(
 ) -> Vec<(String, Role, ObsInstance)> {
     let mut out = Vec::new();
     for n in &run.plan.nodes {
-        let crate::core::kinds::Item::Instances(d, _) = &n.item else {
-            continue;
+        let role = match &n.item {
+            crate::core::kinds::Item::Instances(d, _) => d.role,
+            crate::core::kinds::Item::WorkerPool(..) => Role::Workers,
+            _ => continue,
         };
         if let Some(Output::Instances(list)) = outputs.get(&n.id).map(|o| o.as_ref()) {
-            out.extend(list.iter().map(|i| (n.id.clone(), d.role, i.clone())));
+            out.extend(list.iter().map(|i| (n.id.clone(), role, i.clone())));
         }
     }
     out
@@ -184,7 +186,7 @@ async fn kubeadm(
             .clone()
             .or_else(|| api_endpoint.clone())
             .ok_or_else(|| ProbeError("the master has no IP address".into()))?;
-        let want = 1 + run.spec.kubeadm().map_or(0, |k| k.workers as usize);
+        let want = 1 + run.spec.kubeadm().map_or(0, |k| k.workers() as usize);
         // Each node's boot phase as it reports it; the first failure ends the wait.
         let nodes: std::collections::BTreeMap<String, String> = instances
             .iter()

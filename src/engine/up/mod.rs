@@ -51,6 +51,8 @@ pub struct UpOptions {
     pub api_server: Option<String>,
     /// How long to wait for another `up` or `down` of the cluster to finish.
     pub lock_timeout: Duration,
+    /// How long a node's pods may take to leave it (PodDisruptionBudgets allowing).
+    pub drain_timeout: Duration,
 }
 
 /// What `up` reports at the end.
@@ -193,12 +195,13 @@ async fn locked(
     let report = Report::new(events, Instant::now());
     report.phase("discover");
     let graph = graph::build(&spec);
-    let obs = aws::discover::observe(&c, &Scope::up(&spec, &graph)).await?;
+    let mut obs = aws::discover::observe(&c, &Scope::up(&spec, &graph)).await?;
     for w in &obs.warnings {
         report.warning(w.clone());
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let plan = crate::core::plan::plan(&spec, &graph, &obs, now);
+    let plan =
+        crate::engine::plan::decide(&spec, &graph, &mut obs, now, opts.api_server.as_deref()).await;
     let rows = plan.rows();
     if plan.refused() {
         return Err(EngineError::Refused { rows });
@@ -232,6 +235,8 @@ async fn locked(
             instances: opts.instance_timeout,
             eks: opts.eks_timeout,
             api_server: opts.api_server.clone(),
+            drain: opts.drain_timeout,
+            nodes: opts.cluster_timeout,
         },
     });
     run.report.phase("apply");

@@ -1,0 +1,253 @@
+//! A worker pool's changes, as its diff lists them: stopped instances started, launches per
+//! zone, nodes removed (drained through the API server, their Node deleted, the instance
+//! terminated), and stale nodes replaced in batches of the surge budget: launch, wait until
+//! the new Nodes are Ready, then remove the old ones. Decides nothing: the order and the
+//! instances are the plan's.
+
+use std::time::Duration;
+
+use futures::future::try_join_all;
+
+use super::kind::{Apply, Cx, Scope, Tx};
+use super::{AwsError, Clients};
+use crate::core::events::Progress;
+use crate::core::kinds::instances::{Instances, ObsInstance};
+use crate::core::kinds::worker_pool::{Drift, Removal, WorkerPool, pool_instances};
+use crate::core::kinds::{Change, Inputs, NoState, Output, Plan};
+
+impl Apply for WorkerPool {
+    async fn observe(_c: &Clients, _scope: &Scope<'_>) -> Result<NoState, AwsError> {
+        // Its instances are the instances kind's (one DescribeInstances for both).
+        Ok(NoState)
+    }
+
+    async fn apply(
+        &self,
+        cx: &Cx<'_>,
+        id: &str,
+        change: &Change<Drift>,
+        inputs: &Inputs,
+    ) -> Result<Output, AwsError> {
+        let mut live: Vec<ObsInstance> = pool_instances(id, cx.obs).into_iter().cloned().collect();
+        let mut started = Vec::new();
+        let mut launches = Vec::new();
+        let mut removals = Vec::new();
+        let mut replacements = Vec::new();
+        for d in &change.drifts {
+            match d {
+                Drift::Start(ids) => started.extend(ids.iter().cloned()),
+                Drift::Launch { logical, count, .. } => launches.push((logical.as_str(), *count)),
+                Drift::Remove { instance, why, .. } => removals.push((instance.as_str(), *why)),
+                Drift::Replace {
+                    instance, logical, ..
+                } => replacements.push((instance.as_str(), logical.as_str())),
+            }
+        }
+        super::instances::start(cx.c, &started).await?;
+        for i in &live {
+            let (progress, note) = if started.contains(&i.id) {
+                (Progress::Updated, Some("started".to_string()))
+            } else {
+                (Progress::Existing, None)
+            };
+            cx.report
+                .resource(id, Self::NAME, Some(&i.id), progress, note);
+        }
+        let launched = try_join_all(launches.iter().map(|(logical, count)| {
+            let have = count_in(&live, logical);
+            self.launch(cx, id, logical, *count, have, inputs)
+        }))
+        .await?;
+        live.extend(launched.into_iter().flatten());
+        if removals.is_empty() && replacements.is_empty() {
+            return Ok(Output::Instances(live));
+        }
+        let api = Api::connect(cx, self, inputs)?;
+        // A replacement a stopped run launched takes over once it is Ready.
+        if removals.iter().any(|(_, why)| *why == Removal::Replaced) {
+            let current: Vec<String> = live
+                .iter()
+                .filter(|i| self.stale(i).is_none() && !removals.iter().any(|(r, _)| *r == i.id))
+                .filter_map(|i| i.private_ip.clone())
+                .collect();
+            api.wait_ready(cx, id, &current).await?;
+        }
+        let budget = usize::try_from(self.max_surge.max(self.max_unavailable).max(1)).unwrap_or(1);
+        for batch in removals.chunks(budget) {
+            try_join_all(batch.iter().map(|(i, _)| api.remove(cx, id, &live, i))).await?;
+            live.retain(|i| !batch.iter().any(|(r, _)| *r == i.id));
+        }
+        // Replacements: with a surge, the new nodes first; without one, the old ones first
+        // (max_unavailable at a time).
+        let surge = self.max_surge > 0;
+        let size = usize::try_from(if surge {
+            self.max_surge
+        } else {
+            self.max_unavailable
+        })
+        .unwrap_or(1)
+        .max(1);
+        for batch in replacements.chunks(size) {
+            if !surge {
+                try_join_all(batch.iter().map(|(i, _)| api.remove(cx, id, &live, i))).await?;
+                live.retain(|i| !batch.iter().any(|(r, _)| *r == i.id));
+            }
+            let mut zones: Vec<(&str, u32)> = Vec::new();
+            for (_, logical) in batch {
+                match zones.iter_mut().find(|(l, _)| l == logical) {
+                    Some((_, n)) => *n += 1,
+                    None => zones.push((logical, 1)),
+                }
+            }
+            let new: Vec<ObsInstance> = try_join_all(zones.iter().map(|(logical, n)| {
+                self.launch(cx, id, logical, *n, count_in(&live, logical), inputs)
+            }))
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+            let ips: Vec<String> = new.iter().filter_map(|i| i.private_ip.clone()).collect();
+            live.extend(new);
+            api.wait_ready(cx, id, &ips).await?;
+            if surge {
+                try_join_all(batch.iter().map(|(i, _)| api.remove(cx, id, &live, i))).await?;
+                live.retain(|i| !batch.iter().any(|(r, _)| *r == i.id));
+            }
+        }
+        Ok(Output::Instances(live))
+    }
+
+    async fn delete(_tx: &Tx<'_>) -> Result<(), AwsError> {
+        // The instances kind terminates every instance of the cluster.
+        Ok(())
+    }
+}
+
+impl WorkerPool {
+    /// Launches `count` in the zone whose instances are `logical` (it has `have`).
+    async fn launch(
+        &self,
+        cx: &Cx<'_>,
+        id: &str,
+        logical: &str,
+        count: u32,
+        have: usize,
+        inputs: &Inputs,
+    ) -> Result<Vec<ObsInstance>, AwsError> {
+        let zone: &Instances = self
+            .zones
+            .iter()
+            .find(|(l, _)| l == logical)
+            .map(|(_, z)| z)
+            .ok_or_else(|| AwsError::internal("a launch names one of the pool's zones"))?;
+        let launched = zone.launch(cx, logical, count, have, inputs).await?;
+        for i in &launched {
+            cx.report.resource(
+                id,
+                Self::NAME,
+                Some(&i.id),
+                Progress::Created,
+                Some(format!(
+                    "{logical} {}",
+                    i.private_ip.as_deref().unwrap_or("")
+                )),
+            );
+        }
+        Ok(launched)
+    }
+}
+
+fn count_in(live: &[ObsInstance], logical: &str) -> usize {
+    live.iter()
+        .filter(|i| i.logical.as_deref() == Some(logical))
+        .count()
+}
+
+/// The API server, reached with an admin certificate from the cluster's CA.
+struct Api {
+    client: kube::Client,
+    drain: Duration,
+    nodes: Duration,
+}
+
+impl Api {
+    fn connect(cx: &Cx<'_>, pool: &WorkerPool, inputs: &Inputs) -> Result<Api, AwsError> {
+        let ca = inputs.bootstrap(&pool.secret)?.ca();
+        let master = inputs
+            .instances(&pool.master)?
+            .first()
+            .ok_or_else(|| AwsError::internal("the control plane exists"))?;
+        let ip = master
+            .public_ip
+            .clone()
+            .or_else(|| master.private_ip.clone())
+            .unwrap_or_default();
+        let server = cx
+            .limits
+            .api_server
+            .clone()
+            .unwrap_or_else(|| format!("https://{ip}:6443"));
+        let client = crate::kube::probe::ApiClient::kubeadm(&ca)
+            .and_then(|a| a.connect(&server))
+            .map_err(|e| AwsError::unexpected("connecting to the API server at", &server, e))?;
+        Ok(Api {
+            client,
+            drain: cx.limits.drain,
+            nodes: cx.limits.nodes,
+        })
+    }
+
+    async fn wait_ready(&self, cx: &Cx<'_>, id: &str, ips: &[String]) -> Result<(), AwsError> {
+        if ips.is_empty() {
+            return Ok(());
+        }
+        cx.report.resource(
+            id,
+            WorkerPool::NAME,
+            None,
+            Progress::Waiting,
+            Some(format!("{} new node(s) to be Ready", ips.len())),
+        );
+        crate::kube::drain::wait_ready(&self.client, &cx.c.tuning, ips, self.nodes).await
+    }
+
+    /// Drains the instance's Node (if it registered), deletes it, terminates the instance.
+    async fn remove(
+        &self,
+        cx: &Cx<'_>,
+        id: &str,
+        live: &[ObsInstance],
+        instance: &str,
+    ) -> Result<(), AwsError> {
+        let ip = live
+            .iter()
+            .find(|i| i.id == instance)
+            .and_then(|i| i.private_ip.clone());
+        let node = match &ip {
+            Some(ip) => crate::kube::drain::node_for_ip(&self.client, ip).await?,
+            None => None,
+        };
+        cx.report.resource(
+            id,
+            WorkerPool::NAME,
+            Some(instance),
+            Progress::Deleting,
+            Some(match &node {
+                Some(n) => format!("draining {n}"),
+                None => "no Node registered; terminating".into(),
+            }),
+        );
+        if let Some(n) = &node {
+            crate::kube::drain::drain(&self.client, &cx.c.tuning, n, self.drain).await?;
+        }
+        super::instances::terminate_now(cx.c, &[instance.to_string()]).await?;
+        cx.report.resource(
+            id,
+            WorkerPool::NAME,
+            Some(instance),
+            Progress::Deleted,
+            node.map(|n| format!("{n} drained")),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! Taking a node out through the API, as `kubectl drain --ignore-daemonsets
+//! --delete-emptydir-data` does: cordon it, evict every pod through the Eviction API (a
+//! PodDisruptionBudget that refuses, 429, is asked again at a fixed rate until the deadline;
+//! DaemonSet and mirror pods are skipped, finished pods do not count), wait until they are gone,
+//! then delete the Node. And the readiness of new nodes, found by their private address.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams};
+
+use crate::aws::poll::{Seen, until};
+use crate::aws::{AwsError, Tuning};
+
+/// How often a drain asks again (`kubectl drain` waits 5 s after a 429).
+pub const EVICT_RETRY: Duration = Duration::from_secs(5);
+/// How often new nodes are looked at until they are Ready.
+pub const READY_POLL: Duration = Duration::from_secs(5);
+
+/// The Node whose InternalIP is `ip`, if one registered.
+///
+/// # Errors
+/// When the API server does not answer.
+pub async fn node_for_ip(client: &kube::Client, ip: &str) -> Result<Option<String>, AwsError> {
+    let nodes = list_nodes(client).await?;
+    Ok(nodes
+        .iter()
+        .find(|n| internal_ip(n).as_deref() == Some(ip))
+        .and_then(|n| n.metadata.name.clone()))
+}
+
+/// Waits until a Ready Node has each of `ips` as its InternalIP.
+///
+/// # Errors
+/// When the API server does not answer, or `max` passes (naming the addresses not Ready).
+pub async fn wait_ready(
+    client: &kube::Client,
+    tuning: &Tuning,
+    ips: &[String],
+    max: Duration,
+) -> Result<(), AwsError> {
+    let what = format!("the node(s) at {}", ips.join(", "));
+    until(tuning, READY_POLL, max, &what, "Ready", || async {
+        let nodes = list_nodes(client).await?;
+        let missing: Vec<&String> = ips
+            .iter()
+            .filter(|ip| {
+                !nodes
+                    .iter()
+                    .any(|n| internal_ip(n).as_deref() == Some(ip.as_str()) && is_ready(n))
+            })
+            .collect();
+        Ok(if missing.is_empty() {
+            Seen::Ready(())
+        } else {
+            Seen::Pending(format!(
+                "not Ready: {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    })
+    .await
+}
+
+/// Cordons `node`, evicts its pods until none is left (or `max` passes: the error names the
+/// pods that would not leave and why), then deletes the Node. A node already gone is done.
+///
+/// # Errors
+/// An API error other than a refused eviction, or the deadline.
+pub async fn drain(
+    client: &kube::Client,
+    tuning: &Tuning,
+    node: &str,
+    max: Duration,
+) -> Result<(), AwsError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.cordon(node).await {
+        Ok(_) => {}
+        Err(e) if is_status(&e, 404) => return Ok(()),
+        Err(e) => return Err(api_error("cordoning", node, &e)),
+    }
+    let pods: Api<Pod> = Api::all(client.clone());
+    let what = format!("node {node}");
+    until(tuning, EVICT_RETRY, max, &what, "drained", || async {
+        let list = pods
+            .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+            .await
+            .map_err(|e| api_error("listing the pods of", node, &e))?;
+        let mut staying = Vec::new();
+        for p in list.items.iter().filter(|p| must_leave(p)) {
+            let (ns, name) = (
+                p.metadata.namespace.clone().unwrap_or_default(),
+                p.metadata.name.clone().unwrap_or_default(),
+            );
+            if p.metadata.deletion_timestamp.is_some() {
+                staying.push(format!("{ns}/{name} (terminating)"));
+                continue;
+            }
+            match evict(client, &ns, &name).await {
+                Ok(()) => staying.push(format!("{ns}/{name} (evicted, terminating)")),
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) if is_status(&e, 429) => {
+                    staying.push(format!("{ns}/{name} ({})", message(&e)));
+                }
+                Err(e) => return Err(api_error("evicting", &format!("{ns}/{name}"), &e)),
+            }
+        }
+        Ok(if staying.is_empty() {
+            Seen::Ready(())
+        } else {
+            Seen::Pending(format!(
+                "{} pod(s) not gone: {}",
+                staying.len(),
+                staying.join(", ")
+            ))
+        })
+    })
+    .await?;
+    match nodes.delete(node, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) => Err(api_error("deleting the node", node, &e)),
+    }
+}
+
+/// What `kubectl drain --ignore-daemonsets` evicts: not a DaemonSet's pod, not a mirror
+/// (static) pod, not one that finished.
+pub fn must_leave(p: &Pod) -> bool {
+    let daemon = p
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "DaemonSet" && o.controller == Some(true));
+    let mirror = p
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let finished = p
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|ph| ph == "Succeeded" || ph == "Failed");
+    !daemon && !mirror && !finished
+}
+
+/// POSTs a policy/v1 Eviction (built here: kube-rs's `evict` sends `delete_options`, which is
+/// not the Eviction's field name).
+async fn evict(client: &kube::Client, ns: &str, name: &str) -> Result<(), kube::Error> {
+    let body = serde_json::json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": { "name": name, "namespace": ns },
+    });
+    let req = http::Request::post(format!("/api/v1/namespaces/{ns}/pods/{name}/eviction"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&body).unwrap_or_default())
+        .map_err(kube::Error::HttpError)?;
+    client.request::<serde_json::Value>(req).await.map(|_| ())
+}
+
+async fn list_nodes(client: &kube::Client) -> Result<Vec<Node>, AwsError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .map_err(|e| api_error("listing", "the nodes", &e))
+}
+
+fn internal_ip(n: &Node) -> Option<String> {
+    n.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")
+        .map(|a| a.address.clone())
+}
+
+fn is_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+fn message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn api_error(doing: &str, what: &str, e: &kube::Error) -> AwsError {
+    AwsError::unexpected(doing, what, format!("the API server said: {}", message(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(json: serde_json::Value) -> Pod {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn daemonset_mirror_and_finished_pods_stay() {
+        let plain = pod(serde_json::json!({"metadata": {"name": "web"}}));
+        let daemon = pod(
+            serde_json::json!({"metadata": {"name": "cni", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "calico", "uid": "u", "controller": true}]}}),
+        );
+        let mirror = pod(serde_json::json!({"metadata": {"name": "etcd",
+            "annotations": {"kubernetes.io/config.mirror": "x"}}}));
+        let done =
+            pod(serde_json::json!({"metadata": {"name": "job"}, "status": {"phase": "Succeeded"}}));
+        let owned = pod(
+            serde_json::json!({"metadata": {"name": "rs", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "u", "controller": true}]}}),
+        );
+        assert!(must_leave(&plain));
+        assert!(must_leave(&owned));
+        assert!(!must_leave(&daemon));
+        assert!(!must_leave(&mirror));
+        assert!(!must_leave(&done));
+    }
+}
