@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Cluster, sdk, tagged, user_data};
+use common::{Cluster, read_bootstrap, sdk, tagged, user_data};
 use provision::aws::Clients;
 
 type Ec2Tag = aws_sdk_ec2::types::Tag;
@@ -64,19 +64,6 @@ async fn scale_out_reuses_a_valid_token_and_mints_a_new_one_when_it_expired() {
     // stored, and the new worker joins with it.
     a_stand_in_api_server_mints_the_token(&c, &cl, &param, &stored, &token).await;
     cl.down();
-}
-
-/// The cluster's bootstrap secret (`param`), decrypted.
-async fn read_bootstrap(c: &Clients, param: &str) -> serde_json::Value {
-    let p = c
-        .ssm
-        .get_parameter()
-        .name(param)
-        .with_decryption(true)
-        .send()
-        .await
-        .unwrap();
-    serde_json::from_str::<serde_json::Value>(p.parameter().unwrap().value().unwrap()).unwrap()
 }
 
 /// `up` to one more worker (the third) than the cluster has, while `token` is fresh.

@@ -258,3 +258,16 @@ pub async fn tagged(
     scope.vpc_attributes = true;
     provision::aws::discover::observe(c, &scope).await.unwrap()
 }
+
+/// The cluster's bootstrap secret (`param`), decrypted.
+pub async fn read_bootstrap(c: &provision::aws::Clients, param: &str) -> serde_json::Value {
+    let p = c
+        .ssm
+        .get_parameter()
+        .name(param)
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
+    serde_json::from_str::<serde_json::Value>(p.parameter().unwrap().value().unwrap()).unwrap()
+}

@@ -67,15 +67,9 @@ pub async fn api_server_bearer(
     serve(ca, "ok", ready, total, false).await
 }
 
-async fn serve(
-    ca: &Ca,
-    readyz: &'static str,
-    ready: usize,
-    total: usize,
-    client_cert: bool,
-) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
-    let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let rec = recorded.clone();
+/// A TLS acceptor with a server certificate from `ca` for 127.0.0.1 (and the name
+/// `kubernetes`), requiring a client certificate from `ca` when `client_cert`.
+pub fn tls_acceptor(ca: &Ca, client_cert: bool) -> tokio_rustls::TlsAcceptor {
     let now = time::OffsetDateTime::now_utc();
     let (cert, key) = ca
         .server_cert(&["127.0.0.1".parse().unwrap()], now)
@@ -105,7 +99,56 @@ async fn serve(
             PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
         )
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
+/// Reads one HTTP/1.1 request (head and body, by its Content-Length).
+pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(tls: &mut S) -> String {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tls.read(&mut chunk).await.unwrap_or(0);
+        raw.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&raw).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len || n == 0 {
+                return text;
+            }
+        } else if n == 0 {
+            return text;
+        }
+    }
+}
+
+/// Writes a JSON answer, chunked as the API server answers lists, and closes the connection
+/// (saying so: a client must not send its next request on it).
+pub async fn respond<S: tokio::io::AsyncWrite + Unpin>(tls: &mut S, status: &str, body: &str) {
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    let _ = tls.write_all(resp.as_bytes()).await;
+    let _ = tls.shutdown().await;
+}
+
+async fn serve(
+    ca: &Ca,
+    readyz: &'static str,
+    ready: usize,
+    total: usize,
+    client_cert: bool,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rec = recorded.clone();
+    let acceptor = tls_acceptor(ca, client_cert);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -119,28 +162,7 @@ async fn serve(
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let mut raw = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let req = loop {
-                    let n = tls.read(&mut chunk).await.unwrap_or(0);
-                    raw.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&raw).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= len || n == 0 {
-                            break text;
-                        }
-                    } else if n == 0 {
-                        break text;
-                    }
-                };
+                let req = read_request(&mut tls).await;
                 rec.lock().unwrap().push(req.clone());
                 // Header names are case-insensitive (hyper sends them in lower case).
                 let authorized = client_cert
@@ -180,13 +202,7 @@ async fn serve(
                 } else {
                     "not found".to_string()
                 };
-                // Chunked, as the API server answers lists.
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
-                    body.len()
-                );
-                let _ = tls.write_all(resp.as_bytes()).await;
-                let _ = tls.shutdown().await;
+                respond(&mut tls, status, &body).await;
             });
         }
     });

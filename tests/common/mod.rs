@@ -12,6 +12,7 @@ use serde_json::Value;
 
 mod aws;
 mod endpoints;
+mod kube_api;
 mod lock;
 mod mocks;
 mod own_emulator;
@@ -21,6 +22,8 @@ mod own_emulator;
 pub use aws::*;
 #[allow(unused_imports)]
 pub use endpoints::*;
+#[allow(unused_imports)]
+pub use kube_api::*;
 #[allow(unused_imports)]
 pub use lock::*;
 #[allow(unused_imports)]

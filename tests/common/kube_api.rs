@@ -1,0 +1,260 @@
+//! A stand-in Kubernetes API server for day-2 operations on a kubeadm cluster of the emulator:
+//! mutual TLS with the cluster's CA (as the real one), a Ready Node for every pending or
+//! running instance of the cluster (named `ip-A-B-C-D` after its private address, as kubeadm
+//! names Ubuntu nodes), and on each node a DaemonSet pod, a mirror pod and a `web-NODE` pod
+//! behind a PodDisruptionBudget that refuses `refuse` evictions (429) before it allows them.
+//! Serves cordon (PATCH), pod lists by node, evictions and Node deletion, recording each call.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use provision::core::pki::Ca;
+
+use super::{read_request, respond, tls_acceptor, url_decode};
+
+/// What the stand-in saw and holds.
+#[derive(Debug, Default)]
+pub struct KubeState {
+    /// `METHOD PATH` of every request, in order (the eviction's body after a space).
+    pub requests: Vec<String>,
+    pub cordoned: BTreeSet<String>,
+    pub deleted: BTreeSet<String>,
+    /// `NAMESPACE/NAME` of the pods evicted.
+    pub evicted: BTreeSet<String>,
+    /// Evictions of `web-` pods to refuse, as a PodDisruptionBudget does, and how many were.
+    pub refuse: u32,
+    pub refused: u32,
+    /// Private addresses whose nodes are not Ready.
+    pub not_ready: BTreeSet<String>,
+}
+
+pub struct KubeStandIn {
+    pub url: String,
+    pub state: Arc<Mutex<KubeState>>,
+}
+
+impl KubeStandIn {
+    /// The requests that changed something, in order (`PATCH`, `POST`, `DELETE`).
+    pub fn changes(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|r| !r.starts_with("GET "))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The node name kubeadm gives an Ubuntu instance at `ip`.
+pub fn node_name(ip: &str) -> String {
+    format!("ip-{}", ip.replace('.', "-"))
+}
+
+/// Starts the stand-in for `cluster`, whose CA is `ca`; the first `refuse` evictions of `web-`
+/// pods are refused (429), as a PodDisruptionBudget allowing no disruption does.
+pub async fn kube_stand_in(ca: &Ca, cluster: &str, refuse: u32) -> KubeStandIn {
+    let state = Arc::new(Mutex::new(KubeState {
+        refuse,
+        ..Default::default()
+    }));
+    let acceptor = tls_acceptor(ca, true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let c = super::sdk().await;
+    let cluster = cluster.to_string();
+    let st = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, st, c, cluster) =
+                (acceptor.clone(), st.clone(), c.clone(), cluster.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let req = read_request(&mut tls).await;
+                let ips = instance_ips(&c, &cluster).await;
+                let (status, body) = answer(&req, &ips, &st);
+                respond(&mut tls, status, &body).await;
+            });
+        }
+    });
+    KubeStandIn {
+        url: format!("https://{addr}"),
+        state,
+    }
+}
+
+/// The private addresses of the cluster's pending and running instances.
+async fn instance_ips(c: &provision::aws::Clients, cluster: &str) -> Vec<String> {
+    let out = c
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:provision:cluster")
+                .values(cluster)
+                .build(),
+        )
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.private_ip_address().map(str::to_string))
+        .collect()
+}
+
+fn answer(req: &str, ips: &[String], st: &Mutex<KubeState>) -> (&'static str, String) {
+    let line = req.lines().next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let body = req.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let mut st = st.lock().unwrap();
+    st.requests.push(if method == "POST" {
+        format!("{method} {path} {body}")
+    } else {
+        format!("{method} {path}")
+    });
+    let nodes: Vec<(String, String)> = ips
+        .iter()
+        .map(|ip| (node_name(ip), ip.clone()))
+        .filter(|(n, _)| !st.deleted.contains(n))
+        .collect();
+    let node_json = |name: &str, ip: &str, st: &KubeState| {
+        serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"unschedulable": st.cordoned.contains(name)},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": ip}],
+                "conditions": [{"type": "Ready", "status": if st.not_ready.contains(ip) { "False" } else { "True" }}],
+            },
+        })
+    };
+    let status = |code: u16, reason: &str, message: &str| {
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "code": code, "reason": reason, "message": message})
+        .to_string()
+    };
+    match (method, path) {
+        ("GET", "/readyz") => ("200 OK", "ok".into()),
+        ("GET", "/api/v1/nodes") => {
+            let items: Vec<_> = nodes.iter().map(|(n, ip)| node_json(n, ip, &st)).collect();
+            (
+                "200 OK",
+                serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
+                    .to_string(),
+            )
+        }
+        ("GET", "/api/v1/pods") => {
+            let selector = url_decode(
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("fieldSelector="))
+                    .unwrap_or(""),
+            );
+            let node = selector.strip_prefix("spec.nodeName=").unwrap_or("");
+            let items: Vec<_> = pods(node)
+                .into_iter()
+                .filter(|p| {
+                    let m = &p["metadata"];
+                    !st.evicted.contains(&format!(
+                        "{}/{}",
+                        m["namespace"].as_str().unwrap(),
+                        m["name"].as_str().unwrap()
+                    ))
+                })
+                .collect();
+            (
+                "200 OK",
+                serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+                    .to_string(),
+            )
+        }
+        ("PATCH", p) if p.starts_with("/api/v1/nodes/") => {
+            let name = &p["/api/v1/nodes/".len()..];
+            match nodes.iter().find(|(n, _)| n == name) {
+                Some((n, ip)) => {
+                    st.cordoned.insert(n.clone());
+                    ("200 OK", node_json(n, ip, &st).to_string())
+                }
+                None => ("404 Not Found", status(404, "NotFound", "node not found")),
+            }
+        }
+        ("DELETE", p) if p.starts_with("/api/v1/nodes/") => {
+            let name = p["/api/v1/nodes/".len()..].to_string();
+            match nodes.iter().find(|(n, _)| *n == name) {
+                Some((n, ip)) => {
+                    let json = node_json(n, ip, &st).to_string();
+                    st.deleted.insert(name);
+                    ("200 OK", json)
+                }
+                None => ("404 Not Found", status(404, "NotFound", "node not found")),
+            }
+        }
+        ("POST", p) if p.ends_with("/eviction") => {
+            let rest = p.trim_start_matches("/api/v1/namespaces/");
+            let (ns, rest) = rest.split_once("/pods/").unwrap_or(("", ""));
+            let name = rest.trim_end_matches("/eviction");
+            if name.starts_with("web-") && st.refused < st.refuse {
+                st.refused += 1;
+                return (
+                    "429 Too Many Requests",
+                    status(
+                        429,
+                        "TooManyRequests",
+                        "Cannot evict pod as it would violate the pod's disruption budget.",
+                    ),
+                );
+            }
+            st.evicted.insert(format!("{ns}/{name}"));
+            (
+                "201 Created",
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201})
+                    .to_string(),
+            )
+        }
+        _ => (
+            "404 Not Found",
+            status(404, "NotFound", "not served by the stand-in"),
+        ),
+    }
+}
+
+/// A node's pods: a DaemonSet's, a mirror pod, and a ReplicaSet's behind a PDB.
+fn pods(node: &str) -> Vec<serde_json::Value> {
+    let pod = |ns: &str, name: String, meta: serde_json::Value| {
+        let mut m = serde_json::json!({"namespace": ns, "name": name});
+        m.as_object_mut()
+            .unwrap()
+            .extend(meta.as_object().unwrap().clone());
+        serde_json::json!({"metadata": m, "spec": {"nodeName": node, "containers": []}, "status": {"phase": "Running"}})
+    };
+    let owner = |kind: &str| serde_json::json!({"ownerReferences": [{"apiVersion": "apps/v1", "kind": kind, "name": "x", "uid": "u", "controller": true}]});
+    vec![
+        pod(
+            "kube-system",
+            format!("calico-node-{node}"),
+            owner("DaemonSet"),
+        ),
+        pod(
+            "kube-system",
+            format!("static-{node}"),
+            serde_json::json!({"annotations": {"kubernetes.io/config.mirror": "m"}}),
+        ),
+        pod("default", format!("web-{node}"), owner("ReplicaSet")),
+    ]
+}
