@@ -205,10 +205,17 @@ pub(crate) fn field_for_parse_error(text: &str, offset: usize, message: &str) ->
     let mut table = String::new();
     let mut key_here = None;
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    // An array of tables is named with its index (`kubeadm.pools[1]`), as validation names it.
+    let mut arrays: std::collections::HashMap<String, usize> = Default::default();
     for line in text[..line_start].lines() {
         let t = line.trim();
-        if let Some(h) = t.strip_prefix('[').and_then(|h| h.split(']').next()) {
-            table = h.trim_matches('[').trim().to_string();
+        if let Some(h) = t.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+            let name = h.trim().to_string();
+            let n = arrays.entry(name.clone()).or_insert(0);
+            table = format!("{name}[{n}]");
+            *n += 1;
+        } else if let Some(h) = t.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            table = h.trim().to_string();
         }
     }
     let line = text[line_start..].lines().next().unwrap_or("").trim();

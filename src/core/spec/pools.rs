@@ -266,12 +266,16 @@ impl Validator<'_> {
                 );
                 ok = false;
             }
-            if kubernetes_effect(&r.effect).is_none() {
+            // EKS's names, or Kubernetes' (`NoSchedule`), kept as EKS's.
+            let effect = ["NO_SCHEDULE", "NO_EXECUTE", "PREFER_NO_SCHEDULE"]
+                .into_iter()
+                .find(|e| *e == r.effect || kubernetes_effect(e) == Some(r.effect.as_str()));
+            if effect.is_none() {
                 self.err(
                     t,
                     &format!("{f}.effect"),
                     format!(
-                        "`{}`: expected \"NO_SCHEDULE\", \"NO_EXECUTE\" or \"PREFER_NO_SCHEDULE\"",
+                        "`{}`: expected \"NO_SCHEDULE\", \"NO_EXECUTE\" or \"PREFER_NO_SCHEDULE\" (or NoSchedule, NoExecute, PreferNoSchedule)",
                         r.effect
                     ),
                 );
@@ -280,7 +284,7 @@ impl Validator<'_> {
             taints.push(Taint {
                 key: r.key.clone(),
                 value: r.value.clone(),
-                effect: r.effect.clone(),
+                effect: effect.unwrap_or_default().to_string(),
             });
         }
         if raw.len() > 50 {

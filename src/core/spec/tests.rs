@@ -338,3 +338,43 @@ fn line_and_column() {
     assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
     assert_eq!(line_col("abc", 0), (1, 1));
 }
+
+#[test]
+fn workers_are_one_pool_named_workers_and_pools_take_their_defaults() {
+    let (spec, _) = parse("good.toml", GOOD).unwrap();
+    let k = spec.kubeadm().unwrap();
+    assert_eq!(k.pools.len(), 1);
+    let p = &k.pools[0];
+    assert_eq!(
+        (p.name.as_str(), p.count, p.instance_type.as_str()),
+        (DEFAULT_POOL, 2, "t3.medium")
+    );
+    assert_eq!(
+        (p.zones.clone(), p.max_surge, p.max_unavailable),
+        (vec![0, 1], 1, 0)
+    );
+    assert!(!p.spot && p.labels.is_empty() && p.taints.is_empty());
+
+    let text = GOOD.replace(
+        "workers = 2\n",
+        "[[kubeadm.pools]]\nname = \"general\"\ncount = 3\n\n[[kubeadm.pools]]\nname = \"gpu\"\ninstance_type = \"g5.xlarge\"\ncount = 0\nspot = true\nsubnets = [1]\nmax_surge = 0\nmax_unavailable = 2\ntaints = [{ key = \"gpu\", effect = \"NoSchedule\" }]\n",
+    );
+    let (spec, _) = parse("pools.toml", &text).unwrap();
+    let k = spec.kubeadm().unwrap();
+    assert_eq!(k.workers(), 3);
+    let gpu = &k.pools[1];
+    assert_eq!(gpu.instance_type, "g5.xlarge");
+    assert_eq!(
+        (gpu.zones.clone(), gpu.max_surge, gpu.max_unavailable),
+        (vec![1], 0, 2)
+    );
+    assert!(gpu.spot);
+    assert_eq!(
+        gpu.taints[0].effect, "NO_SCHEDULE",
+        "Kubernetes' spelling is kept as EKS's"
+    );
+    assert_eq!(
+        k.pools[0].instance_type, "t3.medium",
+        "the control plane's type by default"
+    );
+}
