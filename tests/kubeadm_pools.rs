@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Cluster, KubeStandIn, kube_stand_in, node_name, sdk, tagged, user_data};
+use common::{Cluster, KubeStandIn, node_name, sdk, tagged, user_data};
 use provision::aws::Clients;
 use provision::core::kinds::instances::ObsInstance;
 
@@ -50,12 +50,7 @@ fn of<'a>(all: &'a [ObsInstance], logical: &str) -> Vec<&'a ObsInstance> {
 }
 
 async fn stand_in(c: &Clients, cl: &Cluster, refuse: u32) -> KubeStandIn {
-    let b = common::read_bootstrap(c, &format!("/provision/{}/bootstrap", cl.name)).await;
-    let ca = provision::core::pki::Ca {
-        cert_pem: b["ca_cert_pem"].as_str().unwrap().into(),
-        key_pem: b["ca_key_pem"].as_str().unwrap().into(),
-    };
-    kube_stand_in(&ca, &cl.name, refuse).await
+    common::kube_stand_in_for(c, cl, refuse).await
 }
 
 /// `up` through the stand-in, polls sped up.

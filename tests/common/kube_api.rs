@@ -52,9 +52,15 @@ pub fn node_name(ip: &str) -> String {
     format!("ip-{}", ip.replace('.', "-"))
 }
 
-/// Starts the stand-in for `cluster`, whose CA is `ca`; the first `refuse` evictions of `web-`
-/// pods are refused (429), as a PodDisruptionBudget allowing no disruption does.
-pub async fn kube_stand_in(ca: &Ca, cluster: &str, refuse: u32) -> KubeStandIn {
+/// Starts the stand-in for `cluster`, whose CA is `ca` and whose instances `c` describes; the
+/// first `refuse` evictions of `web-` pods are refused (429), as a PodDisruptionBudget allowing
+/// no disruption does.
+pub async fn kube_stand_in(
+    ca: &Ca,
+    cluster: &str,
+    refuse: u32,
+    c: provision::aws::Clients,
+) -> KubeStandIn {
     let state = Arc::new(Mutex::new(KubeState {
         refuse,
         ..Default::default()
@@ -62,7 +68,6 @@ pub async fn kube_stand_in(ca: &Ca, cluster: &str, refuse: u32) -> KubeStandIn {
     let acceptor = tls_acceptor(ca, true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let c = super::sdk().await;
     let cluster = cluster.to_string();
     let st = state.clone();
     tokio::spawn(async move {
@@ -257,4 +262,18 @@ fn pods(node: &str) -> Vec<serde_json::Value> {
         ),
         pod("default", format!("web-{node}"), owner("ReplicaSet")),
     ]
+}
+
+/// The stand-in for `cl`, with the CA of its bootstrap secret (read through `c`).
+pub async fn kube_stand_in_for(
+    c: &provision::aws::Clients,
+    cl: &super::Cluster,
+    refuse: u32,
+) -> KubeStandIn {
+    let b = super::read_bootstrap(c, &format!("/provision/{}/bootstrap", cl.name)).await;
+    let ca = Ca {
+        cert_pem: b["ca_cert_pem"].as_str().unwrap().into(),
+        key_pem: b["ca_key_pem"].as_str().unwrap().into(),
+    };
+    kube_stand_in(&ca, &cl.name, refuse, c.clone()).await
 }

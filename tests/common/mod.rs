@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::Value;
 
 mod aws;
+pub mod crash;
 mod endpoints;
 mod kube_api;
 mod lock;

@@ -1,0 +1,174 @@
+//! What the crash-resume tests share: the emulator's shortened latency profile, seeded kill
+//! moments, killing a run at one, and counting what a cluster has by tag.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Cluster, OwnEmulator, Run};
+
+/// Durations of the emulator for these tests: long enough that a kill lands while instances are
+/// pending, the EKS cluster and node group CREATING, the NAT gateway pending; short enough for
+/// 20 runs. provision polls at the same scale (PROVISION_TIME_SCALE).
+pub const PROFILE: &[(&str, &str)] = &[
+    ("PROVISION_EMULATOR_CALL_MS", "10"),
+    ("PROVISION_EMULATOR_EC2_BOOT", "0.3"),
+    ("PROVISION_EMULATOR_EC2_STATUS", "0.3"),
+    ("PROVISION_EMULATOR_EC2_TERMINATE", "0.2"),
+    ("PROVISION_EMULATOR_EKS_CLUSTER", "1.0"),
+    ("PROVISION_EMULATOR_EKS_NODEGROUP", "0.6"),
+    ("PROVISION_EMULATOR_EKS_ADDON", "0.2"),
+    ("PROVISION_EMULATOR_EKS_DELETE", "0.3"),
+    ("PROVISION_EMULATOR_NAT", "0.3"),
+    ("PROVISION_EMULATOR_EKS_CLUSTER_UPDATE", "1.0"),
+    ("PROVISION_EMULATOR_EKS_NODEGROUP_UPDATE", "0.2"),
+    ("PROVISION_EMULATOR_EKS_NODEGROUP_UPDATE_BATCH", "0.3"),
+];
+pub const TIME_SCALE: &str = "0.02";
+
+/// xorshift64*: enough for spreading kill moments, and the same on every machine.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        #[allow(clippy::cast_precision_loss)]
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+        u
+    }
+}
+
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn command(emu: &OwnEmulator, cl: &Cluster, args: &[&str]) -> std::process::Command {
+    let mut cmd = emu.command(cl, args);
+    cmd.env("PROVISION_TIME_SCALE", TIME_SCALE);
+    cmd
+}
+
+pub fn run(emu: &OwnEmulator, cl: &Cluster, args: &[&str]) -> Run {
+    Run::from_output(command(emu, cl, args).output().unwrap())
+}
+
+/// What is tagged with the cluster, counted by kind (and live instances by logical id), so that
+/// a duplicate of anything shows.
+pub async fn census(emu: &OwnEmulator, cluster: &str) -> BTreeMap<String, usize> {
+    let c = emu.sdk().await;
+    let o = Box::pin(super::tagged(&c, cluster)).await;
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, n: usize| {
+        m.insert(k.to_string(), n);
+    };
+    put("vpcs", o.vpcs.len());
+    put("subnets", o.subnets.len());
+    put("internet gateways", o.igws.len());
+    put("route tables", o.route_tables.len());
+    put("security groups", o.security_groups.len());
+    put("roles", o.roles.len());
+    put("instance profiles", o.profiles.len());
+    put("secrets", usize::from(o.secret.is_some()));
+    put(
+        "add-on secrets",
+        usize::from(o.addon_secrets.passwords.is_some()),
+    );
+    put(
+        "log writer secrets",
+        usize::from(o.addon_secrets.writer.is_some()),
+    );
+    put("addresses", o.addresses.len());
+    put(
+        "nat gateways",
+        o.nat_gateways
+            .iter()
+            .filter(|n| n.state != "deleted" && n.state != "deleting")
+            .count(),
+    );
+    put("eks clusters", usize::from(o.eks.is_some()));
+    put(
+        "node groups",
+        o.eks.as_ref().map_or(0, |e| e.nodegroups.len()),
+    );
+    put("launch templates", o.launch_templates.len());
+    for i in o.instances.iter().filter(|i| i.is_live()) {
+        let key = format!(
+            "instance {}",
+            i.logical.as_deref().unwrap_or("(untagged logical id)")
+        );
+        *m.entry(key).or_insert(0) += 1;
+    }
+    m
+}
+
+pub async fn nothing_left(emu: &OwnEmulator, cluster: &str) -> Result<(), String> {
+    let c = emu.sdk().await;
+    let o = Box::pin(super::tagged(&c, cluster)).await;
+    if !o.is_empty() {
+        return Err(format!("left behind: {o:?}"));
+    }
+    let lock = provision::aws::lock::parameter_name(cluster);
+    if provision::aws::lock::read(&c, &lock)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        return Err("the lock is left behind".into());
+    }
+    Ok(())
+}
+
+/// When to kill: a moment after the start, or right after the k-th resource event (which
+/// spreads kills over the creates, a fraction of the run when instances take time to boot).
+#[derive(Debug, Clone, Copy)]
+pub enum Moment {
+    After(Duration),
+    Event(usize),
+}
+
+/// Starts `up` and kills it (SIGKILL: no clean-up of any kind) at `at`; whether it had
+/// finished by then. Blocking, like the reads of the event branch: the upgrade test runs it on
+/// plain threads, and the tests of `up` have nothing else running meanwhile.
+#[allow(clippy::disallowed_methods)]
+pub fn kill_at(emu: &OwnEmulator, cl: &Cluster, at: Moment) -> bool {
+    kill_run_at(emu, cl, &["up", "-f", cl.spec_arg()], at)
+}
+
+/// [`kill_at`] of a run with these arguments.
+#[allow(clippy::disallowed_methods)]
+pub fn kill_run_at(emu: &OwnEmulator, cl: &Cluster, args: &[&str], at: Moment) -> bool {
+    use std::io::BufRead as _;
+    let mut child = command(emu, cl, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    match at {
+        Moment::After(t) => {
+            // Keep the pipe drained so the run never blocks on it.
+            std::thread::spawn(move || std::io::copy(&mut { stdout }, &mut std::io::sink()));
+            std::thread::sleep(t);
+        }
+        Moment::Event(k) => {
+            let mut seen = 0;
+            for line in std::io::BufReader::new(stdout).lines() {
+                if line.unwrap().contains("\"event\":\"resource\"") {
+                    seen += 1;
+                    if seen == k {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    child.kill().ok();
+    child.wait().unwrap();
+    finished
+}

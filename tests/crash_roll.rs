@@ -1,0 +1,230 @@
+//! Crash-resume of a rolling replacement: a kubeadm pool of 4 workers whose instance type
+//! changes, `up` killed (SIGKILL) at seeded moments of the replacement, against the emulator's
+//! shortened latency profile and a stand-in API server. Each time the next `up` finishes it
+//! with no double replacement (exactly 4 new instances were ever launched), no node lost (every
+//! old instance was drained through the API before it was terminated), a third `up` changes
+//! nothing and `down` leaves nothing.
+//!
+//! `PROVISION_CRASH_POINTS` (default 20, of which this test takes half) and
+//! `PROVISION_CRASH_SEED` (default 1) set how many moments and which.
+
+mod common;
+
+use std::time::Instant;
+
+use common::crash::{Moment, PROFILE, Rng, env_u64, kill_run_at, nothing_left, run};
+use common::{Cluster, OwnEmulator, kube_stand_in_for, node_name, tagged};
+use provision::core::kinds::instances::ObsInstance;
+
+const POOL: &str = "\n[[kubeadm.pools]]\nname = \"general\"\ncount = 4\nmax_surge = 2\n";
+
+fn roll_cluster(i: usize) -> Cluster {
+    let cl = Cluster::new(&format!("crash-r{i}"), 1, "");
+    cl.edit("workers = 1\n", "");
+    let spec = std::fs::read_to_string(&cl.spec).unwrap();
+    std::fs::write(&cl.spec, format!("{spec}{POOL}")).unwrap();
+    cl
+}
+
+fn pool(all: &[ObsInstance]) -> Vec<&ObsInstance> {
+    all.iter()
+        .filter(|i| {
+            i.logical
+                .as_deref()
+                .is_some_and(|l| l.starts_with("workers-general-"))
+        })
+        .collect()
+}
+
+/// A cluster made, its instance type changed; the instance ids of its pool.
+async fn made(emu: &OwnEmulator, i: usize) -> Result<(Cluster, Vec<String>), String> {
+    let cl = roll_cluster(i);
+    let up = tokio::task::block_in_place(|| {
+        run(emu, &cl, &["up", "-f", cl.spec_arg(), "--wait", "running"])
+    });
+    if !up.ok() {
+        return Err(format!("the first up failed:\n{}", up.stderr));
+    }
+    let c = emu.sdk().await;
+    let old = pool(&Box::pin(tagged(&c, &cl.name)).await.instances)
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
+    cl.edit("count = 4\n", "count = 4\ninstance_type = \"t3.large\"\n");
+    Ok((cl, old))
+}
+
+/// 4 live t3.large workers; 8 instances ever in the pool; every old one drained.
+async fn rolled(
+    emu: &OwnEmulator,
+    cl: &Cluster,
+    old: &[String],
+    drained: &std::collections::BTreeSet<String>,
+) -> Result<(), String> {
+    let c = emu.sdk().await;
+    let all = Box::pin(tagged(&c, &cl.name)).await.instances;
+    let pool = pool(&all);
+    let live: Vec<&&ObsInstance> = pool.iter().filter(|i| i.is_live()).collect();
+    let mut wrong = Vec::new();
+    if live.len() != 4
+        || live
+            .iter()
+            .any(|i| i.instance_type.as_deref() != Some("t3.large") || old.contains(&i.id))
+    {
+        wrong.push(format!("live: {live:?}"));
+    }
+    if pool.len() != 8 {
+        wrong.push(format!(
+            "{} instances were launched in the pool, not 4 + 4",
+            pool.len()
+        ));
+    }
+    for i in pool.iter().filter(|i| old.contains(&i.id)) {
+        let node = node_name(i.private_ip.as_deref().unwrap_or_default());
+        if !drained.contains(&node) {
+            wrong.push(format!("{} ({node}) went without a drain", i.id));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("; "))
+    }
+}
+
+/// One point; whether the kill left the replacement half done (old and new nodes both live).
+async fn point(emu: &OwnEmulator, i: usize, at: Moment) -> Result<bool, String> {
+    let (cl, old) = Box::pin(made(emu, i)).await?;
+    let c = emu.sdk().await;
+    let k = kube_stand_in_for(&c, &cl, 1).await;
+    let args = [
+        "up",
+        "-f",
+        cl.spec_arg(),
+        "--wait",
+        "running",
+        "--api-server",
+        &k.url,
+    ];
+    let finished = tokio::task::block_in_place(|| kill_run_at(emu, &cl, &args, at));
+    let after_kill = Box::pin(tagged(&c, &cl.name)).await.instances;
+    let live = pool(&after_kill);
+    let (old_live, new_live) = live
+        .iter()
+        .filter(|i| i.is_live())
+        .fold((0, 0), |(o, n), i| {
+            if old.contains(&i.id) {
+                (o + 1, n)
+            } else {
+                (o, n + 1)
+            }
+        });
+    let half = old_live > 0 && new_live > 0;
+    let again = tokio::task::block_in_place(|| run(emu, &cl, &args));
+    if !again.ok() {
+        return Err(format!("resumed up failed:\n{}", again.stderr));
+    }
+    let drained = k.state.lock().unwrap().deleted.clone();
+    Box::pin(rolled(emu, &cl, &old, &drained))
+        .await
+        .map_err(|e| {
+            format!(
+                "after the resumed up (the killed run {}): {e}",
+                if finished {
+                    "had finished"
+                } else {
+                    "was killed"
+                }
+            )
+        })?;
+    let third = tokio::task::block_in_place(|| run(emu, &cl, &args));
+    if !third.ok() || !third.mutating_calls().is_empty() {
+        return Err(format!(
+            "a third up changed something: {:?}\n{}",
+            third.mutating_calls(),
+            third.stderr
+        ));
+    }
+    let down = tokio::task::block_in_place(|| run(emu, &cl, &["down", "-f", cl.spec_arg()]));
+    if !down.ok() {
+        return Err(format!("down failed:\n{}", down.stderr));
+    }
+    Box::pin(nothing_left(emu, &cl.name)).await?;
+    Ok(half)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_replacement_killed_at_random_moments_resumes_without_doubles_or_losses() {
+    let emu = OwnEmulator::start(PROFILE);
+    let points = env_u64("PROVISION_CRASH_POINTS", 20).div_ceil(2);
+    let seed = env_u64("PROVISION_CRASH_SEED", 1);
+    // The reference: one uninterrupted replacement, its duration and its resource events.
+    let (reference, old) = Box::pin(made(&emu, 0)).await.unwrap();
+    let c = emu.sdk().await;
+    let k = kube_stand_in_for(&c, &reference, 1).await;
+    let t0 = Instant::now();
+    let up = tokio::task::block_in_place(|| {
+        run(
+            &emu,
+            &reference,
+            &[
+                "up",
+                "-f",
+                reference.spec_arg(),
+                "--api-server",
+                &k.url,
+                "--wait",
+                "running",
+            ],
+        )
+    });
+    let full = t0.elapsed();
+    assert!(up.ok(), "reference replacement failed:\n{}", up.stderr);
+    let drained = k.state.lock().unwrap().deleted.clone();
+    Box::pin(rolled(&emu, &reference, &old, &drained))
+        .await
+        .unwrap();
+    let events = up
+        .events
+        .iter()
+        .filter(|e| e["event"] == "resource")
+        .count();
+    assert!(
+        tokio::task::block_in_place(|| run(
+            &emu,
+            &reference,
+            &["down", "-f", reference.spec_arg()]
+        ))
+        .ok()
+    );
+
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut failures = Vec::new();
+    let mut halves = 0;
+    for i in 1..=points {
+        let u = rng.unit();
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let at = if i % 2 == 1 {
+            Moment::After(full.mul_f64(u))
+        } else {
+            Moment::Event(1 + (u * events as f64) as usize)
+        };
+        #[allow(clippy::cast_possible_truncation)]
+        match Box::pin(point(&emu, i as usize, at)).await {
+            Ok(half) => halves += u64::from(half),
+            Err(e) => failures.push(format!(
+                "seed {seed}, point {i}: killed {at:?} (a full replacement: {} ms, {events} resource events): {e}",
+                full.as_millis()
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(
+        points < 5 || halves * 4 >= points,
+        "only {halves} of {points} kills left old and new nodes side by side: the moments miss the replacement"
+    );
+}
