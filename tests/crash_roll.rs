@@ -181,6 +181,7 @@ async fn a_rolling_replacement_killed_at_random_moments_resumes_without_doubles_
     let full = t0.elapsed();
     assert!(up.ok(), "reference replacement failed:\n{}", up.stderr);
     let drained = k.state.lock().unwrap().deleted.clone();
+    drop(k);
     Box::pin(rolled(&emu, &reference, &old, &drained))
         .await
         .unwrap();

@@ -91,7 +91,7 @@ impl Apply for Instances {
         }
         if launch_count > 0 {
             let launched = self
-                .launch(cx, id, launch_count, live.len(), inputs)
+                .launch(cx, id, launch_count, &live.len().to_string(), inputs)
                 .await?;
             for i in &launched {
                 cx.report.resource(
@@ -130,14 +130,16 @@ impl Apply for Instances {
 }
 
 impl Instances {
-    /// Launches `count` instances (there are `have`) with the user data the node's
-    /// dependencies complete; `id` is their logical id.
+    /// Launches `count` instances with the user data the node's dependencies complete; `id` is
+    /// their logical id, `nonce` what makes this launch's client token differ from the node's
+    /// other launches (how many it has, or which instances it replaces) and stay the same when
+    /// a stopped run makes it again.
     pub(crate) async fn launch(
         &self,
         cx: &Cx<'_>,
         id: &str,
         count: u32,
-        have: usize,
+        nonce: &str,
         inputs: &Inputs,
     ) -> Result<Vec<ObsInstance>, AwsError> {
         if let UserData::Master(m) = &self.user_data {
@@ -161,7 +163,7 @@ impl Instances {
                 let cluster_id = &inputs.bootstrap(secret)?.cluster_id;
                 match self.role {
                     Role::Master => format!("{cluster_id}-{id}"),
-                    _ => format!("{cluster_id}-{id}-{have}"),
+                    _ => format!("{cluster_id}-{id}-{nonce}"),
                 }
             }
             TokenScope::Vpc(vpc) => tags::client_token(&[&cx.spec.name, inputs.id(vpc)?, id]),

@@ -12,7 +12,9 @@ use super::kind::{Apply, Cx, Scope, Tx};
 use super::{AwsError, Clients};
 use crate::core::events::Progress;
 use crate::core::kinds::instances::{Instances, ObsInstance};
-use crate::core::kinds::worker_pool::{Drift, Removal, WorkerPool, pool_instances};
+use crate::core::kinds::worker_pool::{
+    Drift, Removal, WorkerPool, pool_instances, replacement_nonce,
+};
 use crate::core::kinds::{Change, Inputs, NoState, Output, Plan};
 
 impl Apply for WorkerPool {
@@ -54,8 +56,8 @@ impl Apply for WorkerPool {
                 .resource(id, Self::NAME, Some(&i.id), progress, note);
         }
         let launched = try_join_all(launches.iter().map(|(logical, count)| {
-            let have = count_in(&live, logical);
-            self.launch(cx, id, logical, *count, have, inputs)
+            let have = count_in(&live, logical).to_string();
+            async move { self.launch(cx, id, logical, *count, &have, inputs).await }
         }))
         .await?;
         live.extend(launched.into_iter().flatten());
@@ -74,11 +76,14 @@ impl Apply for WorkerPool {
         }
         let budget = usize::try_from(self.max_surge.max(self.max_unavailable).max(1)).unwrap_or(1);
         for batch in removals.chunks(budget) {
-            try_join_all(batch.iter().map(|(i, _)| api.remove(cx, id, &live, i))).await?;
-            live.retain(|i| !batch.iter().any(|(r, _)| *r == i.id));
+            let ids: Vec<String> = batch.iter().map(|(i, _)| (*i).to_string()).collect();
+            try_join_all(ids.iter().map(|i| api.drain_out(cx, id, &live, i))).await?;
+            super::instances::terminate_now(cx.c, &ids).await?;
+            live.retain(|i| !ids.contains(&i.id));
         }
         // Replacements: with a surge, the new nodes first; without one, the old ones first
-        // (max_unavailable at a time).
+        // (max_unavailable at a time). A drained node's instance is terminated while the next
+        // batch launches (its Node is gone: it holds no place in the budget).
         let surge = self.max_surge > 0;
         let size = usize::try_from(if surge {
             self.max_surge
@@ -87,33 +92,44 @@ impl Apply for WorkerPool {
         })
         .unwrap_or(1)
         .max(1);
+        let mut drained: Vec<String> = Vec::new();
         for batch in replacements.chunks(size) {
+            let ids: Vec<String> = batch.iter().map(|(i, _)| (*i).to_string()).collect();
             if !surge {
-                try_join_all(batch.iter().map(|(i, _)| api.remove(cx, id, &live, i))).await?;
-                live.retain(|i| !batch.iter().any(|(r, _)| *r == i.id));
+                try_join_all(ids.iter().map(|i| api.drain_out(cx, id, &live, i))).await?;
+                live.retain(|i| !ids.contains(&i.id));
+                drained.extend(ids.iter().cloned());
             }
-            let mut zones: Vec<(&str, u32)> = Vec::new();
-            for (_, logical) in batch {
+            let mut zones: Vec<(&str, Vec<&str>)> = Vec::new();
+            for (old, logical) in batch {
                 match zones.iter_mut().find(|(l, _)| l == logical) {
-                    Some((_, n)) => *n += 1,
-                    None => zones.push((logical, 1)),
+                    Some((_, olds)) => olds.push(old),
+                    None => zones.push((logical, vec![old])),
                 }
             }
-            let new: Vec<ObsInstance> = try_join_all(zones.iter().map(|(logical, n)| {
-                self.launch(cx, id, logical, *n, count_in(&live, logical), inputs)
-            }))
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
+            let launches = try_join_all(zones.iter().map(|(logical, olds)| {
+                let nonce = replacement_nonce(olds);
+                let count = u32::try_from(olds.len()).unwrap_or(u32::MAX);
+                async move { self.launch(cx, id, logical, count, &nonce, inputs).await }
+            }));
+            let doomed = std::mem::take(&mut drained);
+            let (new, ()) =
+                futures::try_join!(launches, super::instances::terminate_now(cx.c, &doomed))?;
+            let new: Vec<ObsInstance> = new.into_iter().flatten().collect();
             let ips: Vec<String> = new.iter().filter_map(|i| i.private_ip.clone()).collect();
-            live.extend(new);
             api.wait_ready(cx, id, &ips).await?;
+            // A Ready node's kubelet runs: its instance is running.
+            live.extend(new.into_iter().map(|i| ObsInstance {
+                state: "running".into(),
+                ..i
+            }));
             if surge {
-                try_join_all(batch.iter().map(|(i, _)| api.remove(cx, id, &live, i))).await?;
-                live.retain(|i| !batch.iter().any(|(r, _)| *r == i.id));
+                try_join_all(ids.iter().map(|i| api.drain_out(cx, id, &live, i))).await?;
+                live.retain(|i| !ids.contains(&i.id));
+                drained.extend(ids);
             }
         }
+        super::instances::terminate_now(cx.c, &drained).await?;
         Ok(Output::Instances(live))
     }
 
@@ -124,14 +140,15 @@ impl Apply for WorkerPool {
 }
 
 impl WorkerPool {
-    /// Launches `count` in the zone whose instances are `logical` (it has `have`).
+    /// Launches `count` in the zone whose instances are `logical` (`nonce`: see
+    /// `Instances::launch`).
     async fn launch(
         &self,
         cx: &Cx<'_>,
         id: &str,
         logical: &str,
         count: u32,
-        have: usize,
+        nonce: &str,
         inputs: &Inputs,
     ) -> Result<Vec<ObsInstance>, AwsError> {
         let zone: &Instances = self
@@ -140,7 +157,7 @@ impl WorkerPool {
             .find(|(l, _)| l == logical)
             .map(|(_, z)| z)
             .ok_or_else(|| AwsError::internal("a launch names one of the pool's zones"))?;
-        let launched = zone.launch(cx, logical, count, have, inputs).await?;
+        let launched = zone.launch(cx, logical, count, nonce, inputs).await?;
         for i in &launched {
             cx.report.resource(
                 id,
@@ -168,6 +185,8 @@ struct Api {
     client: kube::Client,
     drain: Duration,
     nodes: Duration,
+    /// Node names by InternalIP, from the last list that saw new nodes Ready.
+    known: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Api {
@@ -194,6 +213,7 @@ impl Api {
             client,
             drain: cx.limits.drain,
             nodes: cx.limits.nodes,
+            known: Default::default(),
         })
     }
 
@@ -208,11 +228,18 @@ impl Api {
             Progress::Waiting,
             Some(format!("{} new node(s) to be Ready", ips.len())),
         );
-        crate::kube::drain::wait_ready(&self.client, &cx.c.tuning, ips, self.nodes).await
+        let nodes =
+            crate::kube::drain::wait_ready(&self.client, &cx.c.tuning, ips, self.nodes).await?;
+        self.known
+            .lock()
+            .map_err(|_| AwsError::internal("the node names' lock"))?
+            .extend(nodes);
+        Ok(())
     }
 
-    /// Drains the instance's Node (if it registered), deletes it, terminates the instance.
-    async fn remove(
+    /// Drains the instance's Node (if it registered) and deletes it; the instance is terminated
+    /// by the caller.
+    async fn drain_out(
         &self,
         cx: &Cx<'_>,
         id: &str,
@@ -223,9 +250,13 @@ impl Api {
             .iter()
             .find(|i| i.id == instance)
             .and_then(|i| i.private_ip.clone());
-        let node = match &ip {
-            Some(ip) => crate::kube::drain::node_for_ip(&self.client, ip).await?,
-            None => None,
+        let known = ip
+            .as_ref()
+            .and_then(|ip| self.known.lock().ok().and_then(|k| k.get(ip).cloned()));
+        let node = match (&ip, known) {
+            (_, Some(n)) => Some(n),
+            (Some(ip), None) => crate::kube::drain::node_for_ip(&self.client, ip).await?,
+            (None, None) => None,
         };
         cx.report.resource(
             id,
@@ -234,19 +265,21 @@ impl Api {
             Progress::Deleting,
             Some(match &node {
                 Some(n) => format!("draining {n}"),
-                None => "no Node registered; terminating".into(),
+                None => "no Node registered".into(),
             }),
         );
         if let Some(n) = &node {
             crate::kube::drain::drain(&self.client, &cx.c.tuning, n, self.drain).await?;
         }
-        super::instances::terminate_now(cx.c, &[instance.to_string()]).await?;
         cx.report.resource(
             id,
             WorkerPool::NAME,
             Some(instance),
             Progress::Deleted,
-            node.map(|n| format!("{n} drained")),
+            Some(match node {
+                Some(n) => format!("{n} drained and deleted; terminating the instance"),
+                None => "terminating the instance".into(),
+            }),
         );
         Ok(())
     }

@@ -184,6 +184,15 @@ pub fn upgrade_path(p: &Profile, minors: u32, groups: &[(u32, u32)], addons: boo
         + UPGRADE_FIXED_CALLS * p.call
 }
 
+/// The yardstick of a rolling replacement of `workers` nodes, `surge` at a time, under `p`: per
+/// round the launch (RunInstances), the boot until the new Node is Ready, and the
+/// TerminateInstances of the nodes it replaces (the drain through the API server counted as
+/// instant); plus [`FIXED_CALLS`] and the image lookup (two calls) before the first launch.
+pub fn roll_path(p: &Profile, workers: u32, surge: u32) -> f64 {
+    let rounds = workers.div_ceil(surge.max(1));
+    f64::from(rounds) * (2.0 * p.call + p.ec2_boot) + (FIXED_CALLS + 2.0) * p.call
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +213,15 @@ mod tests {
             "{secs}"
         );
         assert!(upgrade_path(&p, 1, &[], false) < 8.5);
+    }
+
+    #[test]
+    fn a_rolling_replacement_takes_one_boot_per_round_of_the_surge() {
+        let p = Profile::SCALED;
+        let round = 2.0 * 0.05 + 0.67;
+        assert!((roll_path(&p, 6, 1) - (6.0 * round + 5.0 * 0.05)).abs() < 1e-9);
+        assert!((roll_path(&p, 6, 3) - (2.0 * round + 5.0 * 0.05)).abs() < 1e-9);
+        assert!((roll_path(&p, 7, 3) - roll_path(&p, 9, 3)).abs() < 1e-9);
     }
 
     #[test]

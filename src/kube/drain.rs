@@ -1,6 +1,7 @@
 //! Taking a node out through the API, as `kubectl drain --ignore-daemonsets
 //! --delete-emptydir-data` does: cordon it, evict every pod through the Eviction API (a
-//! PodDisruptionBudget that refuses, 429, is asked again at a fixed rate until the deadline;
+//! PodDisruptionBudget that refuses, 429, is asked again every 5 s until the deadline, and the
+//! evicted pods are looked for each second until they are gone;
 //! DaemonSet and mirror pods are skipped, finished pods do not count), wait until they are gone,
 //! then delete the Node. And the readiness of new nodes, found by their private address.
 
@@ -12,10 +13,12 @@ use kube::api::{Api, DeleteParams, ListParams};
 use crate::aws::poll::{Seen, until};
 use crate::aws::{AwsError, Tuning};
 
-/// How often a drain asks again (`kubectl drain` waits 5 s after a 429).
+/// How long a refused eviction (429) waits before it is asked again, as `kubectl drain`.
 pub const EVICT_RETRY: Duration = Duration::from_secs(5);
-/// How often new nodes are looked at until they are Ready.
-pub const READY_POLL: Duration = Duration::from_secs(5);
+/// How often a drain looks whether the evicted pods are gone (`kubectl drain` polls each 1 s).
+pub const GONE_POLL: Duration = Duration::from_secs(1);
+/// How often new nodes are looked at until they are Ready (one list of the Nodes).
+pub const READY_POLL: Duration = Duration::from_secs(2);
 
 /// The Node whose InternalIP is `ip`, if one registered.
 ///
@@ -29,7 +32,8 @@ pub async fn node_for_ip(client: &kube::Client, ip: &str) -> Result<Option<Strin
         .and_then(|n| n.metadata.name.clone()))
 }
 
-/// Waits until a Ready Node has each of `ips` as its InternalIP.
+/// Waits until a Ready Node has each of `ips` as its InternalIP; every Node of the last list,
+/// by InternalIP (so that the nodes to drain next need no list of their own).
 ///
 /// # Errors
 /// When the API server does not answer, or `max` passes (naming the addresses not Ready).
@@ -38,29 +42,28 @@ pub async fn wait_ready(
     tuning: &Tuning,
     ips: &[String],
     max: Duration,
-) -> Result<(), AwsError> {
+) -> Result<Vec<(String, String)>, AwsError> {
     let what = format!("the node(s) at {}", ips.join(", "));
     until(tuning, READY_POLL, max, &what, "Ready", || async {
         let nodes = list_nodes(client).await?;
-        let missing: Vec<&String> = ips
+        let missing: Vec<&str> = ips
             .iter()
             .filter(|ip| {
                 !nodes
                     .iter()
                     .any(|n| internal_ip(n).as_deref() == Some(ip.as_str()) && is_ready(n))
             })
+            .map(String::as_str)
             .collect();
         Ok(if missing.is_empty() {
-            Seen::Ready(())
-        } else {
-            Seen::Pending(format!(
-                "not Ready: {}",
-                missing
+            Seen::Ready(
+                nodes
                     .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+                    .filter_map(|n| Some((internal_ip(n)?, n.metadata.name.clone()?)))
+                    .collect(),
+            )
+        } else {
+            Seen::Pending(format!("not Ready: {}", missing.join(", ")))
         })
     })
     .await
@@ -85,7 +88,13 @@ pub async fn drain(
     }
     let pods: Api<Pod> = Api::all(client.clone());
     let what = format!("node {node}");
-    until(tuning, EVICT_RETRY, max, &what, "drained", || async {
+    // A pod whose eviction was refused is asked again only after EVICT_RETRY; meanwhile the
+    // others are looked at every GONE_POLL.
+    let refused: std::sync::Mutex<
+        std::collections::HashMap<String, (tokio::time::Instant, String)>,
+    > = Default::default();
+    let retry = tuning.scaled(EVICT_RETRY);
+    until(tuning, GONE_POLL, max, &what, "drained", || async {
         let list = pods
             .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
             .await
@@ -96,17 +105,33 @@ pub async fn drain(
                 p.metadata.namespace.clone().unwrap_or_default(),
                 p.metadata.name.clone().unwrap_or_default(),
             );
+            let pod = format!("{ns}/{name}");
             if p.metadata.deletion_timestamp.is_some() {
-                staying.push(format!("{ns}/{name} (terminating)"));
+                staying.push(format!("{pod} (terminating)"));
+                continue;
+            }
+            let waiting = refused
+                .lock()
+                .map_err(|_| AwsError::internal("the drain's lock"))?
+                .get(&pod)
+                .filter(|(at, _)| at.elapsed() < retry)
+                .map(|(_, why)| why.clone());
+            if let Some(why) = waiting {
+                staying.push(format!("{pod} ({why})"));
                 continue;
             }
             match evict(client, &ns, &name).await {
-                Ok(()) => staying.push(format!("{ns}/{name} (evicted, terminating)")),
+                Ok(()) => staying.push(format!("{pod} (evicted, terminating)")),
                 Err(e) if is_status(&e, 404) => {}
                 Err(e) if is_status(&e, 429) => {
-                    staying.push(format!("{ns}/{name} ({})", message(&e)));
+                    let why = message(&e);
+                    staying.push(format!("{pod} ({why})"));
+                    refused
+                        .lock()
+                        .map_err(|_| AwsError::internal("the drain's lock"))?
+                        .insert(pod, (tokio::time::Instant::now(), why));
                 }
-                Err(e) => return Err(api_error("evicting", &format!("{ns}/{name}"), &e)),
+                Err(e) => return Err(api_error("evicting", &pod, &e)),
             }
         }
         Ok(if staying.is_empty() {

@@ -1,6 +1,6 @@
 //! A stand-in Kubernetes API server for day-2 operations on a kubeadm cluster of the emulator:
-//! mutual TLS with the cluster's CA (as the real one), a Ready Node for every pending or
-//! running instance of the cluster (named `ip-A-B-C-D` after its private address, as kubeadm
+//! mutual TLS with the cluster's CA (as the real one), a Ready Node for every running instance
+//! of the cluster (named `ip-A-B-C-D` after its private address, as kubeadm
 //! names Ubuntu nodes), and on each node a DaemonSet pod, a mirror pod and a `web-NODE` pod
 //! behind a PodDisruptionBudget that refuses `refuse` evictions (429) before it allows them.
 //! Serves cordon (PATCH), pod lists by node, evictions and Node deletion, recording each call.
@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use provision::core::pki::Ca;
 
-use super::{read_request, respond, tls_acceptor, url_decode};
+use tokio::io::AsyncWriteExt as _;
+
+use super::{read_request, tls_acceptor, url_decode};
 
 /// What the stand-in saw and holds.
 #[derive(Debug, Default)]
@@ -26,11 +28,15 @@ pub struct KubeState {
     pub refused: u32,
     /// Private addresses whose nodes are not Ready.
     pub not_ready: BTreeSet<String>,
+    /// The running instances' private addresses, as the last node list found them.
+    pub ips: Vec<String>,
 }
 
 pub struct KubeStandIn {
     pub url: String,
     pub state: Arc<Mutex<KubeState>>,
+    /// The stand-in stops looking up instances once this is dropped.
+    _alive: Arc<()>,
 }
 
 impl KubeStandIn {
@@ -69,32 +75,62 @@ pub async fn kube_stand_in(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cluster = cluster.to_string();
-    let st = state.clone();
+    // The Nodes follow the instances as a real API server's follow the kubelets: looked up
+    // again and again (one DescribeInstances at a time) while the stand-in lives, so that a
+    // request is answered at once.
+    let alive = Arc::new(());
+    let first = instance_ips(&c, &cluster).await;
+    state.lock().unwrap().ips = first;
+    // Two lookups in flight, half a call apart: a change shows within about half a call.
+    for start in [0, 25] {
+        let (st, watch, c, cluster) = (
+            state.clone(),
+            Arc::downgrade(&alive),
+            c.clone(),
+            cluster.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(start)).await;
+            while watch.upgrade().is_some() {
+                let ips = instance_ips(&c, &cluster).await;
+                st.lock().unwrap().ips = ips;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+    }
+    let (st, watch) = (state.clone(), Arc::downgrade(&alive));
     tokio::spawn(async move {
-        loop {
+        while watch.upgrade().is_some() {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
-            let (acceptor, st, c, cluster) =
-                (acceptor.clone(), st.clone(), c.clone(), cluster.clone());
+            let (acceptor, st) = (acceptor.clone(), st.clone());
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let req = read_request(&mut tls).await;
-                let ips = instance_ips(&c, &cluster).await;
-                let (status, body) = answer(&req, &ips, &st);
-                respond(&mut tls, status, &body).await;
+                // Keep-alive, as a real API server: requests until the client closes.
+                loop {
+                    let req = read_request(&mut tls).await;
+                    if req.is_empty() {
+                        return;
+                    }
+                    let (status, body) = answer(&req, &st);
+                    if !reply(&mut tls, status, &body).await {
+                        return;
+                    }
+                }
             });
         }
     });
     KubeStandIn {
         url: format!("https://{addr}"),
         state,
+        _alive: alive,
     }
 }
 
-/// The private addresses of the cluster's pending and running instances.
+/// The private addresses of the cluster's running instances.
 async fn instance_ips(c: &provision::aws::Clients, cluster: &str) -> Vec<String> {
     let out = c
         .ec2
@@ -108,7 +144,6 @@ async fn instance_ips(c: &provision::aws::Clients, cluster: &str) -> Vec<String>
         .filters(
             aws_sdk_ec2::types::Filter::builder()
                 .name("instance-state-name")
-                .values("pending")
                 .values("running")
                 .build(),
         )
@@ -122,7 +157,7 @@ async fn instance_ips(c: &provision::aws::Clients, cluster: &str) -> Vec<String>
         .collect()
 }
 
-fn answer(req: &str, ips: &[String], st: &Mutex<KubeState>) -> (&'static str, String) {
+fn answer(req: &str, st: &Mutex<KubeState>) -> (&'static str, String) {
     let line = req.lines().next().unwrap_or_default();
     let mut parts = line.split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -134,7 +169,8 @@ fn answer(req: &str, ips: &[String], st: &Mutex<KubeState>) -> (&'static str, St
     } else {
         format!("{method} {path}")
     });
-    let nodes: Vec<(String, String)> = ips
+    let nodes: Vec<(String, String)> = st
+        .ips
         .iter()
         .map(|ip| (node_name(ip), ip.clone()))
         .filter(|(n, _)| !st.deleted.contains(n))
@@ -276,4 +312,13 @@ pub async fn kube_stand_in_for(
         key_pem: b["ca_key_pem"].as_str().unwrap().into(),
     };
     kube_stand_in(&ca, &cl.name, refuse, c.clone()).await
+}
+
+/// One answer on a kept-alive connection (Content-Length); whether it was written.
+async fn reply<S: tokio::io::AsyncWrite + Unpin>(tls: &mut S, status: &str, body: &str) -> bool {
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(resp.as_bytes()).await.is_ok() && tls.flush().await.is_ok()
 }

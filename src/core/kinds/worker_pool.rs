@@ -316,6 +316,15 @@ pub fn launch_hash(k: &KubeadmSpec, pool: &PoolSpec) -> String {
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What makes the client token of the launch that replaces `old` (instance ids) its own: a
+/// resumed run that makes the same launch again gets the same instances back from EC2.
+pub fn replacement_nonce(old: &[&str]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(old.join(",").as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("r{hex}")
+}
+
 /// The pool's instances that are not terminated or on their way there.
 pub fn pool_instances<'a>(id: &str, obs: &'a Observed) -> Vec<&'a ObsInstance> {
     obs.instances
@@ -337,4 +346,28 @@ fn ids(live: &[&ObsInstance]) -> String {
         .map(|i| i.id.as_str())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replacements_client_token_is_its_own_and_the_same_when_made_again() {
+        let a = replacement_nonce(&["i-0aaa"]);
+        assert_eq!(a, replacement_nonce(&["i-0aaa"]));
+        assert_ne!(a, replacement_nonce(&["i-0bbb"]));
+        assert_ne!(a, replacement_nonce(&["i-0aaa", "i-0bbb"]));
+        // cluster id (12) - logical id (at most 31) - nonce: within EC2's 64 characters.
+        assert!(12 + 1 + 31 + 1 + a.len() <= 64, "{a}");
+    }
+
+    #[test]
+    fn only_a_pools_own_zone_ids_are_its() {
+        assert!(in_pool("workers", "workers-0"));
+        assert!(in_pool("workers-gpu", "workers-gpu-12"));
+        assert!(!in_pool("workers", "workers-gpu-0"));
+        assert!(!in_pool("workers-gpu", "workers-gpu-2-0"));
+        assert!(!in_pool("workers", "workers-"));
+    }
 }

@@ -85,7 +85,10 @@ async fn wait_instances(
     let c = &run.c;
     let waiting: Vec<String> = instances
         .iter()
-        .filter(|(_, _, i)| i.state != "running" || i.public_ip.is_none())
+        // Workers' addresses are not reported: running is enough.
+        .filter(|(_, role, i)| {
+            i.state != "running" || (*role != Role::Workers && i.public_ip.is_none())
+        })
         .map(|(_, _, i)| i.id.clone())
         .collect();
     let mut running: HashMap<String, ObsInstance> = instances
