@@ -102,6 +102,7 @@ from moto.eks.responses import EKSResponse  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
 
 import eks_updates  # noqa: E402  (beside this file)
+import ssm_commands  # noqa: E402  (beside this file)
 
 for _path in [
     "{0}/clusters/(?P<name>[^/]+)/addons$",
@@ -475,6 +476,7 @@ def _install_faults() -> None:
 #   PROVISION_EMULATOR_EKS_ADDON      add-ons are CREATING this long
 #   PROVISION_EMULATOR_EKS_DELETE     deleted clusters, node groups, add-ons are DELETING this long
 #   PROVISION_EMULATOR_NAT            NAT gateways are pending this long
+#   PROVISION_EMULATOR_SSM_COMMAND    Run Command invocations are Pending, then InProgress this long
 #   PROVISION_EMULATOR_PROFILE=scaled defaults for all of them (each still overridable): a scaled
 #                                     model of real AWS, below.
 import heapq  # noqa: E402
@@ -509,6 +511,7 @@ LATENCY_SCALED = {
     "EKS_NODEGROUP_UPDATE": 1.0,  # UpdateNodegroupVersion: ~1 min to start (new launch template version)...
     "EKS_NODEGROUP_UPDATE_BATCH": 3.0,  # ...then ~3 min per batch of maxUnavailable nodes replaced, 1/60
     "NAT": 1.5,  # CreateNatGateway to available: ~1.5 min, 1/60
+    "SSM_COMMAND": 5.0,  # a Run Command invocation (a control plane's kubeadm upgrade): ~5 min, 1/60
 }
 # The values in force; all zero (moto's own behaviour) unless _install_latency() sets them.
 LATENCY = dict.fromkeys(LATENCY_SCALED, 0.0)
@@ -801,6 +804,7 @@ def main() -> None:
         _exit_with(args.parent)
     # Version upgrades (eks_updates.py); LATENCY is filled in place by _install_latency().
     eks_updates.install(cluster=_cluster, addons=_ADDONS, latency=LATENCY, later=_later)
+    ssm_commands.install(latency=LATENCY)
     # Latency first, so that its middleware ends up outermost: faulted calls take time too.
     _install_latency()
     _install_faults()

@@ -41,6 +41,7 @@ pub mod inline_policy;
 pub mod instance_profile;
 pub mod instances;
 pub mod internet_gateway;
+pub mod kubeadm_upgrade;
 pub mod launch_template;
 pub mod nat_gateway;
 pub mod nodegroup;

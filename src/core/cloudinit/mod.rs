@@ -10,6 +10,9 @@
 mod kubeadm;
 #[cfg(test)]
 mod tests;
+mod upgrade;
+
+pub use upgrade::{run_command, upgrade_script};
 
 pub use kubeadm::{
     BASELINE_PATH, LOG_SHIPPER_PATH, MasterInput, NODE_SCRIPT, WorkerInput, master,

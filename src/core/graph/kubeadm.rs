@@ -5,7 +5,9 @@ use super::addons::addon_sg_id;
 use super::network::Net;
 use super::rules::{SgRole, rules};
 use super::{AMI, Builder, CA_ACCESS, CA_ACCESS_POLICY, JOIN_TOKEN, MASTER, NODE_PROFILE};
-use super::{NODE_REPORTS, NODE_REPORTS_POLICY};
+use super::{
+    CONTROL_PLANE_UPGRADE, NODE_REPORTS, NODE_REPORTS_POLICY, SSM_AGENT, SSM_AGENT_POLICY,
+};
 use super::{NODE_ROLE, ROUTE_TABLE, SECRET, SG_CONTROL_PLANE, SG_NODES, VPC, sg_name};
 use super::{pool_id, pool_zone_id};
 use crate::core::kinds::Desired;
@@ -18,6 +20,7 @@ use crate::core::kinds::inline_policy::{Document, InlinePolicy};
 use crate::core::kinds::instance_profile::InstanceProfile;
 use crate::core::kinds::instances::{Instances, Role, TokenScope};
 use crate::core::kinds::join_token::JoinToken;
+use crate::core::kinds::kubeadm_upgrade::KubeadmUpgrade;
 use crate::core::kinds::security_group::SecurityGroup;
 use crate::core::kinds::worker_pool::{WorkerPool, launch_hash};
 use crate::core::spec::{Addon, ClusterSpec, KubeadmSpec, PoolSpec};
@@ -136,6 +139,25 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
         &[NODE_ROLE],
     );
     b.add(
+        SSM_AGENT,
+        Desired::InlinePolicy(InlinePolicy {
+            role: NODE_ROLE.into(),
+            role_name: role.clone(),
+            name: SSM_AGENT_POLICY.into(),
+            document: Document::SsmAgent,
+        }),
+        &[NODE_ROLE],
+    );
+    // Before the workers: they are replaced with nodes of the new version once it is done.
+    b.add(
+        CONTROL_PLANE_UPGRADE,
+        Desired::KubeadmUpgrade(KubeadmUpgrade {
+            master: MASTER.into(),
+            version: k.version,
+        }),
+        &[MASTER, SSM_AGENT],
+    );
+    b.add(
         JOIN_TOKEN,
         Desired::JoinToken(JoinToken {
             secret: SECRET.into(),
@@ -191,6 +213,7 @@ fn worker_pool(spec: &ClusterSpec, k: &KubeadmSpec, pool: &PoolSpec, b: &mut Bui
         ROUTE_TABLE,
         MASTER,
         JOIN_TOKEN,
+        CONTROL_PLANE_UPGRADE,
     ]);
     b.add(
         &pool_id(&pool.name),

@@ -61,6 +61,10 @@ pub const JOIN_TOKEN: &str = "join-token";
 pub const CA_ACCESS: &str = "ca-access";
 /// The node role's permission to write the nodes' boot reports.
 pub const NODE_REPORTS: &str = "node-reports";
+/// The node role's policy for the SSM agent (Run Command, Session Manager).
+pub const SSM_AGENT: &str = "ssm-agent";
+/// The in-place upgrade of the kubeadm control plane.
+pub const CONTROL_PLANE_UPGRADE: &str = "control-plane-upgrade";
 pub const PRIVATE_ROUTE_TABLE: &str = "private-route-table";
 pub const NAT_EIP: &str = "nat-eip";
 pub const NAT_GATEWAY: &str = "nat-gateway";
@@ -90,6 +94,7 @@ pub const ADDONS_SECRET: &str = "addons-secret";
 /// The node role's inline policy that lets the control plane read the bootstrap secret.
 pub const CA_ACCESS_POLICY: &str = "provision-ca-access";
 pub const NODE_REPORTS_POLICY: &str = "provision-node-reports";
+pub const SSM_AGENT_POLICY: &str = "provision-ssm-agent";
 /// Rules between two of our security groups, authorized once both exist.
 pub const SG_LINKS: &str = "sg-links";
 /// The EKS cluster's security group (EKS makes it; its id is known once the cluster exists).

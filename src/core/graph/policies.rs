@@ -98,6 +98,58 @@ pub fn node_reports(role_arn: &str, region: &str, path: &str, cluster: &str) -> 
     Some(doc.to_string())
 }
 
+/// What the SSM agent calls (AmazonSSMManagedInstanceCore's actions for Run Command, Session
+/// Manager and the agent's own registration, without `ssm:GetParameter` and
+/// `ssm:GetParameters`). Its APIs take no resource but `*`. `None` if `role_arn` is not a role's.
+pub fn ssm_agent(role_arn: &str) -> Option<String> {
+    role_arn_parts(role_arn)?;
+    let doc = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "SsmAgentRegistersAndRunsCommands",
+                "Effect": "Allow",
+                "Action": [
+                    "ssm:UpdateInstanceInformation",
+                    "ssm:ListAssociations",
+                    "ssm:ListInstanceAssociations",
+                    "ssm:DescribeAssociation",
+                    "ssm:UpdateAssociationStatus",
+                    "ssm:UpdateInstanceAssociationStatus",
+                    "ssm:GetDocument",
+                    "ssm:DescribeDocument",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Sid": "SsmAgentReceivesCommands",
+                "Effect": "Allow",
+                "Action": [
+                    "ec2messages:AcknowledgeMessage",
+                    "ec2messages:DeleteMessage",
+                    "ec2messages:FailMessage",
+                    "ec2messages:GetEndpoint",
+                    "ec2messages:GetMessages",
+                    "ec2messages:SendReply",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Sid": "SessionManagerChannels",
+                "Effect": "Allow",
+                "Action": [
+                    "ssmmessages:CreateControlChannel",
+                    "ssmmessages:CreateDataChannel",
+                    "ssmmessages:OpenControlChannel",
+                    "ssmmessages:OpenDataChannel",
+                ],
+                "Resource": "*",
+            },
+        ],
+    });
+    Some(doc.to_string())
+}
+
 /// The add-on role's inline policy: `ec2:DescribeInstances` (and zones) for Prometheus's EC2
 /// discovery, which IAM cannot narrow to resources, and `ssm:GetParameter` on the add-ons'
 /// passwords only. `None` if `role_arn` is not an IAM role ARN.

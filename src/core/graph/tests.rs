@@ -303,9 +303,11 @@ fn graph_is_topologically_ordered_and_complete() {
             SECRET,
             "master-eip",
             "node-reports",
+            "ssm-agent",
             SG_LINKS,
             MASTER,
             CA_ACCESS,
+            "control-plane-upgrade",
             JOIN_TOKEN,
             "workers",
             "master-eip-association"

@@ -114,6 +114,14 @@ pub enum Refusal {
     },
     /// EKS has no version of an add-on for a minor.
     AddonUnavailable { name: String, minor: String },
+    /// A kubeadm control plane asked to go to an older version.
+    KubeadmDowngrade { from: String, to: String },
+    /// A kubeadm control plane asked to skip a minor.
+    SkippedMinor {
+        from: String,
+        to: String,
+        next: String,
+    },
     /// Nodes must be drained but the API server does not answer.
     ApiUnreachable {
         pool: String,
@@ -204,6 +212,14 @@ impl fmt::Display for Refusal {
             Refusal::AddonDowngrade { name, from, to } => write!(
                 f,
                 "add-on {name} runs {from}, the spec pins {to}: EKS cannot downgrade an add-on; pin {from} or later"
+            ),
+            Refusal::KubeadmDowngrade { from, to } => write!(
+                f,
+                "the control plane runs Kubernetes {from}, the spec says {to}: kubeadm cannot downgrade; set kubeadm.kubernetes_version to {from} or later"
+            ),
+            Refusal::SkippedMinor { from, to, next } => write!(
+                f,
+                "the control plane runs Kubernetes {from}, the spec says {to}: kubeadm upgrades one minor at a time; set kubeadm.kubernetes_version to \"{next}\", run `provision up`, then go on"
             ),
             Refusal::ApiUnreachable { pool, server, why } => write!(
                 f,

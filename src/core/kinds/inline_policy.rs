@@ -33,6 +33,10 @@ pub enum Document {
     LogWriter { parameter: String },
     /// The kubeadm nodes' boot reports under `path`, each only its own.
     NodeReports { path: String, cluster: String },
+    /// What the SSM agent needs for Run Command and Session Manager, and nothing of
+    /// AmazonSSMManagedInstanceCore's `ssm:GetParameter(s)` on every parameter (which would let
+    /// any node read the CA in the bootstrap secret).
+    SsmAgent,
 }
 
 /// An inline policy as IAM reports it (decoded).
@@ -116,6 +120,7 @@ impl InlinePolicy {
             Document::NodeReports { path, cluster } => {
                 policies::node_reports(role_arn, region, path, cluster)
             }
+            Document::SsmAgent => policies::ssm_agent(role_arn),
         }
     }
 
@@ -161,6 +166,10 @@ impl InlinePolicy {
             Document::LogWriter { parameter } => format!("ssm:GetParameter on {parameter}"),
             Document::NodeReports { path, .. } => {
                 format!("ssm:PutParameter on {path}/*, each instance only its own report")
+            }
+            Document::SsmAgent => {
+                "the SSM agent's registration, Run Command and Session Manager; no parameters"
+                    .into()
             }
         }
     }

@@ -28,6 +28,7 @@ pub mod instance_profile;
 pub mod instances;
 pub mod internet_gateway;
 pub mod join_token;
+pub mod kubeadm_upgrade;
 pub mod launch_template;
 pub mod nat_gateway;
 pub mod nodegroup;
@@ -69,6 +70,7 @@ macro_rules! with_kinds {
             Instances instances instances,
             WorkerPool worker_pool pools,
             AddressAssociation address_association associations,
+            KubeadmUpgrade kubeadm_upgrade kubeadm_upgrade,
             JoinToken join_token join_tokens,
             EksCluster eks_cluster eks,
             EksUpgrade eks_upgrade eks_upgrade,

@@ -56,7 +56,10 @@ pub(super) fn role<'a>(obs: &'a mut Observed, id: &str) -> &'a mut ObsIam {
     obs.roles.iter_mut().find(|r| r.logical == id).unwrap()
 }
 
-fn live<'a>(obs: &'a mut Observed, id: &str) -> impl Iterator<Item = &'a mut ObsInstance> {
+pub(super) fn live<'a>(
+    obs: &'a mut Observed,
+    id: &str,
+) -> impl Iterator<Item = &'a mut ObsInstance> {
     let id = id.to_string();
     obs.instances
         .iter_mut()
@@ -393,76 +396,6 @@ pub(super) const CASES: &[Case] = &[
         action: Action::Replace,
         says: "",
         also: &["private-route-table"],
-    },
-    Case {
-        what: "more workers than the spec: the newest is drained",
-        spec: demo,
-        change: |o| {
-            o.instances.push(ObsInstance {
-                id: "i-extra".into(),
-                logical: Some("workers-0".into()),
-                state: "running".into(),
-                launched_at: Some(NOW),
-                ..Default::default()
-            })
-        },
-        id: "workers",
-        action: Action::Update,
-        says: "drain and remove i-extra (workers-0: scale-in, newest first)",
-        also: &[],
-    },
-    Case {
-        what: "a worker launched with another instance type",
-        spec: demo,
-        change: |o| {
-            live(o, "workers-1").for_each(|i| i.instance_type = Some("t3.small".into()));
-        },
-        id: "workers",
-        action: Action::Update,
-        says: "replace i-workers-1-0 (workers-1: instance type t3.small → t3.medium)",
-        also: &["ami", "join-token"],
-    },
-    Case {
-        what: "a worker launched with another document",
-        spec: demo,
-        change: |o| {
-            live(o, "workers-1").for_each(|i| i.launch_hash = Some("0123456789ab".into()));
-        },
-        id: "workers",
-        action: Action::Update,
-        says: "replace i-workers-1-0 (workers-1: launched with another image",
-        also: &["ami", "join-token"],
-    },
-    Case {
-        what: "a replacement a stopped run launched: the old node goes",
-        spec: demo,
-        change: |o| {
-            live(o, "workers-1").for_each(|i| i.version = Some("1.36.1".into()));
-            let mut new = live(o, "workers-1").next().unwrap().clone();
-            new.id = "i-new".into();
-            new.version = None;
-            new.launched_at = Some(NOW);
-            o.instances.push(new);
-        },
-        id: "workers",
-        action: Action::Update,
-        says: "drain and remove i-workers-1-0 (workers-1: its replacement runs)",
-        also: &[],
-    },
-    Case {
-        what: "nodes to drain without an API server",
-        spec: demo,
-        change: |o| {
-            live(o, "workers-1").for_each(|i| i.instance_type = Some("t3.small".into()));
-            o.api = Some(crate::core::observed::ApiReach::Unreachable {
-                server: "https://203.0.113.10:6443".into(),
-                why: "connection refused".into(),
-            });
-        },
-        id: "workers",
-        action: Action::Refuse,
-        says: "does not answer (connection refused)",
-        also: &["ami", "join-token"],
     },
     Case {
         what: "node group degraded",

@@ -244,6 +244,8 @@ pub mod expiry;
 #[cfg(test)]
 mod cases;
 #[cfg(test)]
+mod cases_kubeadm;
+#[cfg(test)]
 mod converged;
 #[cfg(test)]
 mod tests;

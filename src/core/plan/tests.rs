@@ -40,7 +40,7 @@ fn an_empty_account_means_create_everything_and_read_the_lookups() {
                 // New workers join with the token the new control plane makes.
                 "join-token" => Action::Read,
                 // A new EKS cluster is made at the spec's version: nothing to upgrade.
-                "eks-upgrade" | "nodegroup-retire" => Action::Keep,
+                "eks-upgrade" | "nodegroup-retire" | "control-plane-upgrade" => Action::Keep,
                 _ => Action::Create,
             };
             assert_eq!(r.action, want, "{} {}", r.id, r.kind);
@@ -51,7 +51,7 @@ fn an_empty_account_means_create_everything_and_read_the_lookups() {
 
 #[test]
 fn every_drift_warning_and_refusal_gives_its_row() {
-    for case in CASES {
+    for case in CASES.iter().chain(super::cases_kubeadm::KUBEADM_DAY2) {
         let spec = (case.spec)();
         let mut obs = converged(&spec);
         (case.change)(&mut obs);

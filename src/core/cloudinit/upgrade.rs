@@ -1,0 +1,117 @@
+//! The script that upgrades a kubeadm control plane in place, sent with SSM Run Command
+//! (`AWS-RunShellScript`), as the kubeadm upgrade guide does it: the new minor's pkgs.k8s.io
+//! repository, kubeadm, `kubeadm upgrade plan` and `apply`, then the kubelet and kubectl.
+//! It holds a lock (a second command waits for the first), and skips `apply` when the API
+//! server already runs the target, so sending it again after a stopped run is safe.
+
+use crate::core::spec::KubernetesVersion;
+
+/// The script for `to`.
+pub fn upgrade_script(to: &KubernetesVersion) -> String {
+    let deb = to
+        .patch
+        .map(|p| format!("1.{}.{}-1.1", to.minor, p))
+        .unwrap_or_default();
+    format!(
+        r#"#!/bin/bash
+# Upgrades this kubeadm control plane to Kubernetes {to}, rendered by provision.
+set -euo pipefail
+K8S_MINOR="{minor}"
+K8S_DEB="{deb}"
+export DEBIAN_FRONTEND=noninteractive
+export KUBECONFIG=/etc/kubernetes/admin.conf
+
+# One upgrade at a time: a command sent again after a stopped run waits for this one.
+exec 9>/run/provision-upgrade.lock
+flock 9
+
+pkg() {{
+  if [ -n "${{K8S_DEB}}" ]; then echo "$1=${{K8S_DEB}}"; else echo "$1"; fi
+}}
+
+curl -fsSL --retry 5 -o /run/kubernetes.key "https://pkgs.k8s.io/core:/stable:/${{K8S_MINOR}}/deb/Release.key"
+gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg /run/kubernetes.key
+echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/${{K8S_MINOR}}/deb/ /" \
+  > /etc/apt/sources.list.d/kubernetes.list
+apt-get update -q
+apt-mark unhold kubeadm kubelet kubectl
+apt-get install -y -q --allow-downgrades "$(pkg kubeadm)"
+apt-mark hold kubeadm
+target=$(kubeadm version -o short)
+echo "provision: kubeadm ${{target}}"
+
+if grep -q "kube-apiserver:${{target}}\$" /etc/kubernetes/manifests/kube-apiserver.yaml; then
+  echo "provision: the control plane already runs ${{target}}"
+else
+  kubeadm upgrade plan "${{target}}"
+  kubeadm upgrade apply -y "${{target}}"
+fi
+
+apt-get install -y -q --allow-downgrades "$(pkg kubelet)" "$(pkg kubectl)"
+apt-mark hold kubelet kubectl
+systemctl daemon-reload
+systemctl restart kubelet
+echo "provision: control plane at ${{target}}"
+"#,
+        minor = to.repo_minor(),
+    )
+}
+
+/// What Run Command runs: `AWS-RunShellScript` hands its lines to `sh`, so the script goes
+/// through base64 to bash.
+pub fn run_command(script: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(script);
+    format!("echo {b64} | base64 -d > /run/provision-upgrade.sh && bash /run/provision-upgrade.sh")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(s: &str) -> KubernetesVersion {
+        let mut p = s.split('.').skip(1).map(|n| n.parse().unwrap());
+        KubernetesVersion {
+            minor: p.next().unwrap(),
+            patch: p.next(),
+        }
+    }
+
+    #[test]
+    fn the_script_moves_the_repository_to_the_new_minor_and_pins_a_patch() {
+        let s = upgrade_script(&version("1.37"));
+        assert!(s.contains("K8S_MINOR=\"v1.37\"") && s.contains("K8S_DEB=\"\""));
+        assert!(s.contains("kubeadm upgrade apply -y"));
+        let pinned = upgrade_script(&version("1.37.2"));
+        assert!(pinned.contains("K8S_DEB=\"1.37.2-1.1\""));
+    }
+
+    #[test]
+    fn the_script_passes_shellcheck_and_round_trips_through_base64() {
+        let script = upgrade_script(&version("1.37.2"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upgrade.sh");
+        std::fs::write(&path, &script).unwrap();
+        let out = std::process::Command::new(crate::core::testing::tool("shellcheck"))
+            .args(["-s", "bash", "-S", "style"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // What the agent runs with sh decodes to the script.
+        let cmd = run_command(&script).replace(
+            "> /run/provision-upgrade.sh && bash /run/provision-upgrade.sh",
+            "",
+        );
+        let decoded = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(decoded.stdout).unwrap(), script);
+    }
+}

@@ -1,0 +1,141 @@
+//! The planner's cases of kubeadm day 2: worker pools (scale-in, replacement, a replacement a
+//! stopped run left, no API server) and the control plane's upgrade. Each is a row of
+//! [`super::cases::Case`], run by the same test.
+
+use super::cases::{Case, demo, live};
+use super::converged::NOW;
+use crate::core::kinds::Action;
+use crate::core::kinds::instances::ObsInstance;
+
+pub(super) const KUBEADM_DAY2: &[Case] = &[
+    Case {
+        what: "more workers than the spec: the newest is drained",
+        spec: demo,
+        change: |o| {
+            o.instances.push(ObsInstance {
+                id: "i-extra".into(),
+                logical: Some("workers-0".into()),
+                state: "running".into(),
+                launched_at: Some(NOW),
+                ..Default::default()
+            })
+        },
+        id: "workers",
+        action: Action::Update,
+        says: "drain and remove i-extra (workers-0: scale-in, newest first)",
+        also: &[],
+    },
+    Case {
+        what: "a worker launched with another instance type",
+        spec: demo,
+        change: |o| {
+            live(o, "workers-1").for_each(|i| i.instance_type = Some("t3.small".into()));
+        },
+        id: "workers",
+        action: Action::Update,
+        says: "replace i-workers-1-0 (workers-1: instance type t3.small → t3.medium)",
+        also: &["ami", "join-token"],
+    },
+    Case {
+        what: "a worker launched with another document",
+        spec: demo,
+        change: |o| {
+            live(o, "workers-1").for_each(|i| i.launch_hash = Some("0123456789ab".into()));
+        },
+        id: "workers",
+        action: Action::Update,
+        says: "replace i-workers-1-0 (workers-1: launched with another image",
+        also: &["ami", "join-token"],
+    },
+    Case {
+        what: "a replacement a stopped run launched: the old node goes",
+        spec: demo,
+        change: |o| {
+            live(o, "workers-1").for_each(|i| i.version = Some("1.36.1".into()));
+            let mut new = live(o, "workers-1").next().unwrap().clone();
+            new.id = "i-new".into();
+            new.version = None;
+            new.launched_at = Some(NOW);
+            o.instances.push(new);
+        },
+        id: "workers",
+        action: Action::Update,
+        says: "drain and remove i-workers-1-0 (workers-1: its replacement runs)",
+        also: &[],
+    },
+    Case {
+        what: "nodes to drain without an API server",
+        spec: demo,
+        change: |o| {
+            live(o, "workers-1").for_each(|i| i.instance_type = Some("t3.small".into()));
+            o.api = Some(crate::core::observed::ApiReach::Unreachable {
+                server: "https://203.0.113.10:6443".into(),
+                why: "connection refused".into(),
+            });
+        },
+        id: "workers",
+        action: Action::Refuse,
+        says: "does not answer (connection refused)",
+        also: &["ami", "join-token"],
+    },
+    Case {
+        what: "the control plane a minor behind the spec",
+        spec: demo,
+        change: |o| live(o, "master").for_each(|i| i.version = Some("1.36".into())),
+        id: "control-plane-upgrade",
+        action: Action::Update,
+        says: "upgrade the control plane i-master-0 from Kubernetes 1.36 to 1.37",
+        also: &[],
+    },
+    Case {
+        what: "the control plane a patch behind a pinned patch",
+        spec: || {
+            let mut s = demo();
+            if let crate::core::spec::Flavor::Kubeadm(k) = &mut s.flavor {
+                k.version.patch = Some(4);
+            }
+            s
+        },
+        change: |o| {
+            live(o, "master").for_each(|i| i.version = Some("1.37.2".into()));
+            o.instances
+                .iter_mut()
+                .filter(|i| i.logical.as_deref() != Some("master"))
+                .for_each(|i| i.version = Some("1.37.4".into()));
+        },
+        id: "control-plane-upgrade",
+        action: Action::Update,
+        says: "from Kubernetes 1.37.2 to 1.37.4",
+        also: &[],
+    },
+    Case {
+        what: "a lower version than the control plane runs",
+        spec: demo,
+        change: |o| live(o, "master").for_each(|i| i.version = Some("1.38".into())),
+        id: "control-plane-upgrade",
+        action: Action::Refuse,
+        says: "kubeadm cannot downgrade",
+        also: &[],
+    },
+    Case {
+        what: "a skipped minor",
+        spec: demo,
+        change: |o| live(o, "master").for_each(|i| i.version = Some("1.35".into())),
+        id: "control-plane-upgrade",
+        action: Action::Refuse,
+        says: "one minor at a time; set kubeadm.kubernetes_version to \"1.36\"",
+        also: &[],
+    },
+    Case {
+        what: "workers of the old version once the control plane is upgraded",
+        spec: demo,
+        change: |o| {
+            live(o, "master").for_each(|i| i.version = Some("1.37".into()));
+            live(o, "workers-1").for_each(|i| i.version = Some("1.36".into()));
+        },
+        id: "workers",
+        action: Action::Update,
+        says: "replace i-workers-1-0 (workers-1: Kubernetes 1.36 → 1.37)",
+        also: &["ami", "join-token"],
+    },
+];
