@@ -9,7 +9,9 @@ Imported by emulator.py, which hands over the latency profile (install()). The r
 - an invocation is Pending, then InProgress for SSM_COMMAND seconds, then Success, with the
   command's last line echoed as its output ("ran: ...");
 - an instance tagged `provision-test:command-fails` fails its commands instead: Failed, exit code
-  1, the tag's value as the standard error (the tests' way to see a failed upgrade reported).
+  1, the tag's value as the standard error (the tests' way to see a failed upgrade reported);
+- a command without Targets runs on its InstanceIds only (moto's adds every instance of the
+  region).
 """
 
 import datetime
@@ -41,7 +43,13 @@ def _instances(account: str, region: str) -> dict:
 
 
 def _command_init(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    asked = list(kwargs.get("instance_ids") or [])
     _moto_command_init(self, *args, **kwargs)
+    if not kwargs.get("targets"):
+        # moto adds every instance of the region when there are no Targets (an empty filter).
+        self.instance_ids = asked
+        self.completed_count = self.target_count = len(asked)
+        self.invocations = [self.invocation_response(i, "aws:runShellScript") for i in asked]
     tags = ec2_backends[self.account_id][self.backend_region].tags
     self.provision_fails = {i: tags[i][FAILS_TAG] for i in self.instance_ids if FAILS_TAG in tags.get(i, {})}
 

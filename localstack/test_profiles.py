@@ -429,6 +429,36 @@ def test_off(emu: Emulator) -> None:
     del vpc
 
 
+def test_commands(emu: Emulator) -> None:
+    ec2, ssm = emu.client("ec2"), emu.client("ssm")
+    ids = [i["InstanceId"] for i in ec2.run_instances(ImageId=AMI, MinCount=2, MaxCount=2, InstanceType="t3.medium")["Instances"]]
+    ok, bad = ids
+    ec2.create_tags(Resources=[bad], Tags=[{"Key": "provision-test:command-fails", "Value": "E: broken"}])
+    info = ssm.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": [ok]}])["InstanceInformationList"]
+    check([(i["InstanceId"], i["PingStatus"]) for i in info] == [(ok, "Online")], "a running instance's agent is Online", info)
+    cmd = ssm.send_command(InstanceIds=[ok], DocumentName="AWS-RunShellScript", Parameters={"commands": ["echo hi"]})["Command"]["CommandId"]
+    first = ssm.get_command_invocation(CommandId=cmd, InstanceId=ok)
+    check(first["Status"] in ("Pending", "InProgress") and first["ResponseCode"] == -1, "a command is Pending or InProgress first", first["Status"])
+    time.sleep(0.8)
+    done = ssm.get_command_invocation(CommandId=cmd, InstanceId=ok)
+    check(done["Status"] == "Success" and done["ResponseCode"] == 0 and "echo hi" in done["StandardOutputContent"],
+          "then Success with its output after SSM_COMMAND", done)
+    listed = ssm.list_commands(InstanceId=ok)["Commands"]
+    check([c["Status"] for c in listed] == ["Success"], "ListCommands says the same", listed)
+    failing = ssm.send_command(InstanceIds=[bad], DocumentName="AWS-RunShellScript", Parameters={"commands": ["x"]})["Command"]["CommandId"]
+    time.sleep(0.8)
+    failed = ssm.get_command_invocation(CommandId=failing, InstanceId=bad)
+    check(failed["Status"] == "Failed" and failed["ResponseCode"] == 1 and failed["StandardErrorContent"] == "E: broken",
+          "an instance tagged provision-test:command-fails fails its commands", failed)
+    ec2.terminate_instances(InstanceIds=[ok])
+    try:
+        ssm.send_command(InstanceIds=[ok], DocumentName="AWS-RunShellScript", Parameters={"commands": ["x"]})
+        check(False, "SendCommand to an instance that is not running is refused")
+    except ClientError as e:
+        check(e.response["Error"]["Code"] == "InvalidInstanceId", "SendCommand to an instance that is not running is refused",
+              e.response["Error"]["Code"])
+
+
 def main() -> int:
     timed = {"PROVISION_EMULATOR_EC2_BOOT": "1", "PROVISION_EMULATOR_EC2_STATUS": "1", "PROVISION_EMULATOR_EC2_TERMINATE": "1",
              "PROVISION_EMULATOR_EKS_CLUSTER": "3", "PROVISION_EMULATOR_EKS_NODEGROUP": "1", "PROVISION_EMULATOR_EKS_ADDON": "1",
@@ -442,6 +472,7 @@ def main() -> int:
         Emulator("upgrades", {"PROVISION_EMULATOR_EKS_CLUSTER": "0.3", "PROVISION_EMULATOR_EKS_NODEGROUP": "0.3",
                               "PROVISION_EMULATOR_EKS_ADDON": "0.5", "PROVISION_EMULATOR_EKS_CLUSTER_UPDATE": "1",
                               "PROVISION_EMULATOR_EKS_NODEGROUP_UPDATE": "0.3", "PROVISION_EMULATOR_EKS_NODEGROUP_UPDATE_BATCH": "0.4"}),
+        Emulator("commands", {"PROVISION_EMULATOR_SSM_COMMAND": "0.6"}),
     ]
     bogus = subprocess.run([sys.executable, EMULATOR, "--port", "1"], env=dict(os.environ, PROVISION_EMULATOR_PROFILE="bogus"),
                            capture_output=True, text=True, timeout=60)
@@ -449,7 +480,7 @@ def main() -> int:
         for emu in emulators:
             emu.wait_ready()
         check(bogus.returncode != 0 and "unknown" in bogus.stderr, "an unknown PROVISION_EMULATOR_PROFILE stops the emulator", bogus.stderr.strip())
-        for test, emu in zip([test_timed, test_call_latency, test_scaled, test_off, test_upgrades], emulators):
+        for test, emu in zip([test_timed, test_call_latency, test_scaled, test_off, test_upgrades, test_commands], emulators):
             try:
                 test(emu)
             except Exception as e:  # noqa: BLE001 - report and go on with the other emulators

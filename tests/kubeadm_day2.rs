@@ -210,7 +210,7 @@ async fn stopped_instances_are_started_not_replaced() {
     let updates = plan.plan_ids("update");
     assert_eq!(
         updates,
-        ["master", "workers-0", "workers-1"],
+        ["master", "workers"],
         "plan says the stopped instances will be started"
     );
 
@@ -218,8 +218,8 @@ async fn stopped_instances_are_started_not_replaced() {
     assert_eq!(up.calls("EC2", "RunInstances"), 0, "nothing replaced");
     assert_eq!(
         up.calls("EC2", "StartInstances"),
-        3,
-        "one call per node group"
+        2,
+        "one call for the control plane, one for the worker pool"
     );
     let after = tagged(&c, &cl.name).await;
     let mut running: Vec<String> = after

@@ -160,7 +160,7 @@ async fn up_repairs_exactly_the_drift_plan_shows_on_a_kubeadm_cluster() {
             ("sg-links", "create"),
             ("master", "update"),
             ("ca-access", "update"),
-            ("workers-1", "create"),
+            ("workers", "update"),
         ]
         .map(|(i, a)| (i.to_string(), a.to_string())),
         "every drift is planned, nothing else"

@@ -18,6 +18,7 @@ impl Apply for InlinePolicy {
         if scope.kubeadm() {
             wanted.push((node.clone(), graph::CA_ACCESS_POLICY));
             wanted.push((node.clone(), graph::NODE_REPORTS_POLICY));
+            wanted.push((node.clone(), graph::SSM_AGENT_POLICY));
         }
         if scope.with_addons() {
             wanted.push((addons, graph::ADDONS_ACCESS_POLICY));

@@ -70,15 +70,28 @@ pub async fn status(
     }))
 }
 
-/// What `up` would create: the plan's create rows.
+/// What `up` would create: the plan's create rows, and the workers its pools would launch.
 fn missing(spec: &ClusterSpec, obs: &Observed, now: i64) -> Vec<String> {
+    use crate::core::kinds::{Item, worker_pool::Drift};
     let graph = crate::core::graph::build(spec);
-    crate::core::plan::plan(spec, &graph, obs, now)
+    let plan = crate::core::plan::plan(spec, &graph, obs, now);
+    let mut out: Vec<String> = plan
         .rows()
         .into_iter()
-        .filter(|r| r.action == Action::Create)
+        .filter(|r| r.action == Action::Create && r.kind != "worker-pool")
         .map(|r| format!("{} {}", r.kind, r.id))
-        .collect()
+        .collect();
+    for n in &plan.nodes {
+        if let Item::WorkerPool(_, change) = &n.item {
+            out.extend(change.drifts.iter().filter_map(|d| match d {
+                Drift::Launch { logical, count, .. } => {
+                    Some(format!("instance {logical} ({count} to launch)"))
+                }
+                _ => None,
+            }));
+        }
+    }
+    out
 }
 
 async fn lock_holder(c: &Clients, cluster: &str) -> Result<Option<String>, EngineError> {

@@ -194,7 +194,8 @@ async fn kubeadm(
         let nodes: std::collections::BTreeMap<String, String> = instances
             .iter()
             .filter(|(_, role, _)| !matches!(role, Role::Addon(_)))
-            .map(|(id, _, i)| (i.id.clone(), id.clone()))
+            // A worker by its zone's id (`workers-0`), as its instance is tagged.
+            .map(|(id, _, i)| (i.id.clone(), i.logical.clone().unwrap_or_else(|| id.clone())))
             .collect();
         tokio::select! {
             r = crate::kube::probe::wait_cluster(
