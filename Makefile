@@ -44,10 +44,12 @@ demo:
 	target/debug/provision up -f config/full.toml; \
 	target/debug/provision down -f config/full.toml
 
-# API calls and wall time of up/down on the emulator, then up under the scaled latency profile
-# against its critical path, then crash-resume at 50 moments per kind (a benchmark, not a test;
+# A rolling replacement of 6 workers against its critical path, API calls and wall time of
+# up/down on the emulator, then up under the scaled latency profile against its critical path,
+# then crash-resume at 50 moments per kind (a benchmark, not a test;
 # see BENCHMARKS.md).
 bench:
+	cargo test -q --test roll_bench -- --ignored --nocapture
 	bench/bench.sh
 	bench/latency.sh
 	@trap 'localstack/stop.sh' EXIT; localstack/start.sh >/dev/null; . localstack/env.sh; \
