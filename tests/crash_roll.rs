@@ -97,6 +97,7 @@ async fn point(emu: &OwnEmulator, i: usize, at: Moment) -> Result<bool, String> 
     let (cl, old) = Box::pin(made(emu, i)).await?;
     let c = emu.sdk().await;
     let k = kube_stand_in_for(&c, &cl, 1).await;
+    k.state.lock().unwrap().ready_after = std::time::Duration::from_millis(300);
     let args = [
         "up",
         "-f",
@@ -124,7 +125,16 @@ async fn point(emu: &OwnEmulator, i: usize, at: Moment) -> Result<bool, String> 
     if !again.ok() {
         return Err(format!("resumed up failed:\n{}", again.stderr));
     }
-    let drained = k.state.lock().unwrap().deleted.clone();
+    let (drained, in_service) = {
+        let st = k.state.lock().unwrap();
+        (st.deleted.clone(), st.in_service_at_cordon.clone())
+    };
+    // The control plane and 4 workers in service through every drain, killed run or not.
+    if let Some(low) = in_service.iter().min().filter(|n| **n < 5) {
+        return Err(format!(
+            "a drain left {low} nodes in service (the control plane and 4 workers wanted): {in_service:?}"
+        ));
+    }
     Box::pin(rolled(emu, &cl, &old, &drained))
         .await
         .map_err(|e| {

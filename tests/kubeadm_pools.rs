@@ -182,7 +182,15 @@ async fn scale_in_drains_the_newest_nodes_through_the_eviction_api() {
         stuck.stderr
     );
     assert_eq!(live(&c, &cl.name).await.len(), before.len());
-    assert!(k.state.lock().unwrap().deleted.is_empty());
+    {
+        let st = k.state.lock().unwrap();
+        assert!(st.deleted.is_empty());
+        assert!(
+            st.cordoned.is_empty(),
+            "a node whose drain gave up is uncordoned: {:?}",
+            st.requests
+        );
+    }
 
     // One that refuses once: the next run drains both, skipping DaemonSet and mirror pods.
     let k = stand_in(&c, &cl, 1).await;
@@ -252,6 +260,8 @@ async fn a_new_instance_type_rolls_the_pool_one_node_at_a_time() {
     cl.edit("count = 2\n", "count = 2\ninstance_type = \"t3.large\"\n");
 
     let k = stand_in(&c, &cl, 0).await;
+    // A new node joins a while after its instance runs: nothing is drained before it is Ready.
+    k.state.lock().unwrap().ready_after = std::time::Duration::from_millis(1500);
     let plan = cl.run(&["plan", "-f", cl.spec_arg(), "--api-server", &k.url]);
     assert!(plan.ok(), "{}", plan.stderr);
     let rows = plan.summary()["plan"].to_string();
@@ -293,5 +303,9 @@ async fn a_new_instance_type_rolls_the_pool_one_node_at_a_time() {
         steps,
         ["created new", "deleted old", "created new", "deleted old"]
     );
+    // The control plane and 2 workers stayed Ready and schedulable through every drain.
+    let in_service = k.state.lock().unwrap().in_service_at_cordon.clone();
+    assert_eq!(in_service.len(), 2);
+    assert!(in_service.iter().all(|n| *n >= 3), "{in_service:?}");
     cl.down();
 }

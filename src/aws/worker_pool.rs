@@ -12,9 +12,7 @@ use super::kind::{Apply, Cx, Scope, Tx};
 use super::{AwsError, Clients};
 use crate::core::events::Progress;
 use crate::core::kinds::instances::{Instances, ObsInstance};
-use crate::core::kinds::worker_pool::{
-    Drift, Removal, WorkerPool, pool_instances, replacement_nonce,
-};
+use crate::core::kinds::worker_pool::{Drift, Removal, WorkerPool, replacement_nonce};
 use crate::core::kinds::{Change, Inputs, NoState, Output, Plan};
 
 impl Apply for WorkerPool {
@@ -30,7 +28,7 @@ impl Apply for WorkerPool {
         change: &Change<Drift>,
         inputs: &Inputs,
     ) -> Result<Output, AwsError> {
-        let mut live: Vec<ObsInstance> = pool_instances(id, cx.obs).into_iter().cloned().collect();
+        let mut live: Vec<ObsInstance> = self.instances(id, cx.obs).into_iter().cloned().collect();
         let mut started = Vec::new();
         let mut launches = Vec::new();
         let mut removals = Vec::new();
@@ -55,29 +53,42 @@ impl Apply for WorkerPool {
             cx.report
                 .resource(id, Self::NAME, Some(&i.id), progress, note);
         }
-        let launched = try_join_all(launches.iter().map(|(logical, count)| {
+        let launched: Vec<ObsInstance> = try_join_all(launches.iter().map(|(logical, count)| {
             let have = count_in(&live, logical).to_string();
             async move { self.launch(cx, id, logical, *count, &have, inputs).await }
         }))
-        .await?;
-        live.extend(launched.into_iter().flatten());
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+        let fresh: Vec<String> = launched
+            .iter()
+            .filter_map(|i| i.private_ip.clone())
+            .collect();
+        live.extend(launched);
         if removals.is_empty() && replacements.is_empty() {
             return Ok(Output::Instances(live));
         }
-        let api = Api::connect(cx, self, inputs)?;
-        // A replacement a stopped run launched takes over once it is Ready.
+        let api = Api::connect(cx, self)?;
+        // Nothing is drained before the nodes that take its place are Ready: those this run
+        // launched (a subnet change, a pool moved), and those a stopped run launched.
+        let mut ready: Vec<String> = fresh;
         if removals.iter().any(|(_, why)| *why == Removal::Replaced) {
-            let current: Vec<String> = live
-                .iter()
-                .filter(|i| self.stale(i).is_none() && !removals.iter().any(|(r, _)| *r == i.id))
-                .filter_map(|i| i.private_ip.clone())
-                .collect();
-            api.wait_ready(cx, id, &current).await?;
+            ready.extend(
+                live.iter()
+                    .filter(|i| {
+                        self.stale(i).is_none() && !removals.iter().any(|(r, _)| *r == i.id)
+                    })
+                    .filter_map(|i| i.private_ip.clone()),
+            );
         }
+        ready.sort();
+        ready.dedup();
+        api.wait_ready(cx, id, &ready).await?;
         let budget = usize::try_from(self.max_surge.max(self.max_unavailable).max(1)).unwrap_or(1);
         for batch in removals.chunks(budget) {
             let ids: Vec<String> = batch.iter().map(|(i, _)| (*i).to_string()).collect();
-            try_join_all(ids.iter().map(|i| api.drain_out(cx, id, &live, i))).await?;
+            api.drain_all(cx, id, &live, &ids).await?;
             super::instances::terminate_now(cx.c, &ids).await?;
             live.retain(|i| !ids.contains(&i.id));
         }
@@ -96,7 +107,7 @@ impl Apply for WorkerPool {
         for batch in replacements.chunks(size) {
             let ids: Vec<String> = batch.iter().map(|(i, _)| (*i).to_string()).collect();
             if !surge {
-                try_join_all(ids.iter().map(|i| api.drain_out(cx, id, &live, i))).await?;
+                api.drain_all(cx, id, &live, &ids).await?;
                 live.retain(|i| !ids.contains(&i.id));
                 drained.extend(ids.iter().cloned());
             }
@@ -124,7 +135,7 @@ impl Apply for WorkerPool {
                 ..i
             }));
             if surge {
-                try_join_all(ids.iter().map(|i| api.drain_out(cx, id, &live, i))).await?;
+                api.drain_all(cx, id, &live, &ids).await?;
                 live.retain(|i| !ids.contains(&i.id));
                 drained.extend(ids);
             }
@@ -190,22 +201,24 @@ struct Api {
 }
 
 impl Api {
-    fn connect(cx: &Cx<'_>, pool: &WorkerPool, inputs: &Inputs) -> Result<Api, AwsError> {
-        let ca = inputs.bootstrap(&pool.secret)?.ca();
-        let master = inputs
-            .instances(&pool.master)?
-            .first()
-            .ok_or_else(|| AwsError::internal("the control plane exists"))?;
-        let ip = master
-            .public_ip
-            .clone()
-            .or_else(|| master.private_ip.clone())
-            .unwrap_or_default();
-        let server = cx
-            .limits
-            .api_server
-            .clone()
-            .unwrap_or_else(|| format!("https://{ip}:6443"));
+    /// The API server at the control plane's address (its Elastic IP), or `--api-server`.
+    fn connect(cx: &Cx<'_>, pool: &WorkerPool) -> Result<Api, AwsError> {
+        let (server, ca) = match crate::core::access::access(&cx.spec.name, cx.obs) {
+            Ok(crate::core::access::Access::Kubeadm { server, ca }) => (server, ca),
+            Ok(crate::core::access::Access::Eks { .. }) => {
+                return Err(AwsError::internal(
+                    "a worker pool belongs to a kubeadm cluster",
+                ));
+            }
+            Err(why) => {
+                return Err(AwsError::unexpected(
+                    "reaching the API server of",
+                    &pool.name,
+                    why,
+                ));
+            }
+        };
+        let server = cx.limits.api_server.clone().unwrap_or(server);
         let client = crate::kube::probe::ApiClient::kubeadm(&ca)
             .and_then(|a| a.connect(&server))
             .map_err(|e| AwsError::unexpected("connecting to the API server at", &server, e))?;
@@ -215,6 +228,20 @@ impl Api {
             nodes: cx.limits.nodes,
             known: Default::default(),
         })
+    }
+
+    /// Drains the instances' nodes at once; every drain runs to its end (one that gives up
+    /// uncordons its node), then the first error is returned.
+    async fn drain_all(
+        &self,
+        cx: &Cx<'_>,
+        id: &str,
+        live: &[ObsInstance],
+        ids: &[String],
+    ) -> Result<(), AwsError> {
+        let results =
+            futures::future::join_all(ids.iter().map(|i| self.drain_out(cx, id, live, i))).await;
+        results.into_iter().collect()
     }
 
     async fn wait_ready(&self, cx: &Cx<'_>, id: &str, ips: &[String]) -> Result<(), AwsError> {

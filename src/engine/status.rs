@@ -72,13 +72,13 @@ pub async fn status(
 
 /// What `up` would create: the plan's create rows, and the workers its pools would launch.
 fn missing(spec: &ClusterSpec, obs: &Observed, now: i64) -> Vec<String> {
-    use crate::core::kinds::{Item, worker_pool::Drift};
+    use crate::core::kinds::{Item, Plan as _, worker_pool::Drift, worker_pool::WorkerPool};
     let graph = crate::core::graph::build(spec);
     let plan = crate::core::plan::plan(spec, &graph, obs, now);
     let mut out: Vec<String> = plan
         .rows()
         .into_iter()
-        .filter(|r| r.action == Action::Create && r.kind != "worker-pool")
+        .filter(|r| r.action == Action::Create && r.kind != WorkerPool::NAME)
         .map(|r| format!("{} {}", r.kind, r.id))
         .collect();
     for n in &plan.nodes {

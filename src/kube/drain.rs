@@ -69,8 +69,9 @@ pub async fn wait_ready(
     .await
 }
 
-/// Cordons `node`, evicts its pods until none is left (or `max` passes: the error names the
-/// pods that would not leave and why), then deletes the Node. A node already gone is done.
+/// Cordons `node`, evicts its pods until none is left, then deletes the Node; a node already
+/// gone is done. When `max` passes first, the node is uncordoned and the error names the pods
+/// that would not leave and why.
 ///
 /// # Errors
 /// An API error other than a refused eviction, or the deadline.
@@ -94,7 +95,7 @@ pub async fn drain(
         std::collections::HashMap<String, (tokio::time::Instant, String)>,
     > = Default::default();
     let retry = tuning.scaled(EVICT_RETRY);
-    until(tuning, GONE_POLL, max, &what, "drained", || async {
+    let drained = until(tuning, GONE_POLL, max, &what, "drained", || async {
         let list = pods
             .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
             .await
@@ -144,7 +145,15 @@ pub async fn drain(
             ))
         })
     })
-    .await?;
+    .await;
+    if let Err(e) = drained {
+        // Back in service until the next run drains it again (best effort: the error is the
+        // drain's).
+        if let Err(u) = nodes.uncordon(node).await {
+            tracing::debug!(error = %u, node, "uncordoning after a failed drain");
+        }
+        return Err(e);
+    }
     match nodes.delete(node, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(e) if is_status(&e, 404) => Ok(()),

@@ -19,6 +19,7 @@ use super::{read_request, tls_acceptor, url_decode};
 pub struct KubeState {
     /// `METHOD PATH` of every request, in order (the eviction's body after a space).
     pub requests: Vec<String>,
+    /// Nodes cordoned now (a PATCH setting `spec.unschedulable`, taken back by one unsetting it).
     pub cordoned: BTreeSet<String>,
     pub deleted: BTreeSet<String>,
     /// `NAMESPACE/NAME` of the pods evicted.
@@ -30,6 +31,23 @@ pub struct KubeState {
     pub not_ready: BTreeSet<String>,
     /// The running instances' private addresses, as the last node list found them.
     pub ips: Vec<String>,
+    /// A node is Ready this long after its instance was first seen running (a kubelet's join).
+    pub ready_after: std::time::Duration,
+    /// When each address was first seen running.
+    pub first_seen: std::collections::HashMap<String, std::time::Instant>,
+    /// At each cordon, how many nodes were still Ready and schedulable after it: what a rolling
+    /// replacement must keep at its count (plus the control plane).
+    pub in_service_at_cordon: Vec<usize>,
+}
+
+impl KubeState {
+    fn ready(&self, ip: &str) -> bool {
+        !self.not_ready.contains(ip)
+            && self
+                .first_seen
+                .get(ip)
+                .is_some_and(|t| t.elapsed() >= self.ready_after)
+    }
 }
 
 pub struct KubeStandIn {
@@ -80,7 +98,18 @@ pub async fn kube_stand_in(
     // request is answered at once.
     let alive = Arc::new(());
     let first = instance_ips(&c, &cluster).await;
-    state.lock().unwrap().ips = first;
+    {
+        let mut st = state.lock().unwrap();
+        // The nodes there before the stand-in are Ready, whatever `ready_after` is set to.
+        let now = std::time::Instant::now();
+        let now = now
+            .checked_sub(std::time::Duration::from_secs(3600))
+            .unwrap_or(now);
+        for ip in &first {
+            st.first_seen.insert(ip.clone(), now);
+        }
+        st.ips = first;
+    }
     // Two lookups in flight, half a call apart: a change shows within about half a call.
     for start in [0, 25] {
         let (st, watch, c, cluster) = (
@@ -93,7 +122,7 @@ pub async fn kube_stand_in(
             tokio::time::sleep(std::time::Duration::from_millis(start)).await;
             while watch.upgrade().is_some() {
                 let ips = instance_ips(&c, &cluster).await;
-                st.lock().unwrap().ips = ips;
+                seen(&st, ips);
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         });
@@ -128,6 +157,17 @@ pub async fn kube_stand_in(
         state,
         _alive: alive,
     }
+}
+
+/// Records the running instances' addresses, and when each was first seen.
+fn seen(st: &Mutex<KubeState>, ips: Vec<String>) {
+    let mut st = st.lock().unwrap();
+    for ip in &ips {
+        st.first_seen
+            .entry(ip.clone())
+            .or_insert_with(std::time::Instant::now);
+    }
+    st.ips = ips;
 }
 
 /// The private addresses of the cluster's running instances.
@@ -181,7 +221,7 @@ fn answer(req: &str, st: &Mutex<KubeState>) -> (&'static str, String) {
             "spec": {"unschedulable": st.cordoned.contains(name)},
             "status": {
                 "addresses": [{"type": "InternalIP", "address": ip}],
-                "conditions": [{"type": "Ready", "status": if st.not_ready.contains(ip) { "False" } else { "True" }}],
+                "conditions": [{"type": "Ready", "status": if st.ready(ip) { "True" } else { "False" }}],
             },
         })
     };
@@ -227,9 +267,19 @@ fn answer(req: &str, st: &Mutex<KubeState>) -> (&'static str, String) {
         }
         ("PATCH", p) if p.starts_with("/api/v1/nodes/") => {
             let name = &p["/api/v1/nodes/".len()..];
+            let unschedulable = !body.contains("\"unschedulable\":false");
             match nodes.iter().find(|(n, _)| n == name) {
                 Some((n, ip)) => {
-                    st.cordoned.insert(n.clone());
+                    if unschedulable {
+                        st.cordoned.insert(n.clone());
+                        let in_service = nodes
+                            .iter()
+                            .filter(|(m, ip)| !st.cordoned.contains(m) && st.ready(ip))
+                            .count();
+                        st.in_service_at_cordon.push(in_service);
+                    } else {
+                        st.cordoned.remove(n);
+                    }
                     ("200 OK", node_json(n, ip, &st).to_string())
                 }
                 None => ("404 Not Found", status(404, "NotFound", "node not found")),

@@ -137,18 +137,7 @@ K8S_MINOR_NUM={minor_num}
 K8S_DEB="{deb}"
 export DEBIAN_FRONTEND=noninteractive
 
-retry() {{
-  local n=0
-  until "$@"; do
-    n=$((n + 1))
-    if [ "$n" -ge 10 ]; then
-      echo "provision: giving up on: $*" >&2
-      return 1
-    fi
-    sleep $((n * 6))
-  done
-}}
-
+{retry}
 swapoff -a
 sed -ri '/\sswap\s/s/^([^#])/#\1/' /etc/fstab
 modprobe overlay
@@ -199,6 +188,7 @@ systemctl enable --now kubelet
 "#,
         minor = k.version.repo_minor(),
         minor_num = k.version.minor,
+        retry = super::RETRY_FN,
     )
 }
 

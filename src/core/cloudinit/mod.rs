@@ -19,6 +19,25 @@ pub use kubeadm::{
     with_node_exporter, worker,
 };
 
+/// The version of what a worker boots with: a change that should replace running workers
+/// (their bootstrap differs in a way that matters) raises it (`worker_pool::launch_hash`).
+pub const WORKER_DOCUMENT_VERSION: u32 = 1;
+
+/// A shell function the node scripts share: runs its arguments until they succeed, 10 tries
+/// with a growing pause (apt's lock held by apt-daily, a mirror that hiccups).
+pub(crate) const RETRY_FN: &str = r#"retry() {
+  local n=0
+  until "$@"; do
+    n=$((n + 1))
+    if [ "$n" -ge 10 ]; then
+      echo "provision: giving up on: $*" >&2
+      return 1
+    fi
+    sleep $((n * 6))
+  done
+}
+"#;
+
 /// EC2 limits user data to 16 KB before base64: what counts is what is sent, which for an
 /// instance is the gzip-compressed document ([`crate::core::userdata::pack`]).
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
@@ -27,10 +46,6 @@ pub const CALICO_VERSION: &str = "v3.32.2";
 pub const FLANNEL_VERSION: &str = "v0.28.9";
 /// Bootstrap tokens expire: long enough for slow boots and a resumed `up`, short enough to limit
 /// what a token read from a worker's user data is worth.
-/// The version of what a worker boots with: a change that should replace running workers
-/// (their bootstrap differs in a way that matters) raises it (`worker_pool::launch_hash`).
-pub const WORKER_DOCUMENT_VERSION: u32 = 1;
-
 pub const TOKEN_TTL: &str = "4h0m0s";
 const _: () = assert!(
     super::pki::TOKEN_TTL_SECS == 4 * 3600,

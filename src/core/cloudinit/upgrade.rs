@@ -1,8 +1,8 @@
 //! The script that upgrades a kubeadm control plane in place, sent with SSM Run Command
 //! (`AWS-RunShellScript`), as the kubeadm upgrade guide does it: the new minor's pkgs.k8s.io
 //! repository, kubeadm, `kubeadm upgrade plan` and `apply`, then the kubelet and kubectl.
-//! It holds a lock (a second command waits for the first), and skips `apply` when the API
-//! server already runs the target, so sending it again after a stopped run is safe.
+//! It holds a lock (a second command waits for the first), and `kubeadm upgrade apply` is
+//! idempotent, so sending it again after a stopped run is safe.
 
 use crate::core::spec::KubernetesVersion;
 
@@ -17,6 +17,7 @@ pub fn upgrade_script(to: &KubernetesVersion) -> String {
 # Upgrades this kubeadm control plane to Kubernetes {to}, rendered by provision.
 set -euo pipefail
 K8S_MINOR="{minor}"
+K8S_MINOR_NUM={minor_num}
 K8S_DEB="{deb}"
 export DEBIAN_FRONTEND=noninteractive
 export KUBECONFIG=/etc/kubernetes/admin.conf
@@ -25,44 +26,52 @@ export KUBECONFIG=/etc/kubernetes/admin.conf
 exec 9>/run/provision-upgrade.lock
 flock 9
 
+{retry}
 pkg() {{
   if [ -n "${{K8S_DEB}}" ]; then echo "$1=${{K8S_DEB}}"; else echo "$1"; fi
 }}
 
-curl -fsSL --retry 5 -o /run/kubernetes.key "https://pkgs.k8s.io/core:/stable:/${{K8S_MINOR}}/deb/Release.key"
+containerd_major=$(containerd --version | sed -E 's/^[^ ]+ [^ ]+ v?([0-9]+)\..*/\1/')
+if [ "${{K8S_MINOR_NUM}}" -ge 36 ] && [ "${{containerd_major}}" -lt 2 ]; then
+  echo "provision: containerd $(containerd --version) is too old for Kubernetes ${{K8S_MINOR}} (needs 2.0+)" >&2
+  exit 1
+fi
+
+retry curl -fsSL -o /run/kubernetes.key "https://pkgs.k8s.io/core:/stable:/${{K8S_MINOR}}/deb/Release.key"
 gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg /run/kubernetes.key
 echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/${{K8S_MINOR}}/deb/ /" \
   > /etc/apt/sources.list.d/kubernetes.list
-apt-get update -q
+retry apt-get update -q
 apt-mark unhold kubeadm kubelet kubectl
-apt-get install -y -q --allow-downgrades "$(pkg kubeadm)"
+# No --allow-downgrades: apt refuses a version below the installed one, and says so.
+retry apt-get install -y -q "$(pkg kubeadm)"
 apt-mark hold kubeadm
 target=$(kubeadm version -o short)
 echo "provision: kubeadm ${{target}}"
 
-if grep -q "kube-apiserver:${{target}}\$" /etc/kubernetes/manifests/kube-apiserver.yaml; then
-  echo "provision: the control plane already runs ${{target}}"
-else
-  kubeadm upgrade plan "${{target}}"
-  kubeadm upgrade apply -y "${{target}}"
-fi
+# Idempotent: run again on a control plane already at the target, it finishes what is left.
+kubeadm upgrade plan "${{target}}"
+kubeadm upgrade apply -y "${{target}}"
 
-apt-get install -y -q --allow-downgrades "$(pkg kubelet)" "$(pkg kubectl)"
+retry apt-get install -y -q "$(pkg kubelet)" "$(pkg kubectl)"
 apt-mark hold kubelet kubectl
 systemctl daemon-reload
 systemctl restart kubelet
 echo "provision: control plane at ${{target}}"
 "#,
         minor = to.repo_minor(),
+        minor_num = to.minor,
+        retry = super::RETRY_FN,
     )
 }
 
 /// What Run Command runs: `AWS-RunShellScript` hands its lines to `sh`, so the script goes
-/// through base64 to bash.
+/// through base64 to bash, from a file of its own (a command sent again does not rewrite the
+/// file one still running reads).
 pub fn run_command(script: &str) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(script);
-    format!("echo {b64} | base64 -d > /run/provision-upgrade.sh && bash /run/provision-upgrade.sh")
+    format!("f=$(mktemp) && echo {b64} | base64 -d > \"$f\" && bash \"$f\"")
 }
 
 #[cfg(test)]
@@ -103,10 +112,9 @@ mod tests {
             String::from_utf8_lossy(&out.stdout)
         );
         // What the agent runs with sh decodes to the script.
-        let cmd = run_command(&script).replace(
-            "> /run/provision-upgrade.sh && bash /run/provision-upgrade.sh",
-            "",
-        );
+        let cmd = run_command(&script)
+            .replace("f=$(mktemp) && ", "")
+            .replace(" > \"$f\" && bash \"$f\"", "");
         let decoded = std::process::Command::new("sh")
             .arg("-c")
             .arg(&cmd)

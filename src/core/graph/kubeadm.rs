@@ -165,13 +165,23 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
         }),
         &[SECRET, MASTER],
     );
-    for pool in &k.pools {
-        worker_pool(spec, k, pool, b, net);
+    let all: Vec<String> = k.pools.iter().map(|p| pool_id(&p.name)).collect();
+    for (i, pool) in k.pools.iter().enumerate() {
+        // The first pool also takes out the workers of pools the spec no longer has.
+        let adopts_for = if i == 0 { all.clone() } else { Vec::new() };
+        worker_pool(spec, k, pool, adopts_for, b, net);
     }
 }
 
 /// A pool's node: one launch per zone of its subnets, the count spread round-robin.
-fn worker_pool(spec: &ClusterSpec, k: &KubeadmSpec, pool: &PoolSpec, b: &mut Builder, net: &Net) {
+fn worker_pool(
+    spec: &ClusterSpec,
+    k: &KubeadmSpec,
+    pool: &PoolSpec,
+    adopts_for: Vec<String>,
+    b: &mut Builder,
+    net: &Net,
+) {
     let subnets: Vec<&String> = pool
         .zones
         .iter()
@@ -227,6 +237,7 @@ fn worker_pool(spec: &ClusterSpec, k: &KubeadmSpec, pool: &PoolSpec, b: &mut Bui
             max_unavailable: pool.max_unavailable,
             master: MASTER.into(),
             secret: SECRET.into(),
+            adopts_for,
         }),
         &deps,
     );

@@ -6,7 +6,7 @@
 //! The decision is the control plane's version tag against the spec: a lower version or a
 //! skipped minor is refused; the tag moves once the command succeeded, so a run stopped in the
 //! middle sends the command again (the script waits for one still running on the node, and
-//! `kubeadm upgrade apply` is not run again for a control plane already at the target).
+//! `kubeadm upgrade apply` at the same version finishes what is left).
 
 use std::fmt;
 

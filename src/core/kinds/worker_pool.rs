@@ -35,6 +35,9 @@ pub struct WorkerPool {
     pub master: String,
     /// The bootstrap secret's node (its CA signs the admin certificate that drains).
     pub secret: String,
+    /// Every pool node of the spec, on the first pool only: it also takes out the workers of
+    /// pools the spec no longer has (empty on the others).
+    pub adopts_for: Vec<String>,
 }
 
 /// Why a node is taken out.
@@ -46,6 +49,8 @@ pub enum Removal {
     Replaced,
     /// Its zone is no longer one of the pool's subnets.
     ZoneDropped,
+    /// Its pool is no longer in the spec.
+    PoolDropped,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +106,7 @@ impl fmt::Display for Drift {
                     Removal::ScaleIn => "scale-in, newest first",
                     Removal::Replaced => "its replacement runs",
                     Removal::ZoneDropped => "its subnet left the pool",
+                    Removal::PoolDropped => "its pool left the spec",
                 };
                 write!(f, "drain and remove {instance} ({logical}: {why})")
             }
@@ -121,7 +127,7 @@ impl Plan for WorkerPool {
     type Drift = Drift;
 
     fn diff(&self, id: &str, cx: &Context<'_>) -> Change<Drift> {
-        let live = pool_instances(id, cx.obs);
+        let live = self.instances(id, cx.obs);
         if let Some(i) = live.iter().find(|i| i.state == "stopping") {
             return Change::refuse(
                 Some(ids(&live)),
@@ -131,11 +137,16 @@ impl Plan for WorkerPool {
                 },
             );
         }
-        let drifts = self.drifts(&live);
+        let drifts = self.drifts(id, &live);
         if live.is_empty() {
-            return Change {
-                drifts,
-                ..Change::create()
+            // A pool of 0 with nothing to launch has nothing to make.
+            return if drifts.is_empty() {
+                Change::keep(None)
+            } else {
+                Change {
+                    drifts,
+                    ..Change::create()
+                }
             };
         }
         if drifts.iter().any(Drift::drains)
@@ -164,7 +175,7 @@ impl Plan for WorkerPool {
 impl WorkerPool {
     /// Every change the pool needs, zone by zone: starts, launches, removals (stale nodes
     /// first, then the newest), replacements.
-    fn drifts(&self, live: &[&ObsInstance]) -> Vec<Drift> {
+    fn drifts(&self, id: &str, live: &[&ObsInstance]) -> Vec<Drift> {
         let mut drifts = Vec::new();
         let stopped: Vec<String> = live
             .iter()
@@ -207,7 +218,9 @@ impl WorkerPool {
                 } else {
                     (stale.remove(0), true)
                 };
-                let why = if dropped {
+                let why = if !in_pool(id, logical) {
+                    Removal::PoolDropped
+                } else if dropped {
                     Removal::ZoneDropped
                 } else if took_stale && !current.is_empty() {
                     Removal::Replaced
@@ -276,7 +289,6 @@ impl WorkerPool {
 /// differs is replaced. The image is the spec's (an AMI id or the SSM parameter that names
 /// one): a new image behind the same parameter does not roll the pool; pin an AMI id for that.
 pub fn launch_hash(k: &KubeadmSpec, pool: &PoolSpec) -> String {
-    use sha2::Digest as _;
     let taints: Vec<String> = pool
         .taints
         .iter()
@@ -312,6 +324,12 @@ pub fn launch_hash(k: &KubeadmSpec, pool: &PoolSpec) -> String {
         format!("key={}", k.key_name.as_deref().unwrap_or("")),
     ]
     .join("\n");
+    short_hash(&text)
+}
+
+/// 12 hex digits of a SHA-256.
+fn short_hash(text: &str) -> String {
+    use sha2::Digest as _;
     let digest = sha2::Sha256::digest(text.as_bytes());
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -319,18 +337,25 @@ pub fn launch_hash(k: &KubeadmSpec, pool: &PoolSpec) -> String {
 /// What makes the client token of the launch that replaces `old` (instance ids) its own: a
 /// resumed run that makes the same launch again gets the same instances back from EC2.
 pub fn replacement_nonce(old: &[&str]) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(old.join(",").as_bytes());
-    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("r{hex}")
+    format!("r{}", short_hash(&old.join(",")))
 }
 
-/// The pool's instances that are not terminated or on their way there.
-pub fn pool_instances<'a>(id: &str, obs: &'a Observed) -> Vec<&'a ObsInstance> {
-    obs.instances
-        .iter()
-        .filter(|i| i.is_live() && i.logical.as_deref().is_some_and(|l| in_pool(id, l)))
-        .collect()
+impl WorkerPool {
+    /// The pool's instances that are not terminated or on their way there (for the first pool,
+    /// also the workers no pool of the spec claims).
+    pub fn instances<'a>(&self, id: &str, obs: &'a Observed) -> Vec<&'a ObsInstance> {
+        obs.instances
+            .iter()
+            .filter(|i| i.is_live() && i.logical.as_deref().is_some_and(|l| self.claims(id, l)))
+            .collect()
+    }
+
+    fn claims(&self, id: &str, logical: &str) -> bool {
+        in_pool(id, logical)
+            || (!self.adopts_for.is_empty()
+                && crate::core::graph::is_workers_id(logical)
+                && !self.adopts_for.iter().any(|p| in_pool(p, logical)))
+    }
 }
 
 /// Whether an instance's logical id is one of pool node `pool`'s zones (`POOL-N`).

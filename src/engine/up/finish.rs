@@ -195,7 +195,12 @@ async fn kubeadm(
             .iter()
             .filter(|(_, role, _)| !matches!(role, Role::Addon(_)))
             // A worker by its zone's id (`workers-0`), as its instance is tagged.
-            .map(|(id, _, i)| (i.id.clone(), i.logical.clone().unwrap_or_else(|| id.clone())))
+            .map(|(id, _, i)| {
+                (
+                    i.id.clone(),
+                    i.logical.clone().unwrap_or_else(|| id.clone()),
+                )
+            })
             .collect();
         tokio::select! {
             r = crate::kube::probe::wait_cluster(
