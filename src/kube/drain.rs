@@ -1,5 +1,5 @@
 //! Taking a node out through the API, as `kubectl drain --ignore-daemonsets
-//! --delete-emptydir-data` does: cordon it, evict every pod through the Eviction API (a
+//! --delete-emptydir-data --force` does (and kops): cordon it, evict every pod through the Eviction API (a
 //! PodDisruptionBudget that refuses, 429, is asked again every 5 s until the deadline, and the
 //! evicted pods are looked for each second until they are gone;
 //! DaemonSet and mirror pods are skipped, finished pods do not count), wait until they are gone,

@@ -79,6 +79,37 @@ pub(super) const KUBEADM_DAY2: &[Case] = &[
         also: &["ami", "join-token"],
     },
     Case {
+        what: "workers of a pool the spec no longer has",
+        spec: demo,
+        change: |o| {
+            o.instances.push(ObsInstance {
+                id: "i-gone".into(),
+                logical: Some("workers-gpu-1".into()),
+                state: "running".into(),
+                ..Default::default()
+            })
+        },
+        id: "workers",
+        action: Action::Update,
+        says: "drain and remove i-gone (workers-gpu-1: its pool left the spec)",
+        also: &[],
+    },
+    Case {
+        what: "a pool of 0 with nothing to launch",
+        spec: || {
+            let mut s = demo();
+            if let crate::core::spec::Flavor::Kubeadm(k) = &mut s.flavor {
+                k.pools[0].count = 0;
+            }
+            s
+        },
+        change: |_| {},
+        id: "workers",
+        action: Action::Keep,
+        says: "",
+        also: &[],
+    },
+    Case {
         what: "the control plane a minor behind the spec",
         spec: demo,
         change: |o| live(o, "master").for_each(|i| i.version = Some("1.36".into())),
