@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use common::crash::{Moment, PROFILE, Rng, census, env_u64, kill_at, nothing_left, run};
+use common::crash::{Moment, PROFILE, census, env_u64, kill_at, moments, nothing_left, run};
 use common::{Cluster, OwnEmulator};
 
 /// Returns how many of the wanted resources the killed run had made.
@@ -73,23 +73,10 @@ async fn crash_resume(kind: &str, make: impl Fn(usize) -> Cluster) {
     assert!(run(&emu, &reference, &["down", "-f", reference.spec_arg()]).ok());
     nothing_left(&emu, &reference.name).await.unwrap();
 
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let total: usize = want.values().sum();
     let mut failures = Vec::new();
     let mut partial = 0;
-    for i in 1..=points {
-        // Odd points: a moment of the whole run; even ones: after a resource event.
-        let u = rng.unit();
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        let at = if i % 2 == 1 {
-            Moment::After(full.mul_f64(u))
-        } else {
-            Moment::Event(1 + (u * events as f64) as usize)
-        };
+    for (i, at) in (1u64..).zip(moments(seed, points, full, events)) {
         #[allow(clippy::cast_possible_truncation)]
         let cl = make(i as usize);
         let outcome = Box::pin(kill_and_resume(&emu, &cl, at, &want)).await;
@@ -351,22 +338,7 @@ fn eks_upgrade_killed_at_random_moments_resumes_with_one_update_per_step() {
         .count();
     assert!(run(&emu, &reference, &["down", "-f", reference.spec_arg()]).ok());
 
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let moments: Vec<Moment> = (1..=points)
-        .map(|i| {
-            let u = rng.unit();
-            if i % 2 == 1 {
-                Moment::After(full.mul_f64(u))
-            } else {
-                Moment::Event(1 + (u * events as f64) as usize)
-            }
-        })
-        .collect();
+    let moments = moments(seed, points, full, events);
     // Four points at a time: each mostly waits for the emulator's clock.
     let failures = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::crash::{Moment, PROFILE, Rng, env_u64, kill_run_at, nothing_left, run};
+use common::crash::{Moment, PROFILE, env_u64, kill_run_at, moments, nothing_left, run};
 use common::{Cluster, OwnEmulator, kube_stand_in_for, node_name, tagged};
 use provision::core::kinds::instances::ObsInstance;
 
@@ -209,21 +209,9 @@ async fn a_rolling_replacement_killed_at_random_moments_resumes_without_doubles_
         .ok()
     );
 
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut failures = Vec::new();
     let mut halves = 0;
-    for i in 1..=points {
-        let u = rng.unit();
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        let at = if i % 2 == 1 {
-            Moment::After(full.mul_f64(u))
-        } else {
-            Moment::Event(1 + (u * events as f64) as usize)
-        };
+    for (i, at) in (1u64..).zip(moments(seed, points, full, events)) {
         #[allow(clippy::cast_possible_truncation)]
         match Box::pin(point(&emu, i as usize, at)).await {
             Ok(half) => halves += u64::from(half),

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{Cluster, OwnEmulator, Run, kube_stand_in_for};
+use common::{Cluster, OwnEmulator, Run, kube_stand_in_following};
 use provision::core::latency::{Profile, roll_path};
 
 const RUNS: usize = 2;
@@ -58,7 +58,7 @@ async fn rolling_replacement_of_six_workers_against_its_yardstick() {
             );
             assert!(up.ok(), "{}", up.stderr);
             cl.edit("count = 6\n", "count = 6\ninstance_type = \"t3.large\"\n");
-            let k = kube_stand_in_for(&c, &cl, 0).await;
+            let k = kube_stand_in_following(&c, &cl).await;
             let args = [
                 "up",
                 "-f",

@@ -172,3 +172,24 @@ pub fn kill_run_at(emu: &OwnEmulator, cl: &Cluster, args: &[&str], at: Moment) -
     child.wait().unwrap();
     finished
 }
+
+/// `points` kill moments from `seed`: odd ones a moment of a full run of `full`, even ones
+/// right after one of its `events` resource events (which spreads kills over the creates).
+pub fn moments(seed: u64, points: u64, full: Duration, events: usize) -> Vec<Moment> {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    (1..=points)
+        .map(|i| {
+            let u = rng.unit();
+            if i % 2 == 1 {
+                Moment::After(full.mul_f64(u))
+            } else {
+                Moment::Event(1 + (u * events as f64) as usize)
+            }
+        })
+        .collect()
+}

@@ -84,6 +84,7 @@ pub async fn kube_stand_in(
     cluster: &str,
     refuse: u32,
     c: provision::aws::Clients,
+    follow: bool,
 ) -> KubeStandIn {
     let state = Arc::new(Mutex::new(KubeState {
         refuse,
@@ -110,8 +111,10 @@ pub async fn kube_stand_in(
         }
         st.ips = first;
     }
-    // Two lookups in flight, half a call apart: a change shows within about half a call.
-    for start in [0, 25] {
+    // Following: two lookups in flight, half a call apart, so that a change shows within about
+    // half a call and a Node list is answered at once (the benchmark). Otherwise the instances
+    // are looked up when the Nodes are listed (the tests: no load on the shared emulator).
+    for start in [0, 25].into_iter().filter(|_| follow) {
         let (st, watch, c, cluster) = (
             state.clone(),
             Arc::downgrade(&alive),
@@ -128,12 +131,14 @@ pub async fn kube_stand_in(
         });
     }
     let (st, watch) = (state.clone(), Arc::downgrade(&alive));
+    let (c, cluster) = (c.clone(), cluster.clone());
     tokio::spawn(async move {
         while watch.upgrade().is_some() {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
-            let (acceptor, st) = (acceptor.clone(), st.clone());
+            let (acceptor, st, c, cluster) =
+                (acceptor.clone(), st.clone(), c.clone(), cluster.clone());
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
@@ -141,6 +146,9 @@ pub async fn kube_stand_in(
                 // Keep-alive, as a real API server: requests until the client closes.
                 loop {
                     let req = read_request(&mut tls).await;
+                    if !follow && req.starts_with("GET /api/v1/nodes") {
+                        seen(&st, instance_ips(&c, &cluster).await);
+                    }
                     if req.is_empty() {
                         return;
                     }
@@ -350,18 +358,36 @@ fn pods(node: &str) -> Vec<serde_json::Value> {
     ]
 }
 
-/// The stand-in for `cl`, with the CA of its bootstrap secret (read through `c`).
+/// The stand-in for `cl`, with the CA of its bootstrap secret (read through `c`); `follow`:
+/// see [`kube_stand_in`].
 pub async fn kube_stand_in_for(
     c: &provision::aws::Clients,
     cl: &super::Cluster,
     refuse: u32,
+) -> KubeStandIn {
+    stand_in_for(c, cl, refuse, false).await
+}
+
+/// [`kube_stand_in_for`], following the instances in the background (for the benchmark).
+pub async fn kube_stand_in_following(
+    c: &provision::aws::Clients,
+    cl: &super::Cluster,
+) -> KubeStandIn {
+    stand_in_for(c, cl, 0, true).await
+}
+
+async fn stand_in_for(
+    c: &provision::aws::Clients,
+    cl: &super::Cluster,
+    refuse: u32,
+    follow: bool,
 ) -> KubeStandIn {
     let b = super::read_bootstrap(c, &format!("/provision/{}/bootstrap", cl.name)).await;
     let ca = Ca {
         cert_pem: b["ca_cert_pem"].as_str().unwrap().into(),
         key_pem: b["ca_key_pem"].as_str().unwrap().into(),
     };
-    kube_stand_in(&ca, &cl.name, refuse, c.clone()).await
+    kube_stand_in(&ca, &cl.name, refuse, c.clone(), follow).await
 }
 
 /// One answer on a kept-alive connection (Content-Length); whether it was written.
