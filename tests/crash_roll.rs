@@ -19,11 +19,7 @@ use provision::core::kinds::instances::ObsInstance;
 const POOL: &str = "\n[[kubeadm.pools]]\nname = \"general\"\ncount = 4\nmax_surge = 2\n";
 
 fn roll_cluster(i: usize) -> Cluster {
-    let cl = Cluster::new(&format!("crash-r{i}"), 1, "");
-    cl.edit("workers = 1\n", "");
-    let spec = std::fs::read_to_string(&cl.spec).unwrap();
-    std::fs::write(&cl.spec, format!("{spec}{POOL}")).unwrap();
-    cl
+    Cluster::with_pools(&format!("crash-r{i}"), POOL)
 }
 
 fn pool(all: &[ObsInstance]) -> Vec<&ObsInstance> {

@@ -26,14 +26,6 @@ labels = { team = "ml", "example.com/gpu" = "true" }
 taints = [{ key = "gpu", value = "true", effect = "NO_SCHEDULE" }]
 "#;
 
-fn with_pools(prefix: &str, pools: &str) -> Cluster {
-    let cl = Cluster::new(prefix, 1, "");
-    cl.edit("workers = 1\n", "");
-    let spec = std::fs::read_to_string(&cl.spec).unwrap();
-    std::fs::write(&cl.spec, format!("{spec}{pools}")).unwrap();
-    cl
-}
-
 async fn live(c: &Clients, cluster: &str) -> Vec<ObsInstance> {
     tagged(c, cluster)
         .await
@@ -72,7 +64,7 @@ fn up_via(cl: &Cluster, api: &str, extra: &[&str]) -> common::Run {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pools_launch_with_their_type_subnets_labels_taints_and_tags() {
-    let cl = with_pools("pools", POOLS);
+    let cl = Cluster::with_pools("pools", POOLS);
     let up = cl.run(&["up", "-f", cl.spec_arg(), "--wait", "running"]);
     assert!(up.ok(), "{}", up.stderr);
     let c = sdk().await;
@@ -245,7 +237,7 @@ async fn scale_in_drains_the_newest_nodes_through_the_eviction_api() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_instance_type_rolls_the_pool_one_node_at_a_time() {
-    let cl = with_pools(
+    let cl = Cluster::with_pools(
         "roll",
         "\n[[kubeadm.pools]]\nname = \"general\"\ncount = 2\nsubnets = [0]\n",
     );

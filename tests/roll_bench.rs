@@ -15,15 +15,10 @@ const RUNS: usize = 2;
 // PROVISION_BENCH_EVENTS=DIR keeps each replacement's events (JSON lines) there.
 
 fn pool_cluster(surge: u32, run: usize) -> Cluster {
-    let cl = Cluster::new(&format!("bench-roll-s{surge}-{run}"), 1, "");
-    cl.edit("workers = 1\n", "");
-    let spec = std::fs::read_to_string(&cl.spec).unwrap();
-    std::fs::write(
-        &cl.spec,
-        format!("{spec}\n[[kubeadm.pools]]\nname = \"general\"\ncount = 6\nmax_surge = {surge}\n"),
+    Cluster::with_pools(
+        &format!("bench-roll-s{surge}-{run}"),
+        &format!("\n[[kubeadm.pools]]\nname = \"general\"\ncount = 6\nmax_surge = {surge}\n"),
     )
-    .unwrap();
-    cl
 }
 
 fn run(emu: &OwnEmulator, cl: &Cluster, args: &[&str]) -> Run {

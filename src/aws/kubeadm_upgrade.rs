@@ -60,18 +60,13 @@ impl Apply for KubeadmUpgrade {
             );
             follow(cx, instance, &command, to).await?;
             // What the control plane runs now: the next run's diff starts from it.
-            cx.c.ec2
-                .create_tags()
-                .resources(instance)
-                .tags(
-                    aws_sdk_ec2::types::Tag::builder()
-                        .key(crate::core::stamp::VERSION_TAG)
-                        .value(self.version.to_string())
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(api("recording the version of", instance))?;
+            super::retag::ec2_tags(
+                cx.c,
+                &[instance],
+                crate::core::stamp::VERSION_TAG,
+                &self.version.to_string(),
+            )
+            .await?;
             cx.report.resource(
                 id,
                 Self::NAME,

@@ -39,7 +39,13 @@ pub async fn retag(c: &Clients, r: &Retag) -> Result<(), AwsError> {
     Ok(())
 }
 
-async fn ec2_tags(c: &Clients, ids: &[&str], key: &str, value: &str) -> Result<(), AwsError> {
+/// Sets one tag on EC2 resources (one CreateTags).
+pub(crate) async fn ec2_tags(
+    c: &Clients,
+    ids: &[&str],
+    key: &str,
+    value: &str,
+) -> Result<(), AwsError> {
     c.ec2
         .create_tags()
         .set_resources(Some(ids.iter().map(|s| s.to_string()).collect()))

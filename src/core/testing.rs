@@ -26,3 +26,20 @@ pub(crate) fn tool(name: &str) -> PathBuf {
     );
     find(name).unwrap_or_else(|| panic!("`{name}` is still not on PATH after {need}"))
 }
+
+/// Checks a bash script with shellcheck (style level), failing with its findings.
+pub(crate) fn assert_shellcheck(what: &str, script: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("script.sh");
+    std::fs::write(&path, script).unwrap();
+    let out = std::process::Command::new(tool("shellcheck"))
+        .args(["-s", "bash", "-S", "style"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what}:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 
+use super::probe::is_ready;
 use crate::aws::poll::{Seen, until};
 use crate::aws::{AwsError, Tuning};
 
@@ -215,13 +216,6 @@ fn internal_ip(n: &Node) -> Option<String> {
         .iter()
         .find(|a| a.type_ == "InternalIP")
         .map(|a| a.address.clone())
-}
-
-fn is_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn is_status(e: &kube::Error, code: u16) -> bool {

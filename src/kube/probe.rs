@@ -200,16 +200,16 @@ pub async fn nodes(server: &str, client: &ApiClient) -> Result<Vec<(String, bool
 
 /// Counts the nodes whose Ready condition is True: (ready, registered).
 pub fn ready_nodes(nodes: &[Node]) -> (usize, usize) {
-    let ready = nodes
-        .iter()
-        .filter(|n| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .count();
+    let ready = nodes.iter().filter(|n| is_ready(n)).count();
     (ready, nodes.len())
+}
+
+/// Whether a Node's Ready condition is True.
+pub(crate) fn is_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// One look at the cluster: ready when `/readyz` says `ok` and `want` nodes are Ready; else

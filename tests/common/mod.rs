@@ -96,6 +96,16 @@ workers = {workers}
         Cluster { name, dir, spec }
     }
 
+    /// A kubeadm cluster whose workers are `pools` (`[[kubeadm.pools]]` tables) instead of
+    /// `workers`.
+    pub fn with_pools(prefix: &str, pools: &str) -> Cluster {
+        let cl = Cluster::new(prefix, 1, "");
+        cl.edit("workers = 1\n", "");
+        let spec = std::fs::read_to_string(&cl.spec).unwrap();
+        std::fs::write(&cl.spec, format!("{spec}{pools}")).unwrap();
+        cl
+    }
+
     /// An EKS cluster spec: `network` and `eks` are the tables' bodies (after their headers).
     pub fn eks(prefix: &str, network: &str, eks: &str) -> Cluster {
         let name = unique(prefix);

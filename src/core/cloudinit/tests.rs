@@ -304,27 +304,13 @@ fn cloud_init_schema_accepts_user_data() {
 /// Every script passes shellcheck.
 #[test]
 fn shellcheck_accepts_every_script() {
-    let sc = tool("shellcheck");
-    let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
     let all = fixtures()
         .into_iter()
         .chain(crate::core::addons::tests::fixtures());
     for (name, cc) in all {
-        for (i, f) in cc.scripts().enumerate() {
-            let path = dir.path().join(format!("{name}-{i}.sh"));
-            std::fs::write(&path, &f.content).unwrap();
-            let out = Command::new(&sc)
-                .args(["-s", "bash", "-S", "style"])
-                .arg(&path)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{name} {}:\n{}",
-                f.path,
-                String::from_utf8_lossy(&out.stdout)
-            );
+        for f in cc.scripts() {
+            crate::core::testing::assert_shellcheck(&format!("{name} {}", f.path), &f.content);
             checked += 1;
         }
     }

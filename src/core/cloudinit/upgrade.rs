@@ -98,19 +98,7 @@ mod tests {
     #[test]
     fn the_script_passes_shellcheck_and_round_trips_through_base64() {
         let script = upgrade_script(&version("1.37.2"));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("upgrade.sh");
-        std::fs::write(&path, &script).unwrap();
-        let out = std::process::Command::new(crate::core::testing::tool("shellcheck"))
-            .args(["-s", "bash", "-S", "style"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        crate::core::testing::assert_shellcheck("the upgrade script", &script);
         // What the agent runs with sh decodes to the script.
         let cmd = run_command(&script)
             .replace("f=$(mktemp) && ", "")

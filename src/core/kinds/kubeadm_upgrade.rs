@@ -102,17 +102,8 @@ impl Plan for KubeadmUpgrade {
 /// A version tag, `1.MINOR` or `1.MINOR.PATCH`, whatever the minor (one a later release made
 /// is still compared, so that going back to this release's newest is refused).
 fn tagged_version(tag: &str) -> Option<KubernetesVersion> {
-    let mut parts = tag.trim_start_matches('v').split('.');
-    if parts.next()? != "1" {
-        return None;
-    }
-    let minor = parts.next()?.parse().ok()?;
-    let patch = match parts.next() {
-        Some(p) => Some(p.parse().ok()?),
-        None => None,
-    };
-    parts
-        .next()
-        .is_none()
-        .then_some(KubernetesVersion { minor, patch })
+    crate::core::spec::version_parts(tag)
+        .ok()
+        .filter(|(major, _)| *major == 1)
+        .map(|(_, v)| v)
 }

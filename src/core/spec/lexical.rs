@@ -119,6 +119,19 @@ pub(crate) fn is_ami_id(s: &str) -> bool {
 }
 
 pub(crate) fn parse_version(s: &str) -> Result<KubernetesVersion, String> {
+    let (major, v) = version_parts(s)?;
+    if major != 1 || !SUPPORTED_MINORS.contains(&v.minor) {
+        return Err(format!(
+            "Kubernetes {s} is not supported: this release bootstraps 1.{} to 1.{} (kubeadm config v1beta4)",
+            SUPPORTED_MINORS.start(),
+            SUPPORTED_MINORS.end()
+        ));
+    }
+    Ok(v)
+}
+
+/// `[v]MAJOR.MINOR[.PATCH]`, whatever the minor: its major and the rest.
+pub(crate) fn version_parts(s: &str) -> Result<(u32, KubernetesVersion), String> {
     let t = s.strip_prefix('v').unwrap_or(s);
     let parts: Vec<&str> = t.split('.').collect();
     let num = |p: &str| -> Option<u32> {
@@ -140,14 +153,7 @@ pub(crate) fn parse_version(s: &str) -> Result<KubernetesVersion, String> {
         ),
         _ => return Err(bad()),
     };
-    if major != 1 || !SUPPORTED_MINORS.contains(&minor) {
-        return Err(format!(
-            "Kubernetes {s} is not supported: this release bootstraps 1.{} to 1.{} (kubeadm config v1beta4)",
-            SUPPORTED_MINORS.start(),
-            SUPPORTED_MINORS.end()
-        ));
-    }
-    Ok(KubernetesVersion { minor, patch })
+    Ok((major, KubernetesVersion { minor, patch }))
 }
 
 /// Accepts `family.size` names and rejects sizes too small for kubeadm (2 vCPU, 2 GiB).

@@ -28,8 +28,8 @@ mod tests;
 mod validate;
 
 pub use error::{SpecError, SpecIssue, SpecWarning};
-pub(crate) use lexical::is_dns_label;
 pub use lexical::{check_cluster_name, is_region, line_col};
+pub(crate) use lexical::{is_dns_label, version_parts};
 pub use model::*;
 
 use lexical::field_for_parse_error;
