@@ -409,7 +409,7 @@ async fn gc_leaves_a_cluster_whose_expiry_moved() {
         eks_timeout: std::time::Duration::from_secs(60),
         lock_timeout: std::time::Duration::from_secs(10),
         kubeconfig: None,
-        delete_volumes: false,
+        teardown: provision::core::plan::Teardown::default(),
         only_expired_at: Some(survey),
     };
     let e = Box::pin(provision::engine::down::down(

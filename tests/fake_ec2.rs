@@ -115,6 +115,7 @@ fn launch<'a>(tags: &'a [(String, String)]) -> Launch<'a> {
         tags,
         client_token: "abc123-master".into(),
         spot: false,
+        private_ip: None,
     }
 }
 

@@ -56,6 +56,15 @@ pub enum Code {
     TargetGroupNotFound,
     VolumeInUse,
     InvalidVolumeNotFound,
+    NoSuchBucket,
+    /// A CreateBucket retried after its first call took.
+    BucketAlreadyOwnedByYou,
+    /// A bucket name someone else (another account) has.
+    BucketAlreadyExists,
+    NoSuchLifecycleConfiguration,
+    NoSuchPublicAccessBlockConfiguration,
+    ServerSideEncryptionConfigurationNotFound,
+    NoSuchTagSet,
     /// A code provision does not act on.
     Other(Box<str>),
 }
@@ -123,6 +132,13 @@ codes! {
     TargetGroupNotFound = "TargetGroupNotFound",
     VolumeInUse = "VolumeInUse",
     InvalidVolumeNotFound = "InvalidVolume.NotFound",
+    NoSuchBucket = "NoSuchBucket",
+    BucketAlreadyOwnedByYou = "BucketAlreadyOwnedByYou",
+    BucketAlreadyExists = "BucketAlreadyExists",
+    NoSuchLifecycleConfiguration = "NoSuchLifecycleConfiguration",
+    NoSuchPublicAccessBlockConfiguration = "NoSuchPublicAccessBlockConfiguration",
+    ServerSideEncryptionConfigurationNotFound = "ServerSideEncryptionConfigurationNotFoundError",
+    NoSuchTagSet = "NoSuchTagSet",
 }
 
 impl std::fmt::Display for Code {

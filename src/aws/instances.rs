@@ -68,10 +68,12 @@ impl Apply for Instances {
             0
         };
         let mut started: Vec<String> = Vec::new();
+        let mut restore: Option<&str> = None;
         for d in &change.drifts {
             match d {
                 Drift::Start(ids) => started.extend(ids.iter().cloned()),
                 Drift::Launch { count, .. } => launch_count += count,
+                Drift::Restore { key, .. } => restore = Some(key),
             }
         }
         start(cx.c, &started).await?;
@@ -90,9 +92,21 @@ impl Apply for Instances {
             }
         }
         if launch_count > 0 {
-            let launched = self
-                .launch(cx, id, launch_count, &live.len().to_string(), inputs)
-                .await?;
+            // A restore's launch is its own (the lost control plane spent the plain token), and
+            // the same again when a stopped run makes it again with the same snapshot.
+            let (me, nonce) = match restore {
+                Some(key) => (
+                    Instances {
+                        user_data: self.user_data.restoring(key),
+                        ..self.clone()
+                    },
+                    format!("restore-{}", crate::core::tags::short_hash(key)),
+                ),
+                // The control plane's first launch keeps the token of earlier releases.
+                None if self.role == Role::Master => (self.clone(), String::new()),
+                None => (self.clone(), live.len().to_string()),
+            };
+            let launched = me.launch(cx, id, launch_count, &nonce, inputs).await?;
             for i in &launched {
                 cx.report.resource(
                     id,
@@ -161,9 +175,10 @@ impl Instances {
         let client_token = match &self.token_scope {
             TokenScope::ClusterId(secret) => {
                 let cluster_id = &inputs.bootstrap(secret)?.cluster_id;
-                match self.role {
-                    Role::Master => format!("{cluster_id}-{id}"),
-                    _ => format!("{cluster_id}-{id}-{nonce}"),
+                if nonce.is_empty() {
+                    format!("{cluster_id}-{id}")
+                } else {
+                    format!("{cluster_id}-{id}-{nonce}")
                 }
             }
             TokenScope::Vpc(vpc) => tags::client_token(&[&cx.spec.name, inputs.id(vpc)?, id]),
@@ -204,6 +219,7 @@ impl Instances {
                 },
                 client_token,
                 spot: self.spot,
+                private_ip: self.private_ip.as_deref(),
             },
         )
         .await
@@ -266,6 +282,8 @@ pub struct Launch<'a> {
     pub client_token: String,
     /// A one-time Spot request, terminated when interrupted.
     pub spot: bool,
+    /// The one instance's fixed private address.
+    pub private_ip: Option<&'a str>,
 }
 
 /// Launches `count` instances in one call, retrying while a new instance profile propagates.
@@ -319,6 +337,7 @@ pub async fn run(c: &Clients, l: &Launch<'_>) -> Result<Vec<ObsInstance>, AwsErr
                         .tag_specifications(tag_spec(ResourceType::Volume, l.tags))
                         .client_token(&token)
                         .set_instance_market_options(l.spot.then(spot_options))
+                        .set_private_ip_address(l.private_ip.map(str::to_string))
                         .send()
                         .await
                         .map_err(api("launching", what))

@@ -29,6 +29,7 @@ pub mod access_entries;
 pub mod addon_secret;
 pub mod address_association;
 pub mod availability_zones;
+pub mod backup_bucket;
 pub mod bootstrap_secret;
 pub mod eks_addons;
 pub mod eks_cluster;
@@ -76,7 +77,10 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub sts: aws_sdk_sts::Client,
+    pub s3: aws_sdk_s3::Client,
     pub region: String,
+    /// The account the credentials resolve to, asked once (the etcd bucket's name has it).
+    pub account: std::sync::Arc<tokio::sync::OnceCell<String>>,
     pub calls: CallCounter,
     /// The knobs the edge read from the environment.
     pub tuning: Tuning,
@@ -173,9 +177,30 @@ async fn build(
                 .interceptor(calls.clone())
                 .build(),
         ),
+        s3: aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&shared)
+                .interceptor(calls.clone())
+                // The emulator answers on one host: path-style requests there.
+                .force_path_style(endpoint.is_some())
+                .build(),
+        ),
         region: region.to_string(),
+        account: std::sync::Arc::default(),
         calls,
         tuning,
+    }
+}
+
+impl Clients {
+    /// The account the credentials resolve to (one GetCallerIdentity per run).
+    ///
+    /// # Errors
+    /// When there are no usable credentials.
+    pub async fn account(&self) -> Result<&str, AwsError> {
+        self.account
+            .get_or_try_init(|| async { whoami(self).await.map(|(account, _)| account) })
+            .await
+            .map(String::as_str)
     }
 }
 

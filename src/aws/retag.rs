@@ -108,5 +108,39 @@ async fn one(
             .await
             .map(drop)
             .map_err(api("tagging", id)),
+        TagFamily::S3 => s3_tag(c, id, key, value).await,
     }
+}
+
+/// PutBucketTagging replaces the whole set: the bucket's tags with this one moved.
+async fn s3_tag(c: &Clients, bucket: &str, key: &str, value: &str) -> Result<(), AwsError> {
+    let have =
+        c.s3.get_bucket_tagging()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(api("reading the tags of S3 bucket", bucket))?;
+    let mut set: Vec<(String, String)> = have
+        .tag_set()
+        .iter()
+        .filter(|t| t.key() != key)
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    set.push((key.to_string(), value.to_string()));
+    let tags = set
+        .into_iter()
+        .map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AwsError::internal(e.to_string()))?;
+    let tagging = aws_sdk_s3::types::Tagging::builder()
+        .set_tag_set(Some(tags))
+        .build()
+        .map_err(|e| AwsError::internal(e.to_string()))?;
+    c.s3.put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(tagging)
+        .send()
+        .await
+        .map(drop)
+        .map_err(api("tagging S3 bucket", bucket))
 }

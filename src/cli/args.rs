@@ -251,4 +251,8 @@ pub(crate) struct DownArgs {
     /// --region.
     #[arg(long)]
     pub delete_volumes: bool,
+    /// Keep the kubeadm cluster's etcd snapshots (its S3 bucket, named when down ends); by
+    /// default they are deleted with the cluster.
+    #[arg(long)]
+    pub keep_backups: bool,
 }

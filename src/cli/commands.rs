@@ -364,7 +364,10 @@ pub(super) async fn down(edge: &Edge, a: DownArgs) -> Result<ExitCode, Failure> 
     let c = edge.clients(&region).await;
     let opts = DownOptions {
         kubeconfig,
-        delete_volumes: a.delete_volumes,
+        teardown: crate::core::plan::Teardown {
+            delete_volumes: a.delete_volumes,
+            keep_backups: a.keep_backups,
+        },
         only_expired_at: None,
         cluster: name.clone(),
         concurrency: usize::from(a.concurrency),

@@ -121,7 +121,7 @@ pub(super) async fn gc(edge: &Edge, a: GcArgs) -> Result<ExitCode, Failure> {
         // gc runs where the clusters' kubeconfigs are not (a scheduled job).
         kubeconfig: None,
         // Data is never deleted by a sweep: `down` names the volumes it keeps.
-        delete_volumes: false,
+        teardown: crate::core::plan::Teardown::default(),
         only_expired_at: None,
     };
     let now = now();

@@ -45,6 +45,11 @@ impl Ipv4Net {
         u64::from(self.addr) + (1u64 << (32 - u32::from(self.prefix)))
     }
 
+    /// The `n`th address of the block (0 is the network's), if it is inside.
+    pub fn host(&self, n: u32) -> Option<Ipv4Addr> {
+        (u64::from(self.addr) + u64::from(n) < self.end()).then(|| Ipv4Addr::from(self.addr + n))
+    }
+
     pub fn contains_net(&self, other: &Ipv4Net) -> bool {
         other.prefix >= self.prefix && (other.addr & mask(self.prefix)) == self.addr
     }

@@ -54,6 +54,20 @@ pub fn role_name(cluster: &str, region: &str, suffix: &str) -> String {
     format!("provision-{cluster}-{}-{suffix}", &hash[..5])
 }
 
+/// The kubeadm cluster's bucket for etcd snapshots. S3 names are global to every account, so
+/// the name carries the account and the region (as [`region_code`] writes it); one that would
+/// pass S3's 63 characters takes a hash of the two instead.
+pub fn backup_bucket_name(cluster: &str, region: &str, account: &str) -> String {
+    let name = format!("provision-{cluster}-{}-{account}", region_code(region));
+    if name.len() <= 63 {
+        return name;
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{region}/{account}").as_bytes());
+    let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    format!("provision-{cluster}-{hash}")
+}
+
 /// A region as availability zone ids name it: `us-east-1` is `use1`, `ap-southeast-1` is
 /// `apse1`, `ap-south-1` is `aps1`, `us-gov-west-1` is `usgw1`: the area, then each part's
 /// compass abbreviation (or the part itself: `us-isob-east-1` is `usisobe1`), then the number.
@@ -104,6 +118,13 @@ pub fn client_token(parts: &[&str]) -> String {
     format!("provision-{hex}")
 }
 
+/// 12 hex characters of `text`'s SHA-256: what tells launches apart within a client token.
+pub fn short_hash(text: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 /// The SSM parameter holding the add-ons' generated passwords.
 pub fn addons_parameter_name(cluster: &str) -> String {
     format!("/provision/{cluster}/addons")
@@ -148,6 +169,28 @@ mod tests {
         let odd = role_name(&name, "eu-isoe-northwest-12", "ebs-csi");
         assert!(odd.len() <= 64, "{odd}");
         assert_ne!(odd, role_name(&name, "eu-isoe-northwest-13", "ebs-csi"));
+    }
+
+    #[test]
+    fn bucket_names_fit_s3s_limit_and_tell_accounts_and_regions_apart() {
+        assert_eq!(
+            backup_bucket_name("demo", "us-east-1", "123456789012"),
+            "provision-demo-use1-123456789012"
+        );
+        let name = "a".repeat(40);
+        let mut seen = std::collections::BTreeSet::new();
+        for region in REGIONS {
+            for account in ["123456789012", "210987654321"] {
+                let b = backup_bucket_name(&name, region, account);
+                assert!(b.len() <= 63, "{b}");
+                assert!(
+                    b.bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'),
+                    "{b}"
+                );
+                assert!(seen.insert(b.clone()), "{b} twice");
+            }
+        }
     }
 
     /// Every region AWS has announced (commercial, China, GovCloud, ISO), November 2026.

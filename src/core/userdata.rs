@@ -31,6 +31,19 @@ pub struct MasterDoc {
     /// The nodes whose Elastic IPs the API server's certificate names (the control plane's
     /// fixed public address).
     pub addresses: Vec<String>,
+    /// etcd snapshots to the cluster's bucket (and, for a new control plane of a lost one, the
+    /// snapshot to restore first).
+    pub backups: Option<EtcdBackups>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdBackups {
+    /// The bucket's node.
+    pub bucket: String,
+    /// Seconds between snapshots.
+    pub interval: u32,
+    /// The key of the snapshot to restore before `kubeadm init` (`instances::Drift::Restore`).
+    pub restore: Option<String>,
 }
 
 /// With the logging add-on, the control plane installs Fluent Bit, pointed at the logging
@@ -105,6 +118,19 @@ fn private_ip(inputs: &Inputs, id: &str) -> Result<String, UserDataError> {
 }
 
 impl UserData {
+    /// The control plane's document that restores snapshot `key` before `kubeadm init`.
+    #[must_use]
+    pub fn restoring(&self, key: &str) -> UserData {
+        let mut doc = self.clone();
+        if let UserData::Master(MasterDoc {
+            backups: Some(b), ..
+        }) = &mut doc
+        {
+            b.restore = Some(key.to_string());
+        }
+        doc
+    }
+
     /// The document, rendered with the outputs of the instance node's dependencies.
     ///
     /// # Errors
@@ -152,9 +178,23 @@ impl MasterDoc {
                 })
             })
             .collect::<Result<Vec<std::net::IpAddr>, UserDataError>>()?;
+        let bucket = match &self.backups {
+            Some(b) => Some(inputs.id(&b.bucket)?),
+            None => None,
+        };
+        let backups =
+            self.backups
+                .as_ref()
+                .zip(bucket)
+                .map(|(b, bucket)| cloudinit::EtcdBackupInput {
+                    bucket,
+                    interval: b.interval,
+                    restore: b.restore.as_deref(),
+                });
         let doc = cloudinit::master(
             &self.kubeadm,
             &MasterInput {
+                backups,
                 public_addresses: &public,
                 cluster: &self.cluster,
                 secret_parameter: &self.secret_parameter,
@@ -259,7 +299,7 @@ pub fn oversize(graph: &super::graph::Graph) -> Vec<Oversize> {
                 super::kinds::Desired::WorkerPool(p) => &p.zones.first()?.1,
                 _ => return None,
             };
-            let text = i.user_data.render(&worst_case_inputs(&i.user_data)).ok()?;
+            let text = worst_case_text(&i.user_data)?;
             let bytes = pack(&text).len();
             (bytes > cloudinit::USER_DATA_LIMIT).then(|| Oversize {
                 node: n.id.clone(),
@@ -268,6 +308,13 @@ pub fn oversize(graph: &super::graph::Graph) -> Vec<Oversize> {
             })
         })
         .collect()
+}
+
+/// The document at its largest: a control plane that restores a snapshot, with the longest
+/// values its dependencies can give.
+fn worst_case_text(doc: &UserData) -> Option<String> {
+    let doc = doc.restoring(&super::kinds::backup_bucket::longest_key());
+    doc.render(&worst_case_inputs(&doc)).ok()
 }
 
 /// The longest values the document's dependencies can give: IPv4 addresses of 15 characters,
@@ -311,6 +358,10 @@ fn worst_case_inputs(doc: &UserData) -> Inputs {
             by_id.push((m.secret.clone(), bootstrap()));
             if let Some(l) = &m.log_shipper {
                 by_id.push((l.logging.clone(), instance()));
+            }
+            if let Some(b) = &m.backups {
+                // S3's longest bucket name.
+                by_id.push((b.bucket.clone(), Output::Id("b".repeat(63))));
             }
             for a in &m.addresses {
                 by_id.push((
@@ -375,10 +426,7 @@ mod tests {
                 _ => None,
             })
             .map(|(id, i)| {
-                let text = i
-                    .user_data
-                    .render(&worst_case_inputs(&i.user_data))
-                    .expect("renders");
+                let text = worst_case_text(&i.user_data).expect("renders");
                 let bytes = pack(&text);
                 (id, text, bytes)
             })

@@ -28,8 +28,9 @@ pub struct DownOptions {
     pub lock_timeout: Duration,
     /// The kubeconfig to take the cluster's entries out of.
     pub kubeconfig: Option<std::path::PathBuf>,
-    /// Also delete the EBS volumes the cluster's CSI driver made for claims.
-    pub delete_volumes: bool,
+    /// Also delete the EBS volumes the cluster's CSI driver made for claims; keep the etcd
+    /// snapshots' bucket.
+    pub teardown: crate::core::plan::Teardown,
     /// `gc`: delete only if the cluster's expiry, read again under the lock, is at or before
     /// this time (unix seconds): an `up --ttl` since the survey keeps the cluster.
     pub only_expired_at: Option<i64>,
@@ -144,12 +145,12 @@ async fn locked(
             });
         }
     }
-    for row in crate::core::plan::kept(&obs, &opts.cluster, &region, opts.delete_volumes) {
+    for row in crate::core::plan::kept(&obs, &opts.cluster, &region, opts.teardown) {
         for w in row.warnings {
             report.warning(w);
         }
     }
-    let doomed = crate::core::plan::destroy(&obs, opts.delete_volumes);
+    let doomed = crate::core::plan::destroy(&obs, opts.teardown);
     // The second sweep of what Kubernetes made runs whenever there was an EKS cluster.
     let eks = obs.eks.as_ref().is_some_and(|e| e.owned);
     let steps: Vec<(Step, Vec<Step>)> = teardown::order()

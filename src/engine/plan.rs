@@ -73,11 +73,16 @@ async fn reach(cluster: &str, obs: &Observed, api_server: Option<&str>) -> ApiRe
 /// When discovery fails.
 pub async fn plan_down(c: &Clients, cluster: &str) -> Result<(Vec<Row>, Vec<String>), EngineError> {
     let obs = aws::discover::observe(c, &Scope::down(cluster, &c.region)).await?;
-    let mut rows: Vec<Row> = crate::core::plan::destroy(&obs, false)
+    let mut rows: Vec<Row> = crate::core::plan::destroy(&obs, Default::default())
         .into_iter()
         .map(|(_, d)| d.row())
         .collect();
     // What `down` leaves, with the warnings it prints.
-    rows.extend(crate::core::plan::kept(&obs, cluster, &c.region, false));
+    rows.extend(crate::core::plan::kept(
+        &obs,
+        cluster,
+        &c.region,
+        Default::default(),
+    ));
     Ok((rows, obs.warnings))
 }

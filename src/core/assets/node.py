@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A node's helper, rendered by provision: fetches the cluster CA (or another secret) from SSM,
 and reports the boot's phases to SSM so that `provision up --wait cluster` and `provision status`
-can say where each node is, and which command failed, without SSH.
+can say where each node is, and which command failed, without SSH. On the control plane it also
+moves etcd snapshots to and from the cluster's S3 bucket (`s3-put|s3-get BUCKET KEY FILE`).
 
 Reports (`step PHASE CMD...`, `phase PHASE`, `done`) go to the parameter
 NODES/INSTANCE-ID as JSON. The node role's policy lets an instance create a report only tagged
@@ -94,6 +95,93 @@ def ssm(region, creds, target, payload):
     req = urllib.request.Request(endpoint + "/", data=body, headers=headers, method="POST")
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
+
+
+def s3(method, bucket, key, region, creds, body_file=None, out_file=None):
+    """One SigV4-signed S3 object request (PUT from `body_file`, GET into `out_file`, 0600),
+    streamed: a snapshot can be large."""
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    endpoint = os.environ.get("PROVISION_S3_ENDPOINT")
+    path = "/" + urllib.parse.quote(key, safe="/-_.~")
+    if endpoint:
+        path = "/" + bucket + path
+        url = endpoint.rstrip("/") + path
+    else:
+        url = f"https://{bucket}.s3.{region}.{suffix}{path}"
+    host = urllib.parse.urlparse(url).netloc
+    digest = hashlib.sha256()
+    size = 0
+    if body_file:
+        with open(body_file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+                size += len(chunk)
+    amz_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    headers = {"Host": host, "X-Amz-Date": amz_date, "X-Amz-Content-Sha256": digest.hexdigest()}
+    if body_file:
+        headers["Content-Length"] = str(size)
+    if creds.get("Token"):
+        headers["X-Amz-Security-Token"] = creds["Token"]
+    headers["Authorization"] = _s3_authorization(method, host, path, headers, creds, region, amz_date, digest.hexdigest())
+    if body_file:
+        with open(body_file, "rb") as f:
+            req = urllib.request.Request(url, data=f, headers=headers, method=method)
+            with urllib.request.urlopen(req, timeout=300) as r:
+                r.read()
+        return
+    req = urllib.request.Request(url, headers=headers, method=method)
+    with urllib.request.urlopen(req, timeout=300) as r:
+        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            for chunk in iter(lambda: r.read(1 << 20), b""):
+                f.write(chunk)
+
+
+def _s3_authorization(method, host, path, headers, creds, region, amz_date, payload_hash):
+    """SigV4 for S3: the payload's hash is the x-amz-content-sha256 header's."""
+    names = sorted(k.lower() for k in headers if k.lower() != "content-length")
+    lower = {k.lower(): str(v).strip() for k, v in headers.items()}
+    signed = ";".join(names)
+    canonical = "\n".join([method, path, "", "".join(f"{n}:{lower[n]}\n" for n in names), signed, payload_hash])
+    date = amz_date[:8]
+    scope = f"{date}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = _hmac(("AWS4" + creds["SecretAccessKey"]).encode(), date)
+    for part in (region, "s3", "aws4_request"):
+        key = _hmac(key, part)
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return f"AWS4-HMAC-SHA256 Credential={creds['AccessKeyId']}/{scope}, SignedHeaders={signed}, Signature={signature}"
+
+
+def snapshot(verb, bucket, key, path):
+    """`s3-put` / `s3-get`: an etcd snapshot to or from the cluster's bucket, with the role's
+    credentials; retried like the CA's fetch (a new control plane's access takes a while to
+    apply), up to PROVISION_FETCH_DEADLINE_SECONDS."""
+    last = ""
+    delay = float(os.environ.get("PROVISION_FETCH_RETRY_SECONDS", "10"))
+    deadline = time.monotonic() + float(os.environ.get("PROVISION_S3_DEADLINE_SECONDS", "3600"))
+    while True:
+        try:
+            token = imds("api/token", method="PUT")
+            region = imds("meta-data/placement/region", token)
+            role = imds("meta-data/iam/security-credentials/", token).split("\n")[0]
+            creds = json.loads(imds("meta-data/iam/security-credentials/" + role, token))
+            if verb == "s3-put":
+                s3("PUT", bucket, key, region, creds, body_file=path)
+            else:
+                s3("GET", bucket, key, region, creds, out_file=path)
+            return 0
+        except urllib.error.HTTPError as e:
+            last = f"HTTP {e.code}"
+        except (urllib.error.URLError, OSError, KeyError, ValueError) as e:
+            last = type(e).__name__
+        if time.monotonic() + delay > deadline:
+            break
+        print(f"provision: {verb} s3://{bucket}/{key}: {last}; retrying", file=sys.stderr)
+        time.sleep(delay)
+        delay = min(delay * 1.5, 60.0)
+    print(f"provision: could not {verb[3:]} s3://{bucket}/{key}: {last}", file=sys.stderr)
+    return 1
 
 
 def get_parameter(region, creds):
@@ -225,6 +313,8 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "phase":
         report(sys.argv[2], "running")
         return 0
+    if len(sys.argv) == 5 and sys.argv[1] in ("s3-put", "s3-get"):
+        return snapshot(*sys.argv[1:])
     if len(sys.argv) == 2 and sys.argv[1] == "done":
         report("ready", "done")
         return 0

@@ -20,12 +20,14 @@ pub struct MasterInput<'a> {
     /// names them instead of whatever public address the instance has at boot, so that the
     /// endpoint outlives a stop and start. Empty: the address at boot, if any.
     pub public_addresses: &'a [std::net::IpAddr],
+    /// etcd snapshots to the cluster's bucket, and the one to restore first.
+    pub backups: Option<super::EtcdBackupInput<'a>>,
 }
 
 /// The boot-time fetch of the CA from SSM (python3 standard library: SigV4 with IMDSv2 role
 /// credentials), so that no private key is in any user data.
 pub const NODE_SCRIPT: &str = include_str!("../assets/node.py");
-pub(super) const NODE_SCRIPT_PATH: &str = "/usr/local/sbin/provision-node.py";
+pub(crate) const NODE_SCRIPT_PATH: &str = "/usr/local/sbin/provision-node.py";
 /// The security baseline's manifests on the control plane.
 pub const BASELINE_PATH: &str = "/etc/provision/baseline.json";
 /// The log shipper's manifests, and how the control plane gets its password.
@@ -230,10 +232,13 @@ pub fn master(k: &KubeadmSpec, input: &MasterInput<'_>) -> CloudConfig {
             content: serde_json::to_string(b).unwrap_or_default() + "\n",
         });
     }
+    if let Some(b) = &input.backups {
+        files.extend(super::etcd::files(b));
+    }
     files.push(File {
         path: "/usr/local/sbin/provision-init.sh".into(),
         permissions: "0755",
-        content: init_script(k, input.public_addresses),
+        content: init_script(k, input.public_addresses, input.backups.as_ref()),
     });
     CloudConfig {
         files,
@@ -422,8 +427,14 @@ SANS="\"${{PRIVATE_IP}}\"{fixed}""#
     )
 }
 
-fn init_script(k: &KubeadmSpec, public: &[std::net::IpAddr]) -> String {
+fn init_script(
+    k: &KubeadmSpec,
+    public: &[std::net::IpAddr],
+    backups: Option<&super::EtcdBackupInput<'_>>,
+) -> String {
     let sans = sans_script(public);
+    let before_init = super::etcd::before_init(backups);
+    let after_init = super::etcd::after_init(backups);
     let version = match k.version.patch {
         Some(p) => format!("VERSION=\"v1.{}.{}\"", k.version.minor, p),
         None => "VERSION=$(kubeadm version -o short)".to_string(),
@@ -483,8 +494,8 @@ sed -e "s/__PRIVATE_IP__/${{PRIVATE_IP}}/g" \
     /etc/provision/kubeadm.yaml.in > /run/kubeadm/kubeadm.yaml
 chmod 0600 /run/kubeadm/kubeadm.yaml
 
-if [ ! -f /etc/kubernetes/admin.conf ]; then
-  kubeadm init --config /run/kubeadm/kubeadm.yaml
+{before_init}if [ ! -f /etc/kubernetes/admin.conf ]; then
+  kubeadm init "${{INIT_ARGS[@]}}"
 fi
 export KUBECONFIG=/etc/kubernetes/admin.conf
 retry kubectl get --raw /readyz >/dev/null
@@ -515,7 +526,7 @@ if [ -f {shipper} ]; then
   rm -f /run/provision-fluent-bit.env /run/provision-fluent-bit.yaml
 fi
 
-install -d -m 0755 /var/lib/provision
+{after_init}install -d -m 0755 /var/lib/provision
 date -u +%FT%TZ > /var/lib/provision/init-done
 "#
     )

@@ -7,11 +7,13 @@
 //! and installs the CNI. Workers get only the token and the CA's SPKI hash: no private key ever
 //! goes into worker user data.
 
+mod etcd;
 mod kubeadm;
 #[cfg(test)]
 mod tests;
 mod upgrade;
 
+pub use etcd::EtcdBackupInput;
 pub use upgrade::{run_command, upgrade_script};
 
 pub use kubeadm::{

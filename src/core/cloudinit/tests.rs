@@ -18,6 +18,10 @@ instance_type = "t3.medium"
 workers = 2
 "#;
 
+/// S3's longest bucket name, and a snapshot's key.
+const BUCKET: &str = "provision-a-very-long-cluster-name-of-forty-chars-use1-12345678";
+const RESTORE_KEY: &str = "etcd/20261205T201500Z.tar.gz";
+
 fn kubeadm(cni: &str) -> KubeadmSpec {
     spec::parse("t.toml", &SPEC.replace("CNI", cni))
         .unwrap()
@@ -60,6 +64,12 @@ fn fixtures() -> Vec<(String, CloudConfig)> {
                 baseline: (cni == "calico").then_some(&baseline),
                 log_shipper: (cni == "calico").then_some((&shipper, "/provision/ci/addons")),
                 public_addresses: if cni == "calico" { &eip } else { &[] },
+                // The calico control plane is a restore's (the longest document).
+                backups: Some(EtcdBackupInput {
+                    bucket: BUCKET,
+                    interval: 900,
+                    restore: (cni == "calico").then_some(RESTORE_KEY),
+                }),
             },
         );
         // The calico worker is a pool's, with labels and taints.
@@ -188,6 +198,7 @@ fn pod_cidr_reaches_the_cni_and_kubeadm() {
             baseline: None,
             log_shipper: None,
             public_addresses: &[],
+            backups: None,
         },
     );
     let text = m.render();
@@ -205,6 +216,7 @@ fn pod_cidr_reaches_the_cni_and_kubeadm() {
             baseline: None,
             log_shipper: None,
             public_addresses: &[],
+            backups: None,
         },
     );
     let text = m.render();
@@ -315,8 +327,8 @@ fn shellcheck_accepts_every_script() {
         }
     }
     assert_eq!(
-        checked, 16,
-        "prep + init/join for two CNIs and two roles, a worker with node_exporter, three add-ons, EKS node agents"
+        checked, 19,
+        "prep + init/join for two CNIs and two roles, a worker with node_exporter, three add-ons, EKS node agents, two etcd backups and a restore"
     );
 }
 
@@ -401,4 +413,57 @@ fn a_pools_labels_and_taints_are_in_its_join_configuration() {
         .find(|f| f.path == "/etc/provision/kubeadm-join.yaml")
         .unwrap();
     assert!(!plain.content.contains("taints") && !plain.content.contains("node-labels"));
+}
+
+#[test]
+fn a_lost_control_plane_restores_the_snapshot_before_kubeadm_init() {
+    let fixtures = fixtures();
+    let file = |doc: &str, path: &str| -> String {
+        let cc = &fixtures.iter().find(|(n, _)| n == doc).unwrap().1;
+        cc.files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| f.content.clone())
+            .unwrap_or_default()
+    };
+    let init = file("master-calico", "/usr/local/sbin/provision-init.sh");
+    let at = |what: &str| {
+        init.find(what)
+            .unwrap_or_else(|| panic!("{what} in the init script"))
+    };
+    let init_at = at("kubeadm init \"${INIT_ARGS[@]}\"");
+    assert!(at("provision-etcd-restore.sh \"${VERSION}\" \"${PRIVATE_IP}\"") < init_at);
+    assert!(at("--ignore-preflight-errors=DirAvailable--var-lib-etcd") < init_at);
+    assert!(at("systemctl enable --now provision-etcd-backup.timer") > init_at);
+    let restore = file("master-calico", "/usr/local/sbin/provision-etcd-restore.sh");
+    assert!(restore.contains(&format!("s3-get \"{BUCKET}\" \"{RESTORE_KEY}\"")));
+    assert!(restore.contains("etcdutl snapshot restore"));
+    assert!(restore.contains("--initial-advertise-peer-urls \"https://${PRIVATE_IP}:2380\""));
+    // The keys tokens and clients were made with come back; kubeadm makes the rest.
+    assert!(
+        restore.contains(
+            "sa.key sa.pub front-proxy-ca.crt front-proxy-ca.key etcd/ca.crt etcd/ca.key"
+        )
+    );
+
+    // Without a snapshot to restore: no restore, the timer all the same.
+    let init = file("master-flannel", "/usr/local/sbin/provision-init.sh");
+    assert!(!init.contains("provision-etcd-restore"));
+    assert!(
+        file(
+            "master-flannel",
+            "/usr/local/sbin/provision-etcd-restore.sh"
+        )
+        .is_empty()
+    );
+    assert!(init.contains("systemctl enable --now provision-etcd-backup.timer"));
+    let timer = file(
+        "master-flannel",
+        "/etc/systemd/system/provision-etcd-backup.timer",
+    );
+    assert!(timer.contains("OnUnitActiveSec=900"), "{timer}");
+    let backup = file("master-flannel", "/usr/local/sbin/provision-etcd-backup.sh");
+    assert!(backup.contains("snapshot save"));
+    assert!(backup.contains(&format!("BUCKET=\"{BUCKET}\"")));
+    assert!(backup.contains("s3-put \"${BUCKET}\" \"etcd/${STAMP}.tar.gz\""));
 }

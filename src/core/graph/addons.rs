@@ -159,6 +159,7 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
         b.add(
             a.as_str(),
             Desired::Instances(Instances {
+                private_ip: None,
                 role: Role::Addon(a),
                 count: 1,
                 subnet: subnet.clone(),

@@ -4,7 +4,9 @@
 use super::addons::addon_sg_id;
 use super::network::Net;
 use super::rules::{SgRole, rules};
-use super::{AMI, Builder, CA_ACCESS, CA_ACCESS_POLICY, JOIN_TOKEN, MASTER, NODE_PROFILE};
+use super::{
+    AMI, Builder, CA_ACCESS, CA_ACCESS_POLICY, ETCD_BACKUPS, JOIN_TOKEN, MASTER, NODE_PROFILE,
+};
 use super::{
     CONTROL_PLANE_UPGRADE, NODE_REPORTS, NODE_REPORTS_POLICY, SSM_AGENT, SSM_AGENT_POLICY,
 };
@@ -12,6 +14,7 @@ use super::{NODE_ROLE, ROUTE_TABLE, SECRET, SG_CONTROL_PLANE, SG_NODES, VPC, sg_
 use super::{pool_id, pool_zone_id};
 use crate::core::kinds::Desired;
 use crate::core::kinds::address_association::AddressAssociation;
+use crate::core::kinds::backup_bucket::BackupBucket;
 use crate::core::kinds::bootstrap_secret::BootstrapSecret;
 use crate::core::kinds::elastic_ip::ElasticIp;
 use crate::core::kinds::iam_role::IamRole;
@@ -26,7 +29,7 @@ use crate::core::kinds::worker_pool::{WorkerPool, launch_hash};
 use crate::core::spec::{Addon, ClusterSpec, KubeadmSpec, PoolSpec};
 use crate::core::stamp::{LAUNCH_HASH_TAG, POOL_TAG};
 use crate::core::tags;
-use crate::core::userdata::{LogShipper, MasterDoc, UserData, WorkerDoc};
+use crate::core::userdata::{EtcdBackups, LogShipper, MasterDoc, UserData, WorkerDoc};
 
 /// How many workers go into each subnet: round-robin, so at most one call per zone.
 pub fn worker_split(workers: u32, subnets: usize) -> Vec<u32> {
@@ -104,6 +107,13 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
         }),
         &[],
     );
+    b.add(
+        ETCD_BACKUPS,
+        Desired::BackupBucket(BackupBucket {
+            days: k.etcd_backup_days,
+        }),
+        &[],
+    );
     master(spec, k, b, net);
     // The control plane installs the log shipper, so it also reads the log writer's password.
     let mut parameters = vec![parameter];
@@ -119,9 +129,10 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
             document: Document::InstanceReads {
                 parameters,
                 instance: MASTER.into(),
+                bucket: Some(ETCD_BACKUPS.into()),
             },
         }),
-        &[NODE_ROLE, MASTER],
+        &[NODE_ROLE, MASTER, ETCD_BACKUPS],
     );
     // Put with the role, long before a node reports (its first report comes after minutes of
     // preparation; a report that cannot be written is said on the console, never fatal).
@@ -271,6 +282,7 @@ fn master(spec: &ClusterSpec, k: &KubeadmSpec, b: &mut Builder, net: &Net) {
     b.add(MASTER_EIP, Desired::ElasticIp(ElasticIp), &[]);
     let mut deps: Vec<&str> = vec![
         MASTER_EIP,
+        ETCD_BACKUPS,
         first,
         SG_NODES,
         SG_CONTROL_PLANE,
@@ -288,27 +300,40 @@ fn master(spec: &ClusterSpec, k: &KubeadmSpec, b: &mut Builder, net: &Net) {
     if let Some(l) = &log_shipper {
         deps.push(&l.logging);
     }
-    b.add(
-        MASTER,
-        Desired::Instances(launch(
-            k,
-            first,
-            (Role::Master, 1),
-            &[SG_NODES, SG_CONTROL_PLANE],
-            UserData::Master(MasterDoc {
-                kubeadm: k.clone(),
-                cluster: spec.name.clone(),
-                secret: SECRET.into(),
-                secret_parameter: tags::secret_parameter_name(&spec.name),
-                baseline: crate::core::manifests::baseline(&spec.security),
-                log_shipper: log_shipper.clone(),
-                node_exporter: spec.addons.monitoring.is_some(),
-                addresses: vec![MASTER_EIP.into()],
+    let mut launch = launch(
+        k,
+        first,
+        (Role::Master, 1),
+        &[SG_NODES, SG_CONTROL_PLANE],
+        UserData::Master(MasterDoc {
+            kubeadm: k.clone(),
+            cluster: spec.name.clone(),
+            secret: SECRET.into(),
+            secret_parameter: tags::secret_parameter_name(&spec.name),
+            baseline: crate::core::manifests::baseline(&spec.security),
+            log_shipper: log_shipper.clone(),
+            node_exporter: spec.addons.monitoring.is_some(),
+            addresses: vec![MASTER_EIP.into()],
+            backups: Some(EtcdBackups {
+                bucket: ETCD_BACKUPS.into(),
+                interval: k.etcd_backup_interval,
+                restore: None,
             }),
-        )),
-        &deps,
+        }),
     );
+    // The workers join at this address; a control plane restored from a snapshot takes it over.
+    launch.private_ip = spec
+        .network
+        .subnet_cidrs
+        .first()
+        .and_then(|c| c.host(MASTER_HOST))
+        .map(|ip| ip.to_string());
+    b.add(MASTER, Desired::Instances(launch), &deps);
 }
+
+/// The control plane's private address: this host of the first subnet (AWS keeps the first
+/// four and the last for itself; a /28 has room).
+pub const MASTER_HOST: u32 = 10;
 
 /// A kubeadm node's launch: the node role's profile, the looked-up image, the spec's
 /// instance type and volume, client tokens scoped by the cluster id.
@@ -333,6 +358,7 @@ fn launch(
         kubernetes_owned: true,
         spot: false,
         tags: Vec::new(),
+        private_ip: None,
         user_data,
     }
 }

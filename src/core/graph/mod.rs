@@ -57,6 +57,8 @@ pub const NODE_ROLE: &str = "node-role";
 pub const NODE_PROFILE: &str = "node-instance-profile";
 pub const SECRET: &str = "bootstrap-secret";
 pub const MASTER: &str = "master";
+/// The etcd snapshots' bucket (kubeadm).
+pub const ETCD_BACKUPS: &str = "etcd-backups";
 pub const JOIN_TOKEN: &str = "join-token";
 pub const CA_ACCESS: &str = "ca-access";
 /// The node role's permission to write the nodes' boot reports.

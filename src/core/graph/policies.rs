@@ -23,21 +23,37 @@ pub fn instance_reads(
     region: &str,
     parameters: &[&str],
     instance_id: &str,
+    bucket: Option<&str>,
 ) -> Option<String> {
     let (partition, account) = role_arn_parts(role_arn)?;
+    let only = serde_json::json!({"StringEquals": {"ec2:SourceInstanceARN": format!("arn:{partition}:ec2:{region}:{account}:instance/{instance_id}")}});
+    let mut statements = vec![serde_json::json!({
+        "Sid": "ControlPlaneReadsTheClusterCA",
+        "Effect": "Allow",
+        "Action": "ssm:GetParameter",
+        "Resource": if parameters.len() == 1 {
+            serde_json::json!(format!("arn:{partition}:ssm:{region}:{account}:parameter{}", parameters[0]))
+        } else {
+            serde_json::json!(parameters.iter().map(|p| format!("arn:{partition}:ssm:{region}:{account}:parameter{p}")).collect::<Vec<_>>())
+        },
+        "Condition": only,
+    })];
+    if let Some(b) = bucket {
+        // Its own snapshots only: no listing, no delete, nothing outside the prefix.
+        statements.push(serde_json::json!({
+            "Sid": "ControlPlaneSavesAndRestoresEtcd",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:GetObject"],
+            "Resource": format!(
+                "arn:{partition}:s3:::{b}/{}*",
+                crate::core::kinds::backup_bucket::SNAPSHOT_PREFIX
+            ),
+            "Condition": only,
+        }));
+    }
     let doc = serde_json::json!({
         "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "ControlPlaneReadsTheClusterCA",
-            "Effect": "Allow",
-            "Action": "ssm:GetParameter",
-            "Resource": if parameters.len() == 1 {
-                serde_json::json!(format!("arn:{partition}:ssm:{region}:{account}:parameter{}", parameters[0]))
-            } else {
-                serde_json::json!(parameters.iter().map(|p| format!("arn:{partition}:ssm:{region}:{account}:parameter{p}")).collect::<Vec<_>>())
-            },
-            "Condition": {"StringEquals": {"ec2:SourceInstanceARN": format!("arn:{partition}:ec2:{region}:{account}:instance/{instance_id}")}},
-        }],
+        "Statement": statements,
     });
     Some(doc.to_string())
 }
@@ -244,6 +260,7 @@ mod tests {
             "us-east-1",
             &["/provision/demo/bootstrap"],
             "i-0abc",
+            Some("provision-demo-use1-123456789012"),
         )
         .unwrap();
         let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
@@ -257,14 +274,28 @@ mod tests {
             st["Condition"]["StringEquals"]["ec2:SourceInstanceARN"],
             "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"
         );
+        // The snapshots: write and read under the prefix, from the control plane only; no
+        // listing, no delete.
+        let s3 = &v["Statement"][1];
+        assert_eq!(
+            s3["Action"],
+            serde_json::json!(["s3:PutObject", "s3:GetObject"])
+        );
+        assert_eq!(
+            s3["Resource"],
+            "arn:aws:s3:::provision-demo-use1-123456789012/etcd/*"
+        );
+        assert_eq!(s3["Condition"], st["Condition"]);
+        assert_eq!(v["Statement"].as_array().map(Vec::len), Some(2));
         let gov = instance_reads(
             "arn:aws-us-gov:iam::1:role/r",
             "us-gov-west-1",
             &["/p"],
             "i-1",
+            None,
         )
         .unwrap();
         assert!(gov.contains("arn:aws-us-gov:ssm:us-gov-west-1:1:parameter/p"));
-        assert!(instance_reads("not-an-arn", "us-east-1", &["/p"], "i-1").is_none());
+        assert!(instance_reads("not-an-arn", "us-east-1", &["/p"], "i-1", None).is_none());
     }
 }

@@ -301,6 +301,7 @@ fn graph_is_topologically_ordered_and_complete() {
             NODE_ROLE,
             NODE_PROFILE,
             SECRET,
+            ETCD_BACKUPS,
             "master-eip",
             "node-reports",
             "ssm-agent",

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::backup_bucket::SNAPSHOT_PREFIX;
+
 use super::{Kind, Observed};
 use crate::core::graph::Graph;
 use crate::core::spec::ClusterSpec;
@@ -75,7 +77,13 @@ pub enum Refusal {
     /// The resource is in a state nothing can continue from.
     State { what: String, state: String },
     /// The kubeadm control plane is gone but workers remain.
-    ControlPlaneLost { cluster: String, workers: usize },
+    /// The control plane is gone, workers remain and there is no snapshot to restore.
+    ControlPlaneLost {
+        cluster: String,
+        workers: usize,
+        /// The snapshots' bucket, if it exists.
+        bucket: Option<String>,
+    },
     /// An EKS spec meets the instances of a kubeadm cluster of the same name.
     KindChanged { cluster: String, instances: usize },
     /// Several tagged VPCs hold resources.
@@ -156,9 +164,17 @@ impl fmt::Display for Refusal {
             ),
             Refusal::Immutable { what } => write!(f, "{what}: {IMMUTABLE}"),
             Refusal::State { what, state } => write!(f, "{what} is {state}: {IMMUTABLE}"),
-            Refusal::ControlPlaneLost { cluster, workers } => write!(
+            Refusal::ControlPlaneLost {
+                cluster,
+                workers,
+                bucket,
+            } => write!(
                 f,
-                "the control plane of {cluster} is gone but {workers} worker(s) remain; a new control plane would be a new, empty cluster: run `provision down -f SPEC` and `provision up` again"
+                "the control plane of {cluster} is gone but {workers} worker(s) remain, and {}: a new control plane would be a new, empty cluster; put a snapshot there, or run `provision down -f SPEC` and `provision up` again",
+                match bucket {
+                    Some(b) => format!("s3://{b}/{SNAPSHOT_PREFIX} holds no etcd snapshot"),
+                    None => "there is no etcd snapshot bucket".to_string(),
+                }
             ),
             Refusal::KindChanged { cluster, instances } => write!(
                 f,

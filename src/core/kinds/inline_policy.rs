@@ -23,9 +23,12 @@ pub struct InlinePolicy {
 pub enum Document {
     /// `ssm:GetParameter` on these parameters, only from the instance of node `instance` (the
     /// control plane): workers share the role and must not read the CA.
+    /// With `bucket` (the etcd snapshots' bucket node): also `s3:PutObject` and `s3:GetObject`
+    /// on its snapshot prefix, from that instance only.
     InstanceReads {
         parameters: Vec<String>,
         instance: String,
+        bucket: Option<String>,
     },
     /// EC2 discovery for Prometheus, and the add-ons' passwords.
     Addons { parameter: String },
@@ -88,7 +91,8 @@ impl Plan for InlinePolicy {
                 .map(|i| i.id.as_str()),
             _ => None,
         };
-        let want = arn.and_then(|a| self.render(a, &cx.spec.region, instance));
+        let bucket = cx.obs.bucket.as_ref().map(|b| b.name.as_str());
+        let want = arn.and_then(|a| self.render(a, &cx.spec.region, instance, bucket));
         let json = |d: &str| serde_json::from_str::<serde_json::Value>(d).ok();
         let same = want.is_some_and(|w| json(&w).is_some() && json(&w) == json(&have.document));
         let drifts = if same {
@@ -107,13 +111,27 @@ impl Plan for InlinePolicy {
 
 impl InlinePolicy {
     /// The document for a role ARN (its partition and account scope the resources) and, for
-    /// [`Document::InstanceReads`], the instance. `None` when the ARN is not a role's or the
-    /// instance is not known.
-    pub fn render(&self, role_arn: &str, region: &str, instance: Option<&str>) -> Option<String> {
+    /// [`Document::InstanceReads`], the instance (and the bucket's name). `None` when the ARN
+    /// is not a role's or the instance (or a bucket it names) is not known.
+    pub fn render(
+        &self,
+        role_arn: &str,
+        region: &str,
+        instance: Option<&str>,
+        bucket: Option<&str>,
+    ) -> Option<String> {
         match &self.document {
-            Document::InstanceReads { parameters, .. } => {
+            Document::InstanceReads {
+                parameters,
+                bucket: node,
+                ..
+            } => {
                 let p: Vec<&str> = parameters.iter().map(String::as_str).collect();
-                policies::instance_reads(role_arn, region, &p, instance?)
+                let bucket = match node {
+                    Some(_) => Some(bucket?),
+                    None => None,
+                };
+                policies::instance_reads(role_arn, region, &p, instance?, bucket)
             }
             Document::Addons { parameter } => policies::addons_access(role_arn, region, parameter),
             Document::LogWriter { parameter } => policies::log_writer(role_arn, region, parameter),
@@ -143,7 +161,13 @@ impl InlinePolicy {
             ),
             _ => None,
         };
-        self.render(arn, region, instance.as_deref())
+        let bucket = match &self.document {
+            Document::InstanceReads {
+                bucket: Some(node), ..
+            } => Some(inputs.id(node)?),
+            _ => None,
+        };
+        self.render(arn, region, instance.as_deref(), bucket)
             .ok_or_else(|| Missing {
                 node: self.role.clone(),
                 wanted: "IAM role ARN",
@@ -156,9 +180,15 @@ impl InlinePolicy {
             Document::InstanceReads {
                 parameters,
                 instance,
+                bucket,
             } => format!(
-                "ssm:GetParameter on {} from {instance} only",
-                parameters.join(", ")
+                "ssm:GetParameter on {}{} from {instance} only",
+                parameters.join(", "),
+                if bucket.is_some() {
+                    ", s3:PutObject and s3:GetObject on the etcd snapshots"
+                } else {
+                    ""
+                }
             ),
             Document::Addons { parameter } => {
                 format!("ec2:DescribeInstances, ssm:GetParameter on {parameter}")

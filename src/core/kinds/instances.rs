@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::backup_bucket::ObsBucket;
 use super::{Change, Context, Doomed, Observed, Plan, Refusal};
 use crate::core::latency::{Cost, InstanceWait, Profile};
 use crate::core::spec::Addon;
@@ -43,6 +44,9 @@ pub struct Instances {
     pub spot: bool,
     /// Tags beyond the cluster's (a worker's pool and launch hash).
     pub tags: Vec<(String, String)>,
+    /// A fixed private address (the control plane's: the workers know it, and a control plane
+    /// restored from a snapshot takes it over).
+    pub private_ip: Option<String>,
     pub user_data: UserData,
 }
 
@@ -92,12 +96,17 @@ pub enum Drift {
     Start(Vec<String>),
     /// Launch `count` more (there are `have`).
     Launch { count: u32, have: u32 },
+    /// A new control plane in place of a lost one: restore etcd from this snapshot first.
+    Restore { key: String, time: String },
 }
 
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Drift::Start(ids) => write!(f, "start {} stopped instance(s)", ids.len()),
+            Drift::Restore { key, time } => {
+                write!(f, "restore from the snapshot of {time} ({key})")
+            }
             Drift::Launch { count, have } => {
                 write!(
                     f,
@@ -129,8 +138,8 @@ impl Plan for Instances {
         }
         if live.is_empty() {
             if self.role == Role::Master {
-                // kubeadm's state (etcd, the cluster's certificates) lived on the old control
-                // plane, and the workers point at its address.
+                // The cluster's state (etcd) lived on the old control plane: with workers left,
+                // a new one restores the newest snapshot, at the old one's address.
                 let workers = cx
                     .obs
                     .instances
@@ -138,13 +147,24 @@ impl Plan for Instances {
                     .filter(|i| i.is_live() && i.logical.as_deref().is_some_and(is_worker))
                     .count();
                 if workers > 0 {
-                    return Change::refuse(
-                        None,
-                        Refusal::ControlPlaneLost {
-                            cluster: cx.spec.name.clone(),
-                            workers,
+                    let bucket = cx.obs.bucket.as_ref().filter(|b| b.owned);
+                    return match bucket.and_then(ObsBucket::newest) {
+                        Some(s) => Change {
+                            drifts: vec![Drift::Restore {
+                                key: s.key.clone(),
+                                time: s.time(),
+                            }],
+                            ..Change::create()
                         },
-                    );
+                        None => Change::refuse(
+                            None,
+                            Refusal::ControlPlaneLost {
+                                cluster: cx.spec.name.clone(),
+                                workers,
+                                bucket: bucket.map(|b| b.name.clone()),
+                            },
+                        ),
+                    };
                 }
             }
             return Change::create();

@@ -14,6 +14,7 @@ pub mod access_entries;
 pub mod addon_secret;
 pub mod address_association;
 pub mod availability_zones;
+pub mod backup_bucket;
 pub mod bootstrap_secret;
 pub mod change;
 pub mod eks_addons;
@@ -67,6 +68,7 @@ macro_rules! with_kinds {
             InlinePolicy inline_policy policies,
             BootstrapSecret bootstrap_secret secret,
             AddonSecret addon_secret addon_secrets,
+            BackupBucket backup_bucket bucket,
             Instances instances instances,
             WorkerPool worker_pool pools,
             AddressAssociation address_association associations,
@@ -125,6 +127,8 @@ pub enum TagFamily {
     SsmParameter,
     /// EKS TagResource by ARN.
     Eks,
+    /// S3 PutBucketTagging by bucket name (the whole set: read first).
+    S3,
 }
 
 /// A kind that observes nothing of its own (lookups, and kinds whose state AWS reports with

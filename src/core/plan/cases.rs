@@ -559,15 +559,6 @@ pub(super) const CASES: &[Case] = &[
         also: &[],
     },
     Case {
-        what: "the control plane lost, workers left",
-        spec: demo,
-        change: |o| live(o, "master").for_each(|i| i.state = "terminated".into()),
-        id: "master",
-        action: Action::Refuse,
-        says: "a new control plane would be a new, empty cluster",
-        also: &[],
-    },
-    Case {
         what: "an instance stopping",
         spec: demo,
         change: |o| live(o, "workers-1").for_each(|i| i.state = "stopping".into()),

@@ -5,9 +5,67 @@
 use super::cases::{Case, demo, live};
 use super::converged::NOW;
 use crate::core::kinds::Action;
+use crate::core::kinds::backup_bucket::Snapshot;
 use crate::core::kinds::instances::ObsInstance;
 
 pub(super) const KUBEADM_DAY2: &[Case] = &[
+    Case {
+        what: "the control plane lost, workers left, no snapshot",
+        spec: demo,
+        change: |o| live(o, "master").for_each(|i| i.state = "terminated".into()),
+        id: "master",
+        action: Action::Refuse,
+        says: "s3://provision-demo-use1-123456789012/etcd/ holds no etcd snapshot: a new control plane would be a new, empty cluster",
+        also: &[],
+    },
+    Case {
+        what: "the control plane lost, workers left: the newest snapshot is restored",
+        spec: demo,
+        change: |o| {
+            live(o, "master").for_each(|i| i.state = "terminated".into());
+            let b = o.bucket.as_mut().unwrap();
+            for (key, at) in [
+                ("etcd/20261205T200000Z.tar.gz", NOW - 1800),
+                ("etcd/20261205T201500Z.tar.gz", NOW - 900),
+                ("etcd/by-hand.db", NOW),
+            ] {
+                b.snapshots.push(Snapshot {
+                    key: key.into(),
+                    at,
+                    bytes: 1 << 20,
+                });
+            }
+        },
+        id: "master",
+        action: Action::Create,
+        says: "restore from the snapshot of",
+        also: &[
+            "ami",
+            "ca-access",
+            "control-plane-upgrade",
+            "master-eip-association",
+        ],
+    },
+    Case {
+        what: "every instance lost: a new cluster",
+        spec: demo,
+        change: |o| {
+            o.instances
+                .iter_mut()
+                .for_each(|i| i.state = "terminated".into())
+        },
+        id: "master",
+        action: Action::Create,
+        says: "",
+        also: &[
+            "ami",
+            "ca-access",
+            "control-plane-upgrade",
+            "join-token",
+            "master-eip-association",
+            "workers",
+        ],
+    },
     Case {
         what: "more workers than the spec: the newest is drained",
         spec: demo,

@@ -3,6 +3,7 @@
 
 use crate::core::graph::{self, Rule, Source};
 use crate::core::kinds::addon_secret::{ObsAddonSecrets, ObsParameter};
+use crate::core::kinds::backup_bucket::ObsBucket;
 use crate::core::kinds::bootstrap_secret::{Bootstrap, ObsSecret};
 use crate::core::kinds::eks_cluster::{ObsAccessEntry, ObsAddon, ObsEks};
 use crate::core::kinds::elastic_ip::ObsAddress;
@@ -10,6 +11,9 @@ use crate::core::kinds::iam_role::{ObsIam, managed_policy_arn};
 use crate::core::kinds::inline_policy::ObsPolicy;
 use crate::core::kinds::instance_profile::ObsProfile;
 use crate::core::kinds::instances::ObsInstance;
+
+/// The etcd snapshots' bucket of a converged kubeadm cluster.
+pub const BUCKET: &str = "provision-demo-use1-123456789012";
 use crate::core::kinds::internet_gateway::ObsIgw;
 use crate::core::kinds::nat_gateway::ObsNat;
 use crate::core::kinds::nodegroup::ObsNodegroup;
@@ -286,13 +290,25 @@ fn observe_after(
                 address.instance_id = Some(instance);
             }
         }
+        Desired::BackupBucket(b) => {
+            obs.bucket = Some(ObsBucket {
+                name: BUCKET.into(),
+                owned: true,
+                days: Some(b.days),
+                public_blocked: true,
+                encrypted: true,
+                snapshots: Vec::new(),
+            });
+        }
         Desired::InlinePolicy(p) => {
             let arn = format!("{ACCOUNT_ROLE}{}", p.role_name);
             let instance = format!("i-{}-0", graph::MASTER);
             obs.policies.push(ObsPolicy {
                 role: p.role_name.clone(),
                 name: p.name.clone(),
-                document: p.render(&arn, region, Some(&instance)).unwrap(),
+                document: p
+                    .render(&arn, region, Some(&instance), Some(BUCKET))
+                    .unwrap(),
             });
         }
         Desired::EksAddons(a) => {

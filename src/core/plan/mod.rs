@@ -162,11 +162,20 @@ pub fn plan(spec: &ClusterSpec, graph: &Graph, obs: &Observed, now: i64) -> Plan
     }
 }
 
+/// What `down` may delete beyond the cluster's own resources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Teardown {
+    /// The CSI driver's claim volumes (`down --delete-volumes`).
+    pub delete_volumes: bool,
+    /// Keep the etcd snapshots' bucket (`down --keep-backups`).
+    pub keep_backups: bool,
+}
+
 /// Everything `down` deletes, with its step, in the order `down` deletes it: the CSI driver's
-/// volumes only with `delete_volumes`.
-pub fn destroy(obs: &Observed, delete_volumes: bool) -> Vec<(Step, Doomed)> {
+/// volumes only with `delete_volumes`, the etcd snapshots' bucket unless `keep_backups`.
+pub fn destroy(obs: &Observed, t: Teardown) -> Vec<(Step, Doomed)> {
     let mut out: Vec<(Step, Doomed)> = obs.leftovers.doomed();
-    if delete_volumes {
+    if t.delete_volumes {
         for v in &obs.leftovers.volumes {
             out.push((
                 Step::Volumes,
@@ -175,6 +184,9 @@ pub fn destroy(obs: &Observed, delete_volumes: bool) -> Vec<(Step, Doomed)> {
         }
     }
     for k in super::kinds::Kind::ALL {
+        if t.keep_backups && *k == super::kinds::Kind::BackupBucket {
+            continue;
+        }
         out.extend(k.doomed(obs).into_iter().map(|d| (Step::Kind(*k), d)));
     }
     let order: Vec<Step> = teardown::order().into_iter().map(|(s, _)| s).collect();
@@ -185,7 +197,7 @@ pub fn destroy(obs: &Observed, delete_volumes: bool) -> Vec<(Step, Doomed)> {
 /// What `down` leaves, as `plan --destroy` lists it and `down` warns of it: the CSI driver's
 /// volumes (data: kept unless `delete_volumes`), and IAM objects and an EKS cluster of our
 /// names that are not ours. One row each, `keep`, with the reason as its warning.
-pub fn kept(obs: &Observed, cluster: &str, region: &str, delete_volumes: bool) -> Vec<Row> {
+pub fn kept(obs: &Observed, cluster: &str, region: &str, t: Teardown) -> Vec<Row> {
     let row = |kind: &'static str, aws_id: &str, warning: String| Row {
         id: "(left alone)".into(),
         kind,
@@ -196,7 +208,7 @@ pub fn kept(obs: &Observed, cluster: &str, region: &str, delete_volumes: bool) -
         warnings: vec![warning],
     };
     let mut out = Vec::new();
-    if !delete_volumes {
+    if !t.delete_volumes {
         for v in &obs.leftovers.volumes {
             out.push(row(
                 "volume",
@@ -215,6 +227,21 @@ pub fn kept(obs: &Observed, cluster: &str, region: &str, delete_volumes: bool) -
             super::tags::CLUSTER_TAG
         ),
     };
+    if let Some(b) = obs.bucket.as_ref() {
+        if !b.owned {
+            out.push(row(
+                "s3-bucket",
+                &b.name,
+                not_ours("S3 bucket", &b.name, None),
+            ));
+        } else if t.keep_backups {
+            out.push(row(
+                "s3-bucket",
+                &b.name,
+                super::kinds::backup_bucket::kept_note(b, cluster, region),
+            ));
+        }
+    }
     for r in obs.roles.iter().filter(|r| !r.owned) {
         out.push(row(
             "iam-role",

@@ -274,7 +274,7 @@ fn destroy_lists_what_kubernetes_made_first_and_the_secret_last() {
             id: "arn:lb".into(),
             classic: false,
         });
-    let items = destroy(&obs, false);
+    let items = destroy(&obs, Teardown::default());
     assert_eq!(
         items.first().map(|(_, d)| d.aws_id.as_str()),
         Some("arn:lb")
@@ -290,7 +290,7 @@ fn destroy_lists_what_kubernetes_made_first_and_the_secret_last() {
     // Someone else's role of our name is not ours to delete.
     role(&mut obs, graph::ADDONS_ROLE).owned = false;
     assert!(
-        !destroy(&obs, false)
+        !destroy(&obs, Teardown::default())
             .iter()
             .any(|(_, d)| d.id == graph::ADDONS_ROLE)
     );
@@ -303,7 +303,7 @@ fn destroy_lists_the_eks_objects_only_when_the_cluster_is_ours() {
     let spec = eks_full();
     let mut obs = converged(&spec);
     let kinds = |obs: &Observed| -> Vec<&'static str> {
-        destroy(obs, false)
+        destroy(obs, Teardown::default())
             .into_iter()
             .map(|(_, d)| d.kind)
             .collect()
@@ -322,4 +322,34 @@ fn destroy_lists_the_eks_objects_only_when_the_cluster_is_ours() {
     for k in ["eks-cluster", "nodegroup", "addons", "access-entries"] {
         assert!(!kinds(&obs).contains(&k), "{k} of someone else's cluster");
     }
+}
+
+#[test]
+fn down_deletes_the_snapshots_bucket_after_the_instances_unless_told_to_keep_it() {
+    let spec = demo();
+    let obs = converged(&spec);
+    let order = |t| -> Vec<&'static str> { destroy(&obs, t).iter().map(|(_, d)| d.kind).collect() };
+    let all = order(Teardown::default());
+    let bucket = all.iter().position(|k| *k == "s3-bucket").expect("deleted");
+    let last_instance = all.iter().rposition(|k| *k == "instance").unwrap();
+    assert!(bucket > last_instance, "{all:?}");
+    let keep = Teardown {
+        keep_backups: true,
+        ..Teardown::default()
+    };
+    assert!(!order(keep).contains(&"s3-bucket"));
+    let said: Vec<String> = kept(&obs, "demo", "us-east-1", keep)
+        .into_iter()
+        .flat_map(|r| r.warnings)
+        .collect();
+    assert!(
+        said.iter().any(|w| w
+            .contains("etcd snapshots are kept in s3://provision-demo-use1-123456789012/etcd/")),
+        "{said:?}"
+    );
+    assert!(
+        kept(&obs, "demo", "us-east-1", Teardown::default())
+            .iter()
+            .all(|r| r.kind != "s3-bucket")
+    );
 }

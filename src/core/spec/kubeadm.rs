@@ -5,7 +5,8 @@ use super::model::*;
 use super::raw::*;
 use super::validate::Validator;
 use super::{
-    DEFAULT_KUBERNETES_VERSION, DEFAULT_SERVICE_CIDR, UBUNTU_2404_SSM_AMD64, UBUNTU_2404_SSM_ARM64,
+    DEFAULT_ETCD_BACKUP_DAYS, DEFAULT_ETCD_BACKUP_INTERVAL, DEFAULT_KUBERNETES_VERSION,
+    DEFAULT_SERVICE_CIDR, UBUNTU_2404_SSM_AMD64, UBUNTU_2404_SSM_ARM64,
 };
 use crate::core::cidr::Ipv4Net;
 
@@ -100,6 +101,7 @@ impl Validator<'_> {
                 v.clamp(20, 16384) as i32
             }
         };
+        let (etcd_backup_interval, etcd_backup_days) = self.etcd_backups(k);
         Some(KubeadmSpec {
             version: version?,
             cni: cni?,
@@ -112,7 +114,49 @@ impl Validator<'_> {
             pod_cidr: pod_cidr?,
             service_cidr,
             root_volume_gb: root,
+            etcd_backup_interval: etcd_backup_interval?,
+            etcd_backup_days: etcd_backup_days?,
         })
+    }
+
+    /// How often the control plane saves etcd (1 minute to a day, default 15 minutes) and how
+    /// long the snapshots are kept (1 to 3650 days, default 7).
+    fn etcd_backups(&mut self, k: &RawKubeadm) -> (Option<u32>, Option<u32>) {
+        let interval = match &k.etcd_backup_interval {
+            None => Some(DEFAULT_ETCD_BACKUP_INTERVAL),
+            Some(i) => match crate::core::stamp::parse_ttl(i.get_ref()) {
+                Ok(secs) if (60..=86_400).contains(&secs) => u32::try_from(secs).ok(),
+                Ok(_) => {
+                    self.err(
+                        i,
+                        "kubeadm.etcd_backup_interval",
+                        format!("`{}`: snapshots are taken every 1m to 24h", i.get_ref()),
+                    );
+                    None
+                }
+                Err(m) => {
+                    self.err(i, "kubeadm.etcd_backup_interval", m);
+                    None
+                }
+            },
+        };
+        let days = match &k.etcd_backup_days {
+            None => Some(DEFAULT_ETCD_BACKUP_DAYS),
+            Some(d) => {
+                let v = *d.get_ref();
+                if (1..=3650).contains(&v) {
+                    u32::try_from(v).ok()
+                } else {
+                    self.err(
+                        d,
+                        "kubeadm.etcd_backup_days",
+                        format!("{v}: snapshots are kept 1 to 3650 days"),
+                    );
+                    None
+                }
+            }
+        };
+        (interval, days)
     }
 
     /// Where the nodes' image comes from: an AMI id, an SSM parameter, or Ubuntu 24.04.

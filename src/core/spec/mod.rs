@@ -14,6 +14,9 @@ pub const UBUNTU_2404_SSM_ARM64: &str =
 pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 31..=37;
 pub const DEFAULT_KUBERNETES_VERSION: &str = "1.37";
 pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
+/// How often the kubeadm control plane saves etcd (seconds), and how long snapshots are kept.
+pub const DEFAULT_ETCD_BACKUP_INTERVAL: u32 = 15 * 60;
+pub const DEFAULT_ETCD_BACKUP_DAYS: u32 = 7;
 
 mod addons;
 mod eks;

@@ -222,6 +222,10 @@ pub struct KubeadmSpec {
     pub pod_cidr: Ipv4Net,
     pub service_cidr: Ipv4Net,
     pub root_volume_gb: i32,
+    /// How often the control plane saves an etcd snapshot to the cluster's bucket (seconds).
+    pub etcd_backup_interval: u32,
+    /// How many days the bucket keeps a snapshot (its lifecycle rule).
+    pub etcd_backup_days: u32,
 }
 
 impl KubeadmSpec {

@@ -200,4 +200,6 @@ pub(super) struct RawKubeadm {
     pub(super) ssh: Option<Spanned<bool>>,
     pub(super) pod_cidr: Option<Spanned<String>>,
     pub(super) root_volume_gb: Option<Spanned<i64>>,
+    pub(super) etcd_backup_interval: Option<Spanned<String>>,
+    pub(super) etcd_backup_days: Option<Spanned<i64>>,
 }

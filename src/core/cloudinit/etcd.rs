@@ -1,0 +1,167 @@
+//! The control plane's etcd snapshots: a systemd timer that saves one (with the keys kubeadm
+//! made: service-account, front-proxy and etcd CAs) to the cluster's bucket every interval, and
+//! the restore a new control plane runs before `kubeadm init` when the old one was lost
+//! (`etcdutl snapshot restore` from kubeadm's own etcd image, then init over the restored data).
+
+use super::File;
+use super::kubeadm::NODE_SCRIPT_PATH;
+
+/// What the control plane's document needs for its snapshots.
+#[derive(Debug, Clone, Copy)]
+pub struct EtcdBackupInput<'a> {
+    pub bucket: &'a str,
+    /// Seconds between snapshots.
+    pub interval: u32,
+    /// The snapshot to restore first (a key `backup_bucket::is_snapshot_key` accepted).
+    pub restore: Option<&'a str>,
+}
+
+pub(super) const BACKUP_PATH: &str = "/usr/local/sbin/provision-etcd-backup.sh";
+pub(super) const RESTORE_PATH: &str = "/usr/local/sbin/provision-etcd-restore.sh";
+const UNIT: &str = "provision-etcd-backup";
+
+/// The backup script and its service and timer (enabled by the init script once the control
+/// plane runs), and the restore script when there is a snapshot to restore.
+pub(super) fn files(b: &EtcdBackupInput<'_>) -> Vec<File> {
+    let mut out = vec![
+        File {
+            path: BACKUP_PATH.into(),
+            permissions: "0700",
+            content: backup_script(b.bucket),
+        },
+        File {
+            path: format!("/etc/systemd/system/{UNIT}.service"),
+            permissions: "0644",
+            content: format!(
+                "[Unit]\nDescription=provision: save an etcd snapshot to s3://{bucket}/{prefix}\nAfter=kubelet.service\n\n[Service]\nType=oneshot\nExecStart={BACKUP_PATH}\nTimeoutStartSec=900\n",
+                bucket = b.bucket,
+                prefix = crate::core::kinds::backup_bucket::SNAPSHOT_PREFIX,
+            ),
+        },
+        File {
+            path: format!("/etc/systemd/system/{UNIT}.timer"),
+            permissions: "0644",
+            content: format!(
+                "[Unit]\nDescription=provision: an etcd snapshot every {every}\n\n[Timer]\nOnActiveSec=120\nOnUnitActiveSec={secs}\nAccuracySec=30\n\n[Install]\nWantedBy=timers.target\n",
+                every = crate::core::stamp::format_duration(i64::from(b.interval)),
+                secs = b.interval,
+            ),
+        },
+    ];
+    if let Some(key) = b.restore {
+        out.push(File {
+            path: RESTORE_PATH.into(),
+            permissions: "0700",
+            content: restore_script(b.bucket, key),
+        });
+    }
+    out
+}
+
+/// The init script's lines before `kubeadm init`: the restore (once: not over etcd data that
+/// exists), and the preflight check kubeadm skips over restored data.
+pub(super) fn before_init(b: Option<&EtcdBackupInput<'_>>) -> String {
+    let restore = match b.and_then(|b| b.restore) {
+        Some(_) => format!(
+            r#"if [ ! -f /etc/kubernetes/admin.conf ] && [ ! -d /var/lib/etcd/member ]; then
+  {NODE_SCRIPT_PATH} phase etcd-restore
+  {RESTORE_PATH} "${{VERSION}}" "${{PRIVATE_IP}}"
+fi
+"#
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"{restore}INIT_ARGS=(--config /run/kubeadm/kubeadm.yaml)
+if [ -d /var/lib/etcd/member ]; then
+  # Restored from a snapshot: kubeadm init over the restored data.
+  INIT_ARGS+=(--ignore-preflight-errors=DirAvailable--var-lib-etcd)
+fi
+"#
+    )
+}
+
+/// The init script's lines once the control plane runs: the snapshots' timer.
+pub(super) fn after_init(b: Option<&EtcdBackupInput<'_>>) -> String {
+    match b {
+        Some(_) => format!("systemctl daemon-reload\nsystemctl enable --now {UNIT}.timer\n"),
+        None => String::new(),
+    }
+}
+
+fn backup_script(bucket: &str) -> String {
+    format!(
+        r#"#!/bin/bash
+# An etcd snapshot, with the keys kubeadm made, to s3://{bucket}/{prefix}; rendered by provision.
+set -euo pipefail
+umask 077
+BUCKET="{bucket}"
+# Inside etcd's data directory: the etcd container (which has etcdctl) writes there.
+WORK=/var/lib/etcd/provision-backup
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+install -d -m 0700 "${{WORK}}"
+trap 'rm -rf "${{WORK}}"' EXIT
+ETCD=$(crictl ps --name '^etcd$' --state running -q | head -n 1)
+if [ -z "${{ETCD}}" ]; then
+  echo "provision: no running etcd container to snapshot" >&2
+  exit 1
+fi
+crictl exec "${{ETCD}}" etcdctl --endpoints=https://127.0.0.1:2379 \
+  --cacert=/etc/kubernetes/pki/etcd/ca.crt \
+  --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
+  --key=/etc/kubernetes/pki/etcd/healthcheck-client.key \
+  snapshot save "${{WORK}}/snapshot.db"
+tar -czf "${{WORK}}/backup.tar.gz" -C "${{WORK}}" snapshot.db -C /etc/kubernetes pki
+python3 {node} s3-put "${{BUCKET}}" "{prefix}${{STAMP}}{suffix}" "${{WORK}}/backup.tar.gz"
+echo "provision: saved s3://${{BUCKET}}/{prefix}${{STAMP}}{suffix}"
+"#,
+        prefix = crate::core::kinds::backup_bucket::SNAPSHOT_PREFIX,
+        suffix = crate::core::kinds::backup_bucket::SNAPSHOT_SUFFIX,
+        node = NODE_SCRIPT_PATH,
+    )
+}
+
+fn restore_script(bucket: &str, key: &str) -> String {
+    format!(
+        r#"#!/bin/bash
+# Restores s3://{bucket}/{key} into /var/lib/etcd before kubeadm init, rendered by provision:
+# the lost control plane's keys (service accounts, front proxy, etcd CA) and its etcd data, as a
+# one-member cluster at this instance's address (the old control plane's).
+# Usage: provision-etcd-restore.sh KUBERNETES-VERSION PRIVATE-IP
+set -euo pipefail
+umask 077
+VERSION="$1"
+PRIVATE_IP="$2"
+WORK=/run/provision-restore
+{retry}
+install -d -m 0700 "${{WORK}}"
+trap 'rm -rf "${{WORK}}"' EXIT
+python3 {node} s3-get "{bucket}" "{key}" "${{WORK}}/backup.tar.gz"
+tar -xzf "${{WORK}}/backup.tar.gz" -C "${{WORK}}"
+install -d -m 0755 /etc/kubernetes/pki/etcd
+for f in sa.key sa.pub front-proxy-ca.crt front-proxy-ca.key etcd/ca.crt etcd/ca.key; do
+  if [ -f "${{WORK}}/pki/${{f}}" ]; then
+    cp "${{WORK}}/pki/${{f}}" "/etc/kubernetes/pki/${{f}}"
+  fi
+done
+# kubeadm names the node, and its etcd member, after the host name.
+NAME=$(hostname | tr '[:upper:]' '[:lower:]')
+ETCD_IMAGE=$(kubeadm config images list --kubernetes-version "${{VERSION}}" | grep '/etcd:')
+retry crictl pull "${{ETCD_IMAGE}}"
+ctr -n k8s.io run --rm \
+  --mount "type=bind,src=/var/lib,dst=/var/lib,options=rbind:rw" \
+  --mount "type=bind,src=${{WORK}},dst=${{WORK}},options=rbind:ro" \
+  "${{ETCD_IMAGE}}" provision-etcd-restore \
+  etcdutl snapshot restore "${{WORK}}/snapshot.db" \
+    --data-dir /var/lib/etcd \
+    --name "${{NAME}}" \
+    --initial-cluster "${{NAME}}=https://${{PRIVATE_IP}}:2380" \
+    --initial-advertise-peer-urls "https://${{PRIVATE_IP}}:2380" \
+    --bump-revision 1000000000 --mark-compacted
+chmod 0700 /var/lib/etcd
+echo "provision: restored etcd from s3://{bucket}/{key}"
+"#,
+        retry = super::RETRY_FN,
+        node = NODE_SCRIPT_PATH,
+    )
+}
