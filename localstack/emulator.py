@@ -102,6 +102,8 @@ from moto.eks.responses import EKSResponse  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
 
 import eks_updates  # noqa: E402  (beside this file)
+import private_ips  # noqa: E402  (beside this file)
+import s3_buckets  # noqa: E402  (beside this file)
 import ssm_commands  # noqa: E402  (beside this file)
 
 for _path in [
@@ -392,6 +394,8 @@ class FaultInjector:
     def _query_error(self, start_response, service: str, status: str, code: str, message: str):
         if service == "ec2":
             body = f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault</RequestID></Response>"
+        elif service == "s3":
+            body = f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>fault</RequestId></Error>"
         else:
             body = f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
         return self._respond(start_response, status, [("Content-Type", "text/xml")], body)
@@ -438,6 +442,8 @@ class FaultInjector:
                 status, code = "503 Service Unavailable", "ServiceUnavailable"
             elif service == "ec2":
                 status, code = "503 Service Unavailable", "RequestLimitExceeded"
+            elif service == "s3":
+                status, code = "503 Slow Down", "SlowDown"
             elif service in ("eks", "ssm", "sts_json"):
                 status, code = "400 Bad Request", "ThrottlingException"
             else:
@@ -805,6 +811,8 @@ def main() -> None:
     # Version upgrades (eks_updates.py); LATENCY is filled in place by _install_latency().
     eks_updates.install(cluster=_cluster, addons=_ADDONS, latency=LATENCY, later=_later)
     ssm_commands.install(latency=LATENCY)
+    s3_buckets.install()
+    private_ips.install()
     # Latency first, so that its middleware ends up outermost: faulted calls take time too.
     _install_latency()
     _install_faults()

@@ -459,6 +459,40 @@ def test_commands(emu: Emulator) -> None:
               e.response["Error"]["Code"])
 
 
+def test_buckets(emu: Emulator) -> None:
+    s3 = emu.client("s3")
+    tags = [{"Key": "provision:cluster", "Value": "demo"}, {"Key": "provision:resource", "Value": "etcd-backups"}]
+    s3.create_bucket(Bucket="provision-test-tags", CreateBucketConfiguration={"Tags": tags})
+    got = sorted(s3.get_bucket_tagging(Bucket="provision-test-tags")["TagSet"], key=lambda t: t["Key"])
+    check(got == tags, "CreateBucket gives the bucket its configuration's tags", got)
+    s3.put_bucket_tagging(Bucket="provision-test-tags", Tagging={"TagSet": tags[:1]})
+    s3.create_bucket(Bucket="provision-test-tags", CreateBucketConfiguration={"Tags": tags})
+    again = s3.get_bucket_tagging(Bucket="provision-test-tags")["TagSet"]
+    check(again == tags[:1], "a CreateBucket that finds the bucket there changes no tag", again)
+
+
+def test_fixed_addresses(emu: Emulator) -> None:
+    ec2 = emu.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.0.0/20")["Subnet"]["SubnetId"]
+    launch = dict(ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=subnet, PrivateIpAddress="10.77.0.10")
+    first = ec2.run_instances(**launch)["Instances"][0]
+    try:
+        ec2.run_instances(**launch)
+        check(False, "an address an instance holds is refused")
+    except ClientError as e:
+        check(e.response["Error"]["Code"] == "InvalidIPAddress.InUse", "an address an instance holds is refused", e.response["Error"])
+    ec2.terminate_instances(InstanceIds=[first["InstanceId"]])
+    again = ec2.run_instances(**launch)["Instances"][0]
+    check(again["PrivateIpAddress"] == "10.77.0.10", "a terminated instance's address is free again", again["PrivateIpAddress"])
+
+
+def test_off_and_buckets(emu: Emulator) -> None:
+    test_off(emu)
+    test_buckets(emu)
+    test_fixed_addresses(emu)
+
+
 def main() -> int:
     timed = {"PROVISION_EMULATOR_EC2_BOOT": "1", "PROVISION_EMULATOR_EC2_STATUS": "1", "PROVISION_EMULATOR_EC2_TERMINATE": "1",
              "PROVISION_EMULATOR_EKS_CLUSTER": "3", "PROVISION_EMULATOR_EKS_NODEGROUP": "1", "PROVISION_EMULATOR_EKS_ADDON": "1",
@@ -480,7 +514,7 @@ def main() -> int:
         for emu in emulators:
             emu.wait_ready()
         check(bogus.returncode != 0 and "unknown" in bogus.stderr, "an unknown PROVISION_EMULATOR_PROFILE stops the emulator", bogus.stderr.strip())
-        for test, emu in zip([test_timed, test_call_latency, test_scaled, test_off, test_upgrades, test_commands], emulators):
+        for test, emu in zip([test_timed, test_call_latency, test_scaled, test_off_and_buckets, test_upgrades, test_commands], emulators):
             try:
                 test(emu)
             except Exception as e:  # noqa: BLE001 - report and go on with the other emulators

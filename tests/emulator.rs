@@ -46,7 +46,7 @@ fn check_summary(cl: &Cluster, run: &common::Run) -> String {
     );
     assert_eq!(s["api_endpoint"], format!("https://{public_ip}:6443"));
     assert!(
-        run.total_calls() <= 50,
+        run.total_calls() <= 55,
         "default up made {} calls: {}",
         run.total_calls(),
         s["api_calls"]
@@ -323,7 +323,7 @@ async fn plan_before_and_after_up_and_for_destroy() {
     let destroy = cl.run(&["plan", "--destroy", "-f", cl.spec_arg()]);
     assert_eq!(destroy.mutating_calls(), Vec::<String>::new());
     let d = actions(&destroy);
-    assert_eq!(d.len(), 14, "{d:?}");
+    assert_eq!(d.len(), 15, "{d:?}");
     assert!(d.iter().all(|(_, a)| a == "delete"));
     assert_eq!(
         d.first().map(|(id, _)| id.as_str()),
@@ -372,7 +372,7 @@ async fn down_removes_everything_and_spares_foreign_resources() {
     // `down` needs no spec: name and region are enough.
     let down = cl.run(&["down", "--name", &cl.name, "--region", common::REGION]);
     assert!(down.ok(), "{}", down.stderr);
-    assert_eq!(down.summary()["resources"].as_array().unwrap().len(), 14);
+    assert_eq!(down.summary()["resources"].as_array().unwrap().len(), 15);
     let obs = tagged(&c, &cl.name).await;
     assert!(obs.is_empty(), "left behind: {obs:?}");
     assert!(obs.roles.is_empty() && obs.profiles.is_empty() && obs.secret.is_none());

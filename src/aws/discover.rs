@@ -13,9 +13,10 @@ macro_rules! observe_all {
         /// # Errors
         /// The first Describe that fails.
         pub async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Observed, AwsError> {
+            // Each on the heap: together they would make this future too large for a stack.
             let kinds = async {
                 tokio::try_join!(
-                    $(<crate::core::kinds::$m::$K as Apply>::observe(c, scope),)*
+                    $(Box::pin(<crate::core::kinds::$m::$K as Apply>::observe(c, scope)),)*
                 )
             };
             // The nodes' boot reports: `down` deletes them with the bootstrap secret.

@@ -314,7 +314,13 @@ pub async fn run(c: &Clients, l: &Launch<'_>) -> Result<Vec<ObsInstance>, AwsErr
         async move {
             retry(
                 Backoff::IAM_PROPAGATION,
-                |e| is_iam_propagation(e) || is_eventual_not_found(e),
+                // A fixed address is busy until the instance that had it (a lost control
+                // plane shutting down) is terminated.
+                |e| {
+                    is_iam_propagation(e)
+                        || is_eventual_not_found(e)
+                        || (l.private_ip.is_some() && *e.code() == Code::InvalidIpAddressInUse)
+                },
                 || async {
                     c.ec2
                         .run_instances()

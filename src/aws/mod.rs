@@ -79,8 +79,9 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     pub s3: aws_sdk_s3::Client,
     pub region: String,
-    /// The account the credentials resolve to, asked once (the etcd bucket's name has it).
-    pub account: std::sync::Arc<tokio::sync::OnceCell<String>>,
+    /// The account and caller the credentials resolve to, asked once (`up` stamps the caller,
+    /// the etcd bucket's name has the account).
+    pub identity: std::sync::Arc<tokio::sync::OnceCell<(String, String)>>,
     pub calls: CallCounter,
     /// The knobs the edge read from the environment.
     pub tuning: Tuning,
@@ -185,7 +186,7 @@ async fn build(
                 .build(),
         ),
         region: region.to_string(),
-        account: std::sync::Arc::default(),
+        identity: std::sync::Arc::default(),
         calls,
         tuning,
     }
@@ -197,31 +198,32 @@ impl Clients {
     /// # Errors
     /// When there are no usable credentials.
     pub async fn account(&self) -> Result<&str, AwsError> {
-        self.account
-            .get_or_try_init(|| async { whoami(self).await.map(|(account, _)| account) })
-            .await
-            .map(String::as_str)
+        whoami(self).await.map(|(account, _)| account.as_str())
     }
 }
 
-/// The account and caller the credentials resolve to.
+/// The account and caller the credentials resolve to (one GetCallerIdentity per run).
 ///
 /// # Errors
 /// When there are no usable credentials.
-pub async fn whoami(c: &Clients) -> Result<(String, String), AwsError> {
-    let out = c
-        .sts
-        .get_caller_identity()
-        .send()
+pub async fn whoami(c: &Clients) -> Result<&(String, String), AwsError> {
+    c.identity
+        .get_or_try_init(|| async {
+            let out = c
+                .sts
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(error::api(
+                    "checking the AWS credentials with",
+                    "sts:GetCallerIdentity",
+                ))?;
+            Ok((
+                out.account().unwrap_or_default().to_string(),
+                out.arn().unwrap_or_default().to_string(),
+            ))
+        })
         .await
-        .map_err(error::api(
-            "checking the AWS credentials with",
-            "sts:GetCallerIdentity",
-        ))?;
-    Ok((
-        out.account().unwrap_or_default().to_string(),
-        out.arn().unwrap_or_default().to_string(),
-    ))
 }
 
 /// EC2 tags from (key, value) pairs.

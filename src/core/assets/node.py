@@ -120,6 +120,8 @@ def s3(method, bucket, key, region, creds, body_file=None, out_file=None):
     headers = {"Host": host, "X-Amz-Date": amz_date, "X-Amz-Content-Sha256": digest.hexdigest()}
     if body_file:
         headers["Content-Length"] = str(size)
+        # Not urllib's default for a body (form-urlencoded), which a server may parse as a form.
+        headers["Content-Type"] = "application/octet-stream"
     if creds.get("Token"):
         headers["X-Amz-Security-Token"] = creds["Token"]
     headers["Authorization"] = _s3_authorization(method, host, path, headers, creds, region, amz_date, digest.hexdigest())
@@ -139,7 +141,7 @@ def s3(method, bucket, key, region, creds, body_file=None, out_file=None):
 
 def _s3_authorization(method, host, path, headers, creds, region, amz_date, payload_hash):
     """SigV4 for S3: the payload's hash is the x-amz-content-sha256 header's."""
-    names = sorted(k.lower() for k in headers if k.lower() != "content-length")
+    names = sorted(k.lower() for k in headers if k.lower() not in ("content-length", "content-type"))
     lower = {k.lower(): str(v).strip() for k, v in headers.items()}
     signed = ";".join(names)
     canonical = "\n".join([method, path, "", "".join(f"{n}:{lower[n]}\n" for n in names), signed, payload_hash])

@@ -467,3 +467,21 @@ fn a_lost_control_plane_restores_the_snapshot_before_kubeadm_init() {
     assert!(backup.contains(&format!("BUCKET=\"{BUCKET}\"")));
     assert!(backup.contains("s3-put \"${BUCKET}\" \"etcd/${STAMP}.tar.gz\""));
 }
+
+/// The snapshots' S3 signer reproduces the SigV4 documentation's S3 example (GET Object, with
+/// a Range header and the empty payload's hash).
+#[test]
+fn snapshot_transfers_sign_like_s3() {
+    let out = crate::core::cloudinit::run_fetch_script_python(
+        r#"
+creds = {"AccessKeyId": "AKIAIOSFODNN7EXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
+empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+h = {"Host": "examplebucket.s3.amazonaws.com", "Range": "bytes=0-9", "x-amz-content-sha256": empty, "x-amz-date": "20130524T000000Z"}
+print(m._s3_authorization("GET", "examplebucket.s3.amazonaws.com", "/test.txt", h, creds, "us-east-1", "20130524T000000Z", empty))
+"#,
+    );
+    assert_eq!(
+        out.trim(),
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+    );
+}

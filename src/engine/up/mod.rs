@@ -109,7 +109,7 @@ pub async fn up(
     // before any change is made.
     let who = tokio::spawn({
         let c = c.clone();
-        async move { aws::whoami(&c).await }
+        async move { aws::whoami(&c).await.cloned() }
     });
     let acquire = super::lock::acquire(
         &c,

@@ -1,0 +1,154 @@
+//! Crash-resume of a restore: a kubeadm cluster whose control plane is lost, with a snapshot in
+//! its bucket, and the `up` that restores it killed (SIGKILL) at seeded moments, against the
+//! emulator's shortened latency profile. Each time the next `up` finishes with exactly one new
+//! control plane ever launched (no double restore), restoring the newest snapshot, the workers
+//! untouched; a third `up` changes nothing and `down` leaves nothing, bucket included.
+//!
+//! `PROVISION_CRASH_POINTS` (default 20, of which this test takes a fifth) and
+//! `PROVISION_CRASH_SEED` (default 1) set how many moments and which.
+
+mod common;
+
+use std::time::Instant;
+
+use common::crash::{Moment, PROFILE, env_u64, kill_at, moments, nothing_left, run};
+use common::{Cluster, OwnEmulator, tagged, terminate_the_control_plane, user_data};
+use provision::core::kinds::instances::ObsInstance;
+
+const SNAPSHOT: &str = "etcd/20261205T201500Z.tar.gz";
+
+/// A cluster with one worker and a snapshot, its control plane lost: (cluster, the lost control
+/// plane, the worker).
+async fn lost(emu: &OwnEmulator, i: usize) -> Result<(Cluster, String, String), String> {
+    let cl = Cluster::new(&format!("crash-e{i}"), 1, "");
+    let up = tokio::task::block_in_place(|| {
+        run(emu, &cl, &["up", "-f", cl.spec_arg(), "--wait", "running"])
+    });
+    if !up.ok() {
+        return Err(format!("the first up failed:\n{}", up.stderr));
+    }
+    let c = emu.sdk().await;
+    let bucket =
+        provision::core::tags::backup_bucket_name(&cl.name, common::REGION, "123456789012");
+    c.s3.put_object()
+        .bucket(&bucket)
+        .key(SNAPSHOT)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"snapshot"))
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let worker = Box::pin(tagged(&c, &cl.name))
+        .await
+        .instances
+        .iter()
+        .find(|i| i.is_live() && i.logical.as_deref() == Some("workers-0"))
+        .map(|i| i.id.clone())
+        .ok_or("no worker")?;
+    let master = terminate_the_control_plane(&c, &cl.name).await;
+    Ok((cl, master, worker))
+}
+
+/// One control plane launched since the loss, live, restoring the snapshot; the worker kept.
+async fn restored(emu: &OwnEmulator, cl: &Cluster, lost: &str, worker: &str) -> Result<(), String> {
+    let c = emu.sdk().await;
+    let all = Box::pin(tagged(&c, &cl.name)).await.instances;
+    let new: Vec<&ObsInstance> = all
+        .iter()
+        .filter(|i| i.logical.as_deref() == Some("master") && i.id != lost)
+        .collect();
+    if new.len() != 1 || !new[0].is_live() {
+        return Err(format!("control planes launched since the loss: {new:?}"));
+    }
+    if new[0].private_ip.as_deref() != Some("10.40.0.10") {
+        return Err(format!(
+            "the new control plane is at {:?}",
+            new[0].private_ip
+        ));
+    }
+    if !user_data(&c, &new[0].id).await.contains(SNAPSHOT) {
+        return Err("the new control plane does not restore the snapshot".into());
+    }
+    let workers: Vec<&ObsInstance> = all
+        .iter()
+        .filter(|i| i.logical.as_deref() == Some("workers-0"))
+        .collect();
+    if workers.len() != 1 || workers[0].id != worker || !workers[0].is_live() {
+        return Err(format!("the worker did not stay: {workers:?}"));
+    }
+    Ok(())
+}
+
+async fn point(emu: &OwnEmulator, i: usize, at: Moment) -> Result<(), String> {
+    let (cl, lost_id, worker) = Box::pin(lost(emu, i)).await?;
+    let finished = tokio::task::block_in_place(|| kill_at(emu, &cl, at));
+    let args = ["up", "-f", cl.spec_arg(), "--wait", "running"];
+    let again = tokio::task::block_in_place(|| run(emu, &cl, &args));
+    if !again.ok() {
+        return Err(format!("resumed up failed:\n{}", again.stderr));
+    }
+    Box::pin(restored(emu, &cl, &lost_id, &worker))
+        .await
+        .map_err(|e| {
+            let how = if finished {
+                "had finished"
+            } else {
+                "was killed"
+            };
+            format!("after the resumed up (the killed run {how}): {e}")
+        })?;
+    let third = tokio::task::block_in_place(|| run(emu, &cl, &args));
+    if !third.ok() || !third.mutating_calls().is_empty() {
+        return Err(format!(
+            "a third up changed something: {:?}\n{}",
+            third.mutating_calls(),
+            third.stderr
+        ));
+    }
+    let down = tokio::task::block_in_place(|| run(emu, &cl, &["down", "-f", cl.spec_arg()]));
+    if !down.ok() {
+        return Err(format!("down failed:\n{}", down.stderr));
+    }
+    Box::pin(nothing_left(emu, &cl.name)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_killed_at_random_moments_resumes_with_one_new_control_plane() {
+    let emu = OwnEmulator::start(PROFILE);
+    let points = env_u64("PROVISION_CRASH_POINTS", 20).div_ceil(5);
+    let seed = env_u64("PROVISION_CRASH_SEED", 1);
+    // The reference: one uninterrupted restore, its duration and its resource events.
+    let (reference, lost_id, worker) = Box::pin(lost(&emu, 0)).await.unwrap();
+    let t0 = Instant::now();
+    let up =
+        tokio::task::block_in_place(|| run(&emu, &reference, &["up", "-f", reference.spec_arg()]));
+    let full = t0.elapsed();
+    assert!(up.ok(), "reference restore failed:\n{}", up.stderr);
+    Box::pin(restored(&emu, &reference, &lost_id, &worker))
+        .await
+        .unwrap();
+    let events = up
+        .events
+        .iter()
+        .filter(|e| e["event"] == "resource")
+        .count();
+    assert!(
+        tokio::task::block_in_place(|| run(
+            &emu,
+            &reference,
+            &["down", "-f", reference.spec_arg()]
+        ))
+        .ok()
+    );
+
+    let mut failures = Vec::new();
+    for (i, at) in (1u64..).zip(moments(seed, points, full, events)) {
+        #[allow(clippy::cast_possible_truncation)]
+        if let Err(e) = Box::pin(point(&emu, i as usize, at)).await {
+            failures.push(format!(
+                "seed {seed}, point {i}: killed {at:?} (a full restore: {} ms, {events} resource events): {e}",
+                full.as_millis()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
