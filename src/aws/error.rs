@@ -65,6 +65,8 @@ pub enum Code {
     NoSuchPublicAccessBlockConfiguration,
     ServerSideEncryptionConfigurationNotFound,
     NoSuchTagSet,
+    /// SSM's: an instance Run Command does not know (yet).
+    SsmInvalidInstanceId,
     /// A code provision does not act on.
     Other(Box<str>),
 }
@@ -139,6 +141,7 @@ codes! {
     NoSuchPublicAccessBlockConfiguration = "NoSuchPublicAccessBlockConfiguration",
     ServerSideEncryptionConfigurationNotFound = "ServerSideEncryptionConfigurationNotFoundError",
     NoSuchTagSet = "NoSuchTagSet",
+    SsmInvalidInstanceId = "InvalidInstanceId",
 }
 
 impl std::fmt::Display for Code {

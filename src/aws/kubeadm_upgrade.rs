@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 
-use super::error::api;
+use super::error::{Code, api};
 use super::kind::{Apply, Cx, Scope, Tx};
 use super::poll::{Seen, until};
 use super::{AwsError, Clients};
@@ -123,21 +123,29 @@ async fn agent_online(cx: &Cx<'_>, instance: &str) -> Result<(), AwsError> {
 
 /// SendCommand of the script; its command id.
 async fn send(cx: &Cx<'_>, instance: &str, to: &str, script: &str) -> Result<String, AwsError> {
-    let out =
-        cx.c.ssm
-            .send_command()
-            .document_name("AWS-RunShellScript")
-            .instance_ids(instance)
-            .comment(format!("provision {}: control plane to {to}", cx.spec.name))
-            .timeout_seconds(DELIVERY_TIMEOUT_SECS)
-            .parameters(
-                "commands",
-                vec![crate::core::cloudinit::run_command(script)],
-            )
-            .parameters("executionTimeout", vec![EXECUTION_TIMEOUT_SECS.to_string()])
-            .send()
-            .await
-            .map_err(api("sending the upgrade command to", instance))?;
+    // Run Command may not know an agent that DescribeInstanceInformation just reported Online
+    // (SSM's eventual consistency): InvalidInstanceId is asked again for a minute.
+    let out = super::retry::retry(
+        super::retry::Backoff::EVENTUAL,
+        |e| *e.code() == Code::SsmInvalidInstanceId,
+        || async {
+            cx.c.ssm
+                .send_command()
+                .document_name("AWS-RunShellScript")
+                .instance_ids(instance)
+                .comment(format!("provision {}: control plane to {to}", cx.spec.name))
+                .timeout_seconds(DELIVERY_TIMEOUT_SECS)
+                .parameters(
+                    "commands",
+                    vec![crate::core::cloudinit::run_command(script)],
+                )
+                .parameters("executionTimeout", vec![EXECUTION_TIMEOUT_SECS.to_string()])
+                .send()
+                .await
+                .map_err(api("sending the upgrade command to", instance))
+        },
+    )
+    .await?;
     out.command()
         .and_then(|c| c.command_id())
         .map(str::to_string)

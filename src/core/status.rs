@@ -92,6 +92,46 @@ fn instance_detail(
     d.join(", ")
 }
 
+/// The snapshots' line, and a problem when a control plane that has run for an hour has none,
+/// or none for a day (the longest interval).
+fn backups(
+    b: &super::kinds::backup_bucket::ObsBucket,
+    obs: &Observed,
+    now: i64,
+) -> (String, Option<String>) {
+    const HOUR: i64 = 3600;
+    let newest = b.newest();
+    let detail = match newest {
+        Some(n) => format!(
+            "{} snapshot(s), the newest of {} ({} ago)",
+            b.snapshots.len(),
+            n.time(),
+            super::stamp::format_duration(now - n.at)
+        ),
+        None => "no etcd snapshot yet".to_string(),
+    };
+    let running_since = obs
+        .instances
+        .iter()
+        .filter(|i| i.state == "running" && i.logical.as_deref() == Some(super::graph::MASTER))
+        .filter_map(|i| i.launched_at)
+        .min();
+    let problem = match (running_since, newest) {
+        (Some(t), None) if now - t > HOUR => Some(format!(
+            "no etcd snapshot in s3://{} although the control plane has run for {}: check its provision-etcd-backup timer (aws ssm start-session)",
+            b.name,
+            super::stamp::format_duration(now - t)
+        )),
+        (Some(t), Some(n)) if now - t > 24 * HOUR && now - n.at > 24 * HOUR => Some(format!(
+            "the newest etcd snapshot in s3://{} is {} old: check the control plane's provision-etcd-backup timer",
+            b.name,
+            super::stamp::format_duration(now - n.at)
+        )),
+        _ => None,
+    };
+    (detail, problem)
+}
+
 /// The cluster's status from what was seen.
 pub fn status(s: &Seen<'_>) -> Status {
     let obs = s.obs;
@@ -190,6 +230,13 @@ pub fn status(s: &Seen<'_>) -> Status {
                             problems.push(format!("node group {} is {}", g.name, g.status));
                         }
                         part.detail = Some(detail);
+                    }
+                }
+                Kind::BackupBucket => {
+                    if let Some(b) = obs.bucket.as_ref() {
+                        let (detail, problem) = backups(b, obs, s.now);
+                        part.detail = Some(detail);
+                        problems.extend(problem);
                     }
                 }
                 _ => {}
@@ -366,6 +413,67 @@ mod tests {
         ] {
             assert!(all.contains(want), "no {want} in {all}");
         }
+    }
+
+    #[test]
+    fn etcd_snapshots_are_shown_and_their_absence_is_a_problem_after_an_hour() {
+        use crate::core::kinds::backup_bucket::{ObsBucket, Snapshot};
+        const DAY: i64 = 86_400;
+        let now = 10 * DAY;
+        let mut master = instance("i-1", "master", "running");
+        let mut obs = Observed {
+            bucket: Some(ObsBucket {
+                name: "provision-c-use1-1".into(),
+                owned: true,
+                ..ObsBucket::default()
+            }),
+            ..Observed::default()
+        };
+        let problems = |obs: &Observed| {
+            let (checks, reports) = (BTreeMap::new(), BTreeMap::new());
+            let mut s = seen(obs, &checks, &reports);
+            s.now = now;
+            let st = status(&s);
+            let part = st.parts.iter().find(|p| p.kind == "s3-bucket").cloned();
+            (
+                part.and_then(|p| p.detail).unwrap_or_default(),
+                st.problems.join("\n"),
+            )
+        };
+        // A control plane 10 minutes old: none yet, no problem.
+        master.launched_at = Some(now - 600);
+        obs.instances = vec![master.clone()];
+        let (detail, said) = problems(&obs);
+        assert_eq!(detail, "no etcd snapshot yet");
+        assert!(!said.contains("snapshot"), "{said}");
+        // Two hours: a problem.
+        obs.instances[0].launched_at = Some(now - 7200);
+        assert!(
+            problems(&obs)
+                .1
+                .contains("no etcd snapshot in s3://provision-c-use1-1")
+        );
+        // A snapshot 15 minutes old: shown, healthy.
+        obs.bucket.as_mut().unwrap().snapshots.push(Snapshot {
+            key: "etcd/20261205T201500Z.tar.gz".into(),
+            at: now - 900,
+            bytes: 1,
+        });
+        let (detail, said) = problems(&obs);
+        assert!(
+            detail.starts_with("1 snapshot(s), the newest of"),
+            "{detail}"
+        );
+        assert!(detail.ends_with("(15m ago)"), "{detail}");
+        assert!(!said.contains("snapshot"), "{said}");
+        // Two days old, on a control plane that has run for three: a problem.
+        obs.bucket.as_mut().unwrap().snapshots[0].at = now - 2 * DAY;
+        obs.instances[0].launched_at = Some(now - 3 * DAY);
+        assert!(
+            problems(&obs)
+                .1
+                .contains("the newest etcd snapshot in s3://provision-c-use1-1 is 2d old")
+        );
     }
 
     #[test]

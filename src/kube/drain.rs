@@ -97,10 +97,20 @@ pub async fn drain(
     > = Default::default();
     let retry = tuning.scaled(EVICT_RETRY);
     let drained = until(tuning, GONE_POLL, max, &what, "drained", || async {
-        let list = pods
+        let list = match pods
             .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
             .await
-            .map_err(|e| api_error("listing the pods of", node, &e))?;
+        {
+            Ok(list) => list,
+            // Asked again at the next poll, until the deadline.
+            Err(e) if is_transient(&e) => {
+                return Ok(Seen::Pending(format!(
+                    "the pods could not be listed: {}",
+                    message(&e)
+                )));
+            }
+            Err(e) => return Err(api_error("listing the pods of", node, &e)),
+        };
         let mut staying = Vec::new();
         for p in list.items.iter().filter(|p| must_leave(p)) {
             let (ns, name) = (
@@ -125,7 +135,9 @@ pub async fn drain(
             match evict(client, &ns, &name).await {
                 Ok(()) => staying.push(format!("{pod} (evicted, terminating)")),
                 Err(e) if is_status(&e, 404) => {}
-                Err(e) if is_status(&e, 429) => {
+                // A PodDisruptionBudget's refusal, or the API server's own trouble: asked
+                // again after EVICT_RETRY, until the deadline.
+                Err(e) if is_transient(&e) => {
                     let why = message(&e);
                     staying.push(format!("{pod} ({why})"));
                     refused
@@ -218,6 +230,16 @@ fn internal_ip(n: &Node) -> Option<String> {
         .map(|a| a.address.clone())
 }
 
+/// An answer worth asking again within the drain's deadline: a refusal (429), the API
+/// server's own trouble (5xx), or no answer at all.
+fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
 fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
@@ -261,5 +283,30 @@ mod tests {
         assert!(!must_leave(&daemon));
         assert!(!must_leave(&mirror));
         assert!(!must_leave(&done));
+    }
+}
+
+#[cfg(test)]
+mod transient {
+    use super::is_transient;
+
+    fn api(code: u16) -> kube::Error {
+        let mut s = kube::core::Status::failure("m", "r");
+        s.code = code;
+        kube::Error::Api(Box::new(s))
+    }
+
+    #[test]
+    fn refusals_and_server_trouble_are_asked_again_and_the_rest_is_not() {
+        for code in [429, 500, 503, 504] {
+            assert!(is_transient(&api(code)), "{code}");
+        }
+        for code in [400, 403, 404, 409, 422] {
+            assert!(!is_transient(&api(code)), "{code}");
+        }
+        assert!(is_transient(&kube::Error::Service(
+            "connection reset".into()
+        )));
+        assert!(!is_transient(&kube::Error::LinesCodecMaxLineLengthExceeded));
     }
 }
