@@ -51,12 +51,20 @@ impl Apply for BackupBucket {
                 ..ObsBucket::default()
             }));
         }
-        let (days, public_blocked, encrypted, snapshots) = tokio::try_join!(
-            lifecycle_days(c, &name),
-            public_blocked(c, &name),
-            encrypted(c, &name),
-            snapshots(c, &name),
-        )?;
+        // Its settings only for a plan (`down`, `status` and `plan --destroy` need the
+        // snapshots alone).
+        let settings = async {
+            if scope.kinds.is_none() {
+                return Ok((None, true, true));
+            }
+            tokio::try_join!(
+                lifecycle_days(c, &name),
+                public_blocked(c, &name),
+                encrypted(c, &name)
+            )
+        };
+        let ((days, public_blocked, encrypted), snapshots) =
+            tokio::try_join!(settings, snapshots(c, &name))?;
         Ok(Some(ObsBucket {
             name,
             owned,
