@@ -57,15 +57,17 @@ def _hmac(key, msg):
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
-def authorization(method, host, path, query, headers, body, creds, region, service, amz_date):
-    """SigV4 Authorization header for a request whose headers include host and x-amz-date."""
-    names = sorted(k.lower() for k in headers)
+def authorization(method, host, path, query, headers, body, creds, region, service, amz_date, payload_hash=None, unsigned=()):
+    """SigV4 Authorization header for a request whose headers include host and x-amz-date;
+    `payload_hash` for a body sent from a file (S3's x-amz-content-sha256), `unsigned` the
+    headers left out of the signature."""
+    names = sorted(k.lower() for k in headers if k.lower() not in unsigned)
     lower = {k.lower(): str(v).strip() for k, v in headers.items()}
     signed = ";".join(names)
     canonical = "\n".join([
         method, path, query,
         "".join(f"{n}:{lower[n]}\n" for n in names),
-        signed, hashlib.sha256(body).hexdigest(),
+        signed, payload_hash or hashlib.sha256(body).hexdigest(),
     ])
     date = amz_date[:8]
     scope = f"{date}/{region}/{service}/aws4_request"
@@ -124,7 +126,8 @@ def s3(method, bucket, key, region, creds, body_file=None, out_file=None):
         headers["Content-Type"] = "application/octet-stream"
     if creds.get("Token"):
         headers["X-Amz-Security-Token"] = creds["Token"]
-    headers["Authorization"] = _s3_authorization(method, host, path, headers, creds, region, amz_date, digest.hexdigest())
+    headers["Authorization"] = authorization(method, host, path, "", headers, b"", creds, region, "s3", amz_date,
+                                             payload_hash=digest.hexdigest(), unsigned=("content-length", "content-type"))
     if body_file:
         with open(body_file, "rb") as f:
             req = urllib.request.Request(url, data=f, headers=headers, method=method)
@@ -139,50 +142,49 @@ def s3(method, bucket, key, region, creds, body_file=None, out_file=None):
                 f.write(chunk)
 
 
-def _s3_authorization(method, host, path, headers, creds, region, amz_date, payload_hash):
-    """SigV4 for S3: the payload's hash is the x-amz-content-sha256 header's."""
-    names = sorted(k.lower() for k in headers if k.lower() not in ("content-length", "content-type"))
-    lower = {k.lower(): str(v).strip() for k, v in headers.items()}
-    signed = ";".join(names)
-    canonical = "\n".join([method, path, "", "".join(f"{n}:{lower[n]}\n" for n in names), signed, payload_hash])
-    date = amz_date[:8]
-    scope = f"{date}/{region}/s3/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key = _hmac(("AWS4" + creds["SecretAccessKey"]).encode(), date)
-    for part in (region, "s3", "aws4_request"):
-        key = _hmac(key, part)
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return f"AWS4-HMAC-SHA256 Credential={creds['AccessKeyId']}/{scope}, SignedHeaders={signed}, Signature={signature}"
-
-
 def snapshot(verb, bucket, key, path):
     """`s3-put` / `s3-get`: an etcd snapshot to or from the cluster's bucket, with the role's
     credentials; retried like the CA's fetch (a new control plane's access takes a while to
-    apply), up to PROVISION_FETCH_DEADLINE_SECONDS."""
+    apply), up to PROVISION_S3_DEADLINE_SECONDS (an hour)."""
+    def transfer(region, creds):
+        if verb == "s3-put":
+            s3("PUT", bucket, key, region, creds, body_file=path)
+        else:
+            s3("GET", bucket, key, region, creds, out_file=path)
+
+    deadline = float(os.environ.get("PROVISION_S3_DEADLINE_SECONDS", "3600"))
+    return retried(transfer, f"{verb[3:]} s3://{bucket}/{key}", deadline)
+
+
+def retried(action, what, deadline_seconds):
+    """Runs action(region, credentials) with the role's IMDSv2 credentials until it works,
+    every failure retried with backoff capped at a minute, up to deadline_seconds: 0 when it
+    worked, else 1 with the last failure said (its status and AWS error type only, never the
+    body of an answer)."""
     last = ""
     delay = float(os.environ.get("PROVISION_FETCH_RETRY_SECONDS", "10"))
-    deadline = time.monotonic() + float(os.environ.get("PROVISION_S3_DEADLINE_SECONDS", "3600"))
+    deadline = time.monotonic() + deadline_seconds
+    attempt = 0
     while True:
+        attempt += 1
         try:
             token = imds("api/token", method="PUT")
             region = imds("meta-data/placement/region", token)
             role = imds("meta-data/iam/security-credentials/", token).split("\n")[0]
             creds = json.loads(imds("meta-data/iam/security-credentials/" + role, token))
-            if verb == "s3-put":
-                s3("PUT", bucket, key, region, creds, body_file=path)
-            else:
-                s3("GET", bucket, key, region, creds, out_file=path)
+            action(region, creds)
             return 0
         except urllib.error.HTTPError as e:
-            last = f"HTTP {e.code}"
+            last = f"HTTP {e.code} {e.headers.get('x-amzn-ErrorType', '')}".strip()
         except (urllib.error.URLError, OSError, KeyError, ValueError) as e:
             last = type(e).__name__
         if time.monotonic() + delay > deadline:
             break
-        print(f"provision: {verb} s3://{bucket}/{key}: {last}; retrying", file=sys.stderr)
+        if attempt % 10 == 0:
+            print(f"provision: still waiting to {what}: {last}", file=sys.stderr)
         time.sleep(delay)
         delay = min(delay * 1.5, 60.0)
-    print(f"provision: could not {verb[3:]} s3://{bucket}/{key}: {last}", file=sys.stderr)
+    print(f"provision: could not {what}: {last}", file=sys.stderr)
     return 1
 
 
@@ -324,40 +326,18 @@ def main():
     # env file (the control plane reads the log shipper's password this way).
     if len(sys.argv) == 3:
         PARAMETER, OUTPUT = sys.argv[1], sys.argv[2]
-    last = ""
-    delay = float(os.environ.get("PROVISION_FETCH_RETRY_SECONDS", "10"))
-    deadline = time.monotonic() + float(os.environ.get("PROVISION_FETCH_DEADLINE_SECONDS", str(24 * 3600)))
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            token = imds("api/token", method="PUT")
-            region = imds("meta-data/placement/region", token)
-            role = imds("meta-data/iam/security-credentials/", token).split("\n")[0]
-            creds = json.loads(imds("meta-data/iam/security-credentials/" + role, token))
-            secret = json.loads(get_parameter(region, creds))
-            if not OUTPUT.startswith("__"):
-                lines = [f"{k}={shlex.quote(v)}\n" for k, v in sorted(secret.items()) if isinstance(v, str)]
-                os.makedirs(os.path.dirname(OUTPUT), mode=0o755, exist_ok=True)
-                write(OUTPUT, "".join(lines), 0o600)
-                return 0
-            os.makedirs(PKI, mode=0o755, exist_ok=True)
-            write(os.path.join(PKI, "ca.crt"), secret["ca_cert_pem"], 0o644)
-            write(os.path.join(PKI, "ca.key"), secret["ca_key_pem"], 0o600)
-            return 0
-        except urllib.error.HTTPError as e:
-            # The status and AWS error type only: never the body of a successful answer.
-            last = f"HTTP {e.code} {e.headers.get('x-amzn-ErrorType', '')}"
-        except (urllib.error.URLError, OSError, KeyError, ValueError) as e:
-            last = type(e).__name__
-        if time.monotonic() + delay > deadline:
-            break
-        if attempt % 10 == 0:
-            print(f"provision: still waiting to read {PARAMETER}: {last}", file=sys.stderr)
-        time.sleep(delay)
-        delay = min(delay * 1.5, 60.0)
-    print(f"provision: could not read {PARAMETER}: {last}", file=sys.stderr)
-    return 1
+    def fetch(region, creds):
+        secret = json.loads(get_parameter(region, creds))
+        if not OUTPUT.startswith("__"):
+            lines = [f"{k}={shlex.quote(v)}\n" for k, v in sorted(secret.items()) if isinstance(v, str)]
+            os.makedirs(os.path.dirname(OUTPUT), mode=0o755, exist_ok=True)
+            write(OUTPUT, "".join(lines), 0o600)
+            return
+        os.makedirs(PKI, mode=0o755, exist_ok=True)
+        write(os.path.join(PKI, "ca.crt"), secret["ca_cert_pem"], 0o644)
+        write(os.path.join(PKI, "ca.key"), secret["ca_key_pem"], 0o600)
+
+    return retried(fetch, f"read {PARAMETER}", float(os.environ.get("PROVISION_FETCH_DEADLINE_SECONDS", str(24 * 3600))))
 
 
 if __name__ == "__main__":

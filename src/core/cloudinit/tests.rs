@@ -477,7 +477,7 @@ fn snapshot_transfers_sign_like_s3() {
 creds = {"AccessKeyId": "AKIAIOSFODNN7EXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
 empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 h = {"Host": "examplebucket.s3.amazonaws.com", "Range": "bytes=0-9", "x-amz-content-sha256": empty, "x-amz-date": "20130524T000000Z"}
-print(m._s3_authorization("GET", "examplebucket.s3.amazonaws.com", "/test.txt", h, creds, "us-east-1", "20130524T000000Z", empty))
+print(m.authorization("GET", "examplebucket.s3.amazonaws.com", "/test.txt", "", h, b"", creds, "us-east-1", "s3", "20130524T000000Z", payload_hash=empty))
 "#,
     );
     assert_eq!(
