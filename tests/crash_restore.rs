@@ -11,7 +11,9 @@ mod common;
 
 use std::time::Instant;
 
-use common::crash::{Moment, PROFILE, env_u64, kill_at, moments, nothing_left, run};
+use common::crash::{
+    Moment, PROFILE, each_moment, env_u64, kill_at, nothing_left, resource_events, run,
+};
 use common::{Cluster, OwnEmulator, tagged, terminate_the_control_plane, user_data};
 use provision::core::kinds::instances::ObsInstance;
 
@@ -126,11 +128,7 @@ async fn a_restore_killed_at_random_moments_resumes_with_one_new_control_plane()
     Box::pin(restored(&emu, &reference, &lost_id, &worker))
         .await
         .unwrap();
-    let events = up
-        .events
-        .iter()
-        .filter(|e| e["event"] == "resource")
-        .count();
+    let events = resource_events(&up);
     assert!(
         tokio::task::block_in_place(|| run(
             &emu,
@@ -140,15 +138,12 @@ async fn a_restore_killed_at_random_moments_resumes_with_one_new_control_plane()
         .ok()
     );
 
-    let mut failures = Vec::new();
-    for (i, at) in (1u64..).zip(moments(seed, points, full, events)) {
-        #[allow(clippy::cast_possible_truncation)]
-        if let Err(e) = Box::pin(point(&emu, i as usize, at)).await {
-            failures.push(format!(
-                "seed {seed}, point {i}: killed {at:?} (a full restore: {} ms, {events} resource events): {e}",
-                full.as_millis()
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let emu = &emu;
+    each_moment(
+        seed,
+        points,
+        ("restore", full, events),
+        |i, at| async move { point(emu, i, at).await.map(|()| false) },
+    )
+    .await;
 }

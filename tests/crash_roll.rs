@@ -12,7 +12,9 @@ mod common;
 
 use std::time::Instant;
 
-use common::crash::{Moment, PROFILE, env_u64, kill_run_at, moments, nothing_left, run};
+use common::crash::{
+    Moment, PROFILE, each_moment, env_u64, kill_run_at, nothing_left, resource_events, run,
+};
 use common::{Cluster, OwnEmulator, kube_stand_in_for, node_name, tagged};
 use provision::core::kinds::instances::ObsInstance;
 
@@ -191,11 +193,7 @@ async fn a_rolling_replacement_killed_at_random_moments_resumes_without_doubles_
     Box::pin(rolled(&emu, &reference, &old, &drained))
         .await
         .unwrap();
-    let events = up
-        .events
-        .iter()
-        .filter(|e| e["event"] == "resource")
-        .count();
+    let events = resource_events(&up);
     assert!(
         tokio::task::block_in_place(|| run(
             &emu,
@@ -205,19 +203,10 @@ async fn a_rolling_replacement_killed_at_random_moments_resumes_without_doubles_
         .ok()
     );
 
-    let mut failures = Vec::new();
-    let mut halves = 0;
-    for (i, at) in (1u64..).zip(moments(seed, points, full, events)) {
-        #[allow(clippy::cast_possible_truncation)]
-        match Box::pin(point(&emu, i as usize, at)).await {
-            Ok(half) => halves += u64::from(half),
-            Err(e) => failures.push(format!(
-                "seed {seed}, point {i}: killed {at:?} (a full replacement: {} ms, {events} resource events): {e}",
-                full.as_millis()
-            )),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let halves = each_moment(seed, points, ("replacement", full, events), |i, at| {
+        point(&emu, i, at)
+    })
+    .await;
     assert!(
         points < 5 || halves * 4 >= points,
         "only {halves} of {points} kills left old and new nodes side by side: the moments miss the replacement"

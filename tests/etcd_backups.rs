@@ -131,6 +131,37 @@ async fn up_makes_a_private_encrypted_expiring_bucket_only_the_control_plane_wri
         !doc.contains("provision-etcd-restore"),
         "nothing to restore"
     );
+    assert_eq!(m.backup_interval.as_deref(), Some("1800"), "as launched");
+    // A control plane of an earlier release (no such tag): plan says it saves nothing.
+    let interval = |value: Option<&str>| {
+        aws_sdk_ec2::types::Tag::builder()
+            .key("provision:etcd-backup-interval")
+            .set_value(value.map(str::to_string))
+            .build()
+    };
+    c.ec2
+        .delete_tags()
+        .resources(&m.id)
+        .tags(interval(None))
+        .send()
+        .await
+        .unwrap();
+    let earlier = cl.run(&["plan", "-f", cl.spec_arg()]);
+    assert!(earlier.ok(), "{}", earlier.stderr);
+    assert!(
+        earlier.summary()["plan"]
+            .to_string()
+            .contains("was launched before etcd snapshots and saves none"),
+        "{}",
+        earlier.summary()
+    );
+    c.ec2
+        .create_tags()
+        .resources(&m.id)
+        .tags(interval(Some("1800")))
+        .send()
+        .await
+        .unwrap();
     let role = provision::core::tags::node_role_name(&cl.name, common::REGION);
     let doc_of = |text: String| -> serde_json::Value {
         serde_json::from_str(&common::url_decode(&text)).unwrap()

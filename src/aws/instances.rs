@@ -259,6 +259,8 @@ pub(crate) fn observed(i: &aws_sdk_ec2::types::Instance) -> ObsInstance {
             .map(str::to_string),
         instance_type: i.instance_type().map(|t| t.as_str().to_string()),
         launched_at: i.launch_time().map(aws_smithy_types::DateTime::secs),
+        backup_interval: super::tag_value(i.tags(), crate::core::stamp::BACKUP_INTERVAL_TAG)
+            .map(str::to_string),
     }
 }
 

@@ -15,6 +15,8 @@ pub const EXPIRES_AT_TAG: &str = "provision:expires-at";
 pub const VERSION_TAG: &str = "provision:kubernetes-version";
 /// What a worker was launched with, hashed (`kinds::worker_pool::launch_hash`).
 pub const LAUNCH_HASH_TAG: &str = "provision:launch-hash";
+/// On the kubeadm control plane: how often it saves etcd (seconds), as it was launched.
+pub const BACKUP_INTERVAL_TAG: &str = "provision:etcd-backup-interval";
 /// The worker pool an instance belongs to.
 pub const POOL_TAG: &str = "provision:pool";
 

@@ -193,3 +193,39 @@ pub fn moments(seed: u64, points: u64, full: Duration, events: usize) -> Vec<Mom
         })
         .collect()
 }
+
+/// The resource events of a run (where `Moment::Event` kills).
+pub fn resource_events(run: &Run) -> usize {
+    run.events
+        .iter()
+        .filter(|e| e["event"] == "resource")
+        .count()
+}
+
+/// Runs `point` at each of `points` moments from `seed` of a reference run of `what` (that took
+/// `full` and made `events` resource events), one after the other; the number of points that
+/// returned `Ok(true)`. Fails naming every point that failed.
+pub async fn each_moment<F, Fut>(
+    seed: u64,
+    points: u64,
+    (what, full, events): (&str, Duration, usize),
+    mut point: F,
+) -> u64
+where
+    F: FnMut(usize, Moment) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, String>>,
+{
+    let mut failures = Vec::new();
+    let mut hits = 0;
+    for (i, at) in (1usize..).zip(moments(seed, points, full, events)) {
+        match Box::pin(point(i, at)).await {
+            Ok(hit) => hits += u64::from(hit),
+            Err(e) => failures.push(format!(
+                "seed {seed}, point {i}: killed {at:?} (a full {what}: {} ms, {events} resource events): {e}",
+                full.as_millis()
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    hits
+}

@@ -89,6 +89,12 @@ pub(super) fn after_init(b: Option<&EtcdBackupInput<'_>>) -> String {
     }
 }
 
+/// crictl pointed at containerd (its list of default endpoints is deprecated).
+const CRICTL_FN: &str = r#"crictl() {
+  command crictl --runtime-endpoint unix:///run/containerd/containerd.sock "$@"
+}
+"#;
+
 fn backup_script(bucket: &str) -> String {
     format!(
         r#"#!/bin/bash
@@ -96,6 +102,7 @@ fn backup_script(bucket: &str) -> String {
 set -euo pipefail
 umask 077
 BUCKET="{bucket}"
+{crictl}
 # Inside etcd's data directory: the etcd container (which has etcdctl) writes there.
 WORK=/var/lib/etcd/provision-backup
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -118,6 +125,7 @@ echo "provision: saved s3://${{BUCKET}}/{prefix}${{STAMP}}{suffix}"
         prefix = crate::core::kinds::backup_bucket::SNAPSHOT_PREFIX,
         suffix = crate::core::kinds::backup_bucket::SNAPSHOT_SUFFIX,
         node = NODE_SCRIPT_PATH,
+        crictl = CRICTL_FN,
     )
 }
 
@@ -133,7 +141,7 @@ umask 077
 VERSION="$1"
 PRIVATE_IP="$2"
 WORK=/run/provision-restore
-{retry}
+{retry}{crictl}
 install -d -m 0700 "${{WORK}}"
 trap 'rm -rf "${{WORK}}"' EXIT
 python3 {node} s3-get "{bucket}" "{key}" "${{WORK}}/backup.tar.gz"
@@ -163,5 +171,6 @@ echo "provision: restored etcd from s3://{bucket}/{key}"
 "#,
         retry = super::RETRY_FN,
         node = NODE_SCRIPT_PATH,
+        crictl = CRICTL_FN,
     )
 }

@@ -27,7 +27,7 @@ use crate::core::kinds::kubeadm_upgrade::KubeadmUpgrade;
 use crate::core::kinds::security_group::SecurityGroup;
 use crate::core::kinds::worker_pool::{WorkerPool, launch_hash};
 use crate::core::spec::{Addon, ClusterSpec, KubeadmSpec, PoolSpec};
-use crate::core::stamp::{LAUNCH_HASH_TAG, POOL_TAG};
+use crate::core::stamp::{BACKUP_INTERVAL_TAG, LAUNCH_HASH_TAG, POOL_TAG};
 use crate::core::tags;
 use crate::core::userdata::{EtcdBackups, LogShipper, MasterDoc, UserData, WorkerDoc};
 
@@ -328,6 +328,11 @@ fn master(spec: &ClusterSpec, k: &KubeadmSpec, b: &mut Builder, net: &Net) {
         .first()
         .and_then(|c| c.host(MASTER_HOST))
         .map(|ip| ip.to_string());
+    // What the backup timer was launched with: its user data is read at boot only.
+    launch.tags = vec![(
+        BACKUP_INTERVAL_TAG.to_string(),
+        k.etcd_backup_interval.to_string(),
+    )];
     b.add(MASTER, Desired::Instances(launch), &deps);
 }
 

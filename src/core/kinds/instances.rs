@@ -74,6 +74,8 @@ pub struct ObsInstance {
     pub instance_type: Option<String>,
     /// Seconds since the epoch.
     pub launched_at: Option<i64>,
+    /// How often it saves etcd, as launched (its tag; the kubeadm control plane).
+    pub backup_interval: Option<String>,
 }
 
 impl ObsInstance {
@@ -185,16 +187,18 @@ impl Plan for Instances {
                 have,
             });
         }
-        let change = Change::update(&ids(&live), drifts);
+        let mut change = Change::update(&ids(&live), drifts);
         if have > self.count {
-            change.warn(format!(
+            change = change.warn(format!(
                 "{} more than the spec's {}; scale-in is not done by up",
                 have - self.count,
                 self.count
-            ))
-        } else {
-            change
+            ));
         }
+        if let Some(w) = self.backups_as_launched(&live) {
+            change = change.warn(w);
+        }
+        change
     }
 
     fn doomed(obs: &Observed) -> Vec<Doomed> {
@@ -221,6 +225,34 @@ impl Plan for Instances {
 }
 
 impl Instances {
+    /// What a control plane's snapshots are, when not what the spec says: its user data (the
+    /// backup timer) is read at boot only.
+    fn backups_as_launched(&self, live: &[&ObsInstance]) -> Option<String> {
+        let want = self
+            .tags
+            .iter()
+            .find(|(k, _)| k == crate::core::stamp::BACKUP_INTERVAL_TAG)?;
+        let secs = |s: &str| {
+            s.parse::<i64>()
+                .map_or_else(|_| s.to_string(), crate::core::stamp::format_duration)
+        };
+        let i = live.first()?;
+        match &i.backup_interval {
+            None => Some(format!(
+                "the control plane {} was launched before etcd snapshots and saves none (its user data is read at boot); one launched by this release saves them every {}",
+                i.id,
+                secs(&want.1)
+            )),
+            Some(have) if *have != want.1 => Some(format!(
+                "the control plane {} saves etcd every {} as launched; etcd_backup_interval = {} reaches a control plane launched from now on",
+                i.id,
+                secs(have),
+                secs(&want.1)
+            )),
+            Some(_) => None,
+        }
+    }
+
     /// Whether node `id` still has instances to launch.
     pub fn needs_launch(&self, id: &str, obs: &Observed) -> bool {
         (obs.live_instances(id).count() as u32) < self.count

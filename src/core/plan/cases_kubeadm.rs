@@ -10,6 +10,24 @@ use crate::core::kinds::instances::ObsInstance;
 
 pub(super) const KUBEADM_DAY2: &[Case] = &[
     Case {
+        what: "a control plane of an earlier release: no snapshots, said",
+        spec: demo,
+        change: |o| live(o, "master").for_each(|i| i.backup_interval = None),
+        id: "master",
+        action: Action::Warn,
+        says: "was launched before etcd snapshots and saves none",
+        also: &[],
+    },
+    Case {
+        what: "another backup interval: it reaches a new control plane only, said",
+        spec: demo,
+        change: |o| live(o, "master").for_each(|i| i.backup_interval = Some("3600".into())),
+        id: "master",
+        action: Action::Warn,
+        says: "saves etcd every 1h as launched; etcd_backup_interval = 15m reaches a control plane launched from now on",
+        also: &[],
+    },
+    Case {
         what: "the control plane lost, workers left, no snapshot",
         spec: demo,
         change: |o| live(o, "master").for_each(|i| i.state = "terminated".into()),

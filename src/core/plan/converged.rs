@@ -204,6 +204,12 @@ fn observe_node(
                     private_ip: Some(format!("10.0.0.{}", 10 + k)),
                     public_ip: Some(format!("203.0.113.{}", 10 + k)),
                     version: None,
+                    // The tags it was launched with (the control plane's backup interval).
+                    backup_interval: i
+                        .tags
+                        .iter()
+                        .find(|(t, _)| t == crate::core::stamp::BACKUP_INTERVAL_TAG)
+                        .map(|(_, v)| v.clone()),
                     ..Default::default()
                 })
             }
@@ -222,6 +228,7 @@ fn observe_node(
                         launch_hash: Some(p.launch_hash.clone()),
                         instance_type: Some(p.instance_type.clone()),
                         launched_at: Some(NOW - 3600 + i64::from(k)),
+                        backup_interval: None,
                     })
                 }
             }
