@@ -27,8 +27,16 @@ impl Apply for BackupBucket {
         if !scope.wants(Kind::BackupBucket) || !scope.kubeadm() {
             return Ok(None);
         }
-        let name = tags::backup_bucket_name(scope.cluster, &c.region, c.account().await?);
-        let tagging = c.s3.get_bucket_tagging().bucket(&name).send().await;
+        let account = c.account().await?;
+        let name = tags::backup_bucket_name(scope.cluster, &c.region, account);
+        // Every call names the account the bucket must be in: one of this name in another
+        // account answers AccessDenied, and is not ours.
+        let tagging =
+            c.s3.get_bucket_tagging()
+                .bucket(&name)
+                .expected_bucket_owner(account)
+                .send()
+                .await;
         let owner = match tagging {
             Ok(t) => t
                 .tag_set()
@@ -39,7 +47,7 @@ impl Apply for BackupBucket {
                 let e = api("reading the tags of S3 bucket", &name)(e);
                 match e.code() {
                     Code::NoSuchBucket => return Ok(None),
-                    Code::NoSuchTagSet => None,
+                    Code::NoSuchTagSet | Code::AccessDenied => None,
                     _ => return Err(e),
                 }
             }
@@ -58,13 +66,15 @@ impl Apply for BackupBucket {
                 return Ok((None, true, true));
             }
             tokio::try_join!(
-                lifecycle_days(c, &name),
-                public_blocked(c, &name),
-                encrypted(c, &name)
+                lifecycle_days(c, &name, account),
+                public_blocked(c, &name, account),
+                encrypted(c, &name, account)
             )
         };
-        let ((days, public_blocked, encrypted), snapshots) =
-            tokio::try_join!(settings, snapshots(c, &name))?;
+        let ((days, public_blocked, encrypted), snapshots) = tokio::try_join!(
+            settings,
+            snapshots_under(c, &name, account, SNAPSHOT_PREFIX)
+        )?;
         Ok(Some(ObsBucket {
             name,
             owned,
@@ -83,7 +93,8 @@ impl Apply for BackupBucket {
         _inputs: &Inputs,
     ) -> Result<Output, AwsError> {
         let c = cx.c;
-        let name = tags::backup_bucket_name(&cx.spec.name, &c.region, c.account().await?);
+        let account = c.account().await?;
+        let name = tags::backup_bucket_name(&cx.spec.name, &c.region, account);
         if change.action == Action::Keep {
             cx.report
                 .resource(id, Self::NAME, Some(&name), Progress::Existing, None);
@@ -119,19 +130,25 @@ impl Apply for BackupBucket {
                 if !public {
                     return Ok(());
                 }
-                retry(Backoff::EVENTUAL, settle, || block_public(c, &name)).await
+                retry(Backoff::EVENTUAL, settle, || {
+                    block_public(c, &name, account)
+                })
+                .await
             },
             async {
                 if !encryption {
                     return Ok(());
                 }
-                retry(Backoff::EVENTUAL, settle, || encrypt(c, &name)).await
+                retry(Backoff::EVENTUAL, settle, || encrypt(c, &name, account)).await
             },
             async {
                 if !lifecycle {
                     return Ok(());
                 }
-                retry(Backoff::EVENTUAL, settle, || expire(c, &name, self.days)).await
+                retry(Backoff::EVENTUAL, settle, || {
+                    expire(c, &name, account, self.days)
+                })
+                .await
             },
         )?;
         cx.report.resource(
@@ -155,8 +172,9 @@ impl Apply for BackupBucket {
         let id = crate::core::graph::ETCD_BACKUPS;
         tx.report
             .resource(id, Self::NAME, Some(&b.name), Progress::Deleting, None);
+        let account = tx.c.account().await?;
         // Whatever is in it now (the control plane is gone, nothing writes any more).
-        let keys: Vec<String> = snapshots_under(tx.c, &b.name, "")
+        let keys: Vec<String> = snapshots_under(tx.c, &b.name, account, "")
             .await?
             .into_iter()
             .map(|s| s.key)
@@ -176,15 +194,33 @@ impl Apply for BackupBucket {
                 .quiet(true)
                 .build()
                 .map_err(|e| AwsError::internal(e.to_string()))?;
-            tx.c.s3
-                .delete_objects()
-                .bucket(&b.name)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(api("deleting the snapshots in S3 bucket", &b.name))?;
+            let out =
+                tx.c.s3
+                    .delete_objects()
+                    .bucket(&b.name)
+                    .expected_bucket_owner(account)
+                    .delete(delete)
+                    .send()
+                    .await
+                    .map_err(api("deleting the snapshots in S3 bucket", &b.name))?;
+            if let Some(e) = out.errors().first() {
+                return Err(AwsError::api(
+                    "deleting the snapshots in S3 bucket",
+                    &format!("{}/{}", b.name, e.key().unwrap_or_default()),
+                    e.code().unwrap_or_default(),
+                    e.message().unwrap_or_default(),
+                ));
+            }
         }
-        match tx.c.s3.delete_bucket().bucket(&b.name).send().await {
+        match tx
+            .c
+            .s3
+            .delete_bucket()
+            .bucket(&b.name)
+            .expected_bucket_owner(account)
+            .send()
+            .await
+        {
             Ok(_) => {}
             Err(e) => {
                 let e = api("deleting S3 bucket", &b.name)(e);
@@ -239,6 +275,11 @@ impl BackupBucket {
                 let e = api("creating S3 bucket", name)(e);
                 match e.code() {
                     Code::BucketAlreadyOwnedByYou => Ok(()),
+                    Code::BucketAlreadyExists => Err(AwsError::unexpected(
+                        "creating S3 bucket",
+                        name,
+                        "another AWS account has a bucket of this name (S3 names are global): choose another cluster name",
+                    )),
                     _ => Err(e),
                 }
             }
@@ -246,9 +287,10 @@ impl BackupBucket {
     }
 }
 
-async fn block_public(c: &Clients, name: &str) -> Result<(), AwsError> {
+async fn block_public(c: &Clients, name: &str, account: &str) -> Result<(), AwsError> {
     c.s3.put_public_access_block()
         .bucket(name)
+        .expected_bucket_owner(account)
         .public_access_block_configuration(
             PublicAccessBlockConfiguration::builder()
                 .block_public_acls(true)
@@ -263,7 +305,7 @@ async fn block_public(c: &Clients, name: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
-async fn encrypt(c: &Clients, name: &str) -> Result<(), AwsError> {
+async fn encrypt(c: &Clients, name: &str, account: &str) -> Result<(), AwsError> {
     let rule = ServerSideEncryptionRule::builder()
         .apply_server_side_encryption_by_default(
             ServerSideEncryptionByDefault::builder()
@@ -274,6 +316,7 @@ async fn encrypt(c: &Clients, name: &str) -> Result<(), AwsError> {
         .build();
     c.s3.put_bucket_encryption()
         .bucket(name)
+        .expected_bucket_owner(account)
         .server_side_encryption_configuration(
             ServerSideEncryptionConfiguration::builder()
                 .rules(rule)
@@ -286,7 +329,7 @@ async fn encrypt(c: &Clients, name: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
-async fn expire(c: &Clients, name: &str, days: u32) -> Result<(), AwsError> {
+async fn expire(c: &Clients, name: &str, account: &str, days: u32) -> Result<(), AwsError> {
     let rule = LifecycleRule::builder()
         .id(RULE_ID)
         .filter(
@@ -304,6 +347,7 @@ async fn expire(c: &Clients, name: &str, days: u32) -> Result<(), AwsError> {
         .map_err(|e| AwsError::internal(e.to_string()))?;
     c.s3.put_bucket_lifecycle_configuration()
         .bucket(name)
+        .expected_bucket_owner(account)
         .lifecycle_configuration(
             BucketLifecycleConfiguration::builder()
                 .rules(rule)
@@ -316,11 +360,12 @@ async fn expire(c: &Clients, name: &str, days: u32) -> Result<(), AwsError> {
     Ok(())
 }
 
-async fn lifecycle_days(c: &Clients, name: &str) -> Result<Option<u32>, AwsError> {
+async fn lifecycle_days(c: &Clients, name: &str, account: &str) -> Result<Option<u32>, AwsError> {
     match c
         .s3
         .get_bucket_lifecycle_configuration()
         .bucket(name)
+        .expected_bucket_owner(account)
         .send()
         .await
     {
@@ -341,8 +386,14 @@ async fn lifecycle_days(c: &Clients, name: &str) -> Result<Option<u32>, AwsError
     }
 }
 
-async fn public_blocked(c: &Clients, name: &str) -> Result<bool, AwsError> {
-    match c.s3.get_public_access_block().bucket(name).send().await {
+async fn public_blocked(c: &Clients, name: &str, account: &str) -> Result<bool, AwsError> {
+    let got =
+        c.s3.get_public_access_block()
+            .bucket(name)
+            .expected_bucket_owner(account)
+            .send()
+            .await;
+    match got {
         Ok(out) => Ok(out.public_access_block_configuration().is_some_and(|p| {
             [
                 p.block_public_acls(),
@@ -363,8 +414,14 @@ async fn public_blocked(c: &Clients, name: &str) -> Result<bool, AwsError> {
     }
 }
 
-async fn encrypted(c: &Clients, name: &str) -> Result<bool, AwsError> {
-    match c.s3.get_bucket_encryption().bucket(name).send().await {
+async fn encrypted(c: &Clients, name: &str, account: &str) -> Result<bool, AwsError> {
+    let got =
+        c.s3.get_bucket_encryption()
+            .bucket(name)
+            .expected_bucket_owner(account)
+            .send()
+            .await;
+    match got {
         Ok(out) => Ok(out
             .server_side_encryption_configuration()
             .is_some_and(|s| !s.rules().is_empty())),
@@ -378,15 +435,17 @@ async fn encrypted(c: &Clients, name: &str) -> Result<bool, AwsError> {
     }
 }
 
-async fn snapshots(c: &Clients, name: &str) -> Result<Vec<Snapshot>, AwsError> {
-    snapshots_under(c, name, SNAPSHOT_PREFIX).await
-}
-
 /// Every object under `prefix`, oldest first.
-async fn snapshots_under(c: &Clients, name: &str, prefix: &str) -> Result<Vec<Snapshot>, AwsError> {
+async fn snapshots_under(
+    c: &Clients,
+    name: &str,
+    account: &str,
+    prefix: &str,
+) -> Result<Vec<Snapshot>, AwsError> {
     let pages: Vec<_> =
         c.s3.list_objects_v2()
             .bucket(name)
+            .expected_bucket_owner(account)
             .prefix(prefix)
             .into_paginator()
             .send()

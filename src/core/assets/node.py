@@ -21,6 +21,7 @@ capped at a minute, for a day: kubeadm init simply waits for it.
 import datetime
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import collections
@@ -99,9 +100,10 @@ def ssm(region, creds, target, payload):
         return json.loads(r.read())
 
 
-def s3(method, bucket, key, region, creds, body_file=None, out_file=None):
-    """One SigV4-signed S3 object request (PUT from `body_file`, GET into `out_file`, 0600),
-    streamed: a snapshot can be large."""
+def s3(method, bucket, key, region, creds, account, body_file=None, out_file=None):
+    """One SigV4-signed S3 object request (PUT from `body_file`, GET into `out_file`, 0600,
+    whole or not at all), streamed: a snapshot can be large. The bucket must be `account`'s: a
+    bucket of that name in another account is refused by S3."""
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     endpoint = os.environ.get("PROVISION_S3_ENDPOINT")
     path = "/" + urllib.parse.quote(key, safe="/-_.~")
@@ -119,7 +121,8 @@ def s3(method, bucket, key, region, creds, body_file=None, out_file=None):
                 digest.update(chunk)
                 size += len(chunk)
     amz_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    headers = {"Host": host, "X-Amz-Date": amz_date, "X-Amz-Content-Sha256": digest.hexdigest()}
+    headers = {"Host": host, "X-Amz-Date": amz_date, "X-Amz-Content-Sha256": digest.hexdigest(),
+               "X-Amz-Expected-Bucket-Owner": account}
     if body_file:
         headers["Content-Length"] = str(size)
         # Not urllib's default for a body (form-urlencoded), which a server may parse as a form.
@@ -135,11 +138,19 @@ def s3(method, bucket, key, region, creds, body_file=None, out_file=None):
                 r.read()
         return
     req = urllib.request.Request(url, headers=headers, method=method)
+    part = out_file + ".part"
     with urllib.request.urlopen(req, timeout=300) as r:
-        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        want = int(r.headers.get("Content-Length", "-1"))
+        got = 0
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             for chunk in iter(lambda: r.read(1 << 20), b""):
                 f.write(chunk)
+                got += len(chunk)
+    if want >= 0 and got != want:
+        os.unlink(part)
+        raise OSError(f"got {got} of {want} bytes")
+    os.replace(part, out_file)
 
 
 def snapshot(verb, bucket, key, path):
@@ -147,10 +158,12 @@ def snapshot(verb, bucket, key, path):
     credentials; retried like the CA's fetch (a new control plane's access takes a while to
     apply), up to PROVISION_S3_DEADLINE_SECONDS (an hour)."""
     def transfer(region, creds):
+        token = imds("api/token", method="PUT")
+        account = json.loads(imds("dynamic/instance-identity/document", token))["accountId"]
         if verb == "s3-put":
-            s3("PUT", bucket, key, region, creds, body_file=path)
+            s3("PUT", bucket, key, region, creds, account, body_file=path)
         else:
-            s3("GET", bucket, key, region, creds, out_file=path)
+            s3("GET", bucket, key, region, creds, account, out_file=path)
 
     deadline = float(os.environ.get("PROVISION_S3_DEADLINE_SECONDS", "3600"))
     return retried(transfer, f"{verb[3:]} s3://{bucket}/{key}", deadline)
@@ -176,7 +189,7 @@ def retried(action, what, deadline_seconds):
             return 0
         except urllib.error.HTTPError as e:
             last = f"HTTP {e.code} {e.headers.get('x-amzn-ErrorType', '')}".strip()
-        except (urllib.error.URLError, OSError, KeyError, ValueError) as e:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, KeyError, ValueError) as e:
             last = type(e).__name__
         if time.monotonic() + delay > deadline:
             break

@@ -33,7 +33,7 @@ pub(super) fn files(b: &EtcdBackupInput<'_>) -> Vec<File> {
             path: format!("/etc/systemd/system/{UNIT}.service"),
             permissions: "0644",
             content: format!(
-                "[Unit]\nDescription=provision: save an etcd snapshot to s3://{bucket}/{prefix}\nAfter=kubelet.service\n\n[Service]\nType=oneshot\nExecStart={BACKUP_PATH}\nTimeoutStartSec=900\n",
+                "[Unit]\nDescription=provision: save an etcd snapshot to s3://{bucket}/{prefix}\nAfter=kubelet.service\n\n[Service]\nType=oneshot\nExecStart={BACKUP_PATH}\n# The upload gives up before systemd does.\nEnvironment=PROVISION_S3_DEADLINE_SECONDS=600\nTimeoutStartSec=900\n",
                 bucket = b.bucket,
                 prefix = crate::core::kinds::backup_bucket::SNAPSHOT_PREFIX,
             ),
@@ -118,7 +118,8 @@ crictl exec "${{ETCD}}" etcdctl --endpoints=https://127.0.0.1:2379 \
   --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
   --key=/etc/kubernetes/pki/etcd/healthcheck-client.key \
   snapshot save "${{WORK}}/snapshot.db"
-tar -czf "${{WORK}}/backup.tar.gz" -C "${{WORK}}" snapshot.db -C /etc/kubernetes pki
+# Only the keys a restore puts back: never the cluster CA's (it stays in its SSM SecureString).
+tar -czf "${{WORK}}/backup.tar.gz" -C "${{WORK}}" snapshot.db -C /etc/kubernetes {keys}
 python3 {node} s3-put "${{BUCKET}}" "{prefix}${{STAMP}}{suffix}" "${{WORK}}/backup.tar.gz"
 echo "provision: saved s3://${{BUCKET}}/{prefix}${{STAMP}}{suffix}"
 "#,
@@ -126,8 +127,24 @@ echo "provision: saved s3://${{BUCKET}}/{prefix}${{STAMP}}{suffix}"
         suffix = crate::core::kinds::backup_bucket::SNAPSHOT_SUFFIX,
         node = NODE_SCRIPT_PATH,
         crictl = CRICTL_FN,
+        keys = RESTORED_KEYS
+            .iter()
+            .map(|k| format!("pki/{k}"))
+            .collect::<Vec<_>>()
+            .join(" "),
     )
 }
+
+/// The keys kubeadm made that a restore puts back (tokens and clients were made with them);
+/// the cluster CA comes from the bootstrap secret, the rest kubeadm makes again.
+const RESTORED_KEYS: [&str; 6] = [
+    "sa.key",
+    "sa.pub",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+];
 
 fn restore_script(bucket: &str, key: &str) -> String {
     format!(
@@ -147,7 +164,7 @@ trap 'rm -rf "${{WORK}}"' EXIT
 python3 {node} s3-get "{bucket}" "{key}" "${{WORK}}/backup.tar.gz"
 tar -xzf "${{WORK}}/backup.tar.gz" -C "${{WORK}}"
 install -d -m 0755 /etc/kubernetes/pki/etcd
-for f in sa.key sa.pub front-proxy-ca.crt front-proxy-ca.key etcd/ca.crt etcd/ca.key; do
+for f in {keys}; do
   if [ -f "${{WORK}}/pki/${{f}}" ]; then
     cp "${{WORK}}/pki/${{f}}" "/etc/kubernetes/pki/${{f}}"
   fi
@@ -156,21 +173,28 @@ done
 NAME=$(hostname | tr '[:upper:]' '[:lower:]')
 ETCD_IMAGE=$(kubeadm config images list --kubernetes-version "${{VERSION}}" | grep '/etcd:')
 retry crictl pull "${{ETCD_IMAGE}}"
+# Into a directory of its own, moved in place once whole: a restore killed halfway is made
+# again, not taken for restored data.
+rm -rf /var/lib/etcd.restore
+ctr -n k8s.io containers rm provision-etcd-restore >/dev/null 2>&1 || true
 ctr -n k8s.io run --rm \
   --mount "type=bind,src=/var/lib,dst=/var/lib,options=rbind:rw" \
   --mount "type=bind,src=${{WORK}},dst=${{WORK}},options=rbind:ro" \
   "${{ETCD_IMAGE}}" provision-etcd-restore \
   etcdutl snapshot restore "${{WORK}}/snapshot.db" \
-    --data-dir /var/lib/etcd \
+    --data-dir /var/lib/etcd.restore \
     --name "${{NAME}}" \
     --initial-cluster "${{NAME}}=https://${{PRIVATE_IP}}:2380" \
     --initial-advertise-peer-urls "https://${{PRIVATE_IP}}:2380" \
     --bump-revision 1000000000 --mark-compacted
-chmod 0700 /var/lib/etcd
+chmod 0700 /var/lib/etcd.restore
+rm -rf /var/lib/etcd
+mv /var/lib/etcd.restore /var/lib/etcd
 echo "provision: restored etcd from s3://{bucket}/{key}"
 "#,
         retry = super::RETRY_FN,
         node = NODE_SCRIPT_PATH,
         crictl = CRICTL_FN,
+        keys = RESTORED_KEYS.join(" "),
     )
 }

@@ -499,7 +499,7 @@ chmod 0600 /run/kubeadm/kubeadm.yaml
 fi
 export KUBECONFIG=/etc/kubernetes/admin.conf
 retry kubectl get --raw /readyz >/dev/null
-
+{after_init}
 {fetch} phase cni
 {cni}
 
@@ -526,7 +526,7 @@ if [ -f {shipper} ]; then
   rm -f /run/provision-fluent-bit.env /run/provision-fluent-bit.yaml
 fi
 
-{after_init}install -d -m 0755 /var/lib/provision
+install -d -m 0755 /var/lib/provision
 date -u +%FT%TZ > /var/lib/provision/init-done
 "#
     )

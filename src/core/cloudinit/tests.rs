@@ -434,7 +434,12 @@ fn a_lost_control_plane_restores_the_snapshot_before_kubeadm_init() {
     let init_at = at("kubeadm init \"${INIT_ARGS[@]}\"");
     assert!(at("provision-etcd-restore.sh \"${VERSION}\" \"${PRIVATE_IP}\"") < init_at);
     assert!(at("--ignore-preflight-errors=DirAvailable--var-lib-etcd") < init_at);
-    assert!(at("systemctl enable --now provision-etcd-backup.timer") > init_at);
+    let timer_at = at("systemctl enable --now provision-etcd-backup.timer");
+    assert!(timer_at > init_at);
+    assert!(
+        timer_at < at("calico"),
+        "right after the API server answers"
+    );
     let restore = file("master-calico", "/usr/local/sbin/provision-etcd-restore.sh");
     assert!(restore.contains(&format!("s3-get \"{BUCKET}\" \"{RESTORE_KEY}\"")));
     assert!(restore.contains("etcdutl snapshot restore"));
@@ -465,6 +470,9 @@ fn a_lost_control_plane_restores_the_snapshot_before_kubeadm_init() {
     let backup = file("master-flannel", "/usr/local/sbin/provision-etcd-backup.sh");
     assert!(backup.contains("snapshot save"));
     assert!(backup.contains(&format!("BUCKET=\"{BUCKET}\"")));
+    // Never the cluster CA's key (it stays in its SecureString), nor the API server's.
+    assert!(backup.contains("-C /etc/kubernetes pki/sa.key pki/sa.pub pki/front-proxy-ca.crt pki/front-proxy-ca.key pki/etcd/ca.crt pki/etcd/ca.key\n"));
+    assert!(!backup.contains("pki/ca.key") && !backup.contains(" pki\n"));
     assert!(backup.contains("s3-put \"${BUCKET}\" \"etcd/${STAMP}.tar.gz\""));
 }
 

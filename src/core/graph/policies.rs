@@ -48,7 +48,11 @@ pub fn instance_reads(
                 "arn:{partition}:s3:::{b}/{}*",
                 crate::core::kinds::backup_bucket::SNAPSHOT_PREFIX
             ),
-            "Condition": only,
+            // And only in this account's bucket of that name.
+            "Condition": {"StringEquals": {
+                "ec2:SourceInstanceARN": format!("arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"),
+                "s3:ResourceAccount": account,
+            }},
         }));
     }
     let doc = serde_json::json!({
@@ -285,7 +289,14 @@ mod tests {
             s3["Resource"],
             "arn:aws:s3:::provision-demo-use1-123456789012/etcd/*"
         );
-        assert_eq!(s3["Condition"], st["Condition"]);
+        assert_eq!(
+            s3["Condition"]["StringEquals"]["ec2:SourceInstanceARN"],
+            st["Condition"]["StringEquals"]["ec2:SourceInstanceARN"]
+        );
+        assert_eq!(
+            s3["Condition"]["StringEquals"]["s3:ResourceAccount"],
+            "123456789012"
+        );
         assert_eq!(v["Statement"].as_array().map(Vec::len), Some(2));
         let gov = instance_reads(
             "arn:aws-us-gov:iam::1:role/r",
