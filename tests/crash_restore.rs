@@ -12,7 +12,7 @@ mod common;
 use std::time::Instant;
 
 use common::crash::{
-    Moment, PROFILE, each_moment, env_u64, kill_at, nothing_left, resource_events, run,
+    Moment, PROFILE, each_moment, env_u64, kill_at, resource_events, run, settles_then_goes,
 };
 use common::{Cluster, OwnEmulator, tagged, terminate_the_control_plane, user_data};
 use provision::core::kinds::instances::ObsInstance;
@@ -98,19 +98,7 @@ async fn point(emu: &OwnEmulator, i: usize, at: Moment) -> Result<(), String> {
             };
             format!("after the resumed up (the killed run {how}): {e}")
         })?;
-    let third = tokio::task::block_in_place(|| run(emu, &cl, &args));
-    if !third.ok() || !third.mutating_calls().is_empty() {
-        return Err(format!(
-            "a third up changed something: {:?}\n{}",
-            third.mutating_calls(),
-            third.stderr
-        ));
-    }
-    let down = tokio::task::block_in_place(|| run(emu, &cl, &["down", "-f", cl.spec_arg()]));
-    if !down.ok() {
-        return Err(format!("down failed:\n{}", down.stderr));
-    }
-    Box::pin(nothing_left(emu, &cl.name)).await
+    Box::pin(settles_then_goes(emu, &cl, &args)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

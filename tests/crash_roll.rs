@@ -13,7 +13,7 @@ mod common;
 use std::time::Instant;
 
 use common::crash::{
-    Moment, PROFILE, each_moment, env_u64, kill_run_at, nothing_left, resource_events, run,
+    Moment, PROFILE, each_moment, env_u64, kill_run_at, resource_events, run, settles_then_goes,
 };
 use common::{Cluster, OwnEmulator, kube_stand_in_for, node_name, tagged};
 use provision::core::kinds::instances::ObsInstance;
@@ -145,19 +145,7 @@ async fn point(emu: &OwnEmulator, i: usize, at: Moment) -> Result<bool, String> 
                 }
             )
         })?;
-    let third = tokio::task::block_in_place(|| run(emu, &cl, &args));
-    if !third.ok() || !third.mutating_calls().is_empty() {
-        return Err(format!(
-            "a third up changed something: {:?}\n{}",
-            third.mutating_calls(),
-            third.stderr
-        ));
-    }
-    let down = tokio::task::block_in_place(|| run(emu, &cl, &["down", "-f", cl.spec_arg()]));
-    if !down.ok() {
-        return Err(format!("down failed:\n{}", down.stderr));
-    }
-    Box::pin(nothing_left(emu, &cl.name)).await?;
+    Box::pin(settles_then_goes(emu, &cl, &args)).await?;
     Ok(half)
 }
 

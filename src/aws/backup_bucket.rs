@@ -6,7 +6,7 @@ use aws_sdk_s3::types::{
     BucketLifecycleConfiguration, BucketLocationConstraint, CreateBucketConfiguration,
     ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 
 use super::error::{Code, api};
@@ -244,17 +244,7 @@ impl BackupBucket {
     /// CreateBucket with the cluster's tags in the call; a retried call whose first one took
     /// is fine.
     async fn create(&self, cx: &Cx<'_>, id: &str, name: &str) -> Result<(), AwsError> {
-        let tags: Vec<Tag> = cx
-            .tags(id, false)
-            .into_iter()
-            .map(|(k, v)| {
-                Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .map_err(|e| AwsError::internal(e.to_string()))
-            })
-            .collect::<Result<_, _>>()?;
+        let tags = super::s3_tags(&cx.tags(id, false))?;
         let mut config = CreateBucketConfiguration::builder().set_tags(Some(tags));
         // us-east-1 takes no location constraint.
         if cx.c.region != "us-east-1" {
@@ -360,30 +350,31 @@ async fn expire(c: &Clients, name: &str, account: &str, days: u32) -> Result<(),
     Ok(())
 }
 
-async fn lifecycle_days(c: &Clients, name: &str, account: &str) -> Result<Option<u32>, AwsError> {
-    match c
-        .s3
-        .get_bucket_lifecycle_configuration()
-        .bucket(name)
-        .expected_bucket_owner(account)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out
-            .rules()
-            .iter()
-            .find(|r| r.id() == Some(RULE_ID) && r.status() == &ExpirationStatus::Enabled)
-            .and_then(|r| r.expiration())
-            .and_then(LifecycleExpiration::days)
-            .and_then(|d| u32::try_from(d).ok())),
-        Err(e) => {
-            let e = api("reading the lifecycle rules of S3 bucket", name)(e);
-            match e.code() {
-                Code::NoSuchLifecycleConfiguration => Ok(None),
-                _ => Err(e),
-            }
-        }
+/// A setting's answer, or `absent` when S3 says it is not set (with `code`).
+fn setting<T>(got: Result<T, AwsError>, code: &Code, absent: T) -> Result<T, AwsError> {
+    match got {
+        Err(e) if e.code() == code => Ok(absent),
+        other => other,
     }
+}
+
+async fn lifecycle_days(c: &Clients, name: &str, account: &str) -> Result<Option<u32>, AwsError> {
+    let got =
+        c.s3.get_bucket_lifecycle_configuration()
+            .bucket(name)
+            .expected_bucket_owner(account)
+            .send()
+            .await
+            .map(|out| {
+                out.rules()
+                    .iter()
+                    .find(|r| r.id() == Some(RULE_ID) && r.status() == &ExpirationStatus::Enabled)
+                    .and_then(|r| r.expiration())
+                    .and_then(LifecycleExpiration::days)
+                    .and_then(|d| u32::try_from(d).ok())
+            })
+            .map_err(api("reading the lifecycle rules of S3 bucket", name));
+    setting(got, &Code::NoSuchLifecycleConfiguration, None)
 }
 
 async fn public_blocked(c: &Clients, name: &str, account: &str) -> Result<bool, AwsError> {
@@ -392,26 +383,21 @@ async fn public_blocked(c: &Clients, name: &str, account: &str) -> Result<bool, 
             .bucket(name)
             .expected_bucket_owner(account)
             .send()
-            .await;
-    match got {
-        Ok(out) => Ok(out.public_access_block_configuration().is_some_and(|p| {
-            [
-                p.block_public_acls(),
-                p.ignore_public_acls(),
-                p.block_public_policy(),
-                p.restrict_public_buckets(),
-            ]
-            .iter()
-            .all(|b| *b == Some(true))
-        })),
-        Err(e) => {
-            let e = api("reading the public access block of S3 bucket", name)(e);
-            match e.code() {
-                Code::NoSuchPublicAccessBlockConfiguration => Ok(false),
-                _ => Err(e),
-            }
-        }
-    }
+            .await
+            .map(|out| {
+                out.public_access_block_configuration().is_some_and(|p| {
+                    [
+                        p.block_public_acls(),
+                        p.ignore_public_acls(),
+                        p.block_public_policy(),
+                        p.restrict_public_buckets(),
+                    ]
+                    .iter()
+                    .all(|b| *b == Some(true))
+                })
+            })
+            .map_err(api("reading the public access block of S3 bucket", name));
+    setting(got, &Code::NoSuchPublicAccessBlockConfiguration, false)
 }
 
 async fn encrypted(c: &Clients, name: &str, account: &str) -> Result<bool, AwsError> {
@@ -420,19 +406,13 @@ async fn encrypted(c: &Clients, name: &str, account: &str) -> Result<bool, AwsEr
             .bucket(name)
             .expected_bucket_owner(account)
             .send()
-            .await;
-    match got {
-        Ok(out) => Ok(out
-            .server_side_encryption_configuration()
-            .is_some_and(|s| !s.rules().is_empty())),
-        Err(e) => {
-            let e = api("reading the encryption of S3 bucket", name)(e);
-            match e.code() {
-                Code::ServerSideEncryptionConfigurationNotFound => Ok(false),
-                _ => Err(e),
-            }
-        }
-    }
+            .await
+            .map(|out| {
+                out.server_side_encryption_configuration()
+                    .is_some_and(|s| !s.rules().is_empty())
+            })
+            .map_err(api("reading the encryption of S3 bucket", name));
+    setting(got, &Code::ServerSideEncryptionConfigurationNotFound, false)
 }
 
 /// Every object under `prefix`, oldest first.

@@ -233,6 +233,14 @@ pub(crate) fn ec2_tags(tags: &[(String, String)]) -> Vec<aws_sdk_ec2::types::Tag
         .collect()
 }
 
+/// S3 tags from (key, value) pairs.
+pub(crate) fn s3_tags(tags: &[(String, String)]) -> Result<Vec<aws_sdk_s3::types::Tag>, AwsError> {
+    tags.iter()
+        .map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build())
+        .collect::<Result<_, _>>()
+        .map_err(|e| AwsError::internal(e.to_string()))
+}
+
 /// A TagSpecification for one resource type.
 pub(crate) fn tag_spec(
     rt: aws_sdk_ec2::types::ResourceType,

@@ -127,11 +127,7 @@ async fn s3_tag(c: &Clients, bucket: &str, key: &str, value: &str) -> Result<(),
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect();
     set.push((key.to_string(), value.to_string()));
-    let tags = set
-        .into_iter()
-        .map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| AwsError::internal(e.to_string()))?;
+    let tags = super::s3_tags(&set)?;
     let tagging = aws_sdk_s3::types::Tagging::builder()
         .set_tag_set(Some(tags))
         .build()

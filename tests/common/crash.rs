@@ -229,3 +229,24 @@ where
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     hits
 }
+
+/// After a resumed run: one more `args` run changes nothing, then `down` leaves nothing.
+pub async fn settles_then_goes(
+    emu: &OwnEmulator,
+    cl: &Cluster,
+    args: &[&str],
+) -> Result<(), String> {
+    let third = tokio::task::block_in_place(|| run(emu, cl, args));
+    if !third.ok() || !third.mutating_calls().is_empty() {
+        return Err(format!(
+            "a third up changed something: {:?}\n{}",
+            third.mutating_calls(),
+            third.stderr
+        ));
+    }
+    let down = tokio::task::block_in_place(|| run(emu, cl, &["down", "-f", cl.spec_arg()]));
+    if !down.ok() {
+        return Err(format!("down failed:\n{}", down.stderr));
+    }
+    Box::pin(nothing_left(emu, &cl.name)).await
+}
