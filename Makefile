@@ -23,7 +23,7 @@ test:
 	if command -v cargo-nextest >/dev/null 2>&1; then \
 		cargo nextest run --no-fail-fast; \
 	else \
-		cargo test --no-fail-fast; \
+		cargo test --no-fail-fast -- --test-threads 4; \
 	fi
 
 # Writes its kubeconfig under target/ so the user's ~/.kube/config is never touched.

@@ -3,7 +3,7 @@
 //! a second `up` converges on exactly the specified set (counted by tag, so a duplicate shows),
 //! a third changes nothing, and `down` leaves nothing, the lock included.
 //!
-//! `PROVISION_CRASH_POINTS` (default 20) and `PROVISION_CRASH_SEED` (default 1) set how many
+//! `PROVISION_CRASH_POINTS` (default 10) and `PROVISION_CRASH_SEED` (default 1) set how many
 //! moments and which; a failure names the seed and the moment.
 
 mod common;
@@ -11,7 +11,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use common::crash::{Moment, PROFILE, census, env_u64, kill_at, moments, nothing_left, run};
+use common::crash::{
+    Moment, PROFILE, census, env_u64, kill_at, moments, nothing_left, points, run,
+};
 use common::{Cluster, OwnEmulator};
 
 /// Returns how many of the wanted resources the killed run had made.
@@ -56,7 +58,7 @@ async fn kill_and_resume(
 
 async fn crash_resume(kind: &str, make: impl Fn(usize) -> Cluster) {
     let emu = OwnEmulator::start(PROFILE);
-    let points = env_u64("PROVISION_CRASH_POINTS", 20);
+    let points = points();
     let seed = env_u64("PROVISION_CRASH_SEED", 1);
     // The reference: one uninterrupted up, its duration and what it makes.
     let reference = make(0);
@@ -320,7 +322,7 @@ fn eks_upgrade_killed_at_random_moments_resumes_with_one_update_per_step() {
         .enable_all()
         .build()
         .unwrap();
-    let points = env_u64("PROVISION_CRASH_POINTS", 20);
+    let points = points();
     let seed = env_u64("PROVISION_CRASH_SEED", 1);
     // The reference: one uninterrupted upgrade, its duration and its resource events.
     let reference = upgrade_cluster(0);

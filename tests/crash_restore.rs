@@ -4,7 +4,7 @@
 //! control plane ever launched (no double restore), restoring the newest snapshot, the workers
 //! untouched; a third `up` changes nothing and `down` leaves nothing, bucket included.
 //!
-//! `PROVISION_CRASH_POINTS` (default 20, of which this test takes a fifth) and
+//! `PROVISION_CRASH_POINTS` (default 10, of which this test takes a third) and
 //! `PROVISION_CRASH_SEED` (default 1) set how many moments and which.
 
 mod common;
@@ -12,7 +12,7 @@ mod common;
 use std::time::Instant;
 
 use common::crash::{
-    Moment, PROFILE, each_moment, env_u64, kill_at, resource_events, run, settles_then_goes,
+    Moment, PROFILE, each_moment, env_u64, kill_at, points, resource_events, run, settles_then_goes,
 };
 use common::{Cluster, OwnEmulator, tagged, terminate_the_control_plane, user_data};
 use provision::core::kinds::instances::ObsInstance;
@@ -104,7 +104,7 @@ async fn point(emu: &OwnEmulator, i: usize, at: Moment) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restore_killed_at_random_moments_resumes_with_one_new_control_plane() {
     let emu = OwnEmulator::start(PROFILE);
-    let points = env_u64("PROVISION_CRASH_POINTS", 20).div_ceil(5);
+    let points = points().div_ceil(3);
     let seed = env_u64("PROVISION_CRASH_SEED", 1);
     // The reference: one uninterrupted restore, its duration and its resource events.
     let (reference, lost_id, worker) = Box::pin(lost(&emu, 0)).await.unwrap();

@@ -5,7 +5,7 @@
 //! old instance was drained through the API before it was terminated), a third `up` changes
 //! nothing and `down` leaves nothing.
 //!
-//! `PROVISION_CRASH_POINTS` (default 20, of which this test takes half) and
+//! `PROVISION_CRASH_POINTS` (default 10, of which this test takes half) and
 //! `PROVISION_CRASH_SEED` (default 1) set how many moments and which.
 
 mod common;
@@ -13,7 +13,8 @@ mod common;
 use std::time::Instant;
 
 use common::crash::{
-    Moment, PROFILE, each_moment, env_u64, kill_run_at, resource_events, run, settles_then_goes,
+    Moment, PROFILE, each_moment, env_u64, kill_run_at, points, resource_events, run,
+    settles_then_goes,
 };
 use common::{Cluster, OwnEmulator, kube_stand_in_for, node_name, tagged};
 use provision::core::kinds::instances::ObsInstance;
@@ -152,7 +153,7 @@ async fn point(emu: &OwnEmulator, i: usize, at: Moment) -> Result<bool, String> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_replacement_killed_at_random_moments_resumes_without_doubles_or_losses() {
     let emu = OwnEmulator::start(PROFILE);
-    let points = env_u64("PROVISION_CRASH_POINTS", 20).div_ceil(2);
+    let points = points().div_ceil(2);
     let seed = env_u64("PROVISION_CRASH_SEED", 1);
     // The reference: one uninterrupted replacement, its duration and its resource events.
     let (reference, old) = Box::pin(made(&emu, 0)).await.unwrap();

@@ -68,9 +68,4 @@ seeds!(
     up_and_down_survive_faults_seed_3 = 3,
     up_and_down_survive_faults_seed_4 = 4,
     up_and_down_survive_faults_seed_5 = 5,
-    up_and_down_survive_faults_seed_6 = 6,
-    up_and_down_survive_faults_seed_7 = 7,
-    up_and_down_survive_faults_seed_8 = 8,
-    up_and_down_survive_faults_seed_9 = 9,
-    up_and_down_survive_faults_seed_10 = 10,
 );

@@ -40,6 +40,12 @@ impl Rng {
     }
 }
 
+/// How many kill moments a crash test takes (of which some tests take a part):
+/// `PROVISION_CRASH_POINTS`, 10 by default (`make test`); `make bench` takes 50.
+pub fn points() -> u64 {
+    env_u64("PROVISION_CRASH_POINTS", 10)
+}
+
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
