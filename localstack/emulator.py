@@ -102,6 +102,7 @@ from moto.eks.responses import EKSResponse  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
 
 import eks_updates  # noqa: E402  (beside this file)
+import kubelets  # noqa: E402  (beside this file)
 import private_ips  # noqa: E402  (beside this file)
 import s3_buckets  # noqa: E402  (beside this file)
 import ssm_commands  # noqa: E402  (beside this file)
@@ -816,6 +817,8 @@ def main() -> None:
     # Latency first, so that its middleware ends up outermost: faulted calls take time too.
     _install_latency()
     _install_faults()
+    # Innermost: the stand-in API server's view of the kubelets (after the pending changes).
+    kubelets.install()
     # moto's own entry point: werkzeug server, exits cleanly on SIGTERM/SIGINT.
     moto_main(["--host", args.host, "--port", str(args.port)])
 

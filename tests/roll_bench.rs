@@ -53,7 +53,7 @@ async fn rolling_replacement_of_six_workers_against_its_yardstick() {
             );
             assert!(up.ok(), "{}", up.stderr);
             cl.edit("count = 6\n", "count = 6\ninstance_type = \"t3.large\"\n");
-            let k = kube_stand_in_following(&c, &cl).await;
+            let k = kube_stand_in_following(&c, &cl, &emu.url).await;
             let args = [
                 "up",
                 "-f",
@@ -71,6 +71,7 @@ async fn rolling_replacement_of_six_workers_against_its_yardstick() {
             if let Ok(dir) = std::env::var("PROVISION_BENCH_EVENTS") {
                 let lines: Vec<String> = roll.events.iter().map(|e| e.to_string()).collect();
                 std::fs::write(format!("{dir}/roll-s{surge}-{r}.jsonl"), lines.join("\n")).unwrap();
+                std::fs::write(format!("{dir}/roll-s{surge}-{r}.stderr"), &roll.stderr).unwrap();
             }
             assert_eq!(
                 k.state.lock().unwrap().deleted.len(),

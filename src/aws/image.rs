@@ -1,4 +1,7 @@
-//! The image instances launch from (a lookup).
+//! The image instances launch from (a lookup). `up` starts the lookup beside the lock and
+//! discovery ([`prefetch`]: it depends on nothing they find), so that the first launch does
+//! not wait for two more calls in a row; the node, when the plan reads the image, takes the
+//! result ([`resolve`]). An `up` that launches nothing makes those two reads for nothing.
 
 use super::error::api;
 use super::kind::{Apply, Cx, Scope, Tx};
@@ -30,7 +33,7 @@ impl Apply for Image {
             );
             return Ok(Output::Nothing);
         }
-        let img = lookup(cx.c, &self.source, self.arch, self.field).await?;
+        let img = resolve(cx.c, &self.source, self.arch, self.field).await?;
         cx.report
             .resource(id, Self::NAME, Some(&img.id), Progress::Read, None);
         Ok(Output::Image(img))
@@ -45,6 +48,76 @@ impl Apply for Image {
 ///
 /// # Errors
 /// When the parameter or image does not exist, or the architecture differs.
+/// The images of a run, each looked up once: a prefetch's success, or `None` when it failed
+/// (the node then looks again and reports its own error).
+#[derive(Debug, Default)]
+pub struct Cache(std::sync::Mutex<std::collections::HashMap<(AmiSource, Arch), Cell>>);
+
+type Cell = std::sync::Arc<tokio::sync::OnceCell<Option<ImageInfo>>>;
+
+impl Cache {
+    fn cell(
+        &self,
+        source: &AmiSource,
+        arch: Arch,
+    ) -> std::sync::Arc<tokio::sync::OnceCell<Option<ImageInfo>>> {
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.entry((source.clone(), arch)).or_default().clone()
+    }
+}
+
+/// Starts looking up every image of `graph` in the background (see the module's comment).
+pub fn prefetch(c: &Clients, graph: &crate::core::graph::Graph) {
+    for n in &graph.nodes {
+        if let crate::core::kinds::Desired::Image(img) = &n.desired {
+            let (c, img) = (c.clone(), img.clone());
+            tokio::spawn(async move {
+                let cell = c.images.cell(&img.source, img.arch);
+                cell.get_or_init(|| async {
+                    lookup(&c, &img.source, img.arch, img.field).await.ok()
+                })
+                .await;
+            });
+        }
+    }
+}
+
+/// The image, from the prefetch when it succeeded (waiting for it while in flight), else
+/// looked up now.
+pub async fn resolve(
+    c: &Clients,
+    source: &AmiSource,
+    arch: Arch,
+    field: &str,
+) -> Result<ImageInfo, AwsError> {
+    let cell = c.images.cell(source, arch);
+    match cell.get() {
+        Some(Some(img)) => return Ok(img.clone()),
+        Some(None) => return lookup(c, source, arch, field).await,
+        None => {}
+    }
+    let mut failed = None;
+    let got = cell
+        .get_or_init(|| async {
+            match lookup(c, source, arch, field).await {
+                Ok(img) => Some(img),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            }
+        })
+        .await;
+    match (got, failed) {
+        (Some(img), _) => Ok(img.clone()),
+        (None, Some(e)) => Err(e),
+        (None, None) => lookup(c, source, arch, field).await,
+    }
+}
+
 pub async fn lookup(
     c: &Clients,
     source: &AmiSource,

@@ -82,6 +82,8 @@ pub struct Clients {
     /// The account and caller the credentials resolve to, asked once (`up` stamps the caller,
     /// the etcd bucket's name has the account).
     pub identity: std::sync::Arc<tokio::sync::OnceCell<(String, String)>>,
+    /// Images looked up in this run (`image::prefetch`), by source and architecture.
+    pub images: std::sync::Arc<image::Cache>,
     pub calls: CallCounter,
     /// The knobs the edge read from the environment.
     pub tuning: Tuning,
@@ -187,6 +189,7 @@ async fn build(
         ),
         region: region.to_string(),
         identity: std::sync::Arc::default(),
+        images: std::sync::Arc::default(),
         calls,
         tuning,
     }

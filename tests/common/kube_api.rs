@@ -84,7 +84,7 @@ pub async fn kube_stand_in(
     cluster: &str,
     refuse: u32,
     c: provision::aws::Clients,
-    follow: bool,
+    follow: Option<String>,
 ) -> KubeStandIn {
     let state = Arc::new(Mutex::new(KubeState {
         refuse,
@@ -111,25 +111,22 @@ pub async fn kube_stand_in(
         }
         st.ips = first;
     }
-    // Following: two lookups in flight, half a call apart, so that a change shows within about
-    // half a call and a Node list is answered at once (the benchmark). Otherwise the instances
-    // are looked up when the Nodes are listed (the tests: no load on the shared emulator).
-    for start in [0, 25].into_iter().filter(|_| follow) {
-        let (st, watch, c, cluster) = (
-            state.clone(),
-            Arc::downgrade(&alive),
-            c.clone(),
-            cluster.clone(),
-        );
+    // Following (the benchmark): the emulator's view of the kubelets (localstack/kubelets.py:
+    // no AWS call, so the stand-in does not load the emulator provision is measured against),
+    // every 5 ms, so that a Node is Ready within a few ms of its instance running. Otherwise the
+    // instances are looked up when the Nodes are listed (the tests).
+    if let Some(emulator) = follow.clone() {
+        let (st, watch, cluster) = (state.clone(), Arc::downgrade(&alive), cluster.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(start)).await;
             while watch.upgrade().is_some() {
-                let ips = instance_ips(&c, &cluster).await;
-                seen(&st, ips);
+                if let Some(ips) = running_ips(&emulator, &cluster).await {
+                    seen(&st, ips);
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         });
     }
+    let follow = follow.is_some();
     let (st, watch) = (state.clone(), Arc::downgrade(&alive));
     let (c, cluster) = (c.clone(), cluster.clone());
     tokio::spawn(async move {
@@ -165,6 +162,25 @@ pub async fn kube_stand_in(
         state,
         _alive: alive,
     }
+}
+
+/// The cluster's running instances' addresses, as the emulator's `running-ips` tells them (one
+/// HTTP/1.0 GET); None when it did not answer.
+async fn running_ips(emulator: &str, cluster: &str) -> Option<Vec<String>> {
+    use tokio::io::AsyncReadExt as _;
+    let host = emulator.trim_start_matches("http://").trim_end_matches('/');
+    let mut tcp = tokio::net::TcpStream::connect(host).await.ok()?;
+    let req = format!(
+        "GET /moto-api/provision/running-ips?cluster={cluster}&region={} HTTP/1.0\r\nHost: {host}\r\n\r\n",
+        super::REGION
+    );
+    tcp.write_all(req.as_bytes()).await.ok()?;
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).await.ok()?;
+    let (head, body) = resp.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| serde_json::from_str(body).ok())
+        .flatten()
 }
 
 /// Records the running instances' addresses, and when each was first seen.
@@ -365,22 +381,24 @@ pub async fn kube_stand_in_for(
     cl: &super::Cluster,
     refuse: u32,
 ) -> KubeStandIn {
-    stand_in_for(c, cl, refuse, false).await
+    stand_in_for(c, cl, refuse, None).await
 }
 
-/// [`kube_stand_in_for`], following the instances in the background (for the benchmark).
+/// [`kube_stand_in_for`], following the instances of the emulator at `emulator` in the
+/// background (for the benchmark).
 pub async fn kube_stand_in_following(
     c: &provision::aws::Clients,
     cl: &super::Cluster,
+    emulator: &str,
 ) -> KubeStandIn {
-    stand_in_for(c, cl, 0, true).await
+    stand_in_for(c, cl, 0, Some(emulator.to_string())).await
 }
 
 async fn stand_in_for(
     c: &provision::aws::Clients,
     cl: &super::Cluster,
     refuse: u32,
-    follow: bool,
+    follow: Option<String>,
 ) -> KubeStandIn {
     let b = super::read_bootstrap(c, &format!("/provision/{}/bootstrap", cl.name)).await;
     let ca = Ca {

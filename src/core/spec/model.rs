@@ -425,7 +425,7 @@ pub enum Arch {
 }
 
 /// Where the node image comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AmiSource {
     Id(String),
     SsmParameter(String),

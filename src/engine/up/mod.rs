@@ -111,6 +111,8 @@ pub async fn up(
         let c = c.clone();
         async move { aws::whoami(&c).await.cloned() }
     });
+    // The images depend on nothing the lock or discovery finds: looked up beside them.
+    aws::image::prefetch(&c, &graph::build(&spec));
     let acquire = super::lock::acquire(
         &c,
         &spec.name,
