@@ -485,6 +485,16 @@ def test_fixed_addresses(emu: Emulator) -> None:
     ec2.terminate_instances(InstanceIds=[first["InstanceId"]])
     again = ec2.run_instances(**launch)["Instances"][0]
     check(again["PrivateIpAddress"] == "10.77.0.10", "a terminated instance's address is free again", again["PrivateIpAddress"])
+    # An explicit reservation keeps an address off automatic assignment, and RunInstances may
+    # still ask for it (moto's own behaviour, which provision's reservation relies on).
+    ec2.terminate_instances(InstanceIds=[again["InstanceId"]])
+    other = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.16.0/28")["Subnet"]["SubnetId"]
+    ec2.create_subnet_cidr_reservation(SubnetId=other, Cidr="10.77.16.10/32", ReservationType="explicit")
+    auto = ec2.run_instances(ImageId=AMI, MinCount=9, MaxCount=9, SubnetId=other)["Instances"]
+    check("10.77.16.10" not in [i["PrivateIpAddress"] for i in auto], "a reserved address is not given automatically",
+          [i["PrivateIpAddress"] for i in auto])
+    asked = ec2.run_instances(**dict(launch, SubnetId=other, PrivateIpAddress="10.77.16.10"))["Instances"][0]
+    check(asked["PrivateIpAddress"] == "10.77.16.10", "a reserved address is given when asked for", asked["PrivateIpAddress"])
 
 
 def test_off_and_buckets(emu: Emulator) -> None:

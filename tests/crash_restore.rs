@@ -17,7 +17,8 @@ use common::crash::{
 use common::{Cluster, OwnEmulator, tagged, terminate_the_control_plane, user_data};
 use provision::core::kinds::instances::ObsInstance;
 
-const SNAPSHOT: &str = "etcd/20261205T201500Z.tar.gz";
+/// The snapshot's time; its key is `etcd/CLUSTER-ID/` this.
+const SNAPSHOT: &str = "20261205T201500Z.tar.gz";
 
 /// A cluster with one worker and a snapshot, its control plane lost: (cluster, the lost control
 /// plane, the worker).
@@ -32,9 +33,14 @@ async fn lost(emu: &OwnEmulator, i: usize) -> Result<(Cluster, String, String), 
     let c = emu.sdk().await;
     let bucket =
         provision::core::tags::backup_bucket_name(&cl.name, common::REGION, "123456789012");
+    let b = common::read_bootstrap(&c, &format!("/provision/{}/bootstrap", cl.name)).await;
+    let key = format!(
+        "etcd/{}/{SNAPSHOT}",
+        b["cluster_id"].as_str().unwrap_or_default()
+    );
     c.s3.put_object()
         .bucket(&bucket)
-        .key(SNAPSHOT)
+        .key(key)
         .body(aws_sdk_s3::primitives::ByteStream::from_static(b"snapshot"))
         .send()
         .await

@@ -46,7 +46,7 @@ fn check_summary(cl: &Cluster, run: &common::Run) -> String {
     );
     assert_eq!(s["api_endpoint"], format!("https://{public_ip}:6443"));
     assert!(
-        run.total_calls() <= 55,
+        run.total_calls() <= 56,
         "default up made {} calls: {}",
         run.total_calls(),
         s["api_calls"]

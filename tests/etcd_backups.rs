@@ -14,6 +14,25 @@ use provision::core::kinds::instances::ObsInstance;
 const ACCOUNT: &str = "123456789012";
 const OLDER: &str = "etcd/20261205T200000Z.tar.gz";
 const NEWER: &str = "etcd/20261205T201500Z.tar.gz";
+const OLDER_STAMP: &str = "20261205T200000Z.tar.gz";
+const NEWER_STAMP: &str = "20261205T201500Z.tar.gz";
+
+async fn reservations(c: &Clients, subnet: &str) -> Vec<aws_sdk_ec2::types::SubnetCidrReservation> {
+    c.ec2
+        .get_subnet_cidr_reservations()
+        .subnet_id(subnet)
+        .send()
+        .await
+        .unwrap()
+        .subnet_ipv4_cidr_reservations()
+        .to_vec()
+}
+
+/// Where the cluster's snapshots go: `etcd/CLUSTER-ID/`, the id from its bootstrap secret.
+async fn snapshots_of(c: &Clients, cl: &Cluster) -> String {
+    let b = common::read_bootstrap(c, &format!("/provision/{}/bootstrap", cl.name)).await;
+    format!("etcd/{}/", b["cluster_id"].as_str().unwrap())
+}
 
 fn bucket(cl: &Cluster) -> String {
     provision::core::tags::backup_bucket_name(&cl.name, common::REGION, ACCOUNT)
@@ -118,6 +137,22 @@ async fn up_makes_a_private_encrypted_expiring_bucket_only_the_control_plane_wri
     let all = live(&c, &cl.name).await;
     let m = master(&all)[0];
     assert_eq!(m.private_ip.as_deref(), Some("10.40.0.10"));
+    // Its subnet keeps the address for it: an explicit reservation, tagged as the cluster's.
+    let subnet = m.subnet_id.clone().unwrap();
+    let reserved = reservations(&c, &subnet).await;
+    assert_eq!(reserved.len(), 1, "{reserved:?}");
+    assert_eq!(reserved[0].cidr(), Some("10.40.0.10/32"));
+    assert_eq!(
+        reserved[0].reservation_type(),
+        Some(&aws_sdk_ec2::types::SubnetCidrReservationType::Explicit)
+    );
+    assert!(
+        reserved[0]
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("provision:cluster") && t.value() == Some(cl.name.as_str())),
+        "{reserved:?}"
+    );
     let doc = user_data(&c, &m.id).await;
     for part in [
         "provision-etcd-backup.timer",
@@ -197,9 +232,34 @@ async fn up_makes_a_private_encrypted_expiring_bucket_only_the_control_plane_wri
     }
 
     // Snapshots change nothing; a second up is all keep.
-    put(&c, &name, OLDER).await;
+    let mine = snapshots_of(&c, &cl).await;
+    put(&c, &name, &format!("{mine}{OLDER_STAMP}")).await;
     let again = cl.up_running();
     assert_eq!(again.mutating_calls(), Vec::<String>::new());
+
+    // A missing reservation (a cluster of an earlier release) is made again, and only that.
+    c.ec2
+        .delete_subnet_cidr_reservation()
+        .subnet_cidr_reservation_id(reserved[0].subnet_cidr_reservation_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
+    assert!(
+        plan.summary()["plan"]
+            .to_string()
+            .contains("reserve 10.40.0.10 for the control plane"),
+        "{}",
+        plan.summary()
+    );
+    let repaired = cl.up_running();
+    assert_eq!(
+        repaired.mutating_calls(),
+        ["EC2:CreateSubnetCidrReservation"],
+        "{}",
+        repaired.stderr
+    );
+    assert_eq!(reservations(&c, &subnet).await.len(), 1);
 
     // Fewer days: the rule is rewritten in place.
     cl.edit("etcd_backup_days = 3", "etcd_backup_days = 9");
@@ -254,24 +314,27 @@ async fn a_lost_control_plane_is_restored_from_the_newest_snapshot_at_its_addres
     let refused = cl.run(&["plan", "-f", cl.spec_arg()]);
     assert_eq!(refused.code, Some(1));
     assert!(
-        refused
-            .summary()
-            .to_string()
-            .contains(&format!("s3://{name}/etcd/ holds no etcd snapshot")),
+        refused.summary().to_string().contains(&format!(
+            "s3://{name}/{} holds no etcd snapshot of this cluster",
+            snapshots_of(&c, &cl).await
+        )),
         "{}",
         refused.summary()
     );
 
-    // Snapshots: the newest one the control plane wrote is restored (a newer key of another
-    // shape is not).
-    put(&c, &name, OLDER).await;
-    put(&c, &name, NEWER).await;
-    put(&c, &name, "etcd/by-hand.db").await;
+    // Snapshots: the newest one this cluster's control plane wrote is restored (a newer key of
+    // another shape is not, nor one of another cluster of the name: a kept bucket's).
+    let mine = snapshots_of(&c, &cl).await;
+    let newer = format!("{mine}{NEWER_STAMP}");
+    put(&c, &name, &format!("{mine}{OLDER_STAMP}")).await;
+    put(&c, &name, &newer).await;
+    put(&c, &name, &format!("{mine}by-hand.db")).await;
+    put(&c, &name, "etcd/anothercluster/20261205T203000Z.tar.gz").await;
     let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
     assert!(plan.ok(), "{}", plan.stderr);
     let rows = plan.summary()["plan"].to_string();
     assert!(
-        rows.contains("restore from the snapshot of") && rows.contains(NEWER),
+        rows.contains("restore from the snapshot of") && rows.contains(&newer),
         "{rows}"
     );
 
@@ -298,7 +361,7 @@ async fn a_lost_control_plane_is_restored_from_the_newest_snapshot_at_its_addres
     assert_eq!(up.calls("EC2", "RunInstances"), 1, "{}", up.stderr);
     let doc = user_data(&c, &m.id).await;
     assert!(
-        doc.contains(&format!("s3-get \"{name}\" \"{NEWER}\"")),
+        doc.contains(&format!("s3-get \"{name}\" \"{newer}\"")),
         "the restore fetches the newest snapshot"
     );
     // The Elastic IP follows the new control plane; its read of the CA and the snapshots too.

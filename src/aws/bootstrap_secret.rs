@@ -72,7 +72,8 @@ impl Apply for BootstrapSecret {
         let fresh = Bootstrap {
             token_created: Some(now.unix_timestamp()),
             version: 1,
-            cluster_id: pki::random_chars(12).map_err(|e| generated("the cluster id", e))?,
+            cluster_id: pki::random_chars(crate::core::kinds::bootstrap_secret::CLUSTER_ID_LEN)
+                .map_err(|e| generated("the cluster id", e))?,
             ca_cert_pem: ca.cert_pem,
             ca_key_pem: ca.key_pem,
             token: pki::generate_token().map_err(|e| generated("the bootstrap token", e))?,

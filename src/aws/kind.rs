@@ -64,6 +64,8 @@ pub struct Scope<'a> {
         bool,
         &'a std::collections::BTreeMap<String, String>,
     )>,
+    /// The subnets whose reservations to read (those the graph reserves an address in).
+    pub reserving: Vec<String>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -93,6 +95,14 @@ impl<'a> Scope<'a> {
             eks_version: spec
                 .eks()
                 .map(|e| (e.version.as_str(), e.skip_insights, &e.addon_versions)),
+            reserving: graph
+                .nodes
+                .iter()
+                .filter(|n| {
+                    matches!(&n.desired, crate::core::kinds::Desired::Subnet(s) if s.reserve.is_some())
+                })
+                .map(|n| n.id.clone())
+                .collect(),
             warnings: Mutex::new(Vec::new()),
         }
     }
@@ -109,6 +119,7 @@ impl<'a> Scope<'a> {
             secret_content: false,
             kinds: None,
             eks_version: None,
+            reserving: Vec::new(),
             warnings: Mutex::new(Vec::new()),
         }
     }

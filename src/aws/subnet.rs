@@ -1,7 +1,7 @@
 //! Subnets.
 
 use crate::core::events::Progress;
-use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, SubnetCidrReservationType};
 
 use super::error::{Code, api, gone_is_fine};
 use super::kind::{Apply, Cx, Scope, Tx};
@@ -14,7 +14,7 @@ use crate::core::tags;
 impl Apply for Subnet {
     async fn observe(c: &Clients, scope: &Scope<'_>) -> Result<Vec<ObsSubnet>, AwsError> {
         let items = list_tagged!(c, describe_subnets, scope.cluster, "subnets", tags);
-        Ok(items
+        let mut found: Vec<ObsSubnet> = items
             .map(|s| ObsSubnet {
                 id: s.subnet_id().unwrap_or_default().into(),
                 logical: logical(s.tags()),
@@ -22,8 +22,22 @@ impl Apply for Subnet {
                 cidr: s.cidr_block().unwrap_or_default().into(),
                 az: s.availability_zone().unwrap_or_default().into(),
                 map_public_ip: s.map_public_ip_on_launch().unwrap_or(false),
+                reserved: Vec::new(),
             })
-            .collect())
+            .collect();
+        let reads = found
+            .iter_mut()
+            .filter(|s| {
+                s.logical
+                    .as_ref()
+                    .is_some_and(|l| scope.reserving.contains(l))
+            })
+            .map(|s| async move {
+                s.reserved = reservations(c, &s.id).await?;
+                Ok::<_, AwsError>(())
+            });
+        futures::future::try_join_all(reads).await?;
+        Ok(found)
     }
 
     async fn apply(
@@ -34,14 +48,20 @@ impl Apply for Subnet {
         inputs: &Inputs,
     ) -> Result<Output, AwsError> {
         if let (Action::Update | Action::Keep, Some(sn)) = (change.action, &change.aws_id) {
-            if change.drifts.contains(&Drift::MapPublicIp) {
-                set_map_public_ip(cx.c, sn).await?;
+            if !change.drifts.is_empty() {
+                for d in &change.drifts {
+                    match d {
+                        Drift::MapPublicIp => set_map_public_ip(cx.c, sn).await?,
+                        Drift::Reserve(ip) => reserve(cx.c, sn, *ip, &cx.tags(id, true)).await?,
+                    }
+                }
+                let said: Vec<String> = change.drifts.iter().map(ToString::to_string).collect();
                 cx.report.resource(
                     id,
                     Self::NAME,
                     Some(sn),
                     Progress::Updated,
-                    Some("public IPs on launch".into()),
+                    Some(said.join(", ")),
                 );
             } else {
                 cx.report
@@ -74,6 +94,10 @@ impl Apply for Subnet {
         };
         tags.push((role.to_string(), "1".to_string()));
         let sn = create(cx.c, vpc, &self.cidr.to_string(), &az, self.public, &tags).await?;
+        // Before anything launches into it.
+        if let Some(ip) = self.reserve {
+            reserve(cx.c, &sn, ip, &cx.tags(id, true)).await?;
+        }
         cx.report
             .resource(id, Self::NAME, Some(&sn), Progress::Created, Some(detail));
         Ok(Output::Id(sn))
@@ -180,6 +204,51 @@ pub async fn create(
         set_map_public_ip(c, &id).await?;
     }
     Ok(id)
+}
+
+/// Keeps `ip` off automatic assignment in the subnet: an explicit CIDR reservation of it
+/// alone, tagged (it goes with the subnet).
+///
+/// # Errors
+/// The AWS error of the failing call.
+pub async fn reserve(
+    c: &Clients,
+    subnet: &str,
+    ip: std::net::Ipv4Addr,
+    tags: &[(String, String)],
+) -> Result<(), AwsError> {
+    let cidr = crate::core::kinds::subnet::reservation(ip);
+    retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+        c.ec2
+            .create_subnet_cidr_reservation()
+            .subnet_id(subnet)
+            .cidr(&cidr)
+            .reservation_type(SubnetCidrReservationType::Explicit)
+            .description("provision: the kubeadm control plane's address")
+            .tag_specifications(tag_spec(ResourceType::SubnetCidrReservation, tags))
+            .send()
+            .await
+            .map_err(api(&format!("reserving {cidr} in"), subnet))
+    })
+    .await?;
+    Ok(())
+}
+
+/// The subnet's explicit CIDR reservations.
+async fn reservations(c: &Clients, subnet: &str) -> Result<Vec<String>, AwsError> {
+    let out = c
+        .ec2
+        .get_subnet_cidr_reservations()
+        .subnet_id(subnet)
+        .send()
+        .await
+        .map_err(api("reading the CIDR reservations of", subnet))?;
+    Ok(out
+        .subnet_ipv4_cidr_reservations()
+        .iter()
+        .filter(|r| r.reservation_type() == Some(&SubnetCidrReservationType::Explicit))
+        .filter_map(|r| r.cidr().map(str::to_string))
+        .collect())
 }
 
 /// # Errors

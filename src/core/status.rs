@@ -99,12 +99,27 @@ fn backups(
     obs: &Observed,
     now: i64,
 ) -> (String, Option<String>) {
+    use super::kinds::backup_bucket::is_snapshot_key;
     const HOUR: i64 = 3600;
-    let newest = b.newest();
+    // This cluster's (when its secret was read), else every control plane's of the name.
+    let cluster_id = obs
+        .secret
+        .as_ref()
+        .and_then(|s| s.content.as_ref())
+        .map(|c| c.cluster_id.as_str());
+    let mine: Vec<_> = match cluster_id {
+        Some(id) => b.of(id).collect(),
+        None => b
+            .snapshots
+            .iter()
+            .filter(|s| is_snapshot_key(&s.key))
+            .collect(),
+    };
+    let newest = mine.iter().copied().max_by_key(|s| (s.at, &s.key));
     let detail = match newest {
         Some(n) => format!(
             "{} snapshot(s), the newest of {} ({} ago)",
-            b.snapshots.len(),
+            mine.len(),
             n.time(),
             super::stamp::format_duration(now - n.at)
         ),
@@ -455,7 +470,7 @@ mod tests {
         );
         // A snapshot 15 minutes old: shown, healthy.
         obs.bucket.as_mut().unwrap().snapshots.push(Snapshot {
-            key: "etcd/20261205T201500Z.tar.gz".into(),
+            key: "etcd/abcdefghijkl/20261205T201500Z.tar.gz".into(),
             at: now - 900,
             bytes: 1,
         });

@@ -182,12 +182,14 @@ impl MasterDoc {
             Some(b) => Some(inputs.id(&b.bucket)?),
             None => None,
         };
+        let prefix = super::kinds::backup_bucket::snapshot_prefix(&b.cluster_id);
         let backups =
             self.backups
                 .as_ref()
                 .zip(bucket)
                 .map(|(b, bucket)| cloudinit::EtcdBackupInput {
                     bucket,
+                    prefix: &prefix,
                     interval: b.interval,
                     restore: b.restore.as_deref(),
                 });
@@ -345,7 +347,7 @@ fn worst_case_inputs(doc: &UserData) -> Inputs {
         });
         Output::Bootstrap(super::kinds::bootstrap_secret::Bootstrap {
             version: 1,
-            cluster_id: "0".repeat(16),
+            cluster_id: "0".repeat(super::kinds::bootstrap_secret::CLUSTER_ID_LEN),
             ca_cert_pem: ca.cert_pem,
             ca_key_pem: ca.key_pem,
             token: "abcdef.0123456789abcdef".into(),

@@ -10,6 +10,8 @@ use super::kubeadm::NODE_SCRIPT_PATH;
 #[derive(Debug, Clone, Copy)]
 pub struct EtcdBackupInput<'a> {
     pub bucket: &'a str,
+    /// Where in the bucket this cluster's snapshots go (`backup_bucket::snapshot_prefix`).
+    pub prefix: &'a str,
     /// Seconds between snapshots.
     pub interval: u32,
     /// The snapshot to restore first (a key `backup_bucket::is_snapshot_key` accepted).
@@ -27,7 +29,7 @@ pub(super) fn files(b: &EtcdBackupInput<'_>) -> Vec<File> {
         File {
             path: BACKUP_PATH.into(),
             permissions: "0700",
-            content: backup_script(b.bucket),
+            content: backup_script(b.bucket, b.prefix),
         },
         File {
             path: format!("/etc/systemd/system/{UNIT}.service"),
@@ -35,7 +37,7 @@ pub(super) fn files(b: &EtcdBackupInput<'_>) -> Vec<File> {
             content: format!(
                 "[Unit]\nDescription=provision: save an etcd snapshot to s3://{bucket}/{prefix}\nAfter=kubelet.service\n\n[Service]\nType=oneshot\nExecStart={BACKUP_PATH}\n# The upload gives up before systemd does.\nEnvironment=PROVISION_S3_DEADLINE_SECONDS=600\nTimeoutStartSec=900\n",
                 bucket = b.bucket,
-                prefix = crate::core::kinds::backup_bucket::SNAPSHOT_PREFIX,
+                prefix = b.prefix,
             ),
         },
         File {
@@ -95,7 +97,7 @@ const CRICTL_FN: &str = r#"crictl() {
 }
 "#;
 
-fn backup_script(bucket: &str) -> String {
+fn backup_script(bucket: &str, prefix: &str) -> String {
     format!(
         r#"#!/bin/bash
 # An etcd snapshot, with the keys kubeadm made, to s3://{bucket}/{prefix}; rendered by provision.
@@ -123,7 +125,6 @@ tar -czf "${{WORK}}/backup.tar.gz" -C "${{WORK}}" snapshot.db -C /etc/kubernetes
 python3 {node} s3-put "${{BUCKET}}" "{prefix}${{STAMP}}{suffix}" "${{WORK}}/backup.tar.gz"
 echo "provision: saved s3://${{BUCKET}}/{prefix}${{STAMP}}{suffix}"
 "#,
-        prefix = crate::core::kinds::backup_bucket::SNAPSHOT_PREFIX,
         suffix = crate::core::kinds::backup_bucket::SNAPSHOT_SUFFIX,
         node = NODE_SCRIPT_PATH,
         crictl = CRICTL_FN,

@@ -20,7 +20,8 @@ workers = 2
 
 /// S3's longest bucket name, and a snapshot's key.
 const BUCKET: &str = "provision-a-very-long-cluster-name-of-forty-chars-use1-12345678";
-const RESTORE_KEY: &str = "etcd/20261205T201500Z.tar.gz";
+const PREFIX: &str = "etcd/abcdefghijkl/";
+const RESTORE_KEY: &str = "etcd/abcdefghijkl/20261205T201500Z.tar.gz";
 
 fn kubeadm(cni: &str) -> KubeadmSpec {
     spec::parse("t.toml", &SPEC.replace("CNI", cni))
@@ -67,6 +68,7 @@ fn fixtures() -> Vec<(String, CloudConfig)> {
                 // The calico control plane is a restore's (the longest document).
                 backups: Some(EtcdBackupInput {
                     bucket: BUCKET,
+                    prefix: PREFIX,
                     interval: 900,
                     restore: (cni == "calico").then_some(RESTORE_KEY),
                 }),
@@ -473,7 +475,9 @@ fn a_lost_control_plane_restores_the_snapshot_before_kubeadm_init() {
     // Never the cluster CA's key (it stays in its SecureString), nor the API server's.
     assert!(backup.contains("-C /etc/kubernetes pki/sa.key pki/sa.pub pki/front-proxy-ca.crt pki/front-proxy-ca.key pki/etcd/ca.crt pki/etcd/ca.key\n"));
     assert!(!backup.contains("pki/ca.key") && !backup.contains(" pki\n"));
-    assert!(backup.contains("s3-put \"${BUCKET}\" \"etcd/${STAMP}.tar.gz\""));
+    assert!(backup.contains(&format!(
+        "s3-put \"${{BUCKET}}\" \"{PREFIX}${{STAMP}}.tar.gz\""
+    )));
 }
 
 /// The snapshots' S3 signer reproduces the SigV4 documentation's S3 example (GET Object, with

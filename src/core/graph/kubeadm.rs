@@ -322,12 +322,7 @@ fn master(spec: &ClusterSpec, k: &KubeadmSpec, b: &mut Builder, net: &Net) {
         }),
     );
     // The workers join at this address; a control plane restored from a snapshot takes it over.
-    launch.private_ip = spec
-        .network
-        .subnet_cidrs
-        .first()
-        .and_then(|c| c.host(MASTER_HOST))
-        .map(|ip| ip.to_string());
+    launch.private_ip = master_address(spec).map(|ip| ip.to_string());
     // What the backup timer was launched with: its user data is read at boot only.
     launch.tags = vec![(
         BACKUP_INTERVAL_TAG.to_string(),
@@ -339,6 +334,13 @@ fn master(spec: &ClusterSpec, k: &KubeadmSpec, b: &mut Builder, net: &Net) {
 /// The control plane's private address: this host of the first subnet (AWS keeps the first
 /// four and the last for itself; a /28 has room).
 pub const MASTER_HOST: u32 = 10;
+
+/// The address of a kubeadm cluster's control plane ([`MASTER_HOST`] of the first subnet),
+/// which the first subnet reserves (no other instance is given it automatically).
+pub fn master_address(spec: &ClusterSpec) -> Option<std::net::Ipv4Addr> {
+    spec.kubeadm()?;
+    spec.network.subnet_cidrs.first()?.host(MASTER_HOST)
+}
 
 /// A kubeadm node's launch: the node role's profile, the looked-up image, the spec's
 /// instance type and volume, client tokens scoped by the cluster id.

@@ -31,13 +31,16 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder) -> Net {
         &[],
     );
     b.add(VPC, Desired::Vpc(Vpc { cidr: n.vpc_cidr }), &[]);
-    let subnet = |index: usize, cidr, public| {
+    // The first public subnet keeps a kubeadm control plane's address for it.
+    let reserved = super::kubeadm::master_address(spec);
+    let subnet = |index: usize, cidr, public: bool| {
         Desired::Subnet(Subnet {
             index,
             cidr,
             public,
             vpc: VPC.into(),
             zones: AZS.into(),
+            reserve: reserved.filter(|_| public && index == 0),
         })
     };
     let public: Vec<String> = (0..n.subnet_cidrs.len()).map(subnet_id).collect();

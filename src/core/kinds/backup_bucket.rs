@@ -1,8 +1,10 @@
 //! The kubeadm cluster's S3 bucket for etcd snapshots: tagged in CreateBucket, encrypted
 //! (SSE-S3), every public access blocked, and a lifecycle rule that expires a snapshot after the
-//! spec's `etcd_backup_days`. The control plane writes a snapshot under [`SNAPSHOT_PREFIX`] every
-//! `etcd_backup_interval`; when it is lost and workers remain, the newest one is what a new
-//! control plane restores (`instances::Drift::Restore`). `down` deletes the bucket with its
+//! spec's `etcd_backup_days`. The control plane writes a snapshot under [`snapshot_prefix`] (its
+//! cluster id's, so that a bucket kept by `down --keep-backups` and taken up again by a new
+//! cluster of the same name never gives it the old one's data) every `etcd_backup_interval`;
+//! when it is lost and workers remain, the newest one of this cluster is what a new control
+//! plane restores (`instances::Drift::Restore`). `down` deletes the bucket with its
 //! snapshots, or keeps it with `--keep-backups` (`plan::kept` names it).
 
 use std::fmt;
@@ -13,6 +15,12 @@ use crate::core::teardown::Step;
 
 /// Where the snapshots are, in the bucket: the only prefix the control plane may write.
 pub const SNAPSHOT_PREFIX: &str = "etcd/";
+
+/// Where one cluster's snapshots are: `etcd/CLUSTER-ID/` (the id of its bootstrap secret, made
+/// anew with each cluster of the name).
+pub fn snapshot_prefix(cluster_id: &str) -> String {
+    format!("{SNAPSHOT_PREFIX}{cluster_id}/")
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupBucket {
@@ -43,24 +51,38 @@ pub struct Snapshot {
 }
 
 impl ObsBucket {
-    /// The snapshot a new control plane restores: the latest stored of those the control plane
-    /// wrote (a key of another shape is never restored, nor written into a script).
-    pub fn newest(&self) -> Option<&Snapshot> {
+    /// The snapshots the control plane of the cluster `cluster_id` wrote (a key of another
+    /// shape, or of another cluster of the name, is never restored nor written into a script).
+    pub fn of<'a>(&'a self, cluster_id: &str) -> impl Iterator<Item = &'a Snapshot> {
+        let prefix = snapshot_prefix(cluster_id);
         self.snapshots
             .iter()
-            .filter(|s| is_snapshot_key(&s.key))
-            .max_by_key(|s| (s.at, &s.key))
+            .filter(move |s| s.key.starts_with(&prefix) && is_snapshot_key(&s.key))
+    }
+
+    /// The snapshot a new control plane of the cluster `cluster_id` restores: the latest
+    /// stored of [`ObsBucket::of`].
+    pub fn newest(&self, cluster_id: &str) -> Option<&Snapshot> {
+        self.of(cluster_id).max_by_key(|s| (s.at, &s.key))
     }
 }
 
 /// The suffix of a snapshot's key, after its UTC time (`date -u +%Y%m%dT%H%M%SZ`).
 pub const SNAPSHOT_SUFFIX: &str = ".tar.gz";
 
-/// `etcd/20261205T201500Z.tar.gz`: what the control plane's backup writes.
+/// `etcd/CLUSTER-ID/20261205T201500Z.tar.gz`: what the control plane's backup writes (the id
+/// of lower-case letters and digits).
 pub fn is_snapshot_key(key: &str) -> bool {
     key.strip_prefix(SNAPSHOT_PREFIX)
         .and_then(|k| k.strip_suffix(SNAPSHOT_SUFFIX))
-        .is_some_and(|stamp| {
+        .and_then(|k| k.split_once('/'))
+        .filter(|(id, _)| {
+            !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        .is_some_and(|(_, stamp)| {
             let b = stamp.as_bytes();
             b.len() == 16
                 && b[8] == b'T'
@@ -71,7 +93,8 @@ pub fn is_snapshot_key(key: &str) -> bool {
 
 /// The longest key [`is_snapshot_key`] accepts (for the user data's size check).
 pub fn longest_key() -> String {
-    format!("{SNAPSHOT_PREFIX}20261205T201500Z{SNAPSHOT_SUFFIX}")
+    let id = "x".repeat(super::bootstrap_secret::CLUSTER_ID_LEN);
+    format!("{}20261205T201500Z{SNAPSHOT_SUFFIX}", snapshot_prefix(&id))
 }
 
 impl Snapshot {
@@ -168,7 +191,10 @@ impl Plan for BackupBucket {
 /// What `down --keep-backups` says it left, and where.
 pub fn kept_note(b: &ObsBucket, cluster: &str, region: &str) -> String {
     let newest = b
-        .newest()
+        .snapshots
+        .iter()
+        .filter(|s| is_snapshot_key(&s.key))
+        .max_by_key(|s| (s.at, &s.key))
         .map(|s| format!(", the newest of {}", s.time()))
         .unwrap_or_default();
     format!(
@@ -194,29 +220,41 @@ mod tests {
     fn the_newest_snapshot_is_the_latest_stored_of_the_control_planes_keys() {
         let b = ObsBucket {
             snapshots: vec![
-                snap("etcd/20261205T201500Z.tar.gz", 300),
-                snap("etcd/20261205T200000Z.tar.gz", 100),
-                snap("etcd/20261205T194500Z.tar.gz", 200),
+                snap("etcd/abc123/20261205T201500Z.tar.gz", 300),
+                snap("etcd/abc123/20261205T200000Z.tar.gz", 100),
+                snap("etcd/abc123/20261205T194500Z.tar.gz", 200),
                 // Newer, but not what the control plane writes: never restored.
-                snap("etcd/$(reboot).tar.gz", 400),
-                snap("etcd/manual.db", 500),
+                snap("etcd/abc123/$(reboot).tar.gz", 400),
+                snap("etcd/abc123/manual.db", 500),
+                // Newer, but another cluster's of the name (a bucket kept by down).
+                snap("etcd/old999/20261205T203000Z.tar.gz", 600),
             ],
             ..ObsBucket::default()
         };
         assert_eq!(
-            b.newest().map(|s| s.key.as_str()),
-            Some("etcd/20261205T201500Z.tar.gz")
+            b.newest("abc123").map(|s| s.key.as_str()),
+            Some("etcd/abc123/20261205T201500Z.tar.gz")
         );
+        assert_eq!(b.of("abc123").count(), 3);
+        assert_eq!(
+            b.newest("old999").map(|s| s.key.as_str()),
+            Some("etcd/old999/20261205T203000Z.tar.gz")
+        );
+        assert_eq!(b.newest("abc"), None, "a prefix of an id is another id");
         assert!(is_snapshot_key(&longest_key()));
         for bad in [
-            "etcd/20261205T201500Z.tar",
-            "etcd/20261205X201500Z.tar.gz",
-            "x/20261205T201500Z.tar.gz",
-            "etcd/2026120ST201500Z.tar.gz",
+            "etcd/abc123/20261205T201500Z.tar",
+            "etcd/abc123/20261205X201500Z.tar.gz",
+            "x/abc123/20261205T201500Z.tar.gz",
+            "etcd/abc123/2026120ST201500Z.tar.gz",
+            "etcd/20261205T201500Z.tar.gz",
+            "etcd//20261205T201500Z.tar.gz",
+            "etcd/a$b/20261205T201500Z.tar.gz",
+            "etcd/a/b/20261205T201500Z.tar.gz",
         ] {
             assert!(!is_snapshot_key(bad), "{bad}");
         }
         assert_eq!(snap("k", 1_764_965_700).time(), "2025-12-05T20:15:00Z");
-        assert_eq!(ObsBucket::default().newest(), None);
+        assert_eq!(ObsBucket::default().newest("abc123"), None);
     }
 }

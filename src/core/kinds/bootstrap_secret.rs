@@ -8,6 +8,9 @@ use super::{Change, Context, Doomed, Kind, NoDrift, Observed, Plan, Refusal};
 use crate::core::latency::{Cost, Profile};
 use crate::core::teardown::Step;
 
+/// The length of a cluster id ([`Bootstrap::cluster_id`]).
+pub const CLUSTER_ID_LEN: usize = 12;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapSecret {
     pub parameter: String,

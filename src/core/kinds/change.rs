@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use super::backup_bucket::SNAPSHOT_PREFIX;
-
 use super::{Kind, Observed};
 use crate::core::graph::Graph;
 use crate::core::spec::ClusterSpec;
@@ -81,8 +79,9 @@ pub enum Refusal {
     ControlPlaneLost {
         cluster: String,
         workers: usize,
-        /// The snapshots' bucket, if it exists.
-        bucket: Option<String>,
+        /// Where this cluster's snapshots would be (`BUCKET/etcd/CLUSTER-ID/`), if the bucket
+        /// exists.
+        snapshots: Option<String>,
     },
     /// An EKS spec meets the instances of a kubeadm cluster of the same name.
     KindChanged { cluster: String, instances: usize },
@@ -167,12 +166,12 @@ impl fmt::Display for Refusal {
             Refusal::ControlPlaneLost {
                 cluster,
                 workers,
-                bucket,
+                snapshots,
             } => write!(
                 f,
                 "the control plane of {cluster} is gone but {workers} worker(s) remain, and {}: a new control plane would be a new, empty cluster; put a snapshot there, or run `provision down -f SPEC` and `provision up` again",
-                match bucket {
-                    Some(b) => format!("s3://{b}/{SNAPSHOT_PREFIX} holds no etcd snapshot"),
+                match snapshots {
+                    Some(at) => format!("s3://{at} holds no etcd snapshot of this cluster"),
                     None => "there is no etcd snapshot bucket".to_string(),
                 }
             ),

@@ -4,7 +4,6 @@
 
 use std::fmt;
 
-use super::backup_bucket::ObsBucket;
 use super::{Change, Context, Doomed, Observed, Plan, Refusal};
 use crate::core::latency::{Cost, InstanceWait, Profile};
 use crate::core::spec::Addon;
@@ -140,34 +139,7 @@ impl Plan for Instances {
         }
         if live.is_empty() {
             if self.role == Role::Master {
-                // The cluster's state (etcd) lived on the old control plane: with workers left,
-                // a new one restores the newest snapshot, at the old one's address.
-                let workers = cx
-                    .obs
-                    .instances
-                    .iter()
-                    .filter(|i| i.is_live() && i.logical.as_deref().is_some_and(is_worker))
-                    .count();
-                if workers > 0 {
-                    let bucket = cx.obs.bucket.as_ref().filter(|b| b.owned);
-                    return match bucket.and_then(ObsBucket::newest) {
-                        Some(s) => Change {
-                            drifts: vec![Drift::Restore {
-                                key: s.key.clone(),
-                                time: s.time(),
-                            }],
-                            ..Change::create()
-                        },
-                        None => Change::refuse(
-                            None,
-                            Refusal::ControlPlaneLost {
-                                cluster: cx.spec.name.clone(),
-                                workers,
-                                bucket: bucket.map(|b| b.name.clone()),
-                            },
-                        ),
-                    };
-                }
+                return self.lost_master(cx);
             }
             return Change::create();
         }
@@ -225,6 +197,52 @@ impl Plan for Instances {
 }
 
 impl Instances {
+    /// No control plane: the cluster's state (etcd) lived on the old one. A new one restores
+    /// this cluster's newest snapshot, at the old one's address, whenever there is one (also
+    /// with no worker left: the data is the cluster); without one, it is a new cluster, refused
+    /// while workers that belonged to the old one remain.
+    fn lost_master(&self, cx: &Context<'_>) -> Change<Drift> {
+        let bucket = cx.obs.bucket.as_ref().filter(|b| b.owned);
+        // Only this cluster's snapshots (its id, from the bootstrap secret).
+        let cluster_id = cx
+            .obs
+            .secret
+            .as_ref()
+            .and_then(|s| s.content.as_ref())
+            .map(|b| b.cluster_id.as_str());
+        if let Some(s) = bucket.zip(cluster_id).and_then(|(b, id)| b.newest(id)) {
+            return Change {
+                drifts: vec![Drift::Restore {
+                    key: s.key.clone(),
+                    time: s.time(),
+                }],
+                ..Change::create()
+            };
+        }
+        let workers = cx
+            .obs
+            .instances
+            .iter()
+            .filter(|i| i.is_live() && i.logical.as_deref().is_some_and(is_worker))
+            .count();
+        if workers == 0 {
+            return Change::create();
+        }
+        Change::refuse(
+            None,
+            Refusal::ControlPlaneLost {
+                cluster: cx.spec.name.clone(),
+                workers,
+                snapshots: bucket.map(|b| {
+                    format!(
+                        "{}/{}",
+                        b.name,
+                        super::backup_bucket::snapshot_prefix(cluster_id.unwrap_or("CLUSTER-ID"))
+                    )
+                }),
+            },
+        )
+    }
     /// What a control plane's snapshots are, when not what the spec says: its user data (the
     /// backup timer) is read at boot only.
     fn backups_as_launched(&self, live: &[&ObsInstance]) -> Option<String> {

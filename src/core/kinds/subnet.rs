@@ -19,6 +19,9 @@ pub struct Subnet {
     pub vpc: String,
     /// The availability zones' lookup node.
     pub zones: String,
+    /// An address no instance is given automatically (an explicit CIDR reservation): the
+    /// kubeadm control plane's, so that a new one restored from a snapshot finds it free.
+    pub reserve: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,19 +32,29 @@ pub struct ObsSubnet {
     pub cidr: String,
     pub az: String,
     pub map_public_ip: bool,
+    /// Its explicit CIDR reservations (read where the spec wants one: `Scope::reserving`).
+    pub reserved: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drift {
     MapPublicIp,
+    /// The reservation of [`Subnet::reserve`] is missing (a cluster of an earlier release).
+    Reserve(std::net::Ipv4Addr),
 }
 
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Drift::MapPublicIp => f.write_str("map public IPs on launch"),
+            Drift::Reserve(ip) => write!(f, "reserve {ip} for the control plane"),
         }
     }
+}
+
+/// The CIDR of an address's reservation.
+pub fn reservation(ip: std::net::Ipv4Addr) -> String {
+    format!("{ip}/32")
 }
 
 impl Plan for Subnet {
@@ -69,11 +82,22 @@ impl Plan for Subnet {
                 },
             );
         }
-        let drifts = if self.public && !s.map_public_ip {
-            vec![Drift::MapPublicIp]
-        } else {
-            Vec::new()
-        };
+        let mut drifts = Vec::new();
+        if self.public && !s.map_public_ip {
+            drifts.push(Drift::MapPublicIp);
+        }
+        if let Some(ip) = self.reserve {
+            // Not when another instance holds the address (a control plane of an earlier
+            // release elsewhere, a worker given it): it is reserved once that one is gone.
+            let held = cx.obs.instances.iter().any(|i| {
+                i.is_live()
+                    && i.private_ip.as_deref() == Some(ip.to_string().as_str())
+                    && i.logical.as_deref() != Some(crate::core::graph::MASTER)
+            });
+            if !held && !s.reserved.contains(&reservation(ip)) {
+                drifts.push(Drift::Reserve(ip));
+            }
+        }
         Change::update(&s.id, drifts)
     }
 
@@ -84,9 +108,11 @@ impl Plan for Subnet {
             .collect()
     }
 
-    // CreateSubnet, then ModifySubnetAttribute (public addresses) for public subnets.
+    // CreateSubnet, then ModifySubnetAttribute (public addresses) for public subnets, then
+    // CreateSubnetCidrReservation where it reserves an address.
     fn cost(&self, p: &Profile) -> Cost {
-        Cost::same(if self.public { 2.0 } else { 1.0 } * p.call)
+        let calls = 1 + u8::from(self.public) + u8::from(self.reserve.is_some());
+        Cost::same(f64::from(calls) * p.call)
     }
 }
 

@@ -10,6 +10,28 @@ use crate::core::kinds::instances::ObsInstance;
 
 pub(super) const KUBEADM_DAY2: &[Case] = &[
     Case {
+        what: "the first subnet without the control plane's reservation (an earlier release's)",
+        spec: demo,
+        change: |o| o.subnets[0].reserved.clear(),
+        id: "subnet-0",
+        action: Action::Update,
+        says: "reserve 10.0.0.10 for the control plane",
+        also: &[],
+    },
+    Case {
+        what: "no reservation, and another instance holds the address: left until it is gone",
+        spec: demo,
+        change: |o| {
+            o.subnets[0].reserved.clear();
+            live(o, "master").for_each(|i| i.private_ip = Some("10.0.0.77".into()));
+            live(o, "workers-0").for_each(|i| i.private_ip = Some("10.0.0.10".into()));
+        },
+        id: "subnet-0",
+        action: Action::Keep,
+        says: "",
+        also: &[],
+    },
+    Case {
         what: "a control plane of an earlier release: no snapshots, said",
         spec: demo,
         change: |o| live(o, "master").for_each(|i| i.backup_interval = None),
@@ -33,7 +55,23 @@ pub(super) const KUBEADM_DAY2: &[Case] = &[
         change: |o| live(o, "master").for_each(|i| i.state = "terminated".into()),
         id: "master",
         action: Action::Refuse,
-        says: "s3://provision-demo-use1-123456789012/etcd/ holds no etcd snapshot: a new control plane would be a new, empty cluster",
+        says: "s3://provision-demo-use1-123456789012/etcd/abcdefghijkl/ holds no etcd snapshot of this cluster: a new control plane would be a new, empty cluster",
+        also: &[],
+    },
+    Case {
+        what: "the control plane lost, workers left, only another cluster's snapshots (a kept bucket)",
+        spec: demo,
+        change: |o| {
+            live(o, "master").for_each(|i| i.state = "terminated".into());
+            o.bucket.as_mut().unwrap().snapshots.push(Snapshot {
+                key: "etcd/oldcluster12/20261205T201500Z.tar.gz".into(),
+                at: NOW - 900,
+                bytes: 1 << 20,
+            });
+        },
+        id: "master",
+        action: Action::Refuse,
+        says: "etcd/abcdefghijkl/ holds no etcd snapshot of this cluster",
         also: &[],
     },
     Case {
@@ -43,9 +81,10 @@ pub(super) const KUBEADM_DAY2: &[Case] = &[
             live(o, "master").for_each(|i| i.state = "terminated".into());
             let b = o.bucket.as_mut().unwrap();
             for (key, at) in [
-                ("etcd/20261205T200000Z.tar.gz", NOW - 1800),
-                ("etcd/20261205T201500Z.tar.gz", NOW - 900),
-                ("etcd/by-hand.db", NOW),
+                ("etcd/abcdefghijkl/20261205T200000Z.tar.gz", NOW - 1800),
+                ("etcd/abcdefghijkl/20261205T201500Z.tar.gz", NOW - 900),
+                ("etcd/abcdefghijkl/by-hand.db", NOW),
+                ("etcd/oldcluster12/20261205T203000Z.tar.gz", NOW),
             ] {
                 b.snapshots.push(Snapshot {
                     key: key.into(),
@@ -56,7 +95,8 @@ pub(super) const KUBEADM_DAY2: &[Case] = &[
         },
         id: "master",
         action: Action::Create,
-        says: "restore from the snapshot of",
+        // This cluster's newest (NOW - 900), not the other cluster's of NOW.
+        says: "restore from the snapshot of 2027-01-15T07:45:00Z",
         also: &[
             "ami",
             "ca-access",
@@ -75,6 +115,31 @@ pub(super) const KUBEADM_DAY2: &[Case] = &[
         id: "master",
         action: Action::Create,
         says: "",
+        also: &[
+            "ami",
+            "ca-access",
+            "control-plane-upgrade",
+            "join-token",
+            "master-eip-association",
+            "workers",
+        ],
+    },
+    Case {
+        what: "every instance lost, with a snapshot of this cluster: restored all the same",
+        spec: demo,
+        change: |o| {
+            o.instances
+                .iter_mut()
+                .for_each(|i| i.state = "terminated".into());
+            o.bucket.as_mut().unwrap().snapshots.push(Snapshot {
+                key: "etcd/abcdefghijkl/20261205T201500Z.tar.gz".into(),
+                at: NOW - 900,
+                bytes: 1 << 20,
+            });
+        },
+        id: "master",
+        action: Action::Create,
+        says: "restore from the snapshot of 2027-01-15T07:45:00Z",
         also: &[
             "ami",
             "ca-access",

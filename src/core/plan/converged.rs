@@ -101,6 +101,11 @@ fn observe_node(
             cidr: s.cidr.to_string(),
             az: format!("us-east-1{}", (b'a' + s.index as u8) as char),
             map_public_ip: s.public,
+            reserved: s
+                .reserve
+                .map(crate::core::kinds::subnet::reservation)
+                .into_iter()
+                .collect(),
         }),
         Desired::InternetGateway(_) => obs.igws.push(ObsIgw {
             id: aws(id),
@@ -201,7 +206,12 @@ fn observe_node(
                     logical: some(id),
                     state: "running".into(),
                     subnet_id: Some(aws(&i.subnet)),
-                    private_ip: Some(format!("10.0.0.{}", 10 + k)),
+                    // The control plane at its fixed address, the others after it.
+                    private_ip: Some(
+                        i.private_ip
+                            .clone()
+                            .unwrap_or_else(|| format!("10.0.0.{}", 20 + k)),
+                    ),
                     public_ip: Some(format!("203.0.113.{}", 10 + k)),
                     version: None,
                     // The tags it was launched with (the control plane's backup interval).

@@ -150,6 +150,7 @@ fn spare_vpcs_are_the_empty_duplicates() {
         cidr: String::new(),
         az: String::new(),
         map_public_ip: true,
+        reserved: Vec::new(),
     });
     assert_eq!(spare_vpcs(&obs), ["vpc-a"], "keep the one in use");
     obs.security_groups.push(ObsSg {
