@@ -12,7 +12,9 @@ use common::{Cluster, OwnEmulator, Run, kube_stand_in_following};
 use provision::core::latency::{Profile, roll_path};
 
 const RUNS: usize = 2;
-// PROVISION_BENCH_EVENTS=DIR keeps each replacement's events (JSON lines) there.
+// PROVISION_BENCH_EVENTS=DIR keeps each replacement's events (JSON lines) and its stderr there (with
+// PROVISION_LOG=aws_smithy_runtime::client::orchestrator=debug,aws_sdk_ec2=debug,..., every
+// call's start and end).
 
 fn pool_cluster(surge: u32, run: usize) -> Cluster {
     Cluster::with_pools(
