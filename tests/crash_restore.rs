@@ -33,11 +33,7 @@ async fn lost(emu: &OwnEmulator, i: usize) -> Result<(Cluster, String, String), 
     let c = emu.sdk().await;
     let bucket =
         provision::core::tags::backup_bucket_name(&cl.name, common::REGION, "123456789012");
-    let b = common::read_bootstrap(&c, &format!("/provision/{}/bootstrap", cl.name)).await;
-    let key = format!(
-        "etcd/{}/{SNAPSHOT}",
-        b["cluster_id"].as_str().unwrap_or_default()
-    );
+    let key = format!("{}{SNAPSHOT}", common::snapshot_prefix(&c, &cl.name).await);
     c.s3.put_object()
         .bucket(&bucket)
         .key(key)

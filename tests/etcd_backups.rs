@@ -28,12 +28,6 @@ async fn reservations(c: &Clients, subnet: &str) -> Vec<aws_sdk_ec2::types::Subn
         .to_vec()
 }
 
-/// Where the cluster's snapshots go: `etcd/CLUSTER-ID/`, the id from its bootstrap secret.
-async fn snapshots_of(c: &Clients, cl: &Cluster) -> String {
-    let b = common::read_bootstrap(c, &format!("/provision/{}/bootstrap", cl.name)).await;
-    format!("etcd/{}/", b["cluster_id"].as_str().unwrap())
-}
-
 fn bucket(cl: &Cluster) -> String {
     provision::core::tags::backup_bucket_name(&cl.name, common::REGION, ACCOUNT)
 }
@@ -197,6 +191,33 @@ async fn up_makes_a_private_encrypted_expiring_bucket_only_the_control_plane_wri
         .send()
         .await
         .unwrap();
+    // Another interval reaches the running control plane through Run Command, once: its
+    // timer rewritten, then its tag.
+    cl.edit(
+        "etcd_backup_interval = \"30m\"",
+        "etcd_backup_interval = \"1h\"",
+    );
+    let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
+    assert!(
+        plan.summary()["plan"].to_string().contains(&format!(
+            "save etcd every 1h instead of 30m on the control plane {}",
+            m.id
+        )),
+        "{}",
+        plan.summary()
+    );
+    let retimed = cl.up_running();
+    assert_eq!(
+        retimed.mutating_calls(),
+        ["EC2:CreateTags", "SSM:SendCommand"],
+        "{}",
+        retimed.stderr
+    );
+    let script = common::sent_script(&c, &m.id).await;
+    assert!(script.contains("OnUnitActiveSec=3600\n"), "{script}");
+    let now = master(&live(&c, &cl.name).await)[0].clone();
+    assert_eq!(now.backup_interval.as_deref(), Some("3600"));
+    assert_eq!(cl.up_running().mutating_calls(), Vec::<String>::new());
     let role = provision::core::tags::node_role_name(&cl.name, common::REGION);
     let doc_of = |text: String| -> serde_json::Value {
         serde_json::from_str(&common::url_decode(&text)).unwrap()
@@ -232,7 +253,7 @@ async fn up_makes_a_private_encrypted_expiring_bucket_only_the_control_plane_wri
     }
 
     // Snapshots change nothing; a second up is all keep.
-    let mine = snapshots_of(&c, &cl).await;
+    let mine = common::snapshot_prefix(&c, &cl.name).await;
     put(&c, &name, &format!("{mine}{OLDER_STAMP}")).await;
     let again = cl.up_running();
     assert_eq!(again.mutating_calls(), Vec::<String>::new());
@@ -316,7 +337,7 @@ async fn a_lost_control_plane_is_restored_from_the_newest_snapshot_at_its_addres
     assert!(
         refused.summary().to_string().contains(&format!(
             "s3://{name}/{} holds no etcd snapshot of this cluster",
-            snapshots_of(&c, &cl).await
+            common::snapshot_prefix(&c, &cl.name).await
         )),
         "{}",
         refused.summary()
@@ -324,12 +345,12 @@ async fn a_lost_control_plane_is_restored_from_the_newest_snapshot_at_its_addres
 
     // Snapshots: the newest one this cluster's control plane wrote is restored (a newer key of
     // another shape is not, nor one of another cluster of the name: a kept bucket's).
-    let mine = snapshots_of(&c, &cl).await;
+    let mine = common::snapshot_prefix(&c, &cl.name).await;
     let newer = format!("{mine}{NEWER_STAMP}");
     put(&c, &name, &format!("{mine}{OLDER_STAMP}")).await;
     put(&c, &name, &newer).await;
     put(&c, &name, &format!("{mine}by-hand.db")).await;
-    put(&c, &name, "etcd/anothercluster/20261205T203000Z.tar.gz").await;
+    put(&c, &name, "etcd/anotherclust/20261205T203000Z.tar.gz").await;
     let plan = cl.run(&["plan", "-f", cl.spec_arg()]);
     assert!(plan.ok(), "{}", plan.stderr);
     let rows = plan.summary()["plan"].to_string();

@@ -165,28 +165,7 @@ async fn an_upgrade_runs_kubeadm_on_the_control_plane_through_run_command_then_r
         "the agent online, the command, its end, then the new workers: {order:?}"
     );
     // The command is the upgrade script for 1.37, through base64 to bash.
-    let commands = c
-        .ssm
-        .list_commands()
-        .instance_id(&m.id)
-        .send()
-        .await
-        .unwrap();
-    let cmd = commands.commands().last().unwrap();
-    assert_eq!(cmd.document_name(), Some("AWS-RunShellScript"));
-    let line = &cmd.parameters().unwrap()["commands"][0];
-    let b64 = line
-        .split("echo ")
-        .nth(1)
-        .and_then(|l| l.split(' ').next())
-        .unwrap();
-    use base64::Engine as _;
-    let script = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap(),
-    )
-    .unwrap();
+    let script = common::sent_script(&c, &m.id).await;
     assert!(script.contains("K8S_MINOR=\"v1.37\"") && script.contains("kubeadm upgrade apply -y"));
 
     assert_eq!(master(&c, &cl.name).await.version.as_deref(), Some("1.37"));

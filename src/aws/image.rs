@@ -44,10 +44,6 @@ impl Apply for Image {
     }
 }
 
-/// Resolves the AMI (through SSM if asked) and checks it fits the instance architecture.
-///
-/// # Errors
-/// When the parameter or image does not exist, or the architecture differs.
 /// The images of a run, each looked up once: a prefetch's success, or `None` when it failed
 /// (the node then looks again and reports its own error).
 #[derive(Debug, Default)]
@@ -118,6 +114,10 @@ pub async fn resolve(
     }
 }
 
+/// Resolves the AMI (through SSM if asked) and checks it fits the instance architecture.
+///
+/// # Errors
+/// When the parameter or image does not exist, or the architecture differs.
 pub async fn lookup(
     c: &Clients,
     source: &AmiSource,

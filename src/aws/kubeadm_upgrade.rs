@@ -1,7 +1,7 @@
-//! The control plane's upgrade through SSM Run Command: wait until the instance's SSM agent is
-//! online (DescribeInstanceInformation), SendCommand with the upgrade script, follow it with
-//! GetCommandInvocation at a fixed rate, show the end of its output when it fails, and move the
-//! instance's version tag once it succeeded.
+//! The control plane's upgrade (and its etcd snapshots' interval) through SSM Run Command: wait
+//! until the instance's SSM agent is online (DescribeInstanceInformation), SendCommand with the
+//! script, follow it with GetCommandInvocation at a fixed rate, show the end of its output when
+//! it fails, and move the instance's tag (version, interval) once it succeeded.
 
 use std::time::Duration;
 
@@ -38,41 +38,44 @@ impl Apply for KubeadmUpgrade {
         _inputs: &Inputs,
     ) -> Result<Output, AwsError> {
         for d in &change.drifts {
-            let Drift::Upgrade { instance, from, to } = d;
+            // What it runs, and the tag that records it once it succeeded (the next run's diff
+            // starts from it).
+            let (instance, doing, script, tag, value, done) = match d {
+                Drift::Upgrade { instance, from, to } => (
+                    instance,
+                    format!("the upgrade of {instance} from Kubernetes {from} to {to}"),
+                    crate::core::cloudinit::upgrade_script(&self.version),
+                    crate::core::stamp::VERSION_TAG,
+                    self.version.to_string(),
+                    format!("Kubernetes {to}"),
+                ),
+                Drift::BackupInterval { instance, to, .. } => {
+                    let every = crate::core::stamp::format_duration(i64::from(*to));
+                    (
+                        instance,
+                        format!("etcd snapshots every {every} on {instance}"),
+                        crate::core::cloudinit::retime_script(*to),
+                        crate::core::stamp::BACKUP_INTERVAL_TAG,
+                        to.to_string(),
+                        format!("etcd snapshots every {every}"),
+                    )
+                }
+            };
             cx.report.resource(
                 id,
                 Self::NAME,
                 Some(instance),
                 Progress::Updating,
-                Some(format!("Kubernetes {from} to {to} through SSM Run Command")),
+                Some(format!("{doing} through SSM Run Command")),
             );
-            agent_online(cx, instance).await?;
-            let script = crate::core::cloudinit::upgrade_script(&self.version);
-            let command = send(cx, instance, to, &script).await?;
-            cx.report.resource(
-                id,
-                Self::NAME,
-                Some(instance),
-                Progress::Waiting,
-                Some(format!(
-                    "command {command}: kubeadm upgrade plan and apply, the kubelet"
-                )),
-            );
-            follow(cx, instance, &command, to).await?;
-            // What the control plane runs now: the next run's diff starts from it.
-            super::retag::ec2_tags(
-                cx.c,
-                &[instance],
-                crate::core::stamp::VERSION_TAG,
-                &self.version.to_string(),
-            )
-            .await?;
+            run(cx, id, instance, &doing, &script).await?;
+            super::retag::ec2_tags(cx.c, &[instance], tag, &value).await?;
             cx.report.resource(
                 id,
                 Self::NAME,
                 Some(instance),
                 Progress::Updated,
-                Some(format!("Kubernetes {to}")),
+                Some(done),
             );
         }
         Ok(Output::Nothing)
@@ -81,6 +84,27 @@ impl Apply for KubeadmUpgrade {
     async fn delete(_tx: &Tx<'_>) -> Result<(), AwsError> {
         Ok(())
     }
+}
+
+/// Runs `script` on the instance through Run Command (`what` names it in progress and errors):
+/// once its agent is online, sent, then followed to its end.
+async fn run(
+    cx: &Cx<'_>,
+    id: &str,
+    instance: &str,
+    what: &str,
+    script: &str,
+) -> Result<(), AwsError> {
+    agent_online(cx, instance).await?;
+    let command = send(cx, instance, what, script).await?;
+    cx.report.resource(
+        id,
+        KubeadmUpgrade::NAME,
+        Some(instance),
+        Progress::Waiting,
+        Some(format!("command {command}: {what}")),
+    );
+    follow(cx, instance, &command, what).await
 }
 
 /// Waits until the instance's SSM agent reports Online (it registers minutes after boot, and
@@ -122,7 +146,7 @@ async fn agent_online(cx: &Cx<'_>, instance: &str) -> Result<(), AwsError> {
 }
 
 /// SendCommand of the script; its command id.
-async fn send(cx: &Cx<'_>, instance: &str, to: &str, script: &str) -> Result<String, AwsError> {
+async fn send(cx: &Cx<'_>, instance: &str, what: &str, script: &str) -> Result<String, AwsError> {
     // Run Command may not know an agent that DescribeInstanceInformation just reported Online
     // (SSM's eventual consistency): InvalidInstanceId is asked again for a minute.
     let out = super::retry::retry(
@@ -133,7 +157,7 @@ async fn send(cx: &Cx<'_>, instance: &str, to: &str, script: &str) -> Result<Str
                 .send_command()
                 .document_name("AWS-RunShellScript")
                 .instance_ids(instance)
-                .comment(format!("provision {}: control plane to {to}", cx.spec.name))
+                .comment(comment(&cx.spec.name, what))
                 .timeout_seconds(DELIVERY_TIMEOUT_SECS)
                 .parameters(
                     "commands",
@@ -142,7 +166,7 @@ async fn send(cx: &Cx<'_>, instance: &str, to: &str, script: &str) -> Result<Str
                 .parameters("executionTimeout", vec![EXECUTION_TIMEOUT_SECS.to_string()])
                 .send()
                 .await
-                .map_err(api("sending the upgrade command to", instance))
+                .map_err(api(&format!("sending {what} to"), instance))
         },
     )
     .await?;
@@ -150,19 +174,19 @@ async fn send(cx: &Cx<'_>, instance: &str, to: &str, script: &str) -> Result<Str
         .and_then(|c| c.command_id())
         .map(str::to_string)
         .ok_or_else(|| {
-            AwsError::unexpected("sending the upgrade command to", instance, "no command id")
+            AwsError::unexpected(&format!("sending {what} to"), instance, "no command id")
         })
 }
 
 /// Follows the command until it ends; its output's last lines when it did not succeed.
-async fn follow(cx: &Cx<'_>, instance: &str, command: &str, to: &str) -> Result<(), AwsError> {
+async fn follow(cx: &Cx<'_>, instance: &str, command: &str, what: &str) -> Result<(), AwsError> {
     let max = Duration::from_secs(u64::from(EXECUTION_TIMEOUT_SECS))
         + Duration::from_secs(u64::try_from(DELIVERY_TIMEOUT_SECS).unwrap_or(600));
     until(
         &cx.c.tuning,
         POLL,
         max,
-        &format!("the upgrade of {instance} to {to} (command {command})"),
+        &format!("{what} (command {command})"),
         "Success",
         || async {
             let got = cx
@@ -179,7 +203,7 @@ async fn follow(cx: &Cx<'_>, instance: &str, command: &str, to: &str) -> Result<
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_invocation_does_not_exist()) => {
                     return Ok(Seen::Pending("not delivered yet".into()));
                 }
-                Err(e) => return Err(api("following the upgrade command on", instance)(e)),
+                Err(e) => return Err(api(&format!("following {what} on"), instance)(e)),
             };
             let status = inv
                 .status()
@@ -201,6 +225,14 @@ async fn follow(cx: &Cx<'_>, instance: &str, command: &str, to: &str) -> Result<
         },
     )
     .await
+}
+
+/// SendCommand's comment (at most 100 characters).
+fn comment(cluster: &str, what: &str) -> String {
+    format!("provision {cluster}: {what}")
+        .chars()
+        .take(100)
+        .collect()
 }
 
 /// The last lines of a command's output (stdout, then stderr), indented.

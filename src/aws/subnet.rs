@@ -218,7 +218,7 @@ pub async fn reserve(
     tags: &[(String, String)],
 ) -> Result<(), AwsError> {
     let cidr = crate::core::kinds::subnet::reservation(ip);
-    retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
+    let made = retry(Backoff::EVENTUAL, is_eventual_not_found, || async {
         c.ec2
             .create_subnet_cidr_reservation()
             .subnet_id(subnet)
@@ -230,8 +230,21 @@ pub async fn reserve(
             .await
             .map_err(api(&format!("reserving {cidr} in"), subnet))
     })
-    .await?;
-    Ok(())
+    .await;
+    match made {
+        Ok(_) => Ok(()),
+        // No client token: an attempt whose answer was lost leaves the reservation made, and
+        // the SDK's retry of it is refused as an overlap. Ours is there: done.
+        Err(e)
+            if reservations(c, subnet)
+                .await
+                .is_ok_and(|r| r.contains(&cidr)) =>
+        {
+            tracing::debug!(error = %e, subnet, "the reservation was there already");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The subnet's explicit CIDR reservations.

@@ -99,21 +99,11 @@ fn backups(
     obs: &Observed,
     now: i64,
 ) -> (String, Option<String>) {
-    use super::kinds::backup_bucket::is_snapshot_key;
     const HOUR: i64 = 3600;
     // This cluster's (when its secret was read), else every control plane's of the name.
-    let cluster_id = obs
-        .secret
-        .as_ref()
-        .and_then(|s| s.content.as_ref())
-        .map(|c| c.cluster_id.as_str());
-    let mine: Vec<_> = match cluster_id {
+    let mine: Vec<_> = match obs.cluster_id() {
         Some(id) => b.of(id).collect(),
-        None => b
-            .snapshots
-            .iter()
-            .filter(|s| is_snapshot_key(&s.key))
-            .collect(),
+        None => b.all().collect(),
     };
     let newest = mine.iter().copied().max_by_key(|s| (s.at, &s.key));
     let detail = match newest {

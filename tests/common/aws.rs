@@ -25,6 +25,33 @@ pub async fn user_data(c: &provision::aws::Clients, instance: &str) -> String {
     String::from_utf8(gunzip(&bytes)).unwrap()
 }
 
+/// The script of the last Run Command sent to `instance` (AWS-RunShellScript, through base64
+/// to bash, as `core::cloudinit::run_command` writes it).
+pub async fn sent_script(c: &provision::aws::Clients, instance: &str) -> String {
+    use base64::Engine as _;
+    let commands = c
+        .ssm
+        .list_commands()
+        .instance_id(instance)
+        .send()
+        .await
+        .unwrap();
+    let cmd = commands.commands().last().expect("a command was sent");
+    assert_eq!(cmd.document_name(), Some("AWS-RunShellScript"));
+    let line = &cmd.parameters().unwrap()["commands"][0];
+    let b64 = line
+        .split("echo ")
+        .nth(1)
+        .and_then(|l| l.split(' ').next())
+        .unwrap();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 /// The text of packed user data: instances get their document gzip-compressed (what
 /// cloud-init decompresses at boot). Fails on anything else, so a test sees it if it changes.
 pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -270,4 +297,11 @@ pub async fn read_bootstrap(c: &provision::aws::Clients, param: &str) -> serde_j
         .await
         .unwrap();
     serde_json::from_str::<serde_json::Value>(p.parameter().unwrap().value().unwrap()).unwrap()
+}
+
+/// Where the snapshots of the cluster `name` go (`etcd/CLUSTER-ID/`, the id from its bootstrap
+/// secret).
+pub async fn snapshot_prefix(c: &provision::aws::Clients, name: &str) -> String {
+    let b = read_bootstrap(c, &format!("/provision/{name}/bootstrap")).await;
+    provision::core::kinds::backup_bucket::snapshot_prefix(b["cluster_id"].as_str().unwrap())
 }

@@ -178,7 +178,9 @@ async fn running_ips(emulator: &str, cluster: &str) -> Option<Vec<String>> {
     let mut resp = String::new();
     tcp.read_to_string(&mut resp).await.ok()?;
     let (head, body) = resp.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200")
+    head.lines()
+        .next()
+        .is_some_and(|status| status.split(' ').nth(1) == Some("200"))
         .then(|| serde_json::from_str(body).ok())
         .flatten()
 }

@@ -22,6 +22,30 @@ pub(super) const BACKUP_PATH: &str = "/usr/local/sbin/provision-etcd-backup.sh";
 pub(super) const RESTORE_PATH: &str = "/usr/local/sbin/provision-etcd-restore.sh";
 const UNIT: &str = "provision-etcd-backup";
 
+fn timer_path() -> String {
+    format!("/etc/systemd/system/{UNIT}.timer")
+}
+
+/// The backup timer: a snapshot two minutes after it starts, then every `interval` seconds.
+fn timer(interval: u32) -> String {
+    format!(
+        "[Unit]\nDescription=provision: an etcd snapshot every {every}\n\n[Timer]\nOnActiveSec=120\nOnUnitActiveSec={interval}\nAccuracySec=30\n\n[Install]\nWantedBy=timers.target\n",
+        every = crate::core::stamp::format_duration(i64::from(interval)),
+    )
+}
+
+/// What Run Command sends a running control plane to save etcd every `interval` seconds: the
+/// timer rewritten and restarted (when the boot has enabled it; a boot still under way reads
+/// the new file when it does).
+pub fn retime_script(interval: u32) -> String {
+    format!(
+        "#!/bin/bash\n# Sets the etcd snapshots' interval of this control plane; rendered by provision.\nset -euo pipefail\ncat > {path} <<'EOF'\n{timer}EOF\nsystemctl daemon-reload\nif systemctl is-enabled --quiet {UNIT}.timer; then\n  systemctl restart {UNIT}.timer\nfi\necho \"provision: etcd snapshots every {every}\"\n",
+        path = timer_path(),
+        timer = timer(interval),
+        every = crate::core::stamp::format_duration(i64::from(interval)),
+    )
+}
+
 /// The backup script and its service and timer (enabled by the init script once the control
 /// plane runs), and the restore script when there is a snapshot to restore.
 pub(super) fn files(b: &EtcdBackupInput<'_>) -> Vec<File> {
@@ -41,13 +65,9 @@ pub(super) fn files(b: &EtcdBackupInput<'_>) -> Vec<File> {
             ),
         },
         File {
-            path: format!("/etc/systemd/system/{UNIT}.timer"),
+            path: timer_path(),
             permissions: "0644",
-            content: format!(
-                "[Unit]\nDescription=provision: an etcd snapshot every {every}\n\n[Timer]\nOnActiveSec=120\nOnUnitActiveSec={secs}\nAccuracySec=30\n\n[Install]\nWantedBy=timers.target\n",
-                every = crate::core::stamp::format_duration(i64::from(b.interval)),
-                secs = b.interval,
-            ),
+            content: timer(b.interval),
         },
     ];
     if let Some(key) = b.restore {
@@ -198,4 +218,32 @@ echo "provision: restored etcd from s3://{bucket}/{key}"
         crictl = CRICTL_FN,
         keys = RESTORED_KEYS.join(" "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retime_script_writes_the_boots_timer_with_the_new_interval_and_passes_shellcheck() {
+        let script = retime_script(3600);
+        crate::core::testing::assert_shellcheck("the retime script", &script);
+        // The very file the boot writes, with the new interval.
+        let b = EtcdBackupInput {
+            bucket: "b",
+            prefix: "etcd/x/",
+            interval: 3600,
+            restore: None,
+        };
+        let boot = files(&b)
+            .into_iter()
+            .find(|f| f.path == timer_path())
+            .unwrap();
+        assert!(script.contains(&format!(
+            "cat > {} <<'EOF'\n{}EOF\n",
+            boot.path, boot.content
+        )));
+        assert!(boot.content.contains("OnUnitActiveSec=3600\n"));
+        assert!(script.contains("systemctl restart provision-etcd-backup.timer"));
+    }
 }

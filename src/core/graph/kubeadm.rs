@@ -165,6 +165,7 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
         Desired::KubeadmUpgrade(KubeadmUpgrade {
             master: MASTER.into(),
             version: k.version,
+            backup_interval: k.etcd_backup_interval,
         }),
         &[MASTER, SSM_AGENT],
     );

@@ -3,8 +3,7 @@
 //! spec's `etcd_backup_days`. The control plane writes a snapshot under [`snapshot_prefix`] (its
 //! cluster id's, so that a bucket kept by `down --keep-backups` and taken up again by a new
 //! cluster of the same name never gives it the old one's data) every `etcd_backup_interval`;
-//! when it is lost and workers remain, the newest one of this cluster is what a new control
-//! plane restores (`instances::Drift::Restore`). `down` deletes the bucket with its
+//! when it is lost, the newest one of this cluster is what a new control plane restores (`instances::Drift::Restore`). `down` deletes the bucket with its
 //! snapshots, or keeps it with `--keep-backups` (`plan::kept` names it).
 
 use std::fmt;
@@ -65,19 +64,24 @@ impl ObsBucket {
     pub fn newest(&self, cluster_id: &str) -> Option<&Snapshot> {
         self.of(cluster_id).max_by_key(|s| (s.at, &s.key))
     }
+
+    /// Every control plane's snapshots, of whichever cluster of the name.
+    pub fn all(&self) -> impl Iterator<Item = &Snapshot> {
+        self.snapshots.iter().filter(|s| is_snapshot_key(&s.key))
+    }
 }
 
 /// The suffix of a snapshot's key, after its UTC time (`date -u +%Y%m%dT%H%M%SZ`).
 pub const SNAPSHOT_SUFFIX: &str = ".tar.gz";
 
 /// `etcd/CLUSTER-ID/20261205T201500Z.tar.gz`: what the control plane's backup writes (the id
-/// of lower-case letters and digits).
+/// of [`super::bootstrap_secret::CLUSTER_ID_LEN`] lower-case letters and digits).
 pub fn is_snapshot_key(key: &str) -> bool {
     key.strip_prefix(SNAPSHOT_PREFIX)
         .and_then(|k| k.strip_suffix(SNAPSHOT_SUFFIX))
         .and_then(|k| k.split_once('/'))
         .filter(|(id, _)| {
-            !id.is_empty()
+            id.len() == super::bootstrap_secret::CLUSTER_ID_LEN
                 && id
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
@@ -191,9 +195,7 @@ impl Plan for BackupBucket {
 /// What `down --keep-backups` says it left, and where.
 pub fn kept_note(b: &ObsBucket, cluster: &str, region: &str) -> String {
     let newest = b
-        .snapshots
-        .iter()
-        .filter(|s| is_snapshot_key(&s.key))
+        .all()
         .max_by_key(|s| (s.at, &s.key))
         .map(|s| format!(", the newest of {}", s.time()))
         .unwrap_or_default();
@@ -220,41 +222,47 @@ mod tests {
     fn the_newest_snapshot_is_the_latest_stored_of_the_control_planes_keys() {
         let b = ObsBucket {
             snapshots: vec![
-                snap("etcd/abc123/20261205T201500Z.tar.gz", 300),
-                snap("etcd/abc123/20261205T200000Z.tar.gz", 100),
-                snap("etcd/abc123/20261205T194500Z.tar.gz", 200),
+                snap("etcd/abcdefghijkl/20261205T201500Z.tar.gz", 300),
+                snap("etcd/abcdefghijkl/20261205T200000Z.tar.gz", 100),
+                snap("etcd/abcdefghijkl/20261205T194500Z.tar.gz", 200),
                 // Newer, but not what the control plane writes: never restored.
-                snap("etcd/abc123/$(reboot).tar.gz", 400),
-                snap("etcd/abc123/manual.db", 500),
+                snap("etcd/abcdefghijkl/$(reboot).tar.gz", 400),
+                snap("etcd/abcdefghijkl/manual.db", 500),
                 // Newer, but another cluster's of the name (a bucket kept by down).
-                snap("etcd/old999/20261205T203000Z.tar.gz", 600),
+                snap("etcd/oldcluster12/20261205T203000Z.tar.gz", 600),
             ],
             ..ObsBucket::default()
         };
         assert_eq!(
-            b.newest("abc123").map(|s| s.key.as_str()),
-            Some("etcd/abc123/20261205T201500Z.tar.gz")
+            b.newest("abcdefghijkl").map(|s| s.key.as_str()),
+            Some("etcd/abcdefghijkl/20261205T201500Z.tar.gz")
         );
-        assert_eq!(b.of("abc123").count(), 3);
+        assert_eq!(b.of("abcdefghijkl").count(), 3);
         assert_eq!(
-            b.newest("old999").map(|s| s.key.as_str()),
-            Some("etcd/old999/20261205T203000Z.tar.gz")
+            b.newest("oldcluster12").map(|s| s.key.as_str()),
+            Some("etcd/oldcluster12/20261205T203000Z.tar.gz")
         );
-        assert_eq!(b.newest("abc"), None, "a prefix of an id is another id");
+        assert_eq!(
+            b.newest("abcdefghijk"),
+            None,
+            "a prefix of an id is another id"
+        );
         assert!(is_snapshot_key(&longest_key()));
         for bad in [
-            "etcd/abc123/20261205T201500Z.tar",
-            "etcd/abc123/20261205X201500Z.tar.gz",
-            "x/abc123/20261205T201500Z.tar.gz",
-            "etcd/abc123/2026120ST201500Z.tar.gz",
+            "etcd/abcdefghijkl/20261205T201500Z.tar",
+            "etcd/abcdefghijkl/20261205X201500Z.tar.gz",
+            "x/abcdefghijkl/20261205T201500Z.tar.gz",
+            "etcd/abcdefghijkl/2026120ST201500Z.tar.gz",
             "etcd/20261205T201500Z.tar.gz",
             "etcd//20261205T201500Z.tar.gz",
-            "etcd/a$b/20261205T201500Z.tar.gz",
+            "etcd/abcdefghij$l/20261205T201500Z.tar.gz",
             "etcd/a/b/20261205T201500Z.tar.gz",
+            "etcd/abc123/20261205T201500Z.tar.gz",
+            "etcd/abcdefghijklm/20261205T201500Z.tar.gz",
         ] {
             assert!(!is_snapshot_key(bad), "{bad}");
         }
         assert_eq!(snap("k", 1_764_965_700).time(), "2025-12-05T20:15:00Z");
-        assert_eq!(ObsBucket::default().newest("abc123"), None);
+        assert_eq!(ObsBucket::default().newest("abcdefghijkl"), None);
     }
 }

@@ -64,6 +64,16 @@ pub struct ObsSecret {
     pub unreadable: Option<String>,
 }
 
+impl Observed {
+    /// The cluster id in the bootstrap secret, when it was read.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.secret
+            .as_ref()
+            .and_then(|s| s.content.as_ref())
+            .map(|b| b.cluster_id.as_str())
+    }
+}
+
 impl Plan for BootstrapSecret {
     const NAME: &'static str = "secret";
     const TAGS: Option<super::TagFamily> = Some(super::TagFamily::SsmParameter);

@@ -74,7 +74,6 @@ pub enum Refusal {
     Immutable { what: String },
     /// The resource is in a state nothing can continue from.
     State { what: String, state: String },
-    /// The kubeadm control plane is gone but workers remain.
     /// The control plane is gone, workers remain and there is no snapshot to restore.
     ControlPlaneLost {
         cluster: String,

@@ -204,12 +204,7 @@ impl Instances {
     fn lost_master(&self, cx: &Context<'_>) -> Change<Drift> {
         let bucket = cx.obs.bucket.as_ref().filter(|b| b.owned);
         // Only this cluster's snapshots (its id, from the bootstrap secret).
-        let cluster_id = cx
-            .obs
-            .secret
-            .as_ref()
-            .and_then(|s| s.content.as_ref())
-            .map(|b| b.cluster_id.as_str());
+        let cluster_id = cx.obs.cluster_id();
         if let Some(s) = bucket.zip(cluster_id).and_then(|(b, id)| b.newest(id)) {
             return Change {
                 drifts: vec![Drift::Restore {
@@ -233,18 +228,19 @@ impl Instances {
             Refusal::ControlPlaneLost {
                 cluster: cx.spec.name.clone(),
                 workers,
-                snapshots: bucket.map(|b| {
-                    format!(
-                        "{}/{}",
+                snapshots: bucket.map(|b| match cluster_id {
+                    Some(id) => format!("{}/{}", b.name, super::backup_bucket::snapshot_prefix(id)),
+                    None => format!(
+                        "{}/{} (whose are this cluster's is unknown: its bootstrap secret could not be read)",
                         b.name,
-                        super::backup_bucket::snapshot_prefix(cluster_id.unwrap_or("CLUSTER-ID"))
-                    )
+                        super::backup_bucket::SNAPSHOT_PREFIX
+                    ),
                 }),
             },
         )
     }
-    /// What a control plane's snapshots are, when not what the spec says: its user data (the
-    /// backup timer) is read at boot only.
+    /// What a control plane's snapshots are, when it saves none: its user data (the backup
+    /// timer) is read at boot only.
     fn backups_as_launched(&self, live: &[&ObsInstance]) -> Option<String> {
         let want = self
             .tags
@@ -261,12 +257,7 @@ impl Instances {
                 i.id,
                 secs(&want.1)
             )),
-            Some(have) if *have != want.1 => Some(format!(
-                "the control plane {} saves etcd every {} as launched; etcd_backup_interval = {} reaches a control plane launched from now on",
-                i.id,
-                secs(have),
-                secs(&want.1)
-            )),
+            // Another interval: the control-plane-upgrade node sets it (Run Command).
             Some(_) => None,
         }
     }

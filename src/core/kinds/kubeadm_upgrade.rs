@@ -7,6 +7,10 @@
 //! skipped minor is refused; the tag moves once the command succeeded, so a run stopped in the
 //! middle sends the command again (the script waits for one still running on the node, and
 //! `kubeadm upgrade apply` at the same version finishes what is left).
+//!
+//! The same channel sets another `etcd_backup_interval` on the running control plane (its
+//! timer, which its user data wrote at boot), decided by its `provision:etcd-backup-interval`
+//! tag, moved once the command succeeded.
 
 use std::fmt;
 
@@ -20,6 +24,8 @@ pub struct KubeadmUpgrade {
     pub master: String,
     /// The version the spec asks for.
     pub version: KubernetesVersion,
+    /// Seconds between etcd snapshots, as the spec asks.
+    pub backup_interval: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +36,13 @@ pub enum Drift {
         from: String,
         to: String,
     },
+    /// Set the backup timer of the control plane `instance` to `to` seconds (it was launched
+    /// with `from`).
+    BackupInterval {
+        instance: String,
+        from: u32,
+        to: u32,
+    },
 }
 
 impl fmt::Display for Drift {
@@ -38,6 +51,12 @@ impl fmt::Display for Drift {
             Drift::Upgrade { instance, from, to } => write!(
                 f,
                 "upgrade the control plane {instance} from Kubernetes {from} to {to} (kubeadm upgrade apply through SSM Run Command); the workers are replaced after it"
+            ),
+            Drift::BackupInterval { instance, from, to } => write!(
+                f,
+                "save etcd every {} instead of {} on the control plane {instance} (its backup timer, through SSM Run Command)",
+                crate::core::stamp::format_duration(i64::from(*to)),
+                crate::core::stamp::format_duration(i64::from(*from)),
             ),
         }
     }
@@ -49,29 +68,63 @@ impl Plan for KubeadmUpgrade {
     type Drift = Drift;
 
     fn diff(&self, _id: &str, cx: &Context<'_>) -> Change<Drift> {
-        // A control plane still to be made is made at the spec's version.
+        // A control plane still to be made is made at the spec's version and interval.
         let Some(master) = cx.obs.live_instances(&self.master).next() else {
             return Change::keep(None);
         };
+        let mut drifts = Vec::new();
+        match self.upgrade(master) {
+            Ok(Some(d)) => drifts.push(d),
+            Ok(None) => {}
+            Err(why) => return Change::refuse(Some(master.id.clone()), why),
+        }
+        // Tagged by this release at launch; a control plane without the tag saves no snapshot
+        // (the instances' row says so).
+        let launched = master
+            .backup_interval
+            .as_deref()
+            .and_then(|t| t.parse::<u32>().ok());
+        if let Some(from) = launched.filter(|f| *f != self.backup_interval) {
+            drifts.push(Drift::BackupInterval {
+                instance: master.id.clone(),
+                from,
+                to: self.backup_interval,
+            });
+        }
+        if drifts.is_empty() {
+            Change::keep(Some(master.id.clone()))
+        } else {
+            Change::update(&master.id, drifts)
+        }
+    }
+
+    // An upgrade is not part of a fresh create.
+    fn cost(&self, _p: &Profile) -> Cost {
+        Cost::same(0.0)
+    }
+}
+
+impl KubeadmUpgrade {
+    /// The upgrade the control plane's version tag asks for, none, or why not.
+    fn upgrade(&self, master: &super::instances::ObsInstance) -> Result<Option<Drift>, Refusal> {
         let Some(from) = master.version.as_deref() else {
-            return Change::keep(Some(master.id.clone()));
+            return Ok(None);
         };
         let Some(running) = tagged_version(from) else {
-            return Change::keep(Some(master.id.clone()));
+            return Ok(None);
         };
         let to = self.version.to_string();
-        let refuse = |why: Refusal| Change::refuse(Some(master.id.clone()), why);
         if self.version.minor < running.minor
             || (self.version.minor == running.minor
                 && matches!((self.version.patch, running.patch), (Some(w), Some(r)) if w < r))
         {
-            return refuse(Refusal::KubeadmDowngrade {
+            return Err(Refusal::KubeadmDowngrade {
                 from: from.to_string(),
                 to,
             });
         }
         if self.version.minor > running.minor + 1 {
-            return refuse(Refusal::SkippedMinor {
+            return Err(Refusal::SkippedMinor {
                 from: from.to_string(),
                 to,
                 next: format!("1.{}", running.minor + 1),
@@ -81,21 +134,13 @@ impl Plan for KubeadmUpgrade {
             && self.version.patch.is_some()
             && self.version.patch != running.patch;
         if self.version.minor == running.minor && !patch_differs {
-            return Change::keep(Some(master.id.clone()));
+            return Ok(None);
         }
-        Change::update(
-            &master.id,
-            vec![Drift::Upgrade {
-                instance: master.id.clone(),
-                from: from.to_string(),
-                to,
-            }],
-        )
-    }
-
-    // An upgrade is not part of a fresh create.
-    fn cost(&self, _p: &Profile) -> Cost {
-        Cost::same(0.0)
+        Ok(Some(Drift::Upgrade {
+            instance: master.id.clone(),
+            from: from.to_string(),
+            to,
+        }))
     }
 }
 

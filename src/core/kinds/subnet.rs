@@ -86,17 +86,13 @@ impl Plan for Subnet {
         if self.public && !s.map_public_ip {
             drifts.push(Drift::MapPublicIp);
         }
-        if let Some(ip) = self.reserve {
-            // Not when another instance holds the address (a control plane of an earlier
-            // release elsewhere, a worker given it): it is reserved once that one is gone.
-            let held = cx.obs.instances.iter().any(|i| {
-                i.is_live()
-                    && i.private_ip.as_deref() == Some(ip.to_string().as_str())
-                    && i.logical.as_deref() != Some(crate::core::graph::MASTER)
-            });
-            if !held && !s.reserved.contains(&reservation(ip)) {
-                drifts.push(Drift::Reserve(ip));
-            }
+        // A reservation may include an address in use (AWS leaves its holder alone): made
+        // also when another instance has it, so that nothing new takes it once that one goes.
+        if let Some(ip) = self
+            .reserve
+            .filter(|ip| !s.reserved.contains(&reservation(*ip)))
+        {
+            drifts.push(Drift::Reserve(ip));
         }
         Change::update(&s.id, drifts)
     }

@@ -19,7 +19,7 @@ pub(super) const KUBEADM_DAY2: &[Case] = &[
         also: &[],
     },
     Case {
-        what: "no reservation, and another instance holds the address: left until it is gone",
+        what: "no reservation, and another instance holds the address: reserved all the same",
         spec: demo,
         change: |o| {
             o.subnets[0].reserved.clear();
@@ -27,8 +27,8 @@ pub(super) const KUBEADM_DAY2: &[Case] = &[
             live(o, "workers-0").for_each(|i| i.private_ip = Some("10.0.0.10".into()));
         },
         id: "subnet-0",
-        action: Action::Keep,
-        says: "",
+        action: Action::Update,
+        says: "reserve 10.0.0.10 for the control plane",
         also: &[],
     },
     Case {
@@ -41,12 +41,12 @@ pub(super) const KUBEADM_DAY2: &[Case] = &[
         also: &[],
     },
     Case {
-        what: "another backup interval: it reaches a new control plane only, said",
+        what: "another backup interval: set on the running control plane through Run Command",
         spec: demo,
         change: |o| live(o, "master").for_each(|i| i.backup_interval = Some("3600".into())),
-        id: "master",
-        action: Action::Warn,
-        says: "saves etcd every 1h as launched; etcd_backup_interval = 15m reaches a control plane launched from now on",
+        id: "control-plane-upgrade",
+        action: Action::Update,
+        says: "save etcd every 15m instead of 1h on the control plane i-master-0",
         also: &[],
     },
     Case {
