@@ -90,11 +90,7 @@ pub async fn resolve(
     field: &str,
 ) -> Result<ImageInfo, AwsError> {
     let cell = c.images.cell(source, arch);
-    match cell.get() {
-        Some(Some(img)) => return Ok(img.clone()),
-        Some(None) => return lookup(c, source, arch, field).await,
-        None => {}
-    }
+    // Set already: returned at once (a failed prefetch's `None` is looked up again below).
     let mut failed = None;
     let got = cell
         .get_or_init(|| async {
