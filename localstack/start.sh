@@ -33,7 +33,8 @@ setsid nohup "$here/.venv/bin/python" "$here/emulator.py" --host 127.0.0.1 --por
     >"$log_file" 2>&1 </dev/null &
 echo $! >"$pid_file"
 
-for _ in $(seq 1 60); do
+# Up to two minutes: it starts in about 5 s, more on a loaded machine.
+for _ in $(seq 1 240); do
     if ready; then
         echo "emulator running (pid $(cat "$pid_file")) at $endpoint"
         exit 0

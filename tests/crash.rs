@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use common::crash::{
-    Moment, PROFILE, census, env_u64, kill_at, moments, nothing_left, points, run,
+    Moment, PROFILE, Span, census, env_u64, kill_at, moments, nothing_left, points, run,
 };
 use common::{Cluster, OwnEmulator};
 
@@ -65,11 +65,7 @@ async fn crash_resume(kind: &str, make: impl Fn(usize) -> Cluster) {
     let t0 = Instant::now();
     let up = run(&emu, &reference, &["up", "-f", reference.spec_arg()]);
     let full = t0.elapsed();
-    let events = up
-        .events
-        .iter()
-        .filter(|e| e["event"] == "resource")
-        .count();
+    let span = Span::whole(&up, full);
     assert!(up.ok(), "{kind}: reference up failed:\n{}", up.stderr);
     let want = census(&emu, &reference.name).await;
     assert!(run(&emu, &reference, &["down", "-f", reference.spec_arg()]).ok());
@@ -78,7 +74,7 @@ async fn crash_resume(kind: &str, make: impl Fn(usize) -> Cluster) {
     let total: usize = want.values().sum();
     let mut failures = Vec::new();
     let mut partial = 0;
-    for (i, at) in (1u64..).zip(moments(seed, points, full, events)) {
+    for (i, at) in (1u64..).zip(moments(seed, points, span)) {
         #[allow(clippy::cast_possible_truncation)]
         let cl = make(i as usize);
         let outcome = Box::pin(kill_and_resume(&emu, &cl, at, &want)).await;
@@ -88,8 +84,9 @@ async fn crash_resume(kind: &str, make: impl Fn(usize) -> Cluster) {
         }
         if let Err(e) = outcome {
             failures.push(format!(
-                "{kind}, seed {seed}, point {i}: killed {at:?} (a full up: {} ms, {events} resource events): {e}",
-                full.as_millis()
+                "{kind}, seed {seed}, point {i}: killed {at:?} (a full up: {} ms, {} resource events): {e}",
+                full.as_millis(),
+                span.last
             ));
         }
     }
@@ -333,14 +330,10 @@ fn eks_upgrade_killed_at_random_moments_resumes_with_one_update_per_step() {
     let full = t0.elapsed();
     assert!(up.ok(), "reference upgrade failed:\n{}", up.stderr);
     rt.block_on(upgraded(&emu, &reference.name)).unwrap();
-    let events = up
-        .events
-        .iter()
-        .filter(|e| e["event"] == "resource")
-        .count();
+    let span = Span::whole(&up, full);
     assert!(run(&emu, &reference, &["down", "-f", reference.spec_arg()]).ok());
 
-    let moments = moments(seed, points, full, events);
+    let moments = moments(seed, points, span);
     // Four points at a time: each mostly waits for the emulator's clock.
     let failures = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -354,9 +347,10 @@ fn eks_upgrade_killed_at_random_moments_resumes_with_one_update_per_step() {
                 for (i, at) in moments.iter().enumerate().skip(lane).step_by(4) {
                     if let Err(e) = upgrade_point(emu, &rt, i + 1, *at) {
                         failures.lock().unwrap().push(format!(
-                            "seed {seed}, point {}: killed {at:?} (a full upgrade: {} ms, {events} resource events): {e}",
+                            "seed {seed}, point {}: killed {at:?} (a full upgrade: {} ms, {} resource events): {e}",
                             i + 1,
-                            full.as_millis()
+                            full.as_millis(),
+                            span.last
                         ));
                     }
                 }

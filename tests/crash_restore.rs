@@ -12,7 +12,7 @@ mod common;
 use std::time::Instant;
 
 use common::crash::{
-    Moment, PROFILE, each_moment, env_u64, kill_at, points, resource_events, run, settles_then_goes,
+    Moment, PROFILE, Span, each_moment, env_u64, kill_at, points, run, settles_then_goes,
 };
 use common::{Cluster, OwnEmulator, tagged, terminate_the_control_plane, user_data};
 use provision::core::kinds::instances::ObsInstance;
@@ -118,7 +118,7 @@ async fn a_restore_killed_at_random_moments_resumes_with_one_new_control_plane()
     Box::pin(restored(&emu, &reference, &lost_id, &worker))
         .await
         .unwrap();
-    let events = resource_events(&up);
+    let span = Span::whole(&up, full);
     assert!(
         tokio::task::block_in_place(|| run(
             &emu,
@@ -129,11 +129,5 @@ async fn a_restore_killed_at_random_moments_resumes_with_one_new_control_plane()
     );
 
     let emu = &emu;
-    each_moment(
-        seed,
-        points,
-        ("restore", full, events),
-        |i, at| async move { point(emu, i, at).await.map(|()| false) },
-    )
-    .await;
+    each_moment(seed, points, ("restore", span), |i, at| point(emu, i, at)).await;
 }

@@ -179,9 +179,64 @@ pub fn kill_run_at(emu: &OwnEmulator, cl: &Cluster, args: &[&str], at: Moment) -
     finished
 }
 
-/// `points` kill moments from `seed`: odd ones a moment of a full run of `full`, even ones
-/// right after one of its `events` resource events (which spreads kills over the creates).
-pub fn moments(seed: u64, points: u64, full: Duration, events: usize) -> Vec<Moment> {
+/// The part of a reference run that kills aim at: from `from` to `to` after its start, and its
+/// resource events `first..=last` (counted from 1, as [`Moment::Event`] counts them).
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    pub from: Duration,
+    pub to: Duration,
+    pub first: usize,
+    pub last: usize,
+}
+
+impl Span {
+    /// All of `run`, which took `full`.
+    pub fn whole(run: &Run, full: Duration) -> Span {
+        Span {
+            from: Duration::ZERO,
+            to: full,
+            first: 1,
+            last: resource_events(run).max(1),
+        }
+    }
+
+    /// The part of `run` from its first resource event that `starts` to its `nth_last` event
+    /// (counted back from 1) that `ends`.
+    pub fn between(
+        run: &Run,
+        starts: impl Fn(&serde_json::Value) -> bool,
+        (ends, nth_last): (impl Fn(&serde_json::Value) -> bool, usize),
+    ) -> Span {
+        let events: Vec<&serde_json::Value> = run
+            .events
+            .iter()
+            .filter(|e| e["event"] == "resource")
+            .collect();
+        let first = events
+            .iter()
+            .position(|e| starts(e))
+            .expect("the span starts");
+        let last = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| ends(e))
+            .map(|(i, _)| i)
+            .rev()
+            .nth(nth_last - 1)
+            .expect("the span ends");
+        let at = |i: usize| Duration::from_millis(events[i]["elapsed_ms"].as_u64().unwrap_or(0));
+        Span {
+            from: at(first),
+            to: at(last),
+            first: first + 1,
+            last: last + 1,
+        }
+    }
+}
+
+/// `points` kill moments in `span` from `seed`: odd ones a moment of its time, even ones right
+/// after one of its resource events (which spreads kills over the creates).
+pub fn moments(seed: u64, points: u64, span: Span) -> Vec<Moment> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     #[allow(
         clippy::cast_possible_truncation,
@@ -192,9 +247,9 @@ pub fn moments(seed: u64, points: u64, full: Duration, events: usize) -> Vec<Mom
         .map(|i| {
             let u = rng.unit();
             if i % 2 == 1 {
-                Moment::After(full.mul_f64(u))
+                Moment::After(span.from + (span.to.saturating_sub(span.from)).mul_f64(u))
             } else {
-                Moment::Event(1 + (u * events as f64) as usize)
+                Moment::Event(span.first + (u * (span.last + 1 - span.first) as f64) as usize)
             }
         })
         .collect()
@@ -208,32 +263,26 @@ pub fn resource_events(run: &Run) -> usize {
         .count()
 }
 
-/// Runs `point` at each of `points` moments from `seed` of a reference run of `what` (that took
-/// `full` and made `events` resource events), one after the other; the number of points that
-/// returned `Ok(true)`. Fails naming every point that failed.
-pub async fn each_moment<F, Fut>(
-    seed: u64,
-    points: u64,
-    (what, full, events): (&str, Duration, usize),
-    mut point: F,
-) -> u64
+/// Runs `point` at each of `points` moments from `seed` in `span` of a reference run of `what`,
+/// one after the other. Fails naming every point that failed.
+pub async fn each_moment<F, Fut>(seed: u64, points: u64, (what, span): (&str, Span), mut point: F)
 where
     F: FnMut(usize, Moment) -> Fut,
-    Fut: std::future::Future<Output = Result<bool, String>>,
+    Fut: std::future::Future<Output = Result<(), String>>,
 {
     let mut failures = Vec::new();
-    let mut hits = 0;
-    for (i, at) in (1usize..).zip(moments(seed, points, full, events)) {
-        match Box::pin(point(i, at)).await {
-            Ok(hit) => hits += u64::from(hit),
-            Err(e) => failures.push(format!(
-                "seed {seed}, point {i}: killed {at:?} (a full {what}: {} ms, {events} resource events): {e}",
-                full.as_millis()
-            )),
+    for (i, at) in (1usize..).zip(moments(seed, points, span)) {
+        if let Err(e) = Box::pin(point(i, at)).await {
+            failures.push(format!(
+                "seed {seed}, point {i}: killed {at:?} (a {what} from {} ms to {} ms, resource events {} to {}): {e}",
+                span.from.as_millis(),
+                span.to.as_millis(),
+                span.first,
+                span.last
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    hits
 }
 
 /// After a resumed run: one more `args` run changes nothing, then `down` leaves nothing.

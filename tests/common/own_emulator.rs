@@ -44,7 +44,8 @@ impl OwnEmulator {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        // It starts in about 5 s; a loaded machine (tests in parallel) may take much longer.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
