@@ -229,7 +229,9 @@ async fn up_makes_a_private_encrypted_expiring_bucket_only_the_control_plane_wri
         .iter()
         .find(|s| s["Sid"] == "ControlPlaneSavesAndRestoresEtcd")
         .expect("the snapshots' statement");
-    assert_eq!(s3["Resource"], format!("arn:aws:s3:::{name}/etcd/*"));
+    // This cluster's prefix only (not an earlier cluster's of the same name).
+    let mine = common::snapshot_prefix(&c, &cl.name).await;
+    assert_eq!(s3["Resource"], format!("arn:aws:s3:::{name}/{mine}*"));
     assert_eq!(
         s3["Condition"]["StringEquals"]["ec2:SourceInstanceARN"],
         format!("arn:aws:ec2:{}:{ACCOUNT}:instance/{}", common::REGION, m.id)
@@ -253,7 +255,6 @@ async fn up_makes_a_private_encrypted_expiring_bucket_only_the_control_plane_wri
     }
 
     // Snapshots change nothing; a second up is all keep.
-    let mine = common::snapshot_prefix(&c, &cl.name).await;
     put(&c, &name, &format!("{mine}{OLDER_STAMP}")).await;
     let again = cl.up_running();
     assert_eq!(again.mutating_calls(), Vec::<String>::new());

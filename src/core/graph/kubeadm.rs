@@ -19,7 +19,7 @@ use crate::core::kinds::bootstrap_secret::BootstrapSecret;
 use crate::core::kinds::elastic_ip::ElasticIp;
 use crate::core::kinds::iam_role::IamRole;
 use crate::core::kinds::image::Image;
-use crate::core::kinds::inline_policy::{Document, InlinePolicy};
+use crate::core::kinds::inline_policy::{Document, InlinePolicy, Snapshots};
 use crate::core::kinds::instance_profile::InstanceProfile;
 use crate::core::kinds::instances::{Instances, Role, TokenScope};
 use crate::core::kinds::join_token::JoinToken;
@@ -129,10 +129,13 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
             document: Document::InstanceReads {
                 parameters,
                 instance: MASTER.into(),
-                bucket: Some(ETCD_BACKUPS.into()),
+                snapshots: Some(Snapshots {
+                    bucket: ETCD_BACKUPS.into(),
+                    secret: SECRET.into(),
+                }),
             },
         }),
-        &[NODE_ROLE, MASTER, ETCD_BACKUPS],
+        &[NODE_ROLE, MASTER, ETCD_BACKUPS, SECRET],
     );
     // Put with the role, long before a node reports (its first report comes after minutes of
     // preparation; a report that cannot be written is said on the console, never fatal).

@@ -16,14 +16,15 @@ fn role_arn_parts(role_arn: &str) -> Option<(&str, &str)> {
 /// `ssm:GetParameter` on `parameters` (the bootstrap secret and, with the logging add-on, the
 /// log writer's password: the control plane installs the log shipper), only for requests made
 /// with the role's credentials from one instance (`ec2:SourceInstanceARN`), so that workers
-/// sharing the role cannot read the CA key. Partition and account come from the role's ARN;
-/// `None` if it is not an IAM role ARN.
+/// sharing the role cannot read the CA key. With `snapshots` (the bucket's name and the
+/// cluster's id): also the etcd snapshots of this cluster, and only those. Partition and account
+/// come from the role's ARN; `None` if it is not an IAM role ARN.
 pub fn instance_reads(
     role_arn: &str,
     region: &str,
     parameters: &[&str],
     instance_id: &str,
-    bucket: Option<&str>,
+    snapshots: Option<(&str, &str)>,
 ) -> Option<String> {
     let (partition, account) = role_arn_parts(role_arn)?;
     let only = serde_json::json!({"StringEquals": {"ec2:SourceInstanceARN": format!("arn:{partition}:ec2:{region}:{account}:instance/{instance_id}")}});
@@ -38,15 +39,16 @@ pub fn instance_reads(
         },
         "Condition": only,
     })];
-    if let Some(b) = bucket {
-        // Its own snapshots only: no listing, no delete, nothing outside the prefix.
+    if let Some((b, cluster_id)) = snapshots {
+        // Its own cluster's snapshots only: no listing, no delete, nothing outside the prefix
+        // (not even an earlier cluster's of the same name, kept with `down --keep-backups`).
         statements.push(serde_json::json!({
             "Sid": "ControlPlaneSavesAndRestoresEtcd",
             "Effect": "Allow",
             "Action": ["s3:PutObject", "s3:GetObject"],
             "Resource": format!(
                 "arn:{partition}:s3:::{b}/{}*",
-                crate::core::kinds::backup_bucket::SNAPSHOT_PREFIX
+                crate::core::kinds::backup_bucket::snapshot_prefix(cluster_id)
             ),
             // And only in this account's bucket of that name.
             "Condition": {"StringEquals": {
@@ -264,7 +266,7 @@ mod tests {
             "us-east-1",
             &["/provision/demo/bootstrap"],
             "i-0abc",
-            Some("provision-demo-use1-123456789012"),
+            Some(("provision-demo-use1-123456789012", "abcdefghijkl")),
         )
         .unwrap();
         let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
@@ -278,8 +280,8 @@ mod tests {
             st["Condition"]["StringEquals"]["ec2:SourceInstanceARN"],
             "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"
         );
-        // The snapshots: write and read under the prefix, from the control plane only; no
-        // listing, no delete.
+        // The snapshots: write and read under this cluster's prefix, from the control plane
+        // only; no listing, no delete.
         let s3 = &v["Statement"][1];
         assert_eq!(
             s3["Action"],
@@ -287,7 +289,7 @@ mod tests {
         );
         assert_eq!(
             s3["Resource"],
-            "arn:aws:s3:::provision-demo-use1-123456789012/etcd/*"
+            "arn:aws:s3:::provision-demo-use1-123456789012/etcd/abcdefghijkl/*"
         );
         assert_eq!(
             s3["Condition"]["StringEquals"]["ec2:SourceInstanceARN"],

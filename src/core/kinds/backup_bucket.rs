@@ -12,7 +12,8 @@ use super::{Change, Context, Doomed, Kind, Observed, Plan, Refusal};
 use crate::core::latency::{Cost, Profile};
 use crate::core::teardown::Step;
 
-/// Where the snapshots are, in the bucket: the only prefix the control plane may write.
+/// Where the snapshots are, in the bucket (each cluster's under [`snapshot_prefix`], the only
+/// prefix its control plane may write).
 pub const SNAPSHOT_PREFIX: &str = "etcd/";
 
 /// Where one cluster's snapshots are: `etcd/CLUSTER-ID/` (the id of its bootstrap secret, made

@@ -23,12 +23,12 @@ pub struct InlinePolicy {
 pub enum Document {
     /// `ssm:GetParameter` on these parameters, only from the instance of node `instance` (the
     /// control plane): workers share the role and must not read the CA.
-    /// With `bucket` (the etcd snapshots' bucket node): also `s3:PutObject` and `s3:GetObject`
-    /// on its snapshot prefix, from that instance only.
+    /// With `snapshots`: also `s3:PutObject` and `s3:GetObject` on this cluster's snapshot
+    /// prefix, from that instance only.
     InstanceReads {
         parameters: Vec<String>,
         instance: String,
-        bucket: Option<String>,
+        snapshots: Option<Snapshots>,
     },
     /// EC2 discovery for Prometheus, and the add-ons' passwords.
     Addons { parameter: String },
@@ -40,6 +40,14 @@ pub enum Document {
     /// AmazonSSMManagedInstanceCore's `ssm:GetParameter(s)` on every parameter (which would let
     /// any node read the CA in the bootstrap secret).
     SsmAgent,
+}
+
+/// Where the control plane's etcd snapshots go: the bucket's node, and the bootstrap secret's
+/// (whose cluster id names the prefix, `backup_bucket::snapshot_prefix`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshots {
+    pub bucket: String,
+    pub secret: String,
 }
 
 /// An inline policy as IAM reports it (decoded).
@@ -60,7 +68,7 @@ impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Drift::Rewrite(Document::InstanceReads { .. }) => {
-                f.write_str("scope it to the current control plane instance")
+                f.write_str("scope it to the current control plane instance and this cluster's snapshots")
             }
             Drift::Rewrite(_) => f.write_str("rewrite the policy document"),
         }
@@ -91,8 +99,13 @@ impl Plan for InlinePolicy {
                 .map(|i| i.id.as_str()),
             _ => None,
         };
-        let bucket = cx.obs.bucket.as_ref().map(|b| b.name.as_str());
-        let want = arn.and_then(|a| self.render(a, &cx.spec.region, instance, bucket));
+        let snapshots = cx
+            .obs
+            .bucket
+            .as_ref()
+            .map(|b| b.name.as_str())
+            .zip(cx.obs.cluster_id());
+        let want = arn.and_then(|a| self.render(a, &cx.spec.region, instance, snapshots));
         let json = |d: &str| serde_json::from_str::<serde_json::Value>(d).ok();
         let same = want.is_some_and(|w| json(&w).is_some() && json(&w) == json(&have.document));
         let drifts = if same {
@@ -111,27 +124,28 @@ impl Plan for InlinePolicy {
 
 impl InlinePolicy {
     /// The document for a role ARN (its partition and account scope the resources) and, for
-    /// [`Document::InstanceReads`], the instance (and the bucket's name). `None` when the ARN
-    /// is not a role's or the instance (or a bucket it names) is not known.
+    /// [`Document::InstanceReads`], the instance (and the snapshots' bucket name and cluster
+    /// id). `None` when the ARN is not a role's or the instance (or the snapshots' place, when
+    /// it names one) is not known.
     pub fn render(
         &self,
         role_arn: &str,
         region: &str,
         instance: Option<&str>,
-        bucket: Option<&str>,
+        snapshots: Option<(&str, &str)>,
     ) -> Option<String> {
         match &self.document {
             Document::InstanceReads {
                 parameters,
-                bucket: node,
+                snapshots: wanted,
                 ..
             } => {
                 let p: Vec<&str> = parameters.iter().map(String::as_str).collect();
-                let bucket = match node {
-                    Some(_) => Some(bucket?),
+                let snapshots = match wanted {
+                    Some(_) => Some(snapshots?),
                     None => None,
                 };
-                policies::instance_reads(role_arn, region, &p, instance?, bucket)
+                policies::instance_reads(role_arn, region, &p, instance?, snapshots)
             }
             Document::Addons { parameter } => policies::addons_access(role_arn, region, parameter),
             Document::LogWriter { parameter } => policies::log_writer(role_arn, region, parameter),
@@ -161,13 +175,16 @@ impl InlinePolicy {
             ),
             _ => None,
         };
-        let bucket = match &self.document {
+        let snapshots = match &self.document {
             Document::InstanceReads {
-                bucket: Some(node), ..
-            } => Some(inputs.id(node)?),
+                snapshots: Some(s), ..
+            } => Some((
+                inputs.id(&s.bucket)?,
+                inputs.bootstrap(&s.secret)?.cluster_id.as_str(),
+            )),
             _ => None,
         };
-        self.render(arn, region, instance.as_deref(), bucket)
+        self.render(arn, region, instance.as_deref(), snapshots)
             .ok_or_else(|| Missing {
                 node: self.role.clone(),
                 wanted: "IAM role ARN",
@@ -180,12 +197,12 @@ impl InlinePolicy {
             Document::InstanceReads {
                 parameters,
                 instance,
-                bucket,
+                snapshots,
             } => format!(
                 "ssm:GetParameter on {}{} from {instance} only",
                 parameters.join(", "),
-                if bucket.is_some() {
-                    ", s3:PutObject and s3:GetObject on the etcd snapshots"
+                if snapshots.is_some() {
+                    ", s3:PutObject and s3:GetObject on the cluster's etcd snapshots"
                 } else {
                     ""
                 }

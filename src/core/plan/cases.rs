@@ -219,6 +219,23 @@ pub(super) const CASES: &[Case] = &[
         also: &[],
     },
     Case {
+        what: "CA policy reaches every cluster's snapshots (an earlier release's)",
+        spec: demo,
+        change: |o| {
+            for p in o
+                .policies
+                .iter_mut()
+                .filter(|p| p.name == graph::CA_ACCESS_POLICY)
+            {
+                p.document = p.document.replace("/etcd/abcdefghijkl/*", "/etcd/*");
+            }
+        },
+        id: "ca-access",
+        action: Action::Update,
+        says: "and this cluster's snapshots",
+        also: &[],
+    },
+    Case {
         what: "log writer's parameter gone",
         spec: kubeadm_with_addons,
         change: |o| o.addon_secrets.writer = None,

@@ -11,9 +11,6 @@ use crate::core::kinds::iam_role::{ObsIam, managed_policy_arn};
 use crate::core::kinds::inline_policy::ObsPolicy;
 use crate::core::kinds::instance_profile::ObsProfile;
 use crate::core::kinds::instances::ObsInstance;
-
-/// The etcd snapshots' bucket of a converged kubeadm cluster.
-pub const BUCKET: &str = "provision-demo-use1-123456789012";
 use crate::core::kinds::internet_gateway::ObsIgw;
 use crate::core::kinds::nat_gateway::ObsNat;
 use crate::core::kinds::nodegroup::ObsNodegroup;
@@ -23,6 +20,11 @@ use crate::core::kinds::subnet::ObsSubnet;
 use crate::core::kinds::vpc::ObsVpc;
 use crate::core::kinds::{Desired, Kind, Observed};
 use crate::core::spec::ClusterSpec;
+
+/// The etcd snapshots' bucket of a converged kubeadm cluster.
+pub const BUCKET: &str = "provision-demo-use1-123456789012";
+/// The cluster id in its bootstrap secret (which names its snapshots' prefix).
+pub const CLUSTER_ID: &str = "abcdefghijkl";
 
 pub(super) const NOW: i64 = 1_800_000_000;
 const ACCOUNT_ROLE: &str = "arn:aws:iam::123456789012:role/provision/";
@@ -178,7 +180,7 @@ fn observe_node(
                 owned: true,
                 content: Some(Bootstrap {
                     version: 1,
-                    cluster_id: "abcdefghijkl".into(),
+                    cluster_id: CLUSTER_ID.into(),
                     ca_cert_pem: String::new(),
                     ca_key_pem: String::new(),
                     token: "abcdef.0123456789abcdef".into(),
@@ -324,7 +326,7 @@ fn observe_after(
                 role: p.role_name.clone(),
                 name: p.name.clone(),
                 document: p
-                    .render(&arn, region, Some(&instance), Some(BUCKET))
+                    .render(&arn, region, Some(&instance), Some((BUCKET, CLUSTER_ID)))
                     .unwrap(),
             });
         }
