@@ -365,7 +365,6 @@ for _f in [create_cluster, delete_cluster, create_addon, describe_addon, list_ad
     setattr(EKSResponse, _f.__name__, _f)
 
 
-import json  # noqa: E402
 import threading  # noqa: E402
 
 import moto.server as _moto_server  # noqa: E402
@@ -377,7 +376,7 @@ import faults  # noqa: E402  (beside this file)
 # state (instances running, clusters and node groups ACTIVE, NAT gateways available); real AWS
 # takes time, so provision's waits and its ordering are only exercised (and benchmarkable) when the
 # emulator takes time too. Seconds as floats, except CALL_MS:
-#   PROVISION_EMULATOR_CALL_MS        every AWS call (not /moto-api) waits this many ms first
+#   PROVISION_EMULATOR_CALL_MS        every AWS call (not /moto-api) takes this many ms, moto's work included
 #   PROVISION_EMULATOR_EC2_BOOT       instances are pending this long after RunInstances
 #   PROVISION_EMULATOR_EC2_STATUS     then their instance and system status are initializing
 #   PROVISION_EMULATOR_EC2_TERMINATE  instances are shutting-down this long before terminated
@@ -457,10 +456,29 @@ class _Timeline:
         self.heap: list = []
         self.seq = itertools.count()
         self.lock = threading.RLock()
+        # While moto handles a call (LatencyInjector): what the call starts (a boot, a deletion),
+        # to be timed from its answer, as it would be from AWS's.
+        self.call = threading.local()
 
     def later(self, seconds: float, change) -> None:  # type: ignore[no-untyped-def]
+        started = getattr(self.call, "started", None)
+        if started is not None:
+            started.append((seconds, change))
+            return
+        self._push(time.monotonic(), [(seconds, change)])
+
+    def _push(self, start: float, changes: list) -> None:
         with self.lock:
-            heapq.heappush(self.heap, (time.monotonic() + seconds, next(self.seq), change))
+            for seconds, change in changes:
+                heapq.heappush(self.heap, (start + seconds, next(self.seq), change))
+
+    def begin_call(self) -> None:
+        self.call.started = []
+
+    def answer(self, at: float) -> None:
+        """The call being handled is answered at `at` (or now, if moto took longer)."""
+        started, self.call.started = self.call.started, None
+        self._push(max(at, time.monotonic()), started)
 
     def catch_up(self) -> None:
         now = time.monotonic()
@@ -493,8 +511,15 @@ def _promote(obj, attr: str, before: str, after: str):  # type: ignore[no-untype
 class LatencyInjector:
     """WSGI middleware in front of moto (and of faults.FaultInjector): per-call latency, pending changes.
 
-    moto's werkzeug server is threaded (a thread per request), so concurrent calls sleep in
-    parallel, as they would wait in parallel on AWS.
+    A call takes `call_ms` in all, moto's own work included (as a service's own time is part of
+    its round trip): moto handles it at once and the answer waits out the rest. Before, the wait
+    came first and moto's work on top: each call took 50 ms plus 5-100 ms of moto, more when
+    many were in flight (one Python process), which the benchmarks counted as provision's. The
+    call reads the state as of its start; what it starts is timed from its answer (_Timeline), at
+    CALL_MS or, when moto took longer, when moto was done.
+
+    moto's werkzeug server is threaded (a thread per request), so concurrent calls wait in
+    parallel, as they would on AWS.
     """
 
     def __init__(self, app, call_ms: float) -> None:  # type: ignore[no-untyped-def]
@@ -502,10 +527,24 @@ class LatencyInjector:
         self.delay = call_ms / 1000.0
 
     def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
-        if self.delay > 0 and not environ.get("PATH_INFO", "").startswith("/moto-api"):
-            time.sleep(self.delay)
         _TIMELINE.catch_up()
-        return self.app(environ, start_response)
+        if self.delay <= 0 or environ.get("PATH_INFO", "").startswith("/moto-api"):
+            return self.app(environ, start_response)
+        answered_at = time.monotonic() + self.delay
+        _TIMELINE.begin_call()
+        try:
+            result = self.app(environ, start_response)
+            try:
+                # The whole body, so that the wait below is the call's (werkzeug writes it after).
+                body = list(result)
+            finally:
+                getattr(result, "close", lambda: None)()
+        finally:
+            _TIMELINE.answer(answered_at)
+        rest = answered_at - time.monotonic()
+        if rest > 0:
+            time.sleep(rest)
+        return body
 
 
 # EC2 instances: pending, then running; status checks initializing, then ok; shutting-down, then

@@ -497,6 +497,22 @@ def test_fixed_addresses(emu: Emulator) -> None:
     check(asked["PrivateIpAddress"] == "10.77.16.10", "a reserved address is given when asked for", asked["PrivateIpAddress"])
 
 
+def test_timed_from_answer(emu: Emulator) -> None:
+    print(f"-- a call's work inside CALL_MS, what it starts timed from its answer ({emu.name})", flush=True)
+    ec2 = emu.client("ec2")
+    ec2.describe_vpcs()  # connection set up
+    t = time.monotonic()
+    iid = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+    answered = time.monotonic()
+    check(0.2 <= answered - t < 0.45, "RunInstances takes about CALL_MS (moto's work inside it)", f"{answered - t:.3f}s")
+    # Booting 0.5 s from the answer: a read that starts 0.35 s after it still sees pending (from
+    # the call's start the boot would be over by then), one that starts 0.6 s after sees running.
+    time.sleep(max(0.0, answered + 0.35 - time.monotonic()))
+    check(instance_state(ec2, iid) == "pending", "0.35 s after the answer: still pending")
+    time.sleep(max(0.0, answered + 0.6 - time.monotonic()))
+    check(instance_state(ec2, iid) == "running", "0.6 s after the answer: running")
+
+
 def test_off_and_buckets(emu: Emulator) -> None:
     test_off(emu)
     test_buckets(emu)
@@ -517,6 +533,7 @@ def main() -> int:
                               "PROVISION_EMULATOR_EKS_ADDON": "0.5", "PROVISION_EMULATOR_EKS_CLUSTER_UPDATE": "1",
                               "PROVISION_EMULATOR_EKS_NODEGROUP_UPDATE": "0.3", "PROVISION_EMULATOR_EKS_NODEGROUP_UPDATE_BATCH": "0.4"}),
         Emulator("commands", {"PROVISION_EMULATOR_SSM_COMMAND": "0.6"}),
+        Emulator("answered", {"PROVISION_EMULATOR_CALL_MS": "200", "PROVISION_EMULATOR_EC2_BOOT": "0.5"}),
     ]
     bogus = subprocess.run([sys.executable, EMULATOR, "--port", "1"], env=dict(os.environ, PROVISION_EMULATOR_PROFILE="bogus"),
                            capture_output=True, text=True, timeout=60)
@@ -524,7 +541,8 @@ def main() -> int:
         for emu in emulators:
             emu.wait_ready()
         check(bogus.returncode != 0 and "unknown" in bogus.stderr, "an unknown PROVISION_EMULATOR_PROFILE stops the emulator", bogus.stderr.strip())
-        for test, emu in zip([test_timed, test_call_latency, test_scaled, test_off_and_buckets, test_upgrades, test_commands], emulators):
+        for test, emu in zip([test_timed, test_call_latency, test_scaled, test_off_and_buckets, test_upgrades, test_commands,
+                                 test_timed_from_answer], emulators):
             try:
                 test(emu)
             except Exception as e:  # noqa: BLE001 - report and go on with the other emulators

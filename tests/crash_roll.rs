@@ -1,6 +1,8 @@
 //! Crash-resume of a rolling replacement: a kubeadm pool of 4 workers whose instance type
-//! changes, `up` killed (SIGKILL) at seeded moments of the replacement, against the emulator's
-//! shortened latency profile and a stand-in API server. Each time the next `up` finishes it
+//! changes, `up` killed (SIGKILL) at seeded moments of the replacement (from the first new
+//! instance to the wait for the last wave's), against the emulator's shortened latency profile
+//! and a stand-in API server. A kill right after an event of the replacement must leave old and
+//! new nodes side by side (the moments do not miss it). Each time the next `up` finishes it
 //! with no double replacement (exactly 4 new instances were ever launched), no node lost (every
 //! old instance was drained through the API before it was terminated), a third `up` changes
 //! nothing and `down` leaves nothing.
@@ -17,6 +19,9 @@ use common::{Cluster, OwnEmulator, kube_stand_in_for, node_name, tagged};
 use provision::core::kinds::instances::ObsInstance;
 
 const POOL: &str = "\n[[kubeadm.pools]]\nname = \"general\"\ncount = 4\nmax_surge = 2\n";
+
+/// How long a new Node takes to be Ready after its instance runs (the reference's as the points').
+const READY_AFTER: std::time::Duration = std::time::Duration::from_millis(300);
 
 fn roll_cluster(i: usize) -> Cluster {
     Cluster::with_pools(&format!("crash-r{i}"), POOL)
@@ -94,7 +99,7 @@ async fn point(emu: &OwnEmulator, i: usize, at: Moment) -> Result<(), String> {
     let (cl, old) = Box::pin(made(emu, i)).await?;
     let c = emu.sdk().await;
     let k = kube_stand_in_for(&c, &cl, 1).await;
-    k.state.lock().unwrap().ready_after = std::time::Duration::from_millis(300);
+    k.state.lock().unwrap().ready_after = READY_AFTER;
     let args = [
         "up",
         "-f",
@@ -160,6 +165,7 @@ async fn a_rolling_replacement_killed_at_random_moments_resumes_without_doubles_
     let (reference, old) = Box::pin(made(&emu, 0)).await.unwrap();
     let c = emu.sdk().await;
     let k = kube_stand_in_for(&c, &reference, 1).await;
+    k.state.lock().unwrap().ready_after = READY_AFTER;
     let up = tokio::task::block_in_place(|| {
         run(
             &emu,
@@ -183,11 +189,12 @@ async fn a_rolling_replacement_killed_at_random_moments_resumes_without_doubles_
         .unwrap();
     let pool_event =
         |e: &serde_json::Value, action: &str| e["kind"] == "worker-pool" && e["action"] == action;
-    // From the first new instance to the drain of the last wave's first old one.
+    // From the first new instance to the wait for the last wave's (its old ones are drained only
+    // once those are Ready, `ready_after` later).
     let span = Span::between(
         &up,
         |e| pool_event(e, "created"),
-        (|e: &serde_json::Value| pool_event(e, "deleting"), 2),
+        (|e: &serde_json::Value| pool_event(e, "waiting"), 1),
     );
     assert!(
         tokio::task::block_in_place(|| run(

@@ -224,6 +224,10 @@ impl Span {
             .rev()
             .nth(nth_last - 1)
             .expect("the span ends");
+        assert!(
+            first <= last,
+            "the span ends (event {last}) before it starts ({first})"
+        );
         let at = |i: usize| Duration::from_millis(events[i]["elapsed_ms"].as_u64().unwrap_or(0));
         Span {
             from: at(first),

@@ -67,9 +67,9 @@ pub enum Drift {
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Drift::Rewrite(Document::InstanceReads { .. }) => {
-                f.write_str("scope it to the current control plane instance and this cluster's snapshots")
-            }
+            Drift::Rewrite(Document::InstanceReads { .. }) => f.write_str(
+                "scope it to the current control plane instance and this cluster's snapshots",
+            ),
             Drift::Rewrite(_) => f.write_str("rewrite the policy document"),
         }
     }
