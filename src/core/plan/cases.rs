@@ -78,6 +78,18 @@ pub(super) fn eks(obs: &mut Observed) -> &mut ObsEks {
 }
 
 /// The cluster and its node group at `version`.
+/// The control plane's `ca-access` policy with `from` replaced by `to` in its document.
+fn ca_policy_edited(obs: &mut Observed, from: &str, to: &str) {
+    for p in obs
+        .policies
+        .iter_mut()
+        .filter(|p| p.name == graph::CA_ACCESS_POLICY)
+    {
+        assert!(p.document.contains(from), "{from} not in {}", p.document);
+        p.document = p.document.replace(from, to);
+    }
+}
+
 fn at_version(obs: &mut Observed, version: &str) {
     let e = eks(obs);
     e.version = version.into();
@@ -204,15 +216,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         what: "CA policy names an old instance",
         spec: demo,
-        change: |o| {
-            for p in o
-                .policies
-                .iter_mut()
-                .filter(|p| p.name == graph::CA_ACCESS_POLICY)
-            {
-                p.document = p.document.replace("i-master-0", "i-old");
-            }
-        },
+        change: |o| ca_policy_edited(o, "i-master-0", "i-old"),
         id: "ca-access",
         action: Action::Update,
         says: "scope it to the current control plane",
@@ -221,15 +225,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         what: "CA policy reaches every cluster's snapshots (an earlier release's)",
         spec: demo,
-        change: |o| {
-            for p in o
-                .policies
-                .iter_mut()
-                .filter(|p| p.name == graph::CA_ACCESS_POLICY)
-            {
-                p.document = p.document.replace("/etcd/abcdefghijkl/*", "/etcd/*");
-            }
-        },
+        change: |o| ca_policy_edited(o, "/etcd/abcdefghijkl/*", "/etcd/*"),
         id: "ca-access",
         action: Action::Update,
         says: "and this cluster's snapshots",
