@@ -196,7 +196,7 @@ impl Span {
             from: Duration::ZERO,
             to: full,
             first: 1,
-            last: resource_events(run).max(1),
+            last: resources(run).len().max(1),
         }
     }
 
@@ -207,11 +207,7 @@ impl Span {
         starts: impl Fn(&serde_json::Value) -> bool,
         (ends, nth_last): (impl Fn(&serde_json::Value) -> bool, usize),
     ) -> Span {
-        let events: Vec<&serde_json::Value> = run
-            .events
-            .iter()
-            .filter(|e| e["event"] == "resource")
-            .collect();
+        let events = resources(run);
         let first = events
             .iter()
             .position(|e| starts(e))
@@ -259,12 +255,12 @@ pub fn moments(seed: u64, points: u64, span: Span) -> Vec<Moment> {
         .collect()
 }
 
-/// The resource events of a run (where `Moment::Event` kills).
-pub fn resource_events(run: &Run) -> usize {
+/// The resource events of a run (what `Moment::Event` counts).
+fn resources(run: &Run) -> Vec<&serde_json::Value> {
     run.events
         .iter()
         .filter(|e| e["event"] == "resource")
-        .count()
+        .collect()
 }
 
 /// Runs `point` at each of `points` moments from `seed` in `span` of a reference run of `what`,

@@ -77,7 +77,6 @@ pub(super) fn eks(obs: &mut Observed) -> &mut ObsEks {
     obs.eks.as_mut().unwrap()
 }
 
-/// The cluster and its node group at `version`.
 /// The control plane's `ca-access` policy with `from` replaced by `to` in its document.
 fn ca_policy_edited(obs: &mut Observed, from: &str, to: &str) {
     for p in obs
@@ -90,6 +89,7 @@ fn ca_policy_edited(obs: &mut Observed, from: &str, to: &str) {
     }
 }
 
+/// The cluster and its node group at `version`.
 fn at_version(obs: &mut Observed, version: &str) {
     let e = eks(obs);
     e.version = version.into();
