@@ -295,9 +295,79 @@ async fn a_new_instance_type_rolls_the_pool_one_node_at_a_time() {
         steps,
         ["created new", "deleted old", "created new", "deleted old"]
     );
+    // Each wait for Ready was one watch of the Nodes (a node Ready 1.5 s after its instance
+    // runs, seen the moment it is), with no list of the Nodes at all.
+    let requests = k.state.lock().unwrap().requests.clone();
+    let count = |r: &str| requests.iter().filter(|q| *q == r).count();
+    assert_eq!(count("WATCH /api/v1/nodes"), 2, "{requests:?}");
+    assert_eq!(count("GET /api/v1/nodes"), 0, "{requests:?}");
     // The control plane and 2 workers stayed Ready and schedulable through every drain.
     let in_service = k.state.lock().unwrap().in_service_at_cordon.clone();
     assert_eq!(in_service.len(), 2);
     assert!(in_service.iter().all(|n| *n >= 3), "{in_service:?}");
+    cl.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_node_never_ready_stops_the_roll_naming_it_and_the_next_up_resumes_listing_if_it_cannot_watch()
+ {
+    let cl = Cluster::with_pools(
+        "never-ready",
+        "\n[[kubeadm.pools]]\nname = \"general\"\ncount = 1\nsubnets = [0]\n",
+    );
+    let up = cl.run(&["up", "-f", cl.spec_arg(), "--wait", "running"]);
+    assert!(up.ok(), "{}", up.stderr);
+    let c = sdk().await;
+    let before = live(&c, &cl.name).await;
+    let old = of(&before, "workers-general-0")[0].clone();
+    cl.edit("count = 1\n", "count = 1\ninstance_type = \"t3.large\"\n");
+
+    // The new node registers but never becomes Ready: the wait (2 s) names its address, and
+    // the old node is neither cordoned nor drained.
+    let k = stand_in(&c, &cl, 0).await;
+    k.state.lock().unwrap().ready_after = std::time::Duration::from_secs(3600);
+    let stuck = up_via(&cl, &k.url, &["--cluster-timeout", "2"]);
+    assert_eq!(stuck.code, Some(1), "{}", stuck.stderr);
+    let new = live(&c, &cl.name)
+        .await
+        .into_iter()
+        .find(|i| i.logical.as_deref() == Some("workers-general-0") && i.id != old.id)
+        .expect("the new worker launched");
+    let ip = new.private_ip.clone().unwrap();
+    assert!(
+        stuck
+            .stderr
+            .contains(&format!("still not Ready: {ip} after 2 s (the limit)")),
+        "{}",
+        stuck.stderr
+    );
+    assert!(k.changes().is_empty(), "{:?}", k.changes());
+
+    // Once it is Ready, the next `up` drains the old node: no second launch. Its credentials
+    // may list the Nodes but not watch them: the wait lists them instead.
+    {
+        let mut st = k.state.lock().unwrap();
+        st.ready_after = std::time::Duration::ZERO;
+        st.refuse_watch = true;
+        st.requests.clear();
+    }
+    let resumed = up_via(&cl, &k.url, &[]);
+    assert!(resumed.ok(), "{}", resumed.stderr);
+    let pool: Vec<String> = of(&live(&c, &cl.name).await, "workers-general-0")
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
+    assert_eq!(pool, [new.id]);
+    assert_eq!(resumed.calls("EC2", "RunInstances"), 0);
+    let requests = k.state.lock().unwrap().requests.clone();
+    let at = |r: &str| requests.iter().position(|q| q == r);
+    assert!(
+        at("GET /api/v1/nodes").is_some() && at("WATCH /api/v1/nodes") < at("GET /api/v1/nodes"),
+        "{requests:?}"
+    );
+    assert_eq!(
+        k.state.lock().unwrap().deleted,
+        [node_name(old.private_ip.as_deref().unwrap())].into()
+    );
     cl.down();
 }

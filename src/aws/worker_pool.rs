@@ -256,7 +256,7 @@ impl Api {
             Some(format!("{} new node(s) to be Ready", ips.len())),
         );
         let nodes =
-            crate::kube::drain::wait_ready(&self.client, &cx.c.tuning, ips, self.nodes).await?;
+            crate::kube::ready::wait_ready(&self.client, &cx.c.tuning, ips, self.nodes).await?;
         self.known
             .lock()
             .map_err(|_| AwsError::internal("the node names' lock"))?
@@ -282,7 +282,7 @@ impl Api {
             .and_then(|ip| self.known.lock().ok().and_then(|k| k.get(ip).cloned()));
         let node = match (&ip, known) {
             (_, Some(n)) => Some(n),
-            (Some(ip), None) => crate::kube::drain::node_for_ip(&self.client, ip).await?,
+            (Some(ip), None) => crate::kube::ready::node_for_ip(&self.client, ip).await?,
             (None, None) => None,
         };
         cx.report.resource(

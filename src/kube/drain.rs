@@ -1,16 +1,15 @@
 //! Taking a node out through the API, as `kubectl drain --ignore-daemonsets
 //! --delete-emptydir-data --force` does (and kops): cordon it, evict every pod through the Eviction API (a
 //! PodDisruptionBudget that refuses, 429, is asked again every 5 s until the deadline, and the
-//! evicted pods are looked for each second until they are gone;
+//! evicted pods are looked for at once, then each second until they are gone;
 //! DaemonSet and mirror pods are skipped, finished pods do not count), wait until they are gone,
-//! then delete the Node. And the readiness of new nodes, found by their private address.
+//! then delete the Node.
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 
-use super::probe::is_ready;
 use crate::aws::poll::{Seen, until};
 use crate::aws::{AwsError, Tuning};
 
@@ -18,58 +17,6 @@ use crate::aws::{AwsError, Tuning};
 pub const EVICT_RETRY: Duration = Duration::from_secs(5);
 /// How often a drain looks whether the evicted pods are gone (`kubectl drain` polls each 1 s).
 pub const GONE_POLL: Duration = Duration::from_secs(1);
-/// How often new nodes are looked at until they are Ready (one list of the Nodes).
-pub const READY_POLL: Duration = Duration::from_secs(2);
-
-/// The Node whose InternalIP is `ip`, if one registered.
-///
-/// # Errors
-/// When the API server does not answer.
-pub async fn node_for_ip(client: &kube::Client, ip: &str) -> Result<Option<String>, AwsError> {
-    let nodes = list_nodes(client).await?;
-    Ok(nodes
-        .iter()
-        .find(|n| internal_ip(n).as_deref() == Some(ip))
-        .and_then(|n| n.metadata.name.clone()))
-}
-
-/// Waits until a Ready Node has each of `ips` as its InternalIP; every Node of the last list,
-/// by InternalIP (so that the nodes to drain next need no list of their own).
-///
-/// # Errors
-/// When the API server does not answer, or `max` passes (naming the addresses not Ready).
-pub async fn wait_ready(
-    client: &kube::Client,
-    tuning: &Tuning,
-    ips: &[String],
-    max: Duration,
-) -> Result<Vec<(String, String)>, AwsError> {
-    let what = format!("the node(s) at {}", ips.join(", "));
-    until(tuning, READY_POLL, max, &what, "Ready", || async {
-        let nodes = list_nodes(client).await?;
-        let missing: Vec<&str> = ips
-            .iter()
-            .filter(|ip| {
-                !nodes
-                    .iter()
-                    .any(|n| internal_ip(n).as_deref() == Some(ip.as_str()) && is_ready(n))
-            })
-            .map(String::as_str)
-            .collect();
-        Ok(if missing.is_empty() {
-            Seen::Ready(
-                nodes
-                    .iter()
-                    .filter_map(|n| Some((internal_ip(n)?, n.metadata.name.clone()?)))
-                    .collect(),
-            )
-        } else {
-            Seen::Pending(format!("not Ready: {}", missing.join(", ")))
-        })
-    })
-    .await
-}
-
 /// Cordons `node`, evicts its pods until none is left, then deletes the Node; a node already
 /// gone is done. When `max` passes first, the node is uncordoned and the error names the pods
 /// that would not leave and why.
@@ -97,66 +44,78 @@ pub async fn drain(
     > = Default::default();
     let retry = tuning.scaled(EVICT_RETRY);
     let drained = until(tuning, GONE_POLL, max, &what, "drained", || async {
-        let list = match pods
-            .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-            .await
-        {
-            Ok(list) => list,
-            // Asked again at the next poll, until the deadline.
-            Err(e) if is_transient(&e) => {
+        // A pass that evicted something looks again at once (as `kubectl drain`, whose wait for
+        // the evicted pods checks before its first interval): pods that leave quickly cost no
+        // GONE_POLL.
+        let mut first = true;
+        loop {
+            let list = match pods
+                .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+                .await
+            {
+                Ok(list) => list,
+                // Asked again at the next poll, until the deadline.
+                Err(e) if is_transient(&e) => {
+                    return Ok(Seen::Pending(format!(
+                        "the pods could not be listed: {}",
+                        message(&e)
+                    )));
+                }
+                Err(e) => return Err(api_error("listing the pods of", node, &e)),
+            };
+            let mut staying = Vec::new();
+            let mut evicted = false;
+            for p in list.items.iter().filter(|p| must_leave(p)) {
+                let (ns, name) = (
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default(),
+                );
+                let pod = format!("{ns}/{name}");
+                if p.metadata.deletion_timestamp.is_some() {
+                    staying.push(format!("{pod} (terminating)"));
+                    continue;
+                }
+                let waiting = refused
+                    .lock()
+                    .map_err(|_| AwsError::internal("the drain's lock"))?
+                    .get(&pod)
+                    .filter(|(at, _)| at.elapsed() < retry)
+                    .map(|(_, why)| why.clone());
+                if let Some(why) = waiting {
+                    staying.push(format!("{pod} ({why})"));
+                    continue;
+                }
+                match evict(client, &ns, &name).await {
+                    Ok(()) => {
+                        evicted = true;
+                        staying.push(format!("{pod} (evicted, terminating)"));
+                    }
+                    Err(e) if is_status(&e, 404) => {}
+                    // A PodDisruptionBudget's refusal, or the API server's own trouble: asked
+                    // again after EVICT_RETRY, until the deadline.
+                    Err(e) if is_transient(&e) => {
+                        let why = message(&e);
+                        staying.push(format!("{pod} ({why})"));
+                        refused
+                            .lock()
+                            .map_err(|_| AwsError::internal("the drain's lock"))?
+                            .insert(pod, (tokio::time::Instant::now(), why));
+                    }
+                    Err(e) => return Err(api_error("evicting", &pod, &e)),
+                }
+            }
+            if staying.is_empty() {
+                return Ok(Seen::Ready(()));
+            }
+            if !(first && evicted) {
                 return Ok(Seen::Pending(format!(
-                    "the pods could not be listed: {}",
-                    message(&e)
+                    "{} pod(s) not gone: {}",
+                    staying.len(),
+                    staying.join(", ")
                 )));
             }
-            Err(e) => return Err(api_error("listing the pods of", node, &e)),
-        };
-        let mut staying = Vec::new();
-        for p in list.items.iter().filter(|p| must_leave(p)) {
-            let (ns, name) = (
-                p.metadata.namespace.clone().unwrap_or_default(),
-                p.metadata.name.clone().unwrap_or_default(),
-            );
-            let pod = format!("{ns}/{name}");
-            if p.metadata.deletion_timestamp.is_some() {
-                staying.push(format!("{pod} (terminating)"));
-                continue;
-            }
-            let waiting = refused
-                .lock()
-                .map_err(|_| AwsError::internal("the drain's lock"))?
-                .get(&pod)
-                .filter(|(at, _)| at.elapsed() < retry)
-                .map(|(_, why)| why.clone());
-            if let Some(why) = waiting {
-                staying.push(format!("{pod} ({why})"));
-                continue;
-            }
-            match evict(client, &ns, &name).await {
-                Ok(()) => staying.push(format!("{pod} (evicted, terminating)")),
-                Err(e) if is_status(&e, 404) => {}
-                // A PodDisruptionBudget's refusal, or the API server's own trouble: asked
-                // again after EVICT_RETRY, until the deadline.
-                Err(e) if is_transient(&e) => {
-                    let why = message(&e);
-                    staying.push(format!("{pod} ({why})"));
-                    refused
-                        .lock()
-                        .map_err(|_| AwsError::internal("the drain's lock"))?
-                        .insert(pod, (tokio::time::Instant::now(), why));
-                }
-                Err(e) => return Err(api_error("evicting", &pod, &e)),
-            }
+            first = false;
         }
-        Ok(if staying.is_empty() {
-            Seen::Ready(())
-        } else {
-            Seen::Pending(format!(
-                "{} pod(s) not gone: {}",
-                staying.len(),
-                staying.join(", ")
-            ))
-        })
     })
     .await;
     if let Err(e) = drained {
@@ -211,25 +170,6 @@ async fn evict(client: &kube::Client, ns: &str, name: &str) -> Result<(), kube::
     client.request::<serde_json::Value>(req).await.map(|_| ())
 }
 
-async fn list_nodes(client: &kube::Client) -> Result<Vec<Node>, AwsError> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    nodes
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .map_err(|e| api_error("listing", "the nodes", &e))
-}
-
-fn internal_ip(n: &Node) -> Option<String> {
-    n.status
-        .as_ref()?
-        .addresses
-        .as_ref()?
-        .iter()
-        .find(|a| a.type_ == "InternalIP")
-        .map(|a| a.address.clone())
-}
-
 /// An answer worth asking again within the drain's deadline: a refusal (429), the API
 /// server's own trouble (5xx), or no answer at all.
 fn is_transient(e: &kube::Error) -> bool {
@@ -251,7 +191,7 @@ fn message(e: &kube::Error) -> String {
     }
 }
 
-fn api_error(doing: &str, what: &str, e: &kube::Error) -> AwsError {
+pub(super) fn api_error(doing: &str, what: &str, e: &kube::Error) -> AwsError {
     AwsError::unexpected(doing, what, format!("the API server said: {}", message(e)))
 }
 

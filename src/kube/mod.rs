@@ -4,6 +4,7 @@
 pub mod drain;
 pub mod join_token;
 pub mod probe;
+pub mod ready;
 
 /// Waiting for the cluster failed: what was last seen, in one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

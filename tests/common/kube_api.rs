@@ -3,7 +3,8 @@
 //! of the cluster (named `ip-A-B-C-D` after its private address, as kubeadm
 //! names Ubuntu nodes), and on each node a DaemonSet pod, a mirror pod and a `web-NODE` pod
 //! behind a PodDisruptionBudget that refuses `refuse` evictions (429) before it allows them.
-//! Serves cordon (PATCH), pod lists by node, evictions and Node deletion, recording each call.
+//! Serves Node lists and watches, cordon (PATCH), pod lists by node, evictions and Node deletion,
+//! recording each call.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,8 @@ use super::{read_request, tls_acceptor, url_decode};
 /// What the stand-in saw and holds.
 #[derive(Debug, Default)]
 pub struct KubeState {
-    /// `METHOD PATH` of every request, in order (the eviction's body after a space).
+    /// `METHOD PATH` of every request, in order (the eviction's body after a space; a watch of
+    /// the Nodes as `WATCH /api/v1/nodes`).
     pub requests: Vec<String>,
     /// Nodes cordoned now (a PATCH setting `spec.unschedulable`, taken back by one unsetting it).
     pub cordoned: BTreeSet<String>,
@@ -27,6 +29,8 @@ pub struct KubeState {
     /// Evictions of `web-` pods to refuse, as a PodDisruptionBudget does, and how many were.
     pub refuse: u32,
     pub refused: u32,
+    /// Watches of the Nodes are refused (403), as for a role allowed only to list them.
+    pub refuse_watch: bool,
     /// Private addresses whose nodes are not Ready.
     pub not_ready: BTreeSet<String>,
     /// The running instances' private addresses, as the last node list found them.
@@ -41,6 +45,26 @@ pub struct KubeState {
 }
 
 impl KubeState {
+    /// The Nodes (name, InternalIP): the running instances' not deleted.
+    fn nodes(&self) -> Vec<(String, String)> {
+        self.ips
+            .iter()
+            .map(|ip| (node_name(ip), ip.clone()))
+            .filter(|(n, _)| !self.deleted.contains(n))
+            .collect()
+    }
+
+    fn node_json(&self, name: &str, ip: &str) -> serde_json::Value {
+        serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"unschedulable": self.cordoned.contains(name)},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": ip}],
+                "conditions": [{"type": "Ready", "status": if self.ready(ip) { "True" } else { "False" }}],
+            },
+        })
+    }
+
     fn ready(&self, ip: &str) -> bool {
         !self.not_ready.contains(ip)
             && self
@@ -65,7 +89,7 @@ impl KubeStandIn {
             .unwrap()
             .requests
             .iter()
-            .filter(|r| !r.starts_with("GET "))
+            .filter(|r| !r.starts_with("GET ") && !r.starts_with("WATCH "))
             .cloned()
             .collect()
     }
@@ -148,6 +172,24 @@ pub async fn kube_stand_in(
                     }
                     if req.is_empty() {
                         return;
+                    }
+                    if let Some(window) = watch_window(&req) {
+                        let refused = {
+                            let mut st = st.lock().unwrap();
+                            st.requests.push("WATCH /api/v1/nodes".into());
+                            st.refuse_watch
+                        };
+                        if refused {
+                            if !reply(&mut tls, "403 Forbidden", FORBIDDEN_WATCH).await {
+                                return;
+                            }
+                            continue;
+                        }
+                        let refresh = (!follow).then_some((&c, cluster.as_str()));
+                        if !watch_nodes(&mut tls, &st, window, refresh).await {
+                            return;
+                        }
+                        continue;
                     }
                     let (status, body) = answer(&req, &st);
                     if !reply(&mut tls, status, &body).await {
@@ -235,22 +277,7 @@ fn answer(req: &str, st: &Mutex<KubeState>) -> (&'static str, String) {
     } else {
         format!("{method} {path}")
     });
-    let nodes: Vec<(String, String)> = st
-        .ips
-        .iter()
-        .map(|ip| (node_name(ip), ip.clone()))
-        .filter(|(n, _)| !st.deleted.contains(n))
-        .collect();
-    let node_json = |name: &str, ip: &str, st: &KubeState| {
-        serde_json::json!({
-            "metadata": {"name": name},
-            "spec": {"unschedulable": st.cordoned.contains(name)},
-            "status": {
-                "addresses": [{"type": "InternalIP", "address": ip}],
-                "conditions": [{"type": "Ready", "status": if st.ready(ip) { "True" } else { "False" }}],
-            },
-        })
-    };
+    let nodes = st.nodes();
     let status = |code: u16, reason: &str, message: &str| {
         serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
             "code": code, "reason": reason, "message": message})
@@ -259,7 +286,7 @@ fn answer(req: &str, st: &Mutex<KubeState>) -> (&'static str, String) {
     match (method, path) {
         ("GET", "/readyz") => ("200 OK", "ok".into()),
         ("GET", "/api/v1/nodes") => {
-            let items: Vec<_> = nodes.iter().map(|(n, ip)| node_json(n, ip, &st)).collect();
+            let items: Vec<_> = nodes.iter().map(|(n, ip)| st.node_json(n, ip)).collect();
             (
                 "200 OK",
                 serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
@@ -306,7 +333,7 @@ fn answer(req: &str, st: &Mutex<KubeState>) -> (&'static str, String) {
                     } else {
                         st.cordoned.remove(n);
                     }
-                    ("200 OK", node_json(n, ip, &st).to_string())
+                    ("200 OK", st.node_json(n, ip).to_string())
                 }
                 None => ("404 Not Found", status(404, "NotFound", "node not found")),
             }
@@ -315,7 +342,7 @@ fn answer(req: &str, st: &Mutex<KubeState>) -> (&'static str, String) {
             let name = p["/api/v1/nodes/".len()..].to_string();
             match nodes.iter().find(|(n, _)| *n == name) {
                 Some((n, ip)) => {
-                    let json = node_json(n, ip, &st).to_string();
+                    let json = st.node_json(n, ip).to_string();
                     st.deleted.insert(name);
                     ("200 OK", json)
                 }
@@ -408,6 +435,87 @@ async fn stand_in_for(
         key_pem: b["ca_key_pem"].as_str().unwrap().into(),
     };
     kube_stand_in(&ca, &cl.name, refuse, c.clone(), follow).await
+}
+
+const FORBIDDEN_WATCH: &str = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":403,"reason":"Forbidden","message":"nodes is forbidden: cannot watch resource \"nodes\""}"#;
+
+/// The window of a watch of the Nodes (`timeoutSeconds`, 30 s if not given), if `req` is one.
+fn watch_window(req: &str) -> Option<std::time::Duration> {
+    let target = req.lines().next()?.strip_prefix("GET /api/v1/nodes?")?;
+    let target = target.split(' ').next()?;
+    let query: Vec<(&str, &str)> = target
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    query.contains(&("watch", "true")).then(|| {
+        let secs = query
+            .iter()
+            .find(|(k, _)| *k == "timeoutSeconds")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(30);
+        std::time::Duration::from_secs(secs)
+    })
+}
+
+/// Streams the Nodes' changes for `window` (chunked JSON lines, as the API server): every watch
+/// starts as one without a resourceVersion (an ADDED event for each Node there), then each change
+/// is seen within 5 ms (the Nodes are looked up again every 50 ms when not following);
+/// whether the stream was written to its end.
+async fn watch_nodes<S: tokio::io::AsyncWrite + Unpin>(
+    tls: &mut S,
+    st: &Mutex<KubeState>,
+    window: std::time::Duration,
+    refresh: Option<(&provision::aws::Clients, &str)>,
+) -> bool {
+    let head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if tls.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    let end = std::time::Instant::now() + window;
+    let mut sent: std::collections::HashMap<String, serde_json::Value> = Default::default();
+    let mut looked = std::time::Instant::now();
+    while std::time::Instant::now() < end {
+        if let Some((c, cluster)) = refresh
+            && looked.elapsed() >= std::time::Duration::from_millis(50)
+        {
+            seen(st, instance_ips(c, cluster).await);
+            looked = std::time::Instant::now();
+        }
+        let now: std::collections::HashMap<String, serde_json::Value> = {
+            let st = st.lock().unwrap();
+            st.nodes()
+                .iter()
+                .map(|(n, ip)| (n.clone(), st.node_json(n, ip)))
+                .collect()
+        };
+        let mut lines = String::new();
+        for (name, node) in &now {
+            let kind = match sent.get(name) {
+                None => "ADDED",
+                Some(old) if old != node => "MODIFIED",
+                Some(_) => continue,
+            };
+            lines += &format!("{}\n", serde_json::json!({"type": kind, "object": node}));
+        }
+        for (name, node) in &sent {
+            if !now.contains_key(name) {
+                lines += &format!(
+                    "{}\n",
+                    serde_json::json!({"type": "DELETED", "object": node})
+                );
+            }
+        }
+        sent = now;
+        if !lines.is_empty() {
+            let chunk = format!("{:x}\r\n{lines}\r\n", lines.len());
+            if tls.write_all(chunk.as_bytes()).await.is_err() || tls.flush().await.is_err() {
+                return false;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tls.write_all(b"0\r\n\r\n").await.is_ok() && tls.flush().await.is_ok()
 }
 
 /// One answer on a kept-alive connection (Content-Length); whether it was written.
