@@ -161,36 +161,74 @@ async fn up_makes_a_private_encrypted_expiring_bucket_only_the_control_plane_wri
         "nothing to restore"
     );
     assert_eq!(m.backup_interval.as_deref(), Some("1800"), "as launched");
-    // A control plane of an earlier release (no such tag): plan says it saves nothing.
-    let interval = |value: Option<&str>| {
-        aws_sdk_ec2::types::Tag::builder()
-            .key("provision:etcd-backup-interval")
-            .set_value(value.map(str::to_string))
-            .build()
-    };
+    // A control plane of an earlier release (no such tag) saves nothing: it is given its
+    // snapshots through Run Command, which fetches the installer from the bucket with a
+    // presigned URL and runs it only when its SHA-256 matches; then the tag.
     c.ec2
         .delete_tags()
         .resources(&m.id)
-        .tags(interval(None))
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("provision:etcd-backup-interval")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
     let earlier = cl.run(&["plan", "-f", cl.spec_arg()]);
     assert!(earlier.ok(), "{}", earlier.stderr);
     assert!(
-        earlier.summary()["plan"]
-            .to_string()
-            .contains("was launched before etcd snapshots and saves none"),
+        earlier.summary()["plan"].to_string().contains(&format!(
+            "save etcd every 30m on the control plane {}, launched before etcd snapshots",
+            m.id
+        )),
         "{}",
         earlier.summary()
     );
-    c.ec2
-        .create_tags()
-        .resources(&m.id)
-        .tags(interval(Some("1800")))
-        .send()
-        .await
+    let installed = cl.up_running();
+    assert_eq!(
+        installed.mutating_calls(),
+        ["EC2:CreateTags", "S3:PutObject", "SSM:SendCommand"],
+        "{}",
+        installed.stderr
+    );
+    let fetch = common::sent_script(&c, &m.id).await;
+    let url = fetch
+        .lines()
+        .find(|l| l.starts_with("curl "))
+        .and_then(|l| l.split('\'').nth(1))
+        .expect("the installer's URL");
+    let digest = fetch
+        .lines()
+        .find_map(|l| l.strip_prefix("echo \""))
+        .and_then(|l| l.split(' ').next())
+        .expect("the installer's digest");
+    assert!(
+        url.contains(&format!("/{name}/")) && url.contains("X-Amz-Signature="),
+        "{url}"
+    );
+    let got = std::process::Command::new("curl")
+        .args(["-fsS", url])
+        .output()
         .unwrap();
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let installer = String::from_utf8(got.stdout).unwrap();
+    assert_eq!(provision::core::cloudinit::digest(&installer), digest);
+    for part in [
+        "OnUnitActiveSec=1800\n",
+        &format!("BUCKET=\"{name}\""),
+        "\"s3-put\"",
+        "systemctl enable provision-etcd-backup.timer",
+    ] {
+        assert!(installer.contains(part), "{part}");
+    }
+    let now = master(&live(&c, &cl.name).await)[0].clone();
+    assert_eq!(now.backup_interval.as_deref(), Some("1800"));
+    assert_eq!(cl.up_running().mutating_calls(), Vec::<String>::new());
     // Another interval reaches the running control plane through Run Command, once: its
     // timer rewritten, then its tag.
     cl.edit(

@@ -253,7 +253,11 @@ async fn a_new_instance_type_rolls_the_pool_one_node_at_a_time() {
 
     let k = stand_in(&c, &cl, 0).await;
     // A new node joins a while after its instance runs: nothing is drained before it is Ready.
-    k.state.lock().unwrap().ready_after = std::time::Duration::from_millis(1500);
+    {
+        let mut st = k.state.lock().unwrap();
+        st.ready_after = std::time::Duration::from_millis(1500);
+        st.window_cap = Some(std::time::Duration::from_millis(100));
+    }
     let plan = cl.run(&["plan", "-f", cl.spec_arg(), "--api-server", &k.url]);
     assert!(plan.ok(), "{}", plan.stderr);
     let rows = plan.summary()["plan"].to_string();
@@ -295,12 +299,13 @@ async fn a_new_instance_type_rolls_the_pool_one_node_at_a_time() {
         steps,
         ["created new", "deleted old", "created new", "deleted old"]
     );
-    // Each wait for Ready was one watch of the Nodes (a node Ready 1.5 s after its instance
-    // runs, seen the moment it is), with no list of the Nodes at all.
+    // Each wait for Ready was one list of the Nodes, then watches from its resourceVersion
+    // (a node Ready 1.5 s after its instance runs; the stand-in ends each window after 100 ms,
+    // and the next resumes from the last event or bookmark), with no other list.
     let requests = k.state.lock().unwrap().requests.clone();
     let count = |r: &str| requests.iter().filter(|q| *q == r).count();
-    assert_eq!(count("WATCH /api/v1/nodes"), 2, "{requests:?}");
-    assert_eq!(count("GET /api/v1/nodes"), 0, "{requests:?}");
+    assert!(count("WATCH /api/v1/nodes") >= 3, "{requests:?}");
+    assert_eq!(count("GET /api/v1/nodes"), 2, "{requests:?}");
     // The control plane and 2 workers stayed Ready and schedulable through every drain.
     let in_service = k.state.lock().unwrap().in_service_at_cordon.clone();
     assert_eq!(in_service.len(), 2);
@@ -309,7 +314,7 @@ async fn a_new_instance_type_rolls_the_pool_one_node_at_a_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_new_node_never_ready_stops_the_roll_naming_it_and_the_next_up_resumes_listing_if_it_cannot_watch()
+async fn a_new_node_never_ready_stops_the_roll_naming_it_and_the_next_up_resumes_through_expired_watches()
  {
     let cl = Cluster::with_pools(
         "never-ready",
@@ -322,10 +327,15 @@ async fn a_new_node_never_ready_stops_the_roll_naming_it_and_the_next_up_resumes
     let old = of(&before, "workers-general-0")[0].clone();
     cl.edit("count = 1\n", "count = 1\ninstance_type = \"t3.large\"\n");
 
-    // The new node registers but never becomes Ready: the wait (2 s) names its address, and
-    // the old node is neither cordoned nor drained.
+    // The new node registers but never becomes Ready, and the credentials may list the Nodes
+    // but not watch them: the wait lists them instead, and at its deadline (2 s) names the
+    // address and why it did not watch; the old node is neither cordoned nor drained.
     let k = stand_in(&c, &cl, 0).await;
-    k.state.lock().unwrap().ready_after = std::time::Duration::from_secs(3600);
+    {
+        let mut st = k.state.lock().unwrap();
+        st.ready_after = std::time::Duration::from_secs(3600);
+        st.refuse_watch = true;
+    }
     let stuck = up_via(&cl, &k.url, &["--cluster-timeout", "2"]);
     assert_eq!(stuck.code, Some(1), "{}", stuck.stderr);
     let new = live(&c, &cl.name)
@@ -335,21 +345,28 @@ async fn a_new_node_never_ready_stops_the_roll_naming_it_and_the_next_up_resumes
         .expect("the new worker launched");
     let ip = new.private_ip.clone().unwrap();
     assert!(
-        stuck
-            .stderr
-            .contains(&format!("still not Ready: {ip} after 2 s (the limit)")),
+        stuck.stderr.contains(&format!(
+            "still not Ready: {ip} after 2 s (the limit) (the watch: listing them instead: nodes is forbidden"
+        )),
         "{}",
         stuck.stderr
     );
+    let requests = std::mem::take(&mut k.state.lock().unwrap().requests);
+    let count = |requests: &[String], r: &str| requests.iter().filter(|q| *q == r).count();
+    assert_eq!(count(&requests, "WATCH /api/v1/nodes"), 1, "{requests:?}");
+    // The first list, then lists in place of watches (each ~0.4 s here: the stand-in looks
+    // the instances up for every list).
+    assert!(count(&requests, "GET /api/v1/nodes") >= 2, "{requests:?}");
     assert!(k.changes().is_empty(), "{:?}", k.changes());
 
-    // Once it is Ready, the next `up` drains the old node: no second launch. Its credentials
-    // may list the Nodes but not watch them: the wait lists them instead.
+    // The next `up` finds it Ready 3 s later (well after its wait began) while every watch
+    // from a resourceVersion is answered 410 Gone: it lists again each time, and drains the
+    // old node; no second launch.
     {
         let mut st = k.state.lock().unwrap();
-        st.ready_after = std::time::Duration::ZERO;
-        st.refuse_watch = true;
-        st.requests.clear();
+        st.ready_after = st.first_seen[&ip].elapsed() + std::time::Duration::from_secs(3);
+        st.refuse_watch = false;
+        st.expire_versions = true;
     }
     let resumed = up_via(&cl, &k.url, &[]);
     assert!(resumed.ok(), "{}", resumed.stderr);
@@ -360,11 +377,8 @@ async fn a_new_node_never_ready_stops_the_roll_naming_it_and_the_next_up_resumes
     assert_eq!(pool, [new.id]);
     assert_eq!(resumed.calls("EC2", "RunInstances"), 0);
     let requests = k.state.lock().unwrap().requests.clone();
-    let at = |r: &str| requests.iter().position(|q| q == r);
-    assert!(
-        at("GET /api/v1/nodes").is_some() && at("WATCH /api/v1/nodes") < at("GET /api/v1/nodes"),
-        "{requests:?}"
-    );
+    assert!(count(&requests, "WATCH /api/v1/nodes") >= 2, "{requests:?}");
+    assert!(count(&requests, "GET /api/v1/nodes") >= 2, "{requests:?}");
     assert_eq!(
         k.state.lock().unwrap().deleted,
         [node_name(old.private_ip.as_deref().unwrap())].into()

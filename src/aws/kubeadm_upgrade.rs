@@ -1,4 +1,5 @@
-//! The control plane's upgrade (and its etcd snapshots' interval) through SSM Run Command: wait
+//! The control plane's upgrade (and its etcd snapshots: their interval, or the snapshots
+//! themselves for one launched before them) through SSM Run Command: wait
 //! until the instance's SSM agent is online (DescribeInstanceInformation), SendCommand with the
 //! script, follow it with GetCommandInvocation at a fixed rate, show the end of its output when
 //! it fails, and move the instance's tag (version, interval) once it succeeded.
@@ -35,7 +36,7 @@ impl Apply for KubeadmUpgrade {
         cx: &Cx<'_>,
         id: &str,
         change: &Change<Drift>,
-        _inputs: &Inputs,
+        inputs: &Inputs,
     ) -> Result<Output, AwsError> {
         for d in &change.drifts {
             // What it runs, and the tag that records it once it succeeded (the next run's diff
@@ -49,6 +50,17 @@ impl Apply for KubeadmUpgrade {
                     self.version.to_string(),
                     format!("Kubernetes {to}"),
                 ),
+                Drift::InstallBackups { instance, every } => {
+                    let every_text = crate::core::stamp::format_duration(i64::from(*every));
+                    (
+                        instance,
+                        format!("etcd snapshots every {every_text} on {instance}"),
+                        self.installer(cx, inputs, *every).await?,
+                        crate::core::stamp::BACKUP_INTERVAL_TAG,
+                        every.to_string(),
+                        format!("etcd snapshots every {every_text}, installed"),
+                    )
+                }
                 Drift::BackupInterval { instance, to, .. } => {
                     let every = crate::core::stamp::format_duration(i64::from(*to));
                     (
@@ -83,6 +95,72 @@ impl Apply for KubeadmUpgrade {
 
     async fn delete(_tx: &Tx<'_>) -> Result<(), AwsError> {
         Ok(())
+    }
+}
+
+/// How long the installer's presigned URL is good for (the command is sent once the agent is
+/// online, and fetches it at once).
+const INSTALLER_URL_TTL: Duration = Duration::from_secs(1800);
+
+impl KubeadmUpgrade {
+    /// What a control plane launched before etcd snapshots runs to save them: the installer
+    /// (node.py alone is 16 KB) put into the bucket under the cluster's prefix (its lifecycle
+    /// rule removes it with the snapshots), and a command fetching it through a presigned URL
+    /// (Ubuntu's curl; no credentials on the node) that runs it only when its SHA-256 matches.
+    async fn installer(
+        &self,
+        cx: &Cx<'_>,
+        inputs: &Inputs,
+        every: u32,
+    ) -> Result<String, AwsError> {
+        let bucket = inputs.id(&self.bucket)?;
+        let prefix = crate::core::kinds::backup_bucket::snapshot_prefix(
+            &inputs.bootstrap(&self.secret)?.cluster_id,
+        );
+        let script = crate::core::cloudinit::install_script(
+            &crate::core::cloudinit::EtcdBackupInput {
+                bucket,
+                prefix: &prefix,
+                interval: every,
+                restore: None,
+            },
+            &cx.spec.name,
+            &crate::core::tags::secret_parameter_name(&cx.spec.name),
+        );
+        let key = format!("{prefix}provision-install-snapshots.sh");
+        let account = cx.c.account().await?;
+        cx.c.s3
+            .put_object()
+            .bucket(bucket)
+            .key(&key)
+            .expected_bucket_owner(account)
+            .content_type("text/x-shellscript")
+            .body(script.clone().into_bytes().into())
+            .send()
+            .await
+            .map_err(api(
+                "putting the snapshots' installer into S3 bucket",
+                bucket,
+            ))?;
+        let ttl = aws_sdk_s3::presigning::PresigningConfig::expires_in(INSTALLER_URL_TTL)
+            .map_err(|e| AwsError::unexpected("presigning", &key, e.to_string()))?;
+        // No expected-owner header: it would be signed, and curl would have to send it (the
+        // digest is what the node checks).
+        let url =
+            cx.c.s3
+                .get_object()
+                .bucket(bucket)
+                .key(&key)
+                .presigned(ttl)
+                .await
+                .map_err(api(
+                    "presigning the snapshots' installer in S3 bucket",
+                    bucket,
+                ))?;
+        Ok(crate::core::cloudinit::fetch_script(
+            url.uri(),
+            &crate::core::cloudinit::digest(&script),
+        ))
     }
 }
 

@@ -196,7 +196,7 @@ struct Api {
     client: kube::Client,
     drain: Duration,
     nodes: Duration,
-    /// Node names by InternalIP, from the last list that saw new nodes Ready.
+    /// Node names by InternalIP, as the last wait for new nodes saw them.
     known: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 

@@ -235,7 +235,7 @@ pub fn is_token(s: &str) -> bool {
         .is_some_and(|(a, b)| ok(a, 6) && ok(b, 16))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

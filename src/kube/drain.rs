@@ -10,6 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 
+use super::{api_error, is_status, is_transient, message};
 use crate::aws::poll::{Seen, until};
 use crate::aws::{AwsError, Tuning};
 
@@ -170,31 +171,6 @@ async fn evict(client: &kube::Client, ns: &str, name: &str) -> Result<(), kube::
     client.request::<serde_json::Value>(req).await.map(|_| ())
 }
 
-/// An answer worth asking again within the drain's deadline: a refusal (429), the API
-/// server's own trouble (5xx), or no answer at all.
-fn is_transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
-    }
-}
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
-
-fn message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
-        other => other.to_string(),
-    }
-}
-
-pub(super) fn api_error(doing: &str, what: &str, e: &kube::Error) -> AwsError {
-    AwsError::unexpected(doing, what, format!("the API server said: {}", message(e)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,30 +199,5 @@ mod tests {
         assert!(!must_leave(&daemon));
         assert!(!must_leave(&mirror));
         assert!(!must_leave(&done));
-    }
-}
-
-#[cfg(test)]
-mod transient {
-    use super::is_transient;
-
-    fn api(code: u16) -> kube::Error {
-        let mut s = kube::core::Status::failure("m", "r");
-        s.code = code;
-        kube::Error::Api(Box::new(s))
-    }
-
-    #[test]
-    fn refusals_and_server_trouble_are_asked_again_and_the_rest_is_not() {
-        for code in [429, 500, 503, 504] {
-            assert!(is_transient(&api(code)), "{code}");
-        }
-        for code in [400, 403, 404, 409, 422] {
-            assert!(!is_transient(&api(code)), "{code}");
-        }
-        assert!(is_transient(&kube::Error::Service(
-            "connection reset".into()
-        )));
-        assert!(!is_transient(&kube::Error::LinesCodecMaxLineLengthExceeded));
     }
 }

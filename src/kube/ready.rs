@@ -1,13 +1,15 @@
-//! New nodes' readiness, found by their private address: the Nodes are watched (as `kubectl
-//! wait` does), so a node is seen Ready the moment the API server says so, with one request
-//! open instead of a list of every Node at each poll.
+//! New nodes' readiness, found by their private address: the Nodes are listed, then watched
+//! from the list's resourceVersion (as `kubectl wait` and client-go's informers do), so a node
+//! is seen Ready the moment the API server says so, with one request open instead of a list of
+//! every Node at each poll.
 //!
-//! A watch window lasts at most [`WINDOW`] (under the client's read timeout) and the next one
-//! resumes from the last resourceVersion seen; one that cannot resume (410 Gone, an error
-//! event) starts again without a version, whose synthetic ADDED events give the whole state
-//! again. Windows open at most once per [`READY_POLL`]. Where the Nodes cannot be watched (the
-//! watch refused, or broken before its first event: a role allowed only to list, a proxy that
-//! does not stream), the wait lists them every [`READY_POLL`] instead.
+//! A watch window lasts at most [`WINDOW`] seconds (under the client's read timeout); the next
+//! resumes from the last resourceVersion an event or bookmark carried. One that cannot resume
+//! (410 Gone, an ERROR event) lists the Nodes again and watches from there. A window broken by
+//! the connection or the server's trouble (429, 5xx) is opened again. Where the Nodes cannot be
+//! watched (403, 404 or 405 to the watch, or a stream that never gave an event: a role allowed
+//! only to list, a proxy that does not stream), they are listed every [`READY_POLL`] instead.
+//! At most one window or list per [`READY_POLL`] when they end early: never a busy loop.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,11 +18,11 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 
-use super::drain::api_error;
 use super::probe::is_ready;
+use super::{api_error, is_transient, message};
 use crate::aws::{AwsError, Tuning};
 
-/// The least time from one watch window's opening to the next's (AWS time, scaled by the tuning).
+/// The least time between two windows or lists that end early (AWS time, scaled by the tuning).
 pub const READY_POLL: Duration = Duration::from_secs(2);
 /// The longest watch window, in seconds (the API server ends it; the client's read timeout is
 /// 15 s).
@@ -31,24 +33,19 @@ pub const WINDOW: u32 = 10;
 /// # Errors
 /// When the API server does not answer.
 pub async fn node_for_ip(client: &kube::Client, ip: &str) -> Result<Option<String>, AwsError> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let list = nodes
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| api_error("listing", "the nodes", &e))?;
-    Ok(list
-        .items
-        .iter()
+    let api: Api<Node> = Api::all(client.clone());
+    let (nodes, _) = list(&api).await?;
+    Ok(nodes
+        .values()
         .find(|n| internal_ip(n).as_deref() == Some(ip))
         .and_then(|n| n.metadata.name.clone()))
 }
 
-/// Waits until a Ready Node has each of `ips` as its InternalIP; every Node seen, by InternalIP
-/// (so that the nodes to drain next need no list of their own).
+/// Waits until a Ready Node has each of `ips` as its InternalIP; every Node known then, by
+/// InternalIP (so that the nodes to drain next need no list of their own).
 ///
 /// # Errors
-/// When the API server does not answer the watch, or `max` passes (naming the addresses not
-/// Ready).
+/// When the API server does not answer, or `max` passes (naming the addresses not Ready).
 pub async fn wait_ready(
     client: &kube::Client,
     tuning: &Tuning,
@@ -57,130 +54,167 @@ pub async fn wait_ready(
 ) -> Result<Vec<(String, String)>, AwsError> {
     let api: Api<Node> = Api::all(client.clone());
     let deadline = tokio::time::Instant::now() + max;
-    let mut nodes = BTreeMap::new();
-    let watched = tokio::time::timeout_at(deadline, async {
-        let (mut version, mut watching) = (String::new(), true);
-        loop {
-            let opened = tokio::time::Instant::now();
-            if watching {
-                let left = deadline.saturating_duration_since(opened);
-                let window = WINDOW.min(
-                    u32::try_from(left.as_secs())
-                        .unwrap_or(WINDOW)
-                        .saturating_add(1),
-                );
-                match watch(&api, window, &mut version, &mut nodes, ips).await {
-                    Window::Ready => return Ok(()),
-                    Window::Ended => {}
-                    // A server, proxy or role that does not watch: lists from now on.
-                    Window::Refused => watching = false,
+    // The first look whatever the deadline: nodes already Ready pass at once.
+    let (mut nodes, mut version) = list(&api).await?;
+    let mut why = None;
+    if !missing(&nodes, ips).is_empty() {
+        let waited = tokio::time::timeout_at(deadline, async {
+            let (mut watching, mut streamed) = (true, false);
+            loop {
+                let opened = tokio::time::Instant::now();
+                match version.as_mut().filter(|_| watching) {
+                    Some(v) => {
+                        let left = deadline.saturating_duration_since(opened);
+                        let window = WINDOW.min(
+                            u32::try_from(left.as_secs())
+                                .unwrap_or(WINDOW)
+                                .saturating_add(1),
+                        );
+                        let seen = watch(&api, window, v, &mut nodes, ips, &mut streamed).await?;
+                        match seen {
+                            Window::Ready => return Ok::<(), AwsError>(()),
+                            Window::Ended => {}
+                            Window::Broken(w) => why = Some(w),
+                            Window::Expired(w) => {
+                                why = Some(w);
+                                version = None;
+                            }
+                            Window::Refused(w) => {
+                                why = Some(format!("listing them instead: {w}"));
+                                watching = false;
+                            }
+                        }
+                    }
+                    // The first list gave no version, a window could not resume, or the Nodes
+                    // cannot be watched.
+                    None => {
+                        (nodes, version) = list(&api).await?;
+                        if missing(&nodes, ips).is_empty() {
+                            return Ok(());
+                        }
+                    }
                 }
+                tokio::time::sleep_until(opened + tuning.scaled(READY_POLL)).await;
             }
-            if !watching {
-                let list = api
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| api_error("listing", "the nodes", &e))?;
-                nodes = by_name(list.items);
-                if missing(&nodes, ips).is_empty() {
-                    return Ok(());
-                }
+        })
+        .await;
+        match waited {
+            Ok(done) => done?,
+            Err(_) => {
+                let watch = why
+                    .map(|w| format!(" (the watch: {w})"))
+                    .unwrap_or_default();
+                return Err(AwsError::Wait {
+                    resource: format!("the node(s) at {}", ips.join(", ")),
+                    state: "Ready".into(),
+                    message: format!(
+                        "still not Ready: {} after {} s (the limit){watch}",
+                        missing(&nodes, ips).join(", "),
+                        max.as_secs()
+                    ),
+                });
             }
-            // One window (or list) per READY_POLL at most: no busy loop on a window that ends
-            // at once.
-            tokio::time::sleep_until(opened + tuning.scaled(READY_POLL)).await;
         }
-    })
-    .await;
-    match watched {
-        Ok(Ok(())) => Ok(nodes
-            .values()
-            .filter_map(|n| Some((internal_ip(n)?, n.metadata.name.clone()?)))
-            .collect()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(AwsError::Wait {
-            resource: format!("the node(s) at {}", ips.join(", ")),
-            state: "Ready".into(),
-            message: format!(
-                "still not Ready: {} after {} s (the limit)",
-                missing(&nodes, ips).join(", "),
-                max.as_secs()
-            ),
-        }),
     }
+    Ok(nodes
+        .values()
+        .filter_map(|n| Some((internal_ip(n)?, n.metadata.name.clone()?)))
+        .collect())
 }
 
-/// How a watch window ended.
+/// How a watch window ended, when not with every address Ready.
+#[derive(Debug)]
 enum Window {
     /// Every address has a Ready Node.
     Ready,
-    /// The server ended it, or it cannot resume (the next starts again).
+    /// The server ended it: the next resumes.
     Ended,
-    /// No window at all, or one that broke before its first event.
-    Refused,
+    /// The connection broke, or the server was in trouble: the next resumes.
+    Broken(String),
+    /// It cannot be resumed (410 Gone, an ERROR event): list again.
+    Expired(String),
+    /// The Nodes cannot be watched: list them instead.
+    Refused(String),
 }
 
-/// One watch window from `version` (kept up to date, cleared when it cannot be resumed from),
-/// its events applied to `nodes`, until every address of `ips` is Ready or the window ends.
+/// One watch window from `version` (moved along by the events and bookmarks), its events
+/// applied to `nodes`, until every address of `ips` is Ready or the window ends; `streamed`
+/// tells whether any window of the wait ever gave an event.
+///
+/// # Errors
+/// What the API server answers that no other window would change (401, 400, ...).
 async fn watch(
     api: &Api<Node>,
     window: u32,
     version: &mut String,
     nodes: &mut BTreeMap<String, Node>,
     ips: &[String],
-) -> Window {
+    streamed: &mut bool,
+) -> Result<Window, AwsError> {
     let events = match api
         .watch(&WatchParams::default().timeout(window), version)
         .await
     {
         Ok(events) => events,
-        Err(e) => {
-            tracing::debug!(error = %e, "the nodes could not be watched");
-            return Window::Refused;
+        Err(kube::Error::Api(s)) if matches!(s.code, 403..=405) => {
+            return Ok(Window::Refused(s.message.clone()));
         }
+        Err(kube::Error::Api(s)) if s.code == 410 => return Ok(Window::Expired(s.message.clone())),
+        Err(e) if is_transient(&e) => return Ok(Window::Broken(message(&e))),
+        Err(e) => return Err(api_error("watching", "the nodes", &e)),
     };
     let mut events = std::pin::pin!(events);
-    let mut any = false;
     while let Some(event) = events.next().await {
-        match event {
+        let (name, node) = match event {
             Ok(WatchEvent::Added(n) | WatchEvent::Modified(n)) => {
-                *version = n.metadata.resource_version.clone().unwrap_or_default();
-                if let Some(name) = n.metadata.name.clone() {
-                    nodes.insert(name, n);
-                }
+                (n.metadata.name.clone(), Some(n))
             }
-            Ok(WatchEvent::Deleted(n)) => {
-                *version = n.metadata.resource_version.clone().unwrap_or_default();
-                if let Some(name) = &n.metadata.name {
-                    nodes.remove(name);
-                }
+            Ok(WatchEvent::Deleted(n)) => (n.metadata.name.clone(), None),
+            Ok(WatchEvent::Bookmark(b)) => {
+                *version = b.metadata.resource_version;
+                *streamed = true;
+                continue;
             }
-            Ok(WatchEvent::Bookmark(b)) => *version = b.metadata.resource_version,
-            // Too old to resume from (410 Gone), or another error: the whole state again.
-            Ok(WatchEvent::Error(e)) => {
-                tracing::debug!(code = e.code, message = %e.message, "the node watch ended");
-                version.clear();
-                return Window::Ended;
+            Ok(WatchEvent::Error(s)) => {
+                return Ok(Window::Expired(format!("{} ({})", s.message, s.code)));
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "the node watch broke");
-                version.clear();
-                return if any { Window::Ended } else { Window::Refused };
-            }
+            // A stream that never gave an event (a line that is no event: a proxy's answer).
+            Err(e) if !*streamed && !is_transient(&e) => return Ok(Window::Refused(message(&e))),
+            Err(e) => return Ok(Window::Broken(message(&e))),
+        };
+        *streamed = true;
+        let at = node
+            .as_ref()
+            .and_then(|n| n.metadata.resource_version.clone());
+        if let Some(at) = at {
+            *version = at;
         }
-        any = true;
+        if let Some(name) = name {
+            match node {
+                Some(n) => nodes.insert(name, n),
+                None => nodes.remove(&name),
+            };
+        }
         if missing(nodes, ips).is_empty() {
-            return Window::Ready;
+            return Ok(Window::Ready);
         }
     }
-    Window::Ended
+    Ok(Window::Ended)
 }
 
-fn by_name(items: Vec<Node>) -> BTreeMap<String, Node> {
-    items
+/// Every Node by name, and the list's resourceVersion (to watch from).
+async fn list(api: &Api<Node>) -> Result<(BTreeMap<String, Node>, Option<String>), AwsError> {
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error("listing", "the nodes", &e))?;
+    let version = list.metadata.resource_version.filter(|v| !v.is_empty());
+    let nodes = list
+        .items
         .into_iter()
         .filter_map(|n| Some((n.metadata.name.clone()?, n)))
-        .collect()
+        .collect();
+    Ok((nodes, version))
 }
 
 /// The addresses of `ips` with no Ready Node.

@@ -31,6 +31,17 @@ pub struct KubeState {
     pub refused: u32,
     /// Watches of the Nodes are refused (403), as for a role allowed only to list them.
     pub refuse_watch: bool,
+    /// Watches from a resourceVersion are answered 410 Gone (an ERROR event), as from one the
+    /// API server's watch cache no longer holds.
+    pub expire_versions: bool,
+    /// Watch windows end this soon, whatever `timeoutSeconds` asks (an API server may end them
+    /// early).
+    pub window_cap: Option<std::time::Duration>,
+    /// The last resourceVersion given, and the Nodes as each saw them (what a watch from it
+    /// starts from).
+    pub revision: u64,
+    pub versions:
+        std::collections::HashMap<u64, std::collections::BTreeMap<String, serde_json::Value>>,
     /// Private addresses whose nodes are not Ready.
     pub not_ready: BTreeSet<String>,
     /// The running instances' private addresses, as the last node list found them.
@@ -52,6 +63,24 @@ impl KubeState {
             .map(|ip| (node_name(ip), ip.clone()))
             .filter(|(n, _)| !self.deleted.contains(n))
             .collect()
+    }
+
+    /// Every Node's JSON, by name.
+    pub(super) fn node_map(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.nodes()
+            .iter()
+            .map(|(n, ip)| (n.clone(), self.node_json(n, ip)))
+            .collect()
+    }
+
+    /// A new resourceVersion for the Nodes as `map` has them.
+    pub(super) fn record(
+        &mut self,
+        map: std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> u64 {
+        self.revision += 1;
+        self.versions.insert(self.revision, map);
+        self.revision
     }
 
     fn node_json(&self, name: &str, ip: &str) -> serde_json::Value {
@@ -158,8 +187,13 @@ pub async fn kube_stand_in(
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
-            let (acceptor, st, c, cluster) =
-                (acceptor.clone(), st.clone(), c.clone(), cluster.clone());
+            let (acceptor, st, c, cluster, alive) = (
+                acceptor.clone(),
+                st.clone(),
+                c.clone(),
+                cluster.clone(),
+                watch.clone(),
+            );
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
@@ -173,20 +207,9 @@ pub async fn kube_stand_in(
                     if req.is_empty() {
                         return;
                     }
-                    if let Some(window) = watch_window(&req) {
-                        let refused = {
-                            let mut st = st.lock().unwrap();
-                            st.requests.push("WATCH /api/v1/nodes".into());
-                            st.refuse_watch
-                        };
-                        if refused {
-                            if !reply(&mut tls, "403 Forbidden", FORBIDDEN_WATCH).await {
-                                return;
-                            }
-                            continue;
-                        }
+                    if let Some(w) = super::kube_watch::Watch::of(&req) {
                         let refresh = (!follow).then_some((&c, cluster.as_str()));
-                        if !watch_nodes(&mut tls, &st, window, refresh).await {
+                        if !w.serve(&mut tls, &st, refresh, &alive).await {
                             return;
                         }
                         continue;
@@ -228,7 +251,7 @@ async fn running_ips(emulator: &str, cluster: &str) -> Option<Vec<String>> {
 }
 
 /// Records the running instances' addresses, and when each was first seen.
-fn seen(st: &Mutex<KubeState>, ips: Vec<String>) {
+pub(super) fn seen(st: &Mutex<KubeState>, ips: Vec<String>) {
     let mut st = st.lock().unwrap();
     for ip in &ips {
         st.first_seen
@@ -239,7 +262,7 @@ fn seen(st: &Mutex<KubeState>, ips: Vec<String>) {
 }
 
 /// The private addresses of the cluster's running instances.
-async fn instance_ips(c: &provision::aws::Clients, cluster: &str) -> Vec<String> {
+pub(super) async fn instance_ips(c: &provision::aws::Clients, cluster: &str) -> Vec<String> {
     let out = c
         .ec2
         .describe_instances()
@@ -286,10 +309,18 @@ fn answer(req: &str, st: &Mutex<KubeState>) -> (&'static str, String) {
     match (method, path) {
         ("GET", "/readyz") => ("200 OK", "ok".into()),
         ("GET", "/api/v1/nodes") => {
-            let items: Vec<_> = nodes.iter().map(|(n, ip)| st.node_json(n, ip)).collect();
+            let map = st.node_map();
+            let rv = st.record(map.clone()).to_string();
+            let items: Vec<_> = map
+                .into_values()
+                .map(|mut n| {
+                    n["metadata"]["resourceVersion"] = rv.clone().into();
+                    n
+                })
+                .collect();
             (
                 "200 OK",
-                serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
+                serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {"resourceVersion": rv}, "items": items})
                     .to_string(),
             )
         }
@@ -437,89 +468,12 @@ async fn stand_in_for(
     kube_stand_in(&ca, &cl.name, refuse, c.clone(), follow).await
 }
 
-const FORBIDDEN_WATCH: &str = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":403,"reason":"Forbidden","message":"nodes is forbidden: cannot watch resource \"nodes\""}"#;
-
-/// The window of a watch of the Nodes (`timeoutSeconds`, 30 s if not given), if `req` is one.
-fn watch_window(req: &str) -> Option<std::time::Duration> {
-    let target = req.lines().next()?.strip_prefix("GET /api/v1/nodes?")?;
-    let target = target.split(' ').next()?;
-    let query: Vec<(&str, &str)> = target
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
-    query.contains(&("watch", "true")).then(|| {
-        let secs = query
-            .iter()
-            .find(|(k, _)| *k == "timeoutSeconds")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(30);
-        std::time::Duration::from_secs(secs)
-    })
-}
-
-/// Streams the Nodes' changes for `window` (chunked JSON lines, as the API server): every watch
-/// starts as one without a resourceVersion (an ADDED event for each Node there), then each change
-/// is seen within 5 ms (the Nodes are looked up again every 50 ms when not following);
-/// whether the stream was written to its end.
-async fn watch_nodes<S: tokio::io::AsyncWrite + Unpin>(
-    tls: &mut S,
-    st: &Mutex<KubeState>,
-    window: std::time::Duration,
-    refresh: Option<(&provision::aws::Clients, &str)>,
-) -> bool {
-    let head =
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-    if tls.write_all(head.as_bytes()).await.is_err() {
-        return false;
-    }
-    let end = std::time::Instant::now() + window;
-    let mut sent: std::collections::HashMap<String, serde_json::Value> = Default::default();
-    let mut looked = std::time::Instant::now();
-    while std::time::Instant::now() < end {
-        if let Some((c, cluster)) = refresh
-            && looked.elapsed() >= std::time::Duration::from_millis(50)
-        {
-            seen(st, instance_ips(c, cluster).await);
-            looked = std::time::Instant::now();
-        }
-        let now: std::collections::HashMap<String, serde_json::Value> = {
-            let st = st.lock().unwrap();
-            st.nodes()
-                .iter()
-                .map(|(n, ip)| (n.clone(), st.node_json(n, ip)))
-                .collect()
-        };
-        let mut lines = String::new();
-        for (name, node) in &now {
-            let kind = match sent.get(name) {
-                None => "ADDED",
-                Some(old) if old != node => "MODIFIED",
-                Some(_) => continue,
-            };
-            lines += &format!("{}\n", serde_json::json!({"type": kind, "object": node}));
-        }
-        for (name, node) in &sent {
-            if !now.contains_key(name) {
-                lines += &format!(
-                    "{}\n",
-                    serde_json::json!({"type": "DELETED", "object": node})
-                );
-            }
-        }
-        sent = now;
-        if !lines.is_empty() {
-            let chunk = format!("{:x}\r\n{lines}\r\n", lines.len());
-            if tls.write_all(chunk.as_bytes()).await.is_err() || tls.flush().await.is_err() {
-                return false;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    tls.write_all(b"0\r\n\r\n").await.is_ok() && tls.flush().await.is_ok()
-}
-
 /// One answer on a kept-alive connection (Content-Length); whether it was written.
-async fn reply<S: tokio::io::AsyncWrite + Unpin>(tls: &mut S, status: &str, body: &str) -> bool {
+pub(super) async fn reply<S: tokio::io::AsyncWrite + Unpin>(
+    tls: &mut S,
+    status: &str,
+    body: &str,
+) -> bool {
     let resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

@@ -14,6 +14,7 @@ mod aws;
 pub mod crash;
 mod endpoints;
 mod kube_api;
+mod kube_watch;
 mod lock;
 mod mocks;
 mod own_emulator;

@@ -46,6 +46,54 @@ pub fn retime_script(interval: u32) -> String {
     )
 }
 
+/// What a control plane launched before etcd snapshots runs to save them, as one launched now
+/// does: provision-node.py of this release (its S3 client; for `cluster`, with the CA in
+/// `secret_parameter`), the backup script, its service and timer, each written to a temporary
+/// file moved in place; then the timer enabled. Fetched from the bucket by [`fetch_script`]
+/// (node.py alone is 16 KB).
+pub fn install_script(b: &EtcdBackupInput<'_>, cluster: &str, secret_parameter: &str) -> String {
+    let mut files = vec![super::kubeadm::node_script(cluster, Some(secret_parameter))];
+    files.extend(self::files(&EtcdBackupInput {
+        restore: None,
+        ..*b
+    }));
+    let writes: String = files
+        .iter()
+        .map(|f| {
+            let end = if f.content.ends_with('\n') { "" } else { "\n" };
+            format!(
+                "install -d -m 0755 \"$(dirname {path})\"\ncat > {path}.new <<'{EOF}'\n{content}{end}{EOF}\nchmod {mode} {path}.new\nmv -f {path}.new {path}\n",
+                path = f.path,
+                content = f.content,
+                mode = f.permissions,
+            )
+        })
+        .collect();
+    format!(
+        "#!/bin/bash\n# etcd snapshots for a control plane launched before them, to s3://{bucket}/{prefix}; rendered by provision.\nset -euo pipefail\numask 077\n{writes}systemctl daemon-reload\nsystemctl enable {UNIT}.timer\nsystemctl restart {UNIT}.timer\necho \"provision: etcd snapshots every {every} to s3://{bucket}/{prefix}\"\n",
+        bucket = b.bucket,
+        prefix = b.prefix,
+        every = crate::core::stamp::format_duration(i64::from(b.interval)),
+    )
+}
+
+/// The SHA-256 of a script, in hex (what [`fetch_script`] checks).
+pub fn digest(script: &str) -> String {
+    use sha2::Digest as _;
+    crate::core::pki::hex(&sha2::Sha256::digest(script.as_bytes()))
+}
+
+/// The heredocs' delimiter in [`install_script`] (no line of the files it writes is this).
+const EOF: &str = "PROVISION_FILE_END";
+
+/// What Run Command sends to run the [`install_script`] at `url` (a presigned GET of the bucket's
+/// copy): fetched with retries, run only when its SHA-256 is `sha256`.
+pub fn fetch_script(url: &str, sha256: &str) -> String {
+    format!(
+        "#!/bin/bash\n# Fetches and runs provision's etcd snapshots' installer; rendered by provision.\nset -euo pipefail\nf=$(mktemp)\ntrap 'rm -f \"$f\"' EXIT\ncurl -fsS --retry 5 --retry-delay 2 --max-time 120 -o \"$f\" '{url}'\necho \"{sha256}  $f\" | sha256sum -c --quiet -\nbash \"$f\"\n"
+    )
+}
+
 /// The backup script and its service and timer (enabled by the init script once the control
 /// plane runs), and the restore script when there is a snapshot to restore.
 pub(super) fn files(b: &EtcdBackupInput<'_>) -> Vec<File> {
@@ -223,6 +271,77 @@ echo "provision: restored etcd from s3://{bucket}/{key}"
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_installer_writes_the_boots_files_and_node_script_then_starts_the_timer() {
+        let b = EtcdBackupInput {
+            bucket: "b",
+            prefix: "etcd/x/",
+            interval: 900,
+            restore: Some("etcd/x/20260101T000000Z.tar.gz"),
+        };
+        let script = install_script(&b, "demo", "/provision/demo/bootstrap");
+        crate::core::testing::assert_shellcheck("the snapshots' installer", &script);
+        // The very files a control plane launched now writes (no restore), each whole.
+        let mut want = vec![super::super::kubeadm::node_script(
+            "demo",
+            Some("/provision/demo/bootstrap"),
+        )];
+        want.extend(files(&EtcdBackupInput { restore: None, ..b }));
+        assert_eq!(want.len(), 4);
+        for f in &want {
+            assert!(!f.content.lines().any(|l| l == EOF), "{}", f.path);
+            assert!(
+                script.contains(&format!(
+                    "cat > {p}.new <<'{EOF}'\n{c}{EOF}\nchmod {m} {p}.new\nmv -f {p}.new {p}\n",
+                    p = f.path,
+                    c = f.content,
+                    m = f.permissions
+                )),
+                "{}",
+                f.path
+            );
+        }
+        assert!(script.contains("s3-put"), "node.py of this release");
+        assert!(!script.contains(RESTORE_PATH));
+        assert!(script.ends_with(
+            "systemctl enable provision-etcd-backup.timer\nsystemctl restart provision-etcd-backup.timer\necho \"provision: etcd snapshots every 15m to s3://b/etcd/x/\"\n"
+        ));
+    }
+
+    #[test]
+    fn the_fetch_runs_the_installer_only_when_its_digest_matches() {
+        let url = "https://b.s3.us-east-1.amazonaws.com/etcd/x/i.sh?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab";
+        let script = fetch_script(url, "0123abcd");
+        crate::core::testing::assert_shellcheck("the installer's fetch", &script);
+        assert!(script.contains(&format!("-o \"$f\" '{url}'\n")));
+        assert!(script.contains("echo \"0123abcd  $f\" | sha256sum -c --quiet -\nbash \"$f\"\n"));
+
+        // Run for real (curl reads file:// too): the installer runs with the right digest only.
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let installer = dir.path().join("installer.sh");
+        let body = format!("echo ran > '{}'\n", marker.display());
+        std::fs::write(&installer, &body).unwrap();
+        let digest = digest(&body);
+        let url = format!("file://{}", installer.display());
+        let run = |sha: &str| {
+            std::process::Command::new("bash")
+                .arg("-c")
+                .arg(fetch_script(&url, sha))
+                .output()
+                .unwrap()
+        };
+        let wrong = run(&"0".repeat(64));
+        assert!(!wrong.status.success() && !marker.exists());
+        let right = run(&digest);
+        assert!(
+            right.status.success(),
+            "{}",
+            String::from_utf8_lossy(&right.stderr)
+        );
+        assert!(marker.exists());
+    }
 
     #[test]
     fn the_retime_script_writes_the_boots_timer_with_the_new_interval_and_passes_shellcheck() {

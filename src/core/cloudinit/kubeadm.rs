@@ -94,7 +94,7 @@ fn chain(steps: &[(&str, &str)]) -> Vec<String> {
 
 /// The node script, set up to report under the cluster's nodes path (and, on the control
 /// plane, to fetch the CA from `parameter`).
-fn node_script(cluster: &str, parameter: Option<&str>) -> File {
+pub(super) fn node_script(cluster: &str, parameter: Option<&str>) -> File {
     let mut content = NODE_SCRIPT
         .replace("__NODES__", &crate::core::progress::nodes_path(cluster))
         .replace("__CLUSTER__", cluster);

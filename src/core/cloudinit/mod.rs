@@ -13,7 +13,7 @@ mod kubeadm;
 mod tests;
 mod upgrade;
 
-pub use etcd::{EtcdBackupInput, retime_script};
+pub use etcd::{EtcdBackupInput, digest, fetch_script, install_script, retime_script};
 pub use upgrade::{run_command, upgrade_script};
 
 pub use kubeadm::{

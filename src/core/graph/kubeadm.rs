@@ -169,8 +169,11 @@ pub(crate) fn nodes(spec: &ClusterSpec, b: &mut Builder, net: &Net) {
             master: MASTER.into(),
             version: k.version,
             backup_interval: k.etcd_backup_interval,
+            bucket: ETCD_BACKUPS.into(),
+            secret: SECRET.into(),
         }),
-        &[MASTER, SSM_AGENT],
+        // The bucket and the secret come before the control plane: no later for these.
+        &[MASTER, SSM_AGENT, ETCD_BACKUPS, SECRET],
     );
     b.add(
         JOIN_TOKEN,

@@ -195,6 +195,7 @@ impl Plan for BackupBucket {
 
 /// What `down --keep-backups` says it left, and where.
 pub fn kept_note(b: &ObsBucket, cluster: &str, region: &str) -> String {
+    // Snapshots only (not an installer of `control-plane-upgrade`'s, kept beside them).
     let newest = b
         .all()
         .max_by_key(|s| (s.at, &s.key))
@@ -203,7 +204,7 @@ pub fn kept_note(b: &ObsBucket, cluster: &str, region: &str) -> String {
     format!(
         "the etcd snapshots are kept in s3://{}/{SNAPSHOT_PREFIX} ({} snapshot(s){newest}): `provision down --name {cluster} --region {region}` without --keep-backups deletes them",
         b.name,
-        b.snapshots.len()
+        b.all().count()
     )
 }
 

@@ -167,9 +167,6 @@ impl Plan for Instances {
                 self.count
             ));
         }
-        if let Some(w) = self.backups_as_launched(&live) {
-            change = change.warn(w);
-        }
         change
     }
 
@@ -239,29 +236,6 @@ impl Instances {
             },
         )
     }
-    /// What a control plane's snapshots are, when it saves none: its user data (the backup
-    /// timer) is read at boot only.
-    fn backups_as_launched(&self, live: &[&ObsInstance]) -> Option<String> {
-        let want = self
-            .tags
-            .iter()
-            .find(|(k, _)| k == crate::core::stamp::BACKUP_INTERVAL_TAG)?;
-        let secs = |s: &str| {
-            s.parse::<i64>()
-                .map_or_else(|_| s.to_string(), crate::core::stamp::format_duration)
-        };
-        let i = live.first()?;
-        match &i.backup_interval {
-            None => Some(format!(
-                "the control plane {} was launched before etcd snapshots and saves none (its user data is read at boot); one launched by this release saves them every {}",
-                i.id,
-                secs(&want.1)
-            )),
-            // Another interval: the control-plane-upgrade node sets it (Run Command).
-            Some(_) => None,
-        }
-    }
-
     /// Whether node `id` still has instances to launch.
     pub fn needs_launch(&self, id: &str, obs: &Observed) -> bool {
         (obs.live_instances(id).count() as u32) < self.count

@@ -10,7 +10,9 @@
 //!
 //! The same channel sets another `etcd_backup_interval` on the running control plane (its
 //! timer, which its user data wrote at boot), decided by its `provision:etcd-backup-interval`
-//! tag, moved once the command succeeded.
+//! tag, moved once the command succeeded; a control plane without the tag was launched before
+//! etcd snapshots, and gets them the same way (the backup script, its timer and node.py of
+//! this release, fetched from the cluster's bucket), then the tag.
 
 use std::fmt;
 
@@ -26,6 +28,10 @@ pub struct KubeadmUpgrade {
     pub version: KubernetesVersion,
     /// Seconds between etcd snapshots, as the spec asks.
     pub backup_interval: u32,
+    /// The snapshots' bucket (its name) and the bootstrap secret (the cluster id, which names
+    /// the snapshots' prefix): what a control plane launched before snapshots is given.
+    pub bucket: String,
+    pub secret: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +49,9 @@ pub enum Drift {
         from: u32,
         to: u32,
     },
+    /// Give the control plane `instance`, launched before etcd snapshots, its backup script
+    /// and timer (every `every` seconds).
+    InstallBackups { instance: String, every: u32 },
 }
 
 impl fmt::Display for Drift {
@@ -57,6 +66,11 @@ impl fmt::Display for Drift {
                 "save etcd every {} instead of {} on the control plane {instance} (its backup timer, through SSM Run Command)",
                 crate::core::stamp::format_duration(i64::from(*to)),
                 crate::core::stamp::format_duration(i64::from(*from)),
+            ),
+            Drift::InstallBackups { instance, every } => write!(
+                f,
+                "save etcd every {} on the control plane {instance}, launched before etcd snapshots (their script, timer and provision-node.py, through SSM Run Command)",
+                crate::core::stamp::format_duration(i64::from(*every)),
             ),
         }
     }
@@ -78,18 +92,21 @@ impl Plan for KubeadmUpgrade {
             Ok(None) => {}
             Err(why) => return Change::refuse(Some(master.id.clone()), why),
         }
-        // Tagged by this release at launch; a control plane without the tag saves no snapshot
-        // (the instances' row says so).
-        let launched = master
-            .backup_interval
-            .as_deref()
-            .and_then(|t| t.parse::<u32>().ok());
-        if let Some(from) = launched.filter(|f| *f != self.backup_interval) {
-            drifts.push(Drift::BackupInterval {
+        // Tagged at launch since etcd snapshots; a control plane without the tag saves none.
+        match master.backup_interval.as_deref() {
+            None => drifts.push(Drift::InstallBackups {
                 instance: master.id.clone(),
-                from,
-                to: self.backup_interval,
-            });
+                every: self.backup_interval,
+            }),
+            Some(t) => {
+                if let Some(from) = t.parse::<u32>().ok().filter(|f| *f != self.backup_interval) {
+                    drifts.push(Drift::BackupInterval {
+                        instance: master.id.clone(),
+                        from,
+                        to: self.backup_interval,
+                    });
+                }
+            }
         }
         if drifts.is_empty() {
             Change::keep(Some(master.id.clone()))

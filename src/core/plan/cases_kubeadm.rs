@@ -32,12 +32,12 @@ pub(super) const KUBEADM_DAY2: &[Case] = &[
         also: &[],
     },
     Case {
-        what: "a control plane of an earlier release: no snapshots, said",
+        what: "a control plane of an earlier release: its snapshots installed through Run Command",
         spec: demo,
         change: |o| live(o, "master").for_each(|i| i.backup_interval = None),
-        id: "master",
-        action: Action::Warn,
-        says: "was launched before etcd snapshots and saves none",
+        id: "control-plane-upgrade",
+        action: Action::Update,
+        says: "save etcd every 15m on the control plane i-master-0, launched before etcd snapshots (their script, timer and provision-node.py, through SSM Run Command)",
         also: &[],
     },
     Case {
