@@ -179,7 +179,7 @@ async fn up_makes_a_private_encrypted_expiring_bucket_only_the_control_plane_wri
     assert!(earlier.ok(), "{}", earlier.stderr);
     assert!(
         earlier.summary()["plan"].to_string().contains(&format!(
-            "save etcd every 30m on the control plane {}, launched before etcd snapshots",
+            "save etcd every 30m on the control plane {}, launched by an earlier release",
             m.id
         )),
         "{}",

@@ -255,8 +255,8 @@ async fn a_new_instance_type_rolls_the_pool_one_node_at_a_time() {
     // A new node joins a while after its instance runs: nothing is drained before it is Ready.
     {
         let mut st = k.state.lock().unwrap();
-        st.ready_after = std::time::Duration::from_millis(1500);
-        st.window_cap = Some(std::time::Duration::from_millis(100));
+        st.ready_after = std::time::Duration::from_secs(2);
+        st.window_cap = Some(std::time::Duration::from_millis(300));
     }
     let plan = cl.run(&["plan", "-f", cl.spec_arg(), "--api-server", &k.url]);
     assert!(plan.ok(), "{}", plan.stderr);
@@ -300,12 +300,23 @@ async fn a_new_instance_type_rolls_the_pool_one_node_at_a_time() {
         ["created new", "deleted old", "created new", "deleted old"]
     );
     // Each wait for Ready was one list of the Nodes, then watches from its resourceVersion
-    // (a node Ready 1.5 s after its instance runs; the stand-in ends each window after 100 ms,
+    // (a node Ready 2 s after its instance runs; the stand-in ends each window after 300 ms,
     // and the next resumes from the last event or bookmark), with no other list.
     let requests = k.state.lock().unwrap().requests.clone();
     let count = |r: &str| requests.iter().filter(|q| *q == r).count();
     assert!(count("WATCH /api/v1/nodes") >= 3, "{requests:?}");
     assert_eq!(count("GET /api/v1/nodes"), 2, "{requests:?}");
+    // Every watch from a version the stand-in gave (a list's, an event's or a bookmark's),
+    // each later than the one before.
+    let from: Vec<u64> = k
+        .state
+        .lock()
+        .unwrap()
+        .watched_from
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(from.windows(2).all(|w| w[0] < w[1]), "{from:?}");
     // The control plane and 2 workers stayed Ready and schedulable through every drain.
     let in_service = k.state.lock().unwrap().in_service_at_cordon.clone();
     assert_eq!(in_service.len(), 2);
@@ -376,9 +387,15 @@ async fn a_new_node_never_ready_stops_the_roll_naming_it_and_the_next_up_resumes
         .collect();
     assert_eq!(pool, [new.id]);
     assert_eq!(resumed.calls("EC2", "RunInstances"), 0);
+    // A list, a watch from its version answered 410, a list again (and so on until Ready).
     let requests = k.state.lock().unwrap().requests.clone();
-    assert!(count(&requests, "WATCH /api/v1/nodes") >= 2, "{requests:?}");
-    assert!(count(&requests, "GET /api/v1/nodes") >= 2, "{requests:?}");
+    let at = |r: &str| requests.iter().position(|q| q == r).expect(r);
+    let watch = at("WATCH /api/v1/nodes");
+    assert!(at("GET /api/v1/nodes") < watch, "{requests:?}");
+    assert!(
+        requests[watch..].iter().any(|q| q == "GET /api/v1/nodes"),
+        "{requests:?}"
+    );
     assert_eq!(
         k.state.lock().unwrap().deleted,
         [node_name(old.private_ip.as_deref().unwrap())].into()

@@ -39,37 +39,23 @@ impl Apply for KubeadmUpgrade {
         inputs: &Inputs,
     ) -> Result<Output, AwsError> {
         for d in &change.drifts {
-            // What it runs, and the tag that records it once it succeeded (the next run's diff
+            let instance = d.instance();
+            // What it does, and the tag that records it once it succeeded (the next run's diff
             // starts from it).
-            let (instance, doing, script, tag, value, done) = match d {
-                Drift::Upgrade { instance, from, to } => (
-                    instance,
+            let (doing, tag, value, done) = match d {
+                Drift::Upgrade { from, to, .. } => (
                     format!("the upgrade of {instance} from Kubernetes {from} to {to}"),
-                    crate::core::cloudinit::upgrade_script(&self.version),
                     crate::core::stamp::VERSION_TAG,
                     self.version.to_string(),
                     format!("Kubernetes {to}"),
                 ),
-                Drift::InstallBackups { instance, every } => {
+                Drift::InstallBackups { every, .. } | Drift::BackupInterval { to: every, .. } => {
                     let every_text = crate::core::stamp::format_duration(i64::from(*every));
                     (
-                        instance,
                         format!("etcd snapshots every {every_text} on {instance}"),
-                        self.installer(cx, inputs, *every).await?,
                         crate::core::stamp::BACKUP_INTERVAL_TAG,
                         every.to_string(),
-                        format!("etcd snapshots every {every_text}, installed"),
-                    )
-                }
-                Drift::BackupInterval { instance, to, .. } => {
-                    let every = crate::core::stamp::format_duration(i64::from(*to));
-                    (
-                        instance,
-                        format!("etcd snapshots every {every} on {instance}"),
-                        crate::core::cloudinit::retime_script(*to),
-                        crate::core::stamp::BACKUP_INTERVAL_TAG,
-                        to.to_string(),
-                        format!("etcd snapshots every {every}"),
+                        format!("etcd snapshots every {every_text}"),
                     )
                 }
             };
@@ -80,7 +66,14 @@ impl Apply for KubeadmUpgrade {
                 Progress::Updating,
                 Some(format!("{doing} through SSM Run Command")),
             );
-            run(cx, id, instance, &doing, &script).await?;
+            agent_online(cx, instance).await?;
+            // Made once the agent is online: the installer's URL need only outlive the delivery.
+            let script = match d {
+                Drift::Upgrade { .. } => crate::core::cloudinit::upgrade_script(&self.version),
+                Drift::InstallBackups { every, .. } => self.installer(cx, inputs, *every).await?,
+                Drift::BackupInterval { to, .. } => crate::core::cloudinit::retime_script(*to),
+            };
+            send_and_follow(cx, id, instance, &doing, &script).await?;
             super::retag::ec2_tags(cx.c, &[instance], tag, &value).await?;
             cx.report.resource(
                 id,
@@ -98,12 +91,12 @@ impl Apply for KubeadmUpgrade {
     }
 }
 
-/// How long the installer's presigned URL is good for (the command is sent once the agent is
-/// online, and fetches it at once).
-const INSTALLER_URL_TTL: Duration = Duration::from_secs(1800);
+/// How long the installer's presigned URL is good for: presigned once the agent is online, it
+/// is fetched as soon as SSM delivers the command (within DELIVERY_TIMEOUT_SECS).
+const INSTALLER_URL_TTL: Duration = Duration::from_secs(900);
 
 impl KubeadmUpgrade {
-    /// What a control plane launched before etcd snapshots runs to save them: the installer
+    /// What a control plane launched by an earlier release runs to save snapshots: the installer
     /// (node.py alone is 16 KB) put into the bucket under the cluster's prefix (its lifecycle
     /// rule removes it with the snapshots), and a command fetching it through a presigned URL
     /// (Ubuntu's curl; no credentials on the node) that runs it only when its SHA-256 matches.
@@ -164,16 +157,15 @@ impl KubeadmUpgrade {
     }
 }
 
-/// Runs `script` on the instance through Run Command (`what` names it in progress and errors):
-/// once its agent is online, sent, then followed to its end.
-async fn run(
+/// Sends `script` to the instance (its agent online) through Run Command (`what` names it in
+/// progress and errors), then follows it to its end.
+async fn send_and_follow(
     cx: &Cx<'_>,
     id: &str,
     instance: &str,
     what: &str,
     script: &str,
 ) -> Result<(), AwsError> {
-    agent_online(cx, instance).await?;
     let command = send(cx, instance, what, script).await?;
     cx.report.resource(
         id,

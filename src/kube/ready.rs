@@ -9,7 +9,9 @@
 //! the connection or the server's trouble (429, 5xx) is opened again. Where the Nodes cannot be
 //! watched (403, 404 or 405 to the watch, or a stream that never gave an event: a role allowed
 //! only to list, a proxy that does not stream), they are listed every [`READY_POLL`] instead.
-//! At most one window or list per [`READY_POLL`] when they end early: never a busy loop.
+//! A window that carried nothing at all (not even a bookmark) is followed by a list, and a
+//! list that fails for the server's trouble is made again. At most one window or list per
+//! [`READY_POLL`] when they end early: never a busy loop.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,7 +36,7 @@ pub const WINDOW: u32 = 10;
 /// When the API server does not answer.
 pub async fn node_for_ip(client: &kube::Client, ip: &str) -> Result<Option<String>, AwsError> {
     let api: Api<Node> = Api::all(client.clone());
-    let (nodes, _) = list(&api).await?;
+    let (nodes, _) = list(&api).await.map_err(|(e, _)| e)?;
     Ok(nodes
         .values()
         .find(|n| internal_ip(n).as_deref() == Some(ip))
@@ -54,8 +56,9 @@ pub async fn wait_ready(
 ) -> Result<Vec<(String, String)>, AwsError> {
     let api: Api<Node> = Api::all(client.clone());
     let deadline = tokio::time::Instant::now() + max;
-    // The first look whatever the deadline: nodes already Ready pass at once.
-    let (mut nodes, mut version) = list(&api).await?;
+    // The first look whatever the deadline: nodes already Ready pass at once; a server that
+    // does not answer it fails the wait at once.
+    let (mut nodes, mut version) = list(&api).await.map_err(|(e, _)| e)?;
     let mut why = None;
     if !missing(&nodes, ips).is_empty() {
         let waited = tokio::time::timeout_at(deadline, async {
@@ -73,7 +76,10 @@ pub async fn wait_ready(
                         let seen = watch(&api, window, v, &mut nodes, ips, &mut streamed).await?;
                         match seen {
                             Window::Ready => return Ok::<(), AwsError>(()),
-                            Window::Ended => {}
+                            Window::Ended { quiet: false } => why = None,
+                            // Nothing in a whole window (not even a bookmark): a list next, in
+                            // case a proxy holds the stream without passing it on.
+                            Window::Ended { quiet: true } => version = None,
                             Window::Broken(w) => why = Some(w),
                             Window::Expired(w) => {
                                 why = Some(w);
@@ -87,12 +93,17 @@ pub async fn wait_ready(
                     }
                     // The first list gave no version, a window could not resume, or the Nodes
                     // cannot be watched.
-                    None => {
-                        (nodes, version) = list(&api).await?;
-                        if missing(&nodes, ips).is_empty() {
-                            return Ok(());
+                    None => match list(&api).await {
+                        Ok(listed) => {
+                            (nodes, version) = listed;
+                            if missing(&nodes, ips).is_empty() {
+                                return Ok(());
+                            }
                         }
-                    }
+                        // Asked again at the next poll, until the deadline.
+                        Err((e, true)) => why = Some(e.to_string()),
+                        Err((e, false)) => return Err(e),
+                    },
                 }
                 tokio::time::sleep_until(opened + tuning.scaled(READY_POLL)).await;
             }
@@ -127,8 +138,8 @@ pub async fn wait_ready(
 enum Window {
     /// Every address has a Ready Node.
     Ready,
-    /// The server ended it: the next resumes.
-    Ended,
+    /// The server ended it: the next resumes (`quiet`: it carried nothing at all).
+    Ended { quiet: bool },
     /// The connection broke, or the server was in trouble: the next resumes.
     Broken(String),
     /// It cannot be resumed (410 Gone, an ERROR event): list again.
@@ -164,7 +175,9 @@ async fn watch(
         Err(e) => return Err(api_error("watching", "the nodes", &e)),
     };
     let mut events = std::pin::pin!(events);
+    let mut quiet = true;
     while let Some(event) = events.next().await {
+        quiet = false;
         let (name, node) = match event {
             Ok(WatchEvent::Added(n) | WatchEvent::Modified(n)) => {
                 (n.metadata.name.clone(), Some(n))
@@ -178,6 +191,8 @@ async fn watch(
             Ok(WatchEvent::Error(s)) => {
                 return Ok(Window::Expired(format!("{} ({})", s.message, s.code)));
             }
+            // The connection broke while reading.
+            Err(e @ kube::Error::ReadEvents(_)) => return Ok(Window::Broken(message(&e))),
             // A stream that never gave an event (a line that is no event: a proxy's answer).
             Err(e) if !*streamed && !is_transient(&e) => return Ok(Window::Refused(message(&e))),
             Err(e) => return Ok(Window::Broken(message(&e))),
@@ -199,15 +214,18 @@ async fn watch(
             return Ok(Window::Ready);
         }
     }
-    Ok(Window::Ended)
+    Ok(Window::Ended { quiet })
 }
 
-/// Every Node by name, and the list's resourceVersion (to watch from).
-async fn list(api: &Api<Node>) -> Result<(BTreeMap<String, Node>, Option<String>), AwsError> {
+/// Every Node by name, and the list's resourceVersion (to watch from); an error says whether
+/// it is worth asking again (the server's trouble, no answer).
+async fn list(
+    api: &Api<Node>,
+) -> Result<(BTreeMap<String, Node>, Option<String>), (AwsError, bool)> {
     let list = api
         .list(&ListParams::default())
         .await
-        .map_err(|e| api_error("listing", "the nodes", &e))?;
+        .map_err(|e| (api_error("listing", "the nodes", &e), is_transient(&e)))?;
     let version = list.metadata.resource_version.filter(|v| !v.is_empty());
     let nodes = list
         .items

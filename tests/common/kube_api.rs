@@ -37,6 +37,8 @@ pub struct KubeState {
     /// Watch windows end this soon, whatever `timeoutSeconds` asks (an API server may end them
     /// early).
     pub window_cap: Option<std::time::Duration>,
+    /// The resourceVersion each watch asked for ("" for none), in order.
+    pub watched_from: Vec<String>,
     /// The last resourceVersion given, and the Nodes as each saw them (what a watch from it
     /// starts from).
     pub revision: u64,
@@ -201,7 +203,11 @@ pub async fn kube_stand_in(
                 // Keep-alive, as a real API server: requests until the client closes.
                 loop {
                     let req = read_request(&mut tls).await;
-                    if !follow && req.starts_with("GET /api/v1/nodes") {
+                    // A watch looks the instances up in its own loop.
+                    if !follow
+                        && req.starts_with("GET /api/v1/nodes")
+                        && super::kube_watch::Watch::of(&req).is_none()
+                    {
                         seen(&st, instance_ips(&c, &cluster).await);
                     }
                     if req.is_empty() {

@@ -3,7 +3,8 @@
 //! resourceVersion), from the resourceVersion asked for (none: an ADDED event for each Node
 //! first; one it no longer holds: an ERROR event, 410 Gone), until `timeoutSeconds` (or the
 //! stand-in's cap) ends it. Changes are seen within 5 ms (the instances looked up again every
-//! 50 ms when the stand-in does not follow the emulator); the watch stops when the client has
+//! 50 ms when the stand-in does not follow the emulator; a bookmark after 50 ms of quiet); the
+//! watch stops when the client has
 //! closed the connection or the stand-in has gone.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,10 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
 use super::kube_api::{KubeState, instance_ips, reply, seen};
+
+/// How long a watch is quiet before a bookmark (when asked for): within the shortest
+/// `window_cap` a test sets, so that a window carries one.
+const BOOKMARK_EVERY: Duration = Duration::from_millis(50);
 
 const FORBIDDEN: &str = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":403,"reason":"Forbidden","message":"nodes is forbidden: cannot watch resource \"nodes\""}"#;
 
@@ -56,6 +61,7 @@ impl Watch {
         let (refused, start, window) = {
             let mut st = st.lock().unwrap();
             st.requests.push("WATCH /api/v1/nodes".into());
+            st.watched_from.push(self.from.clone());
             let start = match self.from.as_str() {
                 "" => Some(BTreeMap::new()),
                 _ if st.expire_versions => None,
@@ -113,7 +119,7 @@ impl Watch {
                         }
                     }
                     sent = now;
-                } else if self.bookmarks && quiet.elapsed() >= Duration::from_millis(200) {
+                } else if self.bookmarks && quiet.elapsed() >= BOOKMARK_EVERY {
                     let rv = st.record(sent.clone()).to_string();
                     lines = format!(
                         "{}\n",

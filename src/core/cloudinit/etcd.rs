@@ -49,7 +49,7 @@ pub fn retime_script(interval: u32) -> String {
 /// What a control plane launched before etcd snapshots runs to save them, as one launched now
 /// does: provision-node.py of this release (its S3 client; for `cluster`, with the CA in
 /// `secret_parameter`), the backup script, its service and timer, each written to a temporary
-/// file moved in place; then the timer enabled. Fetched from the bucket by [`fetch_script`]
+/// file of its own moved in place (two installers at once do not mix); then the timer enabled. Fetched from the bucket by [`fetch_script`]
 /// (node.py alone is 16 KB).
 pub fn install_script(b: &EtcdBackupInput<'_>, cluster: &str, secret_parameter: &str) -> String {
     let mut files = vec![super::kubeadm::node_script(cluster, Some(secret_parameter))];
@@ -62,7 +62,7 @@ pub fn install_script(b: &EtcdBackupInput<'_>, cluster: &str, secret_parameter: 
         .map(|f| {
             let end = if f.content.ends_with('\n') { "" } else { "\n" };
             format!(
-                "install -d -m 0755 \"$(dirname {path})\"\ncat > {path}.new <<'{EOF}'\n{content}{end}{EOF}\nchmod {mode} {path}.new\nmv -f {path}.new {path}\n",
+                "install -d -m 0755 \"$(dirname {path})\"\ntmp=$(mktemp {path}.XXXXXX)\ncat > \"$tmp\" <<'{EOF}'\n{content}{end}{EOF}\nchmod {mode} \"$tmp\"\nmv -f \"$tmp\" {path}\n",
                 path = f.path,
                 content = f.content,
                 mode = f.permissions,
@@ -293,7 +293,7 @@ mod tests {
             assert!(!f.content.lines().any(|l| l == EOF), "{}", f.path);
             assert!(
                 script.contains(&format!(
-                    "cat > {p}.new <<'{EOF}'\n{c}{EOF}\nchmod {m} {p}.new\nmv -f {p}.new {p}\n",
+                    "tmp=$(mktemp {p}.XXXXXX)\ncat > \"$tmp\" <<'{EOF}'\n{c}{EOF}\nchmod {m} \"$tmp\"\nmv -f \"$tmp\" {p}\n",
                     p = f.path,
                     c = f.content,
                     m = f.permissions

@@ -497,3 +497,103 @@ print(m.authorization("GET", "examplebucket.s3.amazonaws.com", "/test.txt", "", 
         "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
     );
 }
+
+/// The installer a control plane of an earlier release runs, run for real under a temporary
+/// root (every absolute path moved there, `systemctl` a stub that records its arguments):
+/// every file it leaves is byte for byte the file a control plane launched now gets from
+/// `master()` (not restoring), with its mode; and the timer is enabled and restarted.
+#[test]
+fn the_snapshots_installer_leaves_what_a_new_control_plane_boots_with() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let backups = EtcdBackupInput {
+        bucket: BUCKET,
+        prefix: PREFIX,
+        interval: 900,
+        restore: None,
+    };
+    let token = crate::core::pki::generate_token().unwrap();
+    let boot = master(
+        &kubeadm("calico"),
+        &MasterInput {
+            cluster: "ci",
+            secret_parameter: "/provision/ci/bootstrap",
+            token: &token,
+            baseline: None,
+            log_shipper: None,
+            public_addresses: &[],
+            backups: Some(backups),
+        },
+    );
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().display().to_string();
+    // The installer's own commands moved under the root, not the files' contents.
+    let script: String = super::install_script(&backups, "ci", "/provision/ci/bootstrap")
+        .lines()
+        .map(|l| {
+            let own = [
+                "install -d -m 0755 \"$(dirname ",
+                "tmp=$(mktemp ",
+                "mv -f \"$tmp\" ",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p));
+            let l = if own {
+                l.replace("/usr/local/sbin/", &format!("{r}/usr/local/sbin/"))
+                    .replace("/etc/systemd/", &format!("{r}/etc/systemd/"))
+            } else {
+                l.to_string()
+            };
+            l + "\n"
+        })
+        .collect();
+    let bin = root.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(
+        bin.join("systemctl"),
+        format!("#!/bin/sh\necho \"$@\" >> {r}/systemctl.log\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("systemctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut written = Vec::new();
+    for dir in ["usr/local/sbin", "etc/systemd/system"] {
+        for e in std::fs::read_dir(root.path().join(dir)).unwrap() {
+            written.push(e.unwrap().path());
+        }
+    }
+    assert_eq!(
+        written.len(),
+        4,
+        "node.py, the backup script, its service and timer"
+    );
+    for path in &written {
+        let at = path.display().to_string().replacen(&r, "", 1);
+        let want = boot
+            .files
+            .iter()
+            .chain(&boot.gz_files)
+            .find(|f| f.path == at)
+            .unwrap_or_else(|| panic!("{at} is not written by a new control plane's boot"));
+        assert_eq!(std::fs::read_to_string(path).unwrap(), want.content, "{at}");
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(format!("0{mode:o}"), want.permissions, "{at}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("systemctl.log")).unwrap(),
+        "daemon-reload\nenable provision-etcd-backup.timer\nrestart provision-etcd-backup.timer\n"
+    );
+}

@@ -23,7 +23,7 @@ pub use eks::{
     EBS_CSI_POLICIES, EBS_CSI_SERVICE_ACCOUNT, EKS_CLUSTER_POLICIES, EKS_NODE_POLICIES,
     before_compute, nodegroup_id, nodegroup_name, template_id,
 };
-pub use kubeadm::{MASTER_EIP, MASTER_EIP_ASSOCIATION, worker_split};
+pub use kubeadm::{MASTER_EIP, MASTER_EIP_ASSOCIATION, master_address, worker_split};
 pub use rules::{NODE_EXPORTER_PORT, Protocol, Rule, SgRole, Source};
 
 /// One node of the graph.

@@ -49,9 +49,20 @@ pub enum Drift {
         from: u32,
         to: u32,
     },
-    /// Give the control plane `instance`, launched before etcd snapshots, its backup script
-    /// and timer (every `every` seconds).
+    /// Give the control plane `instance`, launched by an earlier release (no interval tag),
+    /// this release's backup script and timer (every `every` seconds).
     InstallBackups { instance: String, every: u32 },
+}
+
+impl Drift {
+    /// The control plane's instance the command goes to.
+    pub fn instance(&self) -> &str {
+        match self {
+            Drift::Upgrade { instance, .. }
+            | Drift::BackupInterval { instance, .. }
+            | Drift::InstallBackups { instance, .. } => instance,
+        }
+    }
 }
 
 impl fmt::Display for Drift {
@@ -69,7 +80,7 @@ impl fmt::Display for Drift {
             ),
             Drift::InstallBackups { instance, every } => write!(
                 f,
-                "save etcd every {} on the control plane {instance}, launched before etcd snapshots (their script, timer and provision-node.py, through SSM Run Command)",
+                "save etcd every {} on the control plane {instance}, launched by an earlier release (this one's backup script, timer and provision-node.py, through SSM Run Command)",
                 crate::core::stamp::format_duration(i64::from(*every)),
             ),
         }
@@ -108,8 +119,13 @@ impl Plan for KubeadmUpgrade {
                 }
             }
         }
+        let installs = drifts
+            .iter()
+            .any(|d| matches!(d, Drift::InstallBackups { .. }));
         if drifts.is_empty() {
             Change::keep(Some(master.id.clone()))
+        } else if let Some(w) = installs.then(|| off_address(master, cx)).flatten() {
+            Change::update(&master.id, drifts).warn(w)
         } else {
             Change::update(&master.id, drifts)
         }
@@ -119,6 +135,19 @@ impl Plan for KubeadmUpgrade {
     fn cost(&self, _p: &Profile) -> Cost {
         Cost::same(0.0)
     }
+}
+
+/// What a restore from its snapshots would not give a control plane of an earlier release that
+/// is not at the fixed address: the workers' way back (they joined at its own address).
+fn off_address(master: &super::instances::ObsInstance, cx: &Context<'_>) -> Option<String> {
+    let fixed = crate::core::graph::master_address(cx.spec)?.to_string();
+    let at = master.private_ip.as_deref()?;
+    (at != fixed).then(|| {
+        format!(
+            "the control plane {} is at {at}, not at {fixed}: a control plane restored from these snapshots would be at {fixed}, which its workers do not know (they would need replacing)",
+            master.id
+        )
+    })
 }
 
 impl KubeadmUpgrade {

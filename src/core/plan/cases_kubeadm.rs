@@ -37,7 +37,21 @@ pub(super) const KUBEADM_DAY2: &[Case] = &[
         change: |o| live(o, "master").for_each(|i| i.backup_interval = None),
         id: "control-plane-upgrade",
         action: Action::Update,
-        says: "save etcd every 15m on the control plane i-master-0, launched before etcd snapshots (their script, timer and provision-node.py, through SSM Run Command)",
+        says: "save etcd every 15m on the control plane i-master-0, launched by an earlier release (this one's backup script, timer and provision-node.py, through SSM Run Command)",
+        also: &[],
+    },
+    Case {
+        what: "a control plane of an earlier release at its own address: a restore would strand the workers, said",
+        spec: demo,
+        change: |o| {
+            live(o, "master").for_each(|i| {
+                i.backup_interval = None;
+                i.private_ip = Some("10.0.0.77".into());
+            });
+        },
+        id: "control-plane-upgrade",
+        action: Action::Update,
+        says: "the control plane i-master-0 is at 10.0.0.77, not at 10.0.0.10: a control plane restored from these snapshots would be at 10.0.0.10, which its workers do not know",
         also: &[],
     },
     Case {
