@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use common::crash::{
-    Moment, PROFILE, Span, census, env_u64, kill_at, moments, nothing_left, points, run,
+    Moment, PROFILE, Span, census, env_u64, kill_at, killed, moments, nothing_left, points, run,
 };
 use common::{Cluster, OwnEmulator};
 
@@ -33,11 +33,7 @@ async fn kill_and_resume(
     if &have != want {
         return Err(format!(
             "not the specified set (the killed run {}):\nwant {want:?}\nhave {have:?}",
-            if finished {
-                "had finished"
-            } else {
-                "was killed"
-            }
+            killed(finished)
         ));
     }
     let third = run(emu, cl, &["up", "-f", cl.spec_arg()]);
@@ -290,11 +286,7 @@ fn upgrade_point(
     rt.block_on(upgraded(emu, &cl.name)).map_err(|e| {
         format!(
             "after the resumed up (the killed run {}): {e}",
-            if finished {
-                "had finished"
-            } else {
-                "was killed"
-            }
+            killed(finished)
         )
     })?;
     let third = run(emu, &cl, &["up", "-f", cl.spec_arg()]);

@@ -9,10 +9,8 @@
 
 mod common;
 
-use std::time::Instant;
-
 use common::crash::{
-    Moment, PROFILE, Span, each_moment, env_u64, kill_at, points, run, settles_then_goes,
+    Moment, PROFILE, Span, each_moment, env_u64, kill_at, points, reference_run, resumes, run,
 };
 use common::{Cluster, OwnEmulator, tagged, terminate_the_control_plane, user_data};
 use provision::core::kinds::instances::ObsInstance;
@@ -86,21 +84,14 @@ async fn point(emu: &OwnEmulator, i: usize, at: Moment) -> Result<(), String> {
     let (cl, lost_id, worker) = Box::pin(lost(emu, i)).await?;
     let finished = tokio::task::block_in_place(|| kill_at(emu, &cl, at));
     let args = ["up", "-f", cl.spec_arg(), "--wait", "running"];
-    let again = tokio::task::block_in_place(|| run(emu, &cl, &args));
-    if !again.ok() {
-        return Err(format!("resumed up failed:\n{}", again.stderr));
-    }
-    Box::pin(restored(emu, &cl, &lost_id, &worker))
-        .await
-        .map_err(|e| {
-            let how = if finished {
-                "had finished"
-            } else {
-                "was killed"
-            };
-            format!("after the resumed up (the killed run {how}): {e}")
-        })?;
-    Box::pin(settles_then_goes(emu, &cl, &args)).await
+    resumes(
+        emu,
+        &cl,
+        &args,
+        finished,
+        restored(emu, &cl, &lost_id, &worker),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -110,11 +101,7 @@ async fn a_restore_killed_at_random_moments_resumes_with_one_new_control_plane()
     let seed = env_u64("PROVISION_CRASH_SEED", 1);
     // The reference: one uninterrupted restore, its duration and its resource events.
     let (reference, lost_id, worker) = Box::pin(lost(&emu, 0)).await.unwrap();
-    let t0 = Instant::now();
-    let up =
-        tokio::task::block_in_place(|| run(&emu, &reference, &["up", "-f", reference.spec_arg()]));
-    let full = t0.elapsed();
-    assert!(up.ok(), "reference restore failed:\n{}", up.stderr);
+    let (up, full) = reference_run(&emu, &reference);
     Box::pin(restored(&emu, &reference, &lost_id, &worker))
         .await
         .unwrap();

@@ -13,7 +13,8 @@
 mod common;
 
 use common::crash::{
-    Moment, PROFILE, Span, each_moment, env_u64, kill_run_at, points, run, settles_then_goes,
+    Moment, PROFILE, Span, each_moment, env_u64, kill_run_at, killed, points, run,
+    settles_then_goes,
 };
 use common::{Cluster, OwnEmulator, kube_stand_in_for, node_name, tagged};
 use provision::core::kinds::instances::ObsInstance;
@@ -146,11 +147,7 @@ async fn point(emu: &OwnEmulator, i: usize, at: Moment) -> Result<(), String> {
         .map_err(|e| {
             format!(
                 "after the resumed up (the killed run {}): {e}",
-                if finished {
-                    "had finished"
-                } else {
-                    "was killed"
-                }
+                killed(finished)
             )
         })?;
     Box::pin(settles_then_goes(emu, &cl, &args)).await

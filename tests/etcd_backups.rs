@@ -164,17 +164,7 @@ async fn up_makes_a_private_encrypted_expiring_bucket_only_the_control_plane_wri
     // A control plane of an earlier release (no such tag) saves nothing: it is given its
     // snapshots through Run Command, which fetches the installer from the bucket with a
     // presigned URL and runs it only when its SHA-256 matches; then the tag.
-    c.ec2
-        .delete_tags()
-        .resources(&m.id)
-        .tags(
-            aws_sdk_ec2::types::Tag::builder()
-                .key("provision:etcd-backup-interval")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::delete_tag(&c, &m.id, "provision:etcd-backup-interval").await;
     let earlier = cl.run(&["plan", "-f", cl.spec_arg()]);
     assert!(earlier.ok(), "{}", earlier.stderr);
     assert!(

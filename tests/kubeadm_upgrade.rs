@@ -117,17 +117,7 @@ async fn an_upgrade_runs_kubeadm_on_the_control_plane_through_run_command_then_r
     }
     assert_eq!(failed.calls("EC2", "RunInstances"), 0, "no worker replaced");
     assert_eq!(master(&c, &cl.name).await.version.as_deref(), Some("1.36"));
-    c.ec2
-        .delete_tags()
-        .resources(&m.id)
-        .tags(
-            aws_sdk_ec2::types::Tag::builder()
-                .key("provision-test:command-fails")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::delete_tag(&c, &m.id, "provision-test:command-fails").await;
 
     // The plan: the control plane, then every worker.
     let plan = cl.run(&["plan", "-f", cl.spec_arg(), "--api-server", &k.url]);

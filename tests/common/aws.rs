@@ -25,9 +25,9 @@ pub async fn user_data(c: &provision::aws::Clients, instance: &str) -> String {
     String::from_utf8(gunzip(&bytes)).unwrap()
 }
 
-/// The script of the last Run Command sent to `instance` (AWS-RunShellScript, through base64
-/// to bash, as `core::cloudinit::run_command` writes it).
-pub async fn sent_script(c: &provision::aws::Clients, instance: &str) -> String {
+/// The scripts of the Run Commands sent to `instance`, oldest first (AWS-RunShellScript,
+/// through base64 to bash, as `core::cloudinit::run_command` writes them).
+pub async fn sent_scripts(c: &provision::aws::Clients, instance: &str) -> Vec<String> {
     use base64::Engine as _;
     let commands = c
         .ssm
@@ -36,20 +36,44 @@ pub async fn sent_script(c: &provision::aws::Clients, instance: &str) -> String 
         .send()
         .await
         .unwrap();
-    let cmd = commands.commands().last().expect("a command was sent");
-    assert_eq!(cmd.document_name(), Some("AWS-RunShellScript"));
-    let line = &cmd.parameters().unwrap()["commands"][0];
-    let b64 = line
-        .split("echo ")
-        .nth(1)
-        .and_then(|l| l.split(' ').next())
+    commands
+        .commands()
+        .iter()
+        .map(|cmd| {
+            assert_eq!(cmd.document_name(), Some("AWS-RunShellScript"));
+            let line = &cmd.parameters().unwrap()["commands"][0];
+            let b64 = line
+                .split("echo ")
+                .nth(1)
+                .and_then(|l| l.split(' ').next())
+                .unwrap();
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// The script of the last Run Command sent to `instance`.
+pub async fn sent_script(c: &provision::aws::Clients, instance: &str) -> String {
+    sent_scripts(c, instance)
+        .await
+        .pop()
+        .expect("a command was sent")
+}
+
+/// Takes the tag `key` off the EC2 resource `id`.
+pub async fn delete_tag(c: &provision::aws::Clients, id: &str, key: &str) {
+    c.ec2
+        .delete_tags()
+        .resources(id)
+        .tags(aws_sdk_ec2::types::Tag::builder().key(key).build())
+        .send()
+        .await
         .unwrap();
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// The text of packed user data: instances get their document gzip-compressed (what

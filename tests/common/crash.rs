@@ -42,6 +42,15 @@ impl Rng {
 
 /// How many kill moments a crash test takes (of which some tests take a part):
 /// `PROVISION_CRASH_POINTS`, 10 by default (`make test`); `make bench` takes 50.
+/// How a killed run ended, for a failure's message.
+pub fn killed(finished: bool) -> &'static str {
+    if finished {
+        "had finished"
+    } else {
+        "was killed"
+    }
+}
+
 pub fn points() -> u64 {
     env_u64("PROVISION_CRASH_POINTS", 10)
 }
@@ -283,6 +292,41 @@ where
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The run after a kill (`finished`: whether the killed run had ended) with `args`: it must
+/// succeed and leave what `check` wants; then [`settles_then_goes`].
+pub async fn resumes<F>(
+    emu: &OwnEmulator,
+    cl: &Cluster,
+    args: &[&str],
+    finished: bool,
+    check: F,
+) -> Result<(), String>
+where
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    let again = tokio::task::block_in_place(|| run(emu, cl, args));
+    if !again.ok() {
+        return Err(format!("resumed up failed:\n{}", again.stderr));
+    }
+    Box::pin(check).await.map_err(|e| {
+        format!(
+            "after the resumed up (the killed run {}): {e}",
+            killed(finished)
+        )
+    })?;
+    Box::pin(settles_then_goes(emu, cl, args)).await
+}
+
+/// One uninterrupted `up` of `cl` (the reference a test's kill moments come from), and how
+/// long it took.
+pub fn reference_run(emu: &OwnEmulator, cl: &Cluster) -> (Run, Duration) {
+    let t0 = std::time::Instant::now();
+    let up = tokio::task::block_in_place(|| run(emu, cl, &["up", "-f", cl.spec_arg()]));
+    let full = t0.elapsed();
+    assert!(up.ok(), "the reference run failed:\n{}", up.stderr);
+    (up, full)
 }
 
 /// After a resumed run: one more `args` run changes nothing, then `down` leaves nothing.
