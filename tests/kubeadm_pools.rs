@@ -339,7 +339,7 @@ async fn a_new_node_never_ready_stops_the_roll_naming_it_and_the_next_up_resumes
     cl.edit("count = 1\n", "count = 1\ninstance_type = \"t3.large\"\n");
 
     // The new node registers but never becomes Ready, and the credentials may list the Nodes
-    // but not watch them: the wait lists them instead, and at its deadline (2 s) names the
+    // but not watch them: the wait lists them instead, and at its deadline (3 s) names the
     // address and why it did not watch; the old node is neither cordoned nor drained.
     let k = stand_in(&c, &cl, 0).await;
     {
@@ -347,7 +347,7 @@ async fn a_new_node_never_ready_stops_the_roll_naming_it_and_the_next_up_resumes
         st.ready_after = std::time::Duration::from_secs(3600);
         st.refuse_watch = true;
     }
-    let stuck = up_via(&cl, &k.url, &["--cluster-timeout", "2"]);
+    let stuck = up_via(&cl, &k.url, &["--cluster-timeout", "3"]);
     assert_eq!(stuck.code, Some(1), "{}", stuck.stderr);
     let new = live(&c, &cl.name)
         .await
@@ -357,7 +357,7 @@ async fn a_new_node_never_ready_stops_the_roll_naming_it_and_the_next_up_resumes
     let ip = new.private_ip.clone().unwrap();
     assert!(
         stuck.stderr.contains(&format!(
-            "still not Ready: {ip} after 2 s (the limit) (the watch: listing them instead: nodes is forbidden"
+            "still not Ready: {ip} after 3 s (the limit) (the watch: listing them instead: nodes is forbidden"
         )),
         "{}",
         stuck.stderr
@@ -370,12 +370,14 @@ async fn a_new_node_never_ready_stops_the_roll_naming_it_and_the_next_up_resumes
     assert!(count(&requests, "GET /api/v1/nodes") >= 2, "{requests:?}");
     assert!(k.changes().is_empty(), "{:?}", k.changes());
 
-    // The next `up` finds it Ready 3 s later (well after its wait began) while every watch
-    // from a resourceVersion is answered 410 Gone: it lists again each time, and drains the
-    // old node; no second launch.
+    // The next `up` finds it not Ready at first; it becomes Ready once the wait watches, and
+    // every watch from a resourceVersion is answered 410 Gone: the wait lists again, and the
+    // old node is drained; no second launch.
     {
         let mut st = k.state.lock().unwrap();
-        st.ready_after = st.first_seen[&ip].elapsed() + std::time::Duration::from_secs(3);
+        st.ready_after = std::time::Duration::ZERO;
+        st.not_ready.insert(ip.clone());
+        st.ready_at_watch.insert(ip.clone());
         st.refuse_watch = false;
         st.expire_versions = true;
     }

@@ -44,6 +44,9 @@ pub struct KubeState {
     pub revision: u64,
     pub versions:
         std::collections::HashMap<u64, std::collections::BTreeMap<String, serde_json::Value>>,
+    /// Addresses taken out of `not_ready` when a watch of the Nodes is asked for: nodes that
+    /// become Ready while the client watches, whatever the machine's speed.
+    pub ready_at_watch: BTreeSet<String>,
     /// Private addresses whose nodes are not Ready.
     pub not_ready: BTreeSet<String>,
     /// The running instances' private addresses, as the last node list found them.

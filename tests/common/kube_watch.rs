@@ -62,6 +62,9 @@ impl Watch {
             let mut st = st.lock().unwrap();
             st.requests.push("WATCH /api/v1/nodes".into());
             st.watched_from.push(self.from.clone());
+            for ip in std::mem::take(&mut st.ready_at_watch) {
+                st.not_ready.remove(&ip);
+            }
             let start = match self.from.as_str() {
                 "" => Some(BTreeMap::new()),
                 _ if st.expire_versions => None,
