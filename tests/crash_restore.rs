@@ -10,7 +10,8 @@
 mod common;
 
 use common::crash::{
-    Moment, PROFILE, Span, each_moment, env_u64, kill_at, points, reference_run, resumes, run,
+    Moment, PROFILE, Span, down_reference, each_moment, env_u64, kill_at, points, reference_run,
+    resumes, run,
 };
 use common::{Cluster, OwnEmulator, tagged, terminate_the_control_plane, user_data};
 use provision::core::kinds::instances::ObsInstance;
@@ -106,14 +107,7 @@ async fn a_restore_killed_at_random_moments_resumes_with_one_new_control_plane()
         .await
         .unwrap();
     let span = Span::whole(&up, full);
-    assert!(
-        tokio::task::block_in_place(|| run(
-            &emu,
-            &reference,
-            &["down", "-f", reference.spec_arg()]
-        ))
-        .ok()
-    );
+    down_reference(&emu, &reference);
 
     let emu = &emu;
     each_moment(seed, points, ("restore", span), |i, at| point(emu, i, at)).await;

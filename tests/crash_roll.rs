@@ -13,7 +13,7 @@
 mod common;
 
 use common::crash::{
-    Moment, PROFILE, Span, each_moment, env_u64, kill_run_at, killed, points, run,
+    Moment, PROFILE, Span, down_reference, each_moment, env_u64, kill_run_at, killed, points, run,
     settles_then_goes,
 };
 use common::{Cluster, OwnEmulator, kube_stand_in_for, node_name, tagged};
@@ -193,14 +193,7 @@ async fn a_rolling_replacement_killed_at_random_moments_resumes_without_doubles_
         |e| pool_event(e, "created"),
         (|e: &serde_json::Value| pool_event(e, "waiting"), 1),
     );
-    assert!(
-        tokio::task::block_in_place(|| run(
-            &emu,
-            &reference,
-            &["down", "-f", reference.spec_arg()]
-        ))
-        .ok()
-    );
+    down_reference(&emu, &reference);
 
     each_moment(seed, points, ("replacement", span), |i, at| {
         point(&emu, i, at)

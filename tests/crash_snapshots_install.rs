@@ -12,7 +12,8 @@
 mod common;
 
 use common::crash::{
-    Moment, PROFILE, Span, each_moment, env_u64, kill_at, points, reference_run, resumes, run,
+    Moment, PROFILE, Span, down_reference, each_moment, env_u64, kill_at, points, reference_run,
+    resumes, run,
 };
 use common::{Cluster, OwnEmulator, tagged};
 
@@ -153,14 +154,7 @@ async fn giving_an_earlier_control_plane_snapshots_killed_at_random_moments_resu
         ),
     );
     assert!(span.to <= full);
-    assert!(
-        tokio::task::block_in_place(|| run(
-            &emu,
-            &reference,
-            &["down", "-f", reference.spec_arg()]
-        ))
-        .ok()
-    );
+    down_reference(&emu, &reference);
 
     let (emu, resent) = (&emu, std::sync::atomic::AtomicUsize::new(0));
     each_moment(seed, points, ("snapshots' install", span), |i, at| {

@@ -319,6 +319,12 @@ where
     Box::pin(settles_then_goes(emu, cl, args)).await
 }
 
+/// `down` of the reference cluster once its run has given the kill moments (it must succeed).
+pub fn down_reference(emu: &OwnEmulator, cl: &Cluster) {
+    let down = tokio::task::block_in_place(|| run(emu, cl, &["down", "-f", cl.spec_arg()]));
+    assert!(down.ok(), "the reference's down failed:\n{}", down.stderr);
+}
+
 /// One uninterrupted `up` of `cl` (the reference a test's kill moments come from), and how
 /// long it took.
 pub fn reference_run(emu: &OwnEmulator, cl: &Cluster) -> (Run, Duration) {
